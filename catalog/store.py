@@ -1,0 +1,282 @@
+"""Reading and writing catalog rows as records: the one place that maps records onto tables.
+
+Reference kinds (hardware, instances, models, schemes, support) are keyed by natural keys:
+writing an identical record again is a no-op, a different one is refused unless ``replace``.
+Measurement kinds (profiles, quality) are append-only: keyed by what they describe, their
+source and their run id; an identical row is a no-op, a conflicting one is always refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from quantplan.catalog.models import (
+    EngineSupport,
+    Hardware,
+    InstanceType,
+    ModelCard,
+    Profile,
+    QualityResult,
+    QuantScheme,
+)
+from quantplan.catalog.records import (
+    EngineSupportRecord,
+    HardwareRecord,
+    InstanceRecord,
+    ModelRecord,
+    ProfileRecord,
+    QualityRecord,
+    Record,
+    SchemeRecord,
+)
+from sqlmodel import Session, SQLModel, select
+
+from quantplan.errors import QuantplanError, UnknownNameError
+
+WriteOutcome = Literal["inserted", "unchanged", "replaced"]
+MEASUREMENT_KINDS = frozenset({"profiles", "quality"})
+
+
+class ConflictError(QuantplanError):
+    """A record disagrees with a row already in the catalog."""
+
+
+def instance_key(cloud: str, name: str, region: str) -> str:
+    return f"{cloud}/{name}/{region}"
+
+
+class _Resolver:
+    """Looks up related rows by natural key within one session, with near-miss suggestions."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._cache: dict[tuple[type[SQLModel], str], int] = {}
+
+    def _by_name(self, table: type[SQLModel], what: str, name: str) -> int:
+        key = (table, name)
+        if key not in self._cache:
+            row = self.session.exec(select(table).where(table.name == name)).first()  # type: ignore[attr-defined]
+            if row is None:
+                known = self.session.exec(select(table.name)).all()  # type: ignore[attr-defined]
+                raise UnknownNameError(what, name, known)
+            self._cache[key] = row.id  # type: ignore[attr-defined]
+        return self._cache[key]
+
+    def hardware(self, name: str) -> int:
+        return self._by_name(Hardware, "hardware", name)
+
+    def model(self, name: str) -> int:
+        return self._by_name(ModelCard, "model", name)
+
+    def scheme(self, name: str) -> int:
+        return self._by_name(QuantScheme, "scheme", name)
+
+    def instance(self, key: str | None) -> int | None:
+        if key is None:
+            return None
+        parts = key.split("/")
+        if len(parts) != 3:
+            raise QuantplanError(
+                f"instance reference {key!r} is not cloud/name/region",
+                hint="write it like aws/g5.xlarge/us-east-1",
+            )
+        cloud, name, region = parts
+        row = self.session.exec(
+            select(InstanceType).where(
+                InstanceType.cloud == cloud,
+                InstanceType.name == name,
+                InstanceType.region == region,
+            )
+        ).first()
+        if row is None:
+            known = [
+                instance_key(r.cloud, r.name, r.region)
+                for r in self.session.exec(select(InstanceType)).all()
+            ]
+            raise UnknownNameError("instance type", key, known)
+        return row.id
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one record kind maps onto its table."""
+
+    table: type[SQLModel]
+    record: type[Record]
+    key_fields: tuple[str, ...]
+    to_columns: Callable[[Record, _Resolver], dict[str, Any]]
+    from_row: Callable[[Any], Record]
+
+
+def _plain(record: Record) -> dict[str, Any]:
+    return record.model_dump()
+
+
+def _hardware_from_row(row: Hardware) -> HardwareRecord:
+    return HardwareRecord.model_validate(row.model_dump(exclude={"id"}))
+
+
+def _instance_columns(record: Record, resolve: _Resolver) -> dict[str, Any]:
+    data = record.model_dump()
+    data["hardware_id"] = resolve.hardware(data.pop("hardware"))
+    return data
+
+
+def _instance_from_row(row: InstanceType) -> InstanceRecord:
+    data = row.model_dump(exclude={"id", "hardware_id"})
+    return InstanceRecord.model_validate({**data, "hardware": row.hardware.name})
+
+
+def _measurement_columns(record: Record, resolve: _Resolver) -> dict[str, Any]:
+    data = record.model_dump()
+    data["model_id"] = resolve.model(data.pop("model"))
+    data["scheme_id"] = resolve.scheme(data.pop("scheme"))
+    if "hardware" in data:
+        data["hardware_id"] = resolve.hardware(data.pop("hardware"))
+        data["instance_type_id"] = resolve.instance(data.pop("instance"))
+    if data.get("recorded_at") is None:
+        data.pop("recorded_at", None)
+    return data
+
+
+def _profile_from_row(row: Profile) -> ProfileRecord:
+    data = row.model_dump(
+        exclude={"id", "model_id", "scheme_id", "hardware_id", "instance_type_id"}
+    )
+    where = row.instance_type
+    return ProfileRecord.model_validate(
+        {
+            **data,
+            "model": row.model.name,
+            "scheme": row.scheme.name,
+            "hardware": row.hardware.name,
+            "instance": instance_key(where.cloud, where.name, where.region) if where else None,
+        }
+    )
+
+
+def _quality_from_row(row: QualityResult) -> QualityRecord:
+    data = row.model_dump(exclude={"id", "model_id", "scheme_id"})
+    return QualityRecord.model_validate(
+        {**data, "model": row.model.name, "scheme": row.scheme.name}
+    )
+
+
+def _simple_from_row(record_type: type[Record]) -> Callable[[Any], Record]:
+    return lambda row: record_type.model_validate(row.model_dump(exclude={"id"}))
+
+
+KINDS: dict[str, _Kind] = {
+    "hardware": _Kind(
+        Hardware, HardwareRecord, ("name",), lambda r, _: _plain(r), _hardware_from_row
+    ),
+    "instances": _Kind(
+        InstanceType,
+        InstanceRecord,
+        ("cloud", "name", "region"),
+        _instance_columns,
+        _instance_from_row,
+    ),
+    "models": _Kind(
+        ModelCard, ModelRecord, ("name",), lambda r, _: _plain(r), _simple_from_row(ModelRecord)
+    ),
+    "schemes": _Kind(
+        QuantScheme, SchemeRecord, ("name",), lambda r, _: _plain(r), _simple_from_row(SchemeRecord)
+    ),
+    "support": _Kind(
+        EngineSupport,
+        EngineSupportRecord,
+        ("engine", "family", "device_kind", "bits"),
+        lambda r, _: _plain(r),
+        _simple_from_row(EngineSupportRecord),
+    ),
+    "profiles": _Kind(
+        Profile,
+        ProfileRecord,
+        (
+            "model_id",
+            "scheme_id",
+            "engine",
+            "hardware_id",
+            "hardware_count",
+            "instance_type_id",
+            "input_tokens",
+            "output_tokens",
+            "concurrency",
+            "request_rate",
+            "basis",
+            "source",
+            "run_id",
+        ),
+        _measurement_columns,
+        _profile_from_row,
+    ),
+    "quality": _Kind(
+        QualityResult,
+        QualityRecord,
+        ("model_id", "scheme_id", "eval_set", "engine", "basis", "source", "run_id"),
+        _measurement_columns,
+        _quality_from_row,
+    ),
+}
+
+
+def _comparable(columns: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in columns.items() if k not in {"recorded_at"}}
+
+
+def describe_key(kind: str, record: Record) -> str:
+    spec = KINDS[kind]
+    data = record.model_dump()
+    names = [f.removesuffix("_id") for f in spec.key_fields]
+    return ", ".join(f"{n}={data.get(n)!s}" for n in names if n in data)
+
+
+def write_record(
+    session: Session, kind: str, record: Record, *, replace: bool = False
+) -> WriteOutcome:
+    """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch."""
+    spec = KINDS[kind]
+    columns = spec.to_columns(record, _Resolver(session))
+    table = spec.table
+    condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
+    existing = session.exec(select(table).where(*condition)).first()
+    if existing is None:
+        session.add(table.model_validate(columns))
+        session.flush()
+        return "inserted"
+    current = _comparable(existing.model_dump(exclude={"id"}))
+    wanted = _comparable(columns)
+    differing = sorted(k for k, v in wanted.items() if current.get(k) != v)
+    if not differing:
+        return "unchanged"
+    if kind in MEASUREMENT_KINDS or not replace:
+        why = "measurements are append-only" if kind in MEASUREMENT_KINDS else "use --replace"
+        raise ConflictError(
+            f"{describe_key(kind, record)} already exists with different {', '.join(differing)}",
+            hint=why if kind in MEASUREMENT_KINDS else f"{why} to update it",
+        )
+    for field in differing:
+        setattr(existing, field, wanted[field])
+    session.add(existing)
+    session.flush()
+    return "replaced"
+
+
+def read_records(session: Session, kind: str) -> list[Record]:
+    """Every row of ``kind`` as records, in a stable order."""
+    spec = KINDS[kind]
+    rows = session.exec(select(spec.table).order_by(spec.table.id)).all()  # type: ignore[attr-defined]
+    return [spec.from_row(row) for row in rows]
+
+
+def write_records(
+    session: Session, kind: str, records: Iterable[Record], *, replace: bool = False
+) -> dict[str, int]:
+    """Write many records in the caller's transaction; counts per outcome."""
+    counts = {"inserted": 0, "unchanged": 0, "replaced": 0}
+    for record in records:
+        counts[write_record(session, kind, record, replace=replace)] += 1
+    return counts
