@@ -1,0 +1,1 @@
+"""One benchmark protocol for every engine: workload, streaming client, metrics, load shapes."""

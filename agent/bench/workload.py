@@ -1,0 +1,65 @@
+"""The benchmark workload: the same prompts and token counts for every engine.
+
+Prompts are cut from the standard library's ``pydoc_data.topics`` (English prose present on
+every Python install, so no download), in a fixed order, so two runs with the same parameters
+send byte-identical requests. Prompt length is set in characters; the server's own token count
+(usage) is what the metrics report.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# English prose averages about four characters per token for Llama-style BPE vocabularies.
+CHARS_PER_TOKEN = 4
+
+
+class Workload(BaseModel):
+    """What each request asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = Field(default=128, ge=1, le=32768, description="Target prompt length")
+    output_tokens: int = Field(default=64, ge=1, le=32768, description="Tokens to generate")
+    ignore_eos: bool = Field(
+        default=True,
+        description="Ask the engine to keep generating past end-of-sequence, so every request "
+        "produces exactly output_tokens (engines that do not know the flag ignore it)",
+    )
+    temperature: float = Field(default=0.0, ge=0)
+    seed: int = Field(default=0, description="Seed for prompt order and Poisson arrivals")
+
+
+def _prose_paragraphs() -> list[str]:
+    from pydoc_data.topics import topics
+
+    paragraphs: list[str] = []
+    for key in sorted(topics):
+        for block in topics[key].split("\n\n"):
+            text = " ".join(block.split())
+            if len(text) >= 80:
+                paragraphs.append(text)
+    return paragraphs
+
+
+def make_prompts(workload: Workload, count: int) -> list[str]:
+    """``count`` prompts of about ``workload.input_tokens`` tokens each, deterministic."""
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    paragraphs = _prose_paragraphs()
+    random.Random(workload.seed).shuffle(paragraphs)
+    target_chars = workload.input_tokens * CHARS_PER_TOKEN
+    prompts: list[str] = []
+    cursor = 0
+    while len(prompts) < count:
+        pieces: list[str] = []
+        size = 0
+        while size < target_chars:
+            piece = paragraphs[cursor % len(paragraphs)]
+            cursor += 1
+            pieces.append(piece)
+            size += len(piece) + 1
+        prompts.append(" ".join(pieces)[:target_chars])
+    return prompts

@@ -1,0 +1,169 @@
+"""The one small interface every serving engine implements, and what an artifact is.
+
+An engine says up front whether it can serve an artifact on this hardware and why not
+(``can_run``), checks the artifact's format before anything starts (``check_artifact``), and
+builds the command line of its OpenAI-compatible server. The manager does everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.serve.errors import InvalidArtifactError
+from quantplan.agent.serve.hardware import HostHardware
+
+GGUF_MAGIC = b"GGUF"
+
+
+class ArtifactInfo(BaseModel):
+    """What the files of an artifact say about themselves (no weights are loaded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path
+    format: Literal["hf", "gguf"]
+    quant_method: str = Field(
+        description="none (16-bit), gptq, awq, compressed-tensors, or the GGUF file type"
+    )
+    weight_bits: int | None = Field(default=None, description="Quantized weight bits, if known")
+    symmetric: bool | None = Field(default=None, description="Symmetric quantization, if known")
+    size_bytes: int = Field(ge=0, description="Bytes on disk (weights + metadata)")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _gguf_file(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    files = sorted(path.glob("*.gguf"))
+    return files[0] if len(files) == 1 else None
+
+
+def inspect_artifact(path: Path) -> ArtifactInfo:
+    """Describe a model directory or GGUF file, or say clearly why it is not one."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InvalidArtifactError(
+            f"artifact {path} does not exist",
+            hint="pass a model directory (config.json + safetensors) or a .gguf file",
+        )
+    gguf = _gguf_file(path)
+    if gguf is not None and (path.is_file() or not (path / "config.json").exists()):
+        with gguf.open("rb") as handle:
+            magic = handle.read(4)
+        if magic != GGUF_MAGIC:
+            raise InvalidArtifactError(
+                f"{gguf} is not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})",
+                hint="the file is truncated or another format; re-create it with "
+                "`quantplan quantize --method gguf`",
+            )
+        return ArtifactInfo(
+            path=gguf, format="gguf", quant_method=_gguf_type(gguf), size_bytes=_size(gguf)
+        )
+    config_path = path / "config.json"
+    if not path.is_dir() or not config_path.exists():
+        raise InvalidArtifactError(
+            f"{path} is neither a GGUF file nor a Hugging Face model directory",
+            hint="a model directory holds config.json and *.safetensors",
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise InvalidArtifactError(f"{config_path} is not valid JSON: {error}") from error
+    method, bits, symmetric = _hf_quantization(config.get("quantization_config"))
+    return ArtifactInfo(
+        path=path,
+        format="hf",
+        quant_method=method,
+        weight_bits=bits,
+        symmetric=symmetric,
+        size_bytes=_size(path),
+    )
+
+
+def _hf_quantization(qconfig: dict | None) -> tuple[str, int | None, bool | None]:
+    if not qconfig:
+        return "none", None, None
+    method = str(qconfig.get("quant_method", "unknown"))
+    if method == "compressed-tensors":
+        for group in (qconfig.get("config_groups") or {}).values():
+            weights = group.get("weights") or {}
+            if weights.get("num_bits") is not None:
+                return method, int(weights["num_bits"]), weights.get("symmetric")
+        return method, None, None
+    bits = qconfig.get("bits") or qconfig.get("w_bit")
+    symmetric = qconfig.get("sym")
+    if symmetric is None and "zero_point" in qconfig:
+        symmetric = not qconfig["zero_point"]
+    return method, int(bits) if bits else None, symmetric
+
+
+def _gguf_type(path: Path) -> str:
+    """The GGUF file type name (e.g. MOSTLY_Q4_K_M) from its metadata, 'gguf' if unreadable."""
+    try:
+        from gguf import GGUFReader, LlamaFileType
+
+        field = GGUFReader(path).get_field("general.file_type")
+        if field is None:
+            return "gguf"
+        return LlamaFileType(int(field.contents())).name
+    except Exception:  # a damaged header is for the engine to report; the format is known
+        return "gguf"
+
+
+class ServeOptions(BaseModel):
+    """How to run a server; every engine honours these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Bind address; never 0.0.0.0 unless asked")
+    port: int | None = Field(default=None, ge=1, le=65535, description="None = a free port")
+    api_key: str | None = Field(default=None, description="Require this bearer token on /v1")
+    startup_timeout_s: float = Field(default=300.0, gt=0)
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for the engine")
+    max_model_len: int = Field(default=2048, ge=64, description="Context length to allocate")
+    kv_cache_gib: float = Field(default=2.0, gt=0, description="vLLM CPU KV cache space")
+    gpu_layers: int = Field(default=-1, description="llama.cpp layers on the GPU (-1 = all)")
+    extra_args: list[str] = Field(default_factory=list, description="Passed to the engine as-is")
+
+
+class EngineServer(ABC):
+    """One serving engine. Subclasses are stateless; the manager owns the process."""
+
+    name: ClassVar[str]
+    toolchain: ClassVar[str]
+    health_path: ClassVar[str] = "/v1/models"
+
+    @abstractmethod
+    def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
+        """Whether this engine serves ``model`` on ``hardware``; the reason either way."""
+
+    @abstractmethod
+    def command(
+        self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
+    ) -> list[str]:
+        """The server's command line."""
+
+    def environment(self, options: ServeOptions) -> dict[str, str]:
+        """Extra environment variables for the server process."""
+        return {}
+
+    def served_model_name(self, model: ArtifactInfo) -> str:
+        """The ``model`` field clients must send."""
+        return model.path.stem if model.format == "gguf" else model.path.name
+
+    def version_probe(self) -> str:
+        """Python source printing the engine's version, run with the toolchain interpreter."""
+        return "print('unknown')"
+
+    @abstractmethod
+    def check_artifact(self, model: ArtifactInfo) -> None:
+        """Raise InvalidArtifactError if the engine cannot load this format at all."""

@@ -1,0 +1,82 @@
+"""llama.cpp through llama-cpp-python's OpenAI-compatible server, for GGUF files.
+
+The build flags decide what runs: on these machines the library is built with AMX off
+(``GGML_NATIVE=OFF``, AVX-512 on), because the CPUs advertise AMX that the VM does not allow.
+A CUDA build offloads all layers with ``gpu_layers=-1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
+from quantplan.agent.serve.errors import InvalidArtifactError
+from quantplan.agent.serve.hardware import HostHardware
+
+# The managed CPU build enables these instruction sets; a CPU without them would SIGILL.
+CPU_BUILD_FLAGS = ("avx2", "fma", "f16c", "avx512f")
+
+
+class LlamaCppServer(EngineServer):
+    name: ClassVar[str] = "llama.cpp"
+    toolchain: ClassVar[str] = "llama-cpp"
+
+    def __init__(self, *, cuda: bool = False) -> None:
+        self.cuda = cuda
+
+    def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
+        if model.format != "gguf":
+            return (
+                False,
+                "llama.cpp serves GGUF files; convert with `quantplan quantize --method gguf`",
+            )
+        if self.cuda:
+            if hardware.device_kind != "gpu":
+                return False, "this llama.cpp build offloads to CUDA, and no GPU is visible"
+            return True, f"{model.quant_method} on llama.cpp CUDA ({hardware.gpu_name})"
+        missing = [f for f in CPU_BUILD_FLAGS if f not in hardware.cpu_flags]
+        if missing:
+            return False, f"the llama-cpp CPU build uses {', '.join(missing)}; this CPU lacks it"
+        return True, f"{model.quant_method} on llama.cpp CPU (AVX-512, AMX off)"
+
+    def check_artifact(self, model: ArtifactInfo) -> None:
+        if model.format != "gguf":
+            raise InvalidArtifactError(
+                f"{model.path} is a Hugging Face checkpoint; llama.cpp serves GGUF files",
+                hint="convert it with `quantplan quantize --method gguf`, or use --engine vllm",
+            )
+
+    def command(
+        self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
+    ) -> list[str]:
+        command = [
+            str(python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model.path),
+            "--model_alias",
+            self.served_model_name(model),
+            "--host",
+            options.host,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(options.max_model_len),
+            "--n_gpu_layers",
+            str(options.gpu_layers if self.cuda else 0),
+        ]
+        if options.threads:
+            command += ["--n_threads", str(options.threads)]
+        if options.api_key:
+            command += ["--api_key", options.api_key]
+        return command + list(options.extra_args)
+
+    def version_probe(self) -> str:
+        return (
+            "import json, llama_cpp\n"
+            "info = llama_cpp.llama_print_system_info().decode(errors='replace')\n"
+            "print(json.dumps({'engine_version': llama_cpp.__version__,"
+            " 'build': ' '.join(info.split())}))"
+        )
