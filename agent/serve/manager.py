@@ -44,7 +44,10 @@ def log_dir() -> Path:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now (connections in TIME_WAIT do not count,
+    since servers bind with SO_REUSEADDR as this probe does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
