@@ -1,0 +1,215 @@
+"""The Plan: the planner's decision, and the contract the agent applies later.
+
+A plan file (YAML or JSON) holds the targets it answers, whether they can be met, the chosen
+deployment with every predicted number's basis and uncertainty band, the alternatives, the
+rejected options with the reason each lost, and -- when nothing fits -- which constraint binds
+and the nearest plans that relax it. ``fleet`` is what to deploy: one entry for a single
+instance type, several for a mixed fleet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from quantplan.planner.targets import StrictModel, Targets
+
+from quantplan.errors import QuantplanError
+
+SCHEMA_VERSION = 1
+"""Bumped on any incompatible change to the plan file."""
+
+EstimateBasis = Literal["measured", "interpolated", "modeled", "published"]
+Pricing = Literal["on_demand", "spot"]
+RejectionStage = Literal[
+    "constraints",
+    "compatibility",
+    "memory",
+    "slo",
+    "quality",
+    "replicas",
+    "budget",
+    "cost",
+]
+
+
+class Estimate(StrictModel):
+    """A predicted number with where it comes from and how far off it may be."""
+
+    value: float = Field(description="Best estimate")
+    low: float = Field(description="Lower end of the uncertainty band")
+    high: float = Field(description="Upper end of the uncertainty band")
+    basis: EstimateBasis = Field(
+        description="measured (same model/scheme/engine/hardware at this concurrency), "
+        "interpolated (between measured concurrencies), modeled (roofline or closest "
+        "evidence), published (a cited third-party figure)"
+    )
+    note: str = Field(default="", description="What the estimate rests on, in words")
+
+
+class InstanceRef(StrictModel):
+    """One rentable machine type in one place."""
+
+    cloud: str = Field(description="Cloud provider, e.g. aws")
+    name: str = Field(description="Instance type, e.g. g6.xlarge")
+    region: str = Field(description="Region, e.g. us-east-1")
+
+    def __str__(self) -> str:
+        return f"{self.cloud}/{self.name}/{self.region}"
+
+
+class PredictedMetrics(StrictModel):
+    """What one replica is predicted to do at the plan's peak operating point."""
+
+    ttft_p95_ms: Estimate = Field(description="p95 time to first token at peak load")
+    itl_p95_ms: Estimate = Field(description="p95 inter-token latency at peak load")
+    output_tokens_per_s: Estimate = Field(
+        description="Output tokens/s one replica sustains at its operating concurrency"
+    )
+    requests_per_s: Estimate = Field(description="Requests/s one replica carries inside SLOs")
+    concurrency: int = Field(ge=1, description="Sequences in flight per replica at peak")
+    memory_gb: float = Field(ge=0, description="Weights + KV cache + runtime overhead, per replica")
+    memory_capacity_gb: float = Field(ge=0, description="Usable memory of one replica")
+    perplexity_increase_pct: Estimate | None = Field(
+        default=None, description="Perplexity increase over the 16-bit baseline, in %"
+    )
+    kl_divergence: Estimate | None = Field(
+        default=None, description="Mean KL divergence against the 16-bit baseline"
+    )
+
+
+class Deployment(StrictModel):
+    """One way to serve the model: scheme + engine on N replicas of one instance type."""
+
+    model: str = Field(description="Model name")
+    method: str = Field(description="Quantization family: baseline, gptq, awq or gguf")
+    scheme: str = Field(description="Catalog scheme name, e.g. gptq-w4a16-g128")
+    engine: str = Field(description="Serving engine: vllm or llama.cpp")
+    instance: InstanceRef = Field(description="Instance type to rent")
+    hardware: str = Field(description="GPU or CPU family of the instance")
+    accelerator_count: int = Field(ge=0, description="GPUs per replica (0 = CPU)")
+    pricing: Pricing = Field(description="on_demand or spot capacity")
+    replicas: int = Field(ge=1, description="Replicas (one instance each)")
+    usd_per_hour: float = Field(ge=0, description="Price of one replica per hour")
+    usd_per_month: float = Field(ge=0, description="All replicas, per month (730 h)")
+    usd_per_million_tokens: float = Field(
+        ge=0, description="Monthly cost over monthly counted tokens at the mean rate"
+    )
+    capacity_requests_per_s: float = Field(
+        ge=0, description="Requests/s all replicas carry inside the SLOs"
+    )
+    metrics: PredictedMetrics = Field(description="Per-replica predictions with basis and band")
+
+    @property
+    def label(self) -> str:
+        return f"{self.scheme} ({self.engine}) on {self.instance.name} x{self.replicas}"
+
+
+class Rejection(StrictModel):
+    """Why a family (or one option of it) was not chosen."""
+
+    family: str = Field(description="Quantization family that lost")
+    stage: RejectionStage = Field(description="The first requirement its best option failed")
+    reason: str = Field(description="The reason, in words, with the numbers that decided it")
+    scheme: str | None = Field(default=None, description="Scheme of its closest option")
+    engine: str | None = Field(default=None, description="Engine of its closest option")
+    instance: InstanceRef | None = Field(default=None, description="Instance of its closest one")
+    cost_ratio: float | None = Field(
+        default=None, description="Its cheapest feasible cost over the choice's, when it had one"
+    )
+
+
+class BindingConstraint(StrictModel):
+    """A target that decides the outcome: dropping it would give a cheaper (or any) plan."""
+
+    constraint: str = Field(description="Dotted target path, e.g. slos.ttft_p95_ms")
+    detail: str = Field(description="What it rules out, in words")
+    usd_per_month_without: float | None = Field(
+        default=None, description="Cheapest fleet $/month if this target were dropped"
+    )
+
+
+class Relaxation(StrictModel):
+    """A nearby plan that becomes feasible when one target is relaxed."""
+
+    constraint: str = Field(description="Dotted target path to relax")
+    current: str = Field(description="The target's value now")
+    needed: str = Field(description="The value the relaxed plan needs")
+    deployment: Deployment = Field(description="The cheapest plan under the relaxed target")
+
+
+class Plan(StrictModel):
+    """The planner's answer for one set of targets."""
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Plan file version")
+    targets: Targets = Field(description="The targets this plan answers")
+    model: str = Field(description="Model the plan is for")
+    feasible: bool = Field(description="Whether every target can be met")
+    summary: str = Field(description="One paragraph: the decision or why there is none")
+    choice: Deployment | None = Field(
+        default=None, description="Cheapest single-type deployment meeting every target"
+    )
+    fleet: tuple[Deployment, ...] = Field(
+        default=(), description="What to deploy: [choice], or a cheaper mixed fleet"
+    )
+    fleet_usd_per_month: float | None = Field(default=None, description="$/month of the fleet")
+    alternatives: tuple[Deployment, ...] = Field(
+        default=(), description="Next-best feasible deployments (best of other families first)"
+    )
+    pareto_front: tuple[Deployment, ...] = Field(
+        default=(), description="Feasible deployments not beaten on cost, quality and TTFT"
+    )
+    rejected: tuple[Rejection, ...] = Field(default=(), description="Why other options lost")
+    binding_constraints: tuple[BindingConstraint, ...] = Field(
+        default=(), description="Targets that decide the outcome"
+    )
+    relaxations: tuple[Relaxation, ...] = Field(
+        default=(), description="Nearest plans when one target is relaxed (infeasible plans)"
+    )
+    assumptions: tuple[str, ...] = Field(
+        default=(), description="Modelling assumptions the numbers rest on"
+    )
+    candidates_evaluated: int = Field(
+        default=0, ge=0, description="(scheme, engine, instance, pricing) options looked at"
+    )
+
+
+def save_plan(plan: Plan, path: str | Path) -> Path:
+    """Write a plan as JSON (``.json``) or YAML (anything else); returns the path."""
+    import json
+
+    import yaml
+
+    file = Path(path)
+    data = plan.model_dump(mode="json")
+    if file.suffix.lower() == ".json":
+        file.write_text(json.dumps(data, indent=2) + "\n")
+    else:
+        file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return file
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a plan file written by :func:`save_plan`, refusing other schema versions."""
+    import yaml
+    from pydantic import ValidationError
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
+    except FileNotFoundError:
+        raise QuantplanError(f"plan file {str(file)!r} does not exist") from None
+    except yaml.YAMLError as error:
+        raise QuantplanError(f"plan file {str(file)!r} is not valid YAML/JSON: {error}") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise QuantplanError(
+            f"plan file {str(file)!r} has schema version {version!r}; this quantplan reads "
+            f"version {SCHEMA_VERSION}",
+            hint="re-create it with `quantplan plan ... -o FILE`",
+        )
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as error:
+        raise QuantplanError(f"plan file {str(file)!r} is invalid:\n{error}") from None

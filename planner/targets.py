@@ -1,0 +1,217 @@
+"""Targets: what the user wants from a deployment, as a strict pydantic document.
+
+Targets are the planner's only input besides the catalog snapshot. They are plain data (a YAML or
+JSON file, or built by the CLI/TUI from flags), so a plan can always be reproduced from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from quantplan.errors import QuantplanError
+
+SchemeFamilyName = Literal["baseline", "gptq", "awq", "gguf"]
+DeviceChoice = Literal["any", "gpu", "cpu"]
+TokenAccounting = Literal["input_and_output", "output_only"]
+
+HOURS_PER_MONTH = 730.0
+"""Hours in an average month (8,760 h / 12), the convention cloud price pages use."""
+
+
+class StrictModel(BaseModel):
+    """Base of every targets/plan model: unknown fields are errors, values are re-checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class ModelShape(StrictModel):
+    """The shape of a model the catalog does not know: enough to size weights and KV cache."""
+
+    name: str = Field(min_length=1, description="A name for the model, used in the plan")
+    family: str = Field(default="unknown", description="Architecture family, e.g. llama")
+    parameters_b: float = Field(gt=0, description="Parameters in billions")
+    active_parameters_b: float | None = Field(
+        default=None, gt=0, description="Parameters read per token in billions (MoE); None = all"
+    )
+    layers: int = Field(gt=0, description="Transformer layers")
+    hidden_size: int = Field(gt=0, description="Hidden (model) dimension")
+    heads: int = Field(gt=0, description="Attention heads")
+    kv_heads: int = Field(gt=0, description="Key/value heads (fewer than heads with GQA)")
+    head_dim: int = Field(gt=0, description="Dimension of one attention head")
+    vocab_size: int = Field(gt=0, description="Vocabulary size (sizes embeddings and lm_head)")
+    max_context: int = Field(gt=0, description="Longest context the model supports, in tokens")
+
+
+class Workload(StrictModel):
+    """The traffic to serve: request shape and volume."""
+
+    input_tokens: int = Field(default=512, gt=0, description="Mean prompt tokens per request")
+    output_tokens: int = Field(default=256, gt=0, description="Mean generated tokens per request")
+    requests_per_s: float | None = Field(
+        default=None, gt=0, description="Mean request rate; give this or tokens_per_day"
+    )
+    tokens_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        description="Mean daily token volume, counted as token_accounting says; "
+        "give this or requests_per_s",
+    )
+    peak_to_mean: float = Field(
+        default=2.0,
+        ge=1.0,
+        description="Peak request rate over mean rate; capacity is sized for peak",
+    )
+    token_accounting: TokenAccounting = Field(
+        default="input_and_output",
+        description="Which tokens count for tokens/day and $/million tokens",
+    )
+
+    @model_validator(mode="after")
+    def _one_volume(self) -> Workload:
+        if (self.requests_per_s is None) == (self.tokens_per_day is None):
+            raise ValueError("give exactly one of requests_per_s or tokens_per_day")
+        return self
+
+    @property
+    def counted_tokens_per_request(self) -> int:
+        """Tokens per request that count for volume and $/million tokens."""
+        if self.token_accounting == "output_only":
+            return self.output_tokens
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def mean_requests_per_s(self) -> float:
+        """Mean request rate, whichever way the volume was given."""
+        if self.requests_per_s is not None:
+            return self.requests_per_s
+        assert self.tokens_per_day is not None
+        return self.tokens_per_day / 86_400.0 / self.counted_tokens_per_request
+
+    @property
+    def peak_requests_per_s(self) -> float:
+        """The request rate the fleet must carry inside the SLOs."""
+        return self.mean_requests_per_s * self.peak_to_mean
+
+    @property
+    def counted_tokens_per_month(self) -> float:
+        """Tokens per month at the mean rate, counted as token_accounting says."""
+        per_s = self.mean_requests_per_s * self.counted_tokens_per_request
+        return per_s * 3600.0 * HOURS_PER_MONTH
+
+
+class Slos(StrictModel):
+    """Service-level objectives every replica must meet at peak load. None = no objective."""
+
+    ttft_p95_ms: float | None = Field(default=None, gt=0, description="p95 time to first token")
+    itl_p95_ms: float | None = Field(default=None, gt=0, description="p95 inter-token latency")
+    min_output_tokens_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fleet output throughput to provision at least, on top of the peak rate",
+    )
+
+
+class QualityTarget(StrictModel):
+    """How much degradation against the 16-bit baseline is acceptable. None = no limit."""
+
+    max_perplexity_increase_pct: float | None = Field(
+        default=None, ge=0, description="Largest perplexity increase over the baseline, in %"
+    )
+    max_kl_divergence: float | None = Field(
+        default=None, ge=0, description="Largest mean KL divergence against the baseline"
+    )
+
+
+class Budget(StrictModel):
+    """Spending caps for the whole fleet. None = no cap."""
+
+    max_usd_per_month: float | None = Field(default=None, gt=0, description="Fleet $/month cap")
+    max_usd_per_million_tokens: float | None = Field(
+        default=None, gt=0, description="Cap on $ per million counted tokens at the mean rate"
+    )
+
+
+class Constraints(StrictModel):
+    """Where and how the fleet may run."""
+
+    clouds: tuple[str, ...] = Field(default=(), description="Allowed clouds; empty = any")
+    regions: tuple[str, ...] = Field(default=(), description="Allowed regions; empty = any")
+    spot_allowed: bool = Field(default=False, description="May replicas run on spot capacity")
+    max_spot_fraction: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Largest share of peak capacity on spot replicas (mixed fleets only)",
+    )
+    device: DeviceChoice = Field(default="any", description="gpu-only, cpu-only, or any")
+    instance_allow: tuple[str, ...] = Field(
+        default=(), description="Only these instance type names; empty = any"
+    )
+    instance_deny: tuple[str, ...] = Field(default=(), description="Never these instance types")
+    accelerator_allow: tuple[str, ...] = Field(
+        default=(), description="Only these hardware names (GPU or CPU family); empty = any"
+    )
+    accelerator_deny: tuple[str, ...] = Field(default=(), description="Never this hardware")
+    families: tuple[SchemeFamilyName, ...] = Field(
+        default=(), description="Only these quantization families; empty = any"
+    )
+    engines: tuple[str, ...] = Field(default=(), description="Only these engines; empty = any")
+    max_replicas: int = Field(default=64, gt=0, description="Most replicas in the fleet")
+    allow_mixed_fleet: bool = Field(
+        default=False,
+        description="May the fleet mix instance types/schemes (solved as a MILP)",
+    )
+    max_fleet_types: int = Field(
+        default=3, gt=0, description="Most distinct deployments in a mixed fleet"
+    )
+
+
+class Targets(StrictModel):
+    """Everything the planner is asked to satisfy, for one model."""
+
+    model: str | ModelShape = Field(
+        description="A catalog model name, or the shape of a model the catalog does not know"
+    )
+    workload: Workload = Field(description="Traffic to serve")
+    slos: Slos = Field(default_factory=Slos, description="Latency and throughput objectives")
+    quality: QualityTarget = Field(
+        default_factory=QualityTarget, description="Acceptable quality loss"
+    )
+    budget: Budget = Field(default_factory=Budget, description="Spending caps")
+    constraints: Constraints = Field(
+        default_factory=Constraints, description="Where and how to run"
+    )
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.name
+
+
+def load_targets(path: str | Path) -> Targets:
+    """Read targets from a YAML or JSON file, with an error that says what is wrong."""
+    import yaml
+    from pydantic import ValidationError
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise QuantplanError(
+            f"targets file {str(file)!r} does not exist", hint="check the path"
+        ) from None
+    except yaml.YAMLError as error:
+        raise QuantplanError(
+            f"targets file {str(file)!r} is not valid YAML/JSON: {error}"
+        ) from None
+    if isinstance(data, dict) and "targets" in data and "schema_version" in data:
+        data = data["targets"]  # a plan file: plan again from its targets
+    try:
+        return Targets.model_validate(data)
+    except ValidationError as error:
+        raise QuantplanError(
+            f"targets file {str(file)!r} is invalid:\n{error}",
+            hint="see `quantplan plan --help` for the fields; unknown fields are refused",
+        ) from None
