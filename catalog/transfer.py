@@ -165,20 +165,46 @@ def parse(
     return kind, records
 
 
-def import_records(
-    engine: Engine, kind: str, records: list[Record], *, source: str, replace: bool = False
-) -> dict[str, int]:
-    """Write records in one transaction; on any bad row nothing is written."""
-    counts = {"inserted": 0, "unchanged": 0, "replaced": 0}
+def import_files(
+    engine: Engine,
+    paths: list[Path],
+    *,
+    kind: str | None = None,
+    file_format: str | None = None,
+    replace: bool = False,
+) -> list[tuple[str, dict[str, int]]]:
+    """Import several catalog files as one all-or-nothing transaction.
+
+    Every file is parsed and validated before anything is written; then all rows go in one
+    transaction, so a bad row anywhere leaves the catalog exactly as it was.
+    """
+    parsed: list[tuple[str, str, list[Record]]] = []
+    for path in paths:
+        if not path.is_file():
+            raise QuantplanError(f"no such file: {path}")
+        chosen_format = format_of(path, file_format)
+        file_kind = kind
+        if file_kind is None and chosen_format == "csv" and path.stem in RECORD_TYPES:
+            file_kind = path.stem
+        text = path.read_text(encoding="utf-8")
+        parsed_kind, records = parse(text, chosen_format, file_kind, path.name)
+        parsed.append((path.name, parsed_kind, records))
+    # Dependency order, so a file of instances may come before the hardware it names.
+    order = sorted(range(len(parsed)), key=lambda i: KIND_ORDER.index(parsed[i][1]))
+    results: list[tuple[str, dict[str, int]]] = [("", {})] * len(parsed)
     with session_scope(engine) as session:
-        for number, record in enumerate(records, start=1):
-            try:
-                counts[write_record(session, kind, record, replace=replace)] += 1
-            except QuantplanError as error:
-                raise ImportError_(
-                    f"{source}: row {number}: {error.message}", hint=error.hint
-                ) from error
-    return counts
+        for index in order:
+            source, parsed_kind, records = parsed[index]
+            counts = {"inserted": 0, "unchanged": 0, "replaced": 0}
+            for number, record in enumerate(records, start=1):
+                try:
+                    counts[write_record(session, parsed_kind, record, replace=replace)] += 1
+                except QuantplanError as error:
+                    raise ImportError_(
+                        f"{source}: row {number}: {error.message}", hint=error.hint
+                    ) from error
+            results[index] = (parsed_kind, counts)
+    return results
 
 
 def import_file(
@@ -190,13 +216,4 @@ def import_file(
     replace: bool = False,
 ) -> tuple[str, dict[str, int]]:
     """Import one catalog file, all or nothing. Returns its kind and the counts per outcome."""
-    if not path.is_file():
-        raise QuantplanError(f"no such file: {path}")
-    chosen_format = format_of(path, file_format)
-    if kind is None and chosen_format == "csv" and path.stem in RECORD_TYPES:
-        kind = path.stem
-    text = path.read_text(encoding="utf-8")
-    parsed_kind, records = parse(text, chosen_format, kind, path.name)
-    return parsed_kind, import_records(
-        engine, parsed_kind, records, source=path.name, replace=replace
-    )
+    return import_files(engine, [path], kind=kind, file_format=file_format, replace=replace)[0]

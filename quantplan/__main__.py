@@ -1,0 +1,5 @@
+"""``python -m quantplan`` runs the CLI."""
+
+from quantplan.cli import main
+
+main()
