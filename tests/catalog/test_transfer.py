@@ -128,7 +128,7 @@ def test_changed_reference_row_needs_replace(sqlite_url: str, tmp_path: Path) ->
     with pytest.raises(QuantplanError) as caught:
         import_file(engine, path)
     assert "price_per_hour" in str(caught.value) and "--replace" in (caught.value.hint or "")
-    kind, counts = import_file(engine, path, replace=True)
+    _kind, counts = import_file(engine, path, replace=True)
     assert counts["replaced"] == 1
     prices = {
         r.price_per_hour
