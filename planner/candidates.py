@@ -1,0 +1,163 @@
+"""The candidate space: every (scheme, engine) x instance type the planner looks at.
+
+Built once per plan from the snapshot and the targets, as read-only arrays indexed
+``[option, instance]`` -- the planner's cost and time maps are computed over these, then solved.
+Nothing here mutates the snapshot or the targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.compatibility import SupportMatrix
+from quantplan.planner.hardware import model_shape_from_record
+from quantplan.planner.plan import Estimate
+from quantplan.planner.quality import QualityIndex
+from quantplan.planner.targets import ModelShape, Targets
+
+from quantplan.errors import QuantplanError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One (scheme, engine) pair: a way to quantize and serve."""
+
+    scheme: SchemeRecord
+    engine: str
+
+    @property
+    def family(self) -> str:
+        return self.scheme.family
+
+
+@dataclass(frozen=True)
+class CandidateSpace:
+    """Options x instances with their static facts; arrays are read-only."""
+
+    shape: ModelShape
+    options: tuple[Option, ...]
+    instances: tuple[InstanceRecord, ...]
+    hardware: tuple[HardwareRecord, ...]
+    option_masks: Mapping[str, np.ndarray]  # target path -> (S,) passes families/engines
+    instance_masks: Mapping[str, np.ndarray]  # target path -> (I,) passes clouds, device, ...
+    compatible: np.ndarray  # (S, I)
+    compat_reason: np.ndarray  # (S, I) index into reasons
+    reasons: tuple[str, ...]
+    price_on_demand: np.ndarray  # (I,) $/h
+    price_spot: np.ndarray  # (I,) $/h, NaN where no spot price
+    ppl: tuple[Estimate, ...]  # (S,) perplexity increase %
+    kl: tuple[Estimate, ...]  # (S,) KL divergence
+
+
+def resolve_model(targets: Targets, snapshot: CatalogSnapshot) -> ModelShape:
+    """The model's shape: from the catalog by name (near-miss hint if unknown), or inline."""
+    if isinstance(targets.model, ModelShape):
+        return targets.model
+    return model_shape_from_record(snapshot.get_model(targets.model))
+
+
+def _instance_masks(
+    instances: tuple[InstanceRecord, ...], hardware: tuple[HardwareRecord, ...], targets: Targets
+) -> dict[str, np.ndarray]:
+    """One pass/fail mask per instance filter of the targets, keyed by its dotted path."""
+    c = targets.constraints
+    pairs = list(zip(instances, hardware, strict=True))
+    tests = {
+        "constraints.device": lambda i, h: c.device == "any" or h.kind == c.device,
+        "constraints.clouds": lambda i, h: not c.clouds or i.cloud in c.clouds,
+        "constraints.regions": lambda i, h: not c.regions or i.region in c.regions,
+        "constraints.instance_allow": lambda i, h: (
+            not c.instance_allow or i.name in c.instance_allow
+        ),
+        "constraints.instance_deny": lambda i, h: i.name not in c.instance_deny,
+        "constraints.accelerator_allow": lambda i, h: (
+            not c.accelerator_allow or h.name in c.accelerator_allow
+        ),
+        "constraints.accelerator_deny": lambda i, h: h.name not in c.accelerator_deny,
+    }
+    return {
+        name: _readonly(np.array([test(i, h) for i, h in pairs], dtype=bool))
+        for name, test in tests.items()
+    }
+
+
+def _option_masks(options: tuple[Option, ...], targets: Targets) -> dict[str, np.ndarray]:
+    c = targets.constraints
+    families = [not c.families or o.family in c.families for o in options]
+    engines = [not c.engines or o.engine in c.engines for o in options]
+    return {
+        "constraints.families": _readonly(np.array(families, dtype=bool)),
+        "constraints.engines": _readonly(np.array(engines, dtype=bool)),
+    }
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> CandidateSpace:
+    """Every option x instance with filters, compatibility, prices and quality evidence."""
+    shape = resolve_model(targets, snapshot)
+    context = targets.workload.input_tokens + targets.workload.output_tokens
+    if context > shape.max_context:
+        raise QuantplanError(
+            f"requests of {targets.workload.input_tokens} + {targets.workload.output_tokens} "
+            f"tokens exceed {shape.name}'s context of {shape.max_context} tokens",
+            hint="lower --input-tokens/--output-tokens",
+        )
+    options = tuple(
+        Option(scheme, engine.strip())
+        for scheme in snapshot.schemes
+        for engine in scheme.engines.split(",")
+        if engine.strip()
+    )
+    hw_by_name = snapshot.hardware_by_name
+    instances = tuple(i for i in snapshot.instances if i.hardware in hw_by_name)
+    hardware = tuple(hw_by_name[i.hardware] for i in instances)
+
+    # Compatibility depends only on (option, hardware): decide it per distinct hardware.
+    matrix = SupportMatrix(snapshot.support)
+    hw_names = sorted({h.name for h in hardware})
+    hw_index = {name: k for k, name in enumerate(hw_names)}
+    reasons: list[str] = []
+    reason_index: dict[str, int] = {}
+    ok_by_hw = np.zeros((len(options), len(hw_names)), dtype=bool)
+    why_by_hw = np.zeros((len(options), len(hw_names)), dtype=np.int32)
+    for s, option in enumerate(options):
+        for name, k in hw_index.items():
+            verdict = matrix.check(option.engine, option.scheme, hw_by_name[name])
+            ok_by_hw[s, k] = verdict.ok
+            if verdict.reason not in reason_index:
+                reason_index[verdict.reason] = len(reasons)
+                reasons.append(verdict.reason)
+            why_by_hw[s, k] = reason_index[verdict.reason]
+    columns = np.array([hw_index[h.name] for h in hardware], dtype=np.int64)
+    compatible = ok_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), bool)
+    compat_reason = why_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), int)
+
+    index = QualityIndex(snapshot.quality, snapshot.models, snapshot.schemes)
+    ppl_by_scheme = {o.scheme.name: index.evidence(shape, o.scheme, "ppl") for o in options}
+    kl_by_scheme = {o.scheme.name: index.evidence(shape, o.scheme, "kl") for o in options}
+
+    spot = [np.nan if i.spot_price_per_hour is None else i.spot_price_per_hour for i in instances]
+    return CandidateSpace(
+        shape=shape,
+        options=options,
+        instances=instances,
+        hardware=hardware,
+        option_masks=MappingProxyType(_option_masks(options, targets)),
+        instance_masks=MappingProxyType(_instance_masks(instances, hardware, targets)),
+        compatible=_readonly(np.ascontiguousarray(compatible)),
+        compat_reason=_readonly(np.ascontiguousarray(compat_reason)),
+        reasons=tuple(reasons),
+        price_on_demand=_readonly(np.array([i.price_per_hour for i in instances], dtype=float)),
+        price_spot=_readonly(np.array(spot, dtype=float)),
+        ppl=tuple(ppl_by_scheme[o.scheme.name] for o in options),
+        kl=tuple(kl_by_scheme[o.scheme.name] for o in options),
+    )

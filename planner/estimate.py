@@ -1,0 +1,283 @@
+"""How fast each candidate replica is: measured -> interpolated -> calibrated roofline.
+
+The time map is computed for every option x instance x concurrency at once (numpy arrays):
+
+* decode step at concurrency ``b``: ``max(bytes read / bandwidth, 2 x active params x b / FLOPS)``
+  plus a fixed per-step overhead -- memory-bound at small ``b``, compute-bound past the knee;
+* prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read).
+
+Bandwidth and compute are spec figures times an efficiency factor per (engine, device kind),
+e.g. 0.8 of GPU bandwidth (NVIDIA AIConfigurator's empirical factor). Measured profiles refine
+this: profiles of the same model, scheme, engine and hardware pin the curve at their
+concurrencies (``measured``; ``interpolated`` between them); profiles of the same engine, family
+and device kind on other models/hardware calibrate the efficiency (``modeled``, narrower band).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from quantplan.catalog.records import ProfileRecord
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.candidates import CandidateSpace
+from quantplan.planner.hardware import (
+    ProfiledMachine,
+    active_fraction,
+    kv_gb_per_token,
+    model_shape_from_record,
+    replica_hardware,
+    weight_gb,
+)
+from quantplan.planner.targets import ModelShape, Workload
+
+CONCURRENCY_GRID = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
+DEFAULT_EFFICIENCY = {
+    # (engine, device kind): (share of spec bandwidth, share of spec FLOPS)
+    ("vllm", "gpu"): (0.80, 0.50),
+    ("llama.cpp", "gpu"): (0.60, 0.40),
+    ("vllm", "cpu"): (0.50, 0.30),
+    ("llama.cpp", "cpu"): (0.60, 0.30),
+}
+LEGACY_AWQ_COMPUTE_EFFICIENCY = 0.3
+"""AWQ below compute capability 8.0 runs vLLM's legacy GEMM kernel, far slower than Marlin
+under load (vLLM docs: fit for low concurrency only)."""
+MAX_CONCURRENCY = {"llama.cpp": 32, "vllm": 256}
+"""Parallel sequences per replica: llama.cpp's server slots are few; vLLM batches widely."""
+STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
+"""Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
+
+BASIS_NAMES = ("modeled", "modeled", "interpolated", "measured", "published")
+UNCALIBRATED, CALIBRATED, INTERPOLATED, MEASURED, PUBLISHED = range(5)
+BAND_WIDTH = (0.40, 0.25, 0.10, 0.05, 0.15)
+"""Half-width of the uncertainty band (fraction of the value) for each basis code."""
+BASIS_NOTES = (
+    "roofline with default efficiency factors (no profiles of this engine/family/device kind)",
+    "roofline with efficiency calibrated from profiles of the same engine, family, device kind",
+    "interpolated between measured concurrencies of this model/scheme/engine/hardware",
+    "measured on this model/scheme/engine/hardware at this concurrency",
+    "published figure for this model/scheme/engine/hardware",
+)
+ASSUMPTIONS: tuple[str, ...] = (
+    "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
+    "/ (FLOPS x efficiency)) + per-step overhead; default efficiencies: vLLM GPU 0.8 of "
+    "bandwidth (NVIDIA AIConfigurator), llama.cpp GPU 0.6, vLLM CPU 0.5, llama.cpp CPU 0.6",
+    "prefill = 2 x active params x input tokens / (FLOPS x efficiency); 0.5 of GPU FLOPS",
+)
+
+
+@dataclass(frozen=True)
+class PerformanceMap:
+    """Per option x instance x concurrency timings with their basis codes (read-only)."""
+
+    decode_step_s: np.ndarray  # (S, I, K)
+    prefill_s: np.ndarray  # (S, I)
+    basis: np.ndarray  # (S, I, K) int8 codes, see BASIS_NAMES
+    max_sequences: np.ndarray  # (S, I) sequences that fit in memory (0 = does not fit)
+    weights_gb: np.ndarray  # (S,)
+    kv_gb_per_sequence: float
+    usable_memory_gb: np.ndarray  # (S, I)
+
+
+def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
+    """Per (option, instance): spec bandwidth, FLOPS, usable memory, efficiencies, overhead."""
+    engines = sorted({o.engine for o in space.options})
+    n_inst = len(space.instances)
+    per_engine: dict[str, np.ndarray] = {}
+    for engine in engines:
+        rows = [
+            replica_hardware(i, h, engine)
+            for i, h in zip(space.instances, space.hardware, strict=True)
+        ]
+        per_engine[engine] = np.array(
+            [(r.bandwidth_gbps, r.tflops, r.usable_memory_gb) for r in rows], dtype=float
+        ).reshape(n_inst, 3)
+    engine_of = [o.engine for o in space.options]
+    empty = np.zeros((0, n_inst, 3))
+    stacked = np.stack([per_engine[e] for e in engine_of]) if engine_of else empty
+    is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
+    capability = np.array([float(h.compute_capability or 0.0) for h in space.hardware])
+    bw_eff = np.empty((len(space.options), n_inst))
+    fl_eff = np.empty_like(bw_eff)
+    for s, option in enumerate(space.options):
+        gpu_bw, gpu_fl = DEFAULT_EFFICIENCY.get((option.engine, "gpu"), (0.6, 0.4))
+        cpu_bw, cpu_fl = DEFAULT_EFFICIENCY.get((option.engine, "cpu"), (0.5, 0.3))
+        bw_eff[s] = np.where(is_gpu, gpu_bw, cpu_bw)
+        fl_eff[s] = np.where(is_gpu, gpu_fl, cpu_fl)
+        if option.family == "awq":
+            legacy = is_gpu & (capability < 8.0)
+            fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_AWQ_COMPUTE_EFFICIENCY, fl_eff[s])
+    return stacked[..., 0], stacked[..., 1], stacked[..., 2], bw_eff, fl_eff, is_gpu
+
+
+def _step_times(
+    shape: ModelShape,
+    workload: Workload,
+    weights_read_gb: np.ndarray,
+    bandwidth_gbps: np.ndarray,
+    tflops: np.ndarray,
+    overhead_s: np.ndarray,
+    batch: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode step and prefill seconds; arrays broadcast against ``batch`` on the last axis."""
+    active_params = shape.parameters_b * 1e9 * active_fraction(shape)
+    kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
+    flops = np.maximum(tflops, 1e-6) * 1e12
+    bandwidth = np.maximum(bandwidth_gbps, 1e-6)
+    memory_s = (weights_read_gb[..., None] + batch * kv_read_gb) / bandwidth[..., None]
+    compute_s = 2 * active_params * batch / flops[..., None]
+    decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
+    prefill_compute = 2 * active_params * workload.input_tokens / flops
+    prefill = np.maximum(prefill_compute, weights_read_gb / bandwidth) + overhead_s
+    return decode, prefill
+
+
+def _profile_decode_ratio(
+    profile: ProfileRecord, snapshot: CatalogSnapshot, workload: Workload
+) -> float | None:
+    """Modeled-with-default-efficiency over measured decode step time for one profile."""
+    model = snapshot.model_by_name.get(profile.model)
+    scheme = snapshot.scheme_by_name.get(profile.scheme)
+    hardware = snapshot.hardware_by_name.get(profile.hardware)
+    if model is None or scheme is None or hardware is None or profile.output_tokens_per_s <= 0:
+        return None
+    shape = model_shape_from_record(model)
+    gpu = hardware.kind == "gpu"
+    machine = ProfiledMachine(
+        vcpus=profile.hardware_count if not gpu else 8,
+        memory_gib=1024.0,
+        accelerator_count=profile.hardware_count if gpu else 0,
+    )
+    replica = replica_hardware(machine, hardware, profile.engine)
+    bw_eff, fl_eff = DEFAULT_EFFICIENCY.get((profile.engine, hardware.kind), (0.6, 0.4))
+    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    profile_workload = Workload(
+        input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
+    )
+    decode, _ = _step_times(
+        shape,
+        profile_workload,
+        np.array(weight_gb(shape, scheme) * active_fraction(shape)),
+        np.array(replica.bandwidth_gbps * bw_eff),
+        np.array(replica.tflops * fl_eff),
+        np.array(base + per_layer * shape.layers),
+        np.array([float(profile.concurrency)]),
+    )
+    measured_step = profile.concurrency / profile.output_tokens_per_s
+    return float(decode[0]) / measured_step
+
+
+def _matches_machine(profile: ProfileRecord, space: CandidateSpace, i: int) -> bool:
+    instance, hardware = space.instances[i], space.hardware[i]
+    if hardware.name != profile.hardware:
+        return False
+    if hardware.kind == "gpu":
+        return instance.accelerator_count == profile.hardware_count
+    return instance.vcpus == profile.hardware_count
+
+
+def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:
+    def close(a: int, b: int) -> bool:
+        return 0.5 <= a / b <= 2.0
+
+    return close(profile.input_tokens, workload.input_tokens) and close(
+        profile.output_tokens, workload.output_tokens
+    )
+
+
+def _calibration(
+    space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speed multipliers (S, I, K) and basis codes (S, I, K) from the catalog's profiles."""
+    shape_s, shape_i, k = len(space.options), len(space.instances), len(CONCURRENCY_GRID)
+    multiplier = np.ones((shape_s, shape_i, k))
+    basis = np.zeros((shape_s, shape_i, k), dtype=np.int8)
+    usable = [p for p in snapshot.profiles if p.basis in ("measured", "published")]
+    if not usable:
+        return multiplier, basis
+    class_ratios: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    exact: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
+    option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
+    for profile in usable:
+        ratio = _profile_decode_ratio(profile, snapshot, workload)
+        if ratio is None or ratio <= 0:
+            continue
+        hardware = snapshot.hardware_by_name[profile.hardware]
+        family = snapshot.scheme_by_name[profile.scheme].family
+        class_ratios[(profile.engine, family, hardware.kind)].append(ratio)
+        s = option_index.get((profile.scheme, profile.engine))
+        if s is None or profile.model != space.shape.name:
+            continue
+        if not _similar_workload(profile, workload):
+            continue
+        code = MEASURED if profile.basis == "measured" else PUBLISHED
+        for i in range(shape_i):
+            if _matches_machine(profile, space, i):
+                exact[(s, i)].append((float(profile.concurrency), ratio, code))
+    for s, option in enumerate(space.options):
+        for kind in ("gpu", "cpu"):
+            ratios = class_ratios.get((option.engine, option.family, kind))
+            if ratios:
+                columns = [i for i, h in enumerate(space.hardware) if h.kind == kind]
+                multiplier[s, columns, :] = math.exp(float(np.mean(np.log(ratios))))
+                basis[s, columns, :] = CALIBRATED
+    log_grid = np.log(CONCURRENCY_GRID)
+    for (s, i), points in exact.items():
+        points.sort()
+        xs = np.log([p[0] for p in points])
+        ys = np.array([p[1] for p in points])
+        multiplier[s, i, :] = np.interp(log_grid, xs, ys)  # clamps outside the measured range
+        for k, log_b in enumerate(log_grid):
+            hit = [p for p in points if abs(math.log(p[0]) - log_b) < 1e-9]
+            if hit:
+                basis[s, i, k] = hit[0][2]
+            elif xs[0] < log_b < xs[-1]:
+                basis[s, i, k] = INTERPOLATED
+            else:
+                basis[s, i, k] = CALIBRATED
+    return multiplier, basis
+
+
+def estimate_performance(
+    space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
+) -> PerformanceMap:
+    """The time map of every option x instance x concurrency, with bases."""
+    shape = space.shape
+    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu = _efficiency_tables(space)
+    weights = np.array([weight_gb(shape, o.scheme) for o in space.options], dtype=float)
+    overhead = np.array(
+        [STEP_OVERHEAD_S["gpu" if g else "cpu"] for g in is_gpu], dtype=float
+    ).reshape(-1, 2)
+    overhead_s = np.broadcast_to(
+        overhead[:, 0] + overhead[:, 1] * shape.layers, (len(space.options), len(is_gpu))
+    )
+    decode, prefill = _step_times(
+        shape,
+        workload,
+        np.broadcast_to((weights * active_fraction(shape))[:, None], bandwidth.shape),
+        bandwidth * bw_eff,
+        tflops * fl_eff,
+        overhead_s,
+        CONCURRENCY_GRID,
+    )
+    multiplier, basis = _calibration(space, snapshot, workload)
+    decode = decode / multiplier
+    prefill = prefill / multiplier[..., 0]
+    kv_sequence = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens)
+    free = usable - weights[:, None]
+    sequences = np.where(free > 0, np.floor(free / kv_sequence), 0).astype(np.int64)
+    caps = np.array([MAX_CONCURRENCY.get(o.engine, 256) for o in space.options])
+    sequences = np.minimum(sequences, caps[:, None])
+    for array in (decode, prefill, basis, sequences, weights, usable):
+        array.setflags(write=False)
+    return PerformanceMap(
+        decode_step_s=decode,
+        prefill_s=prefill,
+        basis=basis,
+        max_sequences=sequences,
+        weights_gb=weights,
+        kv_gb_per_sequence=kv_sequence,
+        usable_memory_gb=usable,
+    )

@@ -1,0 +1,272 @@
+"""Why: what each rejected family lost on, which targets bind, and the nearest relaxed plans.
+
+Everything is read off an :class:`Evaluation`'s per-target masks; relaxing an SLO re-selects the
+operating points, so those re-evaluate the (cheap) last step with that SLO dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from quantplan.planner.candidates import CandidateSpace
+from quantplan.planner.deployment import build_deployment
+from quantplan.planner.estimate import PerformanceMap
+from quantplan.planner.optimize import STAGES, Evaluation, Index, cheapest, evaluate
+from quantplan.planner.plan import BindingConstraint, Deployment, InstanceRef, Rejection
+from quantplan.planner.targets import Targets
+
+FIXED = {"pricing.available", "compatibility", "memory", "slos.latency"}
+"""Masks that are facts of the catalog, not targets a user could relax."""
+SLO_TARGETS = ("slos.ttft_p95_ms", "slos.itl_p95_ms", "slos.min_output_tokens_per_s")
+
+
+def label(ev: Evaluation, index: Index) -> str:
+    s, i, p = index
+    option, instance = ev.space.options[s], ev.space.instances[i]
+    spot = " (spot)" if p == 1 else ""
+    return f"{option.family.upper()} {option.scheme.name} on {instance.name}{spot}"
+
+
+def _money(value: float) -> str:
+    return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def _describe_stage(ev: Evaluation, stage: str, names: tuple[str, ...], reached: np.ndarray) -> str:
+    """Why no candidate in ``reached`` (S, I, 2) gets through ``stage``, with numbers."""
+    t, space, points = ev.targets, ev.space, ev.points
+    pairs = reached.any(axis=2)
+    if stage == "constraints":
+        culprits = [n for n in names if not (reached & ev.passes[n]).any()]
+        return "excluded by " + ", ".join(culprits or names)
+    if stage == "compatibility":
+        codes = space.compat_reason[pairs]
+        return space.reasons[int(np.bincount(codes).argmax())]
+    if stage == "memory":
+        s, i = np.unravel_index(
+            np.argmax(np.where(pairs, ev.perf.usable_memory_gb, -1)), pairs.shape
+        )
+        need = ev.perf.weights_gb[s] + ev.perf.kv_gb_per_sequence
+        return (
+            f"needs {need:.1f} GB (weights {ev.perf.weights_gb[s]:.1f} GB + one sequence's KV) "
+            f"> {ev.perf.usable_memory_gb[s, i]:.1f} GB usable on the largest allowed "
+            f"({space.instances[i].name})"
+        )
+    if stage == "slo":
+        ttft = np.where(pairs, points.best_ttft_p95_ms, np.inf)
+        itl = np.where(pairs, points.best_itl_p95_ms, np.inf)
+        s, i = np.unravel_index(np.argmin(ttft), ttft.shape)
+        if t.slos.ttft_p95_ms is not None and ttft.min() > t.slos.ttft_p95_ms:
+            return (
+                f"best p95 TTFT {ttft.min():,.0f} ms > {t.slos.ttft_p95_ms:,.0f} ms "
+                f"(on {space.instances[i].name})"
+            )
+        s, i = np.unravel_index(np.argmin(itl), itl.shape)
+        if t.slos.itl_p95_ms is not None and itl.min() > t.slos.itl_p95_ms:
+            return (
+                f"best p95 ITL {itl.min():,.1f} ms > {t.slos.itl_p95_ms:,.1f} ms "
+                f"(on {space.instances[i].name})"
+            )
+        return "no concurrency meets the TTFT and ITL objectives together"
+    if stage == "quality":
+        options = np.flatnonzero(pairs.any(axis=1))
+        if not (reached & ev.passes["quality.max_perplexity_increase_pct"]).any():
+            s = int(options[np.argmin(ev.ppl[options])])
+            e = space.ppl[s]
+            return (
+                f"perplexity +{e.value:.2f}% ({e.basis}; {space.options[s].scheme.name}) > "
+                f"+{t.quality.max_perplexity_increase_pct:g}% allowed"
+            )
+        s = int(options[np.argmin(ev.kl[options])])
+        return (
+            f"KL {space.kl[s].value:.4f} ({space.kl[s].basis}) > "
+            f"{t.quality.max_kl_divergence:g} allowed"
+        )
+    if stage == "replicas":
+        need = np.where(pairs, ev.replicas, np.inf).min()
+        return f"needs {need:.0f} replicas > max {t.constraints.max_replicas}"
+    costs = np.where(reached, ev.usd_per_month, np.inf)
+    best = np.unravel_index(np.argmin(costs), costs.shape)
+    if t.budget.max_usd_per_month is not None and costs.min() > t.budget.max_usd_per_month:
+        return (
+            f"cheapest {label(ev, best)} costs {_money(costs.min())}/month > budget "
+            f"{_money(t.budget.max_usd_per_month)}"
+        )
+    per_m = np.where(reached, ev.usd_per_million_tokens, np.inf).min()
+    return f"cheapest costs {_money(per_m)}/M tokens > cap {t.budget.max_usd_per_million_tokens}"
+
+
+def _rejection(
+    ev: Evaluation, family: str, stage: str, reason: str, index: Index | None
+) -> Rejection:
+    if index is None:
+        return Rejection(family=family, stage=stage, reason=reason)  # type: ignore[arg-type]
+    s, i, _ = index
+    instance = ev.space.instances[i]
+    return Rejection(
+        family=family,
+        stage=stage,  # type: ignore[arg-type]
+        reason=reason,
+        scheme=ev.space.options[s].scheme.name,
+        engine=ev.space.options[s].engine,
+        instance=InstanceRef(cloud=instance.cloud, name=instance.name, region=instance.region),
+    )
+
+
+def family_rejections(ev: Evaluation, choice: Index | None) -> list[Rejection]:
+    """For each family other than the chosen one: the first requirement it failed, or its cost."""
+    families = sorted({o.family for o in ev.space.options})
+    family_of = np.array([o.family for o in ev.space.options])
+    chosen_family = ev.space.options[choice[0]].family if choice else None
+    out: list[Rejection] = []
+    for family in families:
+        if family == chosen_family:
+            continue
+        reached = np.broadcast_to((family_of == family)[:, None, None], ev.shape).copy()
+        for stage, names in STAGES:
+            passed = reached.copy()
+            for name in names:
+                passed &= ev.passes[name]
+            if not passed.any():
+                reason = _describe_stage(ev, stage, names, reached)
+                out.append(_rejection(ev, family, stage, f"{family.upper()}: {reason}", None))
+                break
+            reached = passed
+        else:
+            best = cheapest(ev, reached)
+            if best is None or choice is None:
+                continue
+            ratio = float(ev.usd_per_month[best] / ev.usd_per_month[choice])
+            s, c = best[0], choice[0]
+            quality = f"perplexity +{ev.ppl[s]:.2f}% vs +{ev.ppl[c]:.2f}%"
+            if abs(ratio - 1) < 1e-9:
+                ttft = ev.points.ttft_p95_ms
+                reason = (
+                    f"{label(ev, best)}: same cost as {label(ev, choice)}, no better "
+                    f"({quality}; p95 TTFT {ttft[best[:2]]:,.0f} vs {ttft[choice[:2]]:,.0f} ms)"
+                )
+            else:
+                reason = (
+                    f"{label(ev, best)}: {ratio:.2f}x the cost of {label(ev, choice)} ({quality})"
+                )
+            rejection = _rejection(ev, family, "cost", reason, best)
+            out.append(rejection.model_copy(update={"cost_ratio": round(ratio, 4)}))
+    return out
+
+
+def _without_slo(targets: Targets, name: str) -> Targets:
+    field = name.split(".", 1)[1]
+    slos = targets.slos.model_copy(update={field: None})
+    return targets.model_copy(update={"slos": slos})
+
+
+Relaxed = tuple[str, Evaluation, Index]
+
+
+def relaxed_optima(ev: Evaluation, space: CandidateSpace, perf: PerformanceMap) -> list[Relaxed]:
+    """For every target a user set: the cheapest candidate if only that target were dropped."""
+    out: list[Relaxed] = []
+    for name in ev.passes:
+        if name in FIXED or ev.passes[name].all():
+            continue
+        best = cheapest(ev, ev.mask_without(name))
+        if best is not None:
+            out.append((name, ev, best))
+    for name in SLO_TARGETS:
+        if getattr(ev.targets.slos, name.split(".", 1)[1]) is None:
+            continue
+        relaxed = evaluate(_without_slo(ev.targets, name), space, perf)
+        best = cheapest(relaxed)
+        if best is not None:
+            out.append((name, relaxed, best))
+    return out
+
+
+def _current_and_needed(name: str, ev: Evaluation, deployment: Deployment) -> tuple[str, str]:
+    t = ev.targets
+    m = deployment.metrics
+    table: dict[str, Callable[[], tuple[object, object]]] = {
+        "budget.max_usd_per_month": lambda: (
+            f"{_money(t.budget.max_usd_per_month or 0)}/month",
+            f"{_money(deployment.usd_per_month)}/month",
+        ),
+        "budget.max_usd_per_million_tokens": lambda: (
+            f"${t.budget.max_usd_per_million_tokens}/M tokens",
+            f"${deployment.usd_per_million_tokens:.4f}/M tokens",
+        ),
+        "quality.max_perplexity_increase_pct": lambda: (
+            f"+{t.quality.max_perplexity_increase_pct}%",
+            f"+{m.perplexity_increase_pct.value:.2f}%" if m.perplexity_increase_pct else "?",
+        ),
+        "quality.max_kl_divergence": lambda: (
+            t.quality.max_kl_divergence,
+            f"{m.kl_divergence.value:.4f}" if m.kl_divergence else "?",
+        ),
+        "slos.ttft_p95_ms": lambda: (f"{t.slos.ttft_p95_ms} ms", f"{m.ttft_p95_ms.value:,.0f} ms"),
+        "slos.itl_p95_ms": lambda: (f"{t.slos.itl_p95_ms} ms", f"{m.itl_p95_ms.value:,.1f} ms"),
+        "slos.min_output_tokens_per_s": lambda: (
+            t.slos.min_output_tokens_per_s,
+            f"{m.output_tokens_per_s.value * deployment.replicas:,.0f} tok/s",
+        ),
+        "constraints.max_replicas": lambda: (t.constraints.max_replicas, deployment.replicas),
+        "constraints.spot_allowed": lambda: ("false", "true"),
+        "constraints.device": lambda: (
+            t.constraints.device,
+            "gpu" if deployment.accelerator_count else "cpu",
+        ),
+        "constraints.clouds": lambda: (",".join(t.constraints.clouds), deployment.instance.cloud),
+        "constraints.regions": lambda: (
+            ",".join(t.constraints.regions),
+            deployment.instance.region,
+        ),
+        "constraints.families": lambda: (",".join(t.constraints.families), deployment.method),
+        "constraints.engines": lambda: (",".join(t.constraints.engines), deployment.engine),
+    }
+    fallback = (name, f"{deployment.instance.name} / {deployment.hardware}")
+    current, needed = table[name]() if name in table else fallback
+    return str(current), str(needed)
+
+
+def describe_relaxations(relaxed: list[Relaxed]) -> list[tuple[str, str, str, Deployment]]:
+    """(target, current value, needed value, deployment), cheapest first."""
+    rows = []
+    for name, ev, index in relaxed:
+        deployment = build_deployment(ev, index)
+        current, needed = _current_and_needed(name, ev, deployment)
+        rows.append((name, current, needed, deployment))
+    return sorted(rows, key=lambda row: (row[3].usd_per_month, row[0]))
+
+
+def binding_constraints(
+    ev: Evaluation, choice: Index | None, relaxed: list[Relaxed]
+) -> list[BindingConstraint]:
+    """Targets whose removal gives a cheaper plan (feasible) or any plan (infeasible)."""
+    out: list[BindingConstraint] = []
+    reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
+    for name, rev, index in relaxed:
+        cost = float(rev.usd_per_month[index])
+        if cost < reference * (1 - 1e-9):
+            if choice is None:
+                detail = f"without it, {label(rev, index)} would work at {_money(cost)}/month"
+            else:
+                saving = 1 - cost / reference
+                detail = (
+                    f"without it, {label(rev, index)} at {_money(cost)}/month "
+                    f"({saving:.0%} cheaper)"
+                )
+            out.append(
+                BindingConstraint(constraint=name, detail=detail, usd_per_month_without=cost)
+            )
+    if choice is None and not out:
+        for _stage, names in STAGES:
+            for name in names:
+                failing = int((~ev.passes[name]).sum())
+                if failing and name not in FIXED:
+                    out.append(
+                        BindingConstraint(
+                            constraint=name,
+                            detail=f"rules out {failing} of {ev.feasible.size} candidates; "
+                            "no single target relaxed alone makes a plan feasible",
+                        )
+                    )
+    return sorted(out, key=lambda b: (b.usd_per_month_without or np.inf, b.constraint))

@@ -1,0 +1,148 @@
+"""Sizing: model bytes, KV cache, usable memory and effective bandwidth/compute per instance.
+
+Pure functions over catalog records. Every constant here is a modelling assumption and is
+listed in :data:`ASSUMPTIONS` so plans can show what their numbers rest on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from quantplan.catalog.records import HardwareRecord, SchemeRecord
+from quantplan.planner.targets import ModelShape
+
+GIB_TO_GB = 1.073741824
+KV_BYTES_PER_ELEMENT = 2.0
+"""KV cache kept in 16-bit (vLLM and llama.cpp defaults)."""
+GPU_MEMORY_UTILIZATION = 0.90
+"""vLLM's default share of GPU memory it claims; llama.cpp is given the same."""
+HOST_MEMORY_SHARE = 0.90
+HOST_RESERVED_GB = 1.0
+"""Memory a CPU host keeps for the OS and the server process itself."""
+RUNTIME_OVERHEAD_GB = {
+    ("vllm", "gpu"): 1.5,  # activations, CUDA graphs, sampler buffers per GPU
+    ("llama.cpp", "gpu"): 0.5,  # compute buffers per GPU
+    ("vllm", "cpu"): 1.0,
+    ("llama.cpp", "cpu"): 0.3,
+}
+THREADS_PER_CORE = 2
+"""vCPUs per physical core assumed for CPU instances (SMT); a VM's socket share follows."""
+TENSOR_PARALLEL_EFFICIENCY = 0.9
+"""Bandwidth/compute kept when vLLM splits a replica over several GPUs (all-reduce cost)."""
+UNTIED_EMBEDDING_COPIES = 2
+"""Embeddings and lm_head: GPTQ/AWQ checkpoints keep both at 16 bits."""
+
+ASSUMPTIONS: tuple[str, ...] = (
+    "KV cache in 16-bit; context per sequence = mean input + output tokens",
+    f"GPU replicas may use {GPU_MEMORY_UTILIZATION:.0%} of GPU memory, minus a runtime "
+    "overhead (vLLM 1.5 GB/GPU, llama.cpp 0.5 GB/GPU)",
+    f"CPU replicas may use {HOST_MEMORY_SHARE:.0%} of host memory minus "
+    f"{HOST_RESERVED_GB:.0f} GB; a VM gets a share of its socket's memory bandwidth and "
+    f"compute in proportion to its physical cores (vCPUs / {THREADS_PER_CORE})",
+    "GPTQ/AWQ keep embeddings and lm_head in 16-bit; GGUF bits per weight are whole-model mixes",
+    "one replica per instance; vLLM splits it over all the instance's GPUs (tensor parallel, "
+    f"{TENSOR_PARALLEL_EFFICIENCY:.0%} efficiency), llama.cpp splits layers (one GPU's speed)",
+)
+
+
+def model_shape_from_record(record: object) -> ModelShape:
+    """A ModelShape from a catalog ModelRecord (same field names)."""
+    fields = {name: getattr(record, name) for name in ModelShape.model_fields}
+    return ModelShape(**fields)
+
+
+def weight_gb(shape: ModelShape, scheme: SchemeRecord) -> float:
+    """Bytes of weights (GB) of ``shape`` quantized with ``scheme``."""
+    params = shape.parameters_b * 1e9
+    if scheme.family in ("gptq", "awq"):
+        embedding = min(
+            UNTIED_EMBEDDING_COPIES * shape.vocab_size * shape.hidden_size, 0.5 * params
+        )
+        quantized = params - embedding
+        return (quantized * scheme.bits_per_weight / 8 + embedding * 2) / 1e9
+    return params * scheme.bits_per_weight / 8 / 1e9
+
+
+def active_fraction(shape: ModelShape) -> float:
+    """Share of the weights read per token (below 1 for mixture-of-experts models)."""
+    if shape.active_parameters_b is None:
+        return 1.0
+    return min(1.0, shape.active_parameters_b / shape.parameters_b)
+
+
+def kv_gb_per_token(shape: ModelShape) -> float:
+    """KV cache per token of context, in GB."""
+    return 2 * shape.layers * shape.kv_heads * shape.head_dim * KV_BYTES_PER_ELEMENT / 1e9
+
+
+@dataclass(frozen=True)
+class ReplicaHardware:
+    """What one replica of an engine gets on one instance: memory, bandwidth, compute."""
+
+    kind: str
+    usable_memory_gb: float
+    bandwidth_gbps: float
+    tflops: float
+
+
+class MachineSlot(Protocol):
+    """What sizing reads from an instance (an InstanceRecord, or a profile's machine)."""
+
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def memory_gib(self) -> float: ...
+    @property
+    def accelerator_count(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ProfiledMachine:
+    """The machine of a measured profile: only what its speed depends on."""
+
+    vcpus: int
+    memory_gib: float
+    accelerator_count: int
+
+
+def physical_cores(instance: MachineSlot) -> float:
+    return max(1.0, instance.vcpus / THREADS_PER_CORE)
+
+
+def replica_hardware(
+    instance: MachineSlot, hardware: HardwareRecord, engine: str
+) -> ReplicaHardware:
+    """Memory, spec bandwidth and compute one replica of ``engine`` gets on ``instance``."""
+    overhead = RUNTIME_OVERHEAD_GB.get((engine, hardware.kind), 1.0)
+    tflops_per_device = hardware.bf16_tflops or 0.0
+    if hardware.kind == "gpu" and instance.accelerator_count > 0:
+        count = instance.accelerator_count
+        memory_per_gpu = hardware.memory_gb or 0.0
+        usable = count * (memory_per_gpu * GPU_MEMORY_UTILIZATION - overhead)
+        # vLLM shards each layer over the GPUs; llama.cpp's layer split runs them in turn.
+        split = engine == "vllm" and count > 1
+        scale = count * TENSOR_PARALLEL_EFFICIENCY if split else 1.0
+        return ReplicaHardware(
+            kind="gpu",
+            usable_memory_gb=max(0.0, usable),
+            bandwidth_gbps=hardware.memory_bandwidth_gbps * scale,
+            tflops=tflops_per_device * scale,
+        )
+    host_gb = instance.memory_gib * GIB_TO_GB
+    usable = host_gb * HOST_MEMORY_SHARE - HOST_RESERVED_GB - overhead
+    socket_share = physical_cores(instance) / (hardware.cores_per_socket or 1)
+    return ReplicaHardware(
+        kind="cpu",
+        usable_memory_gb=max(0.0, usable),
+        bandwidth_gbps=hardware.memory_bandwidth_gbps * socket_share,
+        tflops=max(tflops_per_device, 0.05) * socket_share,
+    )
+
+
+def max_sequences(usable_memory_gb: float, weights_gb: float, kv_gb_per_sequence: float) -> int:
+    """Sequences whose KV cache fits next to the weights (0 = the model does not fit)."""
+    free = usable_memory_gb - weights_gb
+    if free <= 0 or kv_gb_per_sequence <= 0:
+        return 0
+    return int(free // kv_gb_per_sequence)

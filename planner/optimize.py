@@ -1,0 +1,207 @@
+"""Solving over the cost and time maps: feasibility masks, the cheapest plan, the Pareto front.
+
+:func:`evaluate` turns the candidate space and its time map into one pass/fail mask per target
+(keyed by the target's dotted path) and the fleet cost of every candidate; everything after that
+is array selection. Keeping one mask per target is what lets :mod:`explain` say which target
+binds and what relaxing it would give, without re-deriving anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+from quantplan.planner.candidates import CandidateSpace
+from quantplan.planner.cost import fleet_costs, price_table, replicas_needed
+from quantplan.planner.estimate import PerformanceMap
+from quantplan.planner.operating import OperatingPoints, select_operating_points
+from quantplan.planner.targets import Targets
+
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "constraints",
+        (
+            "constraints.device",
+            "constraints.clouds",
+            "constraints.regions",
+            "constraints.instance_allow",
+            "constraints.instance_deny",
+            "constraints.accelerator_allow",
+            "constraints.accelerator_deny",
+            "constraints.families",
+            "constraints.engines",
+            "constraints.spot_allowed",
+            "pricing.available",
+        ),
+    ),
+    ("compatibility", ("compatibility",)),
+    ("memory", ("memory",)),
+    ("slo", ("slos.latency",)),
+    ("quality", ("quality.max_perplexity_increase_pct", "quality.max_kl_divergence")),
+    ("replicas", ("constraints.max_replicas",)),
+    ("budget", ("budget.max_usd_per_month", "budget.max_usd_per_million_tokens")),
+)
+"""Requirements in the order a candidate meets them; a rejection names the first it fails."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every candidate ``[option, instance, pricing]`` under one set of targets."""
+
+    targets: Targets
+    space: CandidateSpace
+    perf: PerformanceMap
+    points: OperatingPoints
+    replicas: np.ndarray  # (S, I) float, inf where a replica cannot meet the SLOs
+    usd_per_month: np.ndarray  # (S, I, 2)
+    usd_per_million_tokens: np.ndarray  # (S, I, 2)
+    passes: Mapping[str, np.ndarray]  # target path -> (S, I, 2)
+    feasible: np.ndarray  # (S, I, 2)
+    ppl: np.ndarray  # (S,) perplexity increase estimate, %
+    kl: np.ndarray  # (S,) KL estimate
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.usd_per_month.shape  # type: ignore[return-value]
+
+    def mask_without(self, *names: str) -> np.ndarray:
+        """Feasibility if the named targets were dropped."""
+        mask = np.ones(self.shape, dtype=bool)
+        for name, passed in self.passes.items():
+            if name not in names:
+                mask &= passed
+        return mask
+
+
+def evaluate(targets: Targets, space: CandidateSpace, perf: PerformanceMap) -> Evaluation:
+    """Masks and costs of every candidate under ``targets`` (SLOs pick operating points)."""
+    n_s, n_i = len(space.options), len(space.instances)
+    full = (n_s, n_i, 2)
+    points = select_operating_points(perf, targets.workload, targets.slos)
+    replicas = replicas_needed(
+        points.requests_per_s, points.output_tokens_per_s, targets.workload, targets.slos
+    )
+    replicas = np.where(points.ok, replicas, np.inf)
+    prices = price_table(space.price_on_demand, space.price_spot)
+    usd_month, usd_million = fleet_costs(replicas, prices, targets.workload)
+    ppl = np.array([e.value for e in space.ppl], dtype=float)
+    kl = np.array([e.value for e in space.kl], dtype=float)
+
+    def per_option(mask: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(mask[:, None, None], full)
+
+    def per_instance(mask: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(mask[None, :, None], full)
+
+    def per_pair(mask: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(mask[:, :, None], full)
+
+    c, q, b = targets.constraints, targets.quality, targets.budget
+    spot_ok = c.spot_allowed and c.max_spot_fraction >= 1.0
+    passes: dict[str, np.ndarray] = {}
+    for name, mask in space.instance_masks.items():
+        passes[name] = per_instance(mask)
+    for name, mask in space.option_masks.items():
+        passes[name] = per_option(mask)
+    passes["constraints.spot_allowed"] = np.broadcast_to(np.array([True, spot_ok]), full)
+    passes["pricing.available"] = np.broadcast_to(np.isfinite(prices)[None, :, :], full)
+    passes["compatibility"] = per_pair(space.compatible)
+    passes["memory"] = per_pair(perf.max_sequences >= 1)
+    passes["slos.latency"] = per_pair(points.ok)
+    passes["quality.max_perplexity_increase_pct"] = per_option(
+        ppl <= q.max_perplexity_increase_pct + 1e-12
+        if q.max_perplexity_increase_pct is not None
+        else np.ones(n_s, bool)
+    )
+    passes["quality.max_kl_divergence"] = per_option(
+        kl <= q.max_kl_divergence + 1e-12 if q.max_kl_divergence is not None else np.ones(n_s, bool)
+    )
+    passes["constraints.max_replicas"] = per_pair(replicas <= c.max_replicas)
+    with np.errstate(invalid="ignore"):
+        passes["budget.max_usd_per_month"] = (
+            usd_month <= b.max_usd_per_month * (1 + 1e-12)
+            if b.max_usd_per_month is not None
+            else np.ones(full, bool)
+        )
+        passes["budget.max_usd_per_million_tokens"] = (
+            usd_million <= b.max_usd_per_million_tokens * (1 + 1e-12)
+            if b.max_usd_per_million_tokens is not None
+            else np.ones(full, bool)
+        )
+    feasible = np.ones(full, dtype=bool)
+    for mask in passes.values():
+        feasible &= mask
+    feasible &= np.isfinite(usd_month)
+    return Evaluation(
+        targets=targets,
+        space=space,
+        perf=perf,
+        points=points,
+        replicas=replicas,
+        usd_per_month=usd_month,
+        usd_per_million_tokens=usd_million,
+        passes=MappingProxyType(passes),
+        feasible=feasible,
+        ppl=ppl,
+        kl=kl,
+    )
+
+
+Index = tuple[int, int, int]
+
+
+def ranked(ev: Evaluation, mask: np.ndarray | None = None, limit: int | None = None) -> list[Index]:
+    """Candidates in ``mask`` (default: feasible), cheapest first.
+
+    Ties on cost go to the smaller quality loss, then the lower p95 TTFT, then catalog order,
+    so the answer is deterministic.
+    """
+    chosen = ev.feasible if mask is None else mask & np.isfinite(ev.usd_per_month)
+    flat = np.flatnonzero(chosen)
+    if flat.size == 0:
+        return []
+    s, i, p = np.unravel_index(flat, ev.shape)
+    cost = ev.usd_per_month.ravel()[flat]
+    order = np.lexsort((flat, ev.points.ttft_p95_ms[s, i], ev.ppl[s], cost))
+    if limit is not None:
+        order = order[:limit]
+    return [(int(s[k]), int(i[k]), int(p[k])) for k in order]
+
+
+def cheapest(ev: Evaluation, mask: np.ndarray | None = None) -> Index | None:
+    """The cheapest candidate in ``mask`` (default: every target met), or None."""
+    best = ranked(ev, mask, limit=1)
+    return best[0] if best else None
+
+
+def pareto_front(ev: Evaluation, limit: int = 15) -> list[Index]:
+    """Feasible candidates no other beats on $/month, quality loss and p95 TTFT at once."""
+    # Within one option quality is fixed: walking it cheapest first, keep only candidates
+    # faster than every cheaper one. The 3-way filter then runs on that short list.
+    per_option: list[Index] = []
+    best_ttft: dict[int, float] = {}
+    for index in ranked(ev):
+        ttft = float(ev.points.ttft_p95_ms[index[0], index[1]])
+        if ttft < best_ttft.get(index[0], np.inf) - 1e-9:
+            per_option.append(index)
+            best_ttft[index[0]] = ttft
+    scored = sorted(
+        (
+            float(ev.usd_per_month[idx]),
+            float(ev.ppl[idx[0]]),
+            float(ev.points.ttft_p95_ms[idx[0], idx[1]]),
+            idx,
+        )
+        for idx in per_option
+    )
+    front: list[tuple[float, float, float, Index]] = []
+    for cost, ppl, ttft, idx in scored:
+        dominated = any(
+            c <= cost and q <= ppl and t <= ttft and (c, q, t) != (cost, ppl, ttft)
+            for c, q, t, _ in front
+        )
+        if not dominated and all((c, q, t) != (cost, ppl, ttft) for c, q, t, _ in front):
+            front.append((cost, ppl, ttft, idx))
+    return [idx for *_, idx in front[:limit]]

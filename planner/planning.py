@@ -1,0 +1,196 @@
+"""The planner's front door: targets + catalog snapshot in, a new Plan out.
+
+``make_plan`` builds the candidate space, its time map and cost map, then solves and explains.
+``prepare`` exposes the intermediate maps for the report and the TUI, which re-solve them under
+other traffic volumes or prices without touching the catalog again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner import estimate, hardware, operating
+from quantplan.planner.candidates import CandidateSpace, build_candidate_space
+from quantplan.planner.deployment import build_deployment
+from quantplan.planner.estimate import PerformanceMap, estimate_performance
+from quantplan.planner.explain import (
+    binding_constraints,
+    describe_relaxations,
+    family_rejections,
+    label,
+    relaxed_optima,
+)
+from quantplan.planner.fleet import FleetSolution, FleetType, prune_dominated, solve_mixed_fleet
+from quantplan.planner.optimize import Evaluation, Index, cheapest, evaluate, pareto_front, ranked
+from quantplan.planner.plan import Deployment, Plan, Relaxation
+from quantplan.planner.targets import HOURS_PER_MONTH, Targets
+
+ASSUMPTIONS = hardware.ASSUMPTIONS + estimate.ASSUMPTIONS + operating.ASSUMPTIONS
+
+
+@dataclass(frozen=True)
+class PlanningContext:
+    """The maps one plan is solved over: candidates, their timings, and their evaluation."""
+
+    targets: Targets
+    snapshot: CatalogSnapshot
+    space: CandidateSpace
+    perf: PerformanceMap
+    evaluation: Evaluation
+
+    def with_targets(self, targets: Targets) -> PlanningContext:
+        """The same candidates re-solved under other targets with the same model and workload
+        shape (volume, SLOs, budget, quality and pricing may differ; filters may not)."""
+        return PlanningContext(
+            targets, self.snapshot, self.space, self.perf, evaluate(targets, self.space, self.perf)
+        )
+
+
+def prepare(targets: Targets, snapshot: CatalogSnapshot) -> PlanningContext:
+    """Build the candidate space, the time map and the evaluation for ``targets``."""
+    space = build_candidate_space(targets, snapshot)
+    perf = estimate_performance(space, snapshot, targets.workload)
+    return PlanningContext(targets, snapshot, space, perf, evaluate(targets, space, perf))
+
+
+def fleet_types(ev: Evaluation) -> list[FleetType]:
+    """Deployment types a mixed fleet may use: every per-replica target met."""
+    fleet_level = (
+        "constraints.max_replicas",
+        "budget.max_usd_per_month",
+        "budget.max_usd_per_million_tokens",
+        "constraints.spot_allowed",
+    )
+    mask = ev.mask_without(*fleet_level) & np.isfinite(ev.usd_per_month)
+    if not ev.targets.constraints.spot_allowed:
+        mask[:, :, 1] = False
+    types = []
+    for s, i, p in zip(*np.nonzero(mask), strict=True):
+        price = ev.space.price_on_demand[i] if p == 0 else ev.space.price_spot[i]
+        types.append(
+            FleetType(
+                key=(int(s), int(i), int(p)),
+                usd_per_hour=float(price),
+                requests_per_s=float(ev.points.requests_per_s[s, i]),
+                spot=bool(p == 1),
+            )
+        )
+    return types
+
+
+def solve_fleet(ev: Evaluation) -> FleetSolution | None:
+    """The cheapest mixed fleet under ``ev``'s targets (MILP), or None."""
+    t = ev.targets
+    demand = t.workload.peak_requests_per_s
+    if t.slos.min_output_tokens_per_s is not None:
+        demand = max(demand, t.slos.min_output_tokens_per_s / t.workload.output_tokens)
+    caps = []
+    if t.budget.max_usd_per_month is not None:
+        caps.append(t.budget.max_usd_per_month / HOURS_PER_MONTH)
+    if t.budget.max_usd_per_million_tokens is not None:
+        tokens_m = t.workload.counted_tokens_per_month / 1e6
+        caps.append(t.budget.max_usd_per_million_tokens * tokens_m / HOURS_PER_MONTH)
+    return solve_mixed_fleet(
+        prune_dominated(fleet_types(ev)),
+        demand,
+        max_replicas=t.constraints.max_replicas,
+        max_types=t.constraints.max_fleet_types,
+        max_spot_fraction=t.constraints.max_spot_fraction if t.constraints.spot_allowed else 0.0,
+        max_usd_per_hour=min(caps) if caps else None,
+    )
+
+
+def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Index]:
+    """Best option of every other family first, then the next cheapest distinct options."""
+    picked: list[Index] = []
+    seen = {(choice[0], choice[1])} if choice else set()
+    families = {ev.space.options[choice[0]].family} if choice else set()
+    pool = ranked(ev, limit=2000)
+    for index in pool:
+        family = ev.space.options[index[0]].family
+        if family not in families:
+            families.add(family)
+            picked.append(index)
+            seen.add((index[0], index[1]))
+    for index in pool:
+        if len(picked) >= limit:
+            break
+        if (index[0], index[1]) not in seen:
+            picked.append(index)
+            seen.add((index[0], index[1]))
+    return picked[:limit]
+
+
+def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxation]) -> str:
+    model = ev.space.shape.name
+    if fleet:
+        total = sum(d.usd_per_month for d in fleet)
+        parts = "; ".join(
+            f"{d.replicas} x {d.instance.name} ({d.pricing.replace('_', '-')}) with {d.scheme} "
+            f"on {d.engine}"
+            for d in fleet
+        )
+        head = fleet[0].metrics
+        ppl = head.perplexity_increase_pct
+        quality = f"perplexity +{ppl.value:.2f}% ({ppl.basis})" if ppl else "quality unknown"
+        return (
+            f"Serve {model} with {parts}: ${total:,.0f}/month, "
+            f"${sum(d.usd_per_million_tokens for d in fleet):.4f}/M tokens; p95 TTFT "
+            f"~{head.ttft_p95_ms.value:,.0f} ms, p95 ITL ~{head.itl_p95_ms.value:,.1f} ms "
+            f"({head.ttft_p95_ms.basis}), {quality}."
+        )
+    text = f"No deployment of {model} meets every target."
+    if relaxations:
+        r = relaxations[0]
+        text += (
+            f" Nearest: relax {r.constraint} from {r.current} to {r.needed} -> "
+            f"{r.deployment.label} at ${r.deployment.usd_per_month:,.0f}/month."
+        )
+    return text
+
+
+def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Plan:
+    """Solve and explain a prepared context."""
+    ev = context.evaluation
+    choice = cheapest(ev)
+    chosen = build_deployment(ev, choice) if choice is not None else None
+    fleet: list[Deployment] = [chosen] if chosen is not None else []
+    if context.targets.constraints.allow_mixed_fleet:
+        solution = solve_fleet(ev)
+        single = float(ev.usd_per_month[choice]) if choice else np.inf
+        if solution is not None and solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9):
+            fleet = [build_deployment(ev, t.key, replicas=n) for t, n in solution.counts]
+    relaxed = relaxed_optima(ev, context.space, context.perf)
+    relaxations = [
+        Relaxation(constraint=name, current=current, needed=needed, deployment=deployment)
+        for name, current, needed, deployment in describe_relaxations(relaxed)
+    ]
+    feasible = bool(fleet)
+    return Plan(
+        targets=context.targets,
+        model=context.space.shape.name,
+        feasible=feasible,
+        summary=_summary(ev, fleet, relaxations),
+        choice=chosen,
+        fleet=tuple(fleet),
+        fleet_usd_per_month=round(sum(d.usd_per_month for d in fleet), 4) if fleet else None,
+        alternatives=tuple(
+            build_deployment(ev, x) for x in _alternatives(ev, choice, alternatives)
+        ),
+        pareto_front=tuple(build_deployment(ev, x) for x in pareto_front(ev)),
+        rejected=tuple(family_rejections(ev, choice)),
+        binding_constraints=tuple(binding_constraints(ev, choice, relaxed)),
+        relaxations=tuple(relaxations[:5]) if not feasible else (),
+        assumptions=ASSUMPTIONS,
+        candidates_evaluated=int(ev.feasible.size),
+    )
+
+
+def make_plan(targets: Targets, snapshot: CatalogSnapshot, *, alternatives: int = 5) -> Plan:
+    """The cheapest plan meeting every target, with alternatives, Pareto front and reasons."""
+    return plan_from_context(prepare(targets, snapshot), alternatives=alternatives)
+
+
+__all__ = ["PlanningContext", "label", "make_plan", "plan_from_context", "prepare"]
