@@ -104,8 +104,13 @@ def solve_fleet(ev: Evaluation) -> FleetSolution | None:
 
 def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Index]:
     """Best option of every other family first, then the next cheapest distinct options."""
+
+    def key(index: Index) -> tuple[str, str, str, int]:
+        option = ev.space.options[index[0]]
+        return (option.scheme.name, option.engine, ev.space.instances[index[1]].name, index[2])
+
     picked: list[Index] = []
-    seen = {(choice[0], choice[1])} if choice else set()
+    seen = {key(choice)} if choice else set()
     families = {ev.space.options[choice[0]].family} if choice else set()
     pool = ranked(ev, limit=2000)
     for index in pool:
@@ -113,13 +118,13 @@ def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Inde
         if family not in families:
             families.add(family)
             picked.append(index)
-            seen.add((index[0], index[1]))
+            seen.add(key(index))
     for index in pool:
         if len(picked) >= limit:
             break
-        if (index[0], index[1]) not in seen:
+        if key(index) not in seen:
             picked.append(index)
-            seen.add((index[0], index[1]))
+            seen.add(key(index))
     return picked[:limit]
 
 

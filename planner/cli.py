@@ -1,0 +1,268 @@
+"""``quantplan plan`` and ``quantplan report``: a thin shell over the planner's pure functions.
+
+The CLI opens the catalog, loads one immutable snapshot, builds Targets from flags (or a file),
+and hands both to the planner. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from quantplan.planner.plan import Plan
+    from quantplan.planner.targets import Targets
+
+PLAN_EPILOG = (
+    "Examples:\n\n"
+    "  quantplan plan --model Llama-3.1-8B --rps 20 --ttft-p95-ms 500 --itl-p95-ms 50\n\n"
+    "  quantplan plan --model Llama-3.2-1B --tokens-per-day 2e6 --cpu-only --json\n\n"
+    "  quantplan plan --model Llama-2-7B --rps 5 --max-ppl-increase 1 --budget-month 2000 "
+    "-o plan.yaml\n\n"
+    "  quantplan plan --targets targets.yaml --spot --mixed-fleet"
+)
+REPORT_EPILOG = (
+    "Examples:\n\n"
+    "  quantplan report plan.yaml -o report.html      (also writes report.md)\n\n"
+    "  quantplan report --model Llama-3.1-8B --rps 10 --ttft-p95-ms 800 -o capacity.html"
+)
+
+
+def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
+    """Targets from a file (targets or plan) with flags on top, or from flags alone."""
+    from pydantic import ValidationError
+    from quantplan.planner.targets import Targets, load_targets
+
+    from quantplan.errors import QuantplanError
+
+    data: dict[str, Any] = load_targets(source).model_dump() if source else {}
+    if flags["model"]:
+        data["model"] = flags["model"]
+    if "model" not in data:
+        raise QuantplanError(
+            "no model given", hint="pass --model NAME (see `quantplan catalog list -k models`)"
+        )
+    workload = data.setdefault("workload", {})
+    if flags["rps"] is not None or flags["tokens_per_day"] is not None:
+        workload["requests_per_s"] = flags["rps"]
+        workload["tokens_per_day"] = flags["tokens_per_day"]
+    if not workload.get("requests_per_s") and not workload.get("tokens_per_day"):
+        raise QuantplanError(
+            "no traffic volume given", hint="pass --rps N or --tokens-per-day N (or --targets)"
+        )
+    sections = {
+        "workload": {
+            "input_tokens": "input_tokens",
+            "output_tokens": "output_tokens",
+            "peak_to_mean": "peak_to_mean",
+        },
+        "slos": {
+            "ttft_p95_ms": "ttft_p95_ms",
+            "itl_p95_ms": "itl_p95_ms",
+            "min_output_tokens_per_s": "min_throughput",
+        },
+        "quality": {
+            "max_perplexity_increase_pct": "max_ppl_increase",
+            "max_kl_divergence": "max_kl",
+        },
+        "budget": {
+            "max_usd_per_month": "budget_month",
+            "max_usd_per_million_tokens": "budget_per_million",
+        },
+        "constraints": {
+            "spot_allowed": "spot",
+            "max_replicas": "max_replicas",
+            "allow_mixed_fleet": "mixed_fleet",
+        },
+    }
+    for section, fields in sections.items():
+        for field, flag in fields.items():
+            if flags[flag] is not None:
+                data.setdefault(section, {})[field] = flags[flag]
+    constraints = data.setdefault("constraints", {})
+    for field, flag in (("clouds", "cloud"), ("regions", "region")):
+        if flags[flag]:
+            constraints[field] = tuple(flags[flag])
+    if flags["cpu_only"] and flags["gpu_only"]:
+        raise QuantplanError("--cpu-only and --gpu-only exclude each other")
+    if flags["cpu_only"] or flags["gpu_only"]:
+        constraints["device"] = "cpu" if flags["cpu_only"] else "gpu"
+    try:
+        return Targets.model_validate(data)
+    except ValidationError as error:
+        raise QuantplanError(f"invalid targets:\n{error}") from None
+
+
+def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
+    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.snapshot import load_snapshot
+
+    return load_snapshot(open_catalog(db))
+
+
+def _money(value: float) -> str:
+    return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def _print_plan(plan: Plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    verdict = "[bold green]feasible[/]" if plan.feasible else "[bold red]infeasible[/]"
+    console.print(f"{verdict} {plan.summary}")
+    for d in plan.fleet:
+        m = d.metrics
+        table = Table(title=f"Deploy: {d.label}", title_justify="left", show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        rows = [
+            ("method / scheme / engine", f"{d.method} / {d.scheme} / {d.engine}"),
+            ("instance", f"{d.instance} ({d.hardware} x{d.accelerator_count}), {d.pricing}"),
+            ("replicas", str(d.replicas)),
+            ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
+        ]
+        for name, e in (
+            ("p95 TTFT ms", m.ttft_p95_ms),
+            ("p95 ITL ms", m.itl_p95_ms),
+            ("output tok/s per replica", m.output_tokens_per_s),
+            ("perplexity increase %", m.perplexity_increase_pct),
+            ("KL divergence", m.kl_divergence),
+        ):
+            if e is not None:
+                rows.append((name, f"{e.value:,.4g} [{e.low:,.4g} - {e.high:,.4g}] {e.basis}"))
+        rows.append(("memory GB", f"{m.memory_gb:,.1f} of {m.memory_capacity_gb:,.1f}"))
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if plan.alternatives:
+        table = Table(title="Alternatives", title_justify="left")
+        for column in ("deployment", "$/month", "p95 TTFT ms", "ppl +%"):
+            table.add_column(column)
+        for d in plan.alternatives:
+            ppl = d.metrics.perplexity_increase_pct
+            table.add_row(
+                f"{d.label} ({d.pricing})", _money(d.usd_per_month),
+                f"{d.metrics.ttft_p95_ms.value:,.0f}", f"{ppl.value:.2f}" if ppl else "?",
+            )  # fmt: skip
+        console.print(table)
+    for rejection in plan.rejected:
+        console.print(f"[yellow]rejected[/] ({rejection.stage}) {rejection.reason}")
+    for binding in plan.binding_constraints:
+        console.print(f"[cyan]binding[/] {binding.constraint}: {binding.detail}")
+    for relax in plan.relaxations:
+        console.print(
+            f"[magenta]relax[/] {relax.constraint}: {relax.current} -> {relax.needed} gives "
+            f"{relax.deployment.label} at {_money(relax.deployment.usd_per_month)}/month"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plan`` and ``report`` to the root app."""
+
+    @app.command("plan", epilog=PLAN_EPILOG)
+    def plan_command(
+        model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
+        rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
+        tokens_per_day: Annotated[
+            float | None, typer.Option(help="Mean tokens/day (instead of --rps).")
+        ] = None,
+        input_tokens: Annotated[int | None, typer.Option(help="Mean prompt tokens.")] = None,
+        output_tokens: Annotated[int | None, typer.Option(help="Mean output tokens.")] = None,
+        peak_to_mean: Annotated[float | None, typer.Option(help="Peak/mean traffic.")] = None,
+        ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
+        itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
+        min_throughput: Annotated[
+            float | None, typer.Option(help="Fleet output tokens/s floor.")
+        ] = None,
+        max_ppl_increase: Annotated[
+            float | None, typer.Option(help="Max perplexity increase, %.")
+        ] = None,
+        max_kl: Annotated[float | None, typer.Option(help="Max KL divergence.")] = None,
+        budget_month: Annotated[float | None, typer.Option(help="Max $/month.")] = None,
+        budget_per_million: Annotated[
+            float | None, typer.Option(help="Max $ per million tokens.")
+        ] = None,
+        cloud: Annotated[list[str] | None, typer.Option(help="Allowed cloud (repeat).")] = None,
+        region: Annotated[list[str] | None, typer.Option(help="Allowed region (repeat).")] = None,
+        spot: Annotated[bool | None, typer.Option("--spot/--no-spot", help="Allow spot.")] = None,
+        cpu_only: Annotated[bool, typer.Option("--cpu-only", help="CPU instances only.")] = False,
+        gpu_only: Annotated[bool, typer.Option("--gpu-only", help="GPU instances only.")] = False,
+        max_replicas: Annotated[int | None, typer.Option(help="Most replicas.")] = None,
+        mixed_fleet: Annotated[
+            bool | None, typer.Option("--mixed-fleet/--single-type", help="Allow mixed fleets.")
+        ] = None,
+        targets_file: Annotated[
+            Path | None, typer.Option("--targets", help="Targets (or plan) YAML/JSON file.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+        output: Annotated[
+            Path | None, typer.Option("-o", "--output", help="Write the plan file (.yaml/.json).")
+        ] = None,
+        db: Annotated[
+            str | None, typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.")
+        ] = None,
+    ) -> None:
+        """Choose scheme, engine, instance and replicas meeting your targets at least cost."""
+        from quantplan.planner.plan import save_plan
+        from quantplan.planner.planning import make_plan
+
+        flags = dict(locals())
+        targets = _targets_from_flags(targets_file, flags)
+        plan = make_plan(targets, _snapshot(db))
+        if output is not None:
+            save_plan(plan, output)
+        if as_json:
+            typer.echo(json.dumps(plan.model_dump(mode="json"), indent=2))
+        else:
+            _print_plan(plan)
+            if output is not None:
+                typer.echo(f"plan written to {output}")
+
+    @app.command("report", epilog=REPORT_EPILOG)
+    def report_command(
+        source: Annotated[
+            Path | None, typer.Argument(help="Targets or plan file (YAML/JSON).")
+        ] = None,
+        model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
+        rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
+        tokens_per_day: Annotated[float | None, typer.Option(help="Mean tokens/day.")] = None,
+        ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
+        itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
+        max_ppl_increase: Annotated[
+            float | None, typer.Option(help="Max perplexity increase, %.")
+        ] = None,
+        output: Annotated[
+            Path, typer.Option("-o", "--output", help="HTML file; Markdown goes next to it.")
+        ] = Path("report.html"),
+        db: Annotated[
+            str | None, typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.")
+        ] = None,
+    ) -> None:
+        """Capacity-planning report: cost vs traffic per family, crossovers, Pareto, headroom."""
+        from quantplan.planner.capacity import capacity_report
+        from quantplan.planner.planning import prepare
+        from quantplan.planner.report import render_html, render_markdown
+
+        flags: dict[str, Any] = dict.fromkeys(
+            ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
+             "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
+             "mixed_fleet", "cpu_only", "gpu_only"),
+        )  # fmt: skip
+        flags.update(
+            model=model,
+            rps=rps,
+            tokens_per_day=tokens_per_day,
+            ttft_p95_ms=ttft_p95_ms,
+            itl_p95_ms=itl_p95_ms,
+            max_ppl_increase=max_ppl_increase,
+        )
+        targets = _targets_from_flags(source, flags)
+        report = capacity_report(prepare(targets, _snapshot(db)))
+        output.write_text(render_html(report))
+        markdown = output.with_suffix(".md")
+        markdown.write_text(render_markdown(report))
+        typer.echo(f"report written to {output} and {markdown}")

@@ -1,0 +1,219 @@
+"""Render a :class:`CapacityReport` as self-contained HTML (inline SVG) and as Markdown."""
+
+from __future__ import annotations
+
+from html import escape
+
+from quantplan.planner.capacity import CapacityReport
+from quantplan.planner.plan import Deployment
+from quantplan.planner.svg import chart
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def _volume(value: float) -> str:
+    return f"{value / 1e6:,.3g} M" if value >= 1e6 else f"{value / 1e3:,.3g} k"
+
+
+def _deployment_row(d: Deployment) -> list[str]:
+    ppl = d.metrics.perplexity_increase_pct
+    return [
+        d.scheme,
+        d.engine,
+        str(d.instance),
+        d.pricing,
+        str(d.replicas),
+        _money(d.usd_per_month),
+        f"{d.usd_per_million_tokens:.4f}",
+        f"{d.metrics.ttft_p95_ms.value:,.0f} ({d.metrics.ttft_p95_ms.basis})",
+        f"{ppl.value:.2f} ({ppl.basis})" if ppl else "?",
+    ]
+
+
+DEPLOYMENT_HEADER = [
+    "scheme", "engine", "instance", "pricing", "replicas", "$/month", "$/M tok", "p95 TTFT ms",
+    "ppl +%",
+]  # fmt: skip
+
+
+def _sections(report: CapacityReport) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(title, header, rows, note) per table, shared by both renderings."""
+    plan = report.plan
+    out = [
+        ("Plan", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.fleet], plan.summary),
+        ("Alternatives", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.alternatives], ""),
+        (
+            "Why other families lost",
+            ["family", "stage", "reason"],
+            [[r.family, r.stage, r.reason] for r in plan.rejected],
+            "",
+        ),
+        (
+            "Binding targets",
+            ["target", "effect"],
+            [[b.constraint, b.detail] for b in plan.binding_constraints],
+            "",
+        ),
+    ]
+    if plan.relaxations:
+        out.append(
+            (
+                "Nearest plans with one target relaxed",
+                ["target", "now", "needed", "plan", "$/month"],
+                [
+                    [r.constraint, r.current, r.needed, r.deployment.label,
+                     _money(r.deployment.usd_per_month)]
+                    for r in plan.relaxations
+                ],
+                "",
+            )
+        )  # fmt: skip
+    out.append(
+        (
+            "Where the cheapest option changes with traffic",
+            ["tokens/day", "cheaper below", "cheaper above"],
+            [
+                [_volume(c.tokens_per_day), c.cheaper_below, c.cheaper_above]
+                for c in report.crossovers
+            ],
+            "No crossover in the range shown." if not report.crossovers else "",
+        )
+    )
+    out.append(("Pareto front (cost, quality, TTFT)", DEPLOYMENT_HEADER,
+                [_deployment_row(d) for d in report.pareto_front], ""))  # fmt: skip
+    headroom_note = (
+        f"The planned fleet carries {report.headroom_factor:.2f}x the peak demand."
+        if report.headroom_factor
+        else "No feasible fleet, so no headroom."
+    )
+    out.append(
+        (
+            "Headroom against traffic growth",
+            ["growth", "fits planned fleet", "replicas of choice", "re-planned $/month", "plan"],
+            [
+                [f"{h.growth:g}x", "yes" if h.fits_current_fleet else "no",
+                 str(h.replicas_of_choice or "-"), _money(h.usd_per_month_replanned),
+                 h.replanned or "-"]
+                for h in report.headroom
+            ],
+            headroom_note,
+        )
+    )  # fmt: skip
+    out.append(
+        (
+            "Sensitivity to spot prices",
+            ["spot price x", "$/month", "uses spot", "plan"],
+            [
+                [f"{s.spot_price_multiplier:g}", _money(s.usd_per_month),
+                 "yes" if s.uses_spot else "no", s.deployment or "-"]
+                for s in report.spot
+            ],
+            f"On-demand only: {_money(report.on_demand_usd_per_month)}/month. Spot capacity can "
+            "be reclaimed; see constraints.max_spot_fraction for mixed fleets.",
+        )
+    )  # fmt: skip
+    return out
+
+
+def _charts(report: CapacityReport) -> list[str]:
+    curves = [
+        (c.series, [(p.tokens_per_day, p.usd_per_month) for p in c.points if p.usd_per_month])
+        for c in report.curves
+    ]
+    markers = [(report.tokens_per_day, "targets")] + [
+        (c.tokens_per_day, "x") for c in report.crossovers
+    ]
+    pareto = {}
+    for d in report.pareto_front:
+        ppl = d.metrics.perplexity_increase_pct
+        pareto.setdefault(d.method, []).append((d.usd_per_month, ppl.value if ppl else 0.0))
+    spot = [("best plan", [(s.spot_price_multiplier, s.usd_per_month) for s in report.spot
+                           if s.usd_per_month])]  # fmt: skip
+    headroom = [("re-planned", [(h.growth, h.usd_per_month_replanned) for h in report.headroom
+                                if h.usd_per_month_replanned])]  # fmt: skip
+    return [
+        chart("$/month vs tokens/day (best option per family and device)", curves,
+              x_label="tokens/day", y_label="$/month", log_x=True, log_y=True,
+              vertical_markers=markers),
+        chart("Pareto front: cost vs perplexity increase", list(pareto.items()),
+              x_label="$/month", y_label="perplexity increase %", lines=False),
+        chart("Cost of the re-planned fleet vs traffic growth", headroom,
+              x_label="traffic growth (x)", y_label="$/month"),
+        chart("Cheapest plan vs spot price", spot, x_label="spot price multiplier",
+              y_label="$/month"),
+    ]  # fmt: skip
+
+
+def render_html(report: CapacityReport) -> str:
+    """One self-contained HTML page: no scripts, no external resources."""
+    plan = report.plan
+    body = [
+        f"<h1>Capacity plan: {escape(plan.model)}</h1>",
+        f"<p><b>{'Feasible' if plan.feasible else 'Infeasible'}.</b> {escape(plan.summary)}</p>",
+        f"<p>Traffic: {_volume(report.tokens_per_day)} tokens/day "
+        f"({plan.targets.workload.token_accounting.replace('_', ' ')}), peak x"
+        f"{plan.targets.workload.peak_to_mean:g}.</p>",
+    ]
+    body += [f"<figure>{svg}</figure>" for svg in _charts(report)]
+    for title, header, rows, note in _sections(report):
+        body.append(f"<h2>{escape(title)}</h2>")
+        if note:
+            body.append(f"<p>{escape(note)}</p>")
+        if rows:
+            head = "".join(f"<th>{escape(h)}</th>" for h in header)
+            lines = "".join(
+                "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+                for row in rows
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>")
+    body.append("<h2>Assumptions</h2><ul>")
+    body += [f"<li>{escape(a)}</li>" for a in plan.assumptions]
+    body.append("</ul>")
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;"
+        "padding:3px 6px;font-size:12px}th{background:#f4f4f4}figure{margin:1em 0}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>quantplan capacity report: {escape(plan.model)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def render_markdown(report: CapacityReport) -> str:
+    """The same report as Markdown tables (charts as their data)."""
+    plan = report.plan
+    lines = [
+        f"# Capacity plan: {plan.model}",
+        "",
+        f"**{'Feasible' if plan.feasible else 'Infeasible'}.** {plan.summary}",
+        "",
+        f"Traffic: {_volume(report.tokens_per_day)} tokens/day, peak x"
+        f"{plan.targets.workload.peak_to_mean:g}.",
+        "",
+        "## $/month vs tokens/day (best option per family and device)",
+        "",
+        "| tokens/day | " + " | ".join(c.series for c in report.curves) + " |",
+        "|---" * (len(report.curves) + 1) + "|",
+    ]
+    if report.curves:
+        for k, point in enumerate(report.curves[0].points):
+            cells = [_money(c.points[k].usd_per_month) for c in report.curves]
+            lines.append(f"| {_volume(point.tokens_per_day)} | " + " | ".join(cells) + " |")
+    for title, header, rows, note in _sections(report):
+        lines += ["", f"## {title}", ""]
+        if note:
+            lines += [note, ""]
+        if rows:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|---" * len(header) + "|")
+            lines += [
+                "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows
+            ]
+    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in plan.assumptions]
+    return "\n".join(lines) + "\n"
