@@ -1,0 +1,134 @@
+"""Exhaustive reference solvers: slow, plain loops, used to check the optimizer's answers.
+
+``brute_force_cost`` walks every (option, instance, pricing, concurrency, replica count) with
+scalar arithmetic and the targets read directly, sharing only the time map (per-candidate decode
+and prefill seconds) with the planner. ``brute_force_fleet`` enumerates every replica vector.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.estimate import CONCURRENCY_GRID
+from quantplan.planner.fleet import FleetType
+from quantplan.planner.operating import ITL_P95_FACTOR, TARGET_UTILIZATION
+from quantplan.planner.planning import prepare
+from quantplan.planner.targets import HOURS_PER_MONTH, Targets
+
+SLACK = 1 - 1e-9
+
+
+def _instance_allowed(targets: Targets, instance: object, hardware: object) -> bool:
+    c = targets.constraints
+    checks = (
+        c.device == "any" or hardware.kind == c.device,  # type: ignore[attr-defined]
+        not c.clouds or instance.cloud in c.clouds,  # type: ignore[attr-defined]
+        not c.regions or instance.region in c.regions,  # type: ignore[attr-defined]
+        not c.instance_allow or instance.name in c.instance_allow,  # type: ignore[attr-defined]
+        instance.name not in c.instance_deny,  # type: ignore[attr-defined]
+        not c.accelerator_allow or hardware.name in c.accelerator_allow,  # type: ignore[attr-defined]
+        hardware.name not in c.accelerator_deny,  # type: ignore[attr-defined]
+    )
+    return all(checks)
+
+
+def _best_rate(targets: Targets, decode: Sequence[float], prefill: float, max_seq: int) -> float:
+    slos, out = targets.slos, targets.workload.output_tokens
+    best = 0.0
+    for k, batch in enumerate(CONCURRENCY_GRID):
+        if batch > max_seq:
+            continue
+        rate = TARGET_UTILIZATION / (prefill + out * decode[k] / batch)
+        rho = min(rate * prefill, 0.999)
+        wait = prefill / (1 - rho) * math.log(rho / 0.05) if rho > 0.05 else 0.0
+        ttft_ms = (prefill + wait + decode[k]) * 1000
+        itl_ms = decode[k] * ITL_P95_FACTOR * 1000
+        if slos.ttft_p95_ms is not None and ttft_ms > slos.ttft_p95_ms:
+            continue
+        if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
+            continue
+        best = max(best, rate)
+    return best
+
+
+def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | None:
+    """The cheapest single-type fleet's $/month by exhaustive search, or None if infeasible."""
+    context = prepare(targets, snapshot)
+    space, perf = context.space, context.perf
+    c, q, b, w = targets.constraints, targets.quality, targets.budget, targets.workload
+    tokens_m = w.counted_tokens_per_month / 1e6
+    peak = w.peak_requests_per_s
+    best: float | None = None
+    for s, option in enumerate(space.options):
+        if c.families and option.family not in c.families:
+            continue
+        if c.engines and option.engine not in c.engines:
+            continue
+        ppl, kl = space.ppl[s].value, space.kl[s].value
+        if (
+            q.max_perplexity_increase_pct is not None
+            and ppl > q.max_perplexity_increase_pct + 1e-12
+        ):
+            continue
+        if q.max_kl_divergence is not None and kl > q.max_kl_divergence + 1e-12:
+            continue
+        for i, instance in enumerate(space.instances):
+            if not _instance_allowed(targets, instance, space.hardware[i]):
+                continue
+            if not space.compatible[s, i] or perf.max_sequences[s, i] < 1:
+                continue
+            rate = _best_rate(
+                targets, list(perf.decode_step_s[s, i]), float(perf.prefill_s[s, i]),
+                int(perf.max_sequences[s, i]),
+            )  # fmt: skip
+            if rate <= 0:
+                continue
+            prices = [instance.price_per_hour]
+            if c.spot_allowed and c.max_spot_fraction >= 1 and instance.spot_price_per_hour:
+                prices.append(instance.spot_price_per_hour)
+            for price in prices:
+                for n in range(1, c.max_replicas + 1):
+                    if n * rate < peak * SLACK:
+                        continue
+                    floor = targets.slos.min_output_tokens_per_s
+                    if floor is not None and n * rate * w.output_tokens < floor * SLACK:
+                        continue
+                    cost = n * price * HOURS_PER_MONTH
+                    within_month = b.max_usd_per_month is None or cost <= b.max_usd_per_month * (
+                        1 + 1e-12
+                    )
+                    per_m = b.max_usd_per_million_tokens
+                    within_per_m = per_m is None or cost / tokens_m <= per_m * (1 + 1e-12)
+                    if within_month and within_per_m and (best is None or cost < best):
+                        best = cost
+                    break  # more replicas of this type only cost more
+    return best
+
+
+def brute_force_fleet(
+    types: Sequence[FleetType],
+    demand: float,
+    *,
+    max_replicas: int,
+    max_types: int,
+    max_spot_fraction: float = 1.0,
+    max_usd_per_hour: float | None = None,
+) -> float | None:
+    """The cheapest hourly price over every replica vector, or None if none is feasible."""
+    best: float | None = None
+    for counts in itertools.product(range(max_replicas + 1), repeat=len(types)):
+        if sum(counts) > max_replicas or sum(1 for n in counts if n) > max_types:
+            continue
+        capacity = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True))
+        od = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True) if not t.spot)
+        if capacity < demand * SLACK or od < (1 - max_spot_fraction) * demand * SLACK:
+            continue
+        price = sum(n * t.usd_per_hour for n, t in zip(counts, types, strict=True))
+        if max_usd_per_hour is not None and price > max_usd_per_hour * (1 + 1e-12):
+            continue
+        if best is None or price < best:
+            best = price
+    return best
