@@ -1,0 +1,131 @@
+"""The quantplan dashboard: an app shell with three screens (advisor, fleet, catalog).
+
+The app owns the shared state every screen needs -- the catalog snapshot and the services -- and
+publishes catalog changes through a signal; screens render and call services, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.tui.screens.advisor import AdvisorScreen
+from quantplan.tui.screens.catalog import CatalogScreen
+from quantplan.tui.screens.fleet import FleetScreen
+from quantplan.tui.screens.help import HelpScreen
+from quantplan.tui.services import DashboardServices
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.signal import Signal
+
+from quantplan.errors import QuantplanError
+
+DARK_THEME = "textual-dark"
+LIGHT_THEME = "textual-light"
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """The catalog as the screens see it: loading, loaded, or failed with a reason."""
+
+    snapshot: CatalogSnapshot | None = None
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def loading(self) -> bool:
+        return self.snapshot is None and self.error is None
+
+
+class QuantplanApp(App[None]):
+    """Advisor, fleet and catalog over one catalog and one (optional) cluster."""
+
+    TITLE = "quantplan"
+    CSS_PATH = "app.tcss"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
+        "advisor": AdvisorScreen,
+        "fleet": FleetScreen,
+        "catalog": CatalogScreen,
+    }
+    DEFAULT_MODE = "advisor"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "switch_mode('advisor')", "Advisor"),
+        Binding("f3", "switch_mode('fleet')", "Fleet"),
+        Binding("f4", "switch_mode('catalog')", "Catalog"),
+        Binding("f1,question_mark", "help", "Help"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        services: DashboardServices | None = None,
+        *,
+        initial_mode: str = "advisor",
+        theme: str = DARK_THEME,
+    ) -> None:
+        super().__init__()
+        self.services = services or DashboardServices()
+        self.catalog_state = CatalogState()
+        self.catalog_changed: Signal[CatalogState] = Signal(self, "catalog-changed")
+        self._initial_mode = initial_mode
+        self.theme = theme
+
+    def on_mount(self) -> None:
+        self.sub_title = "catalog: loading"
+        self.reload_catalog()
+        if self._initial_mode != self.DEFAULT_MODE:
+            self.switch_mode(self._initial_mode)
+
+    # ---------------------------------------------------------------- catalog
+
+    @work(thread=True, exclusive=True, group="catalog", exit_on_error=False)
+    def reload_catalog(self) -> None:
+        """Open (migrate, seed on first use) and read the catalog off the UI thread."""
+        try:
+            state = CatalogState(snapshot=self.services.catalog.load())
+        except QuantplanError as error:
+            state = CatalogState(error=error.message, hint=error.hint)
+        self.call_from_thread(self._set_catalog, state)
+
+    def _set_catalog(self, state: CatalogState) -> None:
+        self.catalog_state = state
+        if state.snapshot is not None:
+            snap = state.snapshot
+            self.sub_title = (
+                f"catalog: {len(snap.models)} models, {len(snap.instances)} instance types, "
+                f"{len(snap.profiles)} profiles"
+            )
+        else:
+            self.sub_title = "catalog: unavailable"
+        self.catalog_changed.publish(state)
+
+    # ---------------------------------------------------------------- actions
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT_THEME if self.theme == DARK_THEME else DARK_THEME
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Advisor", "Targets in, ranked plan out", lambda: self.switch_mode("advisor")
+        )
+        yield SystemCommand(
+            "Fleet", "Live nodes, jobs and deployments", lambda: self.switch_mode("fleet")
+        )
+        yield SystemCommand(
+            "Catalog", "Browse and import catalog data", lambda: self.switch_mode("catalog")
+        )
+        yield SystemCommand("Help", "Screens and keys", self.action_help)
+        yield SystemCommand(
+            "Toggle light/dark theme", "Switch between light and dark", self.action_toggle_theme
+        )
+        yield SystemCommand("Reload catalog", "Read the catalog again", self.reload_catalog)
+        yield from getattr(screen, "screen_commands", lambda: ())()
+        yield from super().get_system_commands(screen)

@@ -1,0 +1,297 @@
+"""Fleet: nodes, agent jobs, deployments with live cost per token, the event log, replans.
+
+Events are folded into :class:`~quantplan.tui.viewmodels.fleet_state.FleetState` as they arrive
+(an async worker); the widgets are brought up to date on a fixed tick from what changed, so a
+cluster sending thousands of updates a second costs a few table writes per frame, not one per
+event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from quantplan.agent.cluster.events import JobEvent
+from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
+from quantplan.tui.viewmodels.fleet_state import DeploymentRow, FleetState, FleetSummary, NodeRow
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, RichLog, Static, TabbedContent, TabPane
+
+if TYPE_CHECKING:
+    from quantplan.tui.app import QuantplanApp
+
+REFRESH_PERIOD_S = 0.25
+STATE_STYLES = {
+    "joined": "green",
+    "restarted": "yellow",
+    "lost": "bold red",
+    "started": "bold",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+}
+# (key, label, width): fixed widths, because live values change after the column is sized.
+NODE_COLUMNS = (
+    ("node", "node", 10),
+    ("instance", "instance", 12),
+    ("state", "state", 9),
+    ("jobs", "jobs", 4),
+    ("tokens", "out tok/s", 9),
+    ("price", "$/h", 6),
+    ("cost", "$/M tok", 8),
+)
+JOB_COLUMNS = (
+    ("job", "job", 14),
+    ("kind", "kind", 9),
+    ("node", "node", 10),
+    ("state", "state", 9),
+    ("attempt", "try", 3),
+    ("detail", "detail", 30),
+)
+DEPLOYMENT_COLUMNS = (
+    ("deployment", "deployment", 34),
+    ("plan", "plan", 10),
+    ("replicas", "up", 5),
+    ("tokens", "out tok/s", 9),
+    ("price", "$/h", 7),
+    ("cost", "$/M tok meas | pred", 19),
+)
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def node_cells(node: NodeRow) -> tuple[str | Text, ...]:
+    return (
+        node.node_id,
+        node.instance_type,
+        Text(node.state, style=STATE_STYLES.get(node.state, "")),
+        str(node.running_jobs),
+        _number(node.output_tokens_per_s),
+        _number(node.usd_per_hour, 3),
+        _number(node.usd_per_million_tokens, 3),
+    )
+
+
+def job_cells(job: JobEvent) -> tuple[str | Text, ...]:
+    return (
+        job.job_id,
+        job.kind,
+        job.node_id or "-",
+        Text(job.state, style=STATE_STYLES.get(job.state, "")),
+        str(job.attempt),
+        job.detail,
+    )
+
+
+def deployment_cells(row: DeploymentRow) -> tuple[str | Text, ...]:
+    return (
+        row.deployment,
+        row.plan_id,
+        f"{row.replicas_healthy}/{row.replicas_total}",
+        _number(row.output_tokens_per_s),
+        _number(row.usd_per_hour, 2),
+        f"{_number(row.usd_per_million_tokens, 3)} | "
+        f"{_number(row.predicted_usd_per_million_tokens, 3)}",
+    )
+
+
+def summary_line(description: str, summary: FleetSummary) -> str:
+    nodes = ", ".join(f"{n} {s}" for s, n in sorted(summary.nodes_by_state.items())) or "none"
+    return (
+        f"{description}\nnodes: {nodes} | jobs active: {summary.jobs_running} | "
+        f"replicas healthy: {summary.replicas_healthy} | "
+        f"{summary.output_tokens_per_s:,.0f} out tok/s | ${summary.usd_per_hour:,.2f}/h | "
+        f"${_number(summary.usd_per_million_tokens, 3)}/M tok"
+    )
+
+
+class FleetScreen(Screen[None]):
+    """What runs where, and what it costs per token, live."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "show_tab('tab-nodes')", "Nodes"),
+        Binding("j", "show_tab('tab-jobs')", "Jobs"),
+        Binding("d", "show_tab('tab-deployments')", "Deployments"),
+        Binding("e", "show_tab('tab-events')", "Events"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="fleet")
+        self.state = FleetState()
+        self.stream_error: str | None = None
+        self._log_seen = 0
+
+    @property
+    def quantplan(self) -> QuantplanApp:
+        return cast("QuantplanApp", self.app)
+
+    @property
+    def source(self) -> FleetSource | SourceUnavailable:
+        return self.quantplan.services.fleet
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        source = self.source
+        if isinstance(source, SourceUnavailable):
+            with Vertical(id="no-cluster"):
+                yield Static(
+                    f"No cluster connected: {source.reason}.\n\n{source.hint}\n\n"
+                    "The advisor (F2) and the catalog (F4) work without a cluster.",
+                    id="no-cluster-message",
+                )
+        else:
+            yield Static(source.description, id="fleet-summary")
+            yield Static("", id="replan")
+            with TabbedContent(id="fleet-tabs"):
+                with TabPane("Nodes", id="tab-nodes"):
+                    yield DataTable(id="nodes", cursor_type="row")
+                with TabPane("Jobs", id="tab-jobs"):
+                    yield DataTable(id="jobs", cursor_type="row")
+                with TabPane("Deployments", id="tab-deployments"):
+                    yield DataTable(id="deployments", cursor_type="row")
+                with TabPane("Events", id="tab-events"):
+                    yield RichLog(id="events", max_lines=500, wrap=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if isinstance(self.source, SourceUnavailable):
+            return
+        for table_id, columns in (
+            ("#nodes", NODE_COLUMNS),
+            ("#jobs", JOB_COLUMNS),
+            ("#deployments", DEPLOYMENT_COLUMNS),
+        ):
+            table = self.query_one(table_id, DataTable)
+            for key, label, width in columns:
+                table.add_column(label, key=key, width=width)
+        self.query_one("#replan", Static).display = False
+        self.consume(self.source)
+        self.set_interval(REFRESH_PERIOD_S, self.refresh_views)
+
+    def on_screen_resume(self) -> None:
+        if not isinstance(self.source, SourceUnavailable):
+            self.refresh_views()
+
+    @work(exclusive=True, group="fleet-stream", exit_on_error=False)
+    async def consume(self, source: FleetSource) -> None:
+        """Fold the stream into the view-model; it only ends when the source does."""
+        try:
+            async for batch in source.events():
+                self.state.apply_all(batch)
+        except Exception as error:  # a lost stream is shown, not raised
+            self.stream_error = f"lost the fleet stream: {type(error).__name__}: {error}"
+        else:
+            self.stream_error = "the fleet stream ended"
+        self.refresh_views()
+
+    # ---------------------------------------------------------------- rendering
+
+    def refresh_views(self) -> None:
+        """Bring the widgets up to date with the view-model (on a tick, and on resume)."""
+        if not self.is_current:
+            return
+        description = (
+            self.source.description if not isinstance(self.source, SourceUnavailable) else ""
+        )
+        line = summary_line(description, self.state.summary())
+        if self.stream_error:
+            line = f"{self.stream_error} | {line}"
+        summary = self.query_one("#fleet-summary", Static)
+        summary.update(line)
+        summary.set_class(self.stream_error is not None, "-error")
+        self._refresh_nodes()
+        if self.state.jobs_dirty:
+            self.state.jobs_dirty = False
+            self._sync_table("#jobs", [(j.job_id, job_cells(j)) for j in self.state.job_rows()])
+        if self.state.deployments_dirty:
+            self.state.deployments_dirty = False
+            rows = [(r.deployment, deployment_cells(r)) for r in self.state.deployment_rows()]
+            self._sync_table("#deployments", rows)
+        self._refresh_log()
+        self._refresh_replan()
+
+    def _refresh_nodes(self) -> None:
+        if not self.state.has_node_changes:
+            return
+        table = self.query_one("#nodes", DataTable)
+        changes = self.state.take_node_changes()
+        for node_id in changes.removed:
+            if node_id in table.rows:
+                table.remove_row(node_id)
+        columns = [key for key, _, _ in NODE_COLUMNS]
+        for node_id in changes.changed:
+            node = self.state.nodes.get(node_id)
+            if node is None or node_id not in table.rows:
+                continue
+            # update_cell only stores the value and asks for a repaint; the table draws just the
+            # rows on screen, so touching every changed row per tick stays cheap.
+            for column, value in zip(columns, node_cells(node), strict=True):
+                table.update_cell(node_id, column, value)
+        for node_id in changes.added:
+            node = self.state.nodes.get(node_id)
+            if node is not None:
+                table.add_row(*node_cells(node), key=node_id)
+
+    def _sync_table(self, table_id: str, rows: list[tuple[str, tuple[str | Text, ...]]]) -> None:
+        table = self.query_one(table_id, DataTable)
+        wanted = {key for key, _ in rows}
+        for key in [k.value for k in table.rows if k.value not in wanted]:
+            if key is not None:
+                table.remove_row(key)
+        columns = [c.key for c in table.ordered_columns]
+        for key, cells in rows:
+            if key in table.rows:
+                for column, value in zip(columns, cells, strict=True):
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*cells, key=key)
+
+    def _refresh_log(self) -> None:
+        fresh = self.state.new_log_lines(self._log_seen)
+        self._log_seen = self.state.log_total
+        if not fresh:
+            return
+        log = self.query_one("#events", RichLog)
+        style = {"info": "", "warning": "yellow", "error": "bold red"}
+        for line in fresh:
+            log.write(Text(f"{line.at:%H:%M:%S} {line.message}", style=style[line.level]))
+
+    def _refresh_replan(self) -> None:
+        if not self.state.replan_dirty:
+            return
+        self.state.replan_dirty = False
+        proposals = self.state.replan_proposals()
+        banner = self.query_one("#replan", Static)
+        banner.display = bool(proposals)
+        if proposals:
+            lines = [
+                f"Replan proposed for {p.plan_id}: " + ("; ".join(p.reasons) or "see the log")
+                for p in proposals
+            ]
+            banner.update("\n".join(lines))
+
+    # ---------------------------------------------------------------- actions
+
+    def action_show_tab(self, tab: str) -> None:
+        if not isinstance(self.source, SourceUnavailable):
+            self.query_one("#fleet-tabs", TabbedContent).active = tab
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        for tab, title in (
+            ("tab-nodes", "Nodes"),
+            ("tab-jobs", "Jobs"),
+            ("tab-deployments", "Deployments"),
+            ("tab-events", "Events"),
+        ):
+            yield SystemCommand(
+                f"Fleet: {title}",
+                f"Show the fleet's {title.lower()}",
+                lambda tab=tab: self.action_show_tab(tab),
+            )
