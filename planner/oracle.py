@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
-from quantplan.planner.operating import ITL_P95_FACTOR, TARGET_UTILIZATION
+from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
 from quantplan.planner.planning import prepare
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 
@@ -41,16 +41,16 @@ def _best_rate(targets: Targets, decode: Sequence[float], prefill: float, max_se
     for k, batch in enumerate(CONCURRENCY_GRID):
         if batch > max_seq:
             continue
-        rate = TARGET_UTILIZATION / (prefill + out * decode[k] / batch)
-        rho = min(rate * prefill, 0.999)
-        wait = prefill / (1 - rho) * math.log(rho / 0.05) if rho > 0.05 else 0.0
-        ttft_ms = (prefill + wait + decode[k]) * 1000
-        itl_ms = decode[k] * ITL_P95_FACTOR * 1000
-        if slos.ttft_p95_ms is not None and ttft_ms > slos.ttft_p95_ms:
+        if slos.itl_p95_ms is not None and decode[k] * ITL_P95_FACTOR * 1000 > slos.itl_p95_ms:
             continue
-        if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
-            continue
-        best = max(best, rate)
+        for level in UTILIZATION_LEVELS:
+            rate = level / (prefill + out * decode[k] / batch)
+            rho = min(rate * prefill, 0.999)
+            wait = prefill / (1 - rho) * math.log(rho / 0.05) if rho > 0.05 else 0.0
+            ttft_ms = (prefill + wait + decode[k]) * 1000
+            if slos.ttft_p95_ms is not None and ttft_ms > slos.ttft_p95_ms:
+                continue
+            best = max(best, rate)
     return best
 
 

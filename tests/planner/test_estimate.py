@@ -1,0 +1,128 @@
+"""Speed estimates: roofline shape, and the measured / interpolated / modeled bases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from quantplan.catalog.records import ProfileRecord
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.estimate import (
+    BAND_WIDTH,
+    CALIBRATED,
+    CONCURRENCY_GRID,
+    INTERPOLATED,
+    MEASURED,
+    PUBLISHED,
+    UNCALIBRATED,
+)
+from quantplan.planner.planning import make_plan, prepare
+from quantplan.planner.targets import Constraints, Targets, Workload
+
+MODEL, SCHEME = "Llama-3.1-8B", "gptq-w4a16-g128"
+
+
+def _profile(concurrency: int, tokens_per_s: float, **changes: object) -> ProfileRecord:
+    fields: dict[str, object] = dict(
+        model=MODEL, scheme=SCHEME, engine="vllm", hardware="L4", hardware_count=1,
+        input_tokens=512, output_tokens=256, concurrency=concurrency,
+        output_tokens_per_s=tokens_per_s, basis="measured", source="test profile",
+    )  # fmt: skip
+    fields.update(changes)
+    return ProfileRecord(**fields)  # type: ignore[arg-type]
+
+
+def _targets(**constraints: object) -> Targets:
+    return Targets(
+        model=MODEL,
+        workload=Workload(requests_per_s=1, input_tokens=512, output_tokens=256),
+        constraints=Constraints(**constraints),  # type: ignore[arg-type]
+    )
+
+
+def _index(context, scheme: str, engine: str, instance: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    space = context.space
+    s = next(
+        k for k, o in enumerate(space.options) if o.scheme.name == scheme and o.engine == engine
+    )
+    i = next(k for k, x in enumerate(space.instances) if x.name == instance)
+    return s, i
+
+
+def _k(concurrency: int) -> int:
+    return int(np.flatnonzero(concurrency == CONCURRENCY_GRID)[0])
+
+
+def test_without_profiles_everything_is_modeled_with_the_widest_band(
+    shipped: CatalogSnapshot,
+) -> None:
+    context = prepare(_targets(), shipped)
+    assert shipped.profiles == ()
+    assert (context.perf.basis == UNCALIBRATED).all()
+    plan = make_plan(_targets(), shipped)
+    ttft = plan.choice.metrics.ttft_p95_ms  # type: ignore[union-attr]
+    assert ttft.basis == "modeled"
+    assert ttft.high == pytest.approx(ttft.value * (1 + BAND_WIDTH[UNCALIBRATED]), rel=1e-4)
+
+
+def test_roofline_decode_grows_with_batch_and_throughput_does_not_fall(
+    shipped: CatalogSnapshot,
+) -> None:
+    context = prepare(_targets(), shipped)
+    s, i = _index(context, SCHEME, "vllm", "g6.xlarge")
+    decode = context.perf.decode_step_s[s, i]
+    assert (np.diff(decode) > 0).all()
+    assert (np.diff(CONCURRENCY_GRID / decode) >= -1e-9).all()
+    # Memory-bound at batch 1: about weights / (0.8 x 300 GB/s) plus the step overhead.
+    weights = context.perf.weights_gb[s]
+    assert decode[0] == pytest.approx(weights / (0.8 * 300) + 0.002 + 32 * 2e-5, rel=0.05)
+
+
+def test_more_bandwidth_decodes_faster(shipped: CatalogSnapshot) -> None:
+    context = prepare(_targets(), shipped)
+    s, l4 = _index(context, SCHEME, "vllm", "g6.xlarge")
+    _, l40s = _index(context, SCHEME, "vllm", "g6e.xlarge")
+    assert context.perf.decode_step_s[s, l40s, 0] < context.perf.decode_step_s[s, l4, 0]
+
+
+def test_profiles_pin_measured_points_and_interpolate_between(shipped: CatalogSnapshot) -> None:
+    snapshot = shipped.model_copy(update={"profiles": (_profile(8, 400.0), _profile(32, 900.0))})
+    context = prepare(_targets(), snapshot)
+    s, i = _index(context, SCHEME, "vllm", "g6.xlarge")
+    basis, decode = context.perf.basis[s, i], context.perf.decode_step_s[s, i]
+    assert basis[_k(8)] == MEASURED and basis[_k(32)] == MEASURED
+    assert decode[_k(8)] == pytest.approx(8 / 400.0, rel=1e-6)
+    assert decode[_k(32)] == pytest.approx(32 / 900.0, rel=1e-6)
+    assert basis[_k(16)] == INTERPOLATED
+    assert basis[_k(128)] == CALIBRATED  # outside the measured range: calibrated roofline
+    _, i4 = _index(context, SCHEME, "vllm", "g6.24xlarge")  # same GPU, 4 of them
+    assert (context.perf.basis[s, i4] == CALIBRATED).all()
+    g, cpu = _index(context, "gguf-q4_k_m", "llama.cpp", "c7i.8xlarge")
+    assert (context.perf.basis[g, cpu] == UNCALIBRATED).all()
+
+
+def test_published_profiles_are_labelled_published(shipped: CatalogSnapshot) -> None:
+    snapshot = shipped.model_copy(update={"profiles": (_profile(8, 400.0, basis="published"),)})
+    context = prepare(_targets(), snapshot)
+    s, i = _index(context, SCHEME, "vllm", "g6.xlarge")
+    assert context.perf.basis[s, i, _k(8)] == PUBLISHED
+
+
+def test_profiles_of_a_different_workload_only_calibrate(shipped: CatalogSnapshot) -> None:
+    far = _profile(8, 400.0, input_tokens=8000, output_tokens=16)
+    context = prepare(_targets(), shipped.model_copy(update={"profiles": (far,)}))
+    s, i = _index(context, SCHEME, "vllm", "g6.xlarge")
+    assert (context.perf.basis[s, i] == CALIBRATED).all()
+
+
+def test_class_calibration_moves_modeled_speed_towards_measurements(
+    shipped: CatalogSnapshot,
+) -> None:
+    before = prepare(_targets(), shipped)
+    s, i = _index(before, SCHEME, "vllm", "g6.xlarge")
+    modeled_step = before.perf.decode_step_s[s, i, _k(8)]
+    slow = _profile(8, 0.5 * 8 / modeled_step, model="Llama-2-7B", hardware="A10G")
+    after = prepare(_targets(), shipped.model_copy(update={"profiles": (slow,)}))
+    # Another model on another GPU, same engine/family/device kind, ran at about half the
+    # modeled speed: the L4 estimate slows down too, and is labelled calibrated.
+    assert after.perf.decode_step_s[s, i, _k(8)] > 1.5 * modeled_step
+    assert after.perf.basis[s, i, _k(8)] == CALIBRATED

@@ -1,0 +1,101 @@
+"""Infeasible targets never raise: they say what binds and what relaxing it would give."""
+
+from __future__ import annotations
+
+import pytest
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.planning import make_plan
+from quantplan.planner.targets import (
+    Constraints,
+    ModelShape,
+    QualityTarget,
+    Slos,
+    Targets,
+    Workload,
+)
+
+from quantplan.errors import QuantplanError, UnknownNameError
+
+
+def test_impossible_latency_names_the_slo_and_the_best_achievable(
+    shipped: CatalogSnapshot,
+) -> None:
+    targets = Targets(
+        model="Llama-3.1-70B", workload=Workload(requests_per_s=1), slos=Slos(ttft_p95_ms=1)
+    )
+    plan = make_plan(targets, shipped)
+    assert not plan.feasible
+    assert all(r.stage == "slo" and "TTFT" in r.reason for r in plan.rejected)
+    relaxed = {r.constraint: r for r in plan.relaxations}
+    assert "slos.ttft_p95_ms" in relaxed
+    assert relaxed["slos.ttft_p95_ms"].deployment.metrics.ttft_p95_ms.value > 1
+
+
+def test_replica_cap_binds_and_relaxing_it_gives_the_count(shipped: CatalogSnapshot) -> None:
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=500),
+        slos=Slos(ttft_p95_ms=1000),
+        constraints=Constraints(max_replicas=1),
+    )
+    plan = make_plan(targets, shipped)
+    assert not plan.feasible
+    relaxed = {r.constraint: r for r in plan.relaxations}
+    assert int(relaxed["constraints.max_replicas"].needed) > 1
+
+
+def test_unreachable_quality_is_the_reason(shipped: CatalogSnapshot) -> None:
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=1),
+        quality=QualityTarget(max_perplexity_increase_pct=0.0001, max_kl_divergence=0.00001),
+        constraints=Constraints(families=("gptq", "awq")),
+    )
+    plan = make_plan(targets, shipped)
+    assert not plan.feasible
+    stages = {r.family: r.stage for r in plan.rejected}
+    assert stages == {
+        "awq": "quality",
+        "gptq": "quality",
+        "baseline": "constraints",
+        "gguf": "constraints",
+    }
+    assert all("allowed" in r.reason for r in plan.rejected if r.stage == "quality")
+    assert plan.binding_constraints
+
+
+def test_no_instance_left_after_filters(shipped: CatalogSnapshot) -> None:
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=1),
+        constraints=Constraints(clouds=("oracle",)),
+    )
+    plan = make_plan(targets, shipped)
+    assert not plan.feasible
+    assert all(r.stage == "constraints" and "constraints.clouds" in r.reason for r in plan.rejected)
+    assert any(b.constraint == "constraints.clouds" for b in plan.binding_constraints)
+
+
+def test_unknown_model_suggests_near_misses(shipped: CatalogSnapshot) -> None:
+    targets = Targets(model="Llama-3.1-8b", workload=Workload(requests_per_s=1))
+    with pytest.raises(UnknownNameError) as caught:
+        make_plan(targets, shipped)
+    assert "Llama-3.1-8B" in str(caught.value.hint)
+
+
+def test_inline_shape_plans_an_unknown_model(shipped: CatalogSnapshot) -> None:
+    shape = ModelShape(
+        name="in-house-3b", family="llama", parameters_b=3.2, layers=28, hidden_size=3072,
+        heads=24, kv_heads=8, head_dim=128, vocab_size=128256, max_context=8192,
+    )  # fmt: skip
+    plan = make_plan(Targets(model=shape, workload=Workload(requests_per_s=2)), shipped)
+    assert plan.feasible and plan.model == "in-house-3b"
+    assert plan.choice and plan.choice.metrics.perplexity_increase_pct is not None
+
+
+def test_requests_longer_than_the_context_are_a_user_error(shipped: CatalogSnapshot) -> None:
+    targets = Targets(
+        model="LLaMA-7B", workload=Workload(requests_per_s=1, input_tokens=4000, output_tokens=500)
+    )
+    with pytest.raises(QuantplanError, match="context"):
+        make_plan(targets, shipped)
