@@ -1,0 +1,99 @@
+"""Mixed fleets: the MILP's optimum equals exhaustive enumeration; pruning keeps it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.fleet import FleetType, prune_dominated, solve_mixed_fleet
+from quantplan.planner.oracle import brute_force_fleet
+from quantplan.planner.planning import make_plan
+from quantplan.planner.targets import Constraints, Slos, Targets, Workload
+
+
+def _random_types(rng: np.random.Generator, count: int) -> list[FleetType]:
+    return [
+        FleetType(
+            key=(k, 0, int(spot)),
+            usd_per_hour=float(rng.uniform(0.2, 10)),
+            requests_per_s=float(rng.uniform(0.1, 5)),
+            spot=bool(spot),
+        )
+        for k, spot in enumerate(rng.random(count) < 0.4)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_milp_matches_enumeration(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    types = _random_types(rng, int(rng.integers(1, 6)))
+    settings = dict(
+        max_replicas=int(rng.integers(1, 6)),
+        max_types=int(rng.integers(1, 4)),
+        max_spot_fraction=float(rng.choice([0.0, 0.5, 1.0])),
+        max_usd_per_hour=float(rng.uniform(1, 40)) if rng.random() < 0.3 else None,
+    )
+    demand = float(rng.uniform(0.5, 12))
+    expected = brute_force_fleet(types, demand, **settings)  # type: ignore[arg-type]
+    solved = solve_mixed_fleet(types, demand, **settings)  # type: ignore[arg-type]
+    pruned = solve_mixed_fleet(prune_dominated(types), demand, **settings)  # type: ignore[arg-type]
+    if expected is None:
+        assert solved is None and pruned is None
+    else:
+        assert solved is not None and pruned is not None
+        assert solved.usd_per_hour == pytest.approx(expected, rel=1e-9)
+        assert pruned.usd_per_hour == pytest.approx(expected, rel=1e-9)
+        assert solved.requests_per_s >= demand * (1 - 1e-9)
+        assert solved.replicas <= settings["max_replicas"]
+        assert len(solved.counts) <= settings["max_types"]
+
+
+def test_mixing_beats_a_single_type_when_rounding_wastes_capacity() -> None:
+    big = FleetType(key=(0, 0, 0), usd_per_hour=4.0, requests_per_s=4.0, spot=False)
+    small = FleetType(key=(1, 0, 0), usd_per_hour=1.5, requests_per_s=1.0, spot=False)
+    solution = solve_mixed_fleet([big, small], 5.0, max_replicas=10, max_types=2)
+    assert solution is not None
+    assert dict((t.key, n) for t, n in solution.counts) == {(0, 0, 0): 1, (1, 0, 0): 1}
+    assert solution.usd_per_hour == pytest.approx(5.5)  # vs 8.0 for 2 big or 7.5 for 5 small
+
+
+def test_spot_fraction_keeps_on_demand_capacity() -> None:
+    cheap_spot = FleetType(key=(0, 0, 1), usd_per_hour=0.5, requests_per_s=2.0, spot=True)
+    on_demand = FleetType(key=(0, 0, 0), usd_per_hour=2.0, requests_per_s=2.0, spot=False)
+    solution = solve_mixed_fleet(
+        [cheap_spot, on_demand], 8.0, max_replicas=10, max_types=2, max_spot_fraction=0.5
+    )
+    assert solution is not None
+    od = sum(t.requests_per_s * n for t, n in solution.counts if not t.spot)
+    assert od >= 4.0 - 1e-9
+
+
+def test_dominated_types_are_pruned_but_not_spot_by_spot_only() -> None:
+    a = FleetType(key=(0, 0, 0), usd_per_hour=1.0, requests_per_s=2.0, spot=False)
+    worse = FleetType(key=(1, 0, 0), usd_per_hour=1.5, requests_per_s=1.0, spot=False)
+    spot = FleetType(key=(2, 0, 1), usd_per_hour=0.5, requests_per_s=1.0, spot=True)
+    dominated_spot = FleetType(key=(3, 0, 1), usd_per_hour=1.2, requests_per_s=1.5, spot=True)
+    kept = {t.key for t in prune_dominated([a, worse, spot, dominated_spot])}
+    assert kept == {(0, 0, 0), (2, 0, 1)}
+
+
+def test_plan_uses_a_mixed_fleet_only_when_it_is_cheaper(shipped: CatalogSnapshot) -> None:
+    base = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=20),
+        slos=Slos(ttft_p95_ms=1000),
+        constraints=Constraints(spot_allowed=True, max_spot_fraction=0.5),
+    )
+    single = make_plan(base, shipped)
+    mixed = make_plan(
+        base.model_copy(
+            update={"constraints": base.constraints.model_copy(update={"allow_mixed_fleet": True})}
+        ),
+        shipped,
+    )
+    assert mixed.feasible and mixed.fleet_usd_per_month is not None
+    if single.feasible:
+        assert mixed.fleet_usd_per_month <= single.fleet_usd_per_month  # type: ignore[operator]
+    on_demand = sum(d.capacity_requests_per_s for d in mixed.fleet if d.pricing == "on_demand")
+    assert on_demand >= 0.5 * base.workload.peak_requests_per_s * (1 - 1e-9)
+    assert len(mixed.fleet) <= base.constraints.max_fleet_types
