@@ -89,6 +89,11 @@ class QuantplanApp(App[None]):
             state = CatalogState(snapshot=self.services.catalog.load())
         except QuantplanError as error:
             state = CatalogState(error=error.message, hint=error.hint)
+        except Exception as error:  # e.g. a file that is not a database: shown, never raised
+            state = CatalogState(
+                error=f"{type(error).__name__}: {error}",
+                hint="check --db / QUANTPLAN_DB; `quantplan catalog where` shows the path in use",
+            )
         self.call_from_thread(self._set_catalog, state)
 
     def _set_catalog(self, state: CatalogState) -> None:

@@ -72,11 +72,10 @@ TEXT_FIELDS = (
     "max_usd_per_million_tokens",
     "clouds",
 )
+# The deciding numbers come first, so they stay visible in 80 columns.
 OPTION_COLUMNS = (
     ("rank", "#"),
-    ("method", "method"),
     ("scheme", "scheme"),
-    ("engine", "engine"),
     ("instance", "instance"),
     ("replicas", "rep"),
     ("month", "$/month"),
@@ -84,6 +83,8 @@ OPTION_COLUMNS = (
     ("ttft", "p95 TTFT"),
     ("quality", "ppl +%"),
     ("basis", "basis"),
+    ("engine", "engine"),
+    ("method", "method"),
 )
 
 
@@ -117,17 +118,18 @@ class AdvisorScreen(Screen[None]):
             with VerticalScroll(id="targets-form"):
                 for name in TEXT_FIELDS:
                     yield FormField(name, FIELD_LABELS[name], str(getattr(self.form, name)))
+                with Horizontal(classes="choice-row"):
+                    yield Label(FIELD_LABELS["device"])
+                    yield Select(
+                        [("GPU or CPU", "any"), ("GPU only", "gpu"), ("CPU only", "cpu")],
+                        value=self.form.device,
+                        allow_blank=False,
+                        id="input-device",
+                        compact=True,
+                    )
                 with Horizontal(classes="switch-row"):
                     yield Label(FIELD_LABELS["spot_allowed"])
                     yield Switch(self.form.spot_allowed, id="input-spot_allowed")
-                yield Label(FIELD_LABELS["device"])
-                yield Select(
-                    [("GPU or CPU", "any"), ("GPU only", "gpu"), ("CPU only", "cpu")],
-                    value=self.form.device,
-                    allow_blank=False,
-                    id="input-device",
-                    compact=True,
-                )
                 yield Button("Plan (ctrl+r)", id="plan-button", variant="primary")
             with Vertical(id="results"):
                 yield Static("Loading the catalog...", id="plan-status")
@@ -245,9 +247,7 @@ class AdvisorScreen(Screen[None]):
             quality = row.quality_delta_pct
             table.add_row(
                 Text(f"{row.rank}{'*' if row.chosen else ''}", style="bold" if row.chosen else ""),
-                row.method,
                 row.scheme,
-                row.engine,
                 row.instance + (" spot" if row.pricing == "spot" else ""),
                 str(row.replicas),
                 f"{row.usd_per_month:,.0f}",
@@ -255,11 +255,16 @@ class AdvisorScreen(Screen[None]):
                 f"{row.ttft_p95_ms.value:,.0f} ms",
                 f"{quality.value:.2f}" if quality else "-",
                 row.basis,
+                row.engine,
+                row.method,
                 key=row.key,
             )
         details = self.query_one("#option-details", KeyValues)
         if rows:
             details.show(option_details(rows[0]), title="Chosen option")
+            # Results are what the user looks at next; tab or shift+tab goes back to the form.
+            self.query_one("#result-tabs", TabbedContent).active = "tab-options"
+            table.focus()
         else:
             details.show(self._infeasible_details(plan), title="Nothing feasible")
 

@@ -53,19 +53,20 @@ class TargetsForm:
 
 FORM_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TargetsForm))
 
+# Short labels: the form shares 80 columns with the results.
 FIELD_LABELS: dict[str, str] = {
     "model": "Model",
-    "requests_per_s": "Requests/s (mean)",
+    "requests_per_s": "Requests/s",
     "tokens_per_day": "or tokens/day",
-    "input_tokens": "Input tokens/request",
-    "output_tokens": "Output tokens/request",
-    "peak_to_mean": "Peak/mean traffic",
+    "input_tokens": "Input tok/req",
+    "output_tokens": "Output tok/req",
+    "peak_to_mean": "Peak/mean",
     "ttft_p95_ms": "p95 TTFT ms",
-    "itl_p95_ms": "p95 inter-token ms",
-    "max_perplexity_increase_pct": "Max perplexity +%",
+    "itl_p95_ms": "p95 ITL ms",
+    "max_perplexity_increase_pct": "Max ppl +%",
     "max_usd_per_month": "Max $/month",
-    "max_usd_per_million_tokens": "Max $/M tokens",
-    "clouds": "Clouds (comma list)",
+    "max_usd_per_million_tokens": "Max $/M tok",
+    "clouds": "Clouds",
     "spot_allowed": "Spot allowed",
     "device": "Hardware",
 }
@@ -148,6 +149,8 @@ def validate_form(
 
     model = form.model.strip()
     models = list(known_models)
+    # Suggestions complete case-insensitively, so names match that way too (catalog spelling).
+    model = {m.lower(): m for m in models}.get(model.lower(), model)
     if not model:
         errors["model"] = "name a model from the catalog"
     elif models and model not in models:

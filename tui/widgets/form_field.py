@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.suggester import Suggester
 from textual.widgets import Input, Label, Static
 
 
 class FormField(Vertical):
-    """Label, input, and an error line that is empty while the value is valid."""
+    """Label and input on one line, and an error line that shows only while invalid."""
 
     DEFAULT_CSS = """
     FormField { height: auto; }
-    FormField .field-error { color: $error; height: auto; }
+    FormField > Horizontal { height: 1; }
+    FormField Label { width: 15; color: $text-muted; }
+    FormField Input { width: 1fr; }
+    FormField Input.-invalid { background: $error 25%; }
+    FormField .field-error { color: $error; height: auto; padding-left: 2; }
     FormField .field-error.-empty { display: none; }
     """
 
@@ -34,14 +38,15 @@ class FormField(Vertical):
         self._suggester = suggester
 
     def compose(self) -> ComposeResult:
-        yield Label(self._label)
-        yield Input(
-            value=self._value,
-            placeholder=self._placeholder,
-            suggester=self._suggester,
-            id=f"input-{self.field_name}",
-            compact=True,
-        )
+        with Horizontal():
+            yield Label(self._label)
+            yield Input(
+                value=self._value,
+                placeholder=self._placeholder,
+                suggester=self._suggester,
+                id=f"input-{self.field_name}",
+                compact=True,
+            )
         yield Static("", classes="field-error -empty")
 
     def show_error(self, message: str | None) -> None:

@@ -1,0 +1,54 @@
+"""Fixtures for the dashboard tests: one seeded catalog per session, apps built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from quantplan.catalog.db import open_catalog
+from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot
+from quantplan.tui.app import QuantplanApp
+from quantplan.tui.fleet.sources import FleetSource, ReplayFleetSource, SourceUnavailable
+from quantplan.tui.services import CatalogService, DashboardServices
+from tui_support import recorded_fleet
+
+
+@pytest.fixture(scope="session")
+def catalog_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, seeded SQLite catalog shared by the read-only tests."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('tui-catalog') / 'catalog.db'}"
+    open_catalog(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def snapshot(catalog_url: str) -> CatalogSnapshot:
+    return load_snapshot(open_catalog(catalog_url))
+
+
+@pytest.fixture
+def make_app(catalog_url: str) -> Callable[..., QuantplanApp]:
+    def build(
+        *,
+        fleet: FleetSource | SourceUnavailable | None = None,
+        url: str | None = None,
+        mode: str = "advisor",
+        theme: str = "textual-dark",
+    ) -> QuantplanApp:
+        services = DashboardServices(catalog=CatalogService(url or catalog_url))
+        if fleet is not None:
+            services.fleet = fleet
+        return QuantplanApp(services, initial_mode=mode, theme=theme)
+
+    return build
+
+
+@pytest.fixture
+def replay_source() -> ReplayFleetSource:
+    return ReplayFleetSource(recorded_fleet(), batch_size=5, description="recorded test fleet")
+
+
+@pytest.fixture
+def plan_dir(tmp_path: Path) -> Path:
+    return tmp_path
