@@ -142,8 +142,9 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     compat_reason = why_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), int)
 
     index = QualityIndex(snapshot.quality, snapshot.models, snapshot.schemes)
-    ppl_by_scheme = {o.scheme.name: index.evidence(shape, o.scheme, "ppl") for o in options}
-    kl_by_scheme = {o.scheme.name: index.evidence(shape, o.scheme, "kl") for o in options}
+    schemes = {o.scheme.name: o.scheme for o in options}
+    ppl_by_scheme = {name: index.evidence(shape, s, "ppl") for name, s in schemes.items()}
+    kl_by_scheme = {name: index.evidence(shape, s, "kl") for name, s in schemes.items()}
 
     spot = [np.nan if i.spot_price_per_hour is None else i.spot_price_per_hour for i in instances]
     return CandidateSpace(

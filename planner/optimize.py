@@ -79,7 +79,7 @@ def evaluate(targets: Targets, space: CandidateSpace, perf: PerformanceMap) -> E
     """Masks and costs of every candidate under ``targets`` (SLOs pick operating points)."""
     n_s, n_i = len(space.options), len(space.instances)
     full = (n_s, n_i, 2)
-    points = select_operating_points(perf, targets.workload, targets.slos)
+    points = select_operating_points(perf, targets.workload, targets.slos, space.compatible)
     replicas = replicas_needed(
         points.requests_per_s, points.output_tokens_per_s, targets.workload, targets.slos
     )
@@ -152,56 +152,60 @@ def evaluate(targets: Targets, space: CandidateSpace, perf: PerformanceMap) -> E
 Index = tuple[int, int, int]
 
 
-def ranked(ev: Evaluation, mask: np.ndarray | None = None, limit: int | None = None) -> list[Index]:
-    """Candidates in ``mask`` (default: feasible), cheapest first.
+def _order(ev: Evaluation, flat: np.ndarray) -> np.ndarray:
+    """Positions of ``flat`` cheapest first; ties go to the smaller quality loss, then the
+    lower p95 TTFT, then catalog order, so answers are deterministic."""
+    s, i, _ = np.unravel_index(flat, ev.shape)
+    cost = ev.usd_per_month.ravel()[flat]
+    return np.lexsort((flat, ev.points.ttft_p95_ms[s, i], ev.ppl[s], cost))
 
-    Ties on cost go to the smaller quality loss, then the lower p95 TTFT, then catalog order,
-    so the answer is deterministic.
-    """
+
+def _as_indices(ev: Evaluation, flat: np.ndarray) -> list[Index]:
+    s, i, p = np.unravel_index(flat, ev.shape)
+    return list(zip(s.tolist(), i.tolist(), p.tolist(), strict=True))
+
+
+def ranked(ev: Evaluation, mask: np.ndarray | None = None, limit: int | None = None) -> list[Index]:
+    """Candidates in ``mask`` (default: feasible), cheapest first (see :func:`_order`)."""
     chosen = ev.feasible if mask is None else mask & np.isfinite(ev.usd_per_month)
     flat = np.flatnonzero(chosen)
-    if flat.size == 0:
-        return []
-    s, i, p = np.unravel_index(flat, ev.shape)
-    cost = ev.usd_per_month.ravel()[flat]
-    order = np.lexsort((flat, ev.points.ttft_p95_ms[s, i], ev.ppl[s], cost))
-    if limit is not None:
-        order = order[:limit]
-    return [(int(s[k]), int(i[k]), int(p[k])) for k in order]
+    order = _order(ev, flat)
+    return _as_indices(ev, flat[order[:limit] if limit is not None else order])
 
 
 def cheapest(ev: Evaluation, mask: np.ndarray | None = None) -> Index | None:
     """The cheapest candidate in ``mask`` (default: every target met), or None."""
-    best = ranked(ev, mask, limit=1)
-    return best[0] if best else None
+    chosen = ev.feasible if mask is None else mask & np.isfinite(ev.usd_per_month)
+    costs = np.where(chosen, ev.usd_per_month, np.inf).ravel()
+    lowest = costs.min() if costs.size else np.inf
+    if not np.isfinite(lowest):
+        return None
+    ties = np.flatnonzero(costs == lowest)  # usually one; ordered like ranked()
+    return _as_indices(ev, ties[_order(ev, ties)[:1]])[0]
 
 
 def pareto_front(ev: Evaluation, limit: int = 15) -> list[Index]:
     """Feasible candidates no other beats on $/month, quality loss and p95 TTFT at once."""
+    flat = np.flatnonzero(ev.feasible)
+    flat = flat[_order(ev, flat)]
+    s, i, _ = np.unravel_index(flat, ev.shape)
+    ttft = ev.points.ttft_p95_ms[s, i]
     # Within one option quality is fixed: walking it cheapest first, keep only candidates
     # faster than every cheaper one. The 3-way filter then runs on that short list.
-    per_option: list[Index] = []
-    best_ttft: dict[int, float] = {}
-    for index in ranked(ev):
-        ttft = float(ev.points.ttft_p95_ms[index[0], index[1]])
-        if ttft < best_ttft.get(index[0], np.inf) - 1e-9:
-            per_option.append(index)
-            best_ttft[index[0]] = ttft
+    keep = np.zeros(flat.size, dtype=bool)
+    for option in np.unique(s):
+        rows = np.flatnonzero(s == option)
+        times = ttft[rows]
+        faster_than_before = np.concatenate(([np.inf], np.minimum.accumulate(times)[:-1]))
+        keep[rows[times < faster_than_before - 1e-9]] = True
     scored = sorted(
-        (
-            float(ev.usd_per_month[idx]),
-            float(ev.ppl[idx[0]]),
-            float(ev.points.ttft_p95_ms[idx[0], idx[1]]),
-            idx,
-        )
-        for idx in per_option
+        (float(ev.usd_per_month[idx]), float(ev.ppl[idx[0]]), float(ttft_of), idx)
+        for idx, ttft_of in zip(_as_indices(ev, flat[keep]), ttft[keep], strict=True)
     )
     front: list[tuple[float, float, float, Index]] = []
-    for cost, ppl, ttft, idx in scored:
-        dominated = any(
-            c <= cost and q <= ppl and t <= ttft and (c, q, t) != (cost, ppl, ttft)
-            for c, q, t, _ in front
-        )
-        if not dominated and all((c, q, t) != (cost, ppl, ttft) for c, q, t, _ in front):
-            front.append((cost, ppl, ttft, idx))
+    for cost, ppl, time_ms, idx in scored:
+        if all(
+            not (c <= cost and q <= ppl and t <= time_ms) for c, q, t, _ in front
+        ):  # neither dominated by nor equal to a point already on the front
+            front.append((cost, ppl, time_ms, idx))
     return [idx for *_, idx in front[:limit]]

@@ -44,9 +44,9 @@ def _best_rate(targets: Targets, decode: Sequence[float], prefill: float, max_se
         if slos.itl_p95_ms is not None and decode[k] * ITL_P95_FACTOR * 1000 > slos.itl_p95_ms:
             continue
         for level in UTILIZATION_LEVELS:
-            rate = level / (prefill + out * decode[k] / batch)
+            rate = level * (1.0 / (prefill + out * decode[k] / batch))
             rho = min(rate * prefill, 0.999)
-            wait = prefill / (1 - rho) * math.log(rho / 0.05) if rho > 0.05 else 0.0
+            wait = prefill / (1 - rho) * math.log(max(rho * 20.0, 1.0))
             ttft_ms = (prefill + wait + decode[k]) * 1000
             if slos.ttft_p95_ms is not None and ttft_ms > slos.ttft_p95_ms:
                 continue

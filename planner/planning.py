@@ -112,7 +112,7 @@ def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Inde
     picked: list[Index] = []
     seen = {key(choice)} if choice else set()
     families = {ev.space.options[choice[0]].family} if choice else set()
-    pool = ranked(ev, limit=2000)
+    pool = ranked(ev, limit=500)
     for index in pool:
         family = ev.space.options[index[0]].family
         if family not in families:

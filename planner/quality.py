@@ -61,6 +61,7 @@ class QualityIndex:
         self._by_pair = dict(by_pair)
         self._models = {m.name: m for m in models}
         self._schemes = {s.name: s for s in schemes}
+        self._nearest_cache: dict[tuple[str, str, float], list[str]] = {}
 
     def _direct(self, model: str, scheme: str, metric: Metric) -> _Evidence | None:
         rows = self._by_pair.get((model, scheme), [])
@@ -83,8 +84,11 @@ class QualityIndex:
             size = abs(math.log(record.parameters_b / shape.parameters_b))
             return (0 if record.family == shape.family else 1, size)
 
-        others = [m for m in self._models.values() if m.name != shape.name]
-        return [m.name for m in sorted(others, key=distance)]
+        key = (shape.name, shape.family, shape.parameters_b)
+        if key not in self._nearest_cache:
+            others = [m for m in self._models.values() if m.name != shape.name]
+            self._nearest_cache[key] = [m.name for m in sorted(others, key=distance)]
+        return self._nearest_cache[key]
 
     def _siblings(self, scheme: SchemeRecord) -> list[str]:
         return [
