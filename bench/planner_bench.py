@@ -227,7 +227,7 @@ def bench_optimality(scenarios: int = 600, fleets: int = 300) -> dict[str, Any]:
 def _markdown(results: dict[str, Any]) -> str:
     s, sc, m, o = results["shipped"], results["scale"], results["milp"], results["optimality"]
     milp_rows = "\n".join(
-        f"| {r['types']} | {r['max_types']} | {r['solve_s']:.3f} | {r["usd_per_hour"]:.2f} | "
+        f"| {r['types']} | {r['max_types']} | {r['solve_s']:.3f} | {r['usd_per_hour']:.2f} | "
         f"{r['replicas']} | {r['types_used']} |"
         for r in m["runs"]
     )
