@@ -99,7 +99,7 @@ def _at_volume(context: PlanningContext, tokens_per_day: float) -> Evaluation:
         update={"tokens_per_day": tokens_per_day, "requests_per_s": None}
     )
     targets = context.targets.model_copy(update={"workload": workload, "budget": Budget()})
-    return evaluate(targets, context.space, context.perf)
+    return evaluate(targets, context.space, context.perf, context.evaluation.points)
 
 
 def _series_costs(ev: Evaluation, masks: dict[str, np.ndarray]) -> dict[str, tuple[float, str]]:
@@ -189,7 +189,8 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
 
     on_demand = context.targets.constraints.model_copy(update={"spot_allowed": False})
     base = context.targets.model_copy(update={"budget": Budget(), "constraints": on_demand})
-    od_ev = evaluate(base, context.space, context.perf)
+    points = context.evaluation.points  # same request shape and SLOs: same operating points
+    od_ev = evaluate(base, context.space, context.perf, points)
     od_best = cheapest(od_ev)
     spot_targets = base.model_copy(
         update={"constraints": on_demand.model_copy(update={"spot_allowed": True})}
@@ -197,7 +198,7 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
     spot = []
     for multiplier in SPOT_MULTIPLIERS:
         space = dataclasses.replace(context.space, price_spot=context.space.price_spot * multiplier)
-        ev = evaluate(spot_targets, space, context.perf)
+        ev = evaluate(spot_targets, space, context.perf, points)
         best = cheapest(ev)
         spot.append(
             SpotPoint(

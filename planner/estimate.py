@@ -218,11 +218,14 @@ def _calibration(
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code))
+    columns_of = {
+        kind: np.array([i for i, h in enumerate(space.hardware) if h.kind == kind], dtype=np.int64)
+        for kind in ("gpu", "cpu")
+    }
     for s, option in enumerate(space.options):
-        for kind in ("gpu", "cpu"):
+        for kind, columns in columns_of.items():
             ratios = class_ratios.get((option.engine, option.family, kind))
             if ratios:
-                columns = [i for i, h in enumerate(space.hardware) if h.kind == kind]
                 multiplier[s, columns, :] = math.exp(float(np.mean(np.log(ratios))))
                 basis[s, columns, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)

@@ -222,8 +222,13 @@ def _current_and_needed(name: str, ev: Evaluation, deployment: Deployment) -> tu
         "constraints.families": lambda: (",".join(t.constraints.families), deployment.method),
         "constraints.engines": lambda: (",".join(t.constraints.engines), deployment.engine),
     }
-    fallback = (name, f"{deployment.instance.name} / {deployment.hardware}")
-    current, needed = table[name]() if name in table else fallback
+    if name in table:
+        current, needed = table[name]()
+    else:  # instance/accelerator allow and deny lists
+        listed = getattr(t.constraints, name.split(".", 1)[1], ())
+        uses = deployment.hardware if "accelerator" in name else deployment.instance.name
+        verb = "add" if name.endswith("_allow") else "remove"
+        current, needed = ",".join(listed) or "(none)", f"{verb} {uses}"
     return str(current), str(needed)
 
 

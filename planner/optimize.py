@@ -75,11 +75,21 @@ class Evaluation:
         return mask
 
 
-def evaluate(targets: Targets, space: CandidateSpace, perf: PerformanceMap) -> Evaluation:
-    """Masks and costs of every candidate under ``targets`` (SLOs pick operating points)."""
+def evaluate(
+    targets: Targets,
+    space: CandidateSpace,
+    perf: PerformanceMap,
+    points: OperatingPoints | None = None,
+) -> Evaluation:
+    """Masks and costs of every candidate under ``targets`` (SLOs pick operating points).
+
+    ``points`` may be passed when only the volume, budget, quality or pricing differ from the
+    targets they were selected for (operating points depend on the request shape and SLOs).
+    """
     n_s, n_i = len(space.options), len(space.instances)
     full = (n_s, n_i, 2)
-    points = select_operating_points(perf, targets.workload, targets.slos, space.compatible)
+    if points is None:
+        points = select_operating_points(perf, targets.workload, targets.slos, space.compatible)
     replicas = replicas_needed(
         points.requests_per_s, points.output_tokens_per_s, targets.workload, targets.slos
     )

@@ -77,3 +77,31 @@ def test_report_writes_self_contained_html_and_markdown(db_url: str, tmp_path: P
     assert "src=" not in text and "href=" not in text  # nothing fetched from anywhere
     markdown = html.with_suffix(".md").read_text()
     assert "Pareto front" in markdown and "Headroom" in markdown and "spot" in markdown
+
+
+def test_targets_file_with_flags_on_top(db_url: str, tmp_path: Path) -> None:
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "model: Llama-3.2-1B\n"
+        "workload: {tokens_per_day: 1000000, input_tokens: 300, output_tokens: 150}\n"
+        "slos: {ttft_p95_ms: 15000}\n"
+    )
+    result = _run("plan", "--targets", str(targets), "--cpu-only", "--json", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["targets"]["constraints"]["device"] == "cpu"
+    assert document["targets"]["slos"]["ttft_p95_ms"] == 15000
+    assert all(d["accelerator_count"] == 0 for d in document["fleet"])
+
+
+def test_report_svgs_are_well_formed(db_url: str, tmp_path: Path) -> None:
+    import re
+    import xml.etree.ElementTree as ElementTree
+
+    html = tmp_path / "r.html"
+    result = _run(
+        "report", "--model", "Llama-3.1-8B", "--rps", "3", "-o", str(html), "--db", db_url
+    )
+    assert result.exit_code == 0, result.output
+    for svg in re.findall(r"<svg.*?</svg>", html.read_text(), flags=re.S):
+        ElementTree.fromstring(svg)
