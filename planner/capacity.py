@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import Field
@@ -73,7 +74,10 @@ class CapacityReport(StrictModel):
     plan: Plan
     tokens_per_day: float = Field(description="The targets' own volume")
     curves: tuple[CostCurve, ...]
-    crossovers: tuple[Crossover, ...]
+    crossovers: tuple[Crossover, ...] = Field(description="Where the cheapest series changes")
+    device_crossovers: tuple[Crossover, ...] = Field(
+        description="Where the cheapest device kind (cpu or gpu) changes"
+    )
     pareto_front: tuple[Deployment, ...]
     headroom_factor: float | None = Field(description="Planned capacity over peak demand")
     headroom: tuple[HeadroomPoint, ...]
@@ -111,20 +115,47 @@ def _series_costs(ev: Evaluation, masks: dict[str, np.ndarray]) -> dict[str, tup
     return out
 
 
-def _cheapest_series(costs: dict[str, tuple[float, str]]) -> str | None:
+Costs = dict[str, tuple[float, str]]
+Winner = Callable[[Costs], str | None]
+
+
+def _cheapest_series(costs: Costs) -> str | None:
     return min(costs, key=lambda k: (costs[k][0], k)) if costs else None
 
 
-def _bisect(context: PlanningContext, masks, low: float, high: float) -> tuple[float, str, str]:  # type: ignore[no-untyped-def]
-    below = _cheapest_series(_series_costs(_at_volume(context, low), masks))
-    above = _cheapest_series(_series_costs(_at_volume(context, high), masks))
-    for _ in range(12):
-        mid = math.sqrt(low * high)
-        if _cheapest_series(_series_costs(_at_volume(context, mid), masks)) == below:
-            low = mid
-        else:
-            high = mid
-    return math.sqrt(low * high), str(below), str(above)
+def _cheapest_device(costs: Costs) -> str | None:
+    """'cpu' or 'gpu': the device kind of the cheapest series."""
+    best = _cheapest_series(costs)
+    return best.rsplit(" ", 1)[-1] if best else None
+
+
+def _crossovers(
+    context: PlanningContext,
+    masks: dict[str, np.ndarray],
+    grid: np.ndarray,
+    per_volume: list[Costs],
+    winner: Winner,
+) -> list[Crossover]:
+    """Volumes where ``winner`` changes between grid points, bisected to 12 steps."""
+    found = []
+    winners = [winner(costs) for costs in per_volume]
+    for k in range(1, len(grid)):
+        below, above = winners[k - 1], winners[k]
+        if below is None or above is None or below == above:
+            continue
+        low, high = float(grid[k - 1]), float(grid[k])
+        for _ in range(12):
+            mid = math.sqrt(low * high)
+            if winner(_series_costs(_at_volume(context, mid), masks)) == below:
+                low = mid
+            else:
+                high = mid
+        found.append(
+            Crossover(
+                tokens_per_day=math.sqrt(low * high), cheaper_below=below, cheaper_above=above
+            )
+        )
+    return found
 
 
 def _counted_tokens_per_day(targets: Targets) -> float:
@@ -153,14 +184,8 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
         )
         for name in masks
     )
-    crossovers = []
-    winners = [_cheapest_series(costs) for costs in per_volume]
-    for k in range(1, len(grid)):
-        if winners[k] != winners[k - 1] and winners[k] and winners[k - 1]:
-            at, below, above = _bisect(context, masks, float(grid[k - 1]), float(grid[k]))
-            crossovers.append(
-                Crossover(tokens_per_day=at, cheaper_below=below, cheaper_above=above)
-            )
+    crossovers = _crossovers(context, masks, grid, per_volume, _cheapest_series)
+    device_crossovers = _crossovers(context, masks, grid, per_volume, _cheapest_device)
 
     headroom_factor = None
     choice = plan.choice
@@ -213,6 +238,7 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
         tokens_per_day=volume,
         curves=curves,
         crossovers=tuple(crossovers),
+        device_crossovers=tuple(device_crossovers),
         pareto_front=plan.pareto_front,
         headroom_factor=headroom_factor,
         headroom=tuple(headroom),

@@ -74,6 +74,17 @@ def _sections(report: CapacityReport) -> list[tuple[str, list[str], list[list[st
         )  # fmt: skip
     out.append(
         (
+            "CPU or GPU: where the cheaper device kind changes with traffic",
+            ["tokens/day", "cheaper below", "cheaper above"],
+            [
+                [_volume(c.tokens_per_day), c.cheaper_below, c.cheaper_above]
+                for c in report.device_crossovers
+            ],
+            "No change of device kind in the range shown." if not report.device_crossovers else "",
+        )
+    )
+    out.append(
+        (
             "Where the cheapest option changes with traffic",
             ["tokens/day", "cheaper below", "cheaper above"],
             [
@@ -125,7 +136,8 @@ def _charts(report: CapacityReport) -> list[str]:
         for c in report.curves
     ]
     markers = [(report.tokens_per_day, "targets")] + [
-        (c.tokens_per_day, "x") for c in report.crossovers
+        (c.tokens_per_day, f"{c.cheaper_below} -> {c.cheaper_above}")
+        for c in report.device_crossovers
     ]
     pareto = {}
     for d in report.pareto_front:

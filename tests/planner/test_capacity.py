@@ -33,6 +33,8 @@ def test_cpu_stops_being_cheapest_somewhere_as_traffic_grows(shipped: CatalogSna
     first = report.crossovers[0]
     assert first.cheaper_below.endswith("on cpu")
     assert any(c.cheaper_above.endswith("on gpu") for c in report.crossovers)
+    device = report.device_crossovers[0]
+    assert (device.cheaper_below, device.cheaper_above) == ("cpu", "gpu")
     # The crossover lies where the cheapest series really changes.
     volumes = [p.tokens_per_day for p in report.curves[0].points]
     assert volumes[0] < first.tokens_per_day < volumes[-1]
