@@ -32,68 +32,84 @@ def _money(value: float) -> str:
     return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
-def _describe_stage(ev: Evaluation, stage: str, names: tuple[str, ...], reached: np.ndarray) -> str:
-    """Why no candidate in ``reached`` (S, I, 2) gets through ``stage``, with numbers."""
+def _describe_stage(
+    ev: Evaluation, stage: str, names: tuple[str, ...], reached: np.ndarray
+) -> tuple[str, Index | None]:
+    """Why no candidate in ``reached`` (S, I, 2) gets through ``stage``, with numbers, and the
+    candidate that came closest (None when the stage is about filters)."""
     t, space, points = ev.targets, ev.space, ev.points
     pairs = reached.any(axis=2)
+
+    def at(flat_position: np.intp) -> Index:
+        s, i = np.unravel_index(flat_position, pairs.shape)
+        return (int(s), int(i), 0)
+
     if stage == "constraints":
         culprits = [n for n in names if not (reached & ev.passes[n]).any()]
-        return "excluded by " + ", ".join(culprits or names)
+        return "excluded by " + ", ".join(culprits or names), None
     if stage == "compatibility":
         codes = space.compat_reason[pairs]
-        return space.reasons[int(np.bincount(codes).argmax())]
+        return space.reasons[int(np.bincount(codes).argmax())], None
     if stage == "memory":
-        s, i = np.unravel_index(
-            np.argmax(np.where(pairs, ev.perf.usable_memory_gb, -1)), pairs.shape
-        )
+        index = at(np.argmax(np.where(pairs, ev.perf.usable_memory_gb, -1)))
+        s, i, _ = index
         need = ev.perf.weights_gb[s] + ev.perf.kv_gb_per_sequence
         return (
             f"needs {need:.1f} GB (weights {ev.perf.weights_gb[s]:.1f} GB + one sequence's KV) "
             f"> {ev.perf.usable_memory_gb[s, i]:.1f} GB usable on the largest allowed "
             f"({space.instances[i].name})"
-        )
+        ), index
     if stage == "slo":
         ttft = np.where(pairs, points.best_ttft_p95_ms, np.inf)
         itl = np.where(pairs, points.best_itl_p95_ms, np.inf)
-        s, i = np.unravel_index(np.argmin(ttft), ttft.shape)
         if t.slos.ttft_p95_ms is not None and ttft.min() > t.slos.ttft_p95_ms:
+            index = at(np.argmin(ttft))
             return (
                 f"best p95 TTFT {ttft.min():,.0f} ms > {t.slos.ttft_p95_ms:,.0f} ms "
-                f"(on {space.instances[i].name})"
-            )
-        s, i = np.unravel_index(np.argmin(itl), itl.shape)
+                f"({label(ev, index)})"
+            ), index
+        index = at(np.argmin(itl))
         if t.slos.itl_p95_ms is not None and itl.min() > t.slos.itl_p95_ms:
             return (
                 f"best p95 ITL {itl.min():,.1f} ms > {t.slos.itl_p95_ms:,.1f} ms "
-                f"(on {space.instances[i].name})"
-            )
-        return "no concurrency meets the TTFT and ITL objectives together"
+                f"({label(ev, index)})"
+            ), index
+        return "no concurrency meets the TTFT and ITL objectives together", index
     if stage == "quality":
         options = np.flatnonzero(pairs.any(axis=1))
         if not (reached & ev.passes["quality.max_perplexity_increase_pct"]).any():
             s = int(options[np.argmin(ev.ppl[options])])
             e = space.ppl[s]
-            return (
+            reason = (
                 f"perplexity +{e.value:.2f}% ({e.basis}; {space.options[s].scheme.name}) > "
                 f"+{t.quality.max_perplexity_increase_pct:g}% allowed"
             )
-        s = int(options[np.argmin(ev.kl[options])])
-        return (
-            f"KL {space.kl[s].value:.4f} ({space.kl[s].basis}) > "
-            f"{t.quality.max_kl_divergence:g} allowed"
-        )
+        else:
+            s = int(options[np.argmin(ev.kl[options])])
+            reason = (
+                f"KL {space.kl[s].value:.4f} ({space.kl[s].basis}; "
+                f"{space.options[s].scheme.name}) > {t.quality.max_kl_divergence:g} allowed"
+            )
+        return reason, (s, int(np.argmax(pairs[s])), 0)
     if stage == "replicas":
-        need = np.where(pairs, ev.replicas, np.inf).min()
-        return f"needs {need:.0f} replicas > max {t.constraints.max_replicas}"
+        index = at(np.argmin(np.where(pairs, ev.replicas, np.inf)))
+        need = ev.replicas[index[0], index[1]]
+        return (
+            f"needs {need:.0f} replicas > max {t.constraints.max_replicas} ({label(ev, index)})"
+        ), index
     costs = np.where(reached, ev.usd_per_month, np.inf)
-    best = np.unravel_index(np.argmin(costs), costs.shape)
+    best = tuple(int(v) for v in np.unravel_index(np.argmin(costs), costs.shape))
     if t.budget.max_usd_per_month is not None and costs.min() > t.budget.max_usd_per_month:
         return (
             f"cheapest {label(ev, best)} costs {_money(costs.min())}/month > budget "
             f"{_money(t.budget.max_usd_per_month)}"
-        )
-    per_m = np.where(reached, ev.usd_per_million_tokens, np.inf).min()
-    return f"cheapest costs {_money(per_m)}/M tokens > cap {t.budget.max_usd_per_million_tokens}"
+        ), best  # type: ignore[return-value]
+    per_million = np.where(reached, ev.usd_per_million_tokens, np.inf)
+    best = tuple(int(v) for v in np.unravel_index(np.argmin(per_million), per_million.shape))
+    return (
+        f"cheapest {label(ev, best)} costs {_money(per_million.min())}/M tokens > cap "
+        f"${t.budget.max_usd_per_million_tokens}"
+    ), best  # type: ignore[return-value]
 
 
 def _rejection(
@@ -128,8 +144,8 @@ def family_rejections(ev: Evaluation, choice: Index | None) -> list[Rejection]:
             for name in names:
                 passed &= ev.passes[name]
             if not passed.any():
-                reason = _describe_stage(ev, stage, names, reached)
-                out.append(_rejection(ev, family, stage, f"{family.upper()}: {reason}", None))
+                reason, closest = _describe_stage(ev, stage, names, reached)
+                out.append(_rejection(ev, family, stage, f"{family.upper()}: {reason}", closest))
                 break
             reached = passed
         else:
