@@ -217,7 +217,7 @@ def bench_command(
             chosen,
             artifact,
             plan,
-            options=ServeOptions(api_key=api_key, threads=threads),
+            options=ServeOptions(api_key=api_key, threads=threads, prefix_caching=False),
             on_level=show,
         )
         result = bench.result

@@ -23,6 +23,7 @@ from quantplan.agent.costs import (
     latency_reduction_pct,
     roofline_figures,
 )
+from quantplan.agent.models import ModelSource
 from quantplan.agent.serve import get_engine
 from quantplan.agent.serve.engine import ServeOptions
 from quantplan.agent.serve.errors import ServeError
@@ -294,3 +295,40 @@ def run_profile(
     ]
     add_latency_reduction(rows)
     return rows
+
+
+def default_artifact_provider(source: ModelSource) -> ArtifactFor:
+    """Artifacts from the quantization API (content-addressed: made once, then reused)."""
+
+    def artifact_for(cell: MatrixCell) -> Path:
+        if cell.method == "baseline":
+            return source.path
+        from quantplan.agent.artifacts import ArtifactStore
+        from quantplan.agent.quantize.api import quantize
+
+        store = ArtifactStore()
+        if cell.method == "gguf":
+            manifest = quantize(source, "gguf", {"type": cell.gguf_type}, store=store)
+        else:
+            # Group size left to the quantizer: it picks the largest that divides the model.
+            manifest = quantize(source, cell.method, {"scheme": "W4A16"}, store=store)
+        directory = store.local_dir(manifest)
+        return directory / manifest.main_file if manifest.main_file else directory
+
+    return artifact_for
+
+
+def default_quality_provider(source: ModelSource) -> QualityFor | None:
+    """Perplexity delta vs the base model from the evaluation API, on the serving engine."""
+    try:
+        from quantplan.agent.evaluate import evaluate_artifact  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+
+    def quality_for(cell: MatrixCell, artifact: Path) -> float | None:
+        if cell.method == "baseline":
+            return 0.0
+        result = evaluate_artifact(artifact, base=source)
+        return getattr(result, "perplexity_delta_pct", None)
+
+    return quality_for

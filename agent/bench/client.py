@@ -24,6 +24,11 @@ class Endpoint(BaseModel):
     base_url: str = Field(description="e.g. http://127.0.0.1:8000 (no /v1)")
     model: str = Field(description="Model name the server expects in requests")
     api_key: str | None = Field(default=None, description="Bearer token, if the server wants one")
+    ignore_eos_body: dict[str, object] = Field(
+        default_factory=dict,
+        description="Request fields that keep this server generating past end-of-sequence, for "
+        "servers without vLLM's ignore_eos (llama.cpp: a -100 logit bias on the EOS token)",
+    )
 
     @property
     def headers(self) -> dict[str, str]:
@@ -60,6 +65,7 @@ def completion_body(endpoint: Endpoint, prompt: str, workload: Workload) -> dict
     }
     if workload.ignore_eos:
         body["ignore_eos"] = True
+        body.update(endpoint.ignore_eos_body)
     return body
 
 
@@ -88,8 +94,7 @@ async def stream_completion(
                     break
                 now = time.perf_counter()
                 data = json.loads(payload)
-                if data.get("choices"):
-                    # Same rule as vLLM's benchmark: every chunk with a choice is a token step.
+                if _is_token_chunk(data):
                     chunks += 1
                     if first is None:
                         first = now
@@ -115,6 +120,20 @@ async def stream_completion(
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
     )
+
+
+def _is_token_chunk(data: dict) -> bool:
+    """Whether a stream chunk carries a generated token.
+
+    vLLM's benchmark counts every chunk with a choice. llama-cpp-python ends its stream with an
+    extra choice holding no text and the finish reason, which is not a token: such a closing
+    chunk is skipped (vLLM puts its last token and the finish reason in the same chunk).
+    """
+    choices = data.get("choices")
+    if not choices:
+        return False
+    choice = choices[0]
+    return bool(choice.get("text")) or choice.get("finish_reason") is None
 
 
 def _failed(start: float, error: str, *, end: float | None = None) -> RequestSample:

@@ -254,9 +254,11 @@ async def sweep_concurrency(
     stop_reason = f"reached the maximum concurrency {max_concurrency}"
     concurrency = 1
     while concurrency <= max_concurrency:
+        # Fresh prompts per level, so no level is served from an earlier level's prefix cache.
+        level_workload = workload.model_copy(update={"seed": workload.seed + len(levels)})
         result = await run_closed_loop(
             endpoint,
-            workload,
+            level_workload,
             concurrency=concurrency,
             num_requests=requests_per_level(concurrency),
             slo=slo,

@@ -147,7 +147,12 @@ def benchmark_artifact(
     python: Path | None = None,
     on_level: Callable[[RunResult], None] | None = None,
 ) -> ArtifactBench:
-    """Serve ``artifact`` with ``engine``, run ``plan`` against it, stop the server."""
+    """Serve ``artifact`` with ``engine``, run ``plan`` against it, stop the server.
+
+    Prefix caching is off unless ``options`` say otherwise: repeated prompts would otherwise
+    skip their prefill and flatter TTFT.
+    """
+    options = options or ServeOptions(prefix_caching=False)
     started = time.perf_counter()
     python = python or resolve_toolchain_python(engine.toolchain)
     with start_server(engine, artifact, options, python=python) as server:

@@ -2,8 +2,8 @@
 
 Prompts are cut from the evaluation side of the default text split (the standard library's
 ``pydoc_data.topics``, held out from calibration; see ``quantplan.agent.quantize.calibration``),
-in a fixed order, so two runs with the same parameters send byte-identical requests. Prompt length is set in characters; the server's own token count
-(usage) is what the metrics report.
+in a fixed order, so two runs with the same parameters send byte-identical requests. Prompt
+length is set in characters; the server's own token count (usage) is what the metrics report.
 """
 
 from __future__ import annotations

@@ -106,6 +106,17 @@ def _hf_quantization(qconfig: dict | None) -> tuple[str, int | None, bool | None
     return method, int(bits) if bits else None, symmetric
 
 
+def gguf_eos_token_id(path: Path) -> int | None:
+    """The end-of-sequence token id from a GGUF's tokenizer metadata, if it has one."""
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(path).get_field("tokenizer.ggml.eos_token_id")
+        return int(field.contents()) if field is not None else None
+    except Exception:  # unreadable metadata: the engine reports the file itself
+        return None
+
+
 def _gguf_type(path: Path) -> str:
     """The GGUF file type name (e.g. MOSTLY_Q4_K_M) from its metadata, 'gguf' if unreadable."""
     try:
@@ -131,6 +142,11 @@ class ServeOptions(BaseModel):
     threads: int | None = Field(default=None, ge=1, description="CPU threads for the engine")
     max_model_len: int = Field(default=2048, ge=64, description="Context length to allocate")
     kv_cache_gib: float = Field(default=2.0, gt=0, description="vLLM CPU KV cache space")
+    prefix_caching: bool | None = Field(
+        default=None,
+        description="Reuse KV cache across requests sharing a prefix (None = engine default). "
+        "Benchmarks turn it off so every request pays its own prefill",
+    )
     gpu_layers: int = Field(default=-1, description="llama.cpp layers on the GPU (-1 = all)")
     extra_args: list[str] = Field(default_factory=list, description="Passed to the engine as-is")
 
@@ -159,6 +175,10 @@ class EngineServer(ABC):
     def served_model_name(self, model: ArtifactInfo) -> str:
         """The ``model`` field clients must send."""
         return model.path.stem if model.format == "gguf" else model.path.name
+
+    def ignore_eos_body(self, model: ArtifactInfo) -> dict[str, object]:
+        """Request fields that make this engine generate past EOS (none if it knows ignore_eos)."""
+        return {}
 
     def version_probe(self) -> str:
         """Python source printing the engine's version, run with the toolchain interpreter."""

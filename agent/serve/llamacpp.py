@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
+from quantplan.agent.serve.engine import (
+    ArtifactInfo,
+    EngineServer,
+    ServeOptions,
+    gguf_eos_token_id,
+)
 from quantplan.agent.serve.errors import InvalidArtifactError
 from quantplan.agent.serve.hardware import HostHardware
 
@@ -72,6 +77,12 @@ class LlamaCppServer(EngineServer):
         if options.api_key:
             command += ["--api_key", options.api_key]
         return command + list(options.extra_args)
+
+    def ignore_eos_body(self, model: ArtifactInfo) -> dict[str, object]:
+        # llama-cpp-python's server drops unknown fields such as ignore_eos; a -100 logit bias
+        # on the EOS token makes it generate the asked number of tokens, as vLLM does.
+        eos = gguf_eos_token_id(model.path)
+        return {"logit_bias": {str(eos): -100.0}} if eos is not None else {}
 
     def version_probe(self) -> str:
         return (

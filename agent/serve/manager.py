@@ -227,6 +227,7 @@ def start_server(
         base_url=f"http://{host}:{port}",
         model=engine.served_model_name(model),
         api_key=options.api_key,
+        ignore_eos_body=engine.ignore_eos_body(model),
     )
     handle = ServerHandle(engine, model, process, endpoint, port, log_path)
     try:

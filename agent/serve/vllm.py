@@ -89,6 +89,12 @@ class VllmServer(EngineServer):
             # Decode exactly as asked, not with the sampling defaults the checkpoint ships.
             "--generation-config=vllm",
         ]
+        if options.prefix_caching is not None:
+            command.append(
+                "--enable-prefix-caching"
+                if options.prefix_caching
+                else "--no-enable-prefix-caching"
+            )
         if options.api_key:
             command += ["--api-key", options.api_key]
         return command + list(options.extra_args)
