@@ -45,6 +45,8 @@ def _describe_stage(
         return (int(s), int(i), 0)
 
     if stage == "constraints":
+        if reached.size == 0:
+            return "the catalog has no instance types (with known hardware) to run it on", None
         culprits = [n for n in names if not (reached & ev.passes[n]).any()]
         return "excluded by " + ", ".join(culprits or names), None
     if stage == "compatibility":

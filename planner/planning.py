@@ -147,6 +147,9 @@ def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxati
             f"({head.ttft_p95_ms.basis}), {quality}."
         )
     text = f"No deployment of {model} meets every target."
+    if not ev.space.options or not ev.space.instances:
+        missing = "quantization schemes" if not ev.space.options else "instance types"
+        return f"{text} The catalog has no {missing}: import some with `quantplan catalog`."
     if relaxations:
         r = relaxations[0]
         text += (

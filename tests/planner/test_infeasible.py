@@ -99,3 +99,14 @@ def test_requests_longer_than_the_context_are_a_user_error(shipped: CatalogSnaps
     )
     with pytest.raises(QuantplanError, match="context"):
         make_plan(targets, shipped)
+
+
+@pytest.mark.parametrize("kind", ["instances", "schemes", "support"])
+def test_an_empty_catalog_part_gives_an_explained_infeasible_plan(
+    shipped: CatalogSnapshot, kind: str
+) -> None:
+    snapshot = shipped.model_copy(update={kind: ()})
+    plan = make_plan(Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2)), snapshot)
+    assert not plan.feasible
+    assert plan.rejected or "catalog has no" in plan.summary
+    assert all(r.reason for r in plan.rejected)
