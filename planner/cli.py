@@ -78,6 +78,8 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             "allow_mixed_fleet": "mixed_fleet",
         },
     }
+    if flags.get("output_only") is not None:
+        workload["token_accounting"] = "output_only" if flags["output_only"] else "input_and_output"
     for section, fields in sections.items():
         for field, flag in fields.items():
             if flags[flag] is not None:
@@ -124,6 +126,11 @@ def _print_plan(plan: Plan) -> None:
             ("instance", f"{d.instance} ({d.hardware} x{d.accelerator_count}), {d.pricing}"),
             ("replicas", str(d.replicas)),
             ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
+            (
+                "on-demand / spot",
+                f"{_money(d.on_demand_usd_per_month)} / "
+                f"{_money(d.spot_usd_per_month) if d.spot_usd_per_month else 'n/a'} per month",
+            ),
         ]
         for name, e in (
             ("p95 TTFT ms", m.ttft_p95_ms),
@@ -173,6 +180,13 @@ def register(app: typer.Typer) -> None:
         input_tokens: Annotated[int | None, typer.Option(help="Mean prompt tokens.")] = None,
         output_tokens: Annotated[int | None, typer.Option(help="Mean output tokens.")] = None,
         peak_to_mean: Annotated[float | None, typer.Option(help="Peak/mean traffic.")] = None,
+        output_only: Annotated[
+            bool | None,
+            typer.Option(
+                "--count-output-only/--count-all-tokens",
+                help="Count only output tokens for tokens/day and $/M tokens.",
+            ),
+        ] = None,
         ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
         itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
         min_throughput: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_cost
 from quantplan.planner.estimate import BAND_WIDTH, BASIS_NAMES, BASIS_NOTES
 from quantplan.planner.optimize import Evaluation, Index
@@ -56,6 +57,12 @@ def build_deployment(ev: Evaluation, index: Index, replicas: int | None = None) 
         replicas=count,
         usd_per_hour=price,
         usd_per_month=round(usd_month, 4),
+        on_demand_usd_per_month=round(monthly_cost(count, float(space.price_on_demand[i])), 4),
+        spot_usd_per_month=(
+            round(monthly_cost(count, float(space.price_spot[i])), 4)
+            if np.isfinite(space.price_spot[i])
+            else None
+        ),
         usd_per_million_tokens=round(cost_per_million_tokens(usd_month, ev.targets.workload), 6),
         capacity_requests_per_s=round(count * float(points.requests_per_s[s, i]), 6),
         metrics=metrics,

@@ -96,6 +96,12 @@ class Deployment(StrictModel):
     usd_per_million_tokens: float = Field(
         ge=0, description="Monthly cost over monthly counted tokens at the mean rate"
     )
+    on_demand_usd_per_month: float = Field(
+        ge=0, description="The same replicas at on-demand prices, per month"
+    )
+    spot_usd_per_month: float | None = Field(
+        default=None, ge=0, description="The same replicas at spot prices (None: no spot price)"
+    )
     capacity_requests_per_s: float = Field(
         ge=0, description="Requests/s all replicas carry inside the SLOs"
     )
