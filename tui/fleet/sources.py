@@ -10,9 +10,11 @@ collector actor on a Ray cluster, an in-process :class:`~quantplan.agent.cluster
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from quantplan.agent.cluster.events import EventSource, FleetEvent
 
@@ -20,6 +22,48 @@ START_CLUSTER_HINT = (
     'Start a local cluster with `quantplan cluster up --nodes "cpu-small:2,cpu-large:1"`, '
     "then open the dashboard again with `quantplan dashboard --address auto`."
 )
+
+
+T = TypeVar("T")
+
+
+async def in_daemon_thread(function: Callable[[], T]) -> T:
+    """Run blocking cluster I/O off the event loop, in a daemon thread.
+
+    Not ``asyncio.to_thread``: its executor is joined when the loop closes, so a call stuck on
+    an unreachable cluster (Ray retries for minutes) would keep the dashboard from quitting.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (function(), None)
+        except BaseException as error:
+            outcome = (None, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass  # the loop closed meanwhile (the dashboard quit): nobody waits for the answer
+
+    threading.Thread(target=run, daemon=True, name="fleet-io").start()
+    return await future
+
+
+class FleetUnavailable(Exception):
+    """The source cannot reach a fleet; the screen shows how to get one instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @runtime_checkable
@@ -66,11 +110,13 @@ class PolledFleetSource:
         epoch: str | None = None
         cursor = 0
         while True:
-            batch = await asyncio.to_thread(
-                self.source.events_since,
-                cursor,
-                timeout_s=self.poll_timeout_s,
-                limit=self.batch_limit,
+            batch = await in_daemon_thread(
+                functools.partial(
+                    self.source.events_since,
+                    cursor,
+                    timeout_s=self.poll_timeout_s,
+                    limit=self.batch_limit,
+                )
             )
             if epoch is not None and batch.epoch != epoch:
                 cursor, epoch = 0, batch.epoch
@@ -88,17 +134,37 @@ class SourceUnavailable:
     hint: str = START_CLUSTER_HINT
 
 
+@dataclass
+class RayFleetSource:
+    """The collector actor's stream on a Ray cluster; connects when first read, off the UI."""
+
+    address: str
+
+    @property
+    def description(self) -> str:
+        return f"Ray cluster at {self.address}"
+
+    def _connect(self) -> EventSource:
+        try:
+            # Imports Ray: only done when the user asked for a cluster.
+            from quantplan.agent.cluster.collector_actor import connect_events
+        except ImportError as error:
+            raise FleetUnavailable(f"this install cannot reach a Ray cluster: {error}") from None
+        try:
+            return connect_events(self.address)
+        except Exception as error:  # no cluster or no collector there: a reason, not a crash
+            raise FleetUnavailable(
+                f"cannot connect to the cluster at {self.address!r}: {error}"
+            ) from None
+
+    async def events(self) -> AsyncIterator[Sequence[FleetEvent]]:
+        source = await in_daemon_thread(self._connect)
+        async for batch in PolledFleetSource(source, self.description).events():
+            yield batch
+
+
 def connect_fleet_source(address: str | None) -> FleetSource | SourceUnavailable:
-    """The collector's stream on the cluster at ``address``, or the reason there is none."""
+    """The fleet source for ``address`` (connected lazily), or why there is none."""
     if address is None:
         return SourceUnavailable("no cluster address given (--address auto)")
-    try:
-        # Imports Ray: only done when the user asked for a cluster.
-        from quantplan.agent.cluster.collector_actor import connect_events
-    except ImportError as error:
-        return SourceUnavailable(f"this install cannot reach a Ray cluster: {error}")
-    try:
-        source = connect_events(address)
-    except Exception as error:  # no cluster, or no collector on it: say so, keep the dashboard
-        return SourceUnavailable(f"cannot connect to the cluster at {address!r}: {error}")
-    return PolledFleetSource(source, description=f"Ray cluster at {address}")
+    return RayFleetSource(address)

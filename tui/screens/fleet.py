@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from quantplan.agent.cluster.events import JobEvent
-from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
+from quantplan.tui.fleet.sources import FleetSource, FleetUnavailable, SourceUnavailable
 from quantplan.tui.viewmodels.fleet_state import DeploymentRow, FleetState, FleetSummary, NodeRow
 from rich.text import Text
 from textual import work
@@ -126,6 +126,7 @@ class FleetScreen(Screen[None]):
         super().__init__(id="fleet")
         self.state = FleetState()
         self.stream_error: str | None = None
+        self.unavailable: SourceUnavailable | None = None
         self._log_seen = 0
 
     @property
@@ -134,20 +135,16 @@ class FleetScreen(Screen[None]):
 
     @property
     def source(self) -> FleetSource | SourceUnavailable:
-        return self.quantplan.services.fleet
+        return self.unavailable or self.quantplan.services.fleet
 
     def compose(self) -> ComposeResult:
         yield Header()
         source = self.source
-        if isinstance(source, SourceUnavailable):
-            with Vertical(id="no-cluster"):
-                yield Static(
-                    f"No cluster connected: {source.reason}.\n\n{source.hint}\n\n"
-                    "The advisor (F2) and the catalog (F4) work without a cluster.",
-                    id="no-cluster-message",
-                )
-        else:
-            yield Static(source.description, id="fleet-summary")
+        # Both views exist; a source that turns out unreachable swaps one for the other.
+        with Vertical(id="no-cluster"):
+            yield Static(id="no-cluster-message")
+        with Vertical(id="fleet-live"):
+            yield Static(getattr(source, "description", ""), id="fleet-summary")
             yield Static("", id="replan")
             with TabbedContent(id="fleet-tabs"):
                 with TabPane("Nodes", id="tab-nodes"):
@@ -161,8 +158,6 @@ class FleetScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        if isinstance(self.source, SourceUnavailable):
-            return
         for table_id, columns in (
             ("#nodes", NODE_COLUMNS),
             ("#jobs", JOB_COLUMNS),
@@ -172,8 +167,21 @@ class FleetScreen(Screen[None]):
             for key, label, width in columns:
                 table.add_column(label, key=key, width=width)
         self.query_one("#replan", Static).display = False
-        self.consume(self.source)
-        self.set_interval(REFRESH_PERIOD_S, self.refresh_views)
+        source = self.source
+        if isinstance(source, SourceUnavailable):
+            self._show_unavailable(source)
+            return
+        self.query_one("#no-cluster").display = False
+        self.consume(source)
+        self._ticker = self.set_interval(REFRESH_PERIOD_S, self.refresh_views)
+
+    def _show_unavailable(self, source: SourceUnavailable) -> None:
+        self.query_one("#no-cluster-message", Static).update(
+            f"No cluster connected: {source.reason}.\n\n{source.hint}\n\n"
+            "The advisor (F2) and the catalog (F4) work without a cluster."
+        )
+        self.query_one("#no-cluster").display = True
+        self.query_one("#fleet-live").display = False
 
     def on_screen_resume(self) -> None:
         if not isinstance(self.source, SourceUnavailable):
@@ -185,6 +193,11 @@ class FleetScreen(Screen[None]):
         try:
             async for batch in source.events():
                 self.state.apply_all(batch)
+        except FleetUnavailable as error:
+            self.unavailable = SourceUnavailable(error.reason)
+            self._ticker.stop()
+            self._show_unavailable(self.unavailable)
+            return
         except Exception as error:  # a lost stream is shown, not raised
             self.stream_error = f"lost the fleet stream: {type(error).__name__}: {error}"
         else:
@@ -195,7 +208,7 @@ class FleetScreen(Screen[None]):
 
     def refresh_views(self) -> None:
         """Bring the widgets up to date with the view-model (on a tick, and on resume)."""
-        if not self.is_current:
+        if not self.is_current or isinstance(self.source, SourceUnavailable):
             return
         description = (
             self.source.description if not isinstance(self.source, SourceUnavailable) else ""
@@ -240,18 +253,24 @@ class FleetScreen(Screen[None]):
                 table.add_row(*node_cells(node), key=node_id)
 
     def _sync_table(self, table_id: str, rows: list[tuple[str, tuple[str | Text, ...]]]) -> None:
+        """Make a small table show ``rows`` in order: cells in place when only values changed,
+        rebuilt (keeping the cursor on its row) when rows came, went or moved."""
         table = self.query_one(table_id, DataTable)
-        wanted = {key for key, _ in rows}
-        for key in [k.value for k in table.rows if k.value not in wanted]:
-            if key is not None:
-                table.remove_row(key)
-        columns = [c.key for c in table.ordered_columns]
-        for key, cells in rows:
-            if key in table.rows:
+        keys = [key for key, _ in rows]
+        if [k.value for k in table.rows] == keys:
+            columns = [c.key for c in table.ordered_columns]
+            for key, cells in rows:
                 for column, value in zip(columns, cells, strict=True):
                     table.update_cell(key, column, value)
-            else:
-                table.add_row(*cells, key=key)
+            return
+        cursor_key = None
+        if table.row_count and table.is_valid_row_index(table.cursor_row):
+            cursor_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if cursor_key in keys:
+            table.move_cursor(row=keys.index(cursor_key), animate=False)
 
     def _refresh_log(self) -> None:
         fresh = self.state.new_log_lines(self._log_seen)
