@@ -10,6 +10,7 @@ collector actor on a Ray cluster, an in-process :class:`~quantplan.agent.cluster
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,10 +50,9 @@ async def in_daemon_thread(function: Callable[[], T]) -> T:
             outcome: tuple[T | None, BaseException | None] = (function(), None)
         except BaseException as error:
             outcome = (None, error)
-        try:
+        # RuntimeError: the loop closed meanwhile (the dashboard quit); nobody waits for this.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:
-            pass  # the loop closed meanwhile (the dashboard quit): nobody waits for the answer
 
     threading.Thread(target=run, daemon=True, name="fleet-io").start()
     return await future
