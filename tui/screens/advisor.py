@@ -72,6 +72,9 @@ TEXT_FIELDS = (
     "max_usd_per_million_tokens",
     "clouds",
 )
+NARROW_WIDTH = 100
+"""Below this many columns the form hides itself once there are results to read."""
+
 # The deciding numbers come first, so they stay visible in 80 columns.
 OPTION_COLUMNS = (
     ("rank", "#"),
@@ -96,7 +99,7 @@ class AdvisorScreen(Screen[None]):
         Binding("ctrl+s", "save_plan", "Save"),
         Binding("ctrl+o", "report", "Report"),
         Binding("ctrl+g", "apply_plan", "Apply"),
-        Binding("ctrl+b", "toggle_form", "Form", show=False),
+        Binding("ctrl+b", "toggle_form", "Form"),
     ]
 
     def __init__(self) -> None:
@@ -262,8 +265,11 @@ class AdvisorScreen(Screen[None]):
         details = self.query_one("#option-details", KeyValues)
         if rows:
             details.show(option_details(rows[0]), title="Chosen option")
-            # Results are what the user looks at next; tab or shift+tab goes back to the form.
+            # Results are what the user looks at next. Below 100 columns the form gives them its
+            # width (ctrl+b brings it back), so the deciding columns stay readable.
             self.query_one("#result-tabs", TabbedContent).active = "tab-options"
+            if self.size.width < NARROW_WIDTH:
+                self.query_one("#targets-form").display = False
             table.focus()
         else:
             details.show(self._infeasible_details(plan), title="Nothing feasible")
@@ -385,6 +391,8 @@ class AdvisorScreen(Screen[None]):
     def action_toggle_form(self) -> None:
         form = self.query_one("#targets-form")
         form.display = not form.display
+        if form.display:
+            self.query_one("#input-model", Input).focus()
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Plan", "Plan for the targets in the form", self.action_plan)
