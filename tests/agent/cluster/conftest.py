@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo
+from ray_fixtures import RayTestCluster, start_test_cluster, stop_test_cluster
 
 
 def benchmark_report(run_id: str | None = None, tokens_per_s: float = 42.0) -> MeasurementReport:
@@ -42,3 +44,12 @@ def benchmark_report(run_id: str | None = None, tokens_per_s: float = 42.0) -> M
 @pytest.fixture
 def make_report():
     return benchmark_report
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTestCluster]:
+    test_cluster = start_test_cluster(tmp_path_factory.mktemp("raycluster"))
+    try:
+        yield test_cluster
+    finally:
+        stop_test_cluster(test_cluster)

@@ -1,0 +1,94 @@
+"""Jobs a node agent runs, and what it answers: strict JSON both ways.
+
+A job's ``job_id`` is also the run id of whatever it reports, and it stays the same when the job
+is rerun on another node after a failure -- that is what makes a rerun write no second row.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Job(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(min_length=1, max_length=200, description="Run id; same on every retry")
+
+
+class QuantizeJob(_Job):
+    """Quantize a model once; the artifact lands in the shared, content-addressed store."""
+
+    kind: Literal["quantize"] = "quantize"
+    model: str = Field(default="default", description="'default' or a model directory")
+    method: Literal["gptq", "awq", "gguf"]
+    options: dict[str, Any] = Field(default_factory=dict, description="The method's config")
+    store_url: str | None = Field(default=None, description="Artifact store (path or fsspec URL)")
+
+
+class ServeJob(_Job):
+    """Start an engine server for a replica and keep it running (the agent owns it)."""
+
+    kind: Literal["serve"] = "serve"
+    replica_id: str
+    engine: Literal["vllm", "llama.cpp"]
+    artifact_path: str = Field(description="Model directory or GGUF file every node can read")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    api_key: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+    startup_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class StopJob(_Job):
+    kind: Literal["stop"] = "stop"
+    replica_id: str
+
+
+class BenchmarkJob(_Job):
+    """Benchmark an endpoint with the shared protocol and report the profile."""
+
+    kind: Literal["benchmark"] = "benchmark"
+    base_url: str
+    served_model: str = Field(description="Model name the server expects in requests")
+    api_key: str | None = None
+    model: str = Field(description="Catalog model name for the profile row")
+    scheme: str
+    engine: Literal["vllm", "llama.cpp"]
+    hardware: str = Field(description="Catalog hardware name of the serving node")
+    instance: str | None = Field(default=None, description="cloud/name/region of the node")
+    usd_per_hour: float | None = Field(default=None, ge=0)
+    concurrencies: tuple[int, ...] = (1, 2)
+    input_tokens: int = Field(default=64, gt=0)
+    output_tokens: int = Field(default=32, gt=0)
+    num_requests: int | None = Field(default=None, ge=1)
+    replica_id: str | None = None
+    ignore_eos_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProbeJob(_Job):
+    """A job whose content does not matter (scheduling and failover tests): waits, answers."""
+
+    kind: Literal["probe"] = "probe"
+    seconds: float = Field(default=5.0, ge=0, le=600)
+
+
+Job = Annotated[
+    QuantizeJob | ServeJob | StopJob | BenchmarkJob | ProbeJob, Field(discriminator="kind")
+]
+JOB = TypeAdapter(Job)
+
+
+class JobResult(BaseModel):
+    """A node agent's answer. Failures carry the reason; payload holds the job's outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    kind: str
+    node_id: str
+    instance_type: str
+    status: Literal["succeeded", "failed"]
+    detail: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = Field(default=0.0, ge=0)

@@ -1,0 +1,239 @@
+"""A local multi-node Ray cluster for demos and tests: ``quantplan cluster up|down``.
+
+``cluster_up("c7i.xlarge:2,c7i.2xlarge:1")`` starts a host process (:mod:`local_host`) that runs
+a Ray head plus one Ray node per requested instance, each node declaring the custom resource
+``instance:<type>`` and as many logical CPUs as the catalog says the instance has (logical CPUs
+are a scheduling budget, not a reservation, so several "instances" share this machine). Token
+authentication is on: the token lives in the state directory and only processes given it (our
+drivers, through :func:`connect`) can talk to the cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from quantplan.agent.cluster.local_host import ClusterRequest, ClusterState, WorkerRequest
+
+from quantplan.errors import QuantplanError, UnknownNameError
+from quantplan.paths import data_dir
+
+NAMESPACE = "quantplan"
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""Ray's own switch for single-host clusters: with it, a driver resolves 127.0.0.1 to itself
+instead of to the host's routable address (``services.get_node_ip_address``)."""
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 60.0
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("QUANTPLAN_CLUSTER_DIR", str(data_dir() / "local-cluster")))
+
+
+def parse_node_spec(spec: str) -> list[tuple[str, int]]:
+    """``"c7i.xlarge:2,c7i.2xlarge"`` -> ``[("c7i.xlarge", 2), ("c7i.2xlarge", 1)]``."""
+    nodes: list[tuple[str, int]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, count_text = part.partition(":")
+        try:
+            count = int(count_text) if count_text else 1
+        except ValueError:
+            count = 0
+        if not name or count < 1:
+            raise QuantplanError(
+                f"cannot read node spec {part!r}",
+                hint='write INSTANCE[:COUNT] items separated by commas, e.g. "c7i.xlarge:2"',
+            )
+        nodes.append((name, count))
+    if not nodes:
+        raise QuantplanError("no nodes requested", hint='e.g. --nodes "c7i.xlarge:2"')
+    return nodes
+
+
+def instance_vcpus(names: list[str], database_url: str | None = None) -> dict[str, int]:
+    """vCPUs of each named instance type, from the catalog (unknown names are refused)."""
+    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.snapshot import load_snapshot
+
+    snapshot = load_snapshot(open_catalog(database_url))
+    known = {i.name: i.vcpus for i in snapshot.instances}
+    for name in names:
+        if name not in known:
+            raise UnknownNameError("instance type", name, known)
+    return {name: known[name] for name in names}
+
+
+def build_request(spec: str, *, head_cpus: int = 4, database_url: str | None = None):
+    nodes = parse_node_spec(spec)
+    vcpus = instance_vcpus([name for name, _ in nodes], database_url)
+    workers = [
+        WorkerRequest(name=f"{name}-{index}", instance_type=name, num_cpus=vcpus[name])
+        for name, count in nodes
+        for index in range(1, count + 1)
+    ]
+    return ClusterRequest(head_cpus=head_cpus, workers=tuple(workers))
+
+
+def load_state(state_dir: Path | None = None) -> ClusterState | None:
+    """The running local cluster, or None (a state left by a dead host is ignored)."""
+    path = (state_dir or default_state_dir()) / "state.json"
+    if not path.is_file():
+        return None
+    state = ClusterState.model_validate_json(path.read_text())
+    if not _alive(state.host_pid):
+        return None
+    return state
+
+
+def cluster_up(
+    spec: str,
+    *,
+    state_dir: Path | None = None,
+    head_cpus: int = 4,
+    database_url: str | None = None,
+    timeout_s: float = START_TIMEOUT_S,
+) -> ClusterState:
+    """Start the local cluster and return once every node has joined."""
+    state_dir = state_dir or default_state_dir()
+    running = load_state(state_dir)
+    if running is not None:
+        raise QuantplanError(
+            f"a local cluster is already running at {running.address} ({len(running.nodes)} nodes)",
+            hint="stop it first with `quantplan cluster down`",
+        )
+    request = build_request(spec, head_cpus=head_cpus, database_url=database_url)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.json").unlink(missing_ok=True)
+    (state_dir / "request.json").write_text(request.model_dump_json(indent=2))
+    token = state_dir / "auth_token"
+    if not token.exists():
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+    log_path = state_dir / "host.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quantplan.agent.cluster.local_host", str(state_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **cluster_environment(state_dir)},
+            start_new_session=True,  # outlives this command; its own process group
+        )
+    (state_dir / "host.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = load_state(state_dir)
+        if state is not None:
+            return state
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+            raise QuantplanError(
+                "the local cluster failed to start:\n" + "\n".join(tail),
+                hint=f"full log: {log_path}",
+            )
+        time.sleep(0.5)
+    _stop_group(process.pid)
+    raise QuantplanError(
+        f"the local cluster did not come up within {timeout_s:g} s",
+        hint=f"see {log_path}; the machine may be short of memory",
+    )
+
+
+def cluster_environment(state_dir: Path) -> dict[str, str]:
+    """Environment every process of this cluster (nodes and drivers) needs."""
+    # Ray's socket paths must stay under 108 bytes, so its directory is short and in /tmp.
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    temp = Path(tempfile.gettempdir()) / f"qp-ray-{digest}"
+    temp.mkdir(parents=True, exist_ok=True)
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(state_dir / "auth_token"),
+        # Keeps this cluster's address file and sessions apart from any other Ray on the host.
+        "RAY_TMPDIR": str(temp),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **LOOPBACK_ENV,
+    }
+
+
+def cluster_down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the local cluster. Returns False if none was running."""
+    state_dir = state_dir or default_state_dir()
+    pid_file = state_dir / "host.pid"
+    if not pid_file.is_file():
+        return False
+    pid = int(pid_file.read_text())
+    if not _alive(pid):
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)  # the host shuts every node down cleanly
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _stop_group(pid)  # whatever is left of the group (a node that would not stop)
+    pid_file.unlink(missing_ok=True)
+    (state_dir / "state.json").unlink(missing_ok=True)
+    return True
+
+
+def connect(state: ClusterState, state_dir: Path | None = None) -> None:
+    """Attach this process to the local cluster as a driver (token auth included)."""
+    os.environ.update(cluster_environment(state_dir or default_state_dir()))
+    import ray
+
+    use_loopback_driver()
+    _refresh_ray_auth_config()
+    if not ray.is_initialized():
+        ray.init(address=state.address, namespace=NAMESPACE, log_to_driver=False)
+
+
+def use_loopback_driver() -> None:
+    """Let this process connect to a cluster on 127.0.0.1 as a driver.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` into ``ray_constants`` at import; when Ray
+    was imported before the variable was set, the constant it consults is set the same way.
+    """
+    os.environ.update(LOOPBACK_ENV)
+    if "ray._private.ray_constants" in sys.modules:
+        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+
+
+def _refresh_ray_auth_config() -> None:
+    """Make an already-imported Ray see RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH set just now.
+
+    Ray reads its config once; ``ray._private.authentication`` re-reads it the same way when it
+    turns token auth on for a new local cluster.
+    """
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _stop_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,144 @@
+"""The process that hosts a local multi-node Ray cluster (``quantplan cluster up``).
+
+Run as ``python -m quantplan.agent.cluster.local_host STATE_DIR``. It reads the wanted nodes
+from ``STATE_DIR/request.json``, starts a Ray head and one Ray node per worker -- each a real
+raylet with its own worker processes, all bound to 127.0.0.1 -- writes ``STATE_DIR/state.json``
+when every node has joined, and stops them all on SIGTERM.
+
+Why not ``ray start`` per node: Ray 2.60's ``ray start`` rewrites a 127.0.0.1 node address to the
+host's routable address for worker nodes (``services.resolve_ip_for_localhost``), and a node
+started on any other address binds its gRPC servers to every interface. Starting the nodes
+through ``ray.cluster_utils.Cluster`` (the same ``ray._private.node.Node`` that ``ray start``
+uses) keeps every node on the loopback interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LOG = logging.getLogger("quantplan.local_host")
+HEAD_RESOURCE = "quantplan:head"
+NODE_RESOURCE = "quantplan:node"
+
+
+def instance_resource(instance_type: str) -> str:
+    """The custom resource naming a node's catalog instance type, e.g. instance:c7i.xlarge."""
+    return f"instance:{instance_type}"
+
+
+class WorkerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Node name, e.g. c7i.xlarge-1")
+    instance_type: str
+    num_cpus: int = Field(ge=1, description="Logical CPUs declared to Ray")
+
+
+class ClusterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    head_cpus: int = Field(default=4, ge=1)
+    workers: tuple[WorkerRequest, ...]
+    object_store_mb: int = Field(default=150, ge=75)
+
+
+class NodeRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    node_id: str
+    instance_type: str | None = Field(description="None for the head")
+    num_cpus: int
+    raylet_pid: int | None = None
+
+
+class ClusterState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(description="GCS address to pass to ray.init")
+    host_pid: int = Field(description="This process: SIGTERM it to stop the cluster")
+    nodes: tuple[NodeRecord, ...]
+    temp_dir: str
+
+
+def _raylet_pid(node: object) -> int | None:
+    processes = getattr(node, "all_processes", {}) or {}
+    for kind, infos in processes.items():
+        if "raylet" in str(kind).lower() and infos:
+            return int(infos[0].process.pid)
+    return None
+
+
+def main(state_dir: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    request = ClusterRequest.model_validate_json((state_dir / "request.json").read_text())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    common = {"object_store_memory": request.object_store_mb * 1024 * 1024, "num_gpus": 0}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            **common,
+            "num_cpus": request.head_cpus,
+            "resources": {HEAD_RESOURCE: 1},
+            "include_dashboard": False,
+            "node_ip_address": "127.0.0.1",
+        },
+    )
+    try:
+        nodes = [
+            NodeRecord(
+                name="head",
+                node_id=cluster.head_node.node_id,
+                instance_type=None,
+                num_cpus=request.head_cpus,
+                raylet_pid=_raylet_pid(cluster.head_node),
+            )
+        ]
+        for worker in request.workers:
+            node = cluster.add_node(
+                **common,
+                num_cpus=worker.num_cpus,
+                resources={instance_resource(worker.instance_type): 1, NODE_RESOURCE: 1},
+                node_ip_address="127.0.0.1",
+                node_name=worker.name,
+            )
+            nodes.append(
+                NodeRecord(
+                    name=worker.name,
+                    node_id=node.node_id,
+                    instance_type=worker.instance_type,
+                    num_cpus=worker.num_cpus,
+                    raylet_pid=_raylet_pid(node),
+                )
+            )
+        cluster.wait_for_nodes()
+        state = ClusterState(
+            address=cluster.address,
+            host_pid=os.getpid(),
+            nodes=tuple(nodes),
+            temp_dir=os.environ.get("RAY_TMPDIR", ""),
+        )
+        temporary = state_dir / ".state.json.tmp"
+        temporary.write_text(state.model_dump_json(indent=2))
+        temporary.replace(state_dir / "state.json")
+        LOG.info("cluster up at %s with %d nodes", cluster.address, len(nodes))
+        stop.wait()
+    finally:
+        LOG.info("stopping the cluster")
+        cluster.shutdown()
+        (state_dir / "state.json").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

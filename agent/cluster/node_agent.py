@@ -1,0 +1,389 @@
+"""One NodeAgent actor per Ray node: reports the node's hardware and runs jobs on it.
+
+The agent is named after its node, pinned to it (hard node affinity) and restartable
+(``max_restarts=-1``): if its worker process dies the agent comes back on the same node; if the
+node itself goes, the agent goes with it and the driver reruns the job elsewhere
+(:mod:`quantplan.agent.cluster.scheduler`). Jobs call the agent package's own Python APIs
+(quantize, serve, bench), which run the heavy work in toolchain subprocesses; this process
+imports no torch, vllm or llama_cpp. Jobs and answers cross the actor boundary as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+from quantplan.agent.cluster.collector_actor import NAMESPACE, CollectorClient
+from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent, ReplicaEvent
+from quantplan.agent.cluster.jobs import (
+    JOB,
+    BenchmarkJob,
+    JobResult,
+    ProbeJob,
+    QuantizeJob,
+    ServeJob,
+    StopJob,
+)
+from quantplan.agent.cluster.replicas import replicas_dir
+from quantplan.catalog.reports import MeasurementReport, RunInfo
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from quantplan.errors import QuantplanError
+
+AGENT_PREFIX = "quantplan-agent-"
+INSTANCE_PREFIX = "instance:"
+
+
+def agent_name(node_id: str) -> str:
+    return AGENT_PREFIX + node_id[:16]
+
+
+def _isa_flags(flags: frozenset[str]) -> tuple[str, ...]:
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "fma")
+    return tuple(flag for flag in wanted if flag in flags)
+
+
+def node_facts(instance_type: str) -> HardwareFacts:
+    """This node as Ray and the operating system describe it."""
+    import psutil
+    from quantplan.agent.serve.hardware import detect_host
+
+    host = detect_host()
+    context = ray.get_runtime_context()
+    node_id = context.get_node_id()
+    declared = next((n for n in ray.nodes() if n["NodeID"] == node_id), {})
+    return HardwareFacts(
+        node_id=node_id,
+        node_ip=declared.get("NodeManagerAddress", ""),
+        hostname=socket.gethostname(),
+        instance_type=instance_type,
+        logical_cpus=float(declared.get("Resources", {}).get("CPU", 0.0)),
+        physical_cores=psutil.cpu_count(logical=False),
+        memory_gb=round(host.memory_gb, 2),
+        cpu_model=host.cpu_model,
+        isa_flags=_isa_flags(host.cpu_flags),
+        gpus=(host.gpu_name,) if host.gpu_name else (),
+    )
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=8)
+class NodeAgent:
+    """Runs jobs on its node. ``max_task_retries=0``: the driver decides where a job reruns."""
+
+    def __init__(self, instance_type: str) -> None:
+        self.instance_type = instance_type
+        self.facts = node_facts(instance_type)
+        self.servers: dict[str, Any] = {}
+        self._bandwidth_gbps: float | None = None
+        self._collector: CollectorClient | None = None
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if restarted:
+            self._stop_orphaned_servers()
+        self._publish(
+            NodeEvent(
+                node_id=self.facts.node_id,
+                instance_type=instance_type,
+                state="restarted" if restarted else "joined",
+                facts=self.facts,
+            )
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _client(self) -> CollectorClient | None:
+        if self._collector is None:
+            with contextlib.suppress(ValueError):  # no collector on this cluster (yet)
+                self._collector = CollectorClient()
+        return self._collector
+
+    def _publish(self, event: Any) -> None:
+        client = self._client()
+        if client is not None:
+            client.publish(event)
+
+    def _report(self, report: MeasurementReport) -> str:
+        client = self._client()
+        if client is None:
+            raise QuantplanError("no collector on this cluster: measurements would be lost")
+        result = client.submit([report])
+        if result.rejected:
+            raise QuantplanError(f"the collector refused the report: {result.rejected[0]}")
+        return "accepted"
+
+    # -- API -------------------------------------------------------------------------------
+
+    def hardware(self) -> str:
+        return self.facts.model_dump_json()
+
+    def ping(self) -> str:
+        return self.facts.node_id
+
+    def run(self, job_json: str) -> str:
+        job = JOB.validate_json(job_json)
+        started = time.perf_counter()
+        event_kind = "serve" if job.kind in ("serve", "stop") else job.kind
+        self._publish(
+            JobEvent(
+                job_id=job.job_id,
+                kind=event_kind,
+                node_id=self.facts.node_id,
+                instance_type=self.instance_type,
+                state="started",
+            )
+        )
+        try:
+            payload = self._dispatch(job)
+            status, detail = "succeeded", ""
+        except (QuantplanError, OSError, ValueError) as error:
+            payload, status, detail = {}, "failed", str(error)[:2000]
+        self._publish(
+            JobEvent(
+                job_id=job.job_id,
+                kind=event_kind,
+                node_id=self.facts.node_id,
+                instance_type=self.instance_type,
+                state=status,
+                detail=detail[:300],
+            )
+        )
+        return JobResult(
+            job_id=job.job_id,
+            kind=job.kind,
+            node_id=self.facts.node_id,
+            instance_type=self.instance_type,
+            status=status,
+            detail=detail,
+            payload=payload,
+            seconds=time.perf_counter() - started,
+        ).model_dump_json()
+
+    def _dispatch(self, job: Any) -> dict[str, Any]:
+        match job:
+            case ProbeJob():
+                time.sleep(job.seconds)
+                return {"pid": os.getpid()}
+            case QuantizeJob():
+                return self._quantize(job)
+            case ServeJob():
+                return self._serve(job)
+            case StopJob():
+                return self._stop(job.replica_id)
+            case BenchmarkJob():
+                return self._benchmark(job)
+        raise ValueError(f"unknown job kind {job.kind!r}")
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def _quantize(self, job: QuantizeJob) -> dict[str, Any]:
+        from quantplan.agent.artifacts import ArtifactStore
+        from quantplan.agent.quantize.api import quantize
+
+        started = datetime.now(UTC)
+        store = ArtifactStore(job.store_url)
+        manifest = quantize(job.model, job.method, job.options, store=store)
+        self._report(
+            MeasurementReport(
+                run=RunInfo(
+                    run_id=job.job_id,
+                    kind="quantize",
+                    status="succeeded",
+                    started_at=started,
+                    hardware=f"{self.instance_type} node {self.facts.node_id[:12]}",
+                    tool_versions=dict(manifest.tool_versions),
+                )
+            )
+        )
+        return {
+            "artifact_id": manifest.artifact_id,
+            "scheme": manifest.scheme,
+            "path": str(store.local_dir(manifest)),
+            "main_file": manifest.main_file,
+            "bits_per_weight": manifest.bits_per_weight,
+        }
+
+    def _serve(self, job: ServeJob) -> dict[str, Any]:
+        from quantplan.agent.serve import get_engine
+        from quantplan.agent.serve.engine import ServeOptions
+        from quantplan.agent.serve.manager import start_server
+
+        if job.replica_id in self.servers and self.servers[job.replica_id].alive():
+            return self._endpoint_payload(job.replica_id)  # idempotent: already serving
+        options = ServeOptions(
+            host="127.0.0.1",
+            port=job.port,
+            api_key=job.api_key,
+            threads=job.threads,
+            startup_timeout_s=job.startup_timeout_s,
+        )
+        handle = start_server(get_engine(job.engine), Path(job.artifact_path), options)
+        self.servers[job.replica_id] = handle
+        directory = replicas_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        note = {"pid": handle.pid, "node_id": self.facts.node_id, "port": handle.port}
+        (directory / f"{job.replica_id}.json").write_text(json.dumps(note))
+        return self._endpoint_payload(job.replica_id)
+
+    def _endpoint_payload(self, replica_id: str) -> dict[str, Any]:
+        handle = self.servers[replica_id]
+        return {
+            "base_url": handle.endpoint.base_url,
+            "served_model": handle.endpoint.model,
+            "ignore_eos_body": handle.endpoint.ignore_eos_body,
+            "pid": handle.pid,
+            "startup_s": handle.startup_s,
+            "log": str(handle.log_path),
+        }
+
+    def _stop(self, replica_id: str) -> dict[str, Any]:
+        handle = self.servers.pop(replica_id, None)
+        if handle is not None:
+            handle.stop()
+        (replicas_dir() / f"{replica_id}.json").unlink(missing_ok=True)
+        return {"stopped": handle is not None}
+
+    def _stop_orphaned_servers(self) -> None:
+        """Servers a previous incarnation of this agent started: nobody manages them now."""
+        from quantplan.agent.cluster.replicas import stop_noted_servers
+
+        stop_noted_servers(node_id=self.facts.node_id)
+
+    def _benchmark(self, job: BenchmarkJob) -> dict[str, Any]:
+        from quantplan.agent.bench.client import Endpoint
+        from quantplan.agent.bench.recording import host_hardware_record, profile_report
+        from quantplan.agent.bench.runner import BenchPlan, run_plan
+        from quantplan.agent.bench.workload import Workload
+        from quantplan.agent.costs import cost_figures
+        from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
+
+        started = datetime.now(UTC)
+        endpoint = Endpoint(
+            base_url=job.base_url,
+            model=job.served_model,
+            api_key=job.api_key,
+            ignore_eos_body=job.ignore_eos_body,
+        )
+        plan = BenchPlan(
+            workload=Workload(input_tokens=job.input_tokens, output_tokens=job.output_tokens),
+            mode="closed",
+            concurrencies=list(job.concurrencies),
+            num_requests=job.num_requests,
+            warmup_requests=1,
+        )
+        sweep = asyncio.run(run_plan(endpoint, plan))
+        best = sweep.best
+        if best is None:
+            raise QuantplanError(f"no benchmark level completed ({sweep.stop_reason})")
+        host = detect_host()
+        if self._bandwidth_gbps is None:
+            self._bandwidth_gbps = measure_memory_bandwidth_gbps(size_mb=128, repeats=3)
+        cost = None
+        if job.usd_per_hour is not None:
+            cost = cost_figures(
+                job.usd_per_hour,
+                best.metrics.output_tokens_per_s,
+                best.metrics.total_tokens_per_s,
+                source=f"catalog price of {job.instance or self.instance_type}",
+            )
+        report = profile_report(
+            run_id=job.job_id,
+            started_at=started,
+            model=job.model,
+            scheme=job.scheme,
+            engine=job.engine,
+            hardware=host,
+            hardware_record=host_hardware_record(host, self._bandwidth_gbps),
+            sweep=sweep,
+            tool_versions={"quantplan": _version()},
+            engine_version=None,
+            cost=cost,
+            extra_details={
+                "cluster_node": self.facts.node_id,
+                "stand_in_for_instance": job.instance,
+                "replica_id": job.replica_id,
+            },
+        )
+        self._report(report)
+        metrics = best.metrics
+        return {
+            "concurrency": best.concurrency,
+            "output_tokens_per_s": metrics.output_tokens_per_s,
+            "total_tokens_per_s": metrics.total_tokens_per_s,
+            "requests_per_s": metrics.requests_per_s,
+            "ttft_p95_ms": metrics.ttft.p95_ms,
+            "itl_p95_ms": metrics.itl.p95_ms,
+            "completed": metrics.completed,
+            "usd_per_million_tokens": cost.usd_per_million_tokens_blended if cost else None,
+            "usd_per_million_output_tokens": (cost.usd_per_million_output_tokens if cost else None),
+        }
+
+    def replica_event(self, plan_id: str, replica_id: str, **fields: Any) -> None:
+        self._publish(ReplicaEvent(plan_id=plan_id, replica_id=replica_id, **fields))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quantplan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
+    """One agent per alive node that declares an instance type (idempotent)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    refs = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        instance_type = instance_type_of(node.get("Resources", {}))
+        if instance_type is None:
+            continue
+        node_id = node["NodeID"]
+        handle = NodeAgent.options(  # type: ignore[attr-defined]
+            name=agent_name(node_id),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+        ).remote(instance_type)
+        refs.append(AgentRef(node_id=node_id, instance_type=instance_type, handle=handle))
+    # An agent whose node is dying (not yet marked dead) does not answer: leave it out.
+    pings = {ref.handle.ping.remote(): ref for ref in refs}
+    ready, _ = ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
+    responsive = []
+    for ping in ready:
+        try:
+            ray.get(ping)
+        except (RayActorError, ActorUnavailableError):
+            continue
+        responsive.append(pings[ping])
+    return sorted(responsive, key=lambda ref: ref.node_id)
+
+
+def instance_type_of(resources: dict[str, float]) -> str | None:
+    for key in resources:
+        if key.startswith(INSTANCE_PREFIX):
+            return key.removeprefix(INSTANCE_PREFIX)
+    return None
+
+
+class AgentRef:
+    """A node agent and the node it stands for."""
+
+    def __init__(self, node_id: str, instance_type: str, handle: Any) -> None:
+        self.node_id = node_id
+        self.instance_type = instance_type
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return f"AgentRef({self.instance_type} on {self.node_id[:12]})"

@@ -1,0 +1,62 @@
+"""Engine servers noted by node agents, so a crashed agent's servers are not left running.
+
+Each agent writes ``<replica_id>.json`` (pid, node, port) when it starts a server and removes it
+when it stops one. A restarted agent, or ``quantplan destroy``, stops what is still noted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from quantplan.paths import data_dir
+
+
+def replicas_dir() -> Path:
+    return data_dir() / "replicas"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM a server's process group (servers run in their own), SIGKILL after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop_noted_servers(node_id: str | None = None) -> list[str]:
+    """Stop every noted server (of ``node_id`` only, if given); returns the replica ids."""
+    stopped = []
+    directory = replicas_dir()
+    if not directory.is_dir():
+        return stopped
+    for note_path in sorted(directory.glob("*.json")):
+        try:
+            note = json.loads(note_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if node_id is not None and note.get("node_id") != node_id:
+            continue
+        pid = int(note.get("pid", 0))
+        if pid > 0:
+            stop_process_group(pid)
+        note_path.unlink(missing_ok=True)
+        stopped.append(note_path.stem)
+    return stopped

@@ -1,0 +1,81 @@
+"""A real multi-node Ray cluster on this machine for the cluster tests (head + 2 workers).
+
+Nodes are real raylets with their own worker processes, started through
+``ray.cluster_utils.Cluster`` on 127.0.0.1; every test module that uses it gets a fresh one
+and it is always torn down, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKER_TYPE = "c7i.xlarge"
+
+
+@dataclass
+class RayTestCluster:
+    cluster: object
+    workers: list
+    database_url: str
+    spool: Path
+    collector: object
+
+    def node_of(self, node_id: str):
+        return next(n for n in self.workers if n.node_id == node_id)
+
+
+def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
+    # Ray's socket paths must stay under 108 bytes: a short directory, not pytest's tmp path.
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qp-ray-", dir="/tmp")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    from quantplan.agent.cluster.local import use_loopback_driver
+
+    use_loopback_driver()
+    import ray
+    from quantplan.agent.cluster.collector_actor import NAMESPACE, start_collector
+    from quantplan.agent.cluster.local_host import HEAD_RESOURCE, NODE_RESOURCE, instance_resource
+    from quantplan.catalog.db import open_catalog
+    from ray.cluster_utils import Cluster
+
+    common = {"object_store_memory": 80 * 1024 * 1024, "node_ip_address": "127.0.0.1"}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            **common,
+            "num_cpus": 4,
+            "resources": {HEAD_RESOURCE: 1},
+            "include_dashboard": False,
+        },
+    )
+    try:
+        nodes = [
+            cluster.add_node(
+                **common,
+                num_cpus=4,
+                resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
+            )
+            for _ in range(workers)
+        ]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+        database_url = f"sqlite:///{tmp / 'catalog.db'}"
+        open_catalog(database_url)  # migrate and seed once, before the collector opens it
+        spool = tmp / "spool"
+        collector = start_collector(database_url, spool)
+    except BaseException:
+        ray.shutdown()
+        cluster.shutdown()
+        raise
+    return RayTestCluster(cluster, nodes, database_url, spool, collector)
+
+
+def stop_test_cluster(test_cluster: RayTestCluster) -> None:
+    import ray
+
+    ray.shutdown()
+    test_cluster.cluster.shutdown()  # type: ignore[attr-defined]
+    shutil.rmtree(os.environ.pop("RAY_TMPDIR", ""), ignore_errors=True)
