@@ -15,7 +15,7 @@ import numpy as np
 from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.compatibility import SupportMatrix
-from quantplan.planner.hardware import model_shape_from_record
+from quantplan.planner.hardware import MachineShare, machine_shares, model_shape_from_record
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
 from quantplan.planner.targets import ModelShape, Targets
@@ -37,12 +37,18 @@ class Option:
 
 @dataclass(frozen=True)
 class CandidateSpace:
-    """Options x instances with their static facts; arrays are read-only."""
+    """Options x instance columns with their static facts; arrays are read-only.
+
+    A column is an instance type with one way of placing replicas on it: a multi-GPU instance
+    appears once per GPU subset size (8 x 1 GPU, 4 x 2, 2 x 4, 1 x 8).
+    """
 
     shape: ModelShape
     options: tuple[Option, ...]
-    instances: tuple[InstanceRecord, ...]
+    instances: tuple[InstanceRecord, ...]  # (I,) one per column; an instance may repeat
+    machines: tuple[MachineShare, ...]  # (I,) what one replica gets of that instance
     hardware: tuple[HardwareRecord, ...]
+    replicas_per_instance: np.ndarray  # (I,)
     option_masks: Mapping[str, np.ndarray]  # target path -> (S,) passes families/engines
     instance_masks: Mapping[str, np.ndarray]  # target path -> (I,) passes clouds, device, ...
     compatible: np.ndarray  # (S, I)
@@ -118,7 +124,15 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         if engine.strip()
     )
     hw_by_name = snapshot.hardware_by_name
-    instances = tuple(i for i in snapshot.instances if i.hardware in hw_by_name)
+    # One column per way of placing replicas on an instance (see machine_shares).
+    slots = [
+        (instance, share)
+        for instance in snapshot.instances
+        if instance.hardware in hw_by_name
+        for share in machine_shares(instance, hw_by_name[instance.hardware])
+    ]
+    instances = tuple(instance for instance, _ in slots)
+    machines = tuple(share for _, share in slots)
     hardware = tuple(hw_by_name[i.hardware] for i in instances)
 
     # Compatibility depends only on (option, hardware): decide it per distinct hardware.
@@ -151,7 +165,11 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         shape=shape,
         options=options,
         instances=instances,
+        machines=machines,
         hardware=hardware,
+        replicas_per_instance=_readonly(
+            np.array([m.replicas_per_instance for m in machines], dtype=np.int64)
+        ),
         option_masks=MappingProxyType(_option_masks(options, targets)),
         instance_masks=MappingProxyType(_instance_masks(instances, hardware, targets)),
         compatible=_readonly(np.ascontiguousarray(compatible)),

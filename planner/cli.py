@@ -124,7 +124,10 @@ def _print_plan(plan: Plan) -> None:
         rows = [
             ("method / scheme / engine", f"{d.method} / {d.scheme} / {d.engine}"),
             ("instance", f"{d.instance} ({d.hardware} x{d.accelerator_count}), {d.pricing}"),
-            ("replicas", str(d.replicas)),
+            (
+                "replicas / instances",
+                f"{d.replicas} on {d.instances} ({d.replicas_per_instance} per instance)",
+            ),
             ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
             (
                 "on-demand / spot",

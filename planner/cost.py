@@ -35,18 +35,23 @@ def price_table(price_on_demand: np.ndarray, price_spot: np.ndarray) -> np.ndarr
     return np.stack([price_on_demand, price_spot], axis=-1)
 
 
+def instances_needed(replicas: np.ndarray, replicas_per_instance: np.ndarray) -> np.ndarray:
+    """Instances to rent for ``replicas`` (S, I) when each holds ``replicas_per_instance`` (I,)."""
+    return np.ceil(replicas / replicas_per_instance[None, :])
+
+
 def fleet_costs(
-    replicas: np.ndarray, prices: np.ndarray, workload: Workload
+    instances: np.ndarray, prices: np.ndarray, workload: Workload
 ) -> tuple[np.ndarray, np.ndarray]:
     """$/month and $/million counted tokens, shape (S, I, 2); NaN/inf where not priced."""
-    usd_per_month = replicas[..., None] * prices[None, :, :] * HOURS_PER_MONTH
+    usd_per_month = instances[..., None] * prices[None, :, :] * HOURS_PER_MONTH
     usd_per_million = usd_per_month / (workload.counted_tokens_per_month / 1e6)
     return usd_per_month, usd_per_million
 
 
-def monthly_cost(replicas: int, usd_per_hour: float) -> float:
-    """$/month of ``replicas`` instances at ``usd_per_hour`` each."""
-    return replicas * usd_per_hour * HOURS_PER_MONTH
+def monthly_cost(instances: int, usd_per_hour: float) -> float:
+    """$/month of ``instances`` at ``usd_per_hour`` each."""
+    return instances * usd_per_hour * HOURS_PER_MONTH
 
 
 def cost_per_million_tokens(usd_per_month: float, workload: Workload) -> float:

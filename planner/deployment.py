@@ -21,15 +21,21 @@ def _speed_estimate(value: float, code: int) -> Estimate:
     )
 
 
-def build_deployment(ev: Evaluation, index: Index, replicas: int | None = None) -> Deployment:
-    """The Deployment for candidate ``index`` (optionally with another replica count)."""
+def build_deployment(ev: Evaluation, index: Index, instances: int | None = None) -> Deployment:
+    """The Deployment for candidate ``index``; ``instances`` fills that many instances (mixed
+    fleets) instead of the replicas the evaluation needs."""
     s, i, p = index
     space, points, perf = ev.space, ev.points, ev.perf
     option, instance = space.options[s], space.instances[i]
-    hardware = space.hardware[i]
-    count = int(ev.replicas[s, i]) if replicas is None else replicas
+    hardware, machine = space.hardware[i], space.machines[i]
+    per_instance = machine.replicas_per_instance
+    if instances is None:
+        count = int(ev.replicas[s, i])
+        rented = int(ev.instances[s, i])
+    else:
+        count, rented = instances * per_instance, instances
     price = float(space.price_on_demand[i] if p == 0 else space.price_spot[i])
-    usd_month = monthly_cost(count, price)
+    usd_month = monthly_cost(rented, price)
     k = int(points.grid_index[s, i])
     code = int(perf.basis[s, i, k])
     concurrency = int(points.concurrency[s, i])
@@ -52,14 +58,16 @@ def build_deployment(ev: Evaluation, index: Index, replicas: int | None = None) 
         engine=option.engine,
         instance=InstanceRef(cloud=instance.cloud, name=instance.name, region=instance.region),
         hardware=hardware.name,
-        accelerator_count=instance.accelerator_count,
+        accelerator_count=machine.accelerator_count,
         pricing=PRICINGS[p],  # type: ignore[arg-type]
         replicas=count,
+        instances=rented,
+        replicas_per_instance=per_instance,
         usd_per_hour=price,
         usd_per_month=round(usd_month, 4),
-        on_demand_usd_per_month=round(monthly_cost(count, float(space.price_on_demand[i])), 4),
+        on_demand_usd_per_month=round(monthly_cost(rented, float(space.price_on_demand[i])), 4),
         spot_usd_per_month=(
-            round(monthly_cost(count, float(space.price_spot[i])), 4)
+            round(monthly_cost(rented, float(space.price_spot[i])), 4)
             if np.isfinite(space.price_spot[i])
             else None
         ),

@@ -24,7 +24,7 @@ from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
-    ProfiledMachine,
+    MachineShare,
     active_fraction,
     kv_gb_per_token,
     model_shape_from_record,
@@ -90,8 +90,8 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
     per_engine: dict[str, np.ndarray] = {}
     for engine in engines:
         rows = [
-            replica_hardware(i, h, engine)
-            for i, h in zip(space.instances, space.hardware, strict=True)
+            replica_hardware(m, h, engine)
+            for m, h in zip(space.machines, space.hardware, strict=True)
         ]
         per_engine[engine] = np.array(
             [(r.bandwidth_gbps, r.tflops, r.usable_memory_gb) for r in rows], dtype=float
@@ -147,7 +147,7 @@ def _profile_decode_ratio(
         return None
     shape = model_shape_from_record(model)
     gpu = hardware.kind == "gpu"
-    machine = ProfiledMachine(
+    machine = MachineShare(
         vcpus=profile.hardware_count if not gpu else 8,
         memory_gib=1024.0,
         accelerator_count=profile.hardware_count if gpu else 0,
@@ -172,12 +172,12 @@ def _profile_decode_ratio(
 
 
 def _matches_machine(profile: ProfileRecord, space: CandidateSpace, i: int) -> bool:
-    instance, hardware = space.instances[i], space.hardware[i]
+    machine, hardware = space.machines[i], space.hardware[i]
     if hardware.name != profile.hardware:
         return False
     if hardware.kind == "gpu":
-        return instance.accelerator_count == profile.hardware_count
-    return instance.vcpus == profile.hardware_count
+        return machine.accelerator_count == profile.hardware_count
+    return machine.vcpus == profile.hardware_count
 
 
 def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:

@@ -25,7 +25,11 @@ def label(ev: Evaluation, index: Index) -> str:
     s, i, p = index
     option, instance = ev.space.options[s], ev.space.instances[i]
     spot = " (spot)" if p == 1 else ""
-    return f"{option.family.upper()} {option.scheme.name} on {instance.name}{spot}"
+    machine = ev.space.machines[i]
+    split = (
+        f" ({machine.accelerator_count} GPU/replica)" if machine.replicas_per_instance > 1 else ""
+    )
+    return f"{option.family.upper()} {option.scheme.name} on {instance.name}{split}{spot}"
 
 
 def _money(value: float) -> str:

@@ -1,6 +1,7 @@
 """Mixed fleets: how many replicas of which deployments, solved as a MILP (SciPy's HiGHS).
 
-Variables: ``x_t`` replicas of each deployment type ``t`` (integer), and ``y_t`` (binary, only
+Variables: ``x_t`` units (instances) of each deployment type ``t`` (integer; a unit holds one
+or more replicas), and ``y_t`` (binary, only
 when the number of distinct types is capped). Minimise the hourly price subject to: capacity
 covers peak requests/s (and the output-throughput floor); on-demand replicas alone cover
 ``1 - max_spot_fraction`` of peak; at most ``max_replicas`` replicas; at most ``max_types``
@@ -24,9 +25,10 @@ class FleetType:
     """One deployment type the fleet may use."""
 
     key: tuple[int, int, int]
-    usd_per_hour: float
-    requests_per_s: float
+    usd_per_hour: float  # one unit (instance)
+    requests_per_s: float  # one unit, all its replicas
     spot: bool
+    replicas: int = 1  # replicas one unit holds
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class FleetSolution:
 
     @property
     def replicas(self) -> int:
-        return sum(n for _, n in self.counts)
+        return sum(n * t.replicas for t, n in self.counts)
 
     @property
     def requests_per_s(self) -> float:
@@ -46,8 +48,16 @@ class FleetSolution:
 
 
 def prune_dominated(types: Sequence[FleetType]) -> list[FleetType]:
-    """Drop types another beats on price and capacity (on-demand only by on-demand)."""
+    """Drop types another with the same replicas per unit beats on price and capacity
+    (on-demand types only by on-demand ones)."""
+    kept: list[FleetType] = []
+    for size in sorted({t.replicas for t in types}):
+        kept += _prune_same_size([t for t in types if t.replicas == size])
+    order = {t.key: k for k, t in enumerate(types)}
+    return sorted(kept, key=lambda t: order[t.key])
 
+
+def _prune_same_size(types: Sequence[FleetType]) -> list[FleetType]:
     def sweep(pool: Sequence[FleetType]) -> set[tuple[int, int, int]]:
         kept: set[tuple[int, int, int]] = set()
         best = -np.inf
@@ -108,16 +118,17 @@ def solve_mixed_fleet(
     add(np.concatenate([capacity, pad]), demand, np.inf)
     if od_demand > 0:
         add(np.concatenate([on_demand, pad]), od_demand * (1 - CAPACITY_TOLERANCE), np.inf)
-    add(np.concatenate([np.ones(n), pad]), 0, max_replicas)
+    replicas = np.array([float(t.replicas) for t in types])
+    add(np.concatenate([replicas, pad]), 0, max_replicas)
+    upper_bounds = np.concatenate([np.floor(max_replicas / replicas), np.ones(width - n)])
     if max_usd_per_hour is not None:
         add(np.concatenate([price, pad]), -np.inf, max_usd_per_hour * (1 + 1e-12))
     if use_binaries:
         for k in range(n):  # x_k <= max_replicas * y_k
             row = np.zeros(width)
-            row[k], row[n + k] = 1.0, -float(max_replicas)
+            row[k], row[n + k] = 1.0, -float(upper_bounds[k])
             add(row, -np.inf, 0)
         add(np.concatenate([np.zeros(n), np.ones(n)]), 0, max_types)
-    upper_bounds = np.concatenate([np.full(n, float(max_replicas)), np.ones(width - n)])
     margin = 0.0
     for _ in range(3):  # tighten if HiGHS's tolerance lets capacity fall a hair short
         lower[0] = demand * (1 + margin)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from quantplan.catalog.records import HardwareRecord, SchemeRecord
+from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
 from quantplan.planner.targets import ModelShape
 
 GIB_TO_GB = 1.073741824
@@ -41,7 +41,8 @@ ASSUMPTIONS: tuple[str, ...] = (
     f"{HOST_RESERVED_GB:.0f} GB; a VM gets a share of its socket's memory bandwidth and "
     f"compute in proportion to its physical cores (vCPUs / {THREADS_PER_CORE})",
     "GPTQ/AWQ keep embeddings and lm_head in 16-bit; GGUF bits per weight are whole-model mixes",
-    "one replica per instance; vLLM splits it over all the instance's GPUs (tensor parallel, "
+    "a multi-GPU instance holds one replica per GPU subset (1, 2, 4, ... GPUs each; every "
+    "subset size is a candidate); vLLM splits a replica over its GPUs (tensor parallel, "
     f"{TENSOR_PARALLEL_EFFICIENCY:.0%} efficiency), llama.cpp splits layers (one GPU's speed)",
 )
 
@@ -98,12 +99,36 @@ class MachineSlot(Protocol):
 
 
 @dataclass(frozen=True)
-class ProfiledMachine:
-    """The machine of a measured profile: only what its speed depends on."""
+class MachineShare:
+    """What one replica gets of a machine: a whole instance, a GPU subset of a multi-GPU
+    instance (``replicas_per_instance`` replicas side by side), or a profile's machine."""
 
     vcpus: int
     memory_gib: float
     accelerator_count: int
+    replicas_per_instance: int = 1
+
+
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8, 16)
+
+
+def machine_shares(instance: InstanceRecord, hardware: HardwareRecord) -> list[MachineShare]:
+    """Ways to place replicas on ``instance``: one per GPU subset size dividing its GPUs.
+
+    An 8-GPU machine can hold one replica on 8 GPUs, two on 4, four on 2 or eight on 1; a CPU
+    machine holds one replica on all of it.
+    """
+    count = instance.accelerator_count
+    if hardware.kind != "gpu" or count <= 1:
+        return [MachineShare(instance.vcpus, instance.memory_gib, count)]
+    shares = []
+    for size in TENSOR_PARALLEL_SIZES:
+        if size <= count and count % size == 0:
+            per = count // size
+            shares.append(
+                MachineShare(max(1, instance.vcpus // per), instance.memory_gib / per, size, per)
+            )
+    return shares
 
 
 def physical_cores(instance: MachineSlot) -> float:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 import numpy as np
 from quantplan.planner.candidates import CandidateSpace
-from quantplan.planner.cost import fleet_costs, price_table, replicas_needed
+from quantplan.planner.cost import fleet_costs, instances_needed, price_table, replicas_needed
 from quantplan.planner.estimate import PerformanceMap
 from quantplan.planner.operating import OperatingPoints, select_operating_points
 from quantplan.planner.targets import Targets
@@ -55,6 +55,7 @@ class Evaluation:
     perf: PerformanceMap
     points: OperatingPoints
     replicas: np.ndarray  # (S, I) float, inf where a replica cannot meet the SLOs
+    instances: np.ndarray  # (S, I) instances to rent for those replicas
     usd_per_month: np.ndarray  # (S, I, 2)
     usd_per_million_tokens: np.ndarray  # (S, I, 2)
     passes: Mapping[str, np.ndarray]  # target path -> (S, I, 2)
@@ -95,7 +96,8 @@ def evaluate(
     )
     replicas = np.where(points.ok, replicas, np.inf)
     prices = price_table(space.price_on_demand, space.price_spot)
-    usd_month, usd_million = fleet_costs(replicas, prices, targets.workload)
+    instances = instances_needed(replicas, space.replicas_per_instance)
+    usd_month, usd_million = fleet_costs(instances, prices, targets.workload)
     ppl = np.array([e.value for e in space.ppl], dtype=float)
     kl = np.array([e.value for e in space.kl], dtype=float)
 
@@ -150,6 +152,7 @@ def evaluate(
         perf=perf,
         points=points,
         replicas=replicas,
+        instances=instances,
         usd_per_month=usd_month,
         usd_per_million_tokens=usd_million,
         passes=MappingProxyType(passes),

@@ -90,13 +90,14 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
             if c.spot_allowed and c.max_spot_fraction >= 1 and instance.spot_price_per_hour:
                 prices.append(instance.spot_price_per_hour)
             for price in prices:
+                per_instance = space.machines[i].replicas_per_instance
                 for n in range(1, c.max_replicas + 1):
                     if n * rate < peak * SLACK:
                         continue
                     floor = targets.slos.min_output_tokens_per_s
                     if floor is not None and n * rate * w.output_tokens < floor * SLACK:
                         continue
-                    cost = n * price * HOURS_PER_MONTH
+                    cost = math.ceil(n / per_instance) * price * HOURS_PER_MONTH
                     within_month = b.max_usd_per_month is None or cost <= b.max_usd_per_month * (
                         1 + 1e-12
                     )
@@ -104,7 +105,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
                     within_per_m = per_m is None or cost / tokens_m <= per_m * (1 + 1e-12)
                     if within_month and within_per_m and (best is None or cost < best):
                         best = cost
-                    break  # more replicas of this type only cost more
+                    break  # more replicas of this type never cost less
     return best
 
 
@@ -120,7 +121,8 @@ def brute_force_fleet(
     """The cheapest hourly price over every replica vector, or None if none is feasible."""
     best: float | None = None
     for counts in itertools.product(range(max_replicas + 1), repeat=len(types)):
-        if sum(counts) > max_replicas or sum(1 for n in counts if n) > max_types:
+        replicas = sum(n * t.replicas for n, t in zip(counts, types, strict=True))
+        if replicas > max_replicas or sum(1 for n in counts if n) > max_types:
             continue
         capacity = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True))
         od = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True) if not t.spot)

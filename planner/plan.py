@@ -90,9 +90,13 @@ class Deployment(StrictModel):
     hardware: str = Field(description="GPU or CPU family of the instance")
     accelerator_count: int = Field(ge=0, description="GPUs per replica (0 = CPU)")
     pricing: Pricing = Field(description="on_demand or spot capacity")
-    replicas: int = Field(ge=1, description="Replicas (one instance each)")
-    usd_per_hour: float = Field(ge=0, description="Price of one replica per hour")
-    usd_per_month: float = Field(ge=0, description="All replicas, per month (730 h)")
+    replicas: int = Field(ge=1, description="Replicas (engine servers) to run")
+    instances: int = Field(ge=1, description="Instances to rent for them")
+    replicas_per_instance: int = Field(
+        default=1, ge=1, description="Replicas side by side on one instance (GPU subsets)"
+    )
+    usd_per_hour: float = Field(ge=0, description="Price of one instance per hour")
+    usd_per_month: float = Field(ge=0, description="All instances, per month (730 h)")
     usd_per_million_tokens: float = Field(
         ge=0, description="Monthly cost over monthly counted tokens at the mean rate"
     )
@@ -109,7 +113,10 @@ class Deployment(StrictModel):
 
     @property
     def label(self) -> str:
-        return f"{self.scheme} ({self.engine}) on {self.instance.name} x{self.replicas}"
+        where = f"{self.instance.name} x{self.instances}"
+        if self.replicas_per_instance > 1:
+            where += f" ({self.replicas} replicas of {self.accelerator_count} GPU each)"
+        return f"{self.scheme} ({self.engine}) on {where}"
 
 
 class Rejection(StrictModel):

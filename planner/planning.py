@@ -69,12 +69,14 @@ def fleet_types(ev: Evaluation) -> list[FleetType]:
     types = []
     for s, i, p in zip(*np.nonzero(mask), strict=True):
         price = ev.space.price_on_demand[i] if p == 0 else ev.space.price_spot[i]
+        per_instance = int(ev.space.replicas_per_instance[i])
         types.append(
             FleetType(
                 key=(int(s), int(i), int(p)),
                 usd_per_hour=float(price),
-                requests_per_s=float(ev.points.requests_per_s[s, i]),
+                requests_per_s=per_instance * float(ev.points.requests_per_s[s, i]),
                 spot=bool(p == 1),
+                replicas=per_instance,
             )
         )
     return types
@@ -107,7 +109,9 @@ def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Inde
 
     def key(index: Index) -> tuple[str, str, str, int]:
         option = ev.space.options[index[0]]
-        return (option.scheme.name, option.engine, ev.space.instances[index[1]].name, index[2])
+        machine = ev.space.machines[index[1]]
+        name = ev.space.instances[index[1]].name
+        return (option.scheme.name, option.engine, f"{name}/{machine.accelerator_count}", index[2])
 
     picked: list[Index] = []
     seen = {key(choice)} if choice else set()
@@ -133,8 +137,13 @@ def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxati
     if fleet:
         total = sum(d.usd_per_month for d in fleet)
         parts = "; ".join(
-            f"{d.replicas} x {d.instance.name} ({d.pricing.replace('_', '-')}) with {d.scheme} "
-            f"on {d.engine}"
+            f"{d.instances} x {d.instance.name} ({d.pricing.replace('_', '-')}"
+            + (
+                f", {d.replicas} replicas on {d.accelerator_count} GPU each"
+                if d.replicas_per_instance > 1
+                else ""
+            )
+            + f") with {d.scheme} on {d.engine}"
             for d in fleet
         )
         head = fleet[0].metrics
@@ -169,7 +178,7 @@ def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Pla
         solution = solve_fleet(ev)
         single = float(ev.usd_per_month[choice]) if choice else np.inf
         if solution is not None and solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9):
-            fleet = [build_deployment(ev, t.key, replicas=n) for t, n in solution.counts]
+            fleet = [build_deployment(ev, t.key, instances=n) for t, n in solution.counts]
     relaxed = relaxed_optima(ev, context.space, context.perf)
     relaxations = [
         Relaxation(constraint=name, current=current, needed=needed, deployment=deployment)

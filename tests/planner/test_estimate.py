@@ -39,12 +39,16 @@ def _targets(**constraints: object) -> Targets:
     )
 
 
-def _index(context, scheme: str, engine: str, instance: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _index(context, scheme: str, engine: str, instance: str, gpus: int | None = None):  # type: ignore[no-untyped-def]
+    """Column of ``instance`` (with ``gpus`` GPUs per replica; default: the whole instance)."""
     space = context.space
     s = next(
         k for k, o in enumerate(space.options) if o.scheme.name == scheme and o.engine == engine
     )
-    i = next(k for k, x in enumerate(space.instances) if x.name == instance)
+    columns = [k for k, x in enumerate(space.instances) if x.name == instance]
+    i = max(columns, key=lambda k: space.machines[k].accelerator_count)
+    if gpus is not None:
+        i = next(k for k in columns if space.machines[k].accelerator_count == gpus)
     return s, i
 
 
@@ -94,8 +98,10 @@ def test_profiles_pin_measured_points_and_interpolate_between(shipped: CatalogSn
     assert decode[_k(32)] == pytest.approx(32 / 900.0, rel=1e-6)
     assert basis[_k(16)] == INTERPOLATED
     assert basis[_k(128)] == CALIBRATED  # outside the measured range: calibrated roofline
-    _, i4 = _index(context, SCHEME, "vllm", "g6.24xlarge")  # same GPU, 4 of them
+    _, i4 = _index(context, SCHEME, "vllm", "g6.24xlarge", gpus=4)  # one replica on 4 L4s
     assert (context.perf.basis[s, i4] == CALIBRATED).all()
+    _, i1 = _index(context, SCHEME, "vllm", "g6.24xlarge", gpus=1)  # four replicas of one L4
+    assert context.perf.basis[s, i1, _k(8)] == MEASURED
     g, cpu = _index(context, "gguf-q4_k_m", "llama.cpp", "c7i.8xlarge")
     assert (context.perf.basis[g, cpu] == UNCALIBRATED).all()
 

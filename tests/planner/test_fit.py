@@ -84,3 +84,23 @@ def test_memory_rejection_names_the_sizes(shipped: CatalogSnapshot) -> None:
     assert not plan.feasible
     memory = [r for r in plan.rejected if r.stage == "memory"]
     assert memory and "GB" in memory[0].reason and "usable" in memory[0].reason
+
+
+def test_multi_gpu_instances_can_hold_several_replicas(shipped: CatalogSnapshot) -> None:
+    from quantplan.planner.hardware import machine_shares
+
+    p5 = _instance(shipped, "p5.48xlarge")
+    shares = machine_shares(p5, shipped.get_hardware(p5.hardware))
+    assert [(s.accelerator_count, s.replicas_per_instance) for s in shares] == [
+        (1, 8), (2, 4), (4, 2), (8, 1),
+    ]  # fmt: skip
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=200),
+        constraints=Constraints(instance_allow=("p5.48xlarge",)),
+    )
+    plan = make_plan(targets, shipped)
+    assert plan.choice is not None
+    # An 8B model needs no 8-way split: at volume, replicas are packed onto the GPUs.
+    assert plan.choice.replicas_per_instance > 1
+    assert plan.choice.instances == -(-plan.choice.replicas // plan.choice.replicas_per_instance)
