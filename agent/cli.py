@@ -19,3 +19,7 @@ def register(app: typer.Typer) -> None:
             raise
     else:
         serve_cli.register_serve(app)
+
+    from quantplan.agent.cluster.cli import register_cluster
+
+    register_cluster(app)

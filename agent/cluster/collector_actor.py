@@ -118,6 +118,7 @@ def connect_events(address: str = "auto") -> RayEventSource:
         for event in subscribe(connect_events("auto")):
             ...
     """
-    if not ray.is_initialized():
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    from quantplan.agent.cluster.local import attach
+
+    attach(address)
     return RayEventSource()

@@ -237,3 +237,33 @@ def _alive(pid: int) -> bool:
 def _stop_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def attach(address: str | None = "auto") -> str:
+    """Connect this process to a cluster: the local one for "auto"/"local", else ``address``.
+
+    Returns the address connected to. A real cluster's token auth comes from the usual Ray
+    environment (RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH) of the caller.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return address or "auto"
+    if address in (None, "auto", "local"):
+        state = load_state()
+        if state is not None:
+            connect(state)
+            return state.address
+        if address == "local":
+            raise QuantplanError(
+                "no local cluster is running",
+                hint='start one with `quantplan cluster up --nodes "c7i.xlarge:2"`',
+            )
+    try:
+        ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
+    except ConnectionError as error:
+        raise QuantplanError(
+            f"cannot connect to a Ray cluster at {address!r}: {error}",
+            hint='start a local one with `quantplan cluster up --nodes "c7i.xlarge:2"`',
+        ) from None
+    return address or "auto"

@@ -1,0 +1,453 @@
+"""``quantplan apply``: make a Ray cluster run a plan, measure it, and close the loop.
+
+1. check the plan against the live cluster and refuse with every reason before anything starts;
+2. quantize each artifact once, on a matching node, into the shared artifact store;
+3. start the replicas on distinct matching nodes (each node stands for one instance) and wait for
+   health; the node agents own the engine servers;
+4. benchmark every replica with the shared protocol; reports go through the collector;
+5. cost per token per replica, node and plan; compare with the plan's predictions and, when off
+   by more than the threshold, re-plan with the new measurements and propose (or apply) it.
+Applying the same plan again changes nothing; a changed plan is reconciled after its diff.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.cluster import deployment_state as states
+from quantplan.agent.cluster.events import CostEvent, PlanEvent, ReplicaEvent
+from quantplan.agent.cluster.measure import (
+    CostLine,
+    MetricComparison,
+    ReplicaMeasurement,
+    compare,
+    cost_by_node,
+    cost_line,
+)
+from quantplan.agent.cluster.validation import PlanRefusedError, built_toolchains, plan_refusals
+from quantplan.planner.plan import Plan, load_plan, save_plan
+
+from quantplan.errors import QuantplanError
+
+
+class ApplyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, description="Deployment name (default: the model)")
+    database_url: str | None = None
+    store_url: str | None = Field(default=None, description="Shared artifact store")
+    model_dir: str | None = Field(default=None, description="Checkpoint of a non-default model")
+    benchmark: bool = True
+    max_bench_concurrency: int = Field(default=4, ge=1)
+    bench_requests: int = Field(default=8, ge=1)
+    max_bench_input_tokens: int = Field(default=128, ge=1)
+    max_bench_output_tokens: int = Field(default=64, ge=1)
+    replan_threshold_pct: float = Field(default=25.0, gt=0)
+    auto_replan: bool = False
+    dry_run: bool = False
+    startup_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class ReplanProposal(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str
+    current: list[str]
+    proposed: list[str]
+    path: str | None = None
+    applied: bool = False
+
+
+class ApplyOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    status: str = Field(description="applied, unchanged or dry_run")
+    diff: list[str] = Field(default_factory=list)
+    endpoints: dict[str, str] = Field(default_factory=dict, description="replica id -> base URL")
+    measurements: list[ReplicaMeasurement] = Field(default_factory=list)
+    node_costs: list[CostLine] = Field(default_factory=list)
+    plan_cost: CostLine | None = None
+    comparisons: list[MetricComparison] = Field(default_factory=list)
+    replan: ReplanProposal | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def __str__(self) -> str:
+        cost = self.plan_cost.usd_per_million_tokens if self.plan_cost else None
+        tail = f", ${cost:.4f}/M tokens" if cost is not None else ""
+        return f"{self.name}: {self.status}, {len(self.endpoints)} replica(s){tail}"
+
+
+def _artifact_request(method: str, scheme: str) -> dict[str, object]:
+    """The quantize options that produce ``scheme`` (catalog scheme names)."""
+    if method == "gguf":
+        return {"type": scheme.removeprefix("gguf-").upper(), "measure_layer_error": False}
+    match = re.fullmatch(r"(gptq|awq)-(w4a16|w8a16)-g(\d+)", scheme)
+    if match is None:
+        raise QuantplanError(f"do not know how to produce scheme {scheme!r} with {method}")
+    return {"scheme": match.group(2).upper(), "group_size": int(match.group(3))}
+
+
+class _Applier:
+    def __init__(self, plan: Plan, address: str, options: ApplyOptions) -> None:
+        from quantplan.agent.cluster.collector_actor import CollectorClient, start_collector
+        from quantplan.agent.cluster.local import attach
+        from quantplan.catalog.db import resolve_database_url
+
+        attach(address)
+        self.plan = plan
+        self.options = options
+        self.name = options.name or plan.model
+        self.database_url = resolve_database_url(options.database_url)
+        self.client = CollectorClient(start_collector(self.database_url))
+        self.plan_id = states.plan_hash(plan)
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def event(self, state: str, reasons: tuple[str, ...] = (), detail: str = "") -> None:
+        self.client.publish(
+            PlanEvent(plan_id=self.name, state=state, reasons=reasons, detail=detail)  # type: ignore[arg-type]
+        )
+
+    def run(self) -> ApplyOutcome:
+        from quantplan.agent.cluster.node_agent import start_node_agents
+
+        self.event("validating")
+        agents = start_node_agents()
+        reasons = plan_refusals(
+            self.plan,
+            [agent.instance_type for agent in agents],
+            built_toolchains=built_toolchains(),
+            model_dir=self.options.model_dir,
+        )
+        if reasons:
+            self.event("refused", tuple(reasons))
+            raise PlanRefusedError(reasons)
+        state = states.load_state(self.name)
+        wanted = states.replica_specs(self.plan, self.name)
+        healthy = _healthy_replicas(state)
+        plan_diff = states.diff(wanted, state, healthy)
+        outcome = ApplyOutcome(name=self.name, status="applied", diff=plan_diff.describe())
+        if self.options.dry_run:
+            outcome.status = "dry_run"
+            return outcome
+        if plan_diff.unchanged and state is not None and state.plan_hash == self.plan_id:
+            outcome.status = "unchanged"
+            outcome.endpoints = {rid: r.base_url for rid, r in state.replicas.items()}
+            self.event("running", detail="unchanged")
+            return outcome
+        state = state or states.DeploymentState(name=self.name, plan_hash=self.plan_id)
+        self._stop(state, plan_diff.remove)
+        self.event("quantizing")
+        artifacts = self._artifacts(plan_diff.add)
+        self.event("deploying")
+        self._start(state, plan_diff.add, artifacts, agents)
+        state.plan_hash = self.plan_id
+        states.save_state(state)
+        outcome.endpoints = {rid: r.base_url for rid, r in state.replicas.items()}
+        if self.options.benchmark:
+            self.event("benchmarking")
+            self._measure(state, outcome)
+        self.timings["total_s"] = time.perf_counter() - self.started
+        outcome.timings = self.timings
+        self.event("running")
+        return outcome
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _stop(self, state: states.DeploymentState, replica_ids: tuple[str, ...]) -> None:
+        for replica_id in replica_ids:
+            record = state.replicas.pop(replica_id)
+            stop_replica(record, self.client)
+            self.client.publish(
+                ReplicaEvent(
+                    plan_id=self.name,
+                    replica_id=replica_id,
+                    engine=record.spec.engine,
+                    scheme=record.spec.scheme,
+                    node_id=record.node_id,
+                    instance_type=record.spec.instance_type,
+                    state="stopped",
+                )
+            )
+
+    def _artifacts(self, specs: tuple[states.ReplicaSpec, ...]) -> dict[str, str]:
+        from quantplan.agent.cluster.jobs import QuantizeJob
+        from quantplan.agent.cluster.scheduler import run_job
+
+        paths: dict[str, str] = {}
+        started = time.perf_counter()
+        for spec in specs:
+            if spec.scheme in paths:
+                continue  # quantize once, share the artifact
+            if spec.method == "baseline":
+                paths[spec.scheme] = self._base_checkpoint()
+                continue
+            request = _artifact_request(spec.method, spec.scheme)
+            job = QuantizeJob(
+                job_id=f"quantize-{self.name}-{spec.scheme}-{uuid.uuid4().hex[:8]}",
+                model=self.options.model_dir or "default",
+                method=spec.method,  # type: ignore[arg-type]
+                options=request,
+                store_url=self.options.store_url,
+            )
+            types = {s.instance_type for s in specs if s.scheme == spec.scheme}
+            result = run_job(job, instance_types=types, collector=self.client, timeout_s=3600)
+            if result.status != "succeeded":
+                self.event("failed", (result.detail,))
+                raise QuantplanError(f"quantizing {spec.scheme} failed: {result.detail}")
+            main = result.payload.get("main_file")
+            path = Path(result.payload["path"])
+            paths[spec.scheme] = str(path / main) if main else str(path)
+        self.timings["artifacts_s"] = time.perf_counter() - started
+        return paths
+
+    def _base_checkpoint(self) -> str:
+        from quantplan.agent.models import resolve_model
+
+        return str(resolve_model(self.options.model_dir or "default").path)
+
+    def _start(self, state, specs, artifacts, agents) -> None:  # type: ignore[no-untyped-def]
+        busy = {record.node_id for record in state.replicas.values()}
+        placements = []
+        for spec in specs:
+            free = [a for a in agents if a.instance_type == spec.instance_type]
+            free = [a for a in free if a.node_id not in busy]
+            node = free[0].node_id if free else None
+            if node is not None:
+                busy.add(node)
+            placements.append((spec, node))
+        with ThreadPoolExecutor(max_workers=max(1, len(placements))) as pool:
+            futures = [
+                pool.submit(self._start_one, spec, node, artifacts[spec.scheme])
+                for spec, node in placements
+            ]
+            errors = []
+            for future in futures:
+                try:
+                    record = future.result()
+                    state.replicas[record.spec.replica_id] = record
+                except QuantplanError as error:
+                    errors.append(str(error))
+        states.save_state(state)
+        if errors:
+            self.event("failed", tuple(errors))
+            raise QuantplanError("some replicas did not start:\n" + "\n".join(errors))
+
+    def _start_one(self, spec, node: str | None, artifact: str) -> states.ReplicaRecord:  # type: ignore[no-untyped-def]
+        from quantplan.agent.cluster.jobs import ServeJob
+        from quantplan.agent.cluster.scheduler import run_job
+
+        def replica_event(state: str, **fields: object) -> None:
+            self.client.publish(
+                ReplicaEvent(
+                    plan_id=self.name,
+                    replica_id=spec.replica_id,
+                    engine=spec.engine,
+                    scheme=spec.scheme,
+                    instance_type=spec.instance_type,
+                    state=state,  # type: ignore[arg-type]
+                    **fields,  # type: ignore[arg-type]
+                )
+            )
+
+        replica_event("starting", node_id=node)
+        job = ServeJob(
+            job_id=f"serve-{spec.replica_id}-{uuid.uuid4().hex[:8]}",
+            replica_id=spec.replica_id,
+            engine=spec.engine,
+            artifact_path=artifact,
+            startup_timeout_s=self.options.startup_timeout_s,
+        )
+        result = run_job(
+            job, instance_types={spec.instance_type}, prefer_node=node, collector=self.client
+        )
+        if result.status != "succeeded":
+            replica_event("failed", node_id=result.node_id, detail=result.detail[:300])
+            raise QuantplanError(f"replica {spec.replica_id}: {result.detail}")
+        payload = result.payload
+        healthy_at = time.perf_counter() - self.started
+        if "first_healthy_s" not in self.timings:
+            self.timings["first_healthy_s"] = healthy_at
+            self.timings["first_engine_start_s"] = float(payload.get("startup_s") or 0.0)
+        replica_event("healthy", node_id=result.node_id, endpoint=payload["base_url"])
+        return states.ReplicaRecord(
+            spec=spec,
+            node_id=result.node_id,
+            base_url=payload["base_url"],
+            served_model=payload["served_model"],
+            pid=int(payload["pid"]),
+            artifact_path=artifact,
+            ignore_eos_body=payload.get("ignore_eos_body") or {},
+        )
+
+    def _measure(self, state: states.DeploymentState, outcome: ApplyOutcome) -> None:
+        from quantplan.agent.cluster.jobs import BenchmarkJob
+        from quantplan.agent.cluster.scheduler import run_job
+
+        workload = self.plan.targets.workload
+        measurements: list[ReplicaMeasurement] = []
+        # One replica at a time: benchmarks sharing this machine's cores would disturb each other.
+        for record in state.replicas.values():
+            deployment = self.plan.fleet[record.spec.deployment_index]
+            concurrency = min(deployment.metrics.concurrency, self.options.max_bench_concurrency)
+            job = BenchmarkJob(
+                job_id=f"bench-{record.spec.replica_id}-{uuid.uuid4().hex[:8]}",
+                base_url=record.base_url,
+                served_model=record.served_model,
+                model=record.spec.model,
+                scheme=record.spec.scheme,
+                engine=record.spec.engine,  # type: ignore[arg-type]
+                hardware=deployment.hardware,
+                instance=record.spec.instance,
+                usd_per_hour=record.spec.usd_per_hour,
+                concurrencies=(concurrency,),
+                input_tokens=min(workload.input_tokens, self.options.max_bench_input_tokens),
+                output_tokens=min(workload.output_tokens, self.options.max_bench_output_tokens),
+                num_requests=max(self.options.bench_requests, concurrency * 2),
+                replica_id=record.spec.replica_id,
+                ignore_eos_body=record.ignore_eos_body,
+            )
+            result = run_job(
+                job,
+                instance_types={record.spec.instance_type},
+                prefer_node=record.node_id,
+                collector=self.client,
+            )
+            if result.status != "succeeded":
+                raise QuantplanError(f"benchmark of {record.spec.replica_id}: {result.detail}")
+            p = result.payload
+            measurement = ReplicaMeasurement(
+                replica_id=record.spec.replica_id,
+                node_id=record.node_id,
+                instance_type=record.spec.instance_type,
+                scheme=record.spec.scheme,
+                engine=record.spec.engine,
+                usd_per_hour=record.spec.usd_per_hour,
+                concurrency=int(p.get("concurrency") or concurrency),
+                output_tokens_per_s=float(p["output_tokens_per_s"]),
+                total_tokens_per_s=float(p["total_tokens_per_s"]),
+                ttft_p95_ms=p.get("ttft_p95_ms"),
+                itl_p95_ms=p.get("itl_p95_ms"),
+                run_id=job.job_id,
+            )
+            measurements.append(measurement)
+            self._cost_event("replica", measurement.replica_id, cost_line("r", [measurement]))
+        outcome.measurements = measurements
+        outcome.node_costs = cost_by_node(measurements)
+        outcome.plan_cost = cost_line(self.name, measurements)
+        for line in outcome.node_costs:
+            self._cost_event("node", line.key, line)
+        predicted = self.plan.fleet_usd_per_month
+        self._cost_event("plan", self.name, outcome.plan_cost, predicted_plan=predicted)
+        for index, deployment in enumerate(self.plan.fleet):
+            mine = [
+                m
+                for m in measurements
+                if state.replicas[m.replica_id].spec.deployment_index == index
+            ]
+            outcome.comparisons.extend(compare(deployment, mine))
+        outcome.replan = self._maybe_replan(outcome.comparisons)
+
+    def _cost_event(
+        self, scope: str, key: str, line: CostLine, predicted_plan: float | None = None
+    ) -> None:
+        predicted = None
+        if scope == "plan" and self.plan.choice is not None:
+            predicted = self.plan.choice.usd_per_million_tokens
+        self.client.publish(
+            CostEvent(
+                scope=scope,  # type: ignore[arg-type]
+                key=key,
+                plan_id=self.name,
+                output_tokens_per_s=line.output_tokens_per_s,
+                total_tokens_per_s=line.total_tokens_per_s,
+                usd_per_hour=line.usd_per_hour,
+                usd_per_million_output_tokens=line.usd_per_million_output_tokens,
+                usd_per_million_tokens=line.usd_per_million_tokens,
+                predicted_usd_per_million_tokens=predicted,
+            )
+        )
+
+    def _maybe_replan(self, comparisons: list[MetricComparison]) -> ReplanProposal | None:
+        misses = [c for c in comparisons if c.off_by > self.options.replan_threshold_pct]
+        if not misses:
+            return None
+        from quantplan.catalog.db import open_catalog
+        from quantplan.catalog.snapshot import load_snapshot
+        from quantplan.planner.planning import make_plan
+
+        # The collector writes asynchronously: wait until this apply's profiles are in.
+        deadline = time.monotonic() + 60
+        while self.client.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+        reason = "; ".join(
+            f"{c.deployment} {c.metric}: predicted {c.predicted:g}, measured {c.measured:g} "
+            f"({c.error_pct:+.0f}%)"
+            for c in misses
+        )
+        new_plan = make_plan(self.plan.targets, load_snapshot(open_catalog(self.database_url)))
+        current = [d.label for d in self.plan.fleet]
+        proposed = [d.label for d in new_plan.fleet]
+        if states.plan_hash(new_plan) == self.plan_id or proposed == current:
+            return ReplanProposal(reason=reason, current=current, proposed=proposed)
+        path = states.states_dir() / f"{self.name}.proposed.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_plan(new_plan, path)
+        self.event("replan_proposed", (reason,), detail=" + ".join(proposed))
+        proposal = ReplanProposal(reason=reason, current=current, proposed=proposed, path=str(path))
+        if self.options.auto_replan:
+            options = self.options.model_copy(update={"auto_replan": False})
+            _Applier(new_plan, "auto", options).run()
+            proposal = proposal.model_copy(update={"applied": True})
+        return proposal
+
+
+def _healthy_replicas(state: states.DeploymentState | None) -> set[str]:
+    import httpx
+
+    healthy: set[str] = set()
+    if state is None:
+        return healthy
+    with httpx.Client(timeout=3.0) as client:
+        for replica_id, record in state.replicas.items():
+            try:
+                if client.get(record.base_url + "/v1/models").status_code == 200:
+                    healthy.add(replica_id)
+            except httpx.HTTPError:
+                continue
+    return healthy
+
+
+def stop_replica(record: states.ReplicaRecord, client: object | None = None) -> None:
+    """Stop a replica through its node agent; if the agent is gone, stop the noted process."""
+    import ray
+    from quantplan.agent.cluster.jobs import JobResult, StopJob
+    from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
+    from quantplan.agent.cluster.replicas import stop_process_group
+
+    job = StopJob(job_id=f"stop-{record.spec.replica_id}", replica_id=record.spec.replica_id)
+    try:
+        agent = ray.get_actor(agent_name(record.node_id), namespace=NAMESPACE)
+        answer = JobResult.model_validate_json(
+            ray.get(agent.run.remote(job.model_dump_json()), timeout=60)
+        )
+        if answer.payload.get("stopped"):
+            return
+    except Exception:  # the agent or its node is gone: fall back to the noted pid
+        pass
+    stop_process_group(record.pid)
+
+
+def apply_plan(
+    plan: Plan | str | Path, *, address: str = "auto", options: ApplyOptions | None = None
+) -> ApplyOutcome:
+    """Apply ``plan`` (a Plan or a plan file) to the cluster at ``address``."""
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    return _Applier(plan, address, options or ApplyOptions()).run()

@@ -1,0 +1,205 @@
+"""Cluster commands: ``cluster up|down|config``, ``apply``, ``status``, ``destroy``.
+
+Imports stay light here (no Ray); each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+cluster_app = typer.Typer(
+    name="cluster",
+    help="A local multi-node Ray cluster, and launcher configs for real ones.",
+    no_args_is_help=True,
+)
+
+AddressOption = Annotated[
+    str,
+    typer.Option(
+        "--address",
+        help='Ray cluster: "auto" (the local cluster, else RAY_ADDRESS), or host:port',
+        envvar="QUANTPLAN_RAY_ADDRESS",
+    ),
+]
+
+
+@cluster_app.command("up")
+def cluster_up_command(
+    nodes: Annotated[
+        str, typer.Option(help='Worker nodes as INSTANCE[:COUNT],... e.g. "c7i.xlarge:2"')
+    ] = "c7i.xlarge:2",
+    head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head node")] = 4,
+    db: Annotated[str | None, typer.Option(help="Catalog URL", envvar="QUANTPLAN_DB")] = None,
+) -> None:
+    """Start a Ray head and worker nodes on this machine (127.0.0.1, token auth)."""
+    from quantplan.agent.cluster.local import cluster_up
+
+    with console.status("starting the local Ray cluster..."):
+        state = cluster_up(nodes, head_cpus=head_cpus, database_url=db)
+    table = Table("node", "instance type", "logical CPUs", "node id")
+    for node in state.nodes:
+        table.add_row(
+            node.name, node.instance_type or "(head)", str(node.num_cpus), node.node_id[:12]
+        )
+    console.print(table)
+    console.print(f"cluster at [bold]{state.address}[/]; stop it with `quantplan cluster down`")
+
+
+@cluster_app.command("down")
+def cluster_down_command() -> None:
+    """Stop the local cluster (replicas of applied plans stop with their nodes' agents)."""
+    from quantplan.agent.cluster.local import cluster_down
+
+    console.print("local cluster stopped" if cluster_down() else "no local cluster was running")
+
+
+@cluster_app.command("config")
+def cluster_config_command(
+    plan_file: Annotated[Path, typer.Argument(help="Plan file (YAML/JSON)")],
+    provider: Annotated[str, typer.Option(help="aws, gcp or kuberay")] = "aws",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here")] = None,
+    admin_cidr: Annotated[str, typer.Option(help="Who may SSH to the nodes")] = "10.0.0.0/8",
+    serve_cidr: Annotated[str, typer.Option(help="Who may call the serving port")] = "10.0.0.0/8",
+) -> None:
+    """Write a Ray cluster-launcher YAML or KubeRay manifest for a plan's fleet."""
+    from quantplan.agent.cluster.launcher import LauncherOptions, cluster_config
+    from quantplan.planner.plan import load_plan
+
+    from quantplan.errors import UnknownNameError
+
+    if provider not in ("aws", "gcp", "kuberay"):
+        raise UnknownNameError("provider", provider, ["aws", "gcp", "kuberay"])
+    text = cluster_config(
+        load_plan(plan_file),
+        provider,  # type: ignore[arg-type]
+        LauncherOptions(admin_cidr=admin_cidr, serve_cidr=serve_cidr),
+    )
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text)
+        console.print(f"{provider} config written to {output}")
+
+
+def apply_command(
+    plan_file: Annotated[Path, typer.Argument(help="Plan file from `quantplan plan -o`")],
+    address: AddressOption = "auto",
+    name: Annotated[str | None, typer.Option(help="Deployment name (default: model)")] = None,
+    db: Annotated[str | None, typer.Option(help="Catalog URL", envvar="QUANTPLAN_DB")] = None,
+    store: Annotated[str | None, typer.Option(help="Shared artifact store URL")] = None,
+    model_dir: Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")] = None,
+    benchmark: Annotated[bool, typer.Option(help="Benchmark the replicas")] = True,
+    threshold: Annotated[float, typer.Option(help="Re-plan when off by more than %")] = 25.0,
+    auto: Annotated[bool, typer.Option("--auto", help="Apply a better plan at once")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON")] = False,
+) -> None:
+    """Deploy a plan on the Ray cluster, benchmark it, compare with the prediction."""
+    from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
+
+    options = ApplyOptions(
+        name=name,
+        database_url=db,
+        store_url=store,
+        model_dir=model_dir,
+        benchmark=benchmark,
+        replan_threshold_pct=threshold,
+        auto_replan=auto,
+        dry_run=dry_run,
+    )
+    with console.status("applying the plan..."):
+        outcome = apply_plan(plan_file, address=address, options=options)
+    if as_json:
+        typer.echo(outcome.model_dump_json(indent=2))
+        return
+    for line in outcome.diff:
+        console.print(line, highlight=False)
+    console.print(f"[bold]{outcome}[/]")
+    for replica_id, url in outcome.endpoints.items():
+        console.print(f"  {replica_id}: {url}/v1")
+    if outcome.measurements:
+        table = Table("replica", "conc.", "out tok/s", "TTFT p95 ms", "$/h", "$/M tokens")
+        for m in outcome.measurements:
+            table.add_row(
+                m.replica_id,
+                str(m.concurrency),
+                f"{m.output_tokens_per_s:.1f}",
+                f"{m.ttft_p95_ms or 0:.0f}",
+                f"{m.usd_per_hour:.4f}",
+                f"{m.usd_per_million_tokens or 0:.4f}",
+            )
+        console.print(table)
+    if outcome.comparisons:
+        table = Table("deployment", "metric", "predicted", "measured", "error %", "basis")
+        for c in outcome.comparisons:
+            table.add_row(
+                c.deployment,
+                c.metric,
+                f"{c.predicted:g}",
+                f"{c.measured:g}",
+                f"{c.error_pct:+.1f}",
+                c.basis,
+            )
+        console.print(table)
+    if outcome.replan is not None:
+        replan = outcome.replan
+        console.print(f"[yellow]measured differs from predicted:[/] {replan.reason}")
+        if replan.path:
+            verb = "applied" if replan.applied else "proposed"
+            console.print(f"re-plan {verb}: {' + '.join(replan.proposed)} ({replan.path})")
+        else:
+            console.print("re-planning with the new measurements keeps the same plan")
+
+
+def status_command(
+    address: AddressOption = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """What runs where: nodes, replicas (healthy or not), the collector."""
+    from quantplan.agent.cluster.fleet_ops import fleet_status
+
+    status = fleet_status(address)
+    if as_json:
+        typer.echo(status.model_dump_json(indent=2))
+        return
+    nodes = Table("node", "instance type", "alive", "CPUs")
+    for node in status.nodes:
+        nodes.add_row(
+            node.node_id[:12], node.instance_type or "(head)", str(node.alive), f"{node.cpus:g}"
+        )
+    console.print(nodes)
+    replicas = Table("deployment", "replica", "engine", "node", "healthy", "endpoint")
+    for r in status.replicas:
+        replicas.add_row(
+            r.deployment, r.replica_id, r.engine, r.node_id[:12], str(r.healthy), r.endpoint
+        )
+    console.print(replicas)
+    if status.collector:
+        console.print("collector: " + json.dumps(status.collector))
+
+
+def destroy_command(
+    name: Annotated[str | None, typer.Argument(help="Deployment name (default: all)")] = None,
+    address: AddressOption = "auto",
+) -> None:
+    """Stop the replicas of an applied plan (all applied plans by default)."""
+    from quantplan.agent.cluster.fleet_ops import destroy
+
+    stopped = destroy(name, address)
+    console.print(
+        f"stopped {len(stopped)} replica(s)" + (": " + ", ".join(stopped) if stopped else "")
+    )
+
+
+def register_cluster(app: typer.Typer) -> None:
+    app.add_typer(cluster_app, name="cluster")
+    app.command("apply")(apply_command)
+    app.command("status")(status_command)
+    app.command("destroy")(destroy_command)

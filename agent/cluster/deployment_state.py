@@ -1,0 +1,166 @@
+"""What an applied plan runs, on disk, and the difference between that and a (new) plan.
+
+A plan becomes a list of :class:`ReplicaSpec` -- one per replica, named so the same plan always
+gives the same names. Applying compares those with the replicas recorded as running and only
+starts what is missing and stops what is no longer wanted: applying the same plan twice changes
+nothing, and a changed plan shows its diff before anything moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from quantplan.planner.plan import Deployment, Plan
+
+from quantplan.paths import data_dir
+
+
+class ReplicaSpec(BaseModel):
+    """One replica a plan asks for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    replica_id: str
+    model: str
+    method: str
+    scheme: str
+    engine: str
+    instance_type: str
+    instance: str = Field(description="cloud/name/region")
+    usd_per_hour: float = Field(ge=0)
+    deployment_index: int = Field(ge=0)
+
+
+class ReplicaRecord(BaseModel):
+    """A replica that was started, and where it answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: ReplicaSpec
+    node_id: str
+    base_url: str
+    served_model: str
+    pid: int
+    artifact_path: str
+    ignore_eos_body: dict[str, object] = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class DeploymentState(BaseModel):
+    """Everything ``quantplan apply`` started for one deployment name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    plan_hash: str
+    plan_path: str | None = None
+    replicas: dict[str, ReplicaRecord] = Field(default_factory=dict)
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class PlanDiff(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    add: tuple[ReplicaSpec, ...] = ()
+    remove: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.add and not self.remove
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"+ {s.replica_id} ({s.scheme} on {s.engine}, {s.instance_type})" for s in self.add
+        ]
+        lines += [f"- {replica_id}" for replica_id in self.remove]
+        lines += [f"= {replica_id}" for replica_id in self.keep]
+        return lines
+
+
+def states_dir() -> Path:
+    return data_dir() / "deployments"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def plan_hash(plan: Plan) -> str:
+    fleet = [deployment.model_dump(mode="json") for deployment in plan.fleet]
+    return hashlib.sha256(json.dumps(fleet, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def replica_specs(plan: Plan, name: str) -> list[ReplicaSpec]:
+    """The replicas ``plan`` asks for, with stable ids (same plan, same ids)."""
+    specs: list[ReplicaSpec] = []
+    for index, deployment in enumerate(plan.fleet):
+        for number in range(1, deployment.replicas + 1):
+            specs.append(_spec(name, index, deployment, number))
+    return specs
+
+
+def _spec(name: str, index: int, deployment: Deployment, number: int) -> ReplicaSpec:
+    replica_id = _slug(
+        f"{name}-{deployment.scheme}-{deployment.engine}-{deployment.instance.name}-{number}"
+    )
+    return ReplicaSpec(
+        replica_id=replica_id,
+        model=deployment.model,
+        method=deployment.method,
+        scheme=deployment.scheme,
+        engine=deployment.engine,
+        instance_type=deployment.instance.name,
+        instance=str(deployment.instance),
+        usd_per_hour=deployment.usd_per_hour,
+        deployment_index=index,
+    )
+
+
+def diff(wanted: list[ReplicaSpec], state: DeploymentState | None, alive: set[str]) -> PlanDiff:
+    """What to start and stop. A recorded replica that no longer answers counts as missing."""
+    running = {rid for rid in (state.replicas if state else {}) if rid in alive}
+    wanted_ids = {spec.replica_id for spec in wanted}
+    return PlanDiff(
+        add=tuple(spec for spec in wanted if spec.replica_id not in running),
+        remove=tuple(
+            sorted(rid for rid in (state.replicas if state else {}) if rid not in wanted_ids)
+        ),
+        keep=tuple(sorted(wanted_ids & running)),
+    )
+
+
+def load_state(name: str) -> DeploymentState | None:
+    path = states_dir() / f"{_slug(name)}.json"
+    if not path.is_file():
+        return None
+    return DeploymentState.model_validate_json(path.read_text())
+
+
+def save_state(state: DeploymentState) -> Path:
+    directory = states_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_slug(state.name)}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(state.model_dump_json(indent=2))
+    temporary.replace(path)
+    return path
+
+
+def delete_state(name: str) -> None:
+    (states_dir() / f"{_slug(name)}.json").unlink(missing_ok=True)
+
+
+def all_states() -> list[DeploymentState]:
+    directory = states_dir()
+    if not directory.is_dir():
+        return []
+    return [
+        DeploymentState.model_validate_json(path.read_text())
+        for path in sorted(directory.glob("*.json"))
+    ]

@@ -1,0 +1,125 @@
+"""``quantplan status`` and ``quantplan destroy``: what runs where, and removing it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from quantplan.agent.cluster import deployment_state as states
+from quantplan.agent.cluster.events import PlanEvent, ReplicaEvent
+
+
+class ReplicaStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str
+    replica_id: str
+    scheme: str
+    engine: str
+    instance_type: str
+    node_id: str
+    node_alive: bool
+    endpoint: str
+    healthy: bool
+
+
+class NodeStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_id: str
+    instance_type: str | None
+    alive: bool
+    cpus: float
+    address: str
+
+
+class FleetStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    nodes: tuple[NodeStatus, ...]
+    replicas: tuple[ReplicaStatus, ...]
+    collector: dict[str, object] | None = None
+
+
+def fleet_status(address: str = "auto") -> FleetStatus:
+    import ray
+    from quantplan.agent.cluster.apply import _healthy_replicas
+    from quantplan.agent.cluster.local import attach
+    from quantplan.agent.cluster.node_agent import instance_type_of
+
+    connected = attach(address)
+    nodes = tuple(
+        NodeStatus(
+            node_id=node["NodeID"],
+            instance_type=instance_type_of(node.get("Resources", {})),
+            alive=bool(node.get("Alive")),
+            cpus=float(node.get("Resources", {}).get("CPU", 0.0)),
+            address=node.get("NodeManagerAddress", ""),
+        )
+        for node in ray.nodes()
+    )
+    alive = {node.node_id for node in nodes if node.alive}
+    replicas = []
+    for state in states.all_states():
+        healthy = _healthy_replicas(state)
+        for replica_id, record in state.replicas.items():
+            replicas.append(
+                ReplicaStatus(
+                    deployment=state.name,
+                    replica_id=replica_id,
+                    scheme=record.spec.scheme,
+                    engine=record.spec.engine,
+                    instance_type=record.spec.instance_type,
+                    node_id=record.node_id,
+                    node_alive=record.node_id in alive,
+                    endpoint=record.base_url,
+                    healthy=replica_id in healthy,
+                )
+            )
+    collector = None
+    try:
+        from quantplan.agent.cluster.collector_actor import CollectorClient
+
+        collector = CollectorClient().stats(timeout_s=10).model_dump()
+    except Exception:  # no collector started on this cluster yet
+        collector = None
+    return FleetStatus(
+        address=connected, nodes=nodes, replicas=tuple(replicas), collector=collector
+    )
+
+
+def destroy(name: str | None = None, address: str = "auto") -> list[str]:
+    """Stop every replica of deployment ``name`` (all deployments if None); their ids."""
+    from quantplan.agent.cluster.apply import stop_replica
+    from quantplan.agent.cluster.local import attach
+
+    attach(address)
+    client = None
+    try:
+        from quantplan.agent.cluster.collector_actor import CollectorClient
+
+        client = CollectorClient()
+    except Exception:
+        client = None
+    stopped: list[str] = []
+    for state in states.all_states():
+        if name is not None and state.name != name:
+            continue
+        for replica_id, record in list(state.replicas.items()):
+            stop_replica(record)
+            stopped.append(replica_id)
+            if client is not None:
+                client.publish(
+                    ReplicaEvent(
+                        plan_id=state.name,
+                        replica_id=replica_id,
+                        engine=record.spec.engine,
+                        scheme=record.spec.scheme,
+                        node_id=record.node_id,
+                        instance_type=record.spec.instance_type,
+                        state="stopped",
+                    )
+                )
+        states.delete_state(state.name)
+        if client is not None:
+            client.publish(PlanEvent(plan_id=state.name, state="destroyed"))
+    return stopped
