@@ -194,10 +194,15 @@ def relaxed_optima(ev: Evaluation, space: CandidateSpace, perf: PerformanceMap) 
         best = cheapest(ev, ev.mask_without(name))
         if best is not None:
             out.append((name, ev, best))
+    # Only candidates meeting every target that does not depend on the SLOs can win.
+    independent = ev.mask_without(
+        "slos.latency", "constraints.max_replicas", "budget.max_usd_per_month",
+        "budget.max_usd_per_million_tokens",
+    ).any(axis=2)  # fmt: skip
     for name in SLO_TARGETS:
         if getattr(ev.targets.slos, name.split(".", 1)[1]) is None:
             continue
-        relaxed = evaluate(_without_slo(ev.targets, name), space, perf)
+        relaxed = evaluate(_without_slo(ev.targets, name), space, perf, live=independent)
         best = cheapest(relaxed)
         if best is not None:
             out.append((name, relaxed, best))

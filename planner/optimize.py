@@ -81,16 +81,20 @@ def evaluate(
     space: CandidateSpace,
     perf: PerformanceMap,
     points: OperatingPoints | None = None,
+    live: np.ndarray | None = None,
 ) -> Evaluation:
     """Masks and costs of every candidate under ``targets`` (SLOs pick operating points).
 
     ``points`` may be passed when only the volume, budget, quality or pricing differ from the
     targets they were selected for (operating points depend on the request shape and SLOs).
+    ``live`` (S, I) restricts the operating-point search to those candidates (others are then
+    infeasible) -- for what-if solves that only need the optimum.
     """
     n_s, n_i = len(space.options), len(space.instances)
     full = (n_s, n_i, 2)
     if points is None:
-        points = select_operating_points(perf, targets.workload, targets.slos, space.compatible)
+        search = space.compatible if live is None else space.compatible & live
+        points = select_operating_points(perf, targets.workload, targets.slos, search)
     replicas = replicas_needed(
         points.requests_per_s, points.output_tokens_per_s, targets.workload, targets.slos
     )
