@@ -6,6 +6,7 @@ import pytest
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import (
+    Budget,
     Constraints,
     ModelShape,
     QualityTarget,
@@ -110,3 +111,48 @@ def test_an_empty_catalog_part_gives_an_explained_infeasible_plan(
     assert not plan.feasible
     assert plan.rejected or "catalog has no" in plan.summary
     assert all(r.reason for r in plan.rejected)
+
+
+def _drop(targets: Targets, path: str) -> Targets:
+    """``targets`` without the target at ``path`` (the way the explanation relaxes it)."""
+    section, field = path.split(".", 1)
+    relaxed = {
+        "spot_allowed": True, "device": "any", "max_replicas": 10**6, "clouds": (),
+        "regions": (), "families": (), "engines": (), "instance_allow": (),
+        "instance_deny": (), "accelerator_allow": (), "accelerator_deny": (),
+    }.get(field)  # fmt: skip
+    part = getattr(targets, section).model_copy(update={field: relaxed})
+    return targets.model_copy(update={section: part})
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        Targets(
+            model="Llama-3.1-8B",
+            workload=Workload(requests_per_s=20),
+            slos=Slos(ttft_p95_ms=400, itl_p95_ms=40),
+            quality=QualityTarget(max_perplexity_increase_pct=1),
+            constraints=Constraints(device="gpu", clouds=("aws",)),
+        ),
+        Targets(
+            model="Llama-3.1-8B",
+            workload=Workload(requests_per_s=20),
+            slos=Slos(ttft_p95_ms=1000),
+            quality=QualityTarget(max_perplexity_increase_pct=1),
+            budget=Budget(max_usd_per_month=300),
+        ),
+    ],
+    ids=["feasible", "infeasible"],
+)
+def test_binding_constraints_tell_the_truth(shipped: CatalogSnapshot, targets: Targets) -> None:
+    plan = make_plan(targets, shipped)
+    assert plan.binding_constraints
+    for binding in plan.binding_constraints:
+        if binding.usd_per_month_without is None:
+            continue
+        without = make_plan(_drop(targets, binding.constraint), shipped)
+        assert without.choice is not None
+        assert without.choice.usd_per_month == pytest.approx(binding.usd_per_month_without)
+        if plan.choice is not None:
+            assert without.choice.usd_per_month < plan.choice.usd_per_month
