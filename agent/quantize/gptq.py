@@ -1,0 +1,18 @@
+"""GPTQ with llm-compressor (W4A16 grouped or W8A16 per channel), served by vLLM."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from quantplan.agent.quantize.llmcompressor_common import LlmCompressorConfig, LlmCompressorMethod
+
+
+class GptqConfig(LlmCompressorConfig):
+    """GPTQ: Hessian-based error compensation, symmetric integer weights."""
+
+    symmetric: bool = Field(default=True, description="vLLM's CPU GPTQ path needs symmetric.")
+    dampening_frac: float = Field(default=0.01, gt=0, lt=1, description="Hessian damping.")
+
+
+class GptqQuantizer(LlmCompressorMethod):
+    method = "gptq"
+    config_type = GptqConfig

@@ -1,0 +1,197 @@
+"""Shared plumbing of GPTQ and AWQ (llm-compressor -> compressed-tensors, loaded by vLLM).
+
+Group size: a weight group must tile every quantized Linear's input dimension. SmolLM2-135M has
+hidden 576 and intermediate 1536, so 128 (the usual default) is refused (576 = 4.5 x 128); the
+automatic choice is the largest of 128, 64, 32 that divides every input dimension, i.e. 64 there.
+Smaller groups cost more scale bits (W4 g64: +0.25 bit per weight for FP16 scales) and follow
+the weights more closely. W8A16 uses one scale per output channel, which always divides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.artifacts import ArtifactStore
+from quantplan.agent.models import ModelSource
+from quantplan.agent.quantize.base import (
+    ProgressCallback,
+    QuantizeOutcome,
+    Quantizer,
+    QuantizerConfig,
+    QuantizeRefusal,
+)
+from quantplan.agent.quantize.calibration import (
+    CalibrationSettings,
+    calibration_text,
+    default_split,
+)
+from quantplan.agent.quantize.weight_formats import compressed_bits_per_weight
+from quantplan.agent.serve.hardware import HostHardware
+
+GROUP_CANDIDATES = (128, 64, 32)
+
+
+class LlmCompressorConfig(QuantizerConfig):
+    """Shared knobs of the llm-compressor methods."""
+
+    scheme: Literal["W4A16", "W8A16"] = Field(
+        default="W4A16", description="Weight bits / activation bits."
+    )
+    group_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Weights per scale group for W4A16; None picks the largest of 128/64/32 "
+        "that divides every Linear input dimension. W8A16 is per-channel.",
+    )
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+
+
+class _StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["gptq", "awq"]
+    model_dir: str
+    output_dir: str
+    bits: int
+    group_size: int | None
+    symmetric: bool
+    dampening_frac: float = 0.01
+    duo_scaling: bool | Literal["both"] = True
+    ignore: list[str]
+    calibration_texts: list[str]
+    num_samples: int
+    sequence_length: int
+
+
+class _LayerError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    layer: str
+    mse: float
+    relative_error: float
+
+
+class _StepResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    calibration_tokens: int
+    calibrate_seconds: float
+    total_seconds: float
+    peak_rss_mb: float
+    layer_errors: list[_LayerError]
+
+
+def input_dimensions(model: ModelSource) -> tuple[int, ...]:
+    """Input widths of the quantized Linear layers (q/k/v/o/gate/up take hidden, down takes
+    intermediate; o_proj takes heads x head_dim, which equals hidden in these families)."""
+    return (model.hidden_size, model.intermediate_size)
+
+
+def resolve_group_size(config: LlmCompressorConfig, model: ModelSource) -> int | None:
+    if config.scheme == "W8A16":
+        return None
+    dims = input_dimensions(model)
+    if config.group_size is not None:
+        bad = [dim for dim in dims if dim % config.group_size]
+        if bad:
+            fits = [g for g in GROUP_CANDIDATES if all(dim % g == 0 for dim in dims)]
+            raise QuantizeRefusal(
+                f"group size {config.group_size} does not divide the layer input width(s) "
+                f"{', '.join(map(str, bad))} of {model.name}",
+                hint=f"use --group-size {fits[0]}" if fits else "use a per-channel scheme",
+            )
+        return config.group_size
+    for candidate in GROUP_CANDIDATES:
+        if all(dim % candidate == 0 for dim in dims):
+            return candidate
+    raise QuantizeRefusal(
+        f"no group size among {GROUP_CANDIDATES} divides {dims} of {model.name}",
+        hint="pass --group-size explicitly or use W8A16 (per channel)",
+    )
+
+
+class LlmCompressorMethod(Quantizer):
+    """Shared GPTQ/AWQ plumbing: one step script, configs differ in their fields."""
+
+    toolchain: ClassVar[str] = "llmcompressor"
+
+    def can_run(self, hardware: HostHardware, model: ModelSource) -> tuple[bool, str]:
+        # Calibration holds the bf16 model plus a copy of the Linear weights and activations.
+        needed_gb = 4 * model.weight_bytes / 1e9 + 2
+        if hardware.memory_gb < needed_gb:
+            return (
+                False,
+                f"needs about {needed_gb:.0f} GB of RAM, host has {hardware.memory_gb:.0f}",
+            )
+        return True, "llm-compressor runs on CPU (slowly) and on CUDA GPUs"
+
+    def check(self, config: QuantizerConfig, model: ModelSource) -> None:
+        assert isinstance(config, LlmCompressorConfig)
+        resolve_group_size(config, model)
+        calibration_text(config.calibration, default_split("evaluation"))
+
+    def scheme_name(self, config: QuantizerConfig, model: ModelSource) -> str:
+        assert isinstance(config, LlmCompressorConfig)
+        group = resolve_group_size(config, model)
+        suffix = f"-g{group}" if group else "-ch"
+        return f"{self.method}-{config.scheme.lower()}{suffix}"
+
+    def quantize(
+        self,
+        model: ModelSource,
+        config: QuantizerConfig,
+        staging: Path,
+        on_progress: ProgressCallback = None,
+        store: ArtifactStore | None = None,
+    ) -> QuantizeOutcome:
+        from quantplan.agent.toolchains import ensure_toolchain, run_step
+
+        assert isinstance(config, LlmCompressorConfig)
+        del store  # no intermediate artifacts
+        calibration = config.calibration
+        text = calibration_text(calibration, default_split("evaluation"))
+        request = _StepRequest(
+            method=self.method,
+            model_dir=str(model.path),
+            output_dir=str(staging),
+            bits=4 if config.scheme == "W4A16" else 8,
+            group_size=resolve_group_size(config, model),
+            symmetric=config.symmetric,
+            dampening_frac=getattr(config, "dampening_frac", 0.01),
+            duo_scaling=getattr(config, "duo_scaling", True),
+            ignore=list(config.ignore),
+            calibration_texts=list(text.documents),
+            num_samples=calibration.num_samples,
+            sequence_length=calibration.sequence_length,
+        )
+        toolchain = ensure_toolchain(self.toolchain)
+        response = run_step(
+            toolchain,
+            "llmc_quantize",
+            request,
+            _StepResponse,
+            timeout_s=7200,
+            on_progress=on_progress,
+        )
+        bits = compressed_bits_per_weight(staging)
+        return QuantizeOutcome(
+            scheme=self.scheme_name(config, model),
+            kind="compressed-tensors",
+            bits_per_weight=round(bits.get("quantized_layers", bits["all_weights"]), 4),
+            quantize_seconds=response.total_seconds,
+            peak_memory_mb=response.peak_rss_mb,
+            calibration={
+                "text": text.name,
+                "fingerprint": text.fingerprint,
+                "num_samples": calibration.num_samples,
+                "sequence_length": calibration.sequence_length,
+                "tokens": response.calibration_tokens,
+            },
+            layer_errors=[row.model_dump() for row in response.layer_errors],
+            details={
+                "bits_per_weight_all": round(bits["all_weights"], 4),
+                "calibrate_seconds": response.calibrate_seconds,
+                "group_size": request.group_size,
+                "symmetric": request.symmetric,
+            },
+        )

@@ -1,0 +1,74 @@
+"""Every method on the real default model (SmolLM2-135M), small calibration to keep CI sane.
+
+Artifacts land in the shared cache (``cache_dir()/artifacts``), so a second run of the suite
+reuses them and only checks; the first run on a fresh machine builds the toolchains and runs
+each quantization once (GPTQ and AWQ take minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from quantplan.agent.artifacts import ArtifactStore
+from quantplan.agent.quantize import quantize
+from quantplan.agent.quantize.gguf import GGUF_TYPES
+
+pytestmark = [pytest.mark.toolchain, pytest.mark.slow]
+
+CI_CALIBRATION = {"num_samples": 16, "sequence_length": 128}
+
+
+def _assert_compressed_tensors(manifest, store: ArtifactStore, *, symmetric: bool) -> None:
+    directory = store.local_dir(manifest)
+    config = json.loads((directory / "config.json").read_text())
+    quantization = config["quantization_config"]
+    assert quantization["quant_method"] == "compressed-tensors"
+    weights = quantization["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"]) == (4, 64)
+    assert weights["symmetric"] is symmetric
+    # 4-bit values + one bf16 scale per 64 weights (+ a zero point when asymmetric).
+    assert 4.2 < manifest.bits_per_weight < 4.5
+    assert manifest.source_dequantized_from == "Q4_1"
+    assert {f.path for f in manifest.files} >= {"config.json", "model.safetensors"}
+    errors = json.loads((directory / "quantplan-layer-errors.json").read_text())
+    assert len(errors) == 30 * 7  # q k v o gate up down in 30 layers; lm_head stays bf16
+    assert all(0 < row["relative_error"] < 1 for row in errors)
+
+
+def test_gptq_w4a16_on_the_default_model_is_cached_on_repeat() -> None:
+    store = ArtifactStore()
+    options = {"scheme": "W4A16", "calibration": CI_CALIBRATION}
+    manifest = quantize("default", "gptq", options, store=store)
+    assert manifest.scheme == "gptq-w4a16-g64"
+    _assert_compressed_tensors(manifest, store, symmetric=True)
+    started = time.monotonic()
+    again = quantize("default", "gptq", options, store=store)
+    assert again.artifact_id == manifest.artifact_id
+    assert time.monotonic() - started < 30  # a lookup, not a second quantization
+
+
+def test_awq_w4a16_on_the_default_model_runs_on_a_cpu_only_host() -> None:
+    store = ArtifactStore()
+    manifest = quantize("default", "awq", {"calibration": CI_CALIBRATION}, store=store)
+    assert manifest.scheme == "awq-w4a16-g64"
+    _assert_compressed_tensors(manifest, store, symmetric=False)
+
+
+def test_every_gguf_type_records_measured_bits_per_weight() -> None:
+    store = ArtifactStore()
+    manifests = {
+        kind: quantize("default", "gguf", {"type": kind}, store=store) for kind in GGUF_TYPES
+    }
+    bits = {kind: manifest.bits_per_weight for kind, manifest in manifests.items()}
+    assert bits["F16"] == pytest.approx(16.0)
+    assert bits["Q8_0"] == pytest.approx(8.5, abs=0.01)
+    # K-quants fall back on 576-wide rows: measured bits exceed the nominal ones.
+    assert bits["Q4_K_M"] > 4.9
+    assert bits["Q2_K"] < bits["Q4_K_M"] < bits["Q8_0"] < bits["F16"]
+    for kind, manifest in manifests.items():
+        path = store.local_dir(manifest) / manifest.main_file
+        assert path.stat().st_size == next(f.bytes for f in manifest.files if f.path == path.name)
+        if kind != "F16":
+            assert manifest.parameters["resolved"]["f16_artifact"] == manifests["F16"].artifact_id
