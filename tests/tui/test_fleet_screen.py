@@ -16,6 +16,7 @@ from quantplan.tui.fleet.sources import (
     connect_fleet_source,
 )
 from quantplan.tui.screens.fleet import FleetScreen
+from quantplan.tui.widgets.live_table import LiveTable
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static, TabbedContent
 from tui_support import plain_text, wait_until
@@ -47,10 +48,10 @@ async def test_recorded_history_fills_every_tab(
     app = make_app(mode="fleet", fleet=replay_source)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await fleet_screen(pilot)
-        nodes = screen.query_one("#nodes", DataTable)
+        nodes = screen.query_one("#nodes", LiveTable)
         await wait_until(pilot, lambda: nodes.row_count == 3 and screen.state.replan_dirty is False)
         await pilot.pause(0.3)
-        assert str(nodes.get_cell("node-2", "state")) == "lost"
+        assert nodes.get_cell("node-2", "state") == "lost"
         assert nodes.get_cell("node-1", "jobs") == "1"
         assert nodes.get_cell("node-0", "cost") == "0.186"
         summary = plain_text(screen.query_one("#fleet-summary", Static))
@@ -84,7 +85,7 @@ async def test_simulated_stream_updates_live(make_app: Callable[..., QuantplanAp
     app = make_app(mode="fleet", fleet=source)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await fleet_screen(pilot)
-        nodes = screen.query_one("#nodes", DataTable)
+        nodes = screen.query_one("#nodes", LiveTable)
         await wait_until(pilot, lambda: nodes.row_count == 20)
         await wait_until(pilot, lambda: nodes.get_cell("node-0000", "tokens") != "-")
         first = screen.state.events_applied

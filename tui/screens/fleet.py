@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from quantplan.agent.cluster.events import JobEvent
 from quantplan.tui.fleet.sources import FleetSource, FleetUnavailable, SourceUnavailable
 from quantplan.tui.viewmodels.fleet_state import DeploymentRow, FleetState, FleetSummary, NodeRow
+from quantplan.tui.widgets.live_table import Cell, LiveTable
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -67,11 +68,11 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def node_cells(node: NodeRow) -> tuple[str | Text, ...]:
+def node_cells(node: NodeRow) -> tuple[Cell, ...]:
     return (
         node.node_id,
         node.instance_type,
-        Text(node.state, style=STATE_STYLES.get(node.state, "")),
+        (node.state, STATE_STYLES.get(node.state, "")),
         str(node.running_jobs),
         _number(node.output_tokens_per_s),
         _number(node.usd_per_hour, 3),
@@ -148,7 +149,7 @@ class FleetScreen(Screen[None]):
             yield Static("", id="replan")
             with TabbedContent(id="fleet-tabs"):
                 with TabPane("Nodes", id="tab-nodes"):
-                    yield DataTable(id="nodes", cursor_type="row")
+                    yield LiveTable(NODE_COLUMNS, id="nodes")
                 with TabPane("Jobs", id="tab-jobs"):
                     yield DataTable(id="jobs", cursor_type="row")
                 with TabPane("Deployments", id="tab-deployments"):
@@ -159,7 +160,6 @@ class FleetScreen(Screen[None]):
 
     def on_mount(self) -> None:
         for table_id, columns in (
-            ("#nodes", NODE_COLUMNS),
             ("#jobs", JOB_COLUMNS),
             ("#deployments", DEPLOYMENT_COLUMNS),
         ):
@@ -233,24 +233,13 @@ class FleetScreen(Screen[None]):
     def _refresh_nodes(self) -> None:
         if not self.state.has_node_changes:
             return
-        table = self.query_one("#nodes", DataTable)
+        table = self.query_one("#nodes", LiveTable)
         changes = self.state.take_node_changes()
-        for node_id in changes.removed:
-            if node_id in table.rows:
-                table.remove_row(node_id)
-        columns = [key for key, _, _ in NODE_COLUMNS]
-        for node_id in changes.changed:
-            node = self.state.nodes.get(node_id)
-            if node is None or node_id not in table.rows:
-                continue
-            # update_cell only stores the value and asks for a repaint; the table draws just the
-            # rows on screen, so touching every changed row per tick stays cheap.
-            for column, value in zip(columns, node_cells(node), strict=True):
-                table.update_cell(node_id, column, value)
         for node_id in changes.added:
-            node = self.state.nodes.get(node_id)
-            if node is not None:
-                table.add_row(*node_cells(node), key=node_id)
+            table.add_row(node_id, node_cells(self.state.nodes[node_id]))
+        for node_id in changes.changed:
+            table.update_row(node_id, node_cells(self.state.nodes[node_id]))
+        table.repaint()
 
     def _sync_table(self, table_id: str, rows: list[tuple[str, tuple[str | Text, ...]]]) -> None:
         """Make a small table show ``rows`` in order: cells in place when only values changed,
@@ -299,8 +288,12 @@ class FleetScreen(Screen[None]):
     # ---------------------------------------------------------------- actions
 
     def action_show_tab(self, tab: str) -> None:
-        if not isinstance(self.source, SourceUnavailable):
-            self.query_one("#fleet-tabs", TabbedContent).active = tab
+        if isinstance(self.source, SourceUnavailable):
+            return
+        self.query_one("#fleet-tabs", TabbedContent).active = tab
+        # Keys go where the eyes go: the tab's table (or log) takes the focus.
+        self.query_one(f"#{tab} > *").focus()
+        self.refresh_views()
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         for tab, title in (

@@ -107,7 +107,6 @@ class NodeChanges:
 
     added: list[str]
     changed: list[str]
-    removed: list[str]
 
 
 @dataclass
@@ -284,10 +283,10 @@ class FleetState:
     def take_node_changes(self) -> NodeChanges:
         """Nodes added and changed since the last call (then forgets them).
 
-        Lost nodes stay listed as "lost" -- a node that disappears is what an operator needs to
-        see -- so nothing is ever removed; the field exists for sources that retire nodes.
+        Nodes are never removed: a lost node stays listed as "lost", which is what an operator
+        needs to see.
         """
-        changes = NodeChanges(added=list(self._added), changed=sorted(self._changed), removed=[])
+        changes = NodeChanges(added=list(self._added), changed=sorted(self._changed))
         self._added.clear()
         self._changed.clear()
         return changes
