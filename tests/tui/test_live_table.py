@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-
 from quantplan.tui.widgets.live_table import LiveTable
+from textual.app import App, ComposeResult
 
 COLUMNS = (("name", "name", 8), ("value", "value", 6))
 
