@@ -55,6 +55,9 @@ def quantize_command(
     force: Annotated[
         bool, typer.Option(help="Rebuild even when a cached artifact exists.")
     ] = False,
+    layer_error: Annotated[
+        bool, typer.Option(help="gguf: dequantize every tensor and record its error vs F16.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print manifests as JSON.")] = False,
 ) -> None:
     """Quantize a model; artifacts are cached by content and reused on repeat."""
@@ -66,7 +69,9 @@ def quantize_command(
     if method == "gguf":
         wanted = scheme.upper() if scheme else "Q4_K_M"
         runs: list[dict[str, Any]] = [
-            {"type": kind} for kind in (GGUF_TYPES if wanted == GGUF_ALL.upper() else (wanted,))
+            # F16 is the reference itself: it has no layer error to measure.
+            {"type": kind} if kind == "F16" else {"type": kind, "measure_layer_error": layer_error}
+            for kind in (GGUF_TYPES if wanted == GGUF_ALL.upper() else (wanted,))
         ]
     else:
         options: dict[str, Any] = {

@@ -41,7 +41,7 @@ def test_gptq_quality_with_vllm_prompt_logprobs_and_catalog_report(tmp_path) -> 
     gptq = quantize(
         "default",
         "gptq",
-        {"calibration": {"num_samples": 16, "sequence_length": 128}},
+        {"calibration": {"num_samples": 8, "sequence_length": 64}},
         store=store,
     )
     table = evaluate([gptq], settings=SMALL, store=store)

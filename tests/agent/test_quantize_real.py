@@ -17,7 +17,7 @@ from quantplan.agent.quantize.gguf import GGUF_TYPES
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.slow]
 
-CI_CALIBRATION = {"num_samples": 16, "sequence_length": 128}
+CI_CALIBRATION = {"num_samples": 8, "sequence_length": 64}
 
 
 def _assert_compressed_tensors(manifest, store: ArtifactStore, *, symmetric: bool) -> None:
