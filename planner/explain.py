@@ -14,7 +14,7 @@ from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap
 from quantplan.planner.optimize import STAGES, Evaluation, Index, cheapest, evaluate
 from quantplan.planner.plan import BindingConstraint, Deployment, InstanceRef, Rejection
-from quantplan.planner.targets import Targets
+from quantplan.planner.targets import Slos, Targets
 
 FIXED = {"pricing.available", "compatibility", "memory", "slos.latency"}
 """Masks that are facts of the catalog, not targets a user could relax."""
@@ -185,8 +185,15 @@ def _without_slo(targets: Targets, name: str) -> Targets:
 Relaxed = tuple[str, Evaluation, Index]
 
 
-def relaxed_optima(ev: Evaluation, space: CandidateSpace, perf: PerformanceMap) -> list[Relaxed]:
-    """For every target a user set: the cheapest candidate if only that target were dropped."""
+def relaxed_optima(
+    ev: Evaluation, space: CandidateSpace, perf: PerformanceMap, reference: float = np.inf
+) -> list[Relaxed]:
+    """For every target a user set: the cheapest candidate if only that target were dropped.
+
+    With a finite ``reference`` (the chosen plan's $/month) the SLO what-ifs only look at
+    candidates that could undercut it -- exact for every result cheaper than ``reference``,
+    which is all that binding-constraint analysis needs.
+    """
     out: list[Relaxed] = []
     for name in ev.passes:
         if name in FIXED or ev.passes[name].all():
@@ -199,6 +206,11 @@ def relaxed_optima(ev: Evaluation, space: CandidateSpace, perf: PerformanceMap) 
         "slos.latency", "constraints.max_replicas", "budget.max_usd_per_month",
         "budget.max_usd_per_million_tokens",
     ).any(axis=2)  # fmt: skip
+    if np.isfinite(reference) and any(getattr(ev.targets.slos, n[5:]) for n in SLO_TARGETS):
+        # No latency objective at all gives each candidate its lowest possible cost.
+        free = ev.targets.model_copy(update={"slos": Slos()})
+        floor = evaluate(free, space, perf, live=independent).usd_per_month
+        independent &= np.nan_to_num(floor, nan=np.inf).min(axis=2) < reference * (1 - 1e-9)
     for name in SLO_TARGETS:
         if getattr(ev.targets.slos, name.split(".", 1)[1]) is None:
             continue

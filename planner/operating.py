@@ -56,23 +56,32 @@ class OperatingPoints:
 def _highest_valid_level(
     prefill: np.ndarray, decode: np.ndarray, saturated: np.ndarray, ttft_slo_ms: float
 ) -> np.ndarray:
-    """Per (row, k): index of the highest load meeting the TTFT objective (len = none).
+    """Per cell (1-D arrays): index of the highest load meeting the TTFT objective, or the
+    number of levels when none does.
 
-    TTFT only grows with load, so a binary search over the levels (highest first) finds the
-    same level as trying them all, in four evaluations instead of eight.
+    TTFT only grows with load, so this equals trying every level. Most cells meet it at the
+    highest load or miss it at the lowest, so those two are tested first and only the cells
+    in between are binary-searched.
     """
     levels = np.array(UTILIZATION_LEVELS)
     count = len(levels)
-    low = np.zeros(decode.shape, dtype=np.int64)
-    high = np.full(decode.shape, count, dtype=np.int64)
+    result = np.full(decode.shape, count, dtype=np.int64)
+    top = p95_ttft_ms(prefill, decode, levels[0] * saturated) <= ttft_slo_ms
+    result[top] = 0
+    rest = np.flatnonzero(~top)
+    bottom = p95_ttft_ms(prefill[rest], decode[rest], levels[-1] * saturated[rest]) <= ttft_slo_ms
+    middle = rest[bottom]  # meets the lowest load, misses the highest
+    low = np.ones(middle.size, dtype=np.int64)
+    high = np.full(middle.size, count - 1, dtype=np.int64)  # count - 1 is known to meet it
+    pre, dec, sat = prefill[middle], decode[middle], saturated[middle]
     while (low < high).any():
         mid = (low + high) // 2
-        probe = np.minimum(mid, count - 1)
-        meets = p95_ttft_ms(prefill, decode, levels[probe] * saturated) <= ttft_slo_ms
-        meets &= mid < count
-        high = np.where((low < high) & meets, mid, high)
-        low = np.where((low < high) & ~meets, mid + 1, low)
-    return high
+        meets = p95_ttft_ms(pre, dec, levels[mid] * sat) <= ttft_slo_ms
+        searching = low < high
+        high = np.where(searching & meets, mid, high)
+        low = np.where(searching & ~meets, mid + 1, low)
+    result[middle] = high
+    return result
 
 
 def _search(

@@ -179,7 +179,8 @@ def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Pla
         single = float(ev.usd_per_month[choice]) if choice else np.inf
         if solution is not None and solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9):
             fleet = [build_deployment(ev, t.key, instances=n) for t, n in solution.counts]
-    relaxed = relaxed_optima(ev, context.space, context.perf)
+    reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
+    relaxed = relaxed_optima(ev, context.space, context.perf, reference)
     relaxations = [
         Relaxation(constraint=name, current=current, needed=needed, deployment=deployment)
         for name, current, needed, deployment in describe_relaxations(relaxed)
