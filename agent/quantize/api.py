@@ -27,10 +27,12 @@ from quantplan.agent.quantize.awq import AwqQuantizer
 from quantplan.agent.quantize.base import ProgressCallback, Quantizer, QuantizeRefusal
 from quantplan.agent.quantize.gguf import GgufQuantizer
 from quantplan.agent.quantize.gptq import GptqQuantizer
-from quantplan.agent.toolchains import StepError, get_spec
+from quantplan.agent.toolchains import get_spec
 from quantplan.agent.toolchains.build import base_python, python_version_of
+from quantplan.agent.toolchains.locking import exclusive_lock
 
 from quantplan.errors import UnknownNameError
+from quantplan.paths import cache_dir
 
 QUANTIZERS: dict[str, Quantizer] = {
     quantizer.method: quantizer for quantizer in (GptqQuantizer(), AwqQuantizer(), GgufQuantizer())
@@ -89,9 +91,23 @@ def quantize(
         "toolchain_key": toolchain_key,
     }
     artifact_id = artifact_id_for(address)
-    existing = store.get(artifact_id)
-    if existing is not None and not force:
-        return existing
+    # One builder per artifact on this host: a concurrent identical request waits, then reuses.
+    with exclusive_lock(cache_dir() / "locks" / f"artifact-{artifact_id}.lock"):
+        existing = store.get(artifact_id)
+        if existing is not None and not force:
+            return existing
+        return _build(quantizer, config, source, store, artifact_id, toolchain_key, on_progress)
+
+
+def _build(
+    quantizer: Quantizer,
+    config: Any,
+    source: ModelSource,
+    store: ArtifactStore,
+    artifact_id: str,
+    toolchain_key: str,
+    on_progress: ProgressCallback,
+) -> ArtifactManifest:
     _check_free_disk(store, source)
     staging = store.staging_dir(artifact_id)
     try:
@@ -130,7 +146,7 @@ def quantize(
     except OSError as error:
         store.discard(staging)
         raise store_write_error(error, store.url) from None
-    except (StepError, BaseException):
+    except BaseException:  # StepError, interrupts: no half artifact stays behind
         store.discard(staging)
         raise
 
