@@ -137,13 +137,15 @@ def apply_command(
             )
         console.print(table)
     if outcome.comparisons:
-        table = Table("deployment", "metric", "predicted", "measured", "error %", "basis")
+        table = Table(
+            "deployment", "metric", "predicted (conc.)", "measured (conc.)", "error %", "basis"
+        )
         for c in outcome.comparisons:
             table.add_row(
                 c.deployment,
                 c.metric,
-                f"{c.predicted:g}",
-                f"{c.measured:g}",
+                f"{c.predicted:g} ({c.predicted_concurrency})",
+                f"{c.measured:g} ({c.measured_concurrency})",
                 f"{c.error_pct:+.1f}",
                 c.basis,
             )
