@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from quantplan.planner.cost import CAPACITY_TOLERANCE
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,9 @@ def solve_mixed_fleet(
     time_limit_s: float = 10.0,
 ) -> FleetSolution | None:
     """The cheapest integer fleet over ``types`` meeting the demand, or None if none exists."""
+    # SciPy's optimizer package takes about a second to import: only when a fleet is solved.
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     types = list(types)
     n = len(types)
     if n == 0 or demand_requests_per_s <= 0:
