@@ -41,8 +41,17 @@ class PlanningContext:
     evaluation: Evaluation
 
     def with_targets(self, targets: Targets) -> PlanningContext:
-        """The same candidates re-solved under other targets with the same model and workload
-        shape (volume, SLOs, budget, quality and pricing may differ; filters may not)."""
+        """A context for other targets, reusing the maps when only volume, SLOs, quality or
+        budget changed (the model, request shape and constraints decide the maps)."""
+        old, new = self.targets, targets
+        same_maps = (
+            old.model == new.model
+            and old.constraints == new.constraints
+            and (old.workload.input_tokens, old.workload.output_tokens)
+            == (new.workload.input_tokens, new.workload.output_tokens)
+        )
+        if not same_maps:
+            return prepare(targets, self.snapshot)
         return PlanningContext(
             targets, self.snapshot, self.space, self.perf, evaluate(targets, self.space, self.perf)
         )

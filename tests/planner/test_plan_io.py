@@ -55,3 +55,16 @@ def test_bad_targets_file_says_what_is_wrong(tmp_path: Path) -> None:
     path.write_text("model: x\nworkload: {requests_per_s: -1}\n")
     with pytest.raises(QuantplanError, match="invalid"):
         load_targets(path)
+
+
+def test_context_re_solves_under_other_targets(shipped: CatalogSnapshot) -> None:
+    from quantplan.planner.planning import plan_from_context, prepare
+    from quantplan.planner.targets import Constraints, Slos
+
+    base = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2))
+    context = prepare(base, shipped)
+    tighter = base.model_copy(update={"slos": Slos(ttft_p95_ms=300)})
+    cpu = base.model_copy(update={"constraints": Constraints(device="cpu")})
+    assert context.with_targets(tighter).space is context.space  # same maps, new solve
+    assert plan_from_context(context.with_targets(tighter)) == make_plan(tighter, shipped)
+    assert plan_from_context(context.with_targets(cpu)) == make_plan(cpu, shipped)
