@@ -10,9 +10,9 @@ instance type, several for a mixed fleet.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from quantplan.planner.targets import StrictModel, Targets
 
 from quantplan.errors import QuantplanError
@@ -110,6 +110,20 @@ class Deployment(StrictModel):
         ge=0, description="Requests/s all replicas carry inside the SLOs"
     )
     metrics: PredictedMetrics = Field(description="Per-replica predictions with basis and band")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_fields_added_in_version_1(cls, data: Any) -> Any:
+        """Plan files written before ``instances`` and the on-demand cost existed still load:
+        then every replica had an instance of its own."""
+        if isinstance(data, dict):
+            data = dict(data)
+            per_instance = data.get("replicas_per_instance", 1) or 1
+            if "instances" not in data and "replicas" in data:
+                data["instances"] = -(-int(data["replicas"]) // int(per_instance))
+            if "on_demand_usd_per_month" not in data and data.get("pricing") == "on_demand":
+                data["on_demand_usd_per_month"] = data.get("usd_per_month")
+        return data
 
     @property
     def label(self) -> str:

@@ -68,3 +68,18 @@ def test_context_re_solves_under_other_targets(shipped: CatalogSnapshot) -> None
     assert context.with_targets(tighter).space is context.space  # same maps, new solve
     assert plan_from_context(context.with_targets(tighter)) == make_plan(tighter, shipped)
     assert plan_from_context(context.with_targets(cpu)) == make_plan(cpu, shipped)
+
+
+def test_plans_written_before_instances_existed_still_load(
+    shipped: CatalogSnapshot, tmp_path: Path
+) -> None:
+    import yaml
+
+    plan = make_plan(Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2)), shipped)
+    data = plan.model_dump(mode="json")
+    for field in ("instances", "replicas_per_instance", "on_demand_usd_per_month"):
+        data["choice"].pop(field)
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(data))
+    old = load_plan(path)
+    assert old.choice is not None and old.choice.instances == old.choice.replicas
