@@ -9,9 +9,9 @@ import pytest
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot
 from quantplan.tui.app import QuantplanApp
+from quantplan.tui.fleet.sample import sample_history as recorded_fleet
 from quantplan.tui.fleet.sources import FleetSource, ReplayFleetSource, SourceUnavailable
 from quantplan.tui.services import CatalogService, DashboardServices
-from tui_support import recorded_fleet
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def catalog_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def snapshot(catalog_url: str) -> CatalogSnapshot:
+def catalog_snapshot(catalog_url: str) -> CatalogSnapshot:
     return load_snapshot(open_catalog(catalog_url))
 
 

@@ -41,23 +41,25 @@ def status(screen: CatalogScreen) -> str:
 
 
 async def test_browse_filter_and_provenance(
-    make_app: Callable[..., QuantplanApp], snapshot: CatalogSnapshot
+    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot
 ) -> None:
     app = make_app(mode="catalog")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
         table = screen.query_one("#catalog-table", DataTable)
-        assert table.row_count == len(snapshot.instances)
-        assert f"{len(snapshot.instances)} rows" in status(screen)
+        assert table.row_count == len(catalog_snapshot.instances)
+        assert f"{len(catalog_snapshot.instances)} rows" in status(screen)
         details = plain_text(screen.query_one("#catalog-details", Static))
         assert "provenance" in details and "price_source" in details
 
         await pilot.press("slash")
         assert isinstance(app.focused, Input)
         await pilot.press(*"cloud=gcp L4")
-        expected = [i for i in snapshot.instances if i.cloud == "gcp" and "L4" in i.hardware]
+        expected = [
+            i for i in catalog_snapshot.instances if i.cloud == "gcp" and "L4" in i.hardware
+        ]
         assert table.row_count == len(expected) > 0
-        assert f"{len(expected)} of {len(snapshot.instances)}" in status(screen)
+        assert f"{len(expected)} of {len(catalog_snapshot.instances)}" in status(screen)
         await pilot.press("enter")  # to the table, whose rows explain themselves
         assert app.focused is table
         await pilot.press("down")
@@ -66,7 +68,7 @@ async def test_browse_filter_and_provenance(
 
 
 async def test_every_kind_and_the_empty_state(
-    make_app: Callable[..., QuantplanApp], snapshot: CatalogSnapshot
+    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot
 ) -> None:
     app = make_app(mode="catalog")
     async with app.run_test(size=(100, 40)) as pilot:
@@ -76,7 +78,7 @@ async def test_every_kind_and_the_empty_state(
         for name in ("hardware", "models", "schemes", "support", "quality"):
             kind.value = name
             await pilot.pause()
-            assert table.row_count == len(getattr(snapshot, name)), name
+            assert table.row_count == len(getattr(catalog_snapshot, name)), name
         kind.value = "profiles"
         await pilot.pause()
         assert not table.display
@@ -101,7 +103,7 @@ async def test_import_a_file(make_app: Callable[..., QuantplanApp], tmp_path: Pa
         await wait_until(pilot, lambda: app.catalog_state.snapshot is not before, timeout=20)
         await pilot.pause()
         assert screen.kind == "hardware"
-        assert "TestAccel-9" in [h.name for h in app.catalog_state.snapshot.hardware]  # type: ignore[union-attr]
+        assert "TestAccel-9" in [h.name for h in app.catalog_state.catalog_snapshot.hardware]  # type: ignore[union-attr]
         assert screen.query_one("#catalog-table", DataTable).get_row("hardware:TestAccel-9")
 
 
@@ -113,14 +115,14 @@ async def test_a_bad_file_imports_nothing_and_says_where(
     app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
-        count = len(app.catalog_state.snapshot.hardware)  # type: ignore[union-attr]
+        count = len(app.catalog_state.catalog_snapshot.hardware)  # type: ignore[union-attr]
         await import_through_dialog(pilot, source)
         await wait_until(pilot, lambda: "Nothing imported" in status(screen), timeout=20)
         assert "row 2" in status(screen) and "memory_bandwidth_gbps" in status(screen)
         assert screen.query_one("#catalog-status").has_class("-error")
         app.reload_catalog()
         await pilot.pause(0.5)
-        assert len(app.catalog_state.snapshot.hardware) == count  # type: ignore[union-attr]
+        assert len(app.catalog_state.catalog_snapshot.hardware) == count  # type: ignore[union-attr]
 
 
 async def test_import_dialog_refuses_a_missing_file(

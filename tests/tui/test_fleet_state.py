@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 from quantplan.agent.cluster.events import CostEvent, JobEvent, NodeEvent
+from quantplan.tui.fleet.sample import START
+from quantplan.tui.fleet.sample import sample_history as recorded_fleet
 from quantplan.tui.fleet.simulated import SimulatedFleet
 from quantplan.tui.viewmodels.fleet_state import FleetState
-from tui_support import START, recorded_fleet
 
 
 def test_recorded_history_folds_into_rows() -> None:

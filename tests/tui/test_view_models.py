@@ -22,14 +22,16 @@ from quantplan.tui.viewmodels.plan_view import (
 from quantplan.tui.viewmodels.targets_form import TargetsForm, validate_form
 
 
-def plan_for(snapshot: CatalogSnapshot, **fields: str):  # type: ignore[no-untyped-def]
+def plan_for(catalog_snapshot: CatalogSnapshot, **fields: str):  # type: ignore[no-untyped-def]
     targets = validate_form(TargetsForm(**fields)).targets
     assert targets is not None
-    return make_plan(targets, snapshot)
+    return make_plan(targets, catalog_snapshot)
 
 
-def test_option_rows_rank_the_choice_first_without_duplicates(snapshot: CatalogSnapshot) -> None:
-    plan = plan_for(snapshot)
+def test_option_rows_rank_the_choice_first_without_duplicates(
+    catalog_snapshot: CatalogSnapshot,
+) -> None:
+    plan = plan_for(catalog_snapshot)
     rows = option_rows(plan)
     assert plan.choice is not None
     assert rows[0].chosen and rows[0].key == deployment_key(plan.choice)
@@ -42,8 +44,8 @@ def test_option_rows_rank_the_choice_first_without_duplicates(snapshot: CatalogS
     assert plan_headline(plan).startswith(f"Deploy {plan.choice.scheme}")
 
 
-def test_pareto_points_and_why_not(snapshot: CatalogSnapshot) -> None:
-    plan = plan_for(snapshot)
+def test_pareto_points_and_why_not(catalog_snapshot: CatalogSnapshot) -> None:
+    plan = plan_for(catalog_snapshot)
     points = pareto_points(plan)
     assert points and points == sorted(points, key=lambda p: p.usd_per_month)
     assert sum(p.chosen for p in points) <= 1
@@ -52,29 +54,31 @@ def test_pareto_points_and_why_not(snapshot: CatalogSnapshot) -> None:
     assert all(r.reason for r in reasons)
 
 
-def test_an_infeasible_plan_names_what_binds(snapshot: CatalogSnapshot) -> None:
-    plan = plan_for(snapshot, max_usd_per_month="50")
+def test_an_infeasible_plan_names_what_binds(catalog_snapshot: CatalogSnapshot) -> None:
+    plan = plan_for(catalog_snapshot, max_usd_per_month="50")
     assert not plan.feasible
     assert option_rows(plan) == []
     assert "budget.max_usd_per_month" in plan_headline(plan)
 
 
-def test_catalog_table_filters_by_words_and_fields(snapshot: CatalogSnapshot) -> None:
-    everything = catalog_table(snapshot, "instances")
-    assert everything.total == len(snapshot.instances) == len(everything.rows)
-    aws_l4 = catalog_table(snapshot, "instances", "cloud=aws L4")
+def test_catalog_table_filters_by_words_and_fields(catalog_snapshot: CatalogSnapshot) -> None:
+    everything = catalog_table(catalog_snapshot, "instances")
+    assert everything.total == len(catalog_snapshot.instances) == len(everything.rows)
+    aws_l4 = catalog_table(catalog_snapshot, "instances", "cloud=aws L4")
     assert 0 < len(aws_l4.rows) < everything.total
     assert all(r.record.cloud == "aws" for r in aws_l4.rows)  # type: ignore[attr-defined]
     assert all("L4" in r.record.hardware for r in aws_l4.rows)  # type: ignore[attr-defined]
-    assert catalog_table(snapshot, "instances", "zzz-nothing").empty_message.startswith("Nothing")
-    assert "profile" in catalog_table(snapshot, "profiles").empty_message
+    assert catalog_table(catalog_snapshot, "instances", "zzz-nothing").empty_message.startswith(
+        "Nothing"
+    )
+    assert "profile" in catalog_table(catalog_snapshot, "profiles").empty_message
     assert parse_filter("a b=C") == (["a"], {"b": "c"})
-    assert "aws" in known_clouds(snapshot)
+    assert "aws" in known_clouds(catalog_snapshot)
     with pytest.raises(ValueError, match="unknown catalog kind"):
-        catalog_table(snapshot, "prices")
+        catalog_table(catalog_snapshot, "prices")
 
 
-def test_record_details_separate_provenance(snapshot: CatalogSnapshot) -> None:
-    fields, provenance = record_details(snapshot.instances[0])
+def test_record_details_separate_provenance(catalog_snapshot: CatalogSnapshot) -> None:
+    fields, provenance = record_details(catalog_snapshot.instances[0])
     assert "price_source" in dict(provenance)
     assert "name" in dict(fields) and "price_source" not in dict(fields)

@@ -127,6 +127,7 @@ class FleetScreen(Screen[None]):
         super().__init__(id="fleet")
         self.state = FleetState()
         self.stream_error: str | None = None
+        self.stream_note: str | None = None  # a finite source (a recording) reached its end
         self.unavailable: SourceUnavailable | None = None
         self._log_seen = 0
 
@@ -201,7 +202,7 @@ class FleetScreen(Screen[None]):
         except Exception as error:  # a lost stream is shown, not raised
             self.stream_error = f"lost the fleet stream: {type(error).__name__}: {error}"
         else:
-            self.stream_error = "the fleet stream ended"
+            self.stream_note = "end of the event stream"
         self.refresh_views()
 
     # ---------------------------------------------------------------- rendering
@@ -214,8 +215,8 @@ class FleetScreen(Screen[None]):
             self.source.description if not isinstance(self.source, SourceUnavailable) else ""
         )
         line = summary_line(description, self.state.summary())
-        if self.stream_error:
-            line = f"{self.stream_error} | {line}"
+        if self.stream_error or self.stream_note:
+            line = f"{self.stream_error or self.stream_note} | {line}"
         summary = self.query_one("#fleet-summary", Static)
         summary.update(line)
         summary.set_class(self.stream_error is not None, "-error")
