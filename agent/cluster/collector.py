@@ -80,7 +80,8 @@ class ReportCollector:
         self.bus = bus or EventBus()
         self._writer = writer or _default_writer()
         self._engine: Engine | None = None
-        self._flush_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one writer at a time
+        self._count_lock = threading.Lock()  # never held while writing: submit stays fast
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +111,7 @@ class ReportCollector:
             valid.append(report.model_dump_json())
         if valid:
             self.spool.put(valid)
-            with self._flush_lock:
+            with self._count_lock:
                 self._pending += len(valid)
             self._wake.set()
         return SubmitResult(accepted=len(valid), rejected=tuple(rejected))
@@ -162,7 +163,8 @@ class ReportCollector:
             LOG.exception("catalog refused report %s", run.run_id)
             self._reject(text, run.run_id, run.kind, run.status, _short(error))
             return True
-        self._pending -= 1
+        with self._count_lock:
+            self._pending -= 1
         self._counts["recorded" if outcome == "recorded" else "duplicate"] += 1
         self.publish(
             ReportEvent(run_id=run.run_id, kind=run.kind, status=run.status, outcome=outcome)
@@ -170,7 +172,8 @@ class ReportCollector:
         return True
 
     def _reject(self, text: str, run_id: str, kind: str, status: str, reason: str) -> None:
-        self._pending -= 1
+        with self._count_lock:
+            self._pending -= 1
         self._counts["rejected"] += 1
         self.spool.reject(text, reason)
         self.publish(
