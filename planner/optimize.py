@@ -182,12 +182,21 @@ def _as_indices(ev: Evaluation, flat: np.ndarray) -> list[Index]:
     return list(zip(s.tolist(), i.tolist(), p.tolist(), strict=True))
 
 
+def _cheapest_first(ev: Evaluation, flat: np.ndarray, count: int | None) -> np.ndarray:
+    """``flat`` sorted as :func:`_order` says, keeping at least the ``count`` cheapest (all
+    candidates tied with the last kept one included); None keeps everything."""
+    if count is not None and flat.size > count:
+        costs = ev.usd_per_month.ravel()[flat]
+        threshold = np.partition(costs, count - 1)[count - 1]
+        flat = flat[costs <= threshold]
+    return flat[_order(ev, flat)]
+
+
 def ranked(ev: Evaluation, mask: np.ndarray | None = None, limit: int | None = None) -> list[Index]:
     """Candidates in ``mask`` (default: feasible), cheapest first (see :func:`_order`)."""
     chosen = ev.feasible if mask is None else mask & np.isfinite(ev.usd_per_month)
-    flat = np.flatnonzero(chosen)
-    order = _order(ev, flat)
-    return _as_indices(ev, flat[order[:limit] if limit is not None else order])
+    ordered = _cheapest_first(ev, np.flatnonzero(chosen), limit)
+    return _as_indices(ev, ordered[:limit])
 
 
 def cheapest(ev: Evaluation, mask: np.ndarray | None = None) -> Index | None:
@@ -202,9 +211,20 @@ def cheapest(ev: Evaluation, mask: np.ndarray | None = None) -> Index | None:
 
 
 def pareto_front(ev: Evaluation, limit: int = 15) -> list[Index]:
-    """Feasible candidates no other beats on $/month, quality loss and p95 TTFT at once."""
-    flat = np.flatnonzero(ev.feasible)
-    flat = flat[_order(ev, flat)]
+    """The ``limit`` cheapest feasible candidates no other beats on $/month, quality loss and
+    p95 TTFT at once."""
+    everything = np.flatnonzero(ev.feasible)
+    # A candidate can only be dominated by one that costs no more, so the cheapest front
+    # points are found among the cheapest candidates; widen only if too few turn up.
+    for count in (2000, None):
+        front = _front(ev, _cheapest_first(ev, everything, count), limit)
+        if len(front) >= limit or count is None or everything.size <= count:
+            return front
+    return front
+
+
+def _front(ev: Evaluation, flat: np.ndarray, limit: int) -> list[Index]:
+    """The Pareto front of ``flat`` (already cheapest first), its ``limit`` cheapest points."""
     s, i, _ = np.unravel_index(flat, ev.shape)
     ttft = ev.points.ttft_p95_ms[s, i]
     # Within one option quality is fixed: walking it cheapest first, keep only candidates
