@@ -27,6 +27,22 @@ class RayTestCluster:
     def node_of(self, node_id: str):
         return next(n for n in self.workers if n.node_id == node_id)
 
+    def kill_and_replace(self, node_id: str) -> None:
+        """Kill a worker node outright (no graceful shutdown), then add a fresh one of the same
+        type, as a cloud autoscaler would after losing an instance."""
+        from quantplan.agent.cluster.local_host import NODE_RESOURCE, instance_resource
+
+        self.cluster.remove_node(self.node_of(node_id), allow_graceful=False)  # type: ignore[attr-defined]
+        self.workers = [n for n in self.workers if n.node_id != node_id]
+        self.workers.append(
+            self.cluster.add_node(  # type: ignore[attr-defined]
+                object_store_memory=80 * 1024 * 1024,
+                node_ip_address="127.0.0.1",
+                num_cpus=4,
+                resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
+            )
+        )
+
 
 def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
     # Ray's socket paths must stay under 108 bytes: a short directory, not pytest's tmp path.

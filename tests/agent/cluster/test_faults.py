@@ -56,8 +56,7 @@ def test_job_reruns_on_another_matching_node_when_its_node_dies(ray_cluster: Ray
         run_job, job, instance_types={WORKER_TYPE}, collector=client, timeout_s=120
     )
     first_node = wait_for_job_start(job.job_id)
-    ray_cluster.cluster.remove_node(ray_cluster.node_of(first_node), allow_graceful=False)
-    ray_cluster.workers = [n for n in ray_cluster.workers if n.node_id != first_node]
+    ray_cluster.kill_and_replace(first_node)
     thread.join(180)
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
@@ -92,3 +91,28 @@ def test_collector_restart_flushes_buffered_reports(ray_cluster: RayTestCluster)
     runs = [r["id"] for r in list_runs(engine, limit=10_000)]
     wanted = {r.run.run_id for r in reports}
     assert sorted(r for r in runs if r in wanted) == sorted(wanted)
+
+
+def test_plan_that_cannot_fit_is_refused_before_anything_starts(ray_cluster: RayTestCluster):
+    from plans import default_model_plan
+    from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
+    from quantplan.agent.cluster.events import PlanEvent
+    from quantplan.agent.cluster.validation import PlanRefusedError
+
+    plan = default_model_plan()
+    too_big = plan.model_copy(update={"fleet": (plan.fleet[0].model_copy(update={"replicas": 5}),)})
+    since = RayEventSource().events_since(0).next_seq
+    started = time.monotonic()
+    with pytest.raises(PlanRefusedError) as refused:
+        apply_plan(
+            too_big,
+            options=ApplyOptions(name="too-big", database_url=ray_cluster.database_url),
+        )
+    assert time.monotonic() - started < 60  # refused, not left pending
+    assert any(
+        "5 node(s) of c7i.xlarge; the cluster has 2 alive" in r for r in refused.value.reasons
+    )
+    events = RayEventSource().events_since(since, timeout_s=2).events
+    refusals = [e for e in events if isinstance(e, PlanEvent) and e.state == "refused"]
+    assert refusals and refusals[0].plan_id == "too-big"
+    assert not [e for e in events if isinstance(e, PlanEvent) and e.state == "deploying"]

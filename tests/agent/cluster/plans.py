@@ -1,0 +1,25 @@
+"""Plan files for the cluster tests, made by the real planner from the shipped catalog."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from quantplan.planner.plan import Plan
+
+
+@lru_cache(maxsize=1)
+def default_model_plan() -> Plan:
+    """A CPU-only plan for the default model (llama.cpp on c7i.xlarge on the seed catalog)."""
+    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.snapshot import load_snapshot
+    from quantplan.planner.planning import make_plan
+    from quantplan.planner.targets import Targets
+
+    targets = Targets.model_validate(
+        {
+            "model": "SmolLM2-135M-Instruct",
+            "workload": {"input_tokens": 64, "output_tokens": 32, "requests_per_s": 2},
+            "constraints": {"device": "cpu", "clouds": ["aws"], "allow_mixed_fleet": False},
+        }
+    )
+    return make_plan(targets, load_snapshot(open_catalog("sqlite://")))
