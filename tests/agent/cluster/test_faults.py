@@ -116,3 +116,122 @@ def test_plan_that_cannot_fit_is_refused_before_anything_starts(ray_cluster: Ray
     refusals = [e for e in events if isinstance(e, PlanEvent) and e.state == "refused"]
     assert refusals and refusals[0].plan_id == "too-big"
     assert not [e for e in events if isinstance(e, PlanEvent) and e.state == "deploying"]
+
+
+@pytest.fixture
+def stub_server(tmp_path):
+    """The serving stub of the serve tests: a real HTTP server process streaming tokens."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).parents[1] / "serving_stub.py"
+    process = subprocess.Popen(
+        [sys.executable, str(script), "--port", str(port), "--token-delay", "0.02"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base_url + "/v1/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    yield base_url
+    process.terminate()
+    process.wait(10)
+
+
+def test_benchmark_node_killed_mid_run_reruns_and_writes_one_row(
+    ray_cluster: RayTestCluster, stub_server: str
+) -> None:
+    from quantplan.agent.cluster.jobs import BenchmarkJob
+    from quantplan.catalog.snapshot import load_snapshot
+
+    client = CollectorClient()
+    job = BenchmarkJob(
+        job_id=f"bench-{uuid.uuid4().hex[:8]}",
+        base_url=stub_server,
+        served_model="stub",
+        model="SmolLM2-135M-Instruct",
+        scheme="bf16",
+        engine="vllm",
+        hardware="Xeon-SapphireRapids",
+        usd_per_hour=0.1785,
+        concurrencies=(1,),
+        input_tokens=16,
+        output_tokens=32,
+        num_requests=20,  # about 13 s at 20 ms per token: long enough to be cut
+    )
+    thread, outcome = run_in_thread(
+        run_job, job, instance_types={WORKER_TYPE}, collector=client, timeout_s=300
+    )
+    first_node = wait_for_job_start(job.job_id)
+    time.sleep(3)  # mid-run: requests are streaming
+    ray_cluster.kill_and_replace(first_node)
+    thread.join(300)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.status == "succeeded", result.detail
+    assert result.node_id != first_node
+    assert client.flush()
+    engine = open_catalog(ray_cluster.database_url)
+    runs = [r for r in list_runs(engine, limit=10_000) if r["id"] == job.job_id]
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded"
+    rows = [p for p in load_snapshot(engine).profiles if p.run_id == job.job_id]
+    assert len(rows) == 1
+    assert rows[0].details["cluster_node"] == result.node_id  # measured by the second attempt
+
+
+@pytest.mark.toolchain
+def test_quantize_node_killed_mid_run_leaves_no_half_artifact(
+    ray_cluster: RayTestCluster, tmp_path
+) -> None:
+    from quantplan.agent.artifacts import ArtifactStore, describe_files
+    from quantplan.agent.cluster.jobs import QuantizeJob
+    from quantplan.agent.toolchains import find_toolchain
+
+    if find_toolchain("llama-cpp") is None:
+        pytest.skip("the llama-cpp toolchain is not built (quantplan toolchain install llama-cpp)")
+    store_url = str(tmp_path / "artifacts")
+    client = CollectorClient()
+    job = QuantizeJob(
+        job_id=f"quantize-{uuid.uuid4().hex[:8]}",
+        method="gguf",
+        options={"type": "Q8_0", "measure_layer_error": False},
+        store_url=store_url,
+    )
+    thread, outcome = run_in_thread(
+        run_job, job, instance_types={WORKER_TYPE}, collector=client, timeout_s=900
+    )
+    first_node = wait_for_job_start(job.job_id)
+    time.sleep(4)  # inside the toolchain step (conversion to F16, then quantization)
+    ray_cluster.kill_and_replace(first_node)
+    thread.join(900)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.status == "succeeded", result.detail
+    assert result.node_id != first_node
+    store = ArtifactStore(store_url)
+    manifests = store.list()
+    schemes = [m.scheme for m in manifests]
+    # One Q8_0 artifact (the F16 intermediate is kept as its own shared artifact), each whole.
+    assert schemes.count("gguf-q8_0") == 1 and len(schemes) == len(set(schemes))
+    for manifest in manifests:
+        files, _ = describe_files(store.local_dir(manifest))
+        on_disk = {f.path: f.sha256 for f in files if f.path != "manifest.json"}
+        assert on_disk == {f.path: f.sha256 for f in manifest.files}
+    # Every other entry in the store is a hidden staging directory, never a published one.
+    published = {p for p in (tmp_path / "artifacts").iterdir() if not p.name.startswith(".")}
+    assert published == {store.local_dir(m) for m in manifests}
+    assert client.flush()
+    runs = [r for r in list_runs(open_catalog(ray_cluster.database_url)) if r["id"] == job.job_id]
+    assert len(runs) == 1
