@@ -103,14 +103,20 @@ def adopt(store_dir: Path) -> list[str]:
     return adopted
 
 
-def run_speed(methods: list[str], source_dir: Path) -> list[dict[str, Any]]:
+def run_speed(
+    methods: list[str], source_dir: Path, *, direct_first: bool = False
+) -> list[dict[str, Any]]:
     rows = []
     for method in methods:
         with tempfile.TemporaryDirectory(prefix="qp-bench-") as scratch:
             store, direct_out = Path(scratch) / "store", Path(scratch) / "direct"
             direct_out.mkdir()
-            ours = measure(quantplan_command(method, store))
-            theirs = measure(direct_command(method, source_dir, direct_out))
+            if direct_first:
+                theirs = measure(direct_command(method, source_dir, direct_out))
+                ours = measure(quantplan_command(method, store))
+            else:
+                ours = measure(quantplan_command(method, store))
+                theirs = measure(direct_command(method, source_dir, direct_out))
             manifests = json.loads(ours.pop("stdout"))
             theirs.pop("stdout")
             rows.append(
@@ -248,10 +254,12 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=16)
     parser.add_argument("--window-length", type=int, default=256)
     parser.add_argument("--render", action="store_true", help="Only rewrite the .md from .json")
+    parser.add_argument("--name", default="quantize", help="Results file name (no suffix)")
+    parser.add_argument("--direct-first", action="store_true", help="Run the direct path first")
     arguments = parser.parse_args()
     if arguments.render:
-        result = json.loads((RESULTS / "quantize.json").read_text())
-        (RESULTS / "quantize.md").write_text(markdown(result))
+        result = json.loads((RESULTS / f"{arguments.name}.json").read_text())
+        (RESULTS / f"{arguments.name}.md").write_text(markdown(result))
         return
     from quantplan.agent.models import resolve_model
 
@@ -263,12 +271,14 @@ def main() -> None:
         "samples": SAMPLES,
         "sequence_length": LENGTH,
     }
-    result["speed"] = run_speed([m for m in arguments.only.split(",") if m], source.path)
+    methods = [m for m in arguments.only.split(",") if m]
+    result["speed"] = run_speed(methods, source.path, direct_first=arguments.direct_first)
+    result["order"] = "direct first" if arguments.direct_first else "quantplan first"
     if not arguments.skip_quality:
         result["quality"] = run_quality(arguments.windows, arguments.window_length)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quantize.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "quantize.md").write_text(markdown(result))
+    (RESULTS / f"{arguments.name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{arguments.name}.md").write_text(markdown(result))
     print(markdown(result))
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quantplan.agent.artifacts import ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize.base import (
@@ -35,6 +35,14 @@ class GgufConfig(QuantizerConfig):
     measure_layer_error: bool = Field(
         default=True, description="Dequantize every tensor and compare it with F16 (seconds)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _f16_has_no_layer_error(cls, data: Any) -> Any:
+        # F16 is the reference itself; ignoring the flag keeps one F16 artifact per model.
+        if isinstance(data, dict) and data.get("type") == "F16":
+            data = {key: value for key, value in data.items() if key != "measure_layer_error"}
+        return data
 
 
 class _Bits(BaseModel):

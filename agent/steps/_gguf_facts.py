@@ -5,7 +5,7 @@ Needs only numpy and the ``gguf`` package (both in the llama-cpp toolchain and t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from _stepio import StepRefusal
 
@@ -46,16 +46,88 @@ def architecture(reader: Any) -> str:
     return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
 
 
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+class TensorInfo(NamedTuple):
+    name: str
+    shape: tuple[int, ...]
+    tensor_type: Any  # gguf.GGMLQuantizationType
+    n_elements: int
+    n_bytes: int
+
+
+def tensor_infos(path: str) -> list[TensorInfo]:
+    """Tensor names, shapes, types and sizes from the GGUF header alone.
+
+    GGUFReader builds a numpy view for every metadata item (the tokenizer alone holds about
+    100k strings), which takes seconds; this walks the header with struct and skips values.
+    """
+    import mmap
+    import struct
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data[:4] != b"GGUF":
+            raise StepRefusal("corrupt_gguf", f"{path} does not start with the GGUF magic")
+        _version, tensor_count, kv_count = struct.unpack_from("<IQQ", data, 4)
+        offset = 24
+
+        def read_string(at: int) -> tuple[str, int]:
+            (length,) = struct.unpack_from("<Q", data, at)
+            return bytes(data[at + 8 : at + 8 + length]).decode("utf-8", "replace"), at + 8 + length
+
+        def skip_value(kind: int, at: int) -> int:
+            if kind in _SCALAR_SIZES:
+                return at + _SCALAR_SIZES[kind]
+            if kind == _STRING:
+                (length,) = struct.unpack_from("<Q", data, at)
+                return at + 8 + length
+            if kind == _ARRAY:
+                element, count = struct.unpack_from("<IQ", data, at)
+                at += 12
+                if element in _SCALAR_SIZES:
+                    return at + count * _SCALAR_SIZES[element]
+                for _ in range(count):
+                    at = skip_value(element, at)
+                return at
+            raise StepRefusal("corrupt_gguf", f"{path}: unknown metadata type {kind}")
+
+        try:
+            for _ in range(kv_count):
+                _key, offset = read_string(offset)
+                (kind,) = struct.unpack_from("<I", data, offset)
+                offset = skip_value(kind, offset + 4)
+            infos = []
+            for _ in range(tensor_count):
+                name, offset = read_string(offset)
+                (dims,) = struct.unpack_from("<I", data, offset)
+                shape = struct.unpack_from(f"<{dims}Q", data, offset + 4)
+                kind, _start = struct.unpack_from("<IQ", data, offset + 4 + 8 * dims)
+                offset += 4 + 8 * dims + 12
+                tensor_type = GGMLQuantizationType(kind)
+                block, size = GGML_QUANT_SIZES[tensor_type]
+                count = 1
+                for dim in shape:
+                    count *= dim
+                infos.append(TensorInfo(name, shape, tensor_type, count, count // block * size))
+        except (struct.error, ValueError, KeyError) as error:
+            raise StepRefusal("corrupt_gguf", f"{path} has a malformed header: {error}") from None
+    return infos
+
+
 def is_quantizable(tensor: Any) -> bool:
     """2-D weight matrices: what llama.cpp quantizes (norms and biases stay F32)."""
     return tensor.name.endswith(".weight") and len(tensor.shape) >= 2
 
 
-def bits_per_weight(reader: Any) -> dict[str, Any]:
+def bits_per_weight(tensors: Any) -> dict[str, Any]:
     """Measured bits per weight over 2-D weights and over all tensors, and the type mix."""
     matrix_bits = matrix_count = all_bits = all_count = 0
     type_counts: dict[str, int] = {}
-    for tensor in reader.tensors:
+    for tensor in tensors:
         all_bits += 8 * int(tensor.n_bytes)
         all_count += int(tensor.n_elements)
         if is_quantizable(tensor):

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from _gguf_facts import bits_per_weight, open_gguf
+from _gguf_facts import bits_per_weight, tensor_infos
 from _stepio import StepRefusal, progress, run_step_main
 
 
@@ -24,12 +24,12 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
             raise StepRefusal("unsupported_architecture", f"llama.cpp cannot convert it:\n{tail}")
         sys.stderr.write(result.stderr[-4000:])
         raise RuntimeError(f"convert_hf_to_gguf failed with exit code {result.returncode}")
-    reader = open_gguf(request["output_path"])
+
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "seconds": round(time.monotonic() - started, 2),
         "peak_rss_mb": round(children, 1),
-        "bits_per_weight": bits_per_weight(reader),
+        "bits_per_weight": bits_per_weight(tensor_infos(request["output_path"])),
     }
 
 

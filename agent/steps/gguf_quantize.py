@@ -10,7 +10,7 @@ import resource
 import time
 from typing import Any
 
-from _gguf_facts import bits_per_weight, layer_errors, open_gguf
+from _gguf_facts import bits_per_weight, layer_errors, open_gguf, tensor_infos
 from _stepio import StepRefusal, progress, run_step_main
 
 
@@ -21,7 +21,6 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     ftype_name = f"LLAMA_FTYPE_MOSTLY_{request['type']}"
     if not hasattr(llama_cpp, ftype_name):
         raise StepRefusal("bad_input", f"llama.cpp has no quantization type {request['type']}")
-    source = open_gguf(request["input_path"])
     progress(f"quantizing to {request['type']}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, ftype_name)
@@ -32,13 +31,14 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     if code != 0:
         raise RuntimeError(f"llama_model_quantize returned {code}")
     quantize_seconds = time.monotonic() - started
-    quantized = open_gguf(request["output_path"])
-    progress("measuring per-tensor weight error against F16")
-    errors = layer_errors(source, quantized) if request["measure_layer_error"] else []
+    errors = []
+    if request["measure_layer_error"]:
+        progress("measuring per-tensor weight error against F16")
+        errors = layer_errors(open_gguf(request["input_path"]), open_gguf(request["output_path"]))
     return {
         "seconds": round(quantize_seconds, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "bits_per_weight": bits_per_weight(quantized),
+        "bits_per_weight": bits_per_weight(tensor_infos(request["output_path"])),
         "layer_errors": errors,
         "llama_cpp_version": llama_cpp.__version__,
     }

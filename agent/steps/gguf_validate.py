@@ -17,7 +17,7 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "architecture": architecture(reader),
         "tensors": len(reader.tensors),
-        "bits_per_weight": bits_per_weight(reader)["matrices"],
+        "bits_per_weight": bits_per_weight(reader.tensors)["matrices"],
     }
 
 
