@@ -8,16 +8,10 @@ Changing this module means writing an Alembic migration in ``catalog/migrations/
 """
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
-
-DeviceKind = Literal["gpu", "cpu"]
-SchemeFamily = Literal["baseline", "gptq", "awq", "gguf"]
-Engine = Literal["vllm", "llama.cpp"]
-Basis = Literal["measured", "published", "modeled"]
-RunStatus = Literal["running", "succeeded", "failed"]
 
 
 def utc_now() -> datetime:
@@ -46,6 +40,11 @@ class Hardware(SQLModel, table=True):
         default="", description="CPU ISA flags, comma separated: avx2,avx512,amx"
     )
     cores_per_socket: int | None = Field(default=None, description="Physical cores per CPU socket")
+    threads_per_core: int = Field(
+        default=2,
+        sa_column_kwargs={"server_default": "2"},
+        description="vCPUs (hardware threads) per physical core; 1 where SMT is off",
+    )
     source: str = Field(description="Where the specs come from")
 
     instance_types: list["InstanceType"] = Relationship(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from quantplan.catalog.models import Basis, DeviceKind, Engine, SchemeFamily
+from quantplan.catalog.vocabulary import Basis, DeviceKind, Engine, SchemeFamily
 
 
 class Record(BaseModel):
@@ -31,6 +31,9 @@ class HardwareRecord(Record):
     compute_capability: str | None = Field(default=None, pattern=r"^\d+\.\d+$")
     isa_flags: str = Field(default="", description="Comma separated, e.g. avx2,avx512,amx")
     cores_per_socket: int | None = Field(default=None, gt=0)
+    threads_per_core: int = Field(
+        default=2, ge=1, le=8, description="vCPUs per physical core (1 where SMT is off, e.g. c7a)"
+    )
     source: str = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ catalogs without a database at all.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 from quantplan.catalog.records import (
@@ -19,10 +20,11 @@ from quantplan.catalog.records import (
     QualityRecord,
     SchemeRecord,
 )
-from sqlalchemy import Engine
-from sqlmodel import Session
 
 from quantplan.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 class CatalogSnapshot(BaseModel):
@@ -72,6 +74,7 @@ class CatalogSnapshot(BaseModel):
 def load_snapshot(engine: Engine) -> CatalogSnapshot:
     """Read the whole catalog once into a frozen snapshot."""
     from quantplan.catalog.store import read_records
+    from sqlmodel import Session
 
     with Session(engine) as session:
         kinds = {kind: tuple(read_records(session, kind)) for kind in CatalogSnapshot.model_fields}

@@ -26,8 +26,6 @@ RUNTIME_OVERHEAD_GB = {
     ("vllm", "cpu"): 1.0,
     ("llama.cpp", "cpu"): 0.3,
 }
-THREADS_PER_CORE = 2
-"""vCPUs per physical core assumed for CPU instances (SMT); a VM's socket share follows."""
 TENSOR_PARALLEL_EFFICIENCY = 0.9
 """Bandwidth/compute kept when vLLM splits a replica over several GPUs (all-reduce cost)."""
 UNTIED_EMBEDDING_COPIES = 2
@@ -39,7 +37,7 @@ ASSUMPTIONS: tuple[str, ...] = (
     "overhead (vLLM 1.5 GB/GPU, llama.cpp 0.5 GB/GPU)",
     f"CPU replicas may use {HOST_MEMORY_SHARE:.0%} of host memory minus "
     f"{HOST_RESERVED_GB:.0f} GB; a VM gets a share of its socket's memory bandwidth and "
-    f"compute in proportion to its physical cores (vCPUs / {THREADS_PER_CORE})",
+    "compute in proportion to its physical cores (vCPUs / the family's threads per core)",
     "GPTQ/AWQ keep embeddings and lm_head in 16-bit; GGUF bits per weight are whole-model mixes",
     "a multi-GPU instance holds one replica per GPU subset (1, 2, 4, ... GPUs each; every "
     "subset size is a candidate); vLLM splits a replica over its GPUs (tensor parallel, "
@@ -131,8 +129,9 @@ def machine_shares(instance: InstanceRecord, hardware: HardwareRecord) -> list[M
     return shares
 
 
-def physical_cores(instance: MachineSlot) -> float:
-    return max(1.0, instance.vcpus / THREADS_PER_CORE)
+def physical_cores(instance: MachineSlot, hardware: HardwareRecord) -> float:
+    """Physical cores behind a VM's vCPUs (one per vCPU where the family runs without SMT)."""
+    return max(1.0, instance.vcpus / hardware.threads_per_core)
 
 
 def replica_hardware(
@@ -156,7 +155,7 @@ def replica_hardware(
         )
     host_gb = instance.memory_gib * GIB_TO_GB
     usable = host_gb * HOST_MEMORY_SHARE - HOST_RESERVED_GB - overhead
-    socket_share = physical_cores(instance) / (hardware.cores_per_socket or 1)
+    socket_share = physical_cores(instance, hardware) / (hardware.cores_per_socket or 1)
     return ReplicaHardware(
         kind="cpu",
         usable_memory_gb=max(0.0, usable),

@@ -47,3 +47,25 @@ def test_upgrade_on_seeded_database_keeps_data(db_url: str) -> None:
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(InstanceType)).one() == before
     assert before > 0
+
+
+def test_upgrade_from_first_revision_keeps_rows_and_fills_new_columns(db_url: str) -> None:
+    """A catalog created and filled at revision 0001 upgrades to head without losing rows."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        for name, kind in (("EPYC-Genoa", "cpu"), ("Xeon-SapphireRapids", "cpu"), ("L4", "gpu")):
+            connection.execute(
+                text(
+                    "INSERT INTO hardware (name, kind, vendor, memory_bandwidth_gbps, isa_flags, "
+                    "source) VALUES (:name, :kind, 'v', 100, '', 'test')"
+                ),
+                {"name": name, "kind": kind},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT name, threads_per_core FROM hardware")).all())
+    assert rows == {"EPYC-Genoa": 1, "Xeon-SapphireRapids": 2, "L4": 2}
+    assert current_revision(engine) == head_revision()
