@@ -105,6 +105,7 @@ class _Applier:
         self.name = options.name or plan.model
         self.database_url = resolve_database_url(options.database_url)
         self.client = CollectorClient(start_collector(self.database_url))
+        _check_collector_database(self.client, self.database_url)
         self.plan_id = states.plan_hash(plan)
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
@@ -406,6 +407,19 @@ class _Applier:
             _Applier(new_plan, "auto", options).run()
             proposal = proposal.model_copy(update={"applied": True})
         return proposal
+
+
+def _check_collector_database(client: object, database_url: str) -> None:
+    """The cluster's collector may have been started for another catalog: say so, do not mix."""
+    from quantplan.agent.cluster.collector import _redact
+
+    running = client.stats().database_url  # type: ignore[attr-defined]
+    if running != _redact(database_url):
+        raise QuantplanError(
+            f"this cluster's collector writes to {running}, not to {_redact(database_url)}",
+            hint="apply with the same --db as before, or restart the cluster "
+            "(`quantplan cluster down` / `up`) to switch catalogs",
+        )
 
 
 def _healthy_replicas(state: states.DeploymentState | None) -> set[str]:
