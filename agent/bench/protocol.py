@@ -113,6 +113,10 @@ async def _run_with_watch(
     if watch is not None:
         # A server that died right at the end may have failed the last requests: say so.
         watch.raise_if_dead()
+        # A crashed engine can leave its process hanging (e.g. in a backtrace handler) with the
+        # socket closed: no request reached it, so the run is a failed run, not zero numbers.
+        if samples and all(s.error and s.error.startswith("ConnectError") for s in samples):
+            raise EngineDiedError("the server stopped accepting connections during the benchmark")
     return samples, duration, peak[0]
 
 

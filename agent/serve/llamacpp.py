@@ -71,6 +71,10 @@ class LlamaCppServer(EngineServer):
             str(options.max_model_len),
             "--n_gpu_layers",
             str(options.gpu_layers if self.cuda else 0),
+            # The server runs one request at a time; by default a new request cuts the stream
+            # in flight short, which would turn concurrency into truncated answers. Queue instead.
+            "--interrupt_requests",
+            "false",
         ]
         if options.threads:
             command += ["--n_threads", str(options.threads)]
