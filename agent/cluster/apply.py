@@ -94,11 +94,15 @@ def _artifact_request(method: str, scheme: str) -> dict[str, object]:
 
 
 class _Applier:
-    def __init__(self, plan: Plan, address: str, options: ApplyOptions) -> None:
+    def __init__(
+        self, plan: Plan, address: str, options: ApplyOptions, started: float | None = None
+    ) -> None:
         from quantplan.agent.cluster.collector_actor import CollectorClient, start_collector
         from quantplan.agent.cluster.local import attach
         from quantplan.catalog.db import resolve_database_url
 
+        # Timings count from the user's call: connecting and starting the collector are ours too.
+        self.started = started if started is not None else time.perf_counter()
         attach(address)
         self.plan = plan
         self.options = options
@@ -107,7 +111,6 @@ class _Applier:
         self.client = CollectorClient(start_collector(self.database_url))
         _check_collector_database(self.client, self.database_url)
         self.plan_id = states.plan_hash(plan)
-        self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
 
     def event(self, state: str, reasons: tuple[str, ...] = (), detail: str = "") -> None:
@@ -462,6 +465,7 @@ def apply_plan(
     plan: Plan | str | Path, *, address: str = "auto", options: ApplyOptions | None = None
 ) -> ApplyOutcome:
     """Apply ``plan`` (a Plan or a plan file) to the cluster at ``address``."""
+    started = time.perf_counter()
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
-    return _Applier(plan, address, options or ApplyOptions()).run()
+    return _Applier(plan, address, options or ApplyOptions(), started).run()
