@@ -116,8 +116,7 @@ def profile_command(
     from quantplan.agent.profile import (
         DEFAULT_MATRIX,
         ProfileContext,
-        default_artifact_provider,
-        default_quality_provider,
+        default_providers,
         run_profile,
     )
     from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
@@ -168,11 +167,12 @@ def profile_command(
         price_per_hour=price,
         price_source=price_source,
     )
+    artifact_for, quality_for = default_providers(source)
     rows = run_profile(
         cells,
         context,
-        artifact_for=default_artifact_provider(source),
-        quality_for=default_quality_provider(source),
+        artifact_for=artifact_for,
+        quality_for=quality_for,
         record=lambda report: record_report(catalog, report),
         progress=lambda line: err_console.print(f"[dim]{line}[/]"),
     )

@@ -297,38 +297,40 @@ def run_profile(
     return rows
 
 
-def default_artifact_provider(source: ModelSource) -> ArtifactFor:
-    """Artifacts from the quantization API (content-addressed: made once, then reused)."""
+def default_providers(source: ModelSource) -> tuple[ArtifactFor, QualityFor]:
+    """Artifacts from the quantization API and quality from the evaluation API.
+
+    Both are content-addressed and cached by those APIs: a second profile run reuses them. The
+    quality delta is the perplexity change on the held-out text, scored by the serving engine:
+    vLLM rows against the bf16 base in vLLM, GGUF rows against the F16 GGUF in llama.cpp.
+    """
+    from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
+
+    store = ArtifactStore()
+    manifests: dict[str, ArtifactManifest] = {}
 
     def artifact_for(cell: MatrixCell) -> Path:
         if cell.method == "baseline":
             return source.path
-        from quantplan.agent.artifacts import ArtifactStore
-        from quantplan.agent.quantize.api import quantize
+        from quantplan.agent.quantize import quantize
 
-        store = ArtifactStore()
         if cell.method == "gguf":
             manifest = quantize(source, "gguf", {"type": cell.gguf_type}, store=store)
         else:
             # Group size left to the quantizer: it picks the largest that divides the model.
             manifest = quantize(source, cell.method, {"scheme": "W4A16"}, store=store)
+        manifests[cell.scheme] = manifest
         directory = store.local_dir(manifest)
         return directory / manifest.main_file if manifest.main_file else directory
 
-    return artifact_for
-
-
-def default_quality_provider(source: ModelSource) -> QualityFor | None:
-    """Perplexity delta vs the base model from the evaluation API, on the serving engine."""
-    try:
-        from quantplan.agent.evaluate import evaluate_artifact  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-
     def quality_for(cell: MatrixCell, artifact: Path) -> float | None:
-        if cell.method == "baseline":
-            return 0.0
-        result = evaluate_artifact(artifact, base=source)
-        return getattr(result, "perplexity_delta_pct", None)
+        del artifact
+        if cell.method == "baseline" or cell.scheme == "gguf-f16":
+            return 0.0  # the references the deltas are measured against
+        from quantplan.agent.evaluate.api import evaluate
 
-    return quality_for
+        table = evaluate([manifests[cell.scheme]], model=source, store=store)
+        row = next((r for r in table.rows if r.artifact_id is not None), None)
+        return row.perplexity_delta_pct if row is not None else None
+
+    return artifact_for, quality_for
