@@ -146,11 +146,11 @@ def profile_command(
             "quantplan profile measures CPU hosts with the managed toolchains for now",
             hint="on GPU hosts, use `quantplan bench` against a server you started",
         )
-    with console.status("measuring this host's memory bandwidth ..."):
+    with err_console.status("measuring this host's memory bandwidth ..."):
         bandwidth = measure_memory_bandwidth_gbps()
     from quantplan.agent.models import resolve_model
 
-    with console.status("preparing the base model ..."):
+    with err_console.status("preparing the base model ..."):
         source = resolve_model(model)
     context = ProfileContext(
         shape=model_shape(source.name, source.path),
@@ -177,7 +177,18 @@ def profile_command(
         progress=lambda line: err_console.print(f"[dim]{line}[/]"),
     )
     if json_output:
-        console.print_json(json.dumps([row.model_dump(mode="json") for row in rows]))
+        summary = {
+            "model": source.name,
+            "dequantized_from": source.dequantized_from,
+            "hardware": hardware.describe(),
+            "price_per_hour": price,
+            "price_source": price_source,
+            "memory_bandwidth_gbps": bandwidth,
+            "workload": context.plan.workload.model_dump(),
+            "max_concurrency": max_concurrency,
+            "rows": [row.model_dump(mode="json") for row in rows],
+        }
+        typer.echo(json.dumps(summary, indent=2))
         return
     console.print(rows_table(rows, f"{source.name} on {hardware.describe()}"))
     console.print(f"price: ${price:g}/h ({price_source}); memory bandwidth {bandwidth:.1f} GB/s")
