@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.bench.recording import failed_report, new_run_id, profile_report
+from quantplan.agent.bench.recording import (
+    error_kind_of,
+    failed_report,
+    new_run_id,
+    profile_report,
+)
 from quantplan.agent.bench.runner import ArtifactBench, BenchPlan, benchmark_artifact
 from quantplan.agent.costs import (
     cost_figures,
@@ -181,7 +186,7 @@ def profile_cell(
                 engine=cell.engine,
                 status="failed",
                 run_id=run_id,
-                error_kind=getattr(error, "kind", "internal"),
+                error_kind=error_kind_of(error),
                 error=message.splitlines()[0][:200],
             ),
             None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import httpx
@@ -91,7 +91,7 @@ async def _watch(watch: ServerWatch | None, peak: list[int], stop: asyncio.Event
 
 
 async def _run_with_watch(
-    work: Callable[[], asyncio.Future[list[RequestSample]]] | Callable,
+    work: Callable[[], Awaitable[list[RequestSample]]],
     watch: ServerWatch | None,
 ) -> tuple[list[RequestSample], float, int]:
     """Run ``work`` while watching the server; a death cancels the work and propagates."""
@@ -99,7 +99,7 @@ async def _run_with_watch(
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch(watch, peak, stop))
     started = time.perf_counter()
-    worker = asyncio.create_task(work())
+    worker = asyncio.ensure_future(work())
     done, _ = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
     if watcher in done and worker not in done:
         worker.cancel()
@@ -136,12 +136,15 @@ async def fill_prompt_tokens(
 
 async def _count_tokens(client: httpx.AsyncClient, endpoint: Endpoint, text: str) -> int:
     # vLLM serves /tokenize, llama-cpp-python /extras/tokenize; try both, report 0 if neither.
-    response = await client.post("/tokenize", json={"model": endpoint.model, "prompt": text})
-    if response.status_code == 200 and "count" in response.json():
-        return int(response.json()["count"])
-    response = await client.post("/extras/tokenize", json={"input": text})
-    if response.status_code == 200 and "tokens" in response.json():
-        return len(response.json()["tokens"])
+    try:
+        response = await client.post("/tokenize", json={"model": endpoint.model, "prompt": text})
+        if response.status_code == 200 and "count" in response.json():
+            return int(response.json()["count"])
+        response = await client.post("/extras/tokenize", json={"input": text})
+        if response.status_code == 200 and "tokens" in response.json():
+            return len(response.json()["tokens"])
+    except (httpx.HTTPError, ValueError):
+        pass  # prompt tokens then stay unknown (0); output metrics do not depend on them
     return 0
 
 

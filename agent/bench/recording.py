@@ -143,6 +143,20 @@ def profile_report(
     )
 
 
+def error_kind_of(error: BaseException) -> str:
+    """The catalog's error kind for a failure: the serving kinds as they are, other errors a
+    user can act on (bad model, refused parameters) as bad_input, anything else internal."""
+    from quantplan.agent.toolchains import StepError
+
+    from quantplan.errors import QuantplanError
+
+    if isinstance(error, ServeError):
+        return error.kind
+    if isinstance(error, QuantplanError) and not isinstance(error, StepError):
+        return "bad_input"
+    return "internal"
+
+
 def failed_report(
     *,
     run_id: str,
@@ -152,7 +166,7 @@ def failed_report(
     tool_versions: dict[str, str] | None = None,
 ) -> MeasurementReport:
     """A failed run: the error's kind and message, and no measurements at all."""
-    kind = error.kind if isinstance(error, ServeError) else "internal"
+    kind = error_kind_of(error)
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     return MeasurementReport(
         run=RunInfo(
