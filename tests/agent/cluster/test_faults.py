@@ -235,3 +235,34 @@ def test_quantize_node_killed_mid_run_leaves_no_half_artifact(
     assert client.flush()
     runs = [r for r in list_runs(open_catalog(ray_cluster.database_url)) if r["id"] == job.job_id]
     assert len(runs) == 1
+
+
+def test_node_agents_report_hardware_placed_by_instance_type_and_restart(
+    ray_cluster: RayTestCluster,
+) -> None:
+    import ray
+    from quantplan.agent.cluster.events import HardwareFacts, NodeEvent
+    from quantplan.agent.cluster.node_agent import start_node_agents
+
+    agents = start_node_agents()
+    workers = {node["NodeID"] for node in ray.nodes() if node["Alive"]} - {
+        ray_cluster.cluster.head_node.node_id  # type: ignore[attr-defined]
+    }
+    assert {a.node_id for a in agents} == workers  # one agent per worker node, none on the head
+    assert start_node_agents()[0].handle._actor_id == agents[0].handle._actor_id  # idempotent
+    facts = HardwareFacts.model_validate_json(ray.get(agents[0].handle.hardware.remote()))
+    assert facts.node_id == agents[0].node_id and facts.instance_type == WORKER_TYPE
+    assert facts.logical_cpus == 4 and facts.memory_gb > 0 and facts.cpu_model
+
+    since = RayEventSource().events_since(0).next_seq
+    ray.kill(agents[0].handle, no_restart=False)  # the agent's process dies; its node does not
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            assert ray.get(agents[0].handle.ping.remote(), timeout=10) == agents[0].node_id
+            break
+        except ray.exceptions.RayActorError:
+            time.sleep(0.5)
+    events = RayEventSource().events_since(since, timeout_s=5).events
+    restarted = [e for e in events if isinstance(e, NodeEvent) and e.state == "restarted"]
+    assert restarted and restarted[0].node_id == agents[0].node_id
