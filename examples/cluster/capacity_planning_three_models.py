@@ -47,8 +47,7 @@ def main() -> None:
         choice = plan.choice
         monthly = plan.fleet_usd_per_month or choice.usd_per_month
         print(
-            f"{model:24} {choice.label:52} {monthly:>10.0f} "
-            f"{choice.usd_per_million_tokens:>11.4f}"
+            f"{model:24} {choice.label:52} {monthly:>10.0f} {choice.usd_per_million_tokens:>11.4f}"
         )
         report = capacity_report(prepare(targets, snapshot))
         (args.out / f"{model}.html").write_text(render_html(report), encoding="utf-8")

@@ -48,6 +48,9 @@ def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
     # Ray's socket paths must stay under 108 bytes: a short directory, not pytest's tmp path.
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qp-ray-", dir="/tmp")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Node agents inherit this process's environment when the nodes start: keep what they
+    # write (replica notes) in the test's directory, not the user's.
+    os.environ["QUANTPLAN_DATA_DIR"] = str(tmp / "data")
     from quantplan.agent.cluster.local import use_loopback_driver
 
     use_loopback_driver()
