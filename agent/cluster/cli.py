@@ -43,6 +43,8 @@ def cluster_up_command(
 
     with console.status("starting the local Ray cluster..."):
         state = cluster_up(nodes, head_cpus=head_cpus, database_url=db)
+    with console.status("starting the collector and the node agents..."):
+        start_services(state, db)
     table = Table("node", "instance type", "logical CPUs", "node id")
     for node in state.nodes:
         table.add_row(
@@ -50,6 +52,25 @@ def cluster_up_command(
         )
     console.print(table)
     console.print(f"cluster at [bold]{state.address}[/]; stop it with `quantplan cluster down`")
+
+
+def start_services(state: object, database_url: str | None) -> None:
+    """The collector (for ``database_url``) and one agent per node, so a dashboard opened now
+    already sees the nodes; both are detached actors and outlive this command."""
+    import ray
+    from quantplan.agent.cluster.collector_actor import start_collector
+    from quantplan.agent.cluster.local import connect
+    from quantplan.agent.cluster.node_agent import start_node_agents
+    from quantplan.catalog.db import open_catalog, resolve_database_url
+
+    url = resolve_database_url(database_url)
+    open_catalog(url)  # migrate and seed here, where errors reach the user
+    connect(state)  # type: ignore[arg-type]
+    try:
+        start_collector(url)
+        start_node_agents()
+    finally:
+        ray.shutdown()
 
 
 @cluster_app.command("down")

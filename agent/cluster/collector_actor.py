@@ -15,6 +15,7 @@ from quantplan.agent.cluster.collector import CollectorStats, ReportCollector, S
 from quantplan.agent.cluster.events import EventBatch, FleetEvent, parse_event
 from quantplan.catalog.reports import MeasurementReport
 
+from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
 
 NAMESPACE = "quantplan"
@@ -68,7 +69,17 @@ def start_collector(database_url: str, spool_dir: Path | None = None) -> ray.act
 
 
 def get_collector() -> ray.actor.ActorHandle:
-    return ray.get_actor(COLLECTOR_NAME, namespace=NAMESPACE)
+    try:
+        return ray.get_actor(COLLECTOR_NAME, namespace=NAMESPACE)
+    except ValueError:
+        raise NoCollectorError(
+            "this Ray cluster has no quantplan collector yet",
+            hint="`quantplan cluster up` starts one; on another cluster, `quantplan apply` does",
+        ) from None
+
+
+class NoCollectorError(QuantplanError, ValueError):
+    """The cluster runs no collector (a ValueError too, as Ray's lookup raised)."""
 
 
 class CollectorClient:
