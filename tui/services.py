@@ -7,8 +7,6 @@ services, which are thin adapters over the packages' own functions. Tests and be
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,29 +19,6 @@ from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
 from quantplan.errors import QuantplanError
 
 ImportResult = list[tuple[str, dict[str, int]]]
-
-
-def _find_function(candidates: tuple[tuple[str, str], ...]) -> Callable[..., Any] | None:
-    """The first ``module.function`` of ``candidates`` that this install has."""
-    for module_name, function_name in candidates:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as missing:
-            if missing.name is not None and module_name.startswith(missing.name):
-                continue
-            raise
-        function = getattr(module, function_name, None)
-        if callable(function):
-            return function
-    return None
-
-
-# Where the agent exposes applying a plan. Looked up lazily, so the dashboard starts (and says
-# what is missing) when this install's agent has no cluster support yet.
-APPLY_FUNCTIONS = (
-    ("quantplan.agent.cluster.apply", "apply_plan"),
-    ("quantplan.agent.cluster", "apply_plan"),
-)
 
 
 @dataclass
@@ -71,21 +46,33 @@ class PlannerService:
 
 @dataclass
 class ApplyService:
-    """Hands a plan to the cluster agent, when this install has one."""
+    """Hands a plan to the cluster agent's ``apply_plan``, on the cluster the user named.
+
+    Without an explicit address nothing is applied: ``auto`` would attach to whatever Ray
+    cluster this machine happens to run, which is not a choice to make for the user.
+    """
 
     address: str | None = None
 
     def apply(self, plan: Plan) -> str:
-        function = _find_function(APPLY_FUNCTIONS)
-        if function is None:
+        if self.address is None:
             raise QuantplanError(
-                "applying plans from the dashboard needs the cluster agent "
-                "(quantplan.agent.cluster), which this install does not have yet",
-                hint="save the plan (ctrl+s); apply it with `quantplan apply plan.yaml` "
-                "once cluster support is installed",
+                "no cluster to apply to: the dashboard was started without --address",
+                hint="save the plan (ctrl+s) and run `quantplan apply plan.yaml`, or restart "
+                "with `quantplan dashboard --address auto` after `quantplan cluster up`",
             )
-        outcome = function(plan, address=self.address or "auto")
-        return str(outcome) if outcome is not None else "plan applied"
+        from quantplan.agent.cluster.apply import apply_plan  # imports Ray: only when applying
+
+        try:
+            outcome = apply_plan(plan, address=self.address)
+        except QuantplanError:
+            raise
+        except Exception as error:  # Ray and engines fail in many ways; the UI shows them all
+            raise QuantplanError(
+                f"applying the plan failed: {type(error).__name__}: {error}",
+                hint="`quantplan status` shows what runs; the collector's event log says more",
+            ) from error
+        return str(outcome)
 
 
 @dataclass
