@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -152,7 +153,7 @@ def vllm_fidelity(args: argparse.Namespace) -> dict[str, Any]:
             _ours(server, workload, 1, 2)  # warm-up, unmeasured
             for index in range(args.rounds):
                 order = ["ours", "vllm"] if index % 2 == 0 else ["vllm", "ours"]
-                entry: dict[str, Any] = {"order": order}
+                entry: dict[str, Any] = {"order": order, "load_before": os.getloadavg()[0]}
                 for who in order:
                     if who == "ours":
                         entry["ours"] = _ours(server, workload, args.concurrency, args.requests)
@@ -321,7 +322,24 @@ def _markdown(report: dict[str, Any]) -> str:
                 f"| {label} | {v['mean']['ours'][key]:.1f} | {v['mean']['vllm'][key]:.1f} | "
                 f"{v['diff_pct'][diff_key]:+.1f} % | {target} |"
             )
-        lines += ["", f"Within target: {v['within_target']}", ""]
+        lines += [
+            "",
+            f"Within target: {v['within_target']}",
+            "",
+            "Per round (output tok/s, median TTFT ms; 1-minute load average before the round):",
+            "",
+            "| round | order | load | quantplan tok/s | vllm tok/s | quantplan TTFT | vllm TTFT |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for index, entry in enumerate(v["rounds"]):
+            ours, theirs = entry["ours"], entry["vllm"]
+            lines.append(
+                f"| {index} | {' then '.join(entry['order'])} | "
+                f"{entry.get('load_before', 0):.1f} | {ours['output_throughput']:.1f} | "
+                f"{theirs['output_throughput']:.1f} | {ours['median_ttft_ms']:.0f} | "
+                f"{theirs['median_ttft_ms']:.0f} |"
+            )
+        lines.append("")
     if "llama.cpp" in report:
         lc = report["llama.cpp"]
         lines += [
