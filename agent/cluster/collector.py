@@ -31,6 +31,8 @@ from quantplan.errors import QuantplanError
 LOG = logging.getLogger(__name__)
 
 ReportWriter = Callable[[Engine, MeasurementReport], ReportOutcome]
+BatchWriter = Callable[[Engine, list[MeasurementReport]], list[ReportOutcome]]
+"""Writes many reports in one transaction, all or nothing; outcomes in order."""
 UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 """Database errors that mean "not now" (server down, file locked): keep the report, retry."""
 
@@ -65,6 +67,15 @@ def _default_writer() -> ReportWriter:
     return record_report
 
 
+def _catalog_batch_writer() -> BatchWriter | None:
+    """The catalog's batch writer, where this catalog version has one."""
+    try:
+        from quantplan.catalog.reports import record_reports  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return record_reports  # type: ignore[no-any-return]
+
+
 class ReportCollector:
     """Accept, spool and write reports; publish what happens. Thread-safe."""
 
@@ -74,11 +85,13 @@ class ReportCollector:
         spool_dir: Path,
         bus: EventBus | None = None,
         writer: ReportWriter | None = None,
+        batch_writer: BatchWriter | None = None,
     ) -> None:
         self.database_url = database_url
         self.spool = ReportSpool(spool_dir)
         self.bus = bus or EventBus()
         self._writer = writer or _default_writer()
+        self._batch_writer = batch_writer if batch_writer is not None else _catalog_batch_writer()
         self._engine: Engine | None = None
         self._flush_lock = threading.Lock()  # one writer at a time
         self._count_lock = threading.Lock()  # never held while writing: submit stays fast
@@ -136,6 +149,12 @@ class ReportCollector:
                     reports = list(self.spool.read(batch).reports)
                 except (OSError, ValidationError):
                     continue  # renamed away by a concurrent flush, or a torn file we never wrote
+                written = self._write_batch(reports)
+                if written is False:
+                    return False
+                if written:
+                    self.spool.done(batch)
+                    continue
                 for index, text in enumerate(reports):
                     if not self._write_one(text):
                         if index:
@@ -144,6 +163,35 @@ class ReportCollector:
                 self.spool.done(batch)
             self._set_available(True, "")
             return True
+
+    def _write_batch(self, texts: list[str]) -> bool | None:
+        """All of a spool batch in one transaction: True when written, False when the catalog
+        is unavailable, None to write it report by report (no batch writer, or the batch held
+        a report the catalog refuses -- one by one finds and sets aside that report)."""
+        if self._batch_writer is None:
+            return None
+        reports = [MeasurementReport.model_validate_json(text) for text in texts]
+        try:
+            outcomes = self._batch_writer(self._open(), reports)
+        except UNAVAILABLE_ERRORS as error:
+            self._set_available(False, _short(error))
+            return False
+        except QuantplanError as error:
+            if self._engine is None:
+                self._set_available(False, _short(error))
+                return False
+            return None
+        except Exception:
+            return None
+        with self._count_lock:
+            self._pending -= len(reports)
+        for report, outcome in zip(reports, outcomes, strict=True):
+            self._counts["recorded" if outcome == "recorded" else "duplicate"] += 1
+            run = report.run
+            self.publish(
+                ReportEvent(run_id=run.run_id, kind=run.kind, status=run.status, outcome=outcome)
+            )
+        return True
 
     def _write_one(self, text: str) -> bool:
         report = MeasurementReport.model_validate_json(text)

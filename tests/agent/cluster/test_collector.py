@@ -160,3 +160,32 @@ def test_submissions_from_many_threads_lose_nothing(sqlite_url: str, tmp_path: P
     collector.close()
     ids = {r.run.run_id for r in reports}
     assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+
+
+def test_a_batch_writer_gets_whole_spool_batches_and_bad_reports_fall_back(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from quantplan.catalog.reports import record_report
+
+    batches: list[int] = []
+
+    def write_in_one_go(engine, reports):  # the real writer, called per batch
+        batches.append(len(reports))
+        return [record_report(engine, report) for report in reports]
+
+    collector = ReportCollector(sqlite_url, tmp_path / "spool", batch_writer=write_in_one_go)
+    good = [benchmark_report() for _ in range(5)]
+    collector.submit([r.model_dump_json() for r in good])
+    assert collector.flush()
+    assert batches == [5]
+    bad = benchmark_report()
+    bad = bad.model_copy(
+        update={"profiles": (bad.profiles[0].model_copy(update={"hardware": "Xeon-Typo"}),)}
+    )
+    more = [benchmark_report(), bad, benchmark_report()]
+    collector.submit([r.model_dump_json() for r in more])
+    assert collector.flush()  # the batch fails on the bad report; one by one sets it aside
+    ids = {r.run.run_id for r in good} | {more[0].run.run_id, more[2].run.run_id}
+    assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+    assert len(collector.spool.rejected()) == 1
+    assert collector.stats().pending == 0
