@@ -49,7 +49,7 @@ from quantplan.tui.services import CatalogService, DashboardServices
 from quantplan.tui.widgets.live_table import LiveTable
 from textual import events
 from textual._compositor import CompositorUpdate
-from textual.widgets import TabbedContent
+from textual.widgets import ContentSwitcher
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -159,7 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await pilot.pause(0.05)
         screen = app.screen
         table = screen.query_one("#nodes", LiveTable)
-        tabs = screen.query_one("#fleet-tabs", TabbedContent)
+        tabs = screen.query_one("#fleet-tabs", ContentSwitcher)
         while table.row_count < args.nodes:
             await pilot.pause(0.1)
         table.focus()
@@ -179,7 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if now >= next_sample:
                 rss.append((round(now - start, 1), process.memory_info().rss / 2**20))
                 next_sample += 1.0
-            on_nodes = tabs.active == "tab-nodes"
+            on_nodes = tabs.current == "nodes"
             if on_nodes and rng.random() < 0.85:
                 expected = (table.cursor_row + 1) % table.row_count
                 if expected == 0:
@@ -188,8 +188,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 recorder.check = lambda e=expected: table.cursor_row == e
                 kind, key = "cursor_down", "down"
             else:
-                target = "tab-deployments" if on_nodes else "tab-nodes"
-                recorder.check = lambda t=target: tabs.active == t
+                target = "deployments" if on_nodes else "nodes"
+                recorder.check = lambda t=target: tabs.current == t
                 kind, key = "switch_tab", "d" if on_nodes else "n"
             recorder.probe = Probe(kind, time.perf_counter())
             driver.send_message(events.Key(key, None))

@@ -18,7 +18,7 @@ from quantplan.tui.fleet.sources import (
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.widgets.live_table import LiveTable
 from textual.pilot import Pilot
-from textual.widgets import DataTable, RichLog, Static, TabbedContent
+from textual.widgets import ContentSwitcher, DataTable, RichLog, Static
 from tui_support import plain_text, wait_until
 
 
@@ -60,9 +60,9 @@ async def test_recorded_history_fills_every_tab(
         banner = screen.query_one("#replan", Static)
         assert banner.display and "9% over the prediction" in plain_text(banner)
 
-        tabs = screen.query_one("#fleet-tabs", TabbedContent)
+        tabs = screen.query_one("#fleet-tabs", ContentSwitcher)
         await pilot.press("j")
-        assert tabs.active == "tab-jobs"
+        assert tabs.current == "jobs" and app.focused is screen.query_one("#jobs")
         jobs = screen.query_one("#jobs", DataTable)
         assert [str(jobs.get_cell_at((r, 0))) for r in range(jobs.row_count)] == [
             "bench-1",

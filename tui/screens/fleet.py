@@ -21,7 +21,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, DataTable, Footer, Header, RichLog, Static
 
 if TYPE_CHECKING:
     from quantplan.tui.app import QuantplanApp
@@ -103,6 +103,22 @@ def deployment_cells(row: DeploymentRow) -> tuple[str | Text, ...]:
     )
 
 
+VIEWS = (
+    ("nodes", "n", "Nodes"),
+    ("jobs", "j", "Jobs"),
+    ("deployments", "d", "Deployments"),
+    ("events", "e", "Events"),
+)
+
+
+def tab_bar(active: str) -> Text:
+    bar = Text()
+    for view, key, title in VIEWS:
+        bar.append(f" {key} {title} ", style="reverse bold" if view == active else "dim")
+        bar.append(" ")
+    return bar
+
+
 def summary_line(description: str, summary: FleetSummary) -> str:
     nodes = ", ".join(f"{n} {s}" for s, n in sorted(summary.nodes_by_state.items())) or "none"
     return (
@@ -117,10 +133,10 @@ class FleetScreen(Screen[None]):
     """What runs where, and what it costs per token, live."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "show_tab('tab-nodes')", "Nodes"),
-        Binding("j", "show_tab('tab-jobs')", "Jobs"),
-        Binding("d", "show_tab('tab-deployments')", "Deployments"),
-        Binding("e", "show_tab('tab-events')", "Events"),
+        Binding("n", "show_tab('nodes')", "Nodes"),
+        Binding("j", "show_tab('jobs')", "Jobs"),
+        Binding("d", "show_tab('deployments')", "Deployments"),
+        Binding("e", "show_tab('events')", "Events"),
     ]
 
     def __init__(self) -> None:
@@ -148,15 +164,14 @@ class FleetScreen(Screen[None]):
         with Vertical(id="fleet-live"):
             yield Static(getattr(source, "description", ""), id="fleet-summary")
             yield Static("", id="replan")
-            with TabbedContent(id="fleet-tabs"):
-                with TabPane("Nodes", id="tab-nodes"):
-                    yield LiveTable(NODE_COLUMNS, id="nodes")
-                with TabPane("Jobs", id="tab-jobs"):
-                    yield DataTable(id="jobs", cursor_type="row")
-                with TabPane("Deployments", id="tab-deployments"):
-                    yield DataTable(id="deployments", cursor_type="row")
-                with TabPane("Events", id="tab-events"):
-                    yield RichLog(id="events", max_lines=500, wrap=True)
+            # A plain switcher and a one-line tab bar: switching views is a keypress away and
+            # costs no tab animation while a thousand rows are updating.
+            yield Static(tab_bar("nodes"), id="fleet-tab-bar")
+            with ContentSwitcher(initial="nodes", id="fleet-tabs"):
+                yield LiveTable(NODE_COLUMNS, id="nodes")
+                yield DataTable(id="jobs", cursor_type="row")
+                yield DataTable(id="deployments", cursor_type="row")
+                yield RichLog(id="events", max_lines=500, wrap=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -291,17 +306,17 @@ class FleetScreen(Screen[None]):
     def action_show_tab(self, tab: str) -> None:
         if isinstance(self.source, SourceUnavailable):
             return
-        self.query_one("#fleet-tabs", TabbedContent).active = tab
-        # Keys go where the eyes go: the tab's table (or log) takes the focus.
-        self.query_one(f"#{tab} > *").focus()
-        self.refresh_views()
+        self.query_one("#fleet-tabs", ContentSwitcher).current = tab
+        self.query_one("#fleet-tab-bar", Static).update(tab_bar(tab))
+        # Keys go where the eyes go: the view's table (or log) takes the focus.
+        self.query_one(f"#{tab}").focus()
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         for tab, title in (
-            ("tab-nodes", "Nodes"),
-            ("tab-jobs", "Jobs"),
-            ("tab-deployments", "Deployments"),
-            ("tab-events", "Events"),
+            ("nodes", "Nodes"),
+            ("jobs", "Jobs"),
+            ("deployments", "Deployments"),
+            ("events", "Events"),
         ):
             yield SystemCommand(
                 f"Fleet: {title}",
