@@ -12,7 +12,6 @@ Applying the same plan again changes nothing; a changed plan is reconciled after
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +28,10 @@ from quantplan.agent.cluster.measure import (
     cost_by_node,
     cost_line,
 )
+from quantplan.agent.cluster.replan import ReplanProposal, misses, propose_replan
+from quantplan.agent.cluster.replicas import healthy_replicas, stop_replica
 from quantplan.agent.cluster.validation import PlanRefusedError, built_toolchains, plan_refusals
-from quantplan.planner.plan import Plan, load_plan, save_plan
+from quantplan.planner.plan import Plan, load_plan
 
 from quantplan.errors import QuantplanError
 
@@ -53,16 +54,6 @@ class ApplyOptions(BaseModel):
     startup_timeout_s: float = Field(default=300.0, gt=0)
 
 
-class ReplanProposal(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reason: str
-    current: list[str]
-    proposed: list[str]
-    path: str | None = None
-    applied: bool = False
-
-
 class ApplyOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,16 +72,6 @@ class ApplyOutcome(BaseModel):
         cost = self.plan_cost.usd_per_million_tokens if self.plan_cost else None
         tail = f", ${cost:.4f}/M tokens" if cost is not None else ""
         return f"{self.name}: {self.status}, {len(self.endpoints)} replica(s){tail}"
-
-
-def _artifact_request(method: str, scheme: str) -> dict[str, object]:
-    """The quantize options that produce ``scheme`` (catalog scheme names)."""
-    if method == "gguf":
-        return {"type": scheme.removeprefix("gguf-").upper(), "measure_layer_error": False}
-    match = re.fullmatch(r"(gptq|awq)-(w4a16|w8a16)-g(\d+)", scheme)
-    if match is None:
-        raise QuantplanError(f"do not know how to produce scheme {scheme!r} with {method}")
-    return {"scheme": match.group(2).upper(), "group_size": int(match.group(3))}
 
 
 class _Applier:
@@ -134,7 +115,7 @@ class _Applier:
             raise PlanRefusedError(reasons)
         state = states.load_state(self.name)
         wanted = states.replica_specs(self.plan, self.name)
-        healthy = _healthy_replicas(state)
+        healthy = healthy_replicas(state)
         plan_diff = states.diff(wanted, state, healthy)
         outcome = ApplyOutcome(name=self.name, status="applied", diff=plan_diff.describe())
         if self.options.dry_run:
@@ -167,7 +148,7 @@ class _Applier:
     def _stop(self, state: states.DeploymentState, replica_ids: tuple[str, ...]) -> None:
         for replica_id in replica_ids:
             record = state.replicas.pop(replica_id)
-            stop_replica(record, self.client)
+            stop_replica(record)
             self.client.publish(
                 ReplicaEvent(
                     plan_id=self.name,
@@ -181,7 +162,7 @@ class _Applier:
             )
 
     def _artifacts(self, specs: tuple[states.ReplicaSpec, ...]) -> dict[str, str]:
-        from quantplan.agent.cluster.jobs import QuantizeJob
+        from quantplan.agent.cluster.jobs import QuantizeJob, quantize_options_for_scheme
         from quantplan.agent.cluster.scheduler import run_job
 
         paths: dict[str, str] = {}
@@ -192,7 +173,7 @@ class _Applier:
             if spec.method == "baseline":
                 paths[spec.scheme] = self._base_checkpoint()
                 continue
-            request = _artifact_request(spec.method, spec.scheme)
+            request = quantize_options_for_scheme(spec.method, spec.scheme)
             job = QuantizeJob(
                 job_id=f"quantize-{self.name}-{spec.scheme}-{uuid.uuid4().hex[:8]}",
                 model=self.options.model_dir or "default",
@@ -379,32 +360,17 @@ class _Applier:
         )
 
     def _maybe_replan(self, comparisons: list[MetricComparison]) -> ReplanProposal | None:
-        misses = [c for c in comparisons if c.off_by > self.options.replan_threshold_pct]
-        if not misses:
+        missed = misses(comparisons, self.options.replan_threshold_pct)
+        if not missed:
             return None
-        from quantplan.catalog.db import open_catalog
-        from quantplan.catalog.snapshot import load_snapshot
-        from quantplan.planner.planning import make_plan
-
         # The collector writes asynchronously: wait until this apply's profiles are in.
         deadline = time.monotonic() + 60
         while self.client.stats().pending and time.monotonic() < deadline:
             time.sleep(0.2)
-        reason = "; ".join(
-            f"{c.deployment} {c.metric}: predicted {c.predicted:g}, measured {c.measured:g} "
-            f"({c.error_pct:+.0f}%)"
-            for c in misses
-        )
-        new_plan = make_plan(self.plan.targets, load_snapshot(open_catalog(self.database_url)))
-        current = [d.label for d in self.plan.fleet]
-        proposed = [d.label for d in new_plan.fleet]
-        if states.plan_hash(new_plan) == self.plan_id or proposed == current:
-            return ReplanProposal(reason=reason, current=current, proposed=proposed)
-        path = states.states_dir() / f"{self.name}.proposed.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_plan(new_plan, path)
-        self.event("replan_proposed", (reason,), detail=" + ".join(proposed))
-        proposal = ReplanProposal(reason=reason, current=current, proposed=proposed, path=str(path))
+        proposal, new_plan = propose_replan(self.plan, missed, self.database_url, self.name)
+        if new_plan is None:
+            return proposal
+        self.event("replan_proposed", (proposal.reason,), detail=" + ".join(proposal.proposed))
         if self.options.auto_replan:
             options = self.options.model_copy(update={"auto_replan": False})
             _Applier(new_plan, "auto", options).run()
@@ -423,42 +389,6 @@ def _check_collector_database(client: object, database_url: str) -> None:
             hint="apply with the same --db as before, or restart the cluster "
             "(`quantplan cluster down` / `up`) to switch catalogs",
         )
-
-
-def _healthy_replicas(state: states.DeploymentState | None) -> set[str]:
-    import httpx
-
-    healthy: set[str] = set()
-    if state is None:
-        return healthy
-    with httpx.Client(timeout=3.0) as client:
-        for replica_id, record in state.replicas.items():
-            try:
-                if client.get(record.base_url + "/v1/models").status_code == 200:
-                    healthy.add(replica_id)
-            except httpx.HTTPError:
-                continue
-    return healthy
-
-
-def stop_replica(record: states.ReplicaRecord, client: object | None = None) -> None:
-    """Stop a replica through its node agent; if the agent is gone, stop the noted process."""
-    import ray
-    from quantplan.agent.cluster.jobs import JobResult, StopJob
-    from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
-    from quantplan.agent.cluster.replicas import stop_process_group
-
-    job = StopJob(job_id=f"stop-{record.spec.replica_id}", replica_id=record.spec.replica_id)
-    try:
-        agent = ray.get_actor(agent_name(record.node_id), namespace=NAMESPACE)
-        answer = JobResult.model_validate_json(
-            ray.get(agent.run.remote(job.model_dump_json()), timeout=60)
-        )
-        if answer.payload.get("stopped"):
-            return
-    except Exception:  # the agent or its node is gone: fall back to the noted pid
-        pass
-    stop_process_group(record.pid)
 
 
 def apply_plan(

@@ -42,9 +42,9 @@ class FleetStatus(BaseModel):
 
 def fleet_status(address: str = "auto") -> FleetStatus:
     import ray
-    from quantplan.agent.cluster.apply import _healthy_replicas
     from quantplan.agent.cluster.local import attach
     from quantplan.agent.cluster.node_agent import instance_type_of
+    from quantplan.agent.cluster.replicas import healthy_replicas
 
     connected = attach(address)
     nodes = tuple(
@@ -60,7 +60,7 @@ def fleet_status(address: str = "auto") -> FleetStatus:
     alive = {node.node_id for node in nodes if node.alive}
     replicas = []
     for state in states.all_states():
-        healthy = _healthy_replicas(state)
+        healthy = healthy_replicas(state)
         for replica_id, record in state.replicas.items():
             replicas.append(
                 ReplicaStatus(
@@ -89,8 +89,8 @@ def fleet_status(address: str = "auto") -> FleetStatus:
 
 def destroy(name: str | None = None, address: str = "auto") -> list[str]:
     """Stop every replica of deployment ``name`` (all deployments if None); their ids."""
-    from quantplan.agent.cluster.apply import stop_replica
     from quantplan.agent.cluster.local import attach
+    from quantplan.agent.cluster.replicas import stop_replica
 
     attach(address)
     client = None

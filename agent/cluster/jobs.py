@@ -6,9 +6,12 @@ is rerun on another node after a failure -- that is what makes a rerun write no 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from quantplan.errors import QuantplanError
 
 
 class _Job(BaseModel):
@@ -92,3 +95,13 @@ class JobResult(BaseModel):
     detail: str = ""
     payload: dict[str, Any] = Field(default_factory=dict)
     seconds: float = Field(default=0.0, ge=0)
+
+
+def quantize_options_for_scheme(method: str, scheme: str) -> dict[str, object]:
+    """The quantize options that produce ``scheme`` (catalog scheme names)."""
+    if method == "gguf":
+        return {"type": scheme.removeprefix("gguf-").upper(), "measure_layer_error": False}
+    match = re.fullmatch(r"(gptq|awq)-(w4a16|w8a16)-g(\d+)", scheme)
+    if match is None:
+        raise QuantplanError(f"do not know how to produce scheme {scheme!r} with {method}")
+    return {"scheme": match.group(2).upper(), "group_size": int(match.group(3))}

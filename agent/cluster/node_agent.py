@@ -22,7 +22,7 @@ from typing import Any
 
 import ray
 from quantplan.agent.cluster.collector_actor import NAMESPACE, CollectorClient
-from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent, ReplicaEvent
+from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent
 from quantplan.agent.cluster.jobs import (
     JOB,
     BenchmarkJob,
@@ -323,9 +323,6 @@ class NodeAgent:
             "usd_per_million_tokens": cost.usd_per_million_tokens_blended if cost else None,
             "usd_per_million_output_tokens": (cost.usd_per_million_output_tokens if cost else None),
         }
-
-    def replica_event(self, plan_id: str, replica_id: str, **fields: Any) -> None:
-        self._publish(ReplicaEvent(plan_id=plan_id, replica_id=replica_id, **fields))
 
 
 def _version() -> str:

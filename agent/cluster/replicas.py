@@ -12,8 +12,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quantplan.paths import data_dir
+
+if TYPE_CHECKING:
+    from quantplan.agent.cluster.deployment_state import DeploymentState, ReplicaRecord
 
 
 def replicas_dir() -> Path:
@@ -60,3 +64,38 @@ def stop_noted_servers(node_id: str | None = None) -> list[str]:
         note_path.unlink(missing_ok=True)
         stopped.append(note_path.stem)
     return stopped
+
+
+def healthy_replicas(state: DeploymentState | None) -> set[str]:
+    import httpx
+
+    healthy: set[str] = set()
+    if state is None:
+        return healthy
+    with httpx.Client(timeout=3.0) as client:
+        for replica_id, record in state.replicas.items():
+            try:
+                if client.get(record.base_url + "/v1/models").status_code == 200:
+                    healthy.add(replica_id)
+            except httpx.HTTPError:
+                continue
+    return healthy
+
+
+def stop_replica(record: ReplicaRecord) -> None:
+    """Stop a replica through its node agent; if the agent is gone, stop the noted process."""
+    import ray
+    from quantplan.agent.cluster.jobs import JobResult, StopJob
+    from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
+
+    job = StopJob(job_id=f"stop-{record.spec.replica_id}", replica_id=record.spec.replica_id)
+    try:
+        agent = ray.get_actor(agent_name(record.node_id), namespace=NAMESPACE)
+        answer = JobResult.model_validate_json(
+            ray.get(agent.run.remote(job.model_dump_json()), timeout=60)
+        )
+        if answer.payload.get("stopped"):
+            return
+    except Exception:  # the agent or its node is gone: fall back to the noted pid
+        pass
+    stop_process_group(record.pid)

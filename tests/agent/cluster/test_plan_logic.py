@@ -146,3 +146,15 @@ def test_launcher_refuses_an_infeasible_plan() -> None:
     plan = default_model_plan().model_copy(update={"fleet": ()})
     with pytest.raises(QuantplanError, match="no fleet"):
         cluster_config(plan, "kuberay")
+
+
+def test_catalog_schemes_map_to_quantizer_options() -> None:
+    from quantplan.agent.cluster.jobs import quantize_options_for_scheme
+
+    assert quantize_options_for_scheme("gguf", "gguf-q4_k_m")["type"] == "Q4_K_M"
+    assert quantize_options_for_scheme("awq", "awq-w4a16-g64") == {
+        "scheme": "W4A16",
+        "group_size": 64,
+    }
+    with pytest.raises(QuantplanError, match="do not know how"):
+        quantize_options_for_scheme("gptq", "gptq-fp8")
