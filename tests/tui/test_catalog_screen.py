@@ -103,7 +103,7 @@ async def test_import_a_file(make_app: Callable[..., QuantplanApp], tmp_path: Pa
         await wait_until(pilot, lambda: app.catalog_state.snapshot is not before, timeout=20)
         await pilot.pause()
         assert screen.kind == "hardware"
-        assert "TestAccel-9" in [h.name for h in app.catalog_state.catalog_snapshot.hardware]  # type: ignore[union-attr]
+        assert "TestAccel-9" in [h.name for h in app.catalog_state.snapshot.hardware]  # type: ignore[union-attr]
         assert screen.query_one("#catalog-table", DataTable).get_row("hardware:TestAccel-9")
 
 
@@ -115,14 +115,14 @@ async def test_a_bad_file_imports_nothing_and_says_where(
     app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
-        count = len(app.catalog_state.catalog_snapshot.hardware)  # type: ignore[union-attr]
+        count = len(app.catalog_state.snapshot.hardware)  # type: ignore[union-attr]
         await import_through_dialog(pilot, source)
         await wait_until(pilot, lambda: "Nothing imported" in status(screen), timeout=20)
         assert "row 2" in status(screen) and "memory_bandwidth_gbps" in status(screen)
         assert screen.query_one("#catalog-status").has_class("-error")
         app.reload_catalog()
         await pilot.pause(0.5)
-        assert len(app.catalog_state.catalog_snapshot.hardware) == count  # type: ignore[union-attr]
+        assert len(app.catalog_state.snapshot.hardware) == count  # type: ignore[union-attr]
 
 
 async def test_import_dialog_refuses_a_missing_file(
