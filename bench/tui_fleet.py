@@ -170,6 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         driver = app._driver
         assert driver is not None
         rss: list[tuple[float, float]] = []
+        loads: list[float] = []  # other work on the machine competes for the same cores
         start = time.perf_counter()
         cpu_start = process.cpu_times()
         applied_start = screen.state.events_applied
@@ -178,6 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while (now := time.perf_counter()) - start < args.duration:
             if now >= next_sample:
                 rss.append((round(now - start, 1), process.memory_info().rss / 2**20))
+                loads.append(os.getloadavg()[0])
                 next_sample += 1.0
             on_nodes = tabs.current == "nodes"
             if on_nodes and rng.random() < 0.85:
@@ -219,7 +221,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "load_average_1m_during_run": {
+                "min": round(min(loads), 2),
+                "mean": round(statistics.fmean(loads), 2),
+                "max": round(max(loads), 2),
+            },
             "python": platform.python_version(),
             "textual": textual.__version__,
         },
@@ -256,6 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     setup, latency, memory = result["setup"], result["latency_ms"], result["memory"]
+    load = result["machine"]["load_average_1m_during_run"]
     rows = "\n".join(
         f"| {kind} | {v['count']} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} | {v['max_ms']} |"
         for kind, v in latency.items()
@@ -266,8 +273,9 @@ def markdown(result: dict[str, Any]) -> str:
 {setup["nodes"]:,} simulated nodes, {setup["updates_per_node_per_s"]} updates per node per second
 ({result["throughput"]["events_published_per_s"]:,} events/s published), terminal
 {setup["terminal"]}, {setup["duration_s"]} s measured after {setup["warmup_s"]} s warm-up.
-Machine: {result["machine"]["cpus"]} CPUs, 1-minute load average at the end
-{result["machine"]["load_average_1m_at_end"]} (shared with other work), Python
+Machine: {result["machine"]["cpus"]} CPUs shared with other work: 1-minute load average during
+the run {load["min"]}-{load["max"]} (mean {load["mean"]}), i.e. the dashboard competed for the
+cores with that many runnable processes. Python
 {result["machine"]["python"]}, Textual {result["machine"]["textual"]}. {result["date"]}.
 
 Input-to-render latency (key handed to the driver -> first frame showing its effect, composed

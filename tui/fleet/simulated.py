@@ -239,7 +239,9 @@ class SimulatedFleetSource:
     fleet: SimulatedFleet
     period_s: float = 0.1
     description: str = "SIMULATED fleet (no cluster; numbers are random)"
-    bus: EventBus = field(default_factory=lambda: EventBus(capacity=50_000))
+    # Two seconds of a 1,000-node fleet at 10 updates/s: enough for a poll to catch up, and
+    # bounded, since the bus keeps what it holds until newer events push it out.
+    bus: EventBus = field(default_factory=lambda: EventBus(capacity=20_000))
     published: int = 0
 
     def _publish(self, events: Sequence[FleetEvent]) -> None:
