@@ -8,15 +8,16 @@ failed run with its error, never as numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from quantplan.catalog.db import session_scope
-from quantplan.catalog.models import Hardware, Run
+from quantplan.catalog.models import Profile, QualityResult, Run
 from quantplan.catalog.records import HardwareRecord, ProfileRecord, QualityRecord
-from quantplan.catalog.store import write_record
-from sqlalchemy import Engine
+from quantplan.catalog.store import Resolver, measurement_columns, write_record
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, select
 
 RunKind = Literal["quantize", "serve", "benchmark", "evaluate", "apply", "profile"]
@@ -87,39 +88,88 @@ class MeasurementReport(BaseModel):
 
 
 ReportOutcome = Literal["recorded", "duplicate"]
+FINAL_STATUSES = ("succeeded", "failed")
+_IN_CHUNK = 500  # bound the size of one IN (...) list
 
 
 def record_report(engine: Engine, report: MeasurementReport) -> ReportOutcome:
     """Write a report in one transaction. Returns "duplicate" if the run is already final."""
-    run = report.run
+    return record_reports(engine, [report])[0]
+
+
+def record_reports(engine: Engine, reports: Sequence[MeasurementReport]) -> list[ReportOutcome]:
+    """Write many reports in one transaction, one outcome per report, in order.
+
+    Runs already final in the catalog (or earlier in the batch) come back as "duplicate" and
+    write nothing. Names are resolved once per batch and rows go in with bulk inserts, which
+    is what lets a collector keep up with a fleet. Any invalid row aborts the whole batch.
+    """
+    if not reports:
+        return []
     with session_scope(engine) as session:
-        existing = session.get(Run, run.run_id)
-        if existing is not None and existing.status in ("succeeded", "failed"):
-            return "duplicate"
-        if report.new_hardware is not None and not _hardware_exists(
-            session, report.new_hardware.name
-        ):
-            write_record(session, "hardware", report.new_hardware)
-        row = existing or Run(id=run.run_id, kind=run.kind, started_at=run.started_at)
-        row.kind = run.kind
-        row.status = run.status
-        row.started_at = run.started_at
-        row.finished_at = run.finished_at
-        row.hardware = run.hardware
-        row.tool_versions = dict(run.tool_versions)
-        row.error_kind = run.error_kind
-        row.error_message = run.error_message
-        session.add(row)
-        session.flush()
-        for profile in report.profiles:
-            write_record(session, "profiles", profile.model_copy(update={"run_id": run.run_id}))
-        for quality in report.quality:
-            write_record(session, "quality", quality.model_copy(update={"run_id": run.run_id}))
-    return "recorded"
+        known_runs = _runs_by_id(session, [r.run.run_id for r in reports])
+        resolve = Resolver(session)
+        outcomes: list[ReportOutcome] = []
+        new_runs: list[dict[str, Any]] = []
+        rows: dict[str, list[dict[str, Any]]] = {"profiles": [], "quality": []}
+        seen: set[str] = set()
+        for report in reports:
+            run = report.run
+            existing = known_runs.get(run.run_id)
+            if run.run_id in seen or (existing is not None and existing.status in FINAL_STATUSES):
+                outcomes.append("duplicate")
+                continue
+            seen.add(run.run_id)
+            if report.new_hardware is not None and not resolve.has_hardware(
+                report.new_hardware.name
+            ):
+                write_record(session, "hardware", report.new_hardware)
+            columns = _run_columns(run)
+            if existing is None:
+                new_runs.append(columns)
+            else:  # a run that was announced as running and now reports its end
+                for field, value in columns.items():
+                    setattr(existing, field, value)
+                session.add(existing)
+            stamp = datetime.now(UTC)
+            for kind, records in (("profiles", report.profiles), ("quality", report.quality)):
+                for record in records:
+                    row = measurement_columns(record, resolve)
+                    row["run_id"] = run.run_id
+                    row["recorded_at"] = row.get("recorded_at") or stamp
+                    rows[kind].append(row)
+            outcomes.append("recorded")
+        if new_runs:
+            session.execute(insert(Run), new_runs)
+        if rows["profiles"]:
+            session.execute(insert(Profile), rows["profiles"])
+        if rows["quality"]:
+            session.execute(insert(QualityResult), rows["quality"])
+    return outcomes
 
 
-def _hardware_exists(session: Session, name: str) -> bool:
-    return session.exec(select(Hardware.id).where(Hardware.name == name)).first() is not None
+def _runs_by_id(session: Session, run_ids: list[str]) -> dict[str, Run]:
+    found: dict[str, Run] = {}
+    unique = sorted(set(run_ids))
+    for start in range(0, len(unique), _IN_CHUNK):
+        chunk = unique[start : start + _IN_CHUNK]
+        for run in session.exec(select(Run).where(Run.id.in_(chunk))).all():  # type: ignore[attr-defined]
+            found[run.id] = run
+    return found
+
+
+def _run_columns(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.run_id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "hardware": run.hardware,
+        "tool_versions": dict(run.tool_versions),
+        "error_kind": run.error_kind,
+        "error_message": run.error_message,
+    }
 
 
 def list_runs(

@@ -47,7 +47,7 @@ def instance_key(cloud: str, name: str, region: str) -> str:
     return f"{cloud}/{name}/{region}"
 
 
-class _Resolver:
+class Resolver:
     """Looks up related rows by natural key within one session, with near-miss suggestions."""
 
     def __init__(self, session: Session) -> None:
@@ -63,6 +63,13 @@ class _Resolver:
                 raise UnknownNameError(what, name, known)
             self._cache[key] = row.id  # type: ignore[attr-defined]
         return self._cache[key]
+
+    def has_hardware(self, name: str) -> bool:
+        try:
+            self.hardware(name)
+        except UnknownNameError:
+            return False
+        return True
 
     def hardware(self, name: str) -> int:
         return self._by_name(Hardware, "hardware", name)
@@ -106,7 +113,7 @@ class _Kind:
     table: type[SQLModel]
     record: type[Record]
     key_fields: tuple[str, ...]
-    to_columns: Callable[[Record, _Resolver], dict[str, Any]]
+    to_columns: Callable[[Record, Resolver], dict[str, Any]]
     from_row: Callable[[Any], Record]
 
 
@@ -118,7 +125,7 @@ def _hardware_from_row(row: Hardware) -> HardwareRecord:
     return HardwareRecord.model_validate(row.model_dump(exclude={"id"}))
 
 
-def _instance_columns(record: Record, resolve: _Resolver) -> dict[str, Any]:
+def _instance_columns(record: Record, resolve: Resolver) -> dict[str, Any]:
     data = record.model_dump()
     data["hardware_id"] = resolve.hardware(data.pop("hardware"))
     return data
@@ -129,7 +136,7 @@ def _instance_from_row(row: InstanceType) -> InstanceRecord:
     return InstanceRecord.model_validate({**data, "hardware": row.hardware.name})
 
 
-def _measurement_columns(record: Record, resolve: _Resolver) -> dict[str, Any]:
+def measurement_columns(record: Record, resolve: Resolver) -> dict[str, Any]:
     data = record.model_dump()
     data["model_id"] = resolve.model(data.pop("model"))
     data["scheme_id"] = resolve.scheme(data.pop("scheme"))
@@ -210,14 +217,14 @@ KINDS: dict[str, _Kind] = {
             "source",
             "run_id",
         ),
-        _measurement_columns,
+        measurement_columns,
         _profile_from_row,
     ),
     "quality": _Kind(
         QualityResult,
         QualityRecord,
         ("model_id", "scheme_id", "eval_set", "engine", "basis", "source", "run_id"),
-        _measurement_columns,
+        measurement_columns,
         _quality_from_row,
     ),
 }
@@ -239,7 +246,7 @@ def write_record(
 ) -> WriteOutcome:
     """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch."""
     spec = KINDS[kind]
-    columns = spec.to_columns(record, _Resolver(session))
+    columns = spec.to_columns(record, Resolver(session))
     table = spec.table
     condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
     existing = session.exec(select(table).where(*condition)).first()

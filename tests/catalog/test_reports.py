@@ -91,3 +91,40 @@ def test_report_rules() -> None:
         MeasurementReport(
             run=_run("x"), profiles=(_profile(1, 1.0).model_copy(update={"run_id": "y"}),)
         )
+
+
+def test_batch_of_reports_in_one_transaction(db_url: str) -> None:
+    from quantplan.catalog.reports import record_reports
+
+    engine = open_catalog(db_url)
+    first = MeasurementReport(
+        run=_run("batch-1"), new_hardware=LOCAL_CPU, profiles=(_profile(1, 5.0),)
+    )
+    second = MeasurementReport(
+        run=_run("batch-2"), new_hardware=LOCAL_CPU, profiles=(_profile(2, 9.0),)
+    )
+    failed = MeasurementReport(
+        run=_run("batch-3", "failed", error_kind="never_healthy", error_message="no /health")
+    )
+    outcomes = record_reports(engine, [first, second, first, failed])
+    assert outcomes == ["recorded", "recorded", "duplicate", "recorded"]
+    assert record_reports(engine, [second, failed]) == ["duplicate", "duplicate"]
+    profiles = [
+        p for p in load_snapshot(engine).profiles if p.run_id and p.run_id.startswith("batch-")
+    ]
+    assert sorted((p.run_id, p.concurrency) for p in profiles) == [("batch-1", 1), ("batch-2", 2)]
+
+
+def test_batch_with_a_bad_row_writes_nothing(sqlite_url: str) -> None:
+    from quantplan.catalog.reports import record_reports
+
+    from quantplan.errors import UnknownNameError
+
+    engine = open_catalog(sqlite_url)
+    good = MeasurementReport(run=_run("ok-1"), new_hardware=LOCAL_CPU, profiles=(_profile(1, 5.0),))
+    bad = MeasurementReport(
+        run=_run("bad-1"), profiles=(_profile(1, 5.0).model_copy(update={"scheme": "bf17"}),)
+    )
+    with pytest.raises(UnknownNameError, match="bf16"):
+        record_reports(engine, [good, bad])
+    assert not [r for r in list_runs(engine) if r["id"] in ("ok-1", "bad-1")]
