@@ -4,10 +4,11 @@ Each report is a succeeded benchmark run with one measured profile row, as node 
 them. Two figures per database:
 - accept: validated and persisted to the spool (what a node agent waits for), batches of 100;
 - end to end: from the first submission until every report is in the catalog.
-The collector runs in-process here (the Ray actor wraps the same object; Ray adds one call per
-batch). Target from the issue: at least 1,000 reports/s end to end.
+Measured twice: with the collector in-process, and through the collector actor on a local Ray
+node (what node agents do: one actor call per batch of reports, JSON in, JSON out). Target from
+the issue: at least 1,000 reports/s end to end.
 
-Usage: python bench/cluster_collector.py [--reports 1000] [--postgres URL]
+Usage: python bench/cluster_collector.py [--reports 1000] [--postgres URL] [--no-ray]
 Writes bench/results/cluster_collector.json and .md.
 """
 
@@ -88,10 +89,52 @@ def measure(database_url: str, reports: list[str], batch: int = 100) -> dict[str
     }
 
 
+def measure_through_ray(
+    database_url: str, reports: list[str], batch: int = 100
+) -> dict[str, float]:
+    """The same, through the collector actor (a local one-node Ray cluster on 127.0.0.1)."""
+    from quantplan.agent.cluster.local import use_loopback_driver
+
+    use_loopback_driver()
+    import ray
+    from quantplan.agent.cluster.collector_actor import (
+        NAMESPACE,
+        CollectorClient,
+        start_collector,
+    )
+    from quantplan.catalog.db import open_catalog
+
+    open_catalog(database_url)
+    ray.init(num_cpus=4, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as spool:
+            client = CollectorClient(start_collector(database_url, Path(spool)))
+            started = time.perf_counter()
+            for offset in range(0, len(reports), batch):
+                answer = ray.get(client.handle.submit.remote(reports[offset : offset + batch]))
+                assert '"rejected":[]' in answer.replace(" ", "")
+            accepted = time.perf_counter() - started
+            while client.stats().pending:
+                time.sleep(0.02)
+            total = time.perf_counter() - started
+            stats = client.stats()
+    finally:
+        ray.shutdown()
+    return {
+        "reports": len(reports),
+        "accept_reports_per_s": round(len(reports) / accepted, 1),
+        "end_to_end_reports_per_s": round(len(reports) / total, 1),
+        "end_to_end_s": round(total, 2),
+        "recorded": stats.recorded,
+        "rejected": stats.rejected,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reports", type=int, default=1000)
     parser.add_argument("--postgres", default=os.environ.get("QUANTPLAN_TEST_POSTGRES_URL"))
+    parser.add_argument("--no-ray", action="store_true", help="skip the collector-actor runs")
     args = parser.parse_args()
     reports_sqlite = make_reports(args.reports)
     results: dict[str, object] = {
@@ -103,6 +146,15 @@ def main() -> None:
         results["sqlite"] = measure(f"sqlite:///{directory}/catalog.db", reports_sqlite)
     if args.postgres:
         results["postgresql"] = measure(_fresh_postgres(args.postgres), make_reports(args.reports))
+    if not args.no_ray:
+        with tempfile.TemporaryDirectory() as directory:
+            results["sqlite via actor"] = measure_through_ray(
+                f"sqlite:///{directory}/catalog.db", make_reports(args.reports)
+            )
+        if args.postgres:
+            results["postgresql via actor"] = measure_through_ray(
+                _fresh_postgres(args.postgres), make_reports(args.reports)
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cluster_collector.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "cluster_collector.md").write_text(render(results))
@@ -132,7 +184,7 @@ def render(results: dict[str, object]) -> str:
         "| database | reports | accepted/s (spooled) | written/s (end to end) | meets target |",
         "|---|---|---|---|---|",
     ]
-    for backend in ("sqlite", "postgresql"):
+    for backend in ("sqlite", "postgresql", "sqlite via actor", "postgresql via actor"):
         row = results.get(backend)
         if not isinstance(row, dict):
             continue
@@ -143,10 +195,10 @@ def render(results: dict[str, object]) -> str:
         )
     lines += [
         "",
-        "Accepting (validate + spool to disk) is fast; writing is bound by the catalog's "
-        "`record_report`, which opens one transaction per report (one commit, i.e. one fsync on "
-        "SQLite, plus name lookups per row). See docs/cluster.md for the batch writer the "
-        "catalog needs to reach the target.",
+        "Accepting = validated and persisted to the collector's spool (what a sender waits "
+        "for). Writing goes through the catalog's batch writer `record_reports`, one "
+        "transaction per spooled batch of 100. Before that writer existed the collector wrote "
+        "report by report through `record_report` at 50-70 reports/s (git history of this file).",
         "",
     ]
     return "\n".join(lines)
