@@ -117,7 +117,8 @@ def _spec(name: str, index: int, deployment: Deployment, number: int) -> Replica
         engine=deployment.engine,
         instance_type=deployment.instance.name,
         instance=str(deployment.instance),
-        usd_per_hour=deployment.usd_per_hour,
+        # usd_per_hour prices a whole instance; a replica pays its share of it.
+        usd_per_hour=deployment.usd_per_hour / deployment.replicas_per_instance,
         deployment_index=index,
     )
 

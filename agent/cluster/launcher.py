@@ -62,6 +62,12 @@ def _check(plan: Plan, provider: Provider) -> None:
         )
 
 
+def _replica_slots(deployment: Deployment) -> dict[str, int]:
+    """One ``instance:<type>`` unit per replica the machine holds (a multi-GPU instance can hold
+    several replicas, one per GPU subset), so the cluster rents whole instances, not replicas."""
+    return {f"instance:{deployment.instance.name}": deployment.replicas_per_instance}
+
+
 def aws_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
     region = plan.fleet[0].instance.region
     node_types: dict[str, Any] = {
@@ -72,9 +78,9 @@ def aws_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
     }
     for index, deployment in enumerate(plan.fleet):
         node_types[_group(deployment, index)] = {
-            "min_workers": deployment.replicas,
-            "max_workers": deployment.replicas,
-            "resources": {f"instance:{deployment.instance.name}": 1},
+            "min_workers": deployment.instances,
+            "max_workers": deployment.instances,
+            "resources": _replica_slots(deployment),
             "node_config": {
                 "InstanceType": deployment.instance.name,
                 **(
@@ -86,7 +92,7 @@ def aws_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
         }
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": sum(d.replicas for d in plan.fleet),
+        "max_workers": sum(d.instances for d in plan.fleet),
         "provider": {
             "type": "aws",
             "region": region,
@@ -120,9 +126,9 @@ def gcp_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
     }
     for index, deployment in enumerate(plan.fleet):
         node_types[_group(deployment, index)] = {
-            "min_workers": deployment.replicas,
-            "max_workers": deployment.replicas,
-            "resources": {f"instance:{deployment.instance.name}": 1},
+            "min_workers": deployment.instances,
+            "max_workers": deployment.instances,
+            "resources": _replica_slots(deployment),
             "node_config": {
                 "machineType": deployment.instance.name,
                 "scheduling": [{"preemptible": deployment.pricing == "spot"}],
@@ -130,7 +136,7 @@ def gcp_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
         }
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": sum(d.replicas for d in plan.fleet),
+        "max_workers": sum(d.instances for d in plan.fleet),
         "provider": {
             "type": "gcp",
             "region": region,
@@ -167,13 +173,13 @@ def kuberay_manifest(plan: Plan, options: LauncherOptions) -> list[dict[str, Any
     name = _name(plan, options)
     groups = []
     for index, deployment in enumerate(plan.fleet):
-        resources = json.dumps({f"instance:{deployment.instance.name}": 1})
+        resources = json.dumps(_replica_slots(deployment))
         groups.append(
             {
                 "groupName": _group(deployment, index),
-                "replicas": deployment.replicas,
-                "minReplicas": deployment.replicas,
-                "maxReplicas": deployment.replicas,
+                "replicas": deployment.instances,
+                "minReplicas": deployment.instances,
+                "maxReplicas": deployment.instances,
                 "rayStartParams": {"resources": f"'{resources}'"},
                 "template": _pod(
                     {"node.kubernetes.io/instance-type": deployment.instance.name},

@@ -122,7 +122,7 @@ def test_launcher_configs_come_from_the_plan_and_open_nothing_extra(provider: st
         config = documents[0]
         workers = [t for n, t in config["available_node_types"].items() if n.startswith("qp-")]
         assert workers[0]["node_config"]["InstanceType"] == deployment.instance.name
-        assert workers[0]["min_workers"] == deployment.replicas
+        assert workers[0]["min_workers"] == deployment.instances
         assert workers[0]["resources"] == {f"instance:{deployment.instance.name}": 1}
         ports = {p["FromPort"] for p in config["provider"]["security_group"]["IpPermissions"]}
         assert ports == {22, 8000}
@@ -132,7 +132,7 @@ def test_launcher_configs_come_from_the_plan_and_open_nothing_extra(provider: st
         cluster, policy = documents
         assert cluster["spec"]["authOptions"] == {"mode": "token"}
         group = cluster["spec"]["workerGroupSpecs"][0]
-        assert group["replicas"] == deployment.replicas
+        assert group["replicas"] == deployment.instances
         assert deployment.instance.name in group["rayStartParams"]["resources"]
         assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
         assert policy["kind"] == "NetworkPolicy"
@@ -158,3 +158,17 @@ def test_catalog_schemes_map_to_quantizer_options() -> None:
     }
     with pytest.raises(QuantplanError, match="do not know how"):
         quantize_options_for_scheme("gptq", "gptq-fp8")
+
+
+def test_launcher_rents_instances_not_replicas_when_a_machine_holds_several() -> None:
+    """A multi-GPU instance holding 4 replicas is one worker node with 4 replica slots."""
+    plan = default_model_plan()
+    packed = plan.fleet[0].model_copy(
+        update={"replicas": 8, "instances": 2, "replicas_per_instance": 4}
+    )
+    plan = plan.model_copy(update={"fleet": (packed,)})
+    config = yaml.safe_load(cluster_config(plan, "aws", LauncherOptions()))
+    (workers,) = [t for n, t in config["available_node_types"].items() if n.startswith("qp-")]
+    assert workers["min_workers"] == workers["max_workers"] == 2
+    assert workers["resources"] == {f"instance:{packed.instance.name}": 4}
+    assert config["max_workers"] == 2
