@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
 from quantplan.errors import QuantplanError
@@ -100,6 +100,11 @@ def prepare(engine: Engine, *, seed: bool = True) -> None:
         raise QuantplanError(
             f"cannot open the catalog database at {engine.url!r}: {error.orig}",
             hint="check that the server is running and the URL (--db / QUANTPLAN_DB) is right",
+        ) from error
+    except DatabaseError as error:
+        raise QuantplanError(
+            f"{engine.url!r} is not a usable catalog database: {error.orig}",
+            hint="point --db / QUANTPLAN_DB at a quantplan catalog, or at a new file to create one",
         ) from error
     if seed:
         from quantplan.catalog.models import Hardware

@@ -89,3 +89,14 @@ def test_snapshot_is_frozen_and_complete(sqlite_url: str) -> None:
         assert "Llama-3.1-8B" in str(error)
     else:
         raise AssertionError("unknown model accepted")
+
+
+def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from quantplan.errors import QuantplanError
+
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(QuantplanError, match="not a usable catalog database"):
+        open_catalog(f"sqlite:///{junk}")

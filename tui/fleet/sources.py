@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from quantplan.agent.cluster.events import EventSource, FleetEvent
 
 START_CLUSTER_HINT = (
-    'Start a local cluster with `quantplan cluster up --nodes "cpu-small:2,cpu-large:1"`, '
+    'Start a local cluster with `quantplan cluster up --nodes "c7i.xlarge:2,c7i.large:1"`, '
     "then open the dashboard again with `quantplan dashboard --address auto`."
 )
 
