@@ -1,5 +1,5 @@
 # quantplan: the two commands a newcomer needs.
-#   make run    set up, then open quantplan on the embedded catalog (the main job)
+#   make run    set up, then open the dashboard on the embedded catalog (the main job)
 #   make test   set up, start PostgreSQL, build the toolchains, run the whole test suite
 # Everything heavy (toolchain environments, built wheels, model artifacts) is cached under the
 # user cache directory (QUANTPLAN_CACHE_DIR overrides), keyed by content hash.
@@ -21,8 +21,7 @@ $(STAMP):
 	@touch $@
 
 run: setup
-	$(BIN)/quantplan catalog list --kind instances --where cloud=aws
-	$(BIN)/quantplan plan --model Llama-3.1-8B --rps 2 --ttft-p95-ms 2000 --max-ppl-increase 5
+	$(BIN)/quantplan dashboard
 
 test: setup
 	QUANTPLAN_TEST_POSTGRES_URL="$$(scripts/postgres-up)" $(BIN)/python -m pytest $(PYTEST_ARGS)
