@@ -187,7 +187,10 @@ def profile_cell(
                 status="failed",
                 run_id=run_id,
                 error_kind=error_kind_of(error),
-                error=message.splitlines()[0][:200],
+                # The headline and the engine's last words (e.g. the exception it died of).
+                error=" ".join(dict.fromkeys([lines[0], lines[-1]]))[:300]
+                if (lines := message.splitlines())
+                else type(error).__name__,
             ),
             None,
         )
@@ -237,6 +240,7 @@ def profile_cell(
                 "artifact_bytes": bench.artifact.size_bytes,
                 "startup_s": bench.startup_s,
                 "quality_delta_pct": quality,
+                "single_stream_e2e_p50_ms": single_stream_e2e_ms(bench),
             },
         )
     )
