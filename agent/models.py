@@ -130,9 +130,16 @@ def inspect_model_dir(path: Path, *, name: str | None = None) -> ModelSource:
     )
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
 def checkpoint_hash(path: Path, weights: list[Path]) -> str:
-    """sha256 over config.json and the weight files; cached by (path, size, mtime)."""
-    files = [path / "config.json", *weights]
+    """sha256 over config.json, the tokenizer files and the weights; cached by (path, size, mtime).
+
+    The tokenizer is part of the model: artifacts converted with a different one differ.
+    """
+    tokenizer_files = [path / n for n in TOKENIZER_FILES if (path / n).is_file()]
+    files = [path / "config.json", *tokenizer_files, *weights]
     stamp = json.dumps([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
     memo = cache_dir() / "hashes" / (hashlib.sha256(stamp.encode()).hexdigest()[:32] + ".txt")
     if memo.is_file():
@@ -199,7 +206,7 @@ def ensure_default_model() -> ModelSource:
     """The default model as a bf16 HF checkpoint, built once (about a minute) and cached."""
     from quantplan.agent.toolchains import ensure_toolchain, run_step
 
-    target = models_root() / "smollm2-135m-instruct-bf16"
+    target = models_root() / "smollm2-135m-instruct-hf"
     with exclusive_lock(models_root() / ".locks" / "default-hf.lock"):
         if not (target / "config.json").is_file():
             gguf_path = default_gguf()
