@@ -24,6 +24,7 @@ run: setup
 	$(BIN)/quantplan dashboard
 
 test: setup
+	$(BIN)/quantplan toolchain install --all
 	QUANTPLAN_TEST_POSTGRES_URL="$$(scripts/postgres-up)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
