@@ -69,3 +69,26 @@ def test_upgrade_from_first_revision_keeps_rows_and_fills_new_columns(db_url: st
         rows = dict(connection.execute(text("SELECT name, threads_per_core FROM hardware")).all())
     assert rows == {"EPYC-Genoa": 1, "Xeon-SapphireRapids": 2, "L4": 2}
     assert current_revision(engine) == head_revision()
+
+
+def test_schemes_added_after_seeding_reach_existing_catalogs(db_url: str) -> None:
+    """A catalog seeded at revision 0002 gains the per-channel W8A16 schemes on upgrade."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO quant_scheme (name, family, bits, bits_per_weight, engines, source) "
+                "VALUES ('bf16', 'baseline', 16, 16.0, 'vllm', 'test')"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        names = set(connection.execute(text("SELECT name FROM quant_scheme")).scalars())
+    assert {"bf16", "gptq-w8a16-ch", "awq-w8a16-ch"} <= names
+    downgrade(engine, "0002")
+    with engine.connect() as connection:
+        names = set(connection.execute(text("SELECT name FROM quant_scheme")).scalars())
+    assert names == {"bf16"}
