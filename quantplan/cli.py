@@ -42,13 +42,7 @@ def register_commands() -> typer.Typer:
     global _registered
     if not _registered:
         for module_name in COMMAND_MODULES:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as missing:
-                if missing.name != module_name:
-                    raise
-                continue
-            module.register(app)
+            importlib.import_module(module_name).register(app)
         _registered = True
     return app
 
