@@ -85,7 +85,11 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             if flags[flag] is not None:
                 data.setdefault(section, {})[field] = flags[flag]
     constraints = data.setdefault("constraints", {})
-    for field, flag in (("clouds", "cloud"), ("regions", "region")):
+    for field, flag in (
+        ("clouds", "cloud"),
+        ("regions", "region"),
+        ("required_engines", "require_engine"),
+    ):
         if flags[flag]:
             constraints[field] = tuple(flags[flag])
     if flags["cpu_only"] and flags["gpu_only"]:
@@ -212,6 +216,12 @@ def register(app: typer.Typer) -> None:
         mixed_fleet: Annotated[
             bool | None, typer.Option("--mixed-fleet/--single-type", help="Allow mixed fleets.")
         ] = None,
+        require_engine: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Engine the (mixed) fleet must run at least one replica on (repeat).",
+            ),
+        ] = None,
         targets_file: Annotated[
             Path | None, typer.Option("--targets", help="Targets (or plan) YAML/JSON file.")
         ] = None,
@@ -267,7 +277,7 @@ def register(app: typer.Typer) -> None:
         flags: dict[str, Any] = dict.fromkeys(
             ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
              "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
-             "mixed_fleet", "cpu_only", "gpu_only"),
+             "mixed_fleet", "require_engine", "cpu_only", "gpu_only"),
         )  # fmt: skip
         flags.update(
             model=model,

@@ -5,8 +5,9 @@ or more replicas), and ``y_t`` (binary, only
 when the number of distinct types is capped). Minimise the hourly price subject to: capacity
 covers peak requests/s (and the output-throughput floor); on-demand replicas alone cover
 ``1 - max_spot_fraction`` of peak; at most ``max_replicas`` replicas; at most ``max_types``
-types; an optional hourly budget. Types dominated on (price, capacity) are dropped first --
-replacing a dominated type by its dominator never costs more nor breaks a constraint -- so the
+types; at least one unit on each required engine; an optional hourly budget. Types dominated
+on (price, capacity) are dropped first -- replacing a dominated type by its dominator (of the
+same engine, when engines are required) never costs more nor breaks a constraint -- so the
 pruning keeps the optimum.
 """
 
@@ -28,6 +29,7 @@ class FleetType:
     requests_per_s: float  # one unit, all its replicas
     spot: bool
     replicas: int = 1  # replicas one unit holds
+    engine: str = ""  # serving engine, for fleets that must include given engines
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,16 @@ class FleetSolution:
         return sum(t.requests_per_s * n for t, n in self.counts)
 
 
-def prune_dominated(types: Sequence[FleetType]) -> list[FleetType]:
+def prune_dominated(types: Sequence[FleetType], *, per_engine: bool = False) -> list[FleetType]:
     """Drop types another with the same replicas per unit beats on price and capacity
-    (on-demand types only by on-demand ones)."""
+    (on-demand types only by on-demand ones). With ``per_engine`` only a type of the same
+    engine may dominate: a fleet that must include an engine keeps that engine's best types."""
     kept: list[FleetType] = []
-    for size in sorted({t.replicas for t in types}):
-        kept += _prune_same_size([t for t in types if t.replicas == size])
+    groups = sorted({(t.replicas, t.engine if per_engine else "") for t in types})
+    for size, engine in groups:
+        kept += _prune_same_size(
+            [t for t in types if t.replicas == size and (not per_engine or t.engine == engine)]
+        )
     order = {t.key: k for k, t in enumerate(types)}
     return sorted(kept, key=lambda t: order[t.key])
 
@@ -89,6 +95,7 @@ def solve_mixed_fleet(
     max_types: int,
     max_spot_fraction: float = 1.0,
     max_usd_per_hour: float | None = None,
+    required_engines: Sequence[str] = (),
     time_limit_s: float = 10.0,
 ) -> FleetSolution | None:
     """The cheapest integer fleet over ``types`` meeting the demand, or None if none exists."""
@@ -130,6 +137,11 @@ def solve_mixed_fleet(
     upper_bounds = np.concatenate([units, np.ones(width - n)])
     if max_usd_per_hour is not None:
         add(np.concatenate([price, pad]), -np.inf, max_usd_per_hour * (1 + 1e-12))
+    for engine in sorted(set(required_engines)):
+        on_engine = np.array([1.0 if t.engine == engine else 0.0 for t in types])
+        if not on_engine.any():
+            return None
+        add(np.concatenate([on_engine, pad]), 1, np.inf)
     if use_binaries:
         for k in range(n):  # x_k <= max_replicas * y_k
             row = np.zeros(width)

@@ -117,12 +117,16 @@ def brute_force_fleet(
     max_types: int,
     max_spot_fraction: float = 1.0,
     max_usd_per_hour: float | None = None,
+    required_engines: Sequence[str] = (),
 ) -> float | None:
     """The cheapest hourly price over every replica vector, or None if none is feasible."""
     best: float | None = None
     for counts in itertools.product(range(max_replicas + 1), repeat=len(types)):
         replicas = sum(n * t.replicas for n, t in zip(counts, types, strict=True))
         if replicas > max_replicas or sum(1 for n in counts if n) > max_types:
+            continue
+        engines = {t.engine for n, t in zip(counts, types, strict=True) if n}
+        if not set(required_engines) <= engines:
             continue
         capacity = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True))
         od = sum(n * t.requests_per_s for n, t in zip(counts, types, strict=True) if not t.spot)

@@ -86,6 +86,7 @@ def fleet_types(ev: Evaluation) -> list[FleetType]:
                 requests_per_s=per_instance * float(ev.points.requests_per_s[s, i]),
                 spot=bool(p == 1),
                 replicas=per_instance,
+                engine=ev.space.options[s].engine,
             )
         )
     return types
@@ -103,9 +104,11 @@ def solve_fleet(ev: Evaluation) -> FleetSolution | None:
     if t.budget.max_usd_per_million_tokens is not None:
         tokens_m = t.workload.counted_tokens_per_month / 1e6
         caps.append(t.budget.max_usd_per_million_tokens * tokens_m / HOURS_PER_MONTH)
+    required = t.constraints.required_engines
     return solve_mixed_fleet(
-        prune_dominated(fleet_types(ev)),
+        prune_dominated(fleet_types(ev), per_engine=bool(required)),
         demand,
+        required_engines=required,
         max_replicas=t.constraints.max_replicas,
         max_types=t.constraints.max_fleet_types,
         max_spot_fraction=t.constraints.max_spot_fraction if t.constraints.spot_allowed else 0.0,
@@ -177,16 +180,36 @@ def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxati
     return text
 
 
+def _missing_engines_summary(ev: Evaluation, required: tuple[str, ...]) -> str | None:
+    """Why a fleet that must run ``required`` engines found none: the engines with no
+    deployment meeting every per-replica target, if that is the reason."""
+    engines = {t.engine for t in fleet_types(ev)}
+    missing = [e for e in required if e not in engines]
+    if not missing:
+        return None
+    return (
+        f"No fleet of {ev.space.shape.name} can include {', '.join(missing)}: no deployment on "
+        f"{'that engine' if len(missing) == 1 else 'those engines'} meets every per-replica "
+        "target (SLOs, quality, memory, hardware support). Drop it from required_engines or "
+        "relax those targets."
+    )
+
+
 def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Plan:
     """Solve and explain a prepared context."""
     ev = context.evaluation
     choice = cheapest(ev)
     chosen = build_deployment(ev, choice) if choice is not None else None
     fleet: list[Deployment] = [chosen] if chosen is not None else []
+    required = context.targets.constraints.required_engines
     if context.targets.constraints.allow_mixed_fleet:
         solution = solve_fleet(ev)
         single = float(ev.usd_per_month[choice]) if choice else np.inf
-        if solution is not None and solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9):
+        if required:  # one deployment type cannot run several engines: the fleet decides
+            fleet = []
+        if solution is not None and (
+            required or solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9)
+        ):
             fleet = [build_deployment(ev, t.key, instances=n) for t, n in solution.counts]
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
     relaxed = relaxed_optima(ev, context.space, context.perf, reference)
@@ -195,11 +218,14 @@ def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Pla
         for name, current, needed, deployment in describe_relaxations(relaxed)
     ]
     feasible = bool(fleet)
+    summary = _summary(ev, fleet, relaxations)
+    if required and not feasible:
+        summary = _missing_engines_summary(ev, required) or summary
     return Plan(
         targets=context.targets,
         model=context.space.shape.name,
         feasible=feasible,
-        summary=_summary(ev, fleet, relaxations),
+        summary=summary,
         choice=chosen,
         fleet=tuple(fleet),
         fleet_usd_per_month=round(sum(d.usd_per_month for d in fleet), 4) if fleet else None,

@@ -167,6 +167,27 @@ class Constraints(StrictModel):
     max_fleet_types: int = Field(
         default=3, gt=0, description="Most distinct deployments in a mixed fleet"
     )
+    required_engines: tuple[str, ...] = Field(
+        default=(),
+        description="Engines a mixed fleet must each run at least one replica on -- to measure "
+        "both on live traffic, or so that one engine's fault cannot take the whole service down",
+    )
+
+    @model_validator(mode="after")
+    def _required_engines_fit(self) -> Constraints:
+        if not self.required_engines:
+            return self
+        if not self.allow_mixed_fleet:
+            raise ValueError("required_engines needs allow_mixed_fleet: true")
+        if len(set(self.required_engines)) > self.max_fleet_types:
+            raise ValueError(
+                f"{len(set(self.required_engines))} required engines do not fit in "
+                f"max_fleet_types={self.max_fleet_types}"
+            )
+        excluded = [e for e in self.required_engines if self.engines and e not in self.engines]
+        if excluded:
+            raise ValueError(f"required engines {excluded} are not among engines {self.engines}")
+        return self
 
 
 class Targets(StrictModel):

@@ -1,9 +1,11 @@
 """Plan the default model, bring up a local 3-node Ray cluster, apply the plan, read the costs.
 
-    python examples/cluster/local_cluster_apply.py [--keep] [--engine vllm|llama.cpp|planned]
+    python examples/cluster/local_cluster_apply.py [--keep] [--engine both|vllm|llama.cpp|planned]
 
 What happens:
-1. the planner picks a CPU deployment for SmolLM2-135M-Instruct on AWS instance types;
+1. the planner picks CPU deployments for SmolLM2-135M-Instruct on AWS instance types; by
+   default (`both`) the targets of `local-demo-targets.yaml`, which ask the fleet for one vLLM
+   and one llama.cpp replica;
 2. a local cluster starts: a head plus one worker per instance the plan needs (each worker
    declares the instance type it stands for; all on 127.0.0.1, token auth on);
 3. `apply` quantizes once if needed, starts the replicas on matching nodes, benchmarks them,
@@ -27,10 +29,18 @@ from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
 from quantplan.planner.plan import Plan, save_plan
 from quantplan.planner.planning import make_plan
-from quantplan.planner.targets import Targets
+from quantplan.planner.targets import Targets, load_targets
+
+DEMO_TARGETS = Path(__file__).with_name("local-demo-targets.yaml")
 
 
 def plan_default_model(engine: str) -> Plan:
+    snapshot = load_snapshot(open_catalog())
+    if engine == "both":
+        plan = make_plan(load_targets(DEMO_TARGETS), snapshot)
+        if not plan.feasible:
+            raise SystemExit(f"no plan: {plan.summary}")
+        return plan
     targets = Targets.model_validate(
         {
             "model": "SmolLM2-135M-Instruct",
@@ -38,7 +48,7 @@ def plan_default_model(engine: str) -> Plan:
             "constraints": {"device": "cpu", "clouds": ["aws"], "allow_mixed_fleet": False},
         }
     )
-    plan = make_plan(targets, load_snapshot(open_catalog()))
+    plan = make_plan(targets, snapshot)
     if engine == "planned":
         return plan
     # Take the best option of the asked engine, on one replica (this machine has 2 cores).
@@ -50,7 +60,9 @@ def plan_default_model(engine: str) -> Plan:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
-    parser.add_argument("--engine", default="vllm", choices=["vllm", "llama.cpp", "planned"])
+    parser.add_argument(
+        "--engine", default="both", choices=["both", "vllm", "llama.cpp", "planned"]
+    )
     args = parser.parse_args()
 
     plan = plan_default_model(args.engine)

@@ -18,12 +18,13 @@ def _random_types(rng: np.random.Generator, count: int) -> list[FleetType]:
             usd_per_hour=float(rng.uniform(0.2, 10)),
             requests_per_s=float(rng.uniform(0.1, 5)),
             spot=bool(spot),
+            engine=str(rng.choice(["vllm", "llama.cpp"])),
         )
         for k, spot in enumerate(rng.random(count) < 0.4)
     ]
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_milp_matches_enumeration(seed: int) -> None:
     rng = np.random.default_rng(seed)
     types = _random_types(rng, int(rng.integers(1, 6)))
@@ -32,11 +33,17 @@ def test_milp_matches_enumeration(seed: int) -> None:
         max_types=int(rng.integers(1, 4)),
         max_spot_fraction=float(rng.choice([0.0, 0.5, 1.0])),
         max_usd_per_hour=float(rng.uniform(1, 40)) if rng.random() < 0.3 else None,
+        required_engines=[(), ("vllm",), ("vllm", "llama.cpp")][int(rng.integers(0, 3))],
     )
     demand = float(rng.uniform(0.5, 12))
     expected = brute_force_fleet(types, demand, **settings)  # type: ignore[arg-type]
     solved = solve_mixed_fleet(types, demand, **settings)  # type: ignore[arg-type]
-    pruned = solve_mixed_fleet(prune_dominated(types), demand, **settings)  # type: ignore[arg-type]
+    per_engine = bool(settings["required_engines"])
+    pruned = solve_mixed_fleet(
+        prune_dominated(types, per_engine=per_engine),
+        demand,
+        **settings,  # type: ignore[arg-type]
+    )
     if expected is None:
         assert solved is None and pruned is None
     else:
@@ -46,6 +53,8 @@ def test_milp_matches_enumeration(seed: int) -> None:
         assert solved.requests_per_s >= demand * (1 - 1e-9)
         assert solved.replicas <= settings["max_replicas"]
         assert len(solved.counts) <= settings["max_types"]
+        engines = {t.engine for t, _ in solved.counts}
+        assert set(settings["required_engines"]) <= engines  # type: ignore[arg-type]
 
 
 def test_mixing_beats_a_single_type_when_rounding_wastes_capacity() -> None:
@@ -97,3 +106,72 @@ def test_plan_uses_a_mixed_fleet_only_when_it_is_cheaper(shipped: CatalogSnapsho
     on_demand = sum(d.capacity_requests_per_s for d in mixed.fleet if d.pricing == "on_demand")
     assert on_demand >= 0.5 * base.workload.peak_requests_per_s * (1 - 1e-9)
     assert len(mixed.fleet) <= base.constraints.max_fleet_types
+
+
+def test_per_engine_pruning_keeps_a_required_engines_only_type() -> None:
+    cheap = FleetType(key=(0, 0, 0), usd_per_hour=1.0, requests_per_s=4.0, spot=False, engine="a")
+    dear = FleetType(key=(1, 0, 0), usd_per_hour=2.0, requests_per_s=1.0, spot=False, engine="b")
+    assert prune_dominated([cheap, dear]) == [cheap]
+    assert prune_dominated([cheap, dear], per_engine=True) == [cheap, dear]
+    solution = solve_mixed_fleet(
+        [cheap, dear], 3.0, max_replicas=4, max_types=2, required_engines=("a", "b")
+    )
+    assert solution is not None
+    assert {t.engine: n for t, n in solution.counts} == {"a": 1, "b": 1}
+    assert (
+        solve_mixed_fleet([cheap], 3.0, max_replicas=4, max_types=2, required_engines=("b",))
+        is None
+    )
+
+
+def _smollm_targets(**constraints: object) -> Targets:
+    return Targets(
+        model="SmolLM2-135M-Instruct",
+        workload=Workload(input_tokens=64, output_tokens=32, requests_per_s=1),
+        constraints=Constraints(
+            device="cpu", clouds=("aws",), instance_allow=("c7i.xlarge",), **constraints
+        ),
+    )
+
+
+def test_a_fleet_can_be_asked_to_run_both_engines(shipped: CatalogSnapshot) -> None:
+    plan = make_plan(
+        _smollm_targets(allow_mixed_fleet=True, required_engines=("vllm", "llama.cpp")), shipped
+    )
+    assert plan.feasible, plan.summary
+    assert {d.engine for d in plan.fleet} == {"vllm", "llama.cpp"}
+    assert plan.fleet_usd_per_month == pytest.approx(sum(d.usd_per_month for d in plan.fleet))
+    single = make_plan(_smollm_targets(), shipped)
+    assert len(single.fleet) == 1  # without the requirement one engine is cheapest
+
+
+def test_a_required_engine_with_no_feasible_deployment_is_named(shipped: CatalogSnapshot) -> None:
+    plan = make_plan(
+        _smollm_targets(
+            allow_mixed_fleet=True, required_engines=("vllm", "llama.cpp"), families=("gguf",)
+        ),
+        shipped,
+    )
+    assert not plan.feasible
+    assert "vllm" in plan.summary and "required_engines" in plan.summary
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        ({"required_engines": ("vllm",)}, "allow_mixed_fleet"),
+        (
+            {"allow_mixed_fleet": True, "max_fleet_types": 1, "required_engines": ("vllm", "x")},
+            "max_fleet_types",
+        ),
+        (
+            {"allow_mixed_fleet": True, "engines": ("vllm",), "required_engines": ("llama.cpp",)},
+            "not among engines",
+        ),
+    ],
+)
+def test_required_engines_are_checked(constraints: dict[str, object], message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        Constraints(**constraints)  # type: ignore[arg-type]
