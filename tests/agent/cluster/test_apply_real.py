@@ -1,0 +1,117 @@
+"""``apply`` end to end on a real multi-node Ray cluster: the README demo's plan, one vLLM and
+one llama.cpp replica of the default model, started by node agents, benchmarked with the shared
+protocol, costed, recorded in the catalog through the collector, compared with the prediction;
+applied again (nothing changes) and destroyed (nothing keeps running)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
+from quantplan.agent.cluster.collector_actor import CollectorClient, RayEventSource
+from quantplan.agent.cluster.events import CostEvent, ReplicaEvent
+from quantplan.agent.cluster.fleet_ops import destroy
+from quantplan.catalog.db import open_catalog
+from quantplan.catalog.snapshot import load_snapshot
+from quantplan.planner.planning import make_plan
+from quantplan.planner.targets import load_targets
+from ray_fixtures import RayTestCluster
+
+pytestmark = [
+    pytest.mark.ray_cluster,
+    pytest.mark.integration,
+    pytest.mark.engine,
+    pytest.mark.toolchain,
+    pytest.mark.slow,
+]
+
+DEMO_TARGETS = Path(__file__).parents[3] / "examples" / "cluster" / "local-demo-targets.yaml"
+NAME = "demo-both-engines"
+
+
+def _complete(base_url: str, model: str, body: dict[str, object]) -> str:
+    response = httpx.post(
+        f"{base_url}/v1/completions",
+        json={"model": model, "prompt": "The capital of France is", "max_tokens": 4, **body},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return response.json()["choices"][0]["text"]
+
+
+def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
+    ray_cluster: RayTestCluster,
+) -> None:
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    assert plan.feasible and {d.engine for d in plan.fleet} == {"vllm", "llama.cpp"}
+    options = ApplyOptions(
+        name=NAME,
+        database_url=ray_cluster.database_url,
+        bench_requests=4,
+        max_bench_concurrency=2,
+        max_bench_input_tokens=64,
+        max_bench_output_tokens=16,
+    )
+    since = RayEventSource().events_since(0).next_seq
+    try:
+        outcome = apply_plan(plan, options=options)
+        assert outcome.status == "applied", outcome
+        assert len(outcome.endpoints) == 2
+
+        # Both engines answer on their own node, as the plan said.
+        by_engine = {m.engine: m for m in outcome.measurements}
+        assert set(by_engine) == {"vllm", "llama.cpp"}
+        assert len({m.node_id for m in outcome.measurements}) == 2
+        for m in outcome.measurements:
+            assert m.output_tokens_per_s > 0 and m.ttft_p95_ms is not None
+            assert m.usd_per_million_tokens is not None and m.usd_per_million_tokens > 0
+        from quantplan.agent.cluster import deployment_state as states
+
+        state = states.load_state(NAME)
+        assert state is not None
+        for record in state.replicas.values():
+            assert _complete(record.base_url, record.served_model, record.ignore_eos_body)
+
+        # Cost per token per replica, per node and for the plan, and the loop's comparison.
+        assert len(outcome.node_costs) == 2 and outcome.plan_cost is not None
+        assert outcome.plan_cost.usd_per_hour == pytest.approx(
+            sum(m.usd_per_hour for m in outcome.measurements)
+        )
+        assert {c.metric for c in outcome.comparisons} >= {"output_tokens_per_s"}
+        assert all(c.predicted > 0 and c.measured > 0 for c in outcome.comparisons)
+
+        # The profiles reached the catalog through the collector, once per benchmark run.
+        client = CollectorClient()
+        deadline = time.monotonic() + 60
+        while client.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+        run_ids = {m.run_id for m in outcome.measurements}
+        profiles = [
+            p
+            for p in load_snapshot(open_catalog(ray_cluster.database_url)).profiles
+            if p.run_id in run_ids
+        ]
+        assert {p.engine for p in profiles} == {"vllm", "llama.cpp"}
+        assert all(p.basis == "measured" for p in profiles)
+
+        # The event stream the dashboard reads carried the replicas and their costs.
+        events = RayEventSource().events_since(since, timeout_s=2).events
+        healthy = {e.engine for e in events if isinstance(e, ReplicaEvent) and e.state == "healthy"}
+        assert healthy == {"vllm", "llama.cpp"}
+        costs = [e for e in events if isinstance(e, CostEvent) and e.plan_id == NAME]
+        assert {e.scope for e in costs} == {"replica", "node", "plan"}
+
+        # The same plan again changes nothing.
+        started = time.monotonic()
+        again = apply_plan(plan, options=options)
+        assert again.status == "unchanged" and again.endpoints == outcome.endpoints
+        assert time.monotonic() - started < 30
+    finally:
+        stopped = destroy(NAME)
+    assert len(stopped) == 2
+    for url in outcome.endpoints.values():
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/v1/models", timeout=5)
