@@ -115,3 +115,53 @@ def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
     for url in outcome.endpoints.values():
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/v1/models", timeout=5)
+
+
+def test_auto_replan_applies_the_proposed_plan_and_reconciles(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``auto_replan`` a missed prediction re-applies the proposal: the new replica starts,
+    the old one stops. Which plan the planner proposes is its own (tested in planner tests);
+    here the proposal is fixed so the test knows what must run afterwards."""
+    from plans import default_model_plan
+    from quantplan.agent.cluster import apply as apply_module
+    from quantplan.agent.cluster import deployment_state as states
+    from quantplan.agent.cluster.replan import ReplanProposal, propose_replan
+
+    plan = default_model_plan()  # gguf-f16 on llama.cpp, one replica
+    proposed = plan.fleet[0].model_copy(update={"scheme": "gguf-q8_0"})
+    better = plan.model_copy(update={"choice": proposed, "fleet": (proposed,)})
+    missed_seen: list[list[object]] = []
+
+    def propose(current, missed, database_url, name):  # type: ignore[no-untyped-def]
+        missed_seen.append(list(missed))
+        real, _ = propose_replan(current, missed, database_url, name)  # plans from the catalog
+        if current.fleet[0].scheme == "gguf-q8_0":
+            return real, None  # the re-applied plan proposes nothing further
+        labels = [d.label for d in better.fleet]
+        return ReplanProposal(reason=real.reason, current=real.current, proposed=labels), better
+
+    monkeypatch.setattr(apply_module, "propose_replan", propose)
+    options = ApplyOptions(
+        name="auto-replan",
+        database_url=ray_cluster.database_url,
+        bench_requests=2,
+        max_bench_concurrency=1,
+        max_bench_input_tokens=32,
+        max_bench_output_tokens=8,
+        replan_threshold_pct=0.001,  # any difference from the prediction is a miss
+        auto_replan=True,
+    )
+    try:
+        outcome = apply_plan(plan, options=options)
+        assert missed_seen and missed_seen[0], "the measurements missed no prediction"
+        assert outcome.replan is not None and outcome.replan.applied
+        state = states.load_state("auto-replan")
+        assert state is not None
+        assert [r.spec.scheme for r in state.replicas.values()] == ["gguf-q8_0"]
+        (record,) = state.replicas.values()
+        assert _complete(record.base_url, record.served_model, record.ignore_eos_body)
+        # The first plan's replica was stopped: another id serves now.
+        assert not set(outcome.endpoints) & set(state.replicas)
+    finally:
+        destroy("auto-replan")
