@@ -139,7 +139,13 @@ def _step_times(
 def _profile_decode_ratio(
     profile: ProfileRecord, snapshot: CatalogSnapshot, workload: Workload
 ) -> float | None:
-    """Modeled-with-default-efficiency over measured decode step time for one profile."""
+    """Modeled-with-default-efficiency over measured time per request for one profile.
+
+    The time compared is a closed-loop cycle: the server spends ``prefill + output x decode /
+    concurrency`` per request (the operating-point model), and ``output / measured tokens/s``
+    was measured. Scaling both the modeled prefill and decode by this ratio makes the planner
+    reproduce the measured throughput at the measured point (a ratio of decode steps alone
+    would count the prefill twice: the measured tokens/s already paid for it)."""
     model = snapshot.model_by_name.get(profile.model)
     scheme = snapshot.scheme_by_name.get(profile.scheme)
     hardware = snapshot.hardware_by_name.get(profile.hardware)
@@ -158,7 +164,7 @@ def _profile_decode_ratio(
     profile_workload = Workload(
         input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
     )
-    decode, _ = _step_times(
+    decode, prefill = _step_times(
         shape,
         profile_workload,
         np.array(weight_gb(shape, scheme) * active_fraction(shape)),
@@ -167,8 +173,10 @@ def _profile_decode_ratio(
         np.array(base + per_layer * shape.layers),
         np.array([float(profile.concurrency)]),
     )
-    measured_step = profile.concurrency / profile.output_tokens_per_s
-    return float(decode[0]) / measured_step
+    out = profile.output_tokens
+    modeled_cycle = float(prefill) + out * float(decode[0]) / profile.concurrency
+    measured_cycle = out / profile.output_tokens_per_s
+    return modeled_cycle / measured_cycle
 
 
 def _matches_machine(profile: ProfileRecord, space: CandidateSpace, i: int) -> bool:
