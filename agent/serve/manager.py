@@ -214,6 +214,8 @@ def start_server(
     with log_path.open("wb") as log_file:
         log_file.write(("$ " + " ".join(command) + "\n").encode())
         log_file.flush()
+        # The engine's start counts from here, whatever runs between this and the health loop.
+        launched = time.monotonic()
         process = subprocess.Popen(
             command,
             stdout=log_file,
@@ -231,15 +233,14 @@ def start_server(
     )
     handle = ServerHandle(engine, model, process, endpoint, port, log_path)
     try:
-        _wait_healthy(handle, options.startup_timeout_s)
+        _wait_healthy(handle, options.startup_timeout_s, launched)
     except BaseException:
         handle.stop()
         raise
     return handle
 
 
-def _wait_healthy(handle: ServerHandle, timeout_s: float) -> None:
-    started = time.monotonic()
+def _wait_healthy(handle: ServerHandle, timeout_s: float, started: float) -> None:
     with httpx.Client(timeout=5.0) as client:
         while True:
             if not handle.alive():
