@@ -134,6 +134,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("advisor-light", "advisor", (110, 36), planned, theme=LIGHT_THEME),
     Scenario("catalog-instances", "catalog", (100, 30), catalog_filtered),
     Scenario("fleet-nodes", "fleet", (80, 24), fleet_replayed, fleet="sample"),
+    Scenario("fleet-jobs", "fleet", (100, 24), fleet_tab("j"), fleet="sample"),
     Scenario("fleet-deployments", "fleet", (100, 24), fleet_tab("d"), fleet="sample"),
     Scenario("fleet-events", "fleet", (100, 24), fleet_tab("e"), fleet="sample"),
     Scenario("fleet-no-cluster", "fleet", (80, 24), catalog_ready),

@@ -322,7 +322,13 @@ class _Applier:
                 run_id=job.job_id,
             )
             measurements.append(measurement)
-            self._cost_event("replica", measurement.replica_id, cost_line("r", [measurement]))
+            self._cost_event(
+                "replica",
+                measurement.replica_id,
+                cost_line("r", [measurement]),
+                replica=measurement,
+                predicted_ttft_p95_ms=deployment.metrics.ttft_p95_ms.value,
+            )
         outcome.measurements = measurements
         outcome.node_costs = cost_by_node(measurements)
         outcome.plan_cost = cost_line(self.name, measurements)
@@ -340,8 +346,20 @@ class _Applier:
         outcome.replan = self._maybe_replan(outcome.comparisons)
 
     def _cost_event(
-        self, scope: str, key: str, line: CostLine, predicted_plan: float | None = None
+        self,
+        scope: str,
+        key: str,
+        line: CostLine,
+        predicted_plan: float | None = None,
+        *,
+        replica: ReplicaMeasurement | None = None,
+        predicted_ttft_p95_ms: float | None = None,
     ) -> None:
+        """Publish one cost line; a replica's also carries its measured and planned latency.
+
+        Latency percentiles are only published per replica: a p95 of a node or a plan is not
+        derivable from the replicas' p95s, and a made-up aggregate would mislead.
+        """
         predicted = None
         if scope == "plan" and self.plan.choice is not None:
             predicted = self.plan.choice.usd_per_million_tokens
@@ -356,6 +374,9 @@ class _Applier:
                 usd_per_million_output_tokens=line.usd_per_million_output_tokens,
                 usd_per_million_tokens=line.usd_per_million_tokens,
                 predicted_usd_per_million_tokens=predicted,
+                ttft_p95_ms=replica.ttft_p95_ms if replica else None,
+                itl_p95_ms=replica.itl_p95_ms if replica else None,
+                predicted_ttft_p95_ms=predicted_ttft_p95_ms,
             )
         )
 

@@ -77,6 +77,18 @@ class JobEvent(_Event):
     state: Literal["started", "succeeded", "failed", "retrying"]
     attempt: int = Field(default=1, ge=1)
     detail: str = ""
+    # A running job repeats "started" with these as it moves on; events without them (older
+    # publishers, jobs that cannot count their work) stay valid and mean "under way".
+    progress: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Fraction done, from steps the job really counts (quantizer steps, "
+        "benchmark levels); None when the job cannot say",
+    )
+    stage: str = Field(
+        default="", max_length=120, description="What the job is doing now, e.g. 'level 1/3'"
+    )
 
 
 class ReplicaEvent(_Event):
@@ -107,6 +119,15 @@ class CostEvent(_Event):
     usd_per_million_output_tokens: float | None = Field(default=None, ge=0)
     usd_per_million_tokens: float | None = Field(default=None, ge=0)
     predicted_usd_per_million_tokens: float | None = Field(default=None, ge=0)
+    ttft_p95_ms: float | None = Field(
+        default=None, ge=0, description="Measured p95 time to first token (replica scope)"
+    )
+    itl_p95_ms: float | None = Field(
+        default=None, ge=0, description="Measured p95 inter-token latency (replica scope)"
+    )
+    predicted_ttft_p95_ms: float | None = Field(
+        default=None, ge=0, description="The plan's p95 TTFT for this replica's deployment"
+    )
 
 
 class PlanEvent(_Event):

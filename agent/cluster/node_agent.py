@@ -26,6 +26,7 @@ from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent
 from quantplan.agent.cluster.jobs import (
     JOB,
     BenchmarkJob,
+    Job,
     JobResult,
     ProbeJob,
     QuantizeJob,
@@ -40,6 +41,9 @@ from quantplan.errors import QuantplanError
 
 AGENT_PREFIX = "quantplan-agent-"
 INSTANCE_PREFIX = "instance:"
+PROGRESS_MIN_INTERVAL_S = 1.0
+"""A job's progress events go out at most this often unless its stage changes: a quantizer
+reporting every layer must not flood the collector's bounded event log."""
 
 
 def agent_name(node_id: str) -> str:
@@ -84,6 +88,7 @@ class NodeAgent:
         self.servers: dict[str, Any] = {}
         self._bandwidth_gbps: float | None = None
         self._collector: CollectorClient | None = None
+        self._progress_sent: dict[str, tuple[str, float]] = {}  # job id -> (stage, when)
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         if restarted:
             self._stop_orphaned_servers()
@@ -126,6 +131,30 @@ class NodeAgent:
     def ping(self) -> str:
         return self.facts.node_id
 
+    def _progress(
+        self, job: Job, stage: str, done: float | None = None, total: float | None = None
+    ) -> None:
+        """Publish where a running job is: a stage name, and a fraction only from real counts."""
+        now = time.monotonic()
+        last_stage, last_at = self._progress_sent.get(job.job_id, ("", 0.0))
+        if stage == last_stage and now - last_at < PROGRESS_MIN_INTERVAL_S:
+            return
+        self._progress_sent[job.job_id] = (stage, now)
+        fraction = None
+        if done is not None and total:
+            fraction = min(1.0, max(0.0, done / total))
+        self._publish(
+            JobEvent(
+                job_id=job.job_id,
+                kind="serve" if job.kind in ("serve", "stop") else job.kind,
+                node_id=self.facts.node_id,
+                instance_type=self.instance_type,
+                state="started",
+                progress=fraction,
+                stage=stage[:120],
+            )
+        )
+
     def run(self, job_json: str) -> str:
         job = JOB.validate_json(job_json)
         started = time.perf_counter()
@@ -144,6 +173,8 @@ class NodeAgent:
             status, detail = "succeeded", ""
         except (QuantplanError, OSError, ValueError) as error:
             payload, status, detail = {}, "failed", str(error)[:2000]
+        finally:
+            self._progress_sent.pop(job.job_id, None)
         self._publish(
             JobEvent(
                 job_id=job.job_id,
@@ -188,7 +219,13 @@ class NodeAgent:
 
         started = datetime.now(UTC)
         store = ArtifactStore(job.store_url)
-        manifest = quantize(job.model, job.method, job.options, store=store)
+        manifest = quantize(
+            job.model,
+            job.method,
+            job.options,
+            store=store,
+            on_progress=lambda step: self._progress(job, step.message, step.completed, step.total),
+        )
         self._report(
             MeasurementReport(
                 run=RunInfo(
@@ -223,6 +260,8 @@ class NodeAgent:
             threads=job.threads,
             startup_timeout_s=job.startup_timeout_s,
         )
+        # No fraction: an engine's start-up has no countable steps, only a health check.
+        self._progress(job, f"starting {job.engine} (waiting for its health check)")
         handle = start_server(get_engine(job.engine), Path(job.artifact_path), options)
         self.servers[job.replica_id] = handle
         directory = replicas_dir()
@@ -257,6 +296,7 @@ class NodeAgent:
 
     def _benchmark(self, job: BenchmarkJob) -> dict[str, Any]:
         from quantplan.agent.bench.client import Endpoint
+        from quantplan.agent.bench.protocol import RunResult
         from quantplan.agent.bench.recording import host_hardware_record, profile_report
         from quantplan.agent.bench.runner import BenchPlan, run_plan
         from quantplan.agent.bench.workload import Workload
@@ -277,7 +317,21 @@ class NodeAgent:
             num_requests=job.num_requests,
             warmup_requests=1,
         )
-        sweep = asyncio.run(run_plan(endpoint, plan))
+        levels = len(job.concurrencies)
+        done: list[RunResult] = []
+
+        def level_done(result: RunResult) -> None:
+            done.append(result)
+            self._progress(
+                job,
+                f"{len(done)}/{levels} levels done, {result.concurrency} in flight",
+                len(done),
+                levels,
+            )
+
+        self._progress(job, f"warm-up, then {levels} load level(s)", 0, levels)
+        sweep = asyncio.run(run_plan(endpoint, plan, on_level=level_done))
+        self._progress(job, "recording the profile", levels, levels)
         best = sweep.best
         if best is None:
             raise QuantplanError(f"no benchmark level completed ({sweep.stop_reason})")

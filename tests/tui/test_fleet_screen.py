@@ -19,6 +19,7 @@ from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.widgets.live_table import LiveTable
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher, DataTable, RichLog, Static
+from textual.widgets._footer import FooterKey
 from tui_support import plain_text, wait_until
 
 
@@ -68,10 +69,16 @@ async def test_recorded_history_fills_every_tab(
             "bench-1",
             "quantize-1",
         ]
+        # The running benchmark shows its real step count; the finished quantize job, which
+        # reported no fraction, shows none.
+        assert str(jobs.get_cell("bench-1", "progress")) == "█████░░░  67%"
+        assert jobs.get_cell("bench-1", "detail") == "2/3 levels done, 8 in flight"
+        assert str(jobs.get_cell("quantize-1", "progress")) == "-"
         await pilot.press("d")
         deployments = screen.query_one("#deployments", DataTable)
         assert deployments.row_count == 1
         assert deployments.get_cell_at((0, 5)) == "0.186 | 0.170"
+        assert deployments.get_cell_at((0, 6)) == "247 | 230"  # slowest replica | the plan
         await pilot.press("e")
         log = screen.query_one("#events", RichLog)
         text = "\n".join(line.text for line in log.lines)
@@ -92,6 +99,18 @@ async def test_simulated_stream_updates_live(make_app: Callable[..., QuantplanAp
         before = nodes.get_cell("node-0000", "tokens")
         await wait_until(pilot, lambda: nodes.get_cell("node-0000", "tokens") != before)
         assert screen.state.events_applied > first
+        # Job progress and replica latency move live too, also while their tab is hidden.
+        await pilot.press("j")
+        jobs = screen.query_one("#jobs", DataTable)
+        await wait_until(pilot, lambda: jobs.row_count > 0)
+        progress = str(jobs.get_cell("quantize-0", "progress"))
+        await wait_until(pilot, lambda: str(jobs.get_cell("quantize-0", "progress")) != progress)
+        await pilot.press("d")
+        deployments = screen.query_one("#deployments", DataTable)
+        await wait_until(pilot, lambda: deployments.row_count > 0)
+        ttft = str(deployments.get_cell_at((0, 6)))
+        assert ttft.split(" | ")[1] in ("180", "900")  # the simulated plan's GPU/CPU prediction
+        await wait_until(pilot, lambda: str(deployments.get_cell_at((0, 6))) != ttft)
         assert "SIMULATED" in plain_text(screen.query_one("#fleet-summary", Static))
 
 
@@ -142,3 +161,27 @@ def test_no_address_means_no_source() -> None:
     result = connect_fleet_source(None)
     assert isinstance(result, SourceUnavailable) and "--address" in result.reason
     assert isinstance(connect_fleet_source("auto"), RayFleetSource)  # connects lazily
+
+
+async def test_switching_tabs_keeps_the_footer_and_small_table_caches_stay_small(
+    make_app: Callable[..., QuantplanApp],
+) -> None:
+    source = SimulatedFleetSource(SimulatedFleet(nodes=20, seed=5), period_s=0.05)
+    app = make_app(mode="fleet", fleet=source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await fleet_screen(pilot)
+        await wait_until(pilot, lambda: screen.query_one("#nodes", LiveTable).row_count == 20)
+        footer_keys = list(screen.query(FooterKey))
+        assert footer_keys
+        for key in "jdnjd":
+            await pilot.press(key)
+        await pilot.pause(0.1)
+        # Focus moved between tables whose keys are not shown: no key widget was rebuilt.
+        assert list(screen.query(FooterKey)) == footer_keys
+        deployments = screen.query_one("#deployments", DataTable)
+        applied = screen.state.events_applied
+        await wait_until(pilot, lambda: screen.state.events_applied > applied + 2_000)
+        await pilot.pause(0.3)
+        # Live updates must not pile up stale renders (DataTable keeps up to 10,000 otherwise).
+        cells_on_screen = (deployments.row_count + 1) * len(deployments.columns)
+        assert len(deployments._cell_render_cache) <= cells_on_screen

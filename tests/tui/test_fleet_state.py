@@ -98,3 +98,53 @@ def test_simulated_fleet_publishes_the_configured_rate() -> None:
     again = SimulatedFleet(nodes=100, updates_per_node_per_s=10, seed=1)
     again.opening(START)
     assert again.tick(START, 0.1) == events  # seeded: the same run twice
+
+
+def test_progress_updates_a_running_job_in_place() -> None:
+    state = FleetState()
+    state.apply_all(recorded_fleet())
+    bench = state.jobs["bench-1"]
+    assert (bench.progress, bench.stage) == (pytest.approx(2 / 3), "2/3 levels done, 8 in flight")
+    # A later step of the same job: same row, same place in the table, no double count.
+    state.jobs_dirty = False
+    state.apply(
+        JobEvent(
+            job_id="bench-1",
+            kind="benchmark",
+            node_id="node-1",
+            state="started",
+            progress=1.0,
+            stage="recording the profile",
+            at=START + timedelta(seconds=300),
+        )
+    )
+    assert state.jobs_dirty and state.jobs["bench-1"] is bench and bench.progress == 1.0
+    assert bench.started_at == START + timedelta(seconds=50)
+    assert state.nodes["node-1"].running_jobs == 1
+    # Finishing without a fraction keeps the last one reported, and frees the node.
+    state.apply(
+        JobEvent(job_id="bench-1", kind="benchmark", node_id="node-1", state="failed", at=START)
+    )
+    assert state.jobs["bench-1"].progress == 1.0 and state.jobs["bench-1"].state == "failed"
+    assert state.nodes["node-1"].running_jobs == 0
+
+
+def test_deployments_show_the_worst_replica_p95_next_to_the_plan() -> None:
+    state = FleetState()
+    state.apply_all(recorded_fleet())
+    (row,) = state.deployment_rows()
+    assert (row.ttft_p95_ms, row.predicted_ttft_p95_ms) == (247.0, 230.0)
+    assert state.replicas["r-0"].itl_p95_ms == 31.0
+
+
+def test_simulated_jobs_report_their_steps() -> None:
+    fleet = SimulatedFleet(nodes=10, seed=2)
+    state = FleetState()
+    state.apply_all(fleet.opening(START))
+    for _ in range(30):
+        state.apply_all(fleet.tick(START, 0.1))
+    fractions = {job.job_id: job.progress for job in state.jobs.values()}
+    assert fractions["bench-1"] == pytest.approx(1 / 3)  # started at tick 21, a level at 26
+    assert fractions["quantize-0"] == pytest.approx(7 / 30)  # a layer every 4 ticks
+    assert state.jobs["bench-0"].state == "succeeded"
+    assert all(r.ttft_p95_ms is not None for r in state.replicas.values())

@@ -66,8 +66,17 @@ def sample_history() -> list[FleetEvent]:
             state="started",
             at=at + timedelta(seconds=50),
         ),
+        JobEvent(
+            job_id="bench-1",
+            kind="benchmark",
+            node_id="node-1",
+            state="started",
+            progress=2 / 3,
+            stage="2/3 levels done, 8 in flight",
+            at=at + timedelta(seconds=58),
+        ),
     ]
-    for replica, node in (("r-0", "node-0"), ("r-1", "node-1")):
+    for replica, node, ttft in (("r-0", "node-0", 212.0), ("r-1", "node-1", 247.0)):
         events.append(
             ReplicaEvent(
                 plan_id="plan-a",
@@ -89,6 +98,9 @@ def sample_history() -> list[FleetEvent]:
                 total_tokens_per_s=1200.0,
                 usd_per_hour=0.805,
                 usd_per_million_tokens=0.186,
+                ttft_p95_ms=ttft,
+                itl_p95_ms=31.0,
+                predicted_ttft_p95_ms=230.0,
                 at=at + timedelta(seconds=60),
             )
         )

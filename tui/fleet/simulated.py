@@ -38,6 +38,10 @@ NODE_KINDS: tuple[tuple[str, tuple[str, ...], str, float], ...] = (
     ("c7a.4xlarge", (), "AMD EPYC 9R14", 0.821),
 )
 PLAN_ID = "plan-sim"
+# p95 TTFT the simulated plan predicts per replica, GPU and CPU nodes (ms).
+PREDICTED_TTFT_P95_MS = {True: 180.0, False: 900.0}
+BENCH_LEVELS = 3  # load levels of a simulated benchmark job, reported one by one
+QUANTIZE_LAYERS = 30  # layers a simulated quantize job counts through
 
 
 @dataclass
@@ -51,6 +55,7 @@ class SimulatedFleet:
     _random: random.Random = field(init=False, repr=False)
     _ticks: int = field(default=0, init=False)
     _cursor: int = field(default=0, init=False)
+    _bench_node: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -151,6 +156,8 @@ class SimulatedFleet:
             price, gpu = self.kind(node)[3], bool(self.kind(node)[1])
             tokens = max(1.0, rnd.gauss(380.0 if gpu else 42.0, 20.0 if gpu else 3.0))
             total = tokens * 3
+            predicted_ttft = PREDICTED_TTFT_P95_MS[gpu]
+            ttft = max(1.0, rnd.gauss(predicted_ttft * 1.08, predicted_ttft * 0.1))
             plan_tokens, plan_total, plan_cost = (
                 plan_tokens + tokens,
                 plan_total + total,
@@ -165,6 +172,9 @@ class SimulatedFleet:
                     total_tokens_per_s=round(total, 1),
                     usd_per_hour=price,
                     usd_per_million_tokens=usd_per_million_tokens(price, total),
+                    ttft_p95_ms=round(ttft, 1),
+                    itl_p95_ms=round(max(1.0, rnd.gauss(28.0 if gpu else 70.0, 4.0)), 1),
+                    predicted_ttft_p95_ms=predicted_ttft,
                     at=at,
                 )
             )
@@ -184,24 +194,60 @@ class SimulatedFleet:
         return events
 
     def _jobs(self, at: datetime) -> list[FleetEvent]:
-        """A benchmark job starting and finishing every few seconds; a rare lost node."""
+        """Benchmark jobs stepping through their load levels, a long quantize job counting
+        layers, a rare lost node, one replan proposal."""
         events: list[FleetEvent] = []
-        if self._ticks % 20 == 1:
+        phase = self._ticks % 20  # a benchmark job every 20 ticks: start, 3 levels, done
+        if phase == 1:
             node = self._random.randrange(self.nodes)
-            job = f"bench-{self._ticks // 20}"
-            events.append(
-                JobEvent(
-                    job_id=job,
-                    kind="benchmark",
-                    node_id=self.node_id(node),
-                    instance_type=self.kind(node)[0],
-                    state="started",
-                    at=at,
-                )
-            )
+            self._bench_node = node
             if self._ticks > 20:
                 previous = f"bench-{self._ticks // 20 - 1}"
                 events.append(JobEvent(job_id=previous, kind="benchmark", state="succeeded", at=at))
+        if phase in (1, 6, 11, 16):
+            level = (phase - 1) // 5
+            stage = (
+                f"{level}/{BENCH_LEVELS} levels done"
+                if level
+                else f"warm-up, then {BENCH_LEVELS} load level(s)"
+            )
+            events.append(
+                JobEvent(
+                    job_id=f"bench-{self._ticks // 20}",
+                    kind="benchmark",
+                    node_id=self.node_id(self._bench_node),
+                    instance_type=self.kind(self._bench_node)[0],
+                    state="started",
+                    progress=level / BENCH_LEVELS,
+                    stage=stage,
+                    at=at,
+                )
+            )
+        # One layer every 4 ticks; the next quantize job starts when the last one is done.
+        layer, run = (
+            (self._ticks // 4) % (QUANTIZE_LAYERS + 1),
+            self._ticks // (4 * (QUANTIZE_LAYERS + 1)),
+        )
+        if self._ticks % 4 == 0:
+            job = f"quantize-{run}"
+            node = self.node_id(run % self.nodes)
+            if layer == QUANTIZE_LAYERS:
+                events.append(
+                    JobEvent(job_id=job, kind="quantize", node_id=node, state="succeeded", at=at)
+                )
+            else:
+                events.append(
+                    JobEvent(
+                        job_id=job,
+                        kind="quantize",
+                        node_id=node,
+                        instance_type=self.kind(run % self.nodes)[0],
+                        state="started",
+                        progress=layer / QUANTIZE_LAYERS,
+                        stage=f"gptq layer {layer + 1}/{QUANTIZE_LAYERS}",
+                        at=at,
+                    )
+                )
         if self._ticks % 150 == 0:
             node = self._random.randrange(self.nodes)
             events.append(

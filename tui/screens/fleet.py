@@ -11,17 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from quantplan.agent.cluster.events import JobEvent
 from quantplan.tui.fleet.sources import FleetSource, FleetUnavailable, SourceUnavailable
-from quantplan.tui.viewmodels.fleet_state import DeploymentRow, FleetState, FleetSummary, NodeRow
+from quantplan.tui.viewmodels.fleet_state import (
+    FINISHED_JOB_STATES,
+    DeploymentRow,
+    FleetState,
+    FleetSummary,
+    JobRow,
+    NodeRow,
+)
 from quantplan.tui.widgets.live_table import Cell, LiveTable
+from quantplan.tui.widgets.steady_footer import SteadyFooter
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, DataTable, Footer, Header, RichLog, Static
+from textual.widgets import ContentSwitcher, DataTable, Header, RichLog, Static
 
 if TYPE_CHECKING:
     from quantplan.tui.app import QuantplanApp
@@ -52,16 +59,21 @@ JOB_COLUMNS = (
     ("node", "node", 10),
     ("state", "state", 9),
     ("attempt", "try", 3),
-    ("detail", "detail", 30),
+    ("progress", "progress", 13),
+    ("detail", "stage / detail", 28),
 )
+# Measured and planned values share a cell ("measured | planned", as the tab bar says) so the
+# table, TTFT column included, fits 100 columns.
 DEPLOYMENT_COLUMNS = (
-    ("deployment", "deployment", 34),
-    ("plan", "plan", 10),
+    ("deployment", "deployment", 30),
+    ("plan", "plan", 8),
     ("replicas", "up", 5),
-    ("tokens", "out tok/s", 9),
-    ("price", "$/h", 7),
-    ("cost", "$/M tok meas | pred", 19),
+    ("tokens", "tok/s", 7),
+    ("price", "$/h", 6),
+    ("cost", "$/M tok", 13),
+    ("ttft", "p95 TTFT ms", 13),
 )
+PROGRESS_BAR_WIDTH = 8
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -80,14 +92,29 @@ def node_cells(node: NodeRow) -> tuple[Cell, ...]:
     )
 
 
-def job_cells(job: JobEvent) -> tuple[str | Text, ...]:
+def progress_cell(progress: float | None, active: bool) -> Text:
+    """A bar and a percentage when the job counts its work; a plain dash when it cannot."""
+    if progress is None:
+        return Text("…" if active else "-", style="dim")
+    filled = round(progress * PROGRESS_BAR_WIDTH)
+    bar = Text("█" * filled, style="green" if active else "dim green")
+    bar.append("░" * (PROGRESS_BAR_WIDTH - filled), style="dim")
+    bar.append(f" {progress:4.0%}")
+    return bar
+
+
+def job_cells(job: JobRow) -> tuple[str | Text, ...]:
+    active = job.state not in FINISHED_JOB_STATES
+    # A running job says what it is doing; a finished one keeps its outcome's detail.
+    detail = job.stage if active and job.stage else job.detail or job.stage
     return (
         job.job_id,
         job.kind,
         job.node_id or "-",
         Text(job.state, style=STATE_STYLES.get(job.state, "")),
         str(job.attempt),
-        job.detail,
+        progress_cell(job.progress, active),
+        detail,
     )
 
 
@@ -100,6 +127,7 @@ def deployment_cells(row: DeploymentRow) -> tuple[str | Text, ...]:
         _number(row.usd_per_hour, 2),
         f"{_number(row.usd_per_million_tokens, 3)} | "
         f"{_number(row.predicted_usd_per_million_tokens, 3)}",
+        f"{_number(row.ttft_p95_ms)} | {_number(row.predicted_ttft_p95_ms)}",
     )
 
 
@@ -111,11 +139,19 @@ VIEWS = (
 )
 
 
+TAB_HINTS = {
+    "jobs": "progress from the job's own step counts",
+    "deployments": "measured | planned; TTFT of the slowest replica",
+}
+
+
 def tab_bar(active: str) -> Text:
     bar = Text()
     for view, key, title in VIEWS:
         bar.append(f" {key} {title} ", style="reverse bold" if view == active else "dim")
         bar.append(" ")
+    if active in TAB_HINTS:
+        bar.append(f" {TAB_HINTS[active]}", style="italic dim")
     return bar
 
 
@@ -146,6 +182,7 @@ class FleetScreen(Screen[None]):
         self.stream_note: str | None = None  # a finite source (a recording) reached its end
         self.unavailable: SourceUnavailable | None = None
         self._log_seen = 0
+        self._summary_shown = ("", 0, 0)  # (text, width, wrapped lines) last put on screen
 
     @property
     def quantplan(self) -> QuantplanApp:
@@ -172,7 +209,7 @@ class FleetScreen(Screen[None]):
                 yield DataTable(id="jobs", cursor_type="row")
                 yield DataTable(id="deployments", cursor_type="row")
                 yield RichLog(id="events", max_lines=500, wrap=True)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         for table_id, columns in (
@@ -232,9 +269,7 @@ class FleetScreen(Screen[None]):
         line = summary_line(description, self.state.summary())
         if self.stream_error or self.stream_note:
             line = f"{self.stream_error or self.stream_note} | {line}"
-        summary = self.query_one("#fleet-summary", Static)
-        summary.update(line)
-        summary.set_class(self.stream_error is not None, "-error")
+        self._update_summary(line)
         self._refresh_nodes()
         if self.state.jobs_dirty:
             self.state.jobs_dirty = False
@@ -245,6 +280,21 @@ class FleetScreen(Screen[None]):
             self._sync_table("#deployments", rows)
         self._refresh_log()
         self._refresh_replan()
+
+    def _update_summary(self, line: str) -> None:
+        """Show ``line``; re-layout the screen only when its wrapped height changes.
+
+        The numbers change on every tick, and a layout pass re-renders the whole screen: at a
+        tick every 0.25 s that was a steady cost the keys had to queue behind.
+        """
+        summary = self.query_one("#fleet-summary", Static)
+        summary.set_class(self.stream_error is not None, "-error")
+        if line == self._summary_shown[0]:
+            return
+        width = max(1, summary.content_region.width)
+        lines = len(Text(line).wrap(self.app.console, width))
+        summary.update(line, layout=(width, lines) != self._summary_shown[1:])
+        self._summary_shown = (line, width, lines)
 
     def _refresh_nodes(self) -> None:
         if not self.state.has_node_changes:
@@ -264,9 +314,20 @@ class FleetScreen(Screen[None]):
         keys = [key for key, _ in rows]
         if [k.value for k in table.rows] == keys:
             columns = [c.key for c in table.ordered_columns]
+            changed = False
             for key, cells in rows:
-                for column, value in zip(columns, cells, strict=True):
-                    table.update_cell(key, column, value)
+                shown = table.get_row(key)
+                for column, old, value in zip(columns, shown, cells, strict=True):
+                    if old != value:
+                        table.update_cell(key, column, value)
+                        changed = True
+            if changed:
+                # DataTable keys its render caches by a counter every update_cell bumps and
+                # evicts only at their LRU limits (10,000 cells, 1,000 lines), so a table
+                # updated on every tick kept tens of MB of stale renders: this was the growth
+                # of the dashboard's memory under load. Dropping them after a batch keeps the
+                # caches to what one repaint needs.
+                table._clear_caches()
             return
         cursor_key = None
         if table.row_count and table.is_valid_row_index(table.cursor_row):

@@ -28,85 +28,18 @@ from quantplan.agent.cluster.events import (
     ReportEvent,
 )
 from quantplan.agent.costs import usd_per_million_tokens
+from quantplan.tui.viewmodels.fleet_rows import (
+    DeploymentRow,
+    FleetSummary,
+    JobRow,
+    LogLine,
+    NodeChanges,
+    NodeRow,
+    PlanRow,
+    ReplicaRow,
+)
 
 FINISHED_JOB_STATES = frozenset({"succeeded", "failed"})
-
-
-@dataclass
-class NodeRow:
-    node_id: str
-    instance_type: str
-    state: str
-    hardware: str = ""
-    running_jobs: int = 0
-    output_tokens_per_s: float | None = None
-    usd_per_hour: float | None = None
-    usd_per_million_tokens: float | None = None
-
-
-@dataclass
-class ReplicaRow:
-    replica_id: str
-    plan_id: str
-    deployment: str
-    node_id: str | None
-    state: str
-    output_tokens_per_s: float | None = None
-    total_tokens_per_s: float | None = None
-    usd_per_hour: float | None = None
-    usd_per_million_tokens: float | None = None
-
-
-@dataclass
-class PlanRow:
-    plan_id: str
-    state: str = "running"
-    reasons: tuple[str, ...] = ()
-    output_tokens_per_s: float | None = None
-    total_tokens_per_s: float | None = None
-    usd_per_hour: float | None = None
-    usd_per_million_tokens: float | None = None
-    predicted_usd_per_million_tokens: float | None = None
-
-
-@dataclass(frozen=True)
-class DeploymentRow:
-    """Replicas of one (plan, scheme, engine, instance type), measured next to predicted."""
-
-    key: str
-    plan_id: str
-    deployment: str
-    replicas_healthy: int
-    replicas_total: int
-    output_tokens_per_s: float | None
-    usd_per_hour: float | None
-    usd_per_million_tokens: float | None
-    predicted_usd_per_million_tokens: float | None
-
-
-@dataclass(frozen=True)
-class LogLine:
-    at: datetime
-    level: str  # info, warning or error
-    message: str
-
-
-@dataclass(frozen=True)
-class FleetSummary:
-    nodes_by_state: dict[str, int]
-    jobs_running: int
-    replicas_healthy: int
-    output_tokens_per_s: float
-    usd_per_hour: float
-    usd_per_million_tokens: float | None
-
-
-@dataclass(frozen=True)
-class NodeChanges:
-    """What the node table must do on this tick."""
-
-    added: list[str]
-    changed: list[str]
 
 
 @dataclass
@@ -116,7 +49,7 @@ class FleetState:
     event_log_limit: int = 500
     finished_job_limit: int = 200
     nodes: dict[str, NodeRow] = field(default_factory=dict)
-    jobs: dict[str, JobEvent] = field(default_factory=dict)
+    jobs: dict[str, JobRow] = field(default_factory=dict)
     replicas: dict[str, ReplicaRow] = field(default_factory=dict)
     plans: dict[str, PlanRow] = field(default_factory=dict)
     events_applied: int = 0
@@ -194,14 +127,36 @@ class FleetState:
         previous = self.jobs.get(event.job_id)
         was_active = previous is not None and previous.state not in FINISHED_JOB_STATES
         is_active = event.state not in FINISHED_JOB_STATES
-        self.jobs[event.job_id] = event
+        if previous is not None and was_active and is_active and previous.node_id == event.node_id:
+            # A progress update of a running job: the row changes in place, counts do not.
+            previous.state, previous.attempt = event.state, event.attempt
+            previous.progress, previous.stage = event.progress, event.stage
+            previous.detail = event.detail
+            self.jobs_dirty = True
+            return
+        self.jobs[event.job_id] = JobRow(
+            job_id=event.job_id,
+            kind=event.kind,
+            node_id=event.node_id
+            if event.node_id is not None or previous is None
+            else previous.node_id,
+            state=event.state,
+            attempt=event.attempt,
+            started_at=previous.started_at if previous is not None else event.at,
+            # A finished job keeps the last progress it reported (where a failure stopped).
+            progress=event.progress
+            if event.progress is not None or previous is None
+            else previous.progress,
+            stage=event.stage,
+            detail=event.detail,
+        )
         self.jobs_dirty = True
         # A retried job may move nodes: count it off the old node and onto the new one.
         if was_active and previous is not None:
             self._count_job(previous.node_id, -1)
         if is_active:
             self._count_job(event.node_id, +1)
-        if (was_active and not is_active) or (previous is None and not is_active):
+        if not is_active and (was_active or previous is None):
             self._finished_jobs.append(event.job_id)
             while len(self._finished_jobs) > self.finished_job_limit:
                 self.jobs.pop(self._finished_jobs.popleft(), None)
@@ -250,6 +205,9 @@ class FleetState:
                 replica.total_tokens_per_s = event.total_tokens_per_s
                 replica.usd_per_hour = event.usd_per_hour
                 replica.usd_per_million_tokens = event.usd_per_million_tokens
+                replica.ttft_p95_ms = event.ttft_p95_ms
+                replica.itl_p95_ms = event.itl_p95_ms
+                replica.predicted_ttft_p95_ms = event.predicted_ttft_p95_ms
                 self.deployments_dirty = True
         else:
             plan = self.plans.setdefault(event.key, PlanRow(event.key))
@@ -299,11 +257,11 @@ class FleetState:
     def replan_proposals(self) -> list[PlanRow]:
         return [p for p in self.plans.values() if p.state == "replan_proposed"]
 
-    def job_rows(self) -> list[JobEvent]:
-        """Active jobs first, then the newest finished ones."""
+    def job_rows(self) -> list[JobRow]:
+        """Active jobs first, then finished ones; the newest started first within each."""
         return sorted(
             self.jobs.values(),
-            key=lambda job: (job.state in FINISHED_JOB_STATES, -job.at.timestamp()),
+            key=lambda job: (job.state in FINISHED_JOB_STATES, -job.started_at.timestamp()),
         )
 
     def deployment_rows(self) -> list[DeploymentRow]:
@@ -315,6 +273,10 @@ class FleetState:
             live = [r for r in replicas if r.state != "stopped"]
             measured = [r for r in live if r.output_tokens_per_s is not None]
             plan = self.plans.get(plan_id)
+            ttfts = [r.ttft_p95_ms for r in measured if r.ttft_p95_ms is not None]
+            predicted_ttfts = [
+                r.predicted_ttft_p95_ms for r in live if r.predicted_ttft_p95_ms is not None
+            ]
             rows.append(
                 DeploymentRow(
                     key=f"{plan_id}|{deployment}",
@@ -332,6 +294,8 @@ class FleetState:
                     predicted_usd_per_million_tokens=(
                         plan.predicted_usd_per_million_tokens if plan else None
                     ),
+                    ttft_p95_ms=max(ttfts) if ttfts else None,
+                    predicted_ttft_p95_ms=max(predicted_ttfts) if predicted_ttfts else None,
                 )
             )
         return rows

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
 from quantplan.agent.cluster.collector_actor import CollectorClient, RayEventSource
-from quantplan.agent.cluster.events import CostEvent, ReplicaEvent
+from quantplan.agent.cluster.events import CostEvent, JobEvent, ReplicaEvent
 from quantplan.agent.cluster.fleet_ops import destroy
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
@@ -103,6 +103,17 @@ def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
         assert healthy == {"vllm", "llama.cpp"}
         costs = [e for e in events if isinstance(e, CostEvent) and e.plan_id == NAME]
         assert {e.scope for e in costs} == {"replica", "node", "plan"}
+        # Replica costs carry measured p95 latency next to the plan's; benchmark jobs report
+        # their load levels as progress.
+        replica_costs = [e for e in costs if e.scope == "replica"]
+        assert all(e.ttft_p95_ms is not None for e in replica_costs)
+        assert all(e.predicted_ttft_p95_ms is not None for e in replica_costs)
+        stepped = [
+            e.progress
+            for e in events
+            if isinstance(e, JobEvent) and e.kind == "benchmark" and e.progress is not None
+        ]
+        assert stepped and max(stepped) == 1.0
 
         # The same plan again changes nothing.
         started = time.monotonic()

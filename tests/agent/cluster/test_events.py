@@ -122,3 +122,35 @@ def test_fleet_view_folds_nodes_jobs_replicas_and_costs() -> None:
     view = apply_event(view, node_event("n1", "lost"))
     assert view.nodes["n1"].state == "lost" and view.nodes["n1"].running_jobs == ()
     assert view.nodes["n1"].facts is not None
+
+
+def test_progress_and_latency_fields_are_optional_and_checked() -> None:
+    # Events from publishers that predate the fields stay valid and read as "not reported".
+    job = parse_event({"type": "job", "job_id": "j", "kind": "quantize", "state": "started"})
+    assert isinstance(job, JobEvent) and job.progress is None and job.stage == ""
+    cost = parse_event(
+        {
+            "type": "cost",
+            "scope": "replica",
+            "key": "r",
+            "plan_id": "p",
+            "output_tokens_per_s": 1,
+            "total_tokens_per_s": 3,
+            "usd_per_hour": 1,
+        }
+    )
+    assert isinstance(cost, CostEvent) and cost.ttft_p95_ms is None
+    stepped = JobEvent(job_id="j", kind="benchmark", state="started", progress=0.5, stage="1/2")
+    assert parse_event(stepped.model_dump_json()) == stepped
+    with pytest.raises(ValidationError):
+        JobEvent(job_id="j", kind="benchmark", state="started", progress=1.5)
+    with pytest.raises(ValidationError):
+        CostEvent(
+            scope="replica",
+            key="r",
+            plan_id="p",
+            output_tokens_per_s=1,
+            total_tokens_per_s=3,
+            usd_per_hour=1,
+            ttft_p95_ms=-1,
+        )
