@@ -198,10 +198,13 @@ def status_command(
             node.node_id[:12], node.instance_type or "(head)", str(node.alive), f"{node.cpus:g}"
         )
     console.print(nodes)
-    replicas = Table("deployment", "replica", "engine", "node", "healthy", "endpoint")
+    replicas = Table("deployment", "engine", "node", "healthy")
+    # Ids and URLs are what a user copies: fold them onto more lines, never cut them.
+    replicas.add_column("replica", overflow="fold")
+    replicas.add_column("endpoint", overflow="fold")
     for r in status.replicas:
         replicas.add_row(
-            r.deployment, r.replica_id, r.engine, r.node_id[:12], str(r.healthy), r.endpoint
+            r.deployment, r.engine, r.node_id[:12], str(r.healthy), r.replica_id, r.endpoint
         )
     console.print(replicas)
     if status.collector:
