@@ -148,3 +148,13 @@ def test_simulated_jobs_report_their_steps() -> None:
     assert fractions["quantize-0"] == pytest.approx(7 / 30)  # a layer every 4 ticks
     assert state.jobs["bench-0"].state == "succeeded"
     assert all(r.ttft_p95_ms is not None for r in state.replicas.values())
+
+
+def test_a_retry_on_the_same_node_is_logged() -> None:
+    state = FleetState()
+    state.apply_all(recorded_fleet())
+    state.apply(
+        JobEvent(job_id="bench-1", kind="benchmark", node_id="node-1", state="retrying", at=START)
+    )
+    assert state.jobs["bench-1"].state == "retrying"
+    assert "bench-1 retrying on node-1" in state.log[-1].message

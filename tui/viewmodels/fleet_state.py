@@ -127,7 +127,11 @@ class FleetState:
         previous = self.jobs.get(event.job_id)
         was_active = previous is not None and previous.state not in FINISHED_JOB_STATES
         is_active = event.state not in FINISHED_JOB_STATES
-        if previous is not None and was_active and is_active and previous.node_id == event.node_id:
+        if (
+            previous is not None
+            and previous.state == event.state == "started"
+            and previous.node_id == event.node_id
+        ):
             # A progress update of a running job: the row changes in place, counts do not.
             previous.state, previous.attempt = event.state, event.attempt
             previous.progress, previous.stage = event.progress, event.stage
