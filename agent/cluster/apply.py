@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,7 +77,12 @@ class ApplyOutcome(BaseModel):
 
 class _Applier:
     def __init__(
-        self, plan: Plan, address: str, options: ApplyOptions, started: float | None = None
+        self,
+        plan: Plan,
+        address: str,
+        options: ApplyOptions,
+        started: float | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         from quantplan.agent.cluster.collector_actor import CollectorClient, start_collector
         from quantplan.agent.cluster.local import attach
@@ -93,11 +99,17 @@ class _Applier:
         _check_collector_database(self.client, self.database_url)
         self.plan_id = states.plan_hash(plan)
         self.timings: dict[str, float] = {}
+        self.on_progress = on_progress
 
     def event(self, state: str, reasons: tuple[str, ...] = (), detail: str = "") -> None:
         self.client.publish(
             PlanEvent(plan_id=self.name, state=state, reasons=reasons, detail=detail)  # type: ignore[arg-type]
         )
+        self.progress(state.replace("_", " ") + (f": {detail}" if detail else ""))
+
+    def progress(self, line: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(line)
 
     def run(self) -> ApplyOutcome:
         from quantplan.agent.cluster.node_agent import start_node_agents
@@ -261,6 +273,7 @@ class _Applier:
             self.timings["first_healthy_s"] = healthy_at
             self.timings["first_engine_start_s"] = float(payload.get("startup_s") or 0.0)
         replica_event("healthy", node_id=result.node_id, endpoint=payload["base_url"])
+        self.progress(f"deploying: {spec.replica_id} healthy at {payload['base_url']}")
         return states.ReplicaRecord(
             spec=spec,
             node_id=result.node_id,
@@ -394,7 +407,7 @@ class _Applier:
         self.event("replan_proposed", (proposal.reason,), detail=" + ".join(proposal.proposed))
         if self.options.auto_replan:
             options = self.options.model_copy(update={"auto_replan": False})
-            _Applier(new_plan, "auto", options).run()
+            _Applier(new_plan, "auto", options, on_progress=self.on_progress).run()
             proposal = proposal.model_copy(update={"applied": True})
         return proposal
 
@@ -413,10 +426,15 @@ def _check_collector_database(client: object, database_url: str) -> None:
 
 
 def apply_plan(
-    plan: Plan | str | Path, *, address: str = "auto", options: ApplyOptions | None = None
+    plan: Plan | str | Path,
+    *,
+    address: str = "auto",
+    options: ApplyOptions | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> ApplyOutcome:
-    """Apply ``plan`` (a Plan or a plan file) to the cluster at ``address``."""
+    """Apply ``plan`` (a Plan or a plan file) to the cluster at ``address``; ``on_progress``
+    hears each stage (validating, quantizing, deploying, benchmarking, ...) as it begins."""
     started = time.perf_counter()
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
-    return _Applier(plan, address, options or ApplyOptions(), started).run()
+    return _Applier(plan, address, options or ApplyOptions(), started, on_progress).run()

@@ -135,8 +135,13 @@ def apply_command(
         auto_replan=auto,
         dry_run=dry_run,
     )
-    with console.status("applying the plan..."):
-        outcome = apply_plan(plan_file, address=address, options=options)
+    with console.status("applying the plan: connecting") as spinner:
+        outcome = apply_plan(
+            plan_file,
+            address=address,
+            options=options,
+            on_progress=lambda line: spinner.update(f"applying the plan: {line}"),
+        )
     if as_json:
         typer.echo(outcome.model_dump_json(indent=2))
         return

@@ -57,8 +57,13 @@ def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
     )
     since = RayEventSource().events_since(0).next_seq
     try:
-        outcome = apply_plan(plan, options=options)
+        stages: list[str] = []
+        outcome = apply_plan(plan, options=options, on_progress=stages.append)
         assert outcome.status == "applied", outcome
+        begun = [line.split(":")[0] for line in stages]
+        assert begun[0] == "validating" and begun[-1] == "running"
+        assert {"quantizing", "deploying", "benchmarking"} <= set(begun)
+        assert sum("healthy at http" in line for line in stages) == 2
         assert len(outcome.endpoints) == 2
 
         # Both engines answer on their own node, as the plan said.
