@@ -5,6 +5,7 @@ applied again (nothing changes) and destroyed (nothing keeps running)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -40,6 +41,45 @@ def _complete(base_url: str, model: str, body: dict[str, object]) -> str:
     )
     response.raise_for_status()
     return response.json()["choices"][0]["text"]
+
+
+async def _dashboard_shows(database_url: str, costs: dict[str, float | None]) -> None:
+    """Open the dashboard on the fleet screen against the live cluster and read its tables."""
+    from quantplan.tui.app import QuantplanApp
+    from quantplan.tui.fleet.sources import RayFleetSource
+    from quantplan.tui.services import CatalogService, DashboardServices
+    from textual.widgets import DataTable
+
+    services = DashboardServices(catalog=CatalogService(database_url), fleet=RayFleetSource("auto"))
+    app = QuantplanApp(services, initial_mode="fleet")
+    async with app.run_test(size=(120, 40)) as pilot:
+
+        def replicas_costed() -> bool:
+            state = getattr(app.screen, "state", None)
+            if state is None:
+                return False
+            shown = {r.replica_id: r.usd_per_million_tokens for r in state.replicas.values()}
+            return all(shown.get(key) is not None for key in costs)
+
+        deadline = time.monotonic() + 60
+        while not replicas_costed():
+            assert time.monotonic() < deadline, "the fleet screen never showed the costs"
+            await pilot.pause(0.2)
+        state = app.screen.state  # type: ignore[attr-defined]
+        for replica_id, usd in costs.items():
+            assert state.replicas[replica_id].usd_per_million_tokens == pytest.approx(usd)
+            assert state.replicas[replica_id].state == "healthy"
+        await pilot.press("d")
+        await pilot.pause(0.5)
+        table = app.screen.query_one("#deployments", DataTable)
+        text = " ".join(
+            str(table.get_cell_at((row, col)))
+            for row in range(table.row_count)
+            for col in range(len(table.columns))
+        )
+        assert "vllm" in text and "llama.cpp" in text
+        for usd in costs.values():
+            assert f"{usd:,.3f}" in text
 
 
 def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
@@ -119,6 +159,10 @@ def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
             if isinstance(e, JobEvent) and e.kind == "benchmark" and e.progress is not None
         ]
         assert stepped and max(stepped) == 1.0
+
+        # The dashboard's fleet screen, connected to this cluster, shows the cost per token.
+        costs_by_replica = {m.replica_id: m.usd_per_million_tokens for m in outcome.measurements}
+        asyncio.run(_dashboard_shows(ray_cluster.database_url, costs_by_replica))
 
         # The same plan again changes nothing.
         started = time.monotonic()
