@@ -127,7 +127,12 @@ def _print_plan(plan: Plan) -> None:
         table.add_column("value")
         rows = [
             ("method / scheme / engine", f"{d.method} / {d.scheme} / {d.engine}"),
-            ("instance", f"{d.instance} ({d.hardware} x{d.accelerator_count}), {d.pricing}"),
+            (
+                "instance",
+                f"{d.instance} ({d.hardware}"
+                + (f" x{d.accelerator_count}" if d.accelerator_count else ", CPU")
+                + f"), {d.pricing}",
+            ),
             (
                 "replicas / instances",
                 f"{d.replicas} on {d.instances} ({d.replicas_per_instance} per instance)",
