@@ -4,8 +4,10 @@ For GPTQ and AWQ (W4A16, group 64, 64 x 256-token calibration samples) and for a
 (F16 conversion + 7 quantizations), the same work is run twice on the default model: once as
 ``quantplan quantize`` (CLI, toolchain subprocess, artifact store, manifest) and once as a
 plain script that calls llm-compressor / llama.cpp directly in the same toolchain interpreter.
-Wall time and peak RSS (of the whole process tree, from ``wait4``) are compared. Then every
-artifact is evaluated on held-out text with the serving engines and the table is written.
+Wall time, CPU time (user + sys of the process and every child it waited for) and peak RSS (the
+largest single process of the tree), all from ``wait4``, are compared; CPU time does not grow when
+other work shares the machine, wall time does. Then every artifact (and one W8A16 per-channel GPTQ
+artifact) is evaluated on held-out text with the engine that serves it and the table is written.
 
     .venv/bin/python bench/quantize_bench.py [--only gguf,gptq,awq] [--skip-quality]
 
@@ -34,7 +36,7 @@ SAMPLES, LENGTH = 64, 256
 
 
 def measure(command: list[str]) -> dict[str, Any]:
-    """Run ``command``; wall seconds and peak RSS (MB) of its process tree."""
+    """Run ``command``; wall seconds, CPU seconds and peak RSS (MB) of its process tree."""
     # Files, not pipes: a chatty child (llama.cpp logs every tensor) would fill a pipe and
     # block while we wait for it.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -51,6 +53,9 @@ def measure(command: list[str]) -> dict[str, Any]:
         raise SystemExit(f"{' '.join(command)} failed ({code}):\n{stderr[-3000:]}")
     return {
         "seconds": round(seconds, 1),
+        # wait4's rusage covers the child and all descendants it reaped (the toolchain
+        # subprocess, the converter), so this is the CPU time of the whole tree.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "stdout": stdout,
@@ -125,6 +130,9 @@ def run_speed(
                     "quantplan": ours,
                     "direct": theirs,
                     "overhead_pct": round((ours["seconds"] / theirs["seconds"] - 1) * 100, 1),
+                    "cpu_overhead_pct": round(
+                        (ours["cpu_seconds"] / theirs["cpu_seconds"] - 1) * 100, 1
+                    ),
                     "artifacts": [
                         {
                             "scheme": m["scheme"],
@@ -154,6 +162,8 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
     artifacts = [
         quantize("default", "gptq", {"calibration": calibration}, store=store),
         quantize("default", "awq", {"calibration": awq_calibration}, store=store),
+        # Per-channel 8-bit: the scheme for layers no group size divides.
+        quantize("default", "gptq", {"scheme": "W8A16", "calibration": calibration}, store=store),
         *(quantize("default", "gguf", {"type": kind}, store=store) for kind in GGUF_TYPES),
     ]
     started = datetime.now(UTC)
@@ -162,6 +172,12 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
     )
     return {
         "table": table.model_dump(mode="json"),
+        # Samples x tokens each llm-compressor row was calibrated on (GGUF types need none).
+        "calibration": {
+            m.artifact_id: f"{m.calibration['num_samples']} x {m.calibration['sequence_length']}"
+            for m in artifacts
+            if m.calibration
+        },
         "started_at": started.isoformat(),
         "recorded": record(table, started, artifacts),
     }
@@ -193,8 +209,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Quantization: quantplan vs the libraries called directly",
         "",
-        f"Machine: {result['machine']}. Load average at start: {result['load_average']} "
-        "(the machine is shared; both paths ran back to back under the same load).",
+        f"Date: {result['date']}. Machine: {result['machine']}. Load average at start: "
+        f"{result['load_average']} (the machine is shared; both paths ran back to back, under "
+        f"{result.get('lock', 'no lock')}).",
         f"Model: SmolLM2-135M-Instruct (bf16 checkpoint dequantized from the Q4_1 GGUF). "
         f"GPTQ/AWQ: W4A16 group 64, {SAMPLES} x {LENGTH}-token calibration samples"
         + (
@@ -205,18 +222,24 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         "",
         "| method | quantplan s | of which in the library call | outside it | direct s "
-        "| wall-time ratio | quantplan peak MB | direct peak MB | load 1m (quantplan; direct) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| wall-time ratio | quantplan CPU s | direct CPU s | CPU-time ratio "
+        "| quantplan peak MB | direct peak MB | load 1m (quantplan; direct) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result.get("speed", []):
         ours, theirs = row["quantplan"], row["direct"]
         inside = sum(artifact["quantize_seconds"] for artifact in row["artifacts"])
         outside = ours["seconds"] - inside
         load = f"{ours.get('load_average_1m')}; {theirs.get('load_average_1m')}"
+        cpu = (
+            f"{ours['cpu_seconds']} | {theirs['cpu_seconds']} | {row['cpu_overhead_pct']:+.1f}%"
+            if "cpu_seconds" in ours
+            else "- | - | -"
+        )
         lines.append(
             f"| {row['method']} | {ours['seconds']} | {inside:.1f} | {outside:.1f} "
             f"({outside / ours['seconds'] * 100:.1f}%) | {theirs['seconds']} | "
-            f"{row['overhead_pct']:+.1f}% | {ours['peak_rss_mb']} | "
+            f"{row['overhead_pct']:+.1f}% | {cpu} | {ours['peak_rss_mb']} | "
             f"{theirs['peak_rss_mb']} | {load} |"
         )
     lines += [
@@ -224,12 +247,20 @@ def markdown(result: dict[str, Any]) -> str:
         "'In the library call' is the time the step itself measured around the library work "
         "(llm-compressor: tokenize + load + oneshot + save; llama.cpp: convert / quantize); "
         "'outside it' is what quantplan adds (CLI start, checks, subprocess, hashing, "
-        "manifest, bits-per-weight measurement). Wall-time ratios between the two paths are "
-        "dominated by other work on this shared 2-core machine (see the load column).",
+        "manifest, bits-per-weight measurement). Ratios are quantplan / direct - 1 (target: "
+        "under +5 %). Wall time moves with other work on this shared 2-core machine (see the "
+        "load column); CPU time (user + sys of the whole process tree) moves much less, but not "
+        "always: see the notes. Peak MB is the "
+        "largest single process of the tree.",
     ]
+    # Observations added after the run (what else was running, why a row is not comparable).
+    for note in result.get("notes", []):
+        lines += ["", f"Note: {note}"]
     quality = result.get("quality")
     if quality:
         table = quality["table"]
+        calibrations: dict[str, str] = quality.get("calibration", {})
+        errors: list[str] = []
         lines += [
             "",
             f"## Quality on {table['eval_set']} ({table['tokens_per_model']} tokens per model)",
@@ -238,23 +269,37 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"> {note}" for note in table["notes"]]
         lines += [
             "",
-            "| scheme | engine | perplexity | Δ ppl % | KL | top-1 | bits/weight | "
+            "| scheme | engine | calibration | perplexity | Δ ppl % | KL | top-1 | bits/weight | "
             "compression | mean layer rel. error |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in table["rows"]:
 
             def number(value: Any, fmt: str) -> str:
                 return format(value, fmt) if value is not None else "-"
 
+            if row.get("error"):
+                lines.append(
+                    f"| {row['scheme']} | {row['engine']} | "
+                    f"{calibrations.get(row['artifact_id'], '-')} | not served: see below "
+                    f"| - | - | - | {number(row['bits_per_weight'], '.2f')} | "
+                    f"{number(row['compression_ratio'], '.2f')}x | "
+                    f"{number(row['layer_error'].get('mean_relative_error'), '.4f')} |"
+                )
+                errors.append(f"- {row['scheme']}: {row['error']}")
+                continue
             lines.append(
-                f"| {row['scheme']} | {row['engine']} | {number(row['perplexity'], '.3f')} | "
+                f"| {row['scheme']} | {row['engine']} | "
+                f"{calibrations.get(row['artifact_id'], '-')} | "
+                f"{number(row['perplexity'], '.3f')} | "
                 f"{number(row['perplexity_delta_pct'], '+.2f')} | "
                 f"{number(row['kl_divergence'], '.4f')} | {number(row['top1_agreement'], '.3f')} "
                 f"| {number(row['bits_per_weight'], '.2f')} | "
                 f"{number(row['compression_ratio'], '.2f')}x | "
                 f"{number(row['layer_error'].get('mean_relative_error'), '.4f')} |"
             )
+        if errors:
+            lines += ["", "Rows the serving engine could not evaluate (evaluate's error):", *errors]
         lines += [
             "",
             "KL: vLLM rows use a top-20 + tail-bucket estimate from prompt logprobs; "
@@ -273,6 +318,9 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="Only rewrite the .md from .json")
     parser.add_argument("--name", default="quantize", help="Results file name (no suffix)")
     parser.add_argument("--direct-first", action="store_true", help="Run the direct path first")
+    parser.add_argument(
+        "--under", default="no lock", help="How the run was kept apart from other heavy work"
+    )
     parser.add_argument("--awq-samples", type=int, default=SAMPLES)
     parser.add_argument("--awq-length", type=int, default=LENGTH)
     parser.add_argument(
@@ -295,6 +343,7 @@ def main() -> None:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "samples": SAMPLES,
         "sequence_length": LENGTH,
+        "lock": arguments.under,
     }
     methods = [m for m in arguments.only.split(",") if m]
     earlier = []
