@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -32,6 +33,11 @@ from quantplan.errors import QuantplanError
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 PROGRESS_PREFIX = "@@progress "
 STDERR_TAIL_LINES = 30
+# The last line of a Python traceback ("ValueError: ..."), also when a child process's output
+# carries a prefix such as "(EngineCore pid=12) ".
+_EXCEPTION_LINE = re.compile(r"(?:^|[\s)\]])(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): \S")
+ERRORS_KEPT = 3  # exception reports named in a crash message, most recent last
+ERROR_CONTINUATION_LINES = 2  # lines after an exception line that often carry its details
 
 
 class StepProgress(BaseModel):
@@ -113,8 +119,9 @@ def run_step(
             start_new_session=True,  # its own process group, so a timeout kills its children too
         )
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        errors = _ErrorLines()
         reader = threading.Thread(
-            target=_pump_stderr, args=(process, tail, on_progress), daemon=True
+            target=_pump_stderr, args=(process, tail, errors, on_progress), daemon=True
         )
         reader.start()
         try:
@@ -133,12 +140,41 @@ def run_step(
             _kill_group(process)
             raise
         reader.join(5)
-        return _read_response(step, response_path, returncode, "\n".join(tail), response_type)
+        return _read_response(
+            step, response_path, returncode, "\n".join(tail), response_type, errors.summary()
+        )
+
+
+class _ErrorLines:
+    """The last few exception reports in a step's stderr, with a line or two of detail each.
+
+    A step's children write to the same stream. When vLLM's engine core fails to start, the
+    step itself dies of a wrapper ("Engine core initialization failed. See root cause above")
+    and the real cause, printed earlier by the child, has scrolled out of the tail.
+    """
+
+    def __init__(self) -> None:
+        self.reports: deque[list[str]] = deque(maxlen=ERRORS_KEPT)
+        self._following = 0
+
+    def add(self, line: str) -> None:
+        if _EXCEPTION_LINE.search(line):
+            self.reports.append([line])
+            self._following = ERROR_CONTINUATION_LINES
+        elif self._following and "Traceback (most recent call last)" not in line:
+            self.reports[-1].append(line)
+            self._following -= 1
+        else:
+            self._following = 0
+
+    def summary(self) -> str:
+        return "\n".join("\n".join(report) for report in self.reports)
 
 
 def _pump_stderr(
     process: subprocess.Popen[str],
     tail: deque[str],
+    errors: _ErrorLines,
     on_progress: Callable[[StepProgress], None] | None,
 ) -> None:
     assert process.stderr is not None
@@ -152,6 +188,7 @@ def _pump_stderr(
                     tail.append(stripped)
         elif stripped:
             tail.append(stripped)
+            errors.add(stripped)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
@@ -161,12 +198,19 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
 
 
 def _read_response(
-    step: str, path: Path, returncode: int, tail: str, response_type: type[ResponseT]
+    step: str,
+    path: Path,
+    returncode: int,
+    tail: str,
+    response_type: type[ResponseT],
+    errors: str = "",
 ) -> ResponseT:
     if not path.is_file():
         cause = f"exited with code {returncode} without writing a response"
         if returncode < 0:
             cause = f"was killed by signal {-returncode}"
+        if errors:
+            cause += f"; the errors it reported, last one last:\n{errors}"
         raise StepError(step, "crash", cause, stderr_tail=tail)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

@@ -213,3 +213,41 @@ def test_built_toolchain_imports_and_reports_its_versions(name: str) -> None:
         probe = "import importlib.util as u; print(u.find_spec('torchvision') is None)"
         out = subprocess.run([str(toolchain.python), "-c", probe], capture_output=True, text=True)
         assert out.stdout.strip() == "True"
+
+
+def test_crash_names_a_child_error_that_scrolled_out_of_the_tail(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    # An "interpreter" that fails the way a vLLM step does when its engine core cannot load a
+    # checkpoint: the child's traceback comes first, then many lines, then only a wrapper.
+    (tmp_path / "bin").mkdir()
+    crashing = tmp_path / "bin" / "python"
+    noise = "\n".join(f'  File "vllm/engine.py", line {n}, in start' for n in range(60))
+    crashing.write_text(
+        "#!/bin/sh\ncat >&2 <<'LOG'\n"
+        "(EngineCore pid=12) Traceback (most recent call last):\n"
+        "(EngineCore pid=12) ValueError: Failed to find a kernel that can implement the WNA16 "
+        "linear layer. Reasons: \n"
+        "(EngineCore pid=12)  CPUWNA16 cannot implement due to: Quant type (uint8b128) not "
+        "supported by CPUWNA16\n"
+        f"Traceback (most recent call last):\n{noise}\n"
+        "RuntimeError: Engine core initialization failed. See root cause above.\n"
+        "LOG\nexit 1\n"
+    )
+    crashing.chmod(0o755)
+    toolchain = Toolchain(
+        name="crash",
+        key="t",
+        root=tmp_path,
+        python_version="3",
+        versions={},
+        built_at=datetime.now(UTC),
+        build_seconds=0,
+    )
+    with pytest.raises(StepError) as caught:
+        run_step(toolchain, "gguf_validate", _ValidateRequest(path="x"), _ValidateResponse)
+    assert caught.value.kind == "crash"
+    message = str(caught.value).split("--- last lines")[0]
+    assert "ValueError: Failed to find a kernel" in message
+    assert "Quant type (uint8b128) not supported" in message
+    assert message.rstrip().endswith("See root cause above.")
