@@ -263,7 +263,12 @@ def markdown(result: dict[str, Any]) -> str:
         errors: list[str] = []
         lines += [
             "",
-            f"## Quality on {table['eval_set']} ({table['tokens_per_model']} tokens per model)",
+            f"## Quality on {table['eval_set']} ({table['tokens_per_model']} tokens per model)"
+            + (
+                "; base weights dequantized from Q4_1"
+                if any("Q4_1" in note for note in table["notes"])
+                else ""
+            ),
             "",
         ]
         lines += [f"> {note}" for note in table["notes"]]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,12 @@ def main() -> None:
     parser.add_argument("--samples", default="16,32,64,128")
     parser.add_argument("--method", default="gptq", choices=("gptq", "awq"))
     parser.add_argument("--windows", type=int, default=16)
+    parser.add_argument(
+        "--under", default="no lock", help="How the run was kept apart from other heavy work"
+    )
     arguments = parser.parse_args()
+    started = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
 
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.evaluate.api import evaluate
@@ -40,6 +47,7 @@ def main() -> None:
         options = {"calibration": {"num_samples": count, "sequence_length": LENGTH}}
         artifacts.append(quantize("default", arguments.method, options, store=store))
         print(f"{count} samples: {artifacts[-1].quantize_seconds:.0f} s", flush=True)
+    load_after_quantize = [round(x, 2) for x in os.getloadavg()]
     table = evaluate(
         artifacts,
         settings=EvalSettings(num_windows=arguments.windows, window_length=256),
@@ -53,6 +61,8 @@ def main() -> None:
                 "samples": count,
                 "tokens": count * LENGTH,
                 "quantize_seconds": manifest.quantize_seconds,
+                # An artifact already in the store is reused; its time is from when it was made.
+                "reused": manifest.created_at < started,
                 "perplexity": row.perplexity,
                 "perplexity_delta_pct": row.perplexity_delta_pct,
                 "kl_divergence": row.kl_divergence,
@@ -60,7 +70,14 @@ def main() -> None:
             }
         )
     result = {
-        "date": datetime.now(UTC).isoformat(),
+        "date": started.isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average": {
+            "start": load_at_start,
+            "after_quantize": load_after_quantize,
+            "end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "lock": arguments.under,
         "method": arguments.method,
         "eval_set": table.eval_set,
         "notes": table.notes,
@@ -71,10 +88,15 @@ def main() -> None:
     name = f"quantize-calibration-{arguments.method}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     lines = [
-        f"# Calibration efficiency: {arguments.method.upper()} W4A16 g64 on SmolLM2-135M",
+        f"# Calibration efficiency: {arguments.method.upper()} W4A16 g64 on SmolLM2-135M"
+        + ("; base weights dequantized from Q4_1" if any("Q4_1" in n for n in table.notes) else ""),
         "",
-        f"Evaluated with vLLM CPU on {table.eval_set}; bf16 baseline perplexity "
-        f"{result['baseline_perplexity']:.3f}.",
+        f"Date: {result['date']}. Machine: {result['machine']}, shared; run under "
+        f"{result['lock']}. Load average (1, 5, 15 min) at start {load_at_start}, after "
+        f"quantizing {load_after_quantize}, at the end {result['load_average']['end']}.",
+        "",
+        f"Evaluated with vLLM CPU on {table.eval_set} ({table.tokens_per_model} tokens); bf16 "
+        f"baseline perplexity {result['baseline_perplexity']:.3f} in vLLM.",
         "",
     ]
     lines += [f"> {note}" for note in table.notes]
@@ -85,10 +107,17 @@ def main() -> None:
     ]
     for row in rows:
         lines.append(
-            f"| {row['samples']} | {row['quantize_seconds']:.0f} | "
+            f"| {row['samples']} | {row['quantize_seconds']:.0f}"
+            f"{' (reused)' if row['reused'] else ''} | "
             f"{row['perplexity']:.3f} | {row['perplexity_delta_pct']:+.2f} | "
             f"{row['kl_divergence']:.4f} | {row['top1_agreement']:.3f} |"
         )
+    lines += [
+        "",
+        "Quantize s is the step's own time around the library work; '(reused)' marks an "
+        "artifact already in the store with these exact settings, timed when it was made. "
+        "KL is estimated from vLLM's top-20 prompt logprobs plus a tail bucket.",
+    ]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
