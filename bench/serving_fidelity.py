@@ -45,6 +45,7 @@ def _watch(server: ServerHandle) -> ServerWatch:
 
 
 def _ours(server: ServerHandle, workload: Workload, concurrency: int, requests: int) -> dict:
+    cpu_before = time.process_time()
     result = asyncio.run(
         run_closed_loop(
             server.endpoint,
@@ -65,6 +66,8 @@ def _ours(server: ServerHandle, workload: Workload, concurrency: int, requests: 
         "median_itl_ms": m.itl.p50_ms,
         "median_tpot_ms": m.tpot.p50_ms,
         "median_e2el_ms": m.e2e.p50_ms,
+        # The client shares the two cores with the server: what it burns, the server lacks.
+        "client_cpu_s": time.process_time() - cpu_before,
     }
 
 
@@ -344,14 +347,21 @@ def _markdown(report: dict[str, Any]) -> str:
             )
         own = [entry["vllm"]["output_throughput"] for entry in v["rounds"]]
         spread = (max(own) - min(own)) / statistics.fmean(own) * 100 if len(own) > 1 else 0.0
+        cpu = [e["ours"]["client_cpu_s"] / e["ours"]["duration_s"] for e in v["rounds"]
+               if e["ours"].get("client_cpu_s") is not None]  # fmt: skip
         lines += [
             "",
             f"vLLM's own benchmark varied by {spread:.0f} % between rounds on the same server "
-            "and workload. When that spread exceeds the 5 % target, this machine's load (shared "
-            "by other jobs; the client also shares the two cores with the server) is larger "
-            "than the effect being checked, and the comparison needs a quiet machine.",
-            "",
+            "and workload: single rounds on this 2-core machine (the client shares the cores "
+            "with the server) are noisy, so the comparison is of means over rounds that "
+            "alternate which tool goes first.",
         ]
+        if cpu:
+            lines.append(
+                f"quantplan's client used {statistics.fmean(cpu) * 100:.1f} % of one core "
+                "while measuring (process CPU time over the run's duration)."
+            )
+        lines.append("")
     if "llama.cpp" in report:
         lc = report["llama.cpp"]
         lines += [
