@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.bench.recording import (
@@ -37,6 +37,9 @@ from quantplan.catalog.records import HardwareRecord
 from quantplan.catalog.reports import MeasurementReport
 
 from quantplan.errors import QuantplanError
+
+if TYPE_CHECKING:
+    from quantplan.agent.evaluate.api import QualityTable
 
 
 class MatrixCell(BaseModel):
@@ -306,6 +309,13 @@ def run_profile(
     return rows
 
 
+def quality_delta_of(table: QualityTable, artifact_id: str) -> float | None:
+    """The perplexity delta of ``artifact_id``'s row. A GGUF table also holds its F16
+    reference, itself an artifact, so the row is found by id, not as 'the one with an id'."""
+    row = next((r for r in table.rows if r.artifact_id == artifact_id), None)
+    return row.perplexity_delta_pct if row is not None else None
+
+
 def default_providers(source: ModelSource) -> tuple[ArtifactFor, QualityFor]:
     """Artifacts from the quantization API and quality from the evaluation API.
 
@@ -338,8 +348,8 @@ def default_providers(source: ModelSource) -> tuple[ArtifactFor, QualityFor]:
             return 0.0  # the references the deltas are measured against
         from quantplan.agent.evaluate.api import evaluate
 
-        table = evaluate([manifests[cell.scheme]], model=source, store=store)
-        row = next((r for r in table.rows if r.artifact_id is not None), None)
-        return row.perplexity_delta_pct if row is not None else None
+        manifest = manifests[cell.scheme]
+        table = evaluate([manifest], model=source, store=store)
+        return quality_delta_of(table, manifest.artifact_id)
 
     return artifact_for, quality_for

@@ -142,3 +142,29 @@ def test_model_shape_and_instance_price(catalog: Engine, tmp_path: Path) -> None
     with pytest.raises(UnknownNameError) as caught:
         instance_price(snapshot, "aws/c7i.larg/us-east-1")
     assert caught.value.hint and "c7i.large" in caught.value.hint
+
+
+def test_the_quality_delta_is_read_from_the_artifacts_own_row() -> None:
+    """A GGUF quality table holds its F16 reference (also an artifact, no delta) first."""
+    from quantplan.agent.evaluate.api import QualityRow, QualityTable
+    from quantplan.agent.profile import quality_delta_of
+
+    table = QualityTable(
+        model="m",
+        model_sha256="0" * 64,
+        eval_set="pydoc",
+        tokens_per_model=100,
+        notes=[],
+        rows=[
+            QualityRow(scheme="gguf-f16", engine="llama.cpp", artifact_id="f16", perplexity=18.5),
+            QualityRow(
+                scheme="gguf-q8_0",
+                engine="llama.cpp",
+                artifact_id="q8",
+                perplexity=18.6,
+                perplexity_delta_pct=0.57,
+            ),
+        ],
+    )
+    assert quality_delta_of(table, "q8") == 0.57
+    assert quality_delta_of(table, "missing") is None
