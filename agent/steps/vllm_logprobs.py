@@ -17,6 +17,9 @@ from _stepio import StepRefusal, progress, run_step_main
 
 def main(request: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    # vLLM logs to stdout, which the core discards; its engine core reports why it failed to
+    # start (e.g. no CPU kernel for 8-bit weights) only in that log. On stderr, the core keeps it.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     started = time.monotonic()
     progress("starting vLLM (about 30 s on CPU)")
     from vllm import LLM, SamplingParams
