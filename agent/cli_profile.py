@@ -62,7 +62,7 @@ def rows_table(rows: list[ProfileRow], title: str) -> Table:
         "quality Δ ppl %",
         "$/M out",
         "$/M blended",
-        "latency vs bf16",
+        "latency cut vs bf16",
         "roofline",
         "status",
     ):

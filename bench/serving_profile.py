@@ -38,7 +38,7 @@ def markdown(summary: dict[str, Any], wall_s: float, load: tuple[float, float, f
         f"before the run {load[0]:.1f} (the machine is shared: other work ran beside it).",
         "",
         "| scheme | engine | best c | out tok/s | total tok/s | TTFT p50 / p95 ms | "
-        "quality Δ ppl % | $/M out | $/M blended | latency vs bf16 | bandwidth use | "
+        "quality Δ ppl % | $/M out | $/M blended | latency cut vs bf16 | bandwidth use | "
         "roofline | status |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -65,7 +65,9 @@ def markdown(summary: dict[str, Any], wall_s: float, load: tuple[float, float, f
         "rows vs the bf16 base in vLLM, GGUF rows vs the F16 GGUF in llama.cpp). The base weights "
         f"of this model are dequantized from {summary.get('dequantized_from') or 'a 4-bit GGUF'}: "
         "they already sit on a 4-bit grid, so requantizing looks nearly free here; this is not a "
-        "ranking of methods. Latency vs bf16: single-stream end-to-end latency at concurrency 1. "
+        "ranking of methods. Latency cut vs bf16: how much lower the single-stream "
+        "end-to-end latency (concurrency 1) is than bf16 on vLLM on this machine "
+        "(negative: slower). "
         "Bandwidth use / roofline: bytes read per generated token (weights / concurrency + KV) x "
         "tokens/s over the measured copy bandwidth.",
         "",
