@@ -171,7 +171,7 @@ def evaluate_command(
         view.add_column(column)
     for row in table.rows:
         if row.error:
-            view.add_row(row.scheme, row.engine, f"[red]{row.error[:60]}[/]")
+            view.add_row(row.scheme, row.engine, "[red]failed: see below[/]")
             continue
         view.add_row(
             row.scheme,
@@ -186,6 +186,12 @@ def evaluate_command(
         )
     out = Console()
     out.print(view)
+    for row in table.rows:
+        if row.error:
+            # The reported errors, without the traceback tail (--json keeps it all).
+            reason = row.error.split("--- last lines")[0].strip()
+            out.print(f"[red]{row.scheme} on {row.engine} could not be evaluated:[/]")
+            out.print(reason, markup=False, highlight=False)
     for note in table.notes:
         out.print(f"[yellow]note:[/] {note}")
     if recorded:
