@@ -139,6 +139,7 @@ def evaluate_command(
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.evaluate.api import evaluate
     from quantplan.agent.evaluate.engines import EvalSettings
+    from quantplan.agent.toolchains.steps import without_stderr_tail
     from rich.status import Status
 
     started = datetime.now(UTC)
@@ -189,9 +190,8 @@ def evaluate_command(
     for row in table.rows:
         if row.error:
             # The reported errors, without the traceback tail (--json keeps it all).
-            reason = row.error.split("--- last lines")[0].strip()
             out.print(f"[red]{row.scheme} on {row.engine} could not be evaluated:[/]")
-            out.print(reason, markup=False, highlight=False)
+            out.print(without_stderr_tail(row.error), markup=False, highlight=False)
     for note in table.notes:
         out.print(f"[yellow]note:[/] {note}")
     if recorded:

@@ -156,6 +156,7 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
     from quantplan.agent.evaluate.engines import EvalSettings
     from quantplan.agent.quantize import quantize
     from quantplan.agent.quantize.gguf import GGUF_TYPES
+    from quantplan.agent.toolchains.steps import without_stderr_tail
 
     store = ArtifactStore()
     calibration = {"num_samples": SAMPLES, "sequence_length": LENGTH}
@@ -170,8 +171,12 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
     table = evaluate(
         artifacts, settings=EvalSettings(num_windows=windows, window_length=length), store=store
     )
+    recorded = record(table, started, artifacts)
+    # Results are committed: keep the reasons an engine gave, not tracebacks with local paths.
+    rows = [r.model_copy(update={"error": without_stderr_tail(r.error)}) if r.error else r
+            for r in table.rows]  # fmt: skip
     return {
-        "table": table.model_dump(mode="json"),
+        "table": table.model_copy(update={"rows": rows}).model_dump(mode="json"),
         # Samples x tokens each llm-compressor row was calibrated on (GGUF types need none).
         "calibration": {
             m.artifact_id: f"{m.calibration['num_samples']} x {m.calibration['sequence_length']}"
@@ -179,7 +184,7 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
             if m.calibration
         },
         "started_at": started.isoformat(),
-        "recorded": record(table, started, artifacts),
+        "recorded": recorded,
     }
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from quantplan.agent.evaluate.api import QualityTable
+from quantplan.agent.toolchains.steps import without_stderr_tail
 
 
 def quality_report(
@@ -28,7 +29,8 @@ def quality_report(
     skipped = []
     for row in table.rows:
         if row.error is not None or row.perplexity is None:
-            skipped.append(f"{row.scheme} ({row.error or 'no numbers'})")
+            reason = without_stderr_tail(row.error) if row.error else "no numbers"
+            skipped.append(f"{row.scheme} ({reason})")
             continue
         if row.scheme not in known_schemes:
             skipped.append(f"{row.scheme} (scheme not in the catalog)")

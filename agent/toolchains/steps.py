@@ -38,6 +38,12 @@ STDERR_TAIL_LINES = 30
 _EXCEPTION_LINE = re.compile(r"(?:^|[\s)\]])(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): \S")
 ERRORS_KEPT = 3  # exception reports named in a crash message, most recent last
 ERROR_CONTINUATION_LINES = 2  # lines after an exception line that often carry its details
+STDERR_TAIL_MARKER = "\n--- last lines of the step's stderr ---\n"
+
+
+def without_stderr_tail(message: str) -> str:
+    """A step error's message without the stderr tail: the reasons, not the traceback."""
+    return message.split(STDERR_TAIL_MARKER)[0].strip()
 
 
 class StepProgress(BaseModel):
@@ -58,7 +64,7 @@ class StepError(QuantplanError):
     ) -> None:
         text = f"{step}: {message}"
         if stderr_tail:
-            text += f"\n--- last lines of the step's stderr ---\n{stderr_tail}"
+            text += f"{STDERR_TAIL_MARKER}{stderr_tail}"
         super().__init__(text, hint=hint)
         self.step = step
         self.kind = kind
