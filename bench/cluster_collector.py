@@ -23,6 +23,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -79,11 +80,15 @@ def measure(database_url: str, reports: list[str], batch: int = 100) -> dict[str
         total = time.perf_counter() - started
         stats = collector.stats()
         collector.close()
+    return _rates(len(reports), accepted, total, stats)
+
+
+def _rates(reports: int, accepted_s: float, total_s: float, stats: Any) -> dict[str, float]:
     return {
-        "reports": len(reports),
-        "accept_reports_per_s": round(len(reports) / accepted, 1),
-        "end_to_end_reports_per_s": round(len(reports) / total, 1),
-        "end_to_end_s": round(total, 2),
+        "reports": reports,
+        "accept_reports_per_s": round(reports / accepted_s, 1),
+        "end_to_end_reports_per_s": round(reports / total_s, 1),
+        "end_to_end_s": round(total_s, 2),
         "recorded": stats.recorded,
         "rejected": stats.rejected,
     }
@@ -120,14 +125,7 @@ def measure_through_ray(
             stats = client.stats()
     finally:
         ray.shutdown()
-    return {
-        "reports": len(reports),
-        "accept_reports_per_s": round(len(reports) / accepted, 1),
-        "end_to_end_reports_per_s": round(len(reports) / total, 1),
-        "end_to_end_s": round(total, 2),
-        "recorded": stats.recorded,
-        "rejected": stats.rejected,
-    }
+    return _rates(len(reports), accepted, total, stats)
 
 
 def main() -> None:

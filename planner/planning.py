@@ -205,12 +205,14 @@ def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Pla
     if context.targets.constraints.allow_mixed_fleet:
         solution = solve_fleet(ev)
         single = float(ev.usd_per_month[choice]) if choice else np.inf
-        if required:  # one deployment type cannot run several engines: the fleet decides
-            fleet = []
-        if solution is not None and (
-            required or solution.usd_per_hour * HOURS_PER_MONTH < single * (1 - 1e-9)
-        ):
-            fleet = [build_deployment(ev, t.key, instances=n) for t, n in solution.counts]
+        cheaper = solution is not None and solution.usd_per_hour * HOURS_PER_MONTH < single * (
+            1 - 1e-9
+        )
+        # With engines required the fleet decides even when dearer: one type runs one engine.
+        if required or cheaper:
+            fleet = [] if solution is None else [
+                build_deployment(ev, t.key, instances=n) for t, n in solution.counts
+            ]  # fmt: skip
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
     relaxed = relaxed_optima(ev, context.space, context.perf, reference)
     relaxations = [

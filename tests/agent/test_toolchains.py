@@ -115,19 +115,24 @@ class _ValidateResponse(BaseModel):
     bits_per_weight: float
 
 
-def core_interpreter_as_toolchain() -> Toolchain:
-    """The dev venv has `gguf`, which is all the validation step needs."""
+def _fake_toolchain(name: str, root: Path) -> Toolchain:
+    """A toolchain record whose interpreter is ``root``/bin/python."""
     from datetime import UTC, datetime
 
     return Toolchain(
-        name="core",
+        name=name,
         key="test",
-        root=Path(sys.prefix),
+        root=root,
         python_version="3",
         versions={},
         built_at=datetime.now(UTC),
         build_seconds=0,
     )
+
+
+def core_interpreter_as_toolchain() -> Toolchain:
+    """The dev venv has `gguf`, which is all the validation step needs."""
+    return _fake_toolchain("core", Path(sys.prefix))
 
 
 def test_step_refusal_comes_back_as_a_clear_error(tmp_path: Path) -> None:
@@ -145,22 +150,13 @@ def test_step_refusal_comes_back_as_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_step_timeout_kills_the_child(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
 
     # An "interpreter" that hangs, standing in for a step stuck in a native call.
     (tmp_path / "bin").mkdir()
     hanging = tmp_path / "bin" / "python"
     hanging.write_text("#!/bin/sh\nsleep 120\n")
     hanging.chmod(0o755)
-    toolchain = Toolchain(
-        name="hang",
-        key="t",
-        root=tmp_path,
-        python_version="3",
-        versions={},
-        built_at=datetime.now(UTC),
-        build_seconds=0,
-    )
+    toolchain = _fake_toolchain("hang", tmp_path)
     with pytest.raises(StepError) as caught:
         run_step(
             toolchain, "gguf_validate", _ValidateRequest(path="x"), _ValidateResponse, timeout_s=2
@@ -216,7 +212,6 @@ def test_built_toolchain_imports_and_reports_its_versions(name: str) -> None:
 
 
 def test_crash_names_a_child_error_that_scrolled_out_of_the_tail(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
 
     # An "interpreter" that fails the way a vLLM step does when its engine core cannot load a
     # checkpoint: the child's traceback comes first, then many lines, then only a wrapper.
@@ -235,15 +230,7 @@ def test_crash_names_a_child_error_that_scrolled_out_of_the_tail(tmp_path: Path)
         "LOG\nexit 1\n"
     )
     crashing.chmod(0o755)
-    toolchain = Toolchain(
-        name="crash",
-        key="t",
-        root=tmp_path,
-        python_version="3",
-        versions={},
-        built_at=datetime.now(UTC),
-        build_seconds=0,
-    )
+    toolchain = _fake_toolchain("crash", tmp_path)
     with pytest.raises(StepError) as caught:
         run_step(toolchain, "gguf_validate", _ValidateRequest(path="x"), _ValidateResponse)
     assert caught.value.kind == "crash"

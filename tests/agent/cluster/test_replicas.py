@@ -53,21 +53,23 @@ def shipped_gguf():
     return default_gguf()
 
 
+def _serve_gguf(replica: str, gguf, collector=None):  # type: ignore[no-untyped-def]
+    """Start a llama.cpp replica of ``gguf`` on a worker through its node agent."""
+    job = ServeJob(
+        job_id=f"serve-{replica}",
+        replica_id=replica,
+        engine="llama.cpp",
+        artifact_path=str(gguf),
+        threads=1,
+        startup_timeout_s=120,
+    )
+    return run_job(job, instance_types={WORKER_TYPE}, collector=collector)
+
+
 def test_llama_cpp_replica_lifecycle_on_a_node_agent(ray_cluster: RayTestCluster, shipped_gguf):
     client = CollectorClient()
     replica = f"r-{uuid.uuid4().hex[:6]}"
-    started = run_job(
-        ServeJob(
-            job_id=f"serve-{replica}",
-            replica_id=replica,
-            engine="llama.cpp",
-            artifact_path=str(shipped_gguf),
-            threads=1,
-            startup_timeout_s=120,
-        ),
-        instance_types={WORKER_TYPE},
-        collector=client,
-    )
+    started = _serve_gguf(replica, shipped_gguf, collector=client)
     assert started.status == "succeeded", started.detail
     base_url, pid = started.payload["base_url"], started.payload["pid"]
     assert base_url.startswith("http://127.0.0.1:")
@@ -99,17 +101,7 @@ def test_a_restarted_agent_stops_the_server_its_old_process_left(
     from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
 
     replica = f"r-{uuid.uuid4().hex[:6]}"
-    started = run_job(
-        ServeJob(
-            job_id=f"serve-{replica}",
-            replica_id=replica,
-            engine="llama.cpp",
-            artifact_path=str(shipped_gguf),
-            threads=1,
-            startup_timeout_s=120,
-        ),
-        instance_types={WORKER_TYPE},
-    )
+    started = _serve_gguf(replica, shipped_gguf)
     assert started.status == "succeeded", started.detail
     pid = started.payload["pid"]
     agent = ray.get_actor(agent_name(started.node_id), namespace=NAMESPACE)
