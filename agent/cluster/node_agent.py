@@ -35,7 +35,7 @@ from quantplan.agent.cluster.jobs import (
 )
 from quantplan.agent.cluster.replicas import replicas_dir
 from quantplan.catalog.reports import MeasurementReport, RunInfo
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
 from quantplan.errors import QuantplanError
 
@@ -408,14 +408,15 @@ def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
         ).remote(instance_type)
         refs.append(AgentRef(node_id=node_id, instance_type=instance_type, handle=handle))
-    # An agent whose node is dying (not yet marked dead) does not answer: leave it out.
+    # An agent whose node is dying (not yet marked dead) does not answer, and one asked for on
+    # a node that is already gone cannot be placed: leave both out.
     pings = {ref.handle.ping.remote(): ref for ref in refs}
     ready, _ = ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
     responsive = []
     for ping in ready:
         try:
             ray.get(ping)
-        except (RayActorError, ActorUnavailableError):
+        except (RayActorError, ActorUnavailableError, ActorUnschedulableError):
             continue
         responsive.append(pings[ping])
     return sorted(responsive, key=lambda ref: ref.node_id)

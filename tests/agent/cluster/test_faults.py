@@ -245,9 +245,9 @@ def test_node_agents_report_hardware_placed_by_instance_type_and_restart(
     from quantplan.agent.cluster.node_agent import start_node_agents
 
     agents = start_node_agents()
-    workers = {node["NodeID"] for node in ray.nodes() if node["Alive"]} - {
-        ray_cluster.cluster.head_node.node_id  # type: ignore[attr-defined]
-    }
+    # The fixture's own list of live workers: a node an earlier test killed can still read
+    # "Alive" in ray.nodes() until Ray's health check notices, and its agent cannot answer.
+    workers = {node.node_id for node in ray_cluster.workers}
     assert {a.node_id for a in agents} == workers  # one agent per worker node, none on the head
     assert start_node_agents()[0].handle._actor_id == agents[0].handle._actor_id  # idempotent
     facts = HardwareFacts.model_validate_json(ray.get(agents[0].handle.hardware.remote()))
