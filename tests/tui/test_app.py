@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,6 +28,19 @@ async def test_function_keys_switch_screens(make_app: Callable[..., QuantplanApp
         assert isinstance(app.screen, FleetScreen)
         await pilot.press("f2")
         assert isinstance(app.screen, AdvisorScreen)
+
+
+async def test_the_long_lived_heap_is_frozen_while_the_app_runs_and_released_after(
+    make_app: Callable[..., QuantplanApp],
+) -> None:
+    """Full collections skip what the dashboard keeps for good (they stalled the UI under a
+    busy fleet stream); after the app, nothing stays frozen for the rest of the process."""
+    app = make_app()
+    gc.unfreeze()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await catalog_loaded(pilot)
+        assert gc.get_freeze_count() > 100_000
+    assert gc.get_freeze_count() == 0
 
 
 async def test_help_opens_and_closes(make_app: Callable[..., QuantplanApp]) -> None:

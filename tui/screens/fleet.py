@@ -3,7 +3,8 @@
 Events are folded into :class:`~quantplan.tui.viewmodels.fleet_state.FleetState` as they arrive
 (an async worker); the widgets are brought up to date on a fixed tick from what changed, so a
 cluster sending thousands of updates a second costs a few table writes per frame, not one per
-event.
+event. All three tables are :class:`LiveTable`s, which redraw only the rows that changed, so a
+tab coming into view costs its visible lines, not a re-render of every cell.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, DataTable, Header, RichLog, Static
+from textual.widgets import ContentSwitcher, Header, RichLog, Static
 
 if TYPE_CHECKING:
     from quantplan.tui.app import QuantplanApp
@@ -103,7 +104,7 @@ def progress_cell(progress: float | None, active: bool) -> Text:
     return bar
 
 
-def job_cells(job: JobRow) -> tuple[str | Text, ...]:
+def job_cells(job: JobRow) -> tuple[Cell, ...]:
     active = job.state not in FINISHED_JOB_STATES
     # A running job says what it is doing; a finished one keeps its outcome's detail.
     detail = job.stage if active and job.stage else job.detail or job.stage
@@ -111,14 +112,14 @@ def job_cells(job: JobRow) -> tuple[str | Text, ...]:
         job.job_id,
         job.kind,
         job.node_id or "-",
-        Text(job.state, style=STATE_STYLES.get(job.state, "")),
+        (job.state, STATE_STYLES.get(job.state, "")),
         str(job.attempt),
         progress_cell(job.progress, active),
         detail,
     )
 
 
-def deployment_cells(row: DeploymentRow) -> tuple[str | Text, ...]:
+def deployment_cells(row: DeploymentRow) -> tuple[Cell, ...]:
     return (
         row.deployment,
         row.plan_id,
@@ -206,19 +207,12 @@ class FleetScreen(Screen[None]):
             yield Static(tab_bar("nodes"), id="fleet-tab-bar")
             with ContentSwitcher(initial="nodes", id="fleet-tabs"):
                 yield LiveTable(NODE_COLUMNS, id="nodes")
-                yield DataTable(id="jobs", cursor_type="row")
-                yield DataTable(id="deployments", cursor_type="row")
+                yield LiveTable(JOB_COLUMNS, id="jobs")
+                yield LiveTable(DEPLOYMENT_COLUMNS, id="deployments")
                 yield RichLog(id="events", max_lines=500, wrap=True)
         yield SteadyFooter()
 
     def on_mount(self) -> None:
-        for table_id, columns in (
-            ("#jobs", JOB_COLUMNS),
-            ("#deployments", DEPLOYMENT_COLUMNS),
-        ):
-            table = self.query_one(table_id, DataTable)
-            for key, label, width in columns:
-                table.add_column(label, key=key, width=width)
         self.query_one("#replan", Static).display = False
         source = self.source
         if isinstance(source, SourceUnavailable):
@@ -273,11 +267,12 @@ class FleetScreen(Screen[None]):
         self._refresh_nodes()
         if self.state.jobs_dirty:
             self.state.jobs_dirty = False
-            self._sync_table("#jobs", [(j.job_id, job_cells(j)) for j in self.state.job_rows()])
+            rows = [(j.job_id, job_cells(j)) for j in self.state.job_rows()]
+            self.query_one("#jobs", LiveTable).set_rows(rows)
         if self.state.deployments_dirty:
             self.state.deployments_dirty = False
             rows = [(r.deployment, deployment_cells(r)) for r in self.state.deployment_rows()]
-            self._sync_table("#deployments", rows)
+            self.query_one("#deployments", LiveTable).set_rows(rows)
         self._refresh_log()
         self._refresh_replan()
 
@@ -306,37 +301,6 @@ class FleetScreen(Screen[None]):
         for node_id in changes.changed:
             table.update_row(node_id, node_cells(self.state.nodes[node_id]))
         table.repaint()
-
-    def _sync_table(self, table_id: str, rows: list[tuple[str, tuple[str | Text, ...]]]) -> None:
-        """Make a small table show ``rows`` in order: cells in place when only values changed,
-        rebuilt (keeping the cursor on its row) when rows came, went or moved."""
-        table = self.query_one(table_id, DataTable)
-        keys = [key for key, _ in rows]
-        if [k.value for k in table.rows] == keys:
-            columns = [c.key for c in table.ordered_columns]
-            changed = False
-            for key, cells in rows:
-                shown = table.get_row(key)
-                for column, old, value in zip(columns, shown, cells, strict=True):
-                    if old != value:
-                        table.update_cell(key, column, value)
-                        changed = True
-            if changed:
-                # DataTable keys its render caches by a counter every update_cell bumps and
-                # evicts only at their LRU limits (10,000 cells, 1,000 lines), so a table
-                # updated on every tick kept tens of MB of stale renders: this was the growth
-                # of the dashboard's memory under load. Dropping them after a batch keeps the
-                # caches to what one repaint needs.
-                table._clear_caches()
-            return
-        cursor_key = None
-        if table.row_count and table.is_valid_row_index(table.cursor_row):
-            cursor_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-        if cursor_key in keys:
-            table.move_cursor(row=keys.index(cursor_key), animate=False)
 
     def _refresh_log(self) -> None:
         fresh = self.state.new_log_lines(self._log_seen)
