@@ -47,6 +47,11 @@ class LlmCompressorConfig(QuantizerConfig):
     )
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+    measure_layer_error: bool = Field(
+        default=True,
+        description="Dequantize every quantized Linear and compare it with its 16-bit weight "
+        "(seconds; keeps a copy of the weights in memory while calibrating).",
+    )
 
 
 class _StepRequest(BaseModel):
@@ -63,6 +68,7 @@ class _StepRequest(BaseModel):
     calibration_texts: list[str]
     num_samples: int
     sequence_length: int
+    measure_layer_error: bool
 
 
 class _LayerError(BaseModel):
@@ -163,6 +169,7 @@ class LlmCompressorMethod(Quantizer):
             calibration_texts=list(text.documents),
             num_samples=calibration.num_samples,
             sequence_length=calibration.sequence_length,
+            measure_layer_error=config.measure_layer_error,
         )
         toolchain = ensure_toolchain(self.toolchain)
         response = run_step(

@@ -57,6 +57,17 @@ def quantization_scheme(request: dict[str, Any]) -> dict[str, Any]:
     return {"group_0": {"targets": ["Linear"], "weights": weights}}
 
 
+def linear_weights(model: Any, ignore: list[str]) -> dict[str, Any]:
+    """A copy of every quantizable Linear's weight, the reference of the layer error."""
+    import torch
+
+    return {
+        name: module.weight.detach().clone()
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] not in ignore
+    }
+
+
 def layer_errors(model: Any, reference: dict[str, Any]) -> list[dict[str, Any]]:
     """Per quantized Linear: MSE and relative Frobenius error of the dequantized weight."""
     import torch
@@ -115,11 +126,10 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
             AWQModifier(duo_scaling=request["duo_scaling"]),
             QuantizationModifier(config_groups=config_groups, ignore=ignore),
         ]
-    reference = {
-        name: module.weight.detach().clone()
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] not in ignore
-    }
+    # GPTQ's error is measured against the weights as loaded; AWQ's after the calibration, since
+    # AWQ rescales weights before quantizing and the error of interest is the quantizer's own.
+    measure = request["measure_layer_error"]
+    reference = linear_weights(model, ignore) if measure and request["method"] == "gptq" else {}
     progress(f"running {request['method']} on {len(windows)} samples (minutes on a CPU)")
     calibrate_started = time.monotonic()
     oneshot(
@@ -132,17 +142,12 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
         shuffle_calibration_samples=False,
     )
     calibrate_seconds = time.monotonic() - calibrate_started
-    progress("measuring per-layer weight error")
-    errors = layer_errors(model, reference) if request["method"] == "gptq" else []
-    if request["method"] == "awq":
-        # AWQ rescales weights before quantizing; measure against the rescaled weights, i.e.
-        # the error the quantizer itself introduced.
-        current = {
-            name: module.weight.detach().clone()
-            for name, module in model.named_modules()
-            if name in reference
-        }
-        errors = layer_errors(model, current)
+    errors: list[dict[str, Any]] = []
+    if measure:
+        progress("measuring per-layer weight error")
+        if request["method"] == "awq":
+            reference = linear_weights(model, ignore)
+        errors = layer_errors(model, reference)
     progress("saving the compressed-tensors checkpoint")
     model.save_pretrained(request["output_dir"], save_compressed=True)
     tokenizer.save_pretrained(request["output_dir"])

@@ -49,6 +49,26 @@ def test_gptq_w4a16_on_the_default_model_is_cached_on_repeat() -> None:
     assert time.monotonic() - started < 30  # a lookup, not a second quantization
 
 
+def test_gptq_without_layer_error_writes_the_same_weights() -> None:
+    """The measurement only reads the weights: switching it off (as the overhead bench does)
+    changes the artifact's id and drops the error file, never the quantized checkpoint."""
+    store = ArtifactStore()
+    measured, unmeasured = (
+        quantize(
+            "default",
+            "gptq",
+            {"calibration": CI_CALIBRATION, "measure_layer_error": measure},
+            store=store,
+        )
+        for measure in (True, False)
+    )
+    assert measured.artifact_id != unmeasured.artifact_id
+    digests = [{f.path: f.sha256 for f in m.files} for m in (measured, unmeasured)]
+    assert "quantplan-layer-errors.json" in digests[0]
+    assert "quantplan-layer-errors.json" not in digests[1]
+    assert digests[1]["model.safetensors"] == digests[0]["model.safetensors"]
+
+
 def test_awq_w4a16_on_the_default_model_runs_on_a_cpu_only_host() -> None:
     store = ArtifactStore()
     manifest = quantize("default", "awq", {"calibration": CI_CALIBRATION}, store=store)
