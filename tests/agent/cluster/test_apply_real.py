@@ -48,7 +48,7 @@ async def _dashboard_shows(database_url: str, costs: dict[str, float | None]) ->
     from quantplan.tui.app import QuantplanApp
     from quantplan.tui.fleet.sources import RayFleetSource
     from quantplan.tui.services import CatalogService, DashboardServices
-    from textual.widgets import DataTable
+    from quantplan.tui.widgets.live_table import LiveTable
 
     services = DashboardServices(catalog=CatalogService(database_url), fleet=RayFleetSource("auto"))
     app = QuantplanApp(services, initial_mode="fleet")
@@ -71,11 +71,9 @@ async def _dashboard_shows(database_url: str, costs: dict[str, float | None]) ->
             assert state.replicas[replica_id].state == "healthy"
         await pilot.press("d")
         await pilot.pause(0.5)
-        table = app.screen.query_one("#deployments", DataTable)
+        table = app.screen.query_one("#deployments", LiveTable)
         text = " ".join(
-            str(table.get_cell_at((row, col)))
-            for row in range(table.row_count)
-            for col in range(len(table.columns))
+            table.get_cell(row, column) for row in table.row_keys for column, _, _ in table.columns
         )
         assert "vllm" in text and "llama.cpp" in text
         for usd in costs.values():
