@@ -73,8 +73,7 @@ def quantize_command(
     if method == "gguf":
         wanted = scheme.upper() if scheme else "Q4_K_M"
         runs: list[dict[str, Any]] = [
-            # F16 is the reference itself: it has no layer error to measure.
-            {"type": kind} if kind == "F16" else {"type": kind, "measure_layer_error": layer_error}
+            {"type": kind, "measure_layer_error": layer_error}
             for kind in (GGUF_TYPES if wanted == GGUF_ALL.upper() else (wanted,))
         ]
     else:

@@ -89,7 +89,6 @@ class QuantplanApp(App[None]):
         self.theme = theme
 
     def on_mount(self) -> None:
-        settle_heap()
         self.sub_title = "catalog: loading"
         self.reload_catalog()
         if self._initial_mode != self.DEFAULT_MODE:
@@ -120,7 +119,8 @@ class QuantplanApp(App[None]):
         first_load = self.catalog_state.loading
         self.catalog_state = state
         if first_load:
-            settle_heap()  # the catalog and the modules its loading imported stay for good
+            # Loaded or not, the heap is now what stays: modules, widgets and the catalog.
+            settle_heap()
         if state.snapshot is not None:
             snap = state.snapshot
             self.sub_title = (

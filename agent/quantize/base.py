@@ -31,6 +31,12 @@ class QuantizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    measure_layer_error: bool = Field(
+        default=True,
+        description="Dequantize every quantized weight and compare it with its 16-bit original "
+        "(seconds of extra work; the quantized weights are the same either way).",
+    )
+
 
 class QuantizeOutcome(BaseModel):
     """What a quantizer reports after writing its files into the staging directory."""

@@ -32,9 +32,6 @@ class GgufConfig(QuantizerConfig):
     """Which llama.cpp type to produce."""
 
     type: GgufType = Field(default="Q4_K_M", description="llama.cpp quantization type.")
-    measure_layer_error: bool = Field(
-        default=True, description="Dequantize every tensor and compare it with F16 (seconds)."
-    )
 
     @model_validator(mode="before")
     @classmethod

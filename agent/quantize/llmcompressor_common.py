@@ -47,11 +47,6 @@ class LlmCompressorConfig(QuantizerConfig):
     )
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
-    measure_layer_error: bool = Field(
-        default=True,
-        description="Dequantize every quantized Linear and compare it with its 16-bit weight "
-        "(seconds; keeps a copy of the weights in memory while calibrating).",
-    )
 
 
 class _StepRequest(BaseModel):

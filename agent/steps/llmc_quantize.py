@@ -126,10 +126,9 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
             AWQModifier(duo_scaling=request["duo_scaling"]),
             QuantizationModifier(config_groups=config_groups, ignore=ignore),
         ]
-    # GPTQ's error is measured against the weights as loaded; AWQ's after the calibration, since
-    # AWQ rescales weights before quantizing and the error of interest is the quantizer's own.
     measure = request["measure_layer_error"]
-    reference = linear_weights(model, ignore) if measure and request["method"] == "gptq" else {}
+    # GPTQ's error is against the weights as loaded, so they are copied before calibrating.
+    loaded = linear_weights(model, ignore) if measure and request["method"] == "gptq" else None
     progress(f"running {request['method']} on {len(windows)} samples (minutes on a CPU)")
     calibrate_started = time.monotonic()
     oneshot(
@@ -145,8 +144,9 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     if measure:
         progress("measuring per-layer weight error")
-        if request["method"] == "awq":
-            reference = linear_weights(model, ignore)
+        # AWQ rescales weights before quantizing: its error is against the rescaled weights,
+        # i.e. the error the quantizer itself introduced.
+        reference = loaded if loaded is not None else linear_weights(model, ignore)
         errors = layer_errors(model, reference)
     progress("saving the compressed-tensors checkpoint")
     model.save_pretrained(request["output_dir"], save_compressed=True)

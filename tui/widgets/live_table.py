@@ -30,7 +30,7 @@ Cell = str | tuple[str, str] | Text
 (a progress bar)."""
 
 
-def plain(cell: Cell) -> str:
+def _plain(cell: Cell) -> str:
     if isinstance(cell, Text):
         return cell.plain
     return cell if isinstance(cell, str) else cell[0]
@@ -116,24 +116,22 @@ class LiveTable(ScrollView, can_focus=True):
         """
         keys = [key for key, _ in rows]
         cells = dict(rows)
-        if keys == self._keys and all(self._cells[key] == cells[key] for key in keys):
+        changed = [key for key in self._keys if cells.get(key) != self._cells[key]]
+        if keys == self._keys and not changed:
             return
+        for key in changed:
+            self._strips.pop(key, None)
         cursor_key = self._keys[self.cursor_row] if self._keys else None
-        for key in self._keys:
-            if cells.get(key) != self._cells[key]:
-                self._strips.pop(key, None)
         self._keys, self._cells = keys, cells
         self.virtual_size = Size(self._width, len(keys) + 1)
-        if cursor_key in cells:
-            self.cursor_row = keys.index(cursor_key)
-        else:
-            self.cursor_row = self.cursor_row  # validated against the new row count
+        # The cursor follows its row; when the row went, it stays put, clamped to the rows left.
+        self.cursor_row = keys.index(cursor_key) if cursor_key in cells else self.cursor_row
         self.refresh()
 
     def get_cell(self, key: str, column: str) -> str:
         """The cell's text, without its styles."""
         index = [c for c, _, _ in self.columns].index(column)
-        return plain(self._cells[key][index])
+        return _plain(self._cells[key][index])
 
     def visible_rows(self) -> range:
         """Row indexes currently on screen (below the header line)."""
