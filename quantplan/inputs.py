@@ -1,0 +1,105 @@
+"""Reading files a user hands us: bounded in size and in what YAML may expand to.
+
+Every file quantplan reads from a user (targets, plans, catalog imports) goes through here, so a
+500-byte YAML alias bomb or a multi-gigabyte file is refused with one clear line instead of
+keeping a command busy for minutes or filling the catalog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quantplan.errors import QuantplanError
+
+# A targets or plan file is a few KB; the largest catalog import seen is a price list of a few
+# thousand rows (about 1 MB). 16 MiB leaves room for any honest file and none for a runaway one.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+# Anchors and aliases are legal YAML, but nothing quantplan writes uses them and a handful of
+# nested aliases expand exponentially (the "billion laughs" attack). Refused outright.
+
+
+class InputFileError(QuantplanError):
+    """A user's file that cannot be read safely (missing, too large, not text, bad YAML)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors and aliases instead of expanding them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "YAML aliases (*name) are not accepted in quantplan files",
+                event.start_mark,
+            )
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"YAML anchors (&{anchor}) are not accepted in quantplan files",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def read_text(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of a user's file, refusing missing, oversized and binary files clearly."""
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise InputFileError(
+            f"{what} {str(file)!r} does not exist", hint="check the path"
+        ) from None
+    except OSError as error:
+        raise InputFileError(f"{what} {str(file)!r} cannot be read: {error.strerror}") from None
+    if file.is_dir():
+        raise InputFileError(f"{what} {str(file)!r} is a directory, not a file")
+    if size > max_bytes:
+        raise InputFileError(
+            f"{what} {str(file)!r} is {size:,} bytes; quantplan reads at most {max_bytes:,}",
+            hint="split it into smaller files",
+        )
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as error:
+        raise InputFileError(f"{what} {str(file)!r} cannot be read: {error.strerror}") from None
+    if len(raw) > max_bytes:  # grew while we looked, or a special file with no size
+        raise InputFileError(f"{what} {str(file)!r} is larger than {max_bytes:,} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputFileError(
+            f"{what} {str(file)!r} is not UTF-8 text (byte {error.start})",
+            hint="quantplan reads YAML, JSON and CSV files saved as UTF-8",
+        ) from None
+    if "\x00" in text:
+        raise InputFileError(f"{what} {str(file)!r} is a binary file, not text")
+    return text
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """Parse YAML (or JSON, a subset) safely: no tags, no anchors or aliases."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: no tags
+    except yaml.YAMLError as error:
+        raise InputFileError(f"{what} is not valid YAML/JSON: {_one_line(error)}") from None
+    except RecursionError:
+        raise InputFileError(f"{what} nests too deeply to be a quantplan file") from None
+
+
+def load_yaml_file(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:
+    """Read and parse a user's YAML/JSON file with the limits above."""
+    return parse_yaml(read_text(path, what, max_bytes=max_bytes), f"{what} {str(path)!r}")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
