@@ -247,4 +247,5 @@ class QualityResult(SQLModel, table=True):
     model: ModelCard = Relationship(back_populates="quality_results")
     scheme: QuantScheme = Relationship(back_populates="quality_results")
 
+
 from quantplan.catalog.retractions import Retraction  # noqa: E402, F401  (registers its table)
