@@ -5,4 +5,10 @@ The distribution maps the repository's top-level folders onto one namespace:
 (agent/) and ``quantplan.tui`` (tui/).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # pyproject.toml is the one place the version is written; the install records it.
+    __version__ = version("quantplan")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -2,16 +2,26 @@
 
 Each package contributes its commands through a ``register(app)`` function in its ``cli``
 module. Those modules import nothing heavy at import time, so ``quantplan --help`` stays fast.
+
+``main`` owns every way the process ends: usage errors print click's short usage and one line
+(exit 2), a :class:`QuantplanError` prints its message and hint (exit 2), Ctrl-C exits 130, a
+closed stdout exits quietly, and anything unexpected prints one line (exit 70) unless
+``--debug`` or ``QUANTPLAN_DEBUG=1`` asks for the traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from quantplan import __version__
 from quantplan.errors import QuantplanError
 
 COMMAND_MODULES = (
@@ -20,6 +30,13 @@ COMMAND_MODULES = (
     "quantplan.agent.cli",
     "quantplan.tui.cli",
 )
+DEBUG_ENV = "QUANTPLAN_DEBUG"
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of ours, not a mistake of the user's
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+# click and typer leave with 1 when stdout closes under them; errors raised outside their
+# handler leave the same way, so `set -o pipefail` sees one code.
+EXIT_BROKEN_PIPE = 1
 
 app = typer.Typer(
     name="quantplan",
@@ -35,6 +52,33 @@ app = typer.Typer(
 )
 
 _registered = False
+_debug = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"quantplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help=f"Show the traceback of an unexpected error (as does {DEBUG_ENV}=1).",
+        ),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
 
 
 def register_commands() -> typer.Typer:
@@ -47,26 +91,86 @@ def register_commands() -> typer.Typer:
     return app
 
 
-def main() -> None:
-    """Console-script entry point: run the CLI, turning QuantplanError into a clean message."""
-    register_commands()
+def _both_flavours(name: str) -> tuple[type[BaseException], ...]:
+    """typer's class ``name`` and click's, when click is installed.
+
+    typer >= 0.20 bundles its own copy of click, whose exceptions are not click's; a command
+    written against either may raise either.
+    """
+    classes: list[type[BaseException]] = [getattr(typer, name)]
     try:
-        app(standalone_mode=False)
-    except QuantplanError as error:
-        console = Console(stderr=True)
-        console.print(f"[bold red]error:[/] {error.message}", highlight=False)
-        if error.hint:
-            console.print(f"  [yellow]hint:[/] {error.hint}", highlight=False)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        Console(stderr=True).print("aborted")
-        sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as click_error:  # click's usage errors carry their own exit code
         import click
 
-        if isinstance(click_error, click.ClickException):
-            click_error.show()
-            sys.exit(click_error.exit_code)
-        raise
+        classes.append(getattr(click.exceptions, name))
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _exit_code_for(error: BaseException) -> int:
+    """Tell the user about ``error`` in their terms and return the process's exit code."""
+    exit_code = getattr(error, "exit_code", None)
+    if isinstance(error, QuantplanError):
+        _stderr().print(f"[bold red]error:[/] {escape(error.message)}")
+        if error.hint:
+            _stderr().print(f"  [yellow]hint:[/] {escape(error.hint)}")
+        return EXIT_USER_ERROR
+    if isinstance(error, KeyboardInterrupt):
+        _stderr().print("aborted")
+        return EXIT_INTERRUPTED
+    if isinstance(error, BrokenPipeError):
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    # click's exceptions of either flavour (usage errors, bad files): they know how to show
+    # themselves and which code to leave with. Matched by shape, not class, for the reason in
+    # _both_flavours.
+    if isinstance(exit_code, int) and callable(getattr(error, "show", None)):
+        error.show()  # type: ignore[attr-defined]
+        return exit_code
+    if isinstance(error, _both_flavours("Exit")):
+        return int(exit_code or 0)
+    if isinstance(error, _both_flavours("Abort")):
+        _stderr().print("Aborted!")
+        interrupted = isinstance(error.__context__, KeyboardInterrupt | EOFError)
+        return EXIT_INTERRUPTED if interrupted else 1
+    if _debug:
+        traceback.print_exception(error)
+        return EXIT_INTERNAL_ERROR
+    kind = type(error).__qualname__
+    if type(error).__module__ != "builtins":
+        kind = f"{type(error).__module__}.{kind}"
+    first_line = next(iter(str(error).splitlines()), "")
+    _stderr().print(f"[bold red]internal error:[/] {escape(kind)}: {escape(first_line)}")
+    _stderr().print(
+        f"  [yellow]hint:[/] this is a bug in quantplan; re-run with --debug (or {DEBUG_ENV}=1) "
+        "for the traceback and report it"
+    )
+    return EXIT_INTERNAL_ERROR
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI and turn every ending into an exit code."""
+    global _debug
+    _debug = os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    try:
+        register_commands()
+        # standalone_mode=False hands every error to us instead of letting click print some
+        # and exit; an Exit comes back as its code.
+        result = app(standalone_mode=False)
+        code = result if type(result) is int else 0
+        sys.stdout.flush()  # a closed pipe shows up here, while we can still handle it
+    except Exception as error:
+        code = _exit_code_for(error)
+    except KeyboardInterrupt as interrupt:
+        code = _exit_code_for(interrupt)
+    sys.exit(code)

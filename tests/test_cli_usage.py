@@ -1,0 +1,142 @@
+"""How the `quantplan` command ends: usage errors, --version, closed pipes, unexpected errors.
+
+The first tests run the installed console script, as a user does. The exit-path tests call
+``main()`` in-process on a one-command app, so each kind of exception costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from quantplan import cli
+
+QUANTPLAN = str(Path(sys.executable).with_name("quantplan"))
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run([QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "message"),
+    [
+        (["--bogus"], "Usage: quantplan [OPTIONS] COMMAND", "No such option: --bogus"),
+        (["nosuch"], "Usage: quantplan [OPTIONS] COMMAND", "No such command 'nosuch'"),
+        (["catalog", "import"], "Usage: quantplan catalog import", "Missing argument"),
+        (["plan", "--rps", "abc"], "Usage: quantplan plan", "Invalid value for '--rps'"),
+    ],
+)
+def test_usage_errors_exit_2_with_usage_and_one_error_line(
+    args: list[str], usage: str, message: str
+) -> None:
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert usage in result.stderr
+    (error_line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert message in error_line
+
+
+def test_version_is_the_one_in_pyproject() -> None:
+    expected = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"quantplan {expected}"
+
+
+@pytest.mark.parametrize("args", [["plan", "--help"], ["toolchain", "doctor", "--help"]])
+def test_subcommand_help_exits_0(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    # `quantplan catalog list | head -1`, with the reader gone before anything is written.
+    env = {**os.environ, "QUANTPLAN_DB": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    child = subprocess.Popen(
+        [QUANTPLAN, "catalog", "list", "--kind", "instances"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=60) == cli.EXIT_BROKEN_PIPE
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def _end_with(
+    error: BaseException, monkeypatch: pytest.MonkeyPatch, *argv: str
+) -> pytest.ExceptionInfo[SystemExit]:
+    """Run ``main()`` on an app whose one command raises ``error``."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.callback()(cli._root_options)
+
+    @app.command()
+    def boom() -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli, "register_commands", lambda: app)
+    monkeypatch.setattr(sys, "argv", ["quantplan", *argv, "boom"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    return ended
+
+
+def test_unexpected_error_is_one_line_and_exit_70(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    ended = _end_with(ValueError("bad row\nsecond line"), monkeypatch)
+    assert ended.value.code == cli.EXIT_INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[0] == "internal error: ValueError: bad row"
+    assert "--debug" in err
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback(
+    how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(cli.DEBUG_ENV, "1" if how == "env" else "0")
+    ended = _end_with(ValueError("bad row"), monkeypatch, *(["--debug"] if how == "flag" else []))
+    assert ended.value.code == cli.EXIT_INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: bad row" in err
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "shown"),
+    [
+        (typer.Exit(3), 3, ""),  # `toolchain doctor` failing: this used to end with 0
+        (click.exceptions.Exit(4), 4, ""),
+        (typer.Abort(), 1, "Aborted!"),
+        (click.exceptions.Abort(), 1, "Aborted!"),
+        (click.UsageError("wrong mix of options"), 2, "Error: wrong mix of options"),
+        (KeyboardInterrupt(), cli.EXIT_INTERRUPTED, ""),
+    ],
+)
+def test_every_flavour_of_exit_and_abort_keeps_its_code(
+    error: BaseException,
+    code: int,
+    shown: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ended = _end_with(error, monkeypatch)
+    assert ended.value.code == code
+    err = capsys.readouterr().err
+    assert shown in err and "Traceback" not in err
