@@ -131,6 +131,10 @@ def test_bits_per_weight_is_measured_from_the_packed_tensors(tmp_path: Path) -> 
     assert bits["all_weights"] == pytest.approx((544 + 256) * 8 / (1024 + 128))
 
 
+ABC_ID = "abc000000000000000000000"
+MEMORY_ID = "3e3e00000000000000000001"
+
+
 def _manifest(artifact_id: str, directory: Path) -> ArtifactManifest:
     files, total = describe_files(directory)
     return ArtifactManifest(
@@ -154,20 +158,20 @@ def _manifest(artifact_id: str, directory: Path) -> ArtifactManifest:
 
 def test_store_commit_is_atomic_and_reused(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path / "store"))
-    staging = store.staging_dir("abc")
+    staging = store.staging_dir(ABC_ID)
     (staging / "model.gguf").write_bytes(b"x" * 100)
-    assert store.get("abc") is None
-    store.commit(staging, _manifest("abc", staging))
+    assert store.get(ABC_ID) is None
+    store.commit(staging, _manifest(ABC_ID, staging))
     assert not staging.exists()
-    found = store.get("abc")
+    found = store.get(ABC_ID)
     assert found is not None and found.total_bytes == 100
-    assert store.find("gguf-q8_0").artifact_id == "abc"
-    assert [m.artifact_id for m in store.list()] == ["abc"]
+    assert store.find("gguf-q8_0").artifact_id == ABC_ID
+    assert [m.artifact_id for m in store.list()] == [ABC_ID]
 
 
 def test_uncommitted_staging_is_invisible(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path / "store"))
-    staging = store.staging_dir("half")
+    staging = store.staging_dir("0f0f0f0f0f0f0f0f0f0f0f0f")
     (staging / "model.gguf").write_bytes(b"x")
     assert store.list() == []
     store.discard(staging)
@@ -176,9 +180,9 @@ def test_uncommitted_staging_is_invisible(tmp_path: Path) -> None:
 
 def test_store_works_on_any_fsspec_filesystem() -> None:
     store = ArtifactStore("memory://quantplan-test-store")
-    staging = store.staging_dir("mem1")
+    staging = store.staging_dir(MEMORY_ID)
     (staging / "a.bin").write_bytes(b"abc")
-    store.commit(staging, _manifest("mem1", staging))
-    manifest = store.get("mem1")
+    store.commit(staging, _manifest(MEMORY_ID, staging))
+    manifest = store.get(MEMORY_ID)
     assert manifest is not None
     assert (store.local_dir(manifest) / "a.bin").read_bytes() == b"abc"
