@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
 
@@ -88,6 +89,7 @@ def rows_table(rows: list[ProfileRow], title: str) -> Table:
     return table
 
 
+@stops_children_on_signals
 def profile_command(
     model: Annotated[str, typer.Option("--model", help="'default' or a local HF dir.")] = "default",
     schemes: Annotated[

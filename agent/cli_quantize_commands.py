@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +29,7 @@ def _human_bytes(count: int | None) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
+@stops_children_on_signals
 def quantize_command(
     method: Annotated[str, typer.Option("--method", "-m", help="gptq, awq or gguf.")],
     model: Annotated[
@@ -123,6 +125,7 @@ def quantize_command(
     Console().print(table)
 
 
+@stops_children_on_signals
 def evaluate_command(
     artifacts: Annotated[
         list[str], typer.Argument(help="Artifact ids (or prefixes), scheme names, or 'all'.")

@@ -6,9 +6,10 @@ commands, so ``quantplan --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,6 +26,23 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+CommandT = TypeVar("CommandT", bound="Callable[..., Any]")
+
+
+def stops_children_on_signals(command: CommandT) -> CommandT:
+    """Run a long command under ``stop_children_on_signals``: SIGTERM, SIGINT and SIGHUP stop
+    the engines and steps it started and exit 128 + signum. The logic is imported when the
+    command runs, so ``quantplan --help`` does not pay for the toolchain modules."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from quantplan.agent.toolchains.process import stop_children_on_signals
+
+        with stop_children_on_signals():
+            return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
 
 EngineOption = Annotated[
     str,
@@ -54,6 +72,7 @@ def _engine_for(engine: str, artifact: Path) -> EngineServer:
     return engine_for_artifact(artifact) if engine == "auto" else get_engine(engine)
 
 
+@stops_children_on_signals
 def serve_command(
     artifact: Annotated[Path, typer.Argument(help="A model directory or a .gguf file.")],
     engine: EngineOption = "auto",
@@ -64,7 +83,11 @@ def serve_command(
     max_model_len: MaxLenOption = 2048,
     startup_timeout: TimeoutOption = 300.0,
 ) -> None:
-    """Serve an artifact in the foreground with an OpenAI-compatible API; Ctrl-C stops it."""
+    """Serve an artifact in the foreground with an OpenAI-compatible API.
+
+    Ctrl-C, SIGTERM or SIGHUP stops the engine server and its children, then exits
+    128 + the signal number (130 for Ctrl-C).
+    """
     import time
 
     from quantplan.agent.serve.engine import ServeOptions
@@ -87,12 +110,11 @@ def serve_command(
         console.print(f"[green]ready[/] in {server.startup_s:.1f} s")
         console.print(f"endpoint: {server.endpoint.base_url}/v1  model: {server.endpoint.model}")
         console.print(f"log: {server.log_path}")
-        try:
-            while True:
-                server.raise_if_dead()
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            console.print("stopping ...")
+        # Runs until the engine dies or a signal arrives: stop_children_on_signals turns that
+        # into an exception here, and leaving the with block stops the server.
+        while True:
+            server.raise_if_dead()
+            time.sleep(1.0)
 
 
 def _parse_levels(text: str) -> list[int]:
@@ -148,6 +170,7 @@ def _level_cells(level: RunResult, *, best: bool) -> list[str]:
     ]
 
 
+@stops_children_on_signals
 def bench_command(
     target: Annotated[
         str, typer.Argument(help="An endpoint URL (http://host:port) or an artifact to serve.")

@@ -157,6 +157,12 @@ class EngineServer(ABC):
     name: ClassVar[str]
     toolchain: ClassVar[str]
     health_path: ClassVar[str] = "/v1/models"
+    # The environment variable the server reads its API key from. Keys never go on the
+    # command line: /proc/PID/cmdline is readable by every local user. None: no key possible.
+    api_key_variable: ClassVar[str | None] = None
+    # Inherited variables the server would obey over its command line (matched ignoring case),
+    # removed from its environment so a stray HOST or PORT cannot move the server.
+    ignored_environment: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:

@@ -26,6 +26,11 @@ CPU_BUILD_FLAGS = ("avx2", "fma", "f16c", "avx512f")
 class LlamaCppServer(EngineServer):
     name: ClassVar[str] = "llama.cpp"
     toolchain: ClassVar[str] = "llama-cpp"
+    # llama-cpp-python's server settings are pydantic-settings models with no prefix: API_KEY
+    # sets ``api_key``. Its __main__ also lets HOST and PORT override --host and --port, and
+    # CONFIG_FILE replace the command line altogether (llama_cpp/server/__main__.py, 0.3.36).
+    api_key_variable: ClassVar[str | None] = "API_KEY"
+    ignored_environment: ClassVar[tuple[str, ...]] = ("HOST", "PORT", "CONFIG_FILE")
 
     def __init__(self, *, cuda: bool = False) -> None:
         self.cuda = cuda
@@ -78,8 +83,6 @@ class LlamaCppServer(EngineServer):
         ]
         if options.threads:
             command += ["--n_threads", str(options.threads)]
-        if options.api_key:
-            command += ["--api_key", options.api_key]
         return command + list(options.extra_args)
 
     def ignore_eos_body(self, model: ArtifactInfo) -> dict[str, object]:

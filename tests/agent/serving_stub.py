@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mode", default="healthy")
     parser.add_argument("--token-delay", type=float, default=0.01)
-    parser.add_argument("--api-key", default=None)
+    # Like the real engines, the key comes from the environment, not the command line.
+    parser.add_argument("--api-key", default=os.environ.get("QUANTPLAN_STUB_API_KEY"))
     args = parser.parse_args()
 
     if args.mode == "oom":

@@ -9,6 +9,7 @@ from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOption
 from quantplan.agent.serve.hardware import HostHardware
 
 STUB = Path(__file__).with_name("serving_stub.py")
+API_KEY_VARIABLE = "QUANTPLAN_STUB_API_KEY"  # read by serving_stub.py, as engines read theirs
 CPU = HostHardware(
     device_kind="cpu", cpu_flags=frozenset({"avx2", "avx512f"}), logical_cpus=2, memory_gb=8
 )
@@ -20,6 +21,7 @@ OLD_CPU = HostHardware(
 class StubEngine(EngineServer):
     name: ClassVar[str] = "stub"
     toolchain: ClassVar[str] = "none"
+    api_key_variable: ClassVar[str | None] = API_KEY_VARIABLE
 
     def __init__(self, mode: str = "healthy", token_delay: float = 0.01) -> None:
         self.mode = mode
@@ -35,5 +37,4 @@ class StubEngine(EngineServer):
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
     ) -> list[str]:
         command = [str(python), str(STUB), "--port", str(port), "--host", options.host]
-        command += ["--mode", self.mode, "--token-delay", str(self.token_delay)]
-        return command + (["--api-key", options.api_key] if options.api_key else [])
+        return command + ["--mode", self.mode, "--token-delay", str(self.token_delay)]
