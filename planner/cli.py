@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
     from quantplan.planner.plan import Plan
     from quantplan.planner.targets import Targets
+
+    from quantplan.errors import QuantplanError
 
 PLAN_EPILOG = (
     "Examples:\n\n"
@@ -99,7 +102,37 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
     try:
         return Targets.model_validate(data)
     except ValidationError as error:
-        raise QuantplanError(f"invalid targets:\n{error}") from None
+        raise _invalid_targets(error, sections, flags) from None
+
+
+def _invalid_targets(
+    error: ValidationError, sections: dict[str, dict[str, str]], flags: dict[str, Any]
+) -> QuantplanError:
+    """One line naming the option (or the targets field) that is out of bounds."""
+    from quantplan.catalog.records import first_problem
+
+    from quantplan.errors import QuantplanError
+
+    first = error.errors()[0]
+    location = tuple(str(part) for part in first["loc"])
+    options = {
+        ("workload", "requests_per_s"): "rps",
+        ("workload", "tokens_per_day"): "tokens_per_day",
+        **{
+            (section, field): flag
+            for section, fields in sections.items()
+            for field, flag in fields.items()
+        },
+    }
+    flag = options.get(location[:2])
+    if flag is not None and flags.get(flag) is not None:
+        message = f"--{flag.replace('_', '-')}: {first['msg']} (got {flags[flag]!r})"
+    else:
+        message = f"invalid targets: {first_problem(error)}"
+    return QuantplanError(
+        message,
+        hint="numbers must be finite and within physical bounds; see `quantplan plan --help`",
+    )
 
 
 def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
@@ -107,6 +140,12 @@ def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
     from quantplan.catalog.snapshot import load_snapshot
 
     return load_snapshot(open_catalog(db))
+
+
+def _catalog_revision(db: str | None) -> str | None:
+    from quantplan.catalog.db import current_revision, open_catalog
+
+    return current_revision(open_catalog(db))
 
 
 def _money(value: float) -> str:
@@ -244,7 +283,7 @@ def register(app: typer.Typer) -> None:
 
         flags = dict(locals())
         targets = _targets_from_flags(targets_file, flags)
-        plan = make_plan(targets, _snapshot(db))
+        plan = make_plan(targets, _snapshot(db), catalog_revision=_catalog_revision(db))
         if output is not None:
             save_plan(plan, output)
         if as_json:

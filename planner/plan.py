@@ -12,13 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from quantplan.planner.targets import StrictModel, Targets
 
+from quantplan import __version__
 from quantplan.errors import QuantplanError
 
-SCHEMA_VERSION = 1
-"""Bumped on any incompatible change to the plan file."""
+SCHEMA_VERSION = 2
+"""Bumped on any incompatible change to the plan file. 2 added ``provenance``."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Versions :func:`load_plan` still reads; older ones are brought up to date as they load."""
 
 EstimateBasis = Literal["measured", "interpolated", "modeled", "published"]
 Pricing = Literal["on_demand", "spot"]
@@ -34,7 +37,14 @@ RejectionStage = Literal[
 ]
 
 
-class Estimate(StrictModel):
+class PlanModel(StrictModel):
+    """Base of the plan's models. A NaN or infinite number in a plan file is refused: every
+    number in a plan is a finite prediction, and NaN would slip through every ``ge``/``le``."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Estimate(PlanModel):
     """A predicted number with where it comes from and how far off it may be."""
 
     value: float = Field(description="Best estimate")
@@ -48,7 +58,7 @@ class Estimate(StrictModel):
     note: str = Field(default="", description="What the estimate rests on, in words")
 
 
-class InstanceRef(StrictModel):
+class InstanceRef(PlanModel):
     """One rentable machine type in one place."""
 
     cloud: str = Field(description="Cloud provider, e.g. aws")
@@ -59,7 +69,7 @@ class InstanceRef(StrictModel):
         return f"{self.cloud}/{self.name}/{self.region}"
 
 
-class PredictedMetrics(StrictModel):
+class PredictedMetrics(PlanModel):
     """What one replica is predicted to do at the plan's peak operating point."""
 
     ttft_p95_ms: Estimate = Field(description="p95 time to first token at peak load")
@@ -79,7 +89,7 @@ class PredictedMetrics(StrictModel):
     )
 
 
-class Deployment(StrictModel):
+class Deployment(PlanModel):
     """One way to serve the model: scheme + engine on N replicas of one instance type."""
 
     model: str = Field(description="Model name")
@@ -133,7 +143,7 @@ class Deployment(StrictModel):
         return f"{self.scheme} ({self.engine}) on {where}"
 
 
-class Rejection(StrictModel):
+class Rejection(PlanModel):
     """Why a family (or one option of it) was not chosen."""
 
     family: str = Field(description="Quantization family that lost")
@@ -147,7 +157,7 @@ class Rejection(StrictModel):
     )
 
 
-class BindingConstraint(StrictModel):
+class BindingConstraint(PlanModel):
     """A target that decides the outcome: dropping it would give a cheaper (or any) plan."""
 
     constraint: str = Field(description="Dotted target path, e.g. slos.ttft_p95_ms")
@@ -157,7 +167,7 @@ class BindingConstraint(StrictModel):
     )
 
 
-class Relaxation(StrictModel):
+class Relaxation(PlanModel):
     """A nearby plan that becomes feasible when one target is relaxed."""
 
     constraint: str = Field(description="Dotted target path to relax")
@@ -166,10 +176,54 @@ class Relaxation(StrictModel):
     deployment: Deployment = Field(description="The cheapest plan under the relaxed target")
 
 
-class Plan(StrictModel):
+class PlanProvenance(PlanModel):
+    """What a plan was made with, so a plan read weeks later says how old its inputs were."""
+
+    quantplan_version: str = Field(min_length=1, description="quantplan release that made it")
+    catalog_revision: str | None = Field(
+        default=None,
+        description="Schema (Alembic) revision of the catalog database; None when the plan was "
+        "made from a snapshot without a database",
+    )
+    catalog_fingerprint: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="First 16 hex digits of the sha256 of the catalog snapshot's content: "
+        "equal fingerprints, equal catalogs",
+    )
+    oldest_price_date: str | None = Field(
+        default=None, description="Oldest price date of the fleet's instances (None: unknown)"
+    )
+    newest_price_date: str | None = Field(
+        default=None, description="Newest price date of the fleet's instances (None: unknown)"
+    )
+    undated_prices: tuple[str, ...] = Field(
+        default=(), description="Fleet instances (cloud/name/region) whose price has no date"
+    )
+
+    @property
+    def price_dates(self) -> str:
+        """The prices' dates in words."""
+        if self.oldest_price_date is None:
+            return "prices of unknown date (the catalog records none for these instances)"
+        dated = (
+            f"prices of {self.oldest_price_date}"
+            if self.oldest_price_date == self.newest_price_date
+            else f"prices from {self.oldest_price_date} to {self.newest_price_date}"
+        )
+        if self.undated_prices:
+            dated += f" ({len(self.undated_prices)} instance(s) without a date)"
+        return dated
+
+
+class Plan(PlanModel):
     """The planner's answer for one set of targets."""
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Plan file version")
+    schema_version: Literal[2] = Field(default=SCHEMA_VERSION, description="Plan file version")
+    provenance: PlanProvenance | None = Field(
+        default=None,
+        description="quantplan version, catalog revision and price dates the plan was made "
+        "with (None: a plan file from before plans recorded them)",
+    )
     targets: Targets = Field(description="The targets this plan answers")
     model: str = Field(description="Model the plan is for")
     feasible: bool = Field(description="Whether every target can be met")
@@ -218,25 +272,96 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read a plan file written by :func:`save_plan`, refusing other schema versions."""
-    import yaml
-    from pydantic import ValidationError
+    """Read a plan file written by :func:`save_plan`. Whatever the file holds, the answer is a
+    Plan or one QuantplanError that says what is wrong: never a traceback."""
+    from quantplan.inputs import load_yaml_file
 
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
-    except FileNotFoundError:
-        raise QuantplanError(f"plan file {str(file)!r} does not exist") from None
-    except yaml.YAMLError as error:
-        raise QuantplanError(f"plan file {str(file)!r} is not valid YAML/JSON: {error}") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
+    where = f"plan file {str(path)!r}"
+    data = load_yaml_file(path, "plan file")  # YAML is a superset of JSON
+    if not isinstance(data, dict):
         raise QuantplanError(
-            f"plan file {str(file)!r} has schema version {version!r}; this quantplan reads "
-            f"version {SCHEMA_VERSION}",
-            hint="re-create it with `quantplan plan ... -o FILE`",
+            f"{where} holds {_kind_of(data)}, not a plan",
+            hint="a plan file is the mapping `quantplan plan ... -o FILE` writes",
         )
+    data = _upgrade(data, where)
     try:
         return Plan.model_validate(data)
     except ValidationError as error:
-        raise QuantplanError(f"plan file {str(file)!r} is invalid:\n{error}") from None
+        raise QuantplanError(
+            f"{where} is invalid: {_first_problem(error)}",
+            hint="re-create it with `quantplan plan ... -o FILE`; plan files are not meant "
+            "to be edited by hand",
+        ) from None
+    except (RecursionError, OverflowError, MemoryError) as error:
+        raise QuantplanError(f"{where} is invalid: {type(error).__name__}") from None
+
+
+def _kind_of(data: object) -> str:
+    if data is None:
+        return "nothing"
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a bool"}
+    return names.get(type(data), f"a {type(data).__name__}")
+
+
+def _upgrade(data: dict[Any, Any], where: str) -> dict[Any, Any]:
+    """Refuse plans from a newer quantplan; bring readable older ones up to this version."""
+    version = data.get("schema_version")
+    if "schema_version" not in data:
+        raise QuantplanError(
+            f"{where} has no schema_version: it is not a plan file",
+            hint="write one with `quantplan plan ... -o FILE`",
+        )
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise QuantplanError(f"{where} has schema_version {version!r}, not a whole number")
+    provenance = data.get("provenance")
+    written_by = provenance.get("quantplan_version") if isinstance(provenance, dict) else None
+    if version > SCHEMA_VERSION or _is_newer(written_by, __version__):
+        by = f" by quantplan {written_by}" if isinstance(written_by, str) else ""
+        raise QuantplanError(
+            f"{where} was written{by} with plan schema {version}; this is quantplan "
+            f"{__version__}, which reads plan schemas up to {SCHEMA_VERSION}",
+            hint="upgrade quantplan, or re-create the plan with this one "
+            "(`quantplan plan ... -o FILE`)",
+        )
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise QuantplanError(
+            f"{where} has schema version {version}; this quantplan reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}",
+            hint="re-create it with `quantplan plan ... -o FILE`",
+        )
+    # Version 1 differs only by having no provenance: the plan itself is read as it was.
+    return {**data, "schema_version": SCHEMA_VERSION}
+
+
+def _release(version: object) -> tuple[int, ...] | None:
+    """The numeric release of a version string ("0.2.1rc1" -> (0, 2, 1)); None if it has none."""
+    import re
+
+    if not isinstance(version, str) or "unknown" in version:
+        return None  # e.g. "0+unknown" from a source tree that was never installed
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", version)
+    if match is None:
+        return None
+    parts = tuple(int(p) for p in match.group(1).split("."))
+    while len(parts) > 1 and parts[-1] == 0:
+        parts = parts[:-1]  # 0.1 == 0.1.0
+    return parts
+
+
+def _is_newer(version: object, than: str) -> bool:
+    mine, theirs = _release(than), _release(version)
+    return mine is not None and theirs is not None and theirs > mine
+
+
+def _first_problem(error: ValidationError) -> str:
+    """Pydantic's first complaint as one line: which field, what is wrong, the value (cut)."""
+    problems = error.errors(include_url=False, include_context=False)
+    first = problems[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(document)"
+    text = f"field {field!r}: {first['msg']}"
+    if first["type"] != "missing" and "input" in first:
+        shown = repr(first["input"])
+        text += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more problem(s))"
+    return text

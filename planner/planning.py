@@ -7,6 +7,7 @@ other traffic volumes or prices without touching the catalog again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,10 @@ from quantplan.planner.explain import (
 )
 from quantplan.planner.fleet import FleetSolution, FleetType, prune_dominated, solve_mixed_fleet
 from quantplan.planner.optimize import Evaluation, Index, cheapest, evaluate, pareto_front, ranked
-from quantplan.planner.plan import Deployment, Plan, Relaxation
+from quantplan.planner.plan import Deployment, Plan, PlanProvenance, Relaxation
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
+
+from quantplan import __version__
 
 ASSUMPTIONS = hardware.ASSUMPTIONS + estimate.ASSUMPTIONS + operating.ASSUMPTIONS
 
@@ -195,8 +198,42 @@ def _missing_engines_summary(ev: Evaluation, required: tuple[str, ...]) -> str |
     )
 
 
-def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Plan:
-    """Solve and explain a prepared context."""
+def catalog_fingerprint(snapshot: CatalogSnapshot) -> str:
+    """A short content hash of the snapshot: two plans with the same one saw the same catalog.
+    (About a millisecond for the shipped catalog: the snapshot's JSON, hashed.)"""
+    return hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest()[:16]
+
+
+def plan_provenance(
+    snapshot: CatalogSnapshot, fleet: list[Deployment], catalog_revision: str | None
+) -> PlanProvenance:
+    """What the plan was made with: this quantplan, the catalog, and the dates of the prices
+    of the instances it deploys (read from the snapshot, never from a clock)."""
+    dates: list[str] = []
+    undated: list[str] = []
+    by_key = {(i.cloud, i.name, i.region): i for i in snapshot.instances}
+    for deployment in fleet:
+        ref = deployment.instance
+        record = by_key.get((ref.cloud, ref.name, ref.region))
+        if record is not None and record.price_date:
+            dates.append(record.price_date)
+        else:
+            undated.append(str(ref))
+    return PlanProvenance(
+        quantplan_version=__version__,
+        catalog_revision=catalog_revision,
+        catalog_fingerprint=catalog_fingerprint(snapshot),
+        oldest_price_date=min(dates) if dates else None,
+        newest_price_date=max(dates) if dates else None,
+        undated_prices=tuple(sorted(set(undated))),
+    )
+
+
+def plan_from_context(
+    context: PlanningContext, *, alternatives: int = 5, catalog_revision: str | None = None
+) -> Plan:
+    """Solve and explain a prepared context. ``catalog_revision`` (the catalog database's
+    schema revision, read by the caller) is recorded in the plan's provenance."""
     ev = context.evaluation
     choice = cheapest(ev)
     chosen = build_deployment(ev, choice) if choice is not None else None
@@ -240,12 +277,21 @@ def plan_from_context(context: PlanningContext, *, alternatives: int = 5) -> Pla
         relaxations=tuple(relaxations[:5]) if not feasible else (),
         assumptions=ASSUMPTIONS,
         candidates_evaluated=int(ev.feasible.size),
+        provenance=plan_provenance(context.snapshot, fleet, catalog_revision),
     )
 
 
-def make_plan(targets: Targets, snapshot: CatalogSnapshot, *, alternatives: int = 5) -> Plan:
+def make_plan(
+    targets: Targets,
+    snapshot: CatalogSnapshot,
+    *,
+    alternatives: int = 5,
+    catalog_revision: str | None = None,
+) -> Plan:
     """The cheapest plan meeting every target, with alternatives, Pareto front and reasons."""
-    return plan_from_context(prepare(targets, snapshot), alternatives=alternatives)
+    return plan_from_context(
+        prepare(targets, snapshot), alternatives=alternatives, catalog_revision=catalog_revision
+    )
 
 
 __all__ = ["PlanningContext", "label", "make_plan", "plan_from_context", "prepare"]

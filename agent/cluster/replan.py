@@ -33,7 +33,7 @@ def propose_replan(
     Returns the proposal and the new plan, or None when planning again changes nothing.
     A different plan is saved next to the deployment state as ``<name>.proposed.yaml``.
     """
-    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.db import current_revision, open_catalog
     from quantplan.catalog.snapshot import load_snapshot
     from quantplan.planner.planning import make_plan
 
@@ -42,7 +42,10 @@ def propose_replan(
         f"({c.error_pct:+.0f}%)"
         for c in missed
     )
-    new_plan = make_plan(plan.targets, load_snapshot(open_catalog(database_url)))
+    engine = open_catalog(database_url)
+    new_plan = make_plan(
+        plan.targets, load_snapshot(engine), catalog_revision=current_revision(engine)
+    )
     current = [d.label for d in plan.fleet]
     proposed = [d.label for d in new_plan.fleet]
     if states.plan_hash(new_plan) == states.plan_hash(plan) or proposed == current:

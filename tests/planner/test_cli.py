@@ -37,7 +37,7 @@ def test_plan_json_has_the_contract_fields(db_url: str, tmp_path: Path) -> None:
     for key in ("method", "scheme", "engine", "instance", "replicas", "usd_per_month"):
         assert key in choice
     assert {"value", "low", "high", "basis"} <= set(choice["metrics"]["ttft_p95_ms"])
-    assert out.exists() and "schema_version: 1" in out.read_text()
+    assert out.exists() and "schema_version: 2\nprovenance:" in out.read_text()
 
 
 def test_plan_table_and_infeasible_explanation(db_url: str) -> None:

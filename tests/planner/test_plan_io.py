@@ -53,7 +53,7 @@ def test_other_schema_versions_are_refused(tmp_path: Path) -> None:
 def test_bad_targets_file_says_what_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text("model: x\nworkload: {requests_per_s: -1}\n")
-    with pytest.raises(QuantplanError, match="invalid"):
+    with pytest.raises(QuantplanError, match="requests_per_s"):
         load_targets(path)
 
 
@@ -83,3 +83,116 @@ def test_plans_written_before_instances_existed_still_load(
     path.write_text(yaml.safe_dump(data))
     old = load_plan(path)
     assert old.choice is not None and old.choice.instances == old.choice.replicas
+
+
+def _small_plan(shipped: CatalogSnapshot, **make: object):  # type: ignore[no-untyped-def]
+    return make_plan(
+        Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2)), shipped, **make
+    )
+
+
+def test_plans_record_quantplan_version_catalog_and_price_dates(
+    shipped: CatalogSnapshot, tmp_path: Path
+) -> None:
+    from quantplan.planner.planning import catalog_fingerprint
+
+    from quantplan import __version__
+
+    plan = _small_plan(shipped, catalog_revision="0004")
+    provenance = plan.provenance
+    assert provenance is not None
+    assert provenance.quantplan_version == __version__
+    assert provenance.catalog_revision == "0004"
+    assert provenance.catalog_fingerprint == catalog_fingerprint(shipped)
+    # The shipped price list carries no dates: the plan says so rather than inventing one.
+    assert provenance.oldest_price_date is None and "unknown date" in provenance.price_dates
+    assert provenance.undated_prices == tuple(sorted({str(d.instance) for d in plan.fleet}))
+    assert load_plan(save_plan(plan, tmp_path / "p.yaml")).provenance == provenance
+
+    # Prices with dates: the fleet's oldest and newest, and only the fleet's.
+    chosen = {(d.instance.cloud, d.instance.name, d.instance.region) for d in plan.fleet}
+    dated = shipped.model_copy(
+        update={
+            "instances": tuple(
+                i.model_copy(
+                    update={
+                        "price_date": "2026-10-01"
+                        if (i.cloud, i.name, i.region) in chosen
+                        else "2020-01-01"
+                    }
+                )
+                for i in shipped.instances
+            )
+        }
+    )
+    priced = _small_plan(dated).provenance
+    assert priced is not None and priced.catalog_revision is None
+    assert (priced.oldest_price_date, priced.newest_price_date) == ("2026-10-01", "2026-10-01")
+    assert priced.price_dates == "prices of 2026-10-01" and not priced.undated_prices
+    assert priced.catalog_fingerprint != provenance.catalog_fingerprint
+
+
+def test_plans_from_a_newer_quantplan_are_refused_and_older_ones_load(
+    shipped: CatalogSnapshot, tmp_path: Path
+) -> None:
+    import yaml
+
+    data = _small_plan(shipped).model_dump(mode="json")
+    newer_schema = {**data, "schema_version": 3}
+    newer_release = {**data, "provenance": {**data["provenance"], "quantplan_version": "99.0"}}
+    version_1 = {k: v for k, v in data.items() if k != "provenance"} | {"schema_version": 1}
+    for name, content, refusal in (
+        ("schema.yaml", newer_schema, "plan schema 3; this is quantplan"),
+        ("release.yaml", newer_release, "written by quantplan 99.0"),
+    ):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(content))
+        with pytest.raises(QuantplanError, match=refusal) as refused:
+            load_plan(path)
+        assert "upgrade quantplan" in (refused.value.hint or "")
+    old = tmp_path / "v1.yaml"
+    old.write_text(yaml.safe_dump(version_1))
+    loaded = load_plan(old)
+    assert loaded.provenance is None and loaded.fleet == _small_plan(shipped).fleet
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- schema_version: 2\n", "holds a list, not a plan"),
+        ("just a string\n", "holds a string, not a plan"),
+        ("", "holds nothing, not a plan"),
+        ("42\n", "holds a number, not a plan"),
+        ("model: x\n", "no schema_version: it is not a plan file"),
+        ("schema_version: two\n", "schema_version 'two', not a whole number"),
+        ("schema_version: 2\nmodel: [1, 2]\n", "is invalid: field"),
+        ("schema_version: 2\nfleet: {a: 1}\n", "is invalid: field"),
+        ("a: &x [1]\nb: *x\n", "anchors"),
+        ("{schema_version: 2\n", "not valid YAML/JSON"),
+    ],
+)
+def test_any_shape_of_plan_file_gives_one_clear_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(content)
+    with pytest.raises(QuantplanError, match=message) as refused:
+        load_plan(path)
+    assert "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("number", [".nan", ".inf", "1.0e400", "-1"])
+def test_numbers_a_plan_cannot_hold_are_refused(
+    shipped: CatalogSnapshot, tmp_path: Path, number: str
+) -> None:
+    import yaml
+
+    data = _small_plan(shipped).model_dump(mode="json")
+    text = yaml.safe_dump(data).replace(
+        f"usd_per_hour: {data['fleet'][0]['usd_per_hour']}", f"usd_per_hour: {number}", 1
+    )
+    assert text != yaml.safe_dump(data)
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    with pytest.raises(QuantplanError, match="usd_per_hour"):
+        load_plan(path)
