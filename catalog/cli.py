@@ -18,7 +18,9 @@ catalog_app = typer.Typer(
         "Browse and edit the catalog: hardware, instance types and prices, model cards, "
         "quantization schemes, the engine support matrix, measured profiles and quality "
         "results.\n\n"
-        "Kinds: hardware, instances, models, schemes, support, profiles, quality."
+        "Kinds: hardware, instances, models, schemes, support, profiles, quality.\n\n"
+        "Measurements (profiles, quality) are append-only: a wrong one is taken back with "
+        "`catalog retract`, and stored rows that do not validate are skipped with a warning."
     ),
     no_args_is_help=True,
 )
@@ -138,7 +140,9 @@ LABELS = {
     "concurrency": "conc",
     "perplexity": "PPL",
 }
-WRAPPING_COLUMNS = frozenset({"source", "kernel", "eval_set", "isa_flags", "hardware", "run_id"})
+WRAPPING_COLUMNS = frozenset(
+    {"source", "kernel", "eval_set", "isa_flags", "hardware", "run_id", "retracted"}
+)
 NAME_FIELDS = {"hardware": "name", "instances": "name", "models": "name", "schemes": "name"}
 
 
@@ -146,6 +150,10 @@ def _engine(db: str | None):  # type: ignore[no-untyped-def]
     from quantplan.catalog.db import open_catalog
 
     return open_catalog(db)
+
+
+def _rows(count: int, kind: str) -> str:
+    return f"{count} {kind} row{'' if count == 1 else 's'}"
 
 
 def _cell(value: Any) -> str:
@@ -156,8 +164,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print_table(kind: str, rows: list[dict[str, Any]], console: Console) -> None:
-    columns = TABLE_COLUMNS[kind]
+def _print_table(
+    kind: str, rows: list[dict[str, Any]], console: Console, columns: tuple[str, ...]
+) -> None:
     table = Table(title=f"{kind} ({len(rows)} rows)", title_justify="left", expand=False)
     for column in columns:
         numeric = rows and isinstance(rows[0].get(column), int | float)
@@ -166,7 +175,11 @@ def _print_table(kind: str, rows: list[dict[str, Any]], console: Console) -> Non
             justify="right" if numeric else "left",
             overflow="fold" if column in WRAPPING_COLUMNS else "ellipsis",
             no_wrap=column not in WRAPPING_COLUMNS,
-            min_width=8 if column in WRAPPING_COLUMNS else None,
+            min_width=8
+            if column in WRAPPING_COLUMNS
+            else max((len(str(r[column])) for r in rows), default=1)
+            if column == "id"  # an id cut to "…" cannot be retracted
+            else None,
         )
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
@@ -179,9 +192,10 @@ def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
 
 def _parse_filters(kind: str, where: list[str]) -> dict[str, str]:
     from quantplan.catalog.records import RECORD_TYPES
+    from quantplan.catalog.retractions import RETRACTABLE_TABLES
 
     filters: dict[str, str] = {}
-    fields = RECORD_TYPES[kind].model_fields
+    fields = [*(["id"] if kind in RETRACTABLE_TABLES else []), *RECORD_TYPES[kind].model_fields]
     for clause in where:
         if "=" not in clause:
             raise QuantplanError(
@@ -197,6 +211,15 @@ def _parse_filters(kind: str, where: list[str]) -> dict[str, str]:
     return filters
 
 
+def _read(db: str | None, kinds: tuple[str, ...], *, include_retracted: bool = False):  # type: ignore[no-untyped-def]
+    """Read kinds defensively: rows that do not validate are skipped and named on stderr."""
+    from quantplan.catalog.reading import read_catalog
+    from sqlmodel import Session
+
+    with Session(_engine(db)) as session:
+        return read_catalog(session, kinds, include_retracted=include_retracted)
+
+
 @catalog_app.command("list")
 def list_rows(
     kind: KindOption = "instances",
@@ -204,25 +227,59 @@ def list_rows(
         list[str] | None,
         typer.Option("--where", "-w", help="Keep rows whose FIELD equals VALUE (repeatable)."),
     ] = None,
+    include_retracted: Annotated[
+        bool,
+        typer.Option(
+            "--include-retracted", help="Also list retracted measurements, marked with why."
+        ),
+    ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """List catalog rows of one kind.
+    """List catalog rows of one kind. Measurements show their id (for `catalog retract`).
 
     Examples:\n
       quantplan catalog list --kind instances --where cloud=aws\n
-      quantplan catalog list --kind quality --where model=Llama-3-8B --json
+      quantplan catalog list --kind quality --where model=Llama-3-8B --json\n
+      quantplan catalog list --kind profiles --include-retracted
     """
-    from quantplan.catalog.transfer import check_kind, export_kind
+    from quantplan.catalog.retractions import RETRACTABLE_TABLES
+    from quantplan.catalog.transfer import check_kind
 
     check_kind(kind)
+    measured = kind in RETRACTABLE_TABLES
     filters = _parse_filters(kind, where or [])
-    rows = [r.model_dump(mode="json") for r in export_kind(_engine(db), kind)]
+    read = _read(db, (kind,), include_retracted=include_retracted)
+    rows: list[dict[str, Any]] = []
+    for stored in read.rows[kind]:
+        row = stored.record.model_dump(mode="json")
+        if measured:
+            row = {"id": stored.row_id, **row}
+        if include_retracted:
+            row["retracted"] = stored.retraction.describe() if stored.retraction else None
+        rows.append(row)
     rows = [r for r in rows if _matches(r, filters)]
     if as_json:
         sys.stdout.write(json.dumps({"kind": kind, "rows": rows}, indent=2) + "\n")
         return
-    _print_table(kind, rows, Console())
+    columns = (("id",) if measured else ()) + TABLE_COLUMNS[kind]
+    if include_retracted:
+        columns += ("retracted",)
+    _print_table(kind, rows, Console(), columns)
+    notes = Console(stderr=True)
+    hidden = read.retracted.get(kind, 0)
+    if hidden and not include_retracted:
+        notes.print(
+            f"{_rows(hidden, kind)} retracted, not shown (--include-retracted lists them)",
+            highlight=False,
+        )
+    for bad in read.skipped_of(kind):
+        if bad.retraction is not None:  # retracted because it does not validate, typically
+            notes.print(
+                f"{kind} id {bad.row_id} (retracted {bad.retraction}) does not validate, so "
+                f"it is not listed: {bad.field}: {bad.reason}",
+                highlight=False,
+            )
 
 
 @catalog_app.command("show")
@@ -235,14 +292,14 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Show every field of the rows with this name (an instance type shows all its regions)."""
-    from quantplan.catalog.transfer import check_kind, export_kind
+    from quantplan.catalog.transfer import check_kind
 
-    engine = _engine(db)
-    kinds = [check_kind(kind)] if kind else list(NAME_FIELDS)
+    kinds = (check_kind(kind),) if kind else tuple(NAME_FIELDS)
+    read = _read(db, kinds)
     found: list[tuple[str, dict[str, Any]]] = []
     known: list[str] = []
     for each in kinds:
-        for record in export_kind(engine, each):
+        for record in read.records(each):
             row = record.model_dump(mode="json")
             known.append(row[NAME_FIELDS.get(each, "name")])
             if row.get(NAME_FIELDS.get(each, "name"), "").lower() == name.lower():
@@ -308,17 +365,69 @@ def export(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Export one kind of rows; the file imports back into any catalog unchanged."""
-    from quantplan.catalog.transfer import check_kind, export_file, export_kind, format_of, render
+    """Export one kind of rows; the file imports back into any catalog unchanged.
+
+    Only rows in force are exported: stored rows that do not validate are skipped (each named
+    on stderr) and retracted measurements are left out; stderr says how many of each.
+    """
+    from quantplan.catalog.transfer import check_kind, format_of, render
 
     check_kind(kind)
-    engine = _engine(db)
+    read = _read(db, (kind,))
+    records = read.records(kind)
+    chosen = format_of(output or Path(f"x.{file_format or 'json'}"), file_format)
+    text = render(kind, records, chosen)
     if output is None:
-        chosen = format_of(Path(f"x.{file_format or 'json'}"))
-        sys.stdout.write(render(kind, export_kind(engine, kind), chosen))
-        return
-    count = export_file(engine, kind, output, file_format)
-    Console(stderr=True).print(f"wrote {count} {kind} rows to {output}")
+        sys.stdout.write(text)
+    else:
+        # Written beside the target and renamed, so a failed export never leaves half a file.
+        partial = output.with_name(f".{output.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(output)
+    left_out: list[str] = []
+    if skipped := len(read.skipped_of(kind)):
+        left_out.append(f"skipped {skipped} that do not validate (named above)")
+    if retracted := read.retracted.get(kind, 0):
+        left_out.append(f"left out {retracted} retracted")
+    if output is not None or left_out:
+        Console(stderr=True).print(
+            f"exported {len(records)} {kind} rows"
+            + (f" to {output}" if output else "")
+            + "".join(f"; {part}" for part in left_out),
+            highlight=False,
+        )
+
+
+@catalog_app.command("retract")
+def retract_row(
+    kind: Annotated[str, typer.Argument(help="profiles or quality.")],
+    row_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The row's id (catalog list shows it).")
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why it is taken back (kept with the row).")
+    ],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who retracts it (default: your login name).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Take a measurement back: plans and exports stop using it, the row itself stays.
+
+    Measurements are append-only; a retraction row records who took which row back, when
+    and why. Retracting a row twice is refused (the first retraction stands). A corrected
+    measurement with the same key may then be imported or reported.
+
+    Example:\n
+      quantplan catalog retract quality 17 --reason "perplexity is NaN: the eval crashed"
+    """
+    from quantplan.catalog.db import session_scope
+    from quantplan.catalog.retractions import retract
+
+    with session_scope(_engine(db)) as session:
+        row = retract(session, kind, row_id, reason, by)
+        stamp = f"{row.retracted_at:%Y-%m-%d %H:%M} UTC by {row.retracted_by}"
+    Console().print(f"retracted {kind} row {row_id} ({stamp}): {reason.strip()}", highlight=False)
 
 
 @catalog_app.command("runs")

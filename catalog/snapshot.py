@@ -3,6 +3,11 @@
 The planner never sees a database session. It gets a :class:`CatalogSnapshot` holding the same
 frozen records the catalog imports and exports, so tests and benchmarks can build synthetic
 catalogs without a database at all.
+
+A snapshot loaded from a database holds only rows that validate as records and are not
+retracted. A stored row that does not validate (written by an older version, or by hand) is
+left out, named in a warning on stderr, and listed in ``skipped``: one bad row must not stop
+every plan.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from quantplan.catalog.records import (
     EngineSupportRecord,
     HardwareRecord,
@@ -27,6 +32,29 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
+class SkippedRow(BaseModel):
+    """A stored row left out of a read because it does not validate, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = Field(description="The catalog kind, as --kind spells it (e.g. quality)")
+    table: str = Field(description="The database table (e.g. quality_result)")
+    row_id: int | None = Field(description="The row's id in that table")
+    label: str | None = Field(default=None, description="Its natural key, where it has one")
+    field: str = Field(description="The first field that failed, or (row)")
+    reason: str = Field(description="Why it failed")
+    retraction: str | None = Field(
+        default=None, description="Who retracted it, when and why, if it was retracted"
+    )
+    cascaded: bool = Field(
+        default=False, description="Skipped only because a row it refers to was skipped"
+    )
+
+    def describe(self) -> str:
+        named = f" ({self.label})" if self.label else ""
+        return f"{self.table} id {self.row_id}{named}: {self.field}: {self.reason}"
+
+
 class CatalogSnapshot(BaseModel):
     """Every catalog row, frozen. Lookups by name raise UnknownNameError with suggestions."""
 
@@ -39,6 +67,9 @@ class CatalogSnapshot(BaseModel):
     support: tuple[EngineSupportRecord, ...] = ()
     profiles: tuple[ProfileRecord, ...] = ()
     quality: tuple[QualityRecord, ...] = ()
+    skipped: tuple[SkippedRow, ...] = Field(
+        default=(), description="Stored rows left out because they do not validate"
+    )
 
     @cached_property
     def hardware_by_name(self) -> dict[str, HardwareRecord]:
@@ -71,11 +102,16 @@ class CatalogSnapshot(BaseModel):
             raise UnknownNameError("scheme", name, self.scheme_by_name) from None
 
 
+RECORD_KINDS = ("hardware", "instances", "models", "schemes", "support", "profiles", "quality")
+
+
 def load_snapshot(engine: Engine) -> CatalogSnapshot:
-    """Read the whole catalog once into a frozen snapshot."""
-    from quantplan.catalog.store import read_records
+    """Read the whole catalog once into a frozen snapshot, leaving out rows that do not validate
+    (each named in a warning) and retracted measurements."""
+    from quantplan.catalog.reading import read_catalog
     from sqlmodel import Session
 
     with Session(engine) as session:
-        kinds = {kind: tuple(read_records(session, kind)) for kind in CatalogSnapshot.model_fields}
-    return CatalogSnapshot(**kinds)
+        read = read_catalog(session, RECORD_KINDS)
+    kinds = {kind: tuple(read.records(kind)) for kind in RECORD_KINDS}
+    return CatalogSnapshot(**kinds, skipped=tuple(read.skipped))

@@ -3,7 +3,8 @@
 Reference kinds (hardware, instances, models, schemes, support) are keyed by natural keys:
 writing an identical record again is a no-op, a different one is refused unless ``replace``.
 Measurement kinds (profiles, quality) are append-only: keyed by what they describe, their
-source and their run id; an identical row is a no-op, a conflicting one is always refused.
+source and their run id; an identical row is a no-op, a conflicting one is always refused
+unless the row it conflicts with was retracted (see :mod:`quantplan.catalog.retractions`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from quantplan.catalog.records import (
     Record,
     SchemeRecord,
 )
+from quantplan.catalog.retractions import Retraction
 from sqlmodel import Session, SQLModel, select
 
 from quantplan.errors import QuantplanError, UnknownNameError
@@ -107,6 +109,15 @@ class Resolver:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A column holding another row's id, and the record field that names that row instead."""
+
+    column: str
+    kind: str
+    field: str
+
+
+@dataclass(frozen=True)
 class _Kind:
     """How one record kind maps onto its table."""
 
@@ -114,26 +125,17 @@ class _Kind:
     record: type[Record]
     key_fields: tuple[str, ...]
     to_columns: Callable[[Record, Resolver], dict[str, Any]]
-    from_row: Callable[[Any], Record]
+    references: tuple[Reference, ...] = ()
 
 
-def _plain(record: Record) -> dict[str, Any]:
+def _plain(record: Record, _: Resolver) -> dict[str, Any]:
     return record.model_dump()
-
-
-def _hardware_from_row(row: Hardware) -> HardwareRecord:
-    return HardwareRecord.model_validate(row.model_dump(exclude={"id"}))
 
 
 def _instance_columns(record: Record, resolve: Resolver) -> dict[str, Any]:
     data = record.model_dump()
     data["hardware_id"] = resolve.hardware(data.pop("hardware"))
     return data
-
-
-def _instance_from_row(row: InstanceType) -> InstanceRecord:
-    data = row.model_dump(exclude={"id", "hardware_id"})
-    return InstanceRecord.model_validate({**data, "hardware": row.hardware.name})
 
 
 def measurement_columns(record: Record, resolve: Resolver) -> dict[str, Any]:
@@ -148,56 +150,26 @@ def measurement_columns(record: Record, resolve: Resolver) -> dict[str, Any]:
     return data
 
 
-def _profile_from_row(row: Profile) -> ProfileRecord:
-    data = row.model_dump(
-        exclude={"id", "model_id", "scheme_id", "hardware_id", "instance_type_id"}
-    )
-    where = row.instance_type
-    return ProfileRecord.model_validate(
-        {
-            **data,
-            "model": row.model.name,
-            "scheme": row.scheme.name,
-            "hardware": row.hardware.name,
-            "instance": instance_key(where.cloud, where.name, where.region) if where else None,
-        }
-    )
-
-
-def _quality_from_row(row: QualityResult) -> QualityRecord:
-    data = row.model_dump(exclude={"id", "model_id", "scheme_id"})
-    return QualityRecord.model_validate(
-        {**data, "model": row.model.name, "scheme": row.scheme.name}
-    )
-
-
-def _simple_from_row(record_type: type[Record]) -> Callable[[Any], Record]:
-    return lambda row: record_type.model_validate(row.model_dump(exclude={"id"}))
-
+_MODEL = Reference("model_id", "models", "model")
+_SCHEME = Reference("scheme_id", "schemes", "scheme")
+_HARDWARE = Reference("hardware_id", "hardware", "hardware")
 
 KINDS: dict[str, _Kind] = {
-    "hardware": _Kind(
-        Hardware, HardwareRecord, ("name",), lambda r, _: _plain(r), _hardware_from_row
-    ),
+    "hardware": _Kind(Hardware, HardwareRecord, ("name",), _plain),
     "instances": _Kind(
         InstanceType,
         InstanceRecord,
         ("cloud", "name", "region"),
         _instance_columns,
-        _instance_from_row,
+        (_HARDWARE,),
     ),
-    "models": _Kind(
-        ModelCard, ModelRecord, ("name",), lambda r, _: _plain(r), _simple_from_row(ModelRecord)
-    ),
-    "schemes": _Kind(
-        QuantScheme, SchemeRecord, ("name",), lambda r, _: _plain(r), _simple_from_row(SchemeRecord)
-    ),
+    "models": _Kind(ModelCard, ModelRecord, ("name",), _plain),
+    "schemes": _Kind(QuantScheme, SchemeRecord, ("name",), _plain),
     "support": _Kind(
         EngineSupport,
         EngineSupportRecord,
         ("engine", "family", "device_kind", "bits"),
-        lambda r, _: _plain(r),
-        _simple_from_row(EngineSupportRecord),
+        _plain,
     ),
     "profiles": _Kind(
         Profile,
@@ -218,14 +190,14 @@ KINDS: dict[str, _Kind] = {
             "run_id",
         ),
         measurement_columns,
-        _profile_from_row,
+        (_MODEL, _SCHEME, _HARDWARE, Reference("instance_type_id", "instances", "instance")),
     ),
     "quality": _Kind(
         QualityResult,
         QualityRecord,
         ("model_id", "scheme_id", "eval_set", "engine", "basis", "source", "run_id"),
         measurement_columns,
-        _quality_from_row,
+        (_MODEL, _SCHEME),
     ),
 }
 
@@ -249,6 +221,10 @@ def write_record(
     columns = spec.to_columns(record, Resolver(session))
     table = spec.table
     condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
+    if kind in MEASUREMENT_KINDS:
+        # A retracted row no longer speaks for its key: its corrected value may be appended.
+        retracted = select(Retraction.row_id).where(Retraction.kind == kind)
+        condition.append(table.id.not_in(retracted))  # type: ignore[attr-defined]
     existing = session.exec(select(table).where(*condition)).first()
     if existing is None:
         session.add(table.model_validate(columns))
@@ -273,10 +249,13 @@ def write_record(
 
 
 def read_records(session: Session, kind: str) -> list[Record]:
-    """Every row of ``kind`` as records, in a stable order."""
-    spec = KINDS[kind]
-    rows = session.exec(select(spec.table).order_by(spec.table.id)).all()  # type: ignore[attr-defined]
-    return [spec.from_row(row) for row in rows]
+    """Every valid, unretracted row of ``kind`` as records, in a stable order.
+
+    Rows that do not validate are left out and reported (see :mod:`quantplan.catalog.reading`).
+    """
+    from quantplan.catalog.reading import read_catalog
+
+    return read_catalog(session, (kind,)).records(kind)
 
 
 def write_records(
