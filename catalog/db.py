@@ -3,28 +3,74 @@
 SQLite in the user data directory by default; any SQLAlchemy URL through ``--db`` or
 ``QUANTPLAN_DB`` (PostgreSQL included). The schema is always brought to the newest Alembic
 revision before use, and an empty catalog is seeded from the data shipped in the package.
+
+Safety rules kept here, so no caller has to know them:
+
+* a URL is shown only through :func:`redact_url` (the password never reaches a message);
+* SQLite runs in WAL mode with a busy timeout, so readers are not blocked by a long import and
+  a second writer waits for the first; writers take the write lock when they begin
+  (``BEGIN IMMEDIATE``), so a writer never fails half-way on a lock it could have waited for;
+* each upgrade or downgrade is one transaction (SQLite DDL included), so a failed migration
+  leaves the schema as it was;
+* a damaged SQLite file, a busy one, and a catalog written by a newer quantplan are
+  :class:`~quantplan.errors.QuantplanError` s that name the catalog and what to do.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import URL, Connection, Engine, event, make_url, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
 from quantplan.errors import QuantplanError
 from quantplan.paths import default_database_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite writer waits for another process's write transaction before giving up."""
+
+_BEGIN_MODE = "quantplan_sqlite_begin"
+"""Execution option naming the BEGIN form a SQLite transaction starts with (IMMEDIATE: writers)."""
+
+_MIGRATION_LOCK_KEY = zlib.crc32(b"quantplan catalog migrations")
+"""PostgreSQL advisory lock held while migrating, so two first runs do not migrate at once."""
+
+# Everything between the scheme and the last @ of a string SQLAlchemy could not parse: without
+# the parser's help, user and password are hidden together (an unencoded @ may be in either).
+_USERINFO = re.compile(r"^([^:/@]*[:/]+).*@")
+_PASSWORD_QUERY_KEYS = frozenset({"password", "passwd", "sslpassword"})
+
+
+class CatalogBusyError(QuantplanError):
+    """Another process held the SQLite catalog's write lock for longer than the busy timeout.
+
+    Temporary: retrying later can succeed (the report collector keeps its reports and retries).
+    """
+
+
+class CatalogDamagedError(QuantplanError):
+    """The catalog file is not a SQLite database, or its pages are corrupt."""
+
+
+class CatalogTooNewError(QuantplanError):
+    """The catalog's schema revision is one this quantplan does not know (a newer release)."""
 
 
 def resolve_database_url(url: str | None = None) -> str:
@@ -36,84 +82,315 @@ def resolve_database_url(url: str | None = None) -> str:
     return chosen
 
 
-def _enable_sqlite_foreign_keys(engine: Engine) -> None:
+def redact_url(url: str | URL) -> str:
+    """``url`` as it may be shown (messages, logs, screens): the password replaced by ``***``.
+
+    Never raises: a string SQLAlchemy cannot parse is redacted by pattern instead.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception:
+        parsed = None
+    if parsed is None or "@" in (parsed.host or ""):
+        # Unparsable, or an unencoded @ in the password that the parser took for the host's.
+        raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        return _USERINFO.sub(r"\1***@", raw)
+    # libpq also takes the password as a query parameter (?password=...).
+    hidden = {key: "***" for key in parsed.query if key.lower() in _PASSWORD_QUERY_KEYS}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+
+
+def describe_catalog(url: str | URL) -> str:
+    """How a message names the catalog: the file for SQLite, the redacted URL otherwise."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return f"catalog {redact_url(url)}"
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return f"catalog file {parsed.database}"
+    return f"catalog {redact_url(parsed)}"
+
+
+def _secrets(url: str | URL) -> list[str]:
+    """The password of ``url`` (and libpq's query-string password), in every form a driver
+    might echo: as given and percent-encoded."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return []
+    found = [str(parsed.password)] if parsed.password else []
+    for key, value in parsed.query.items():
+        if key.lower() in _PASSWORD_QUERY_KEYS:
+            found.extend([value] if isinstance(value, str) else value)
+    # A password of a few characters would blank out every word that contains it; drivers
+    # do not echo passwords anyway, this is a second line of defence.
+    long_enough = [secret for secret in found if len(secret) >= 4]
+    return [form for secret in long_enough for form in {secret, quote(secret, safe="")}]
+
+
+def _scrub(message: str, url: str | URL) -> str:
+    """``message`` as one line, with the URL and its password taken out (drivers may echo
+    either)."""
+    raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    message = message.replace(raw, redact_url(url))
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return " ".join(message.split())  # drivers wrap their messages; ours are one line
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The catalog's file path for a file-backed SQLite engine, else None."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, busy timeout, foreign keys and transactional DDL on every SQLite connection."""
+    timeout_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # pysqlite opens transactions itself, only before DML and never before DDL, so a failed
+        # migration would leave half a schema. With its own handling off, the "begin" hook below
+        # emits every BEGIN, and DDL is inside the transaction like everything else.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # WAL lets readers go on while an import writes; it persists in the file, so this
+            # only changes anything the first time a catalog is opened.
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                # A read-only file (or mount) cannot switch; it still reads in its own mode.
+                if getattr(error, "sqlite_errorname", "") != "SQLITE_READONLY":
+                    raise
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    @event.listens_for(engine, "handle_error")
+    def _explain(context: ExceptionContext) -> None:
+        error = _explain_sqlite_error(context.original_exception, engine.url)
+        if error is not None:
+            raise error from context.original_exception
+
+
+def _explain_sqlite_error(error: BaseException, url: URL) -> QuantplanError | None:
+    """The catalog error a raw SQLite error means, or None for anything else."""
+    if not isinstance(error, sqlite3.Error):
+        return None
+    name = getattr(error, "sqlite_errorname", "")
+    text_ = str(error)
+    where = describe_catalog(url)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text_:
+        return CatalogBusyError(
+            f"the {where} is busy: another process kept it locked for writing for more than "
+            f"{SQLITE_BUSY_TIMEOUT_S:.0f} s",
+            hint="let the other quantplan command (e.g. a `catalog import`) finish, then run "
+            "this one again",
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or text_ in (
+        "file is not a database",
+        "database disk image is malformed",
+    ):
+        return CatalogDamagedError(
+            f"the {where} is not a usable catalog database: {text_}",
+            hint="restore it from a backup (or a `quantplan catalog export`), or point --db / "
+            "QUANTPLAN_DB at a new file to start a fresh catalog",
+        )
+    return None
 
 
 def make_engine(url: str | None = None) -> Engine:
     """A SQLAlchemy engine for the catalog (no schema work; see :func:`open_catalog`)."""
     resolved = resolve_database_url(url)
     try:
-        if resolved.startswith("sqlite"):
-            path = resolved.removeprefix("sqlite:///")
-            if path and path != resolved and not path.startswith(":memory:"):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(resolved, connect_args={"check_same_thread": False})
-            _enable_sqlite_foreign_keys(engine)
+        parsed = make_url(resolved)
+        if parsed.get_backend_name() == "sqlite":
+            # A plain path gets its directory; a "file:" URI (e.g. ?mode=ro) is SQLite's to open.
+            if parsed.database not in (None, "", ":memory:") and "uri" not in parsed.query:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"check_same_thread": False})
+            _configure_sqlite(engine)
         else:
-            engine = create_engine(resolved, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ImportError) as error:
+        # Neither message may carry the URL as given: it holds the password.
         raise QuantplanError(
-            f"cannot use database URL {resolved!r}: {error}",
+            f"cannot use database URL {redact_url(resolved)}: {_scrub(str(error), resolved)}",
             hint="use a SQLAlchemy URL such as sqlite:///catalog.db or "
             "postgresql://user:password@host/dbname",
-        ) from error
+        ) from None
     return engine
 
 
-def alembic_config(engine: Engine) -> Config:
+# ------------------------------------------------------------------------------- migrations
+
+
+def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration; the database travels as a connection, never as a URL option.
+
+    (Alembic's option values go through configparser interpolation, where the ``%`` of a
+    percent-encoded password is an error, and its messages would print the password.)
+    """
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
-    config.attributes["engine"] = engine
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    return _script().get_current_head()
+
+
+def known_revisions() -> set[str]:
+    return {script.revision for script in _script().walk_revisions()}
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside the one transaction a whole upgrade or downgrade runs in.
+
+    On SQLite, batch migrations rebuild tables (copy, drop, rename); with foreign keys enforced,
+    dropping a table that seeded rows point at fails. So enforcement is off for the migration
+    (SQLite ignores the pragma inside a transaction: it is set before BEGIN) and
+    ``PRAGMA foreign_key_check`` must pass before the commit, which is SQLite's own recipe for
+    schema changes. The write lock is taken at BEGIN, so a concurrent migration waits.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        tables = sorted({row[0] for row in broken})
+                        raise QuantplanError(
+                            f"the migration would leave {len(broken)} rows pointing at rows "
+                            f"that no longer exist (in {', '.join(tables)}); nothing was changed",
+                            hint="this is a bug in the migration; please report it",
+                        )
+        finally:
+            if sqlite:
+                try:
+                    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                except sqlite3.Error:
+                    connection.invalidate()  # never hand a connection without FKs back to the pool
+
+
+def _migrate(engine: Engine, run: Callable[[Config], None]) -> None:
+    with migration_transaction(engine) as connection:
+        run(alembic_config(connection))
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Apply migrations up to ``revision`` in one transaction (idempotent)."""
+    from alembic import command
+
+    _migrate(engine, lambda config: command.upgrade(config, revision))
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    command.downgrade(alembic_config(engine), revision)
+    """Undo migrations down to ``revision`` (``"base"``: an empty database) in one transaction."""
+    from alembic import command
+
+    _migrate(engine, lambda config: command.downgrade(config, revision))
+
+
+# ------------------------------------------------------------------------------ opening
+
+
+def check_sqlite_integrity(engine: Engine) -> None:
+    """Refuse a damaged SQLite file now, rather than in the middle of a later command.
+
+    ``PRAGMA quick_check`` walks every page (not the index contents, which is what makes it
+    quick): on the shipped catalog it takes a few milliseconds.
+    """
+    if _sqlite_file(engine) is None:
+        return
+    with engine.connect() as connection:
+        problems = connection.exec_driver_sql("PRAGMA quick_check").scalars().all()
+    if problems != ["ok"]:
+        raise CatalogDamagedError(
+            f"the {describe_catalog(engine.url)} is damaged: {problems[0]}",
+            hint="restore it from a backup (or a `quantplan catalog export`), or point --db / "
+            "QUANTPLAN_DB at a new file to start a fresh catalog",
+        )
+
+
+def check_revision(engine: Engine) -> str | None:
+    """The catalog's schema revision, refused when this quantplan does not know it."""
+    from quantplan import __version__
+
+    current = current_revision(engine)
+    if current is not None and current not in known_revisions():
+        raise CatalogTooNewError(
+            f"the {describe_catalog(engine.url)} has schema revision {current}, which quantplan "
+            f"{__version__} does not know: a newer quantplan wrote it",
+            hint="upgrade quantplan to the release that wrote this catalog, or point --db / "
+            "QUANTPLAN_DB at another catalog",
+        )
+    return current
 
 
 def prepare(engine: Engine, *, seed: bool = True) -> None:
-    """Migrate to head and, if the catalog holds no reference data yet, seed it."""
+    """Check the catalog, migrate it to head and, if it holds no reference data yet, seed it."""
     try:
-        if current_revision(engine) != head_revision():
+        check_sqlite_integrity(engine)
+        if check_revision(engine) != head_revision():
             upgrade(engine)
+        if seed:
+            from quantplan.catalog.models import Hardware
+            from quantplan.catalog.seeding import seed_catalog
+
+            with Session(engine) as session:
+                empty = session.exec(select(Hardware.id).limit(1)).first() is None
+            if empty:
+                seed_catalog(engine)
     except OperationalError as error:
         raise QuantplanError(
-            f"cannot open the catalog database at {engine.url!r}: {error.orig}",
+            f"cannot open the {describe_catalog(engine.url)}: "
+            f"{_scrub(str(error.orig), engine.url)}",
             hint="check that the server is running and the URL (--db / QUANTPLAN_DB) is right",
-        ) from error
+        ) from None
     except DatabaseError as error:
         raise QuantplanError(
-            f"{engine.url!r} is not a usable catalog database: {error.orig}",
+            f"the {describe_catalog(engine.url)} is not a usable catalog database: "
+            f"{_scrub(str(error.orig), engine.url)}",
             hint="point --db / QUANTPLAN_DB at a quantplan catalog, or at a new file to create one",
-        ) from error
-    if seed:
-        from quantplan.catalog.models import Hardware
-        from quantplan.catalog.seeding import seed_catalog
-
-        with Session(engine) as session:
-            empty = session.exec(select(Hardware.id).limit(1)).first() is None
-        if empty:
-            seed_catalog(engine)
+        ) from None
 
 
 @lru_cache(maxsize=8)
@@ -124,15 +401,21 @@ def _prepared_engine(url: str, seed: bool) -> Engine:
 
 
 def open_catalog(url: str | None = None, *, seed: bool = True) -> Engine:
-    """An engine on a migrated (and, by default, seeded) catalog; cached per URL."""
+    """An engine on a checked, migrated (and, by default, seeded) catalog; cached per URL."""
     return _prepared_engine(resolve_database_url(url), seed)
 
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back everything on any error."""
+    """A write session: commits on success, rolls back everything on any error.
+
+    On SQLite it takes the write lock as it begins, waiting up to the busy timeout for another
+    writer; a deferred transaction that read first could not wait (SQLite refuses at once a
+    reader whose snapshot went stale while it waited to write).
+    """
     with Session(engine) as session:
         try:
+            session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE"})
             yield session
             session.commit()
         except BaseException:

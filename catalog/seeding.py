@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantplan.catalog.db import session_scope
+from quantplan.catalog.db import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.records import KIND_ORDER, Record
 from quantplan.catalog.store import write_record
 from quantplan.catalog.transfer import parse
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 SEED_DIR = Path(__file__).parent / "seed"
 
@@ -33,6 +34,8 @@ def seed_catalog(engine: Engine) -> dict[str, int]:
             for number, record in enumerate(records, start=1):
                 try:
                     write_record(session, kind, record)
+                except (OperationalError, CatalogBusyError, CatalogDamagedError):
+                    raise  # the database failed, not the row: say so, not "row N is broken"
                 except Exception as error:
                     raise RuntimeError(f"seed {kind} row {number} is broken: {error}") from error
             counts[kind] = len(records)
