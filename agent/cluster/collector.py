@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quantplan.agent.cluster.events import CatalogEvent, EventBus, FleetEvent, ReportEvent
 from quantplan.agent.cluster.spool import ReportSpool
+from quantplan.catalog.db import CatalogBusyError
 from quantplan.catalog.reports import MeasurementReport, ReportOutcome
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -33,7 +34,13 @@ LOG = logging.getLogger(__name__)
 ReportWriter = Callable[[Engine, MeasurementReport], ReportOutcome]
 BatchWriter = Callable[[Engine, list[MeasurementReport]], list[ReportOutcome]]
 """Writes many reports in one transaction, all or nothing; outcomes in order."""
-UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+UNAVAILABLE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    PoolTimeoutError,
+    CatalogBusyError,
+)
 """Database errors that mean "not now" (server down, file locked): keep the report, retry."""
 
 MIN_RETRY_S = 0.25

@@ -106,7 +106,10 @@ def test_postgres_outage_queues_reports_and_flushes_them(postgres_url: str, tmp_
     assert ids <= runs
 
 
-def test_locked_sqlite_queues_reports_and_flushes_them(sqlite_url: str, tmp_path: Path):
+def test_locked_sqlite_queues_reports_and_flushes_them(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("quantplan.catalog.db.SQLITE_BUSY_TIMEOUT_S", 2.0)  # 30 s by default
     open_catalog(sqlite_url)
     path = sqlite_url.removeprefix("sqlite:///")
     blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
@@ -116,7 +119,7 @@ def test_locked_sqlite_queues_reports_and_flushes_them(sqlite_url: str, tmp_path
     reports = [benchmark_report() for _ in range(10)]
     try:
         collector.submit([r.model_dump_json() for r in reports])
-        assert not collector.wait_drained(7)  # SQLite's own busy timeout is 5 s
+        assert not collector.wait_drained(7)  # writes give up after the 2 s busy timeout
         assert not collector.stats().catalog_available
         blocker.rollback()
         blocker.close()
