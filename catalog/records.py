@@ -8,10 +8,68 @@ data, ``catalog import``/``export`` and agent reports all use these same records
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from quantplan.catalog.vocabulary import Basis, DeviceKind, Engine, SchemeFamily
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from quantplan.catalog.vocabulary import (
+    AcceleratorCount,
+    BandwidthGBps,
+    Basis,
+    BitsPerWeight,
+    CompressionRatio,
+    ComputeCapability,
+    Concurrency,
+    Details,
+    DeviceCount,
+    DeviceKind,
+    Engine,
+    Fraction,
+    GroupSize,
+    IsaFlags,
+    KlDivergence,
+    MeasuredLatencyMs,
+    MeasuredRequestsPerS,
+    MemoryGB,
+    ModelDimension,
+    Name,
+    ParametersB,
+    Perplexity,
+    PerplexityDeltaPct,
+    RequestsPerS,
+    SchemeFamily,
+    SourceText,
+    SupportBits,
+    TeraOps,
+    Text,
+    ThreadsPerCore,
+    TokenCount,
+    TokensPerS,
+    UsdPerHour,
+    UsdPerMillionTokens,
+    WeightBits,
+)
+
+
+def first_problem(error: ValidationError) -> str:
+    """The first problem of a validation error in one line: field, message and the value.
+
+    Values and field names are cut short, so a hostile 16 MB string cannot flood the line.
+    """
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(document)"
+    text = f"field {short_repr(field)}: {first['msg']}"
+    if first["type"] != "missing" and "input" in first:
+        text += f" (got {short_repr(first['input'])})"
+    more = error.error_count() - 1
+    if more:
+        text += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return text
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Record(BaseModel):
@@ -21,20 +79,20 @@ class Record(BaseModel):
 
 
 class HardwareRecord(Record):
-    name: str = Field(min_length=1, description="Unique hardware name, e.g. H100-SXM")
+    name: Name = Field(description="Unique hardware name, e.g. H100-SXM")
     kind: DeviceKind = Field(description="gpu or cpu")
-    vendor: str = Field(min_length=1)
-    memory_gb: float | None = Field(default=None, gt=0, description="Device memory (GPUs)")
-    memory_bandwidth_gbps: float = Field(gt=0, description="GB/s per device or per CPU socket")
-    bf16_tflops: float | None = Field(default=None, gt=0)
-    int8_tops: float | None = Field(default=None, gt=0)
-    compute_capability: str | None = Field(default=None, pattern=r"^\d+\.\d+$")
-    isa_flags: str = Field(default="", description="Comma separated, e.g. avx2,avx512,amx")
-    cores_per_socket: int | None = Field(default=None, gt=0)
-    threads_per_core: int = Field(
-        default=2, ge=1, le=8, description="vCPUs per physical core (1 where SMT is off, e.g. c7a)"
+    vendor: Name
+    memory_gb: MemoryGB | None = Field(default=None, description="Device memory (GPUs)")
+    memory_bandwidth_gbps: BandwidthGBps = Field(description="GB/s per device or per CPU socket")
+    bf16_tflops: TeraOps | None = None
+    int8_tops: TeraOps | None = None
+    compute_capability: str | None = Field(default=None, pattern=r"^\d{1,2}\.\d{1,2}$")
+    isa_flags: IsaFlags = Field(default="", description="Comma separated, e.g. avx2,avx512,amx")
+    cores_per_socket: DeviceCount | None = None
+    threads_per_core: ThreadsPerCore = Field(
+        default=2, description="vCPUs per physical core (1 where SMT is off, e.g. c7a)"
     )
-    source: str = Field(min_length=1)
+    source: SourceText
 
     @model_validator(mode="after")
     def _gpu_has_memory(self) -> HardwareRecord:
@@ -44,105 +102,105 @@ class HardwareRecord(Record):
 
 
 class InstanceRecord(Record):
-    cloud: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    region: str = Field(min_length=1)
-    vcpus: int = Field(gt=0)
-    memory_gib: float = Field(gt=0)
-    hardware: str = Field(min_length=1, description="Hardware name: the GPU, or the CPU family")
-    accelerator_count: int = Field(default=0, ge=0)
-    price_per_hour: float = Field(gt=0, description="On-demand USD per hour")
-    spot_price_per_hour: float | None = Field(default=None, gt=0)
-    price_date: str | None = None
-    price_source: str = Field(min_length=1)
+    cloud: Name
+    name: Name
+    region: Name
+    vcpus: DeviceCount
+    memory_gib: MemoryGB
+    hardware: Name = Field(description="Hardware name: the GPU, or the CPU family")
+    accelerator_count: AcceleratorCount = 0
+    price_per_hour: UsdPerHour = Field(description="On-demand USD per hour")
+    spot_price_per_hour: UsdPerHour | None = None
+    price_date: Name | None = None
+    price_source: SourceText
 
 
 class ModelRecord(Record):
-    name: str = Field(min_length=1)
-    family: str = Field(min_length=1)
-    parameters_b: float = Field(gt=0, description="Parameters in billions")
-    active_parameters_b: float | None = Field(default=None, gt=0)
-    layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    heads: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    max_context: int = Field(gt=0)
-    source: str = Field(min_length=1)
+    name: Name
+    family: Name
+    parameters_b: ParametersB = Field(description="Parameters in billions")
+    active_parameters_b: ParametersB | None = None
+    layers: ModelDimension
+    hidden_size: ModelDimension
+    heads: ModelDimension
+    kv_heads: ModelDimension
+    head_dim: ModelDimension
+    vocab_size: ModelDimension
+    max_context: TokenCount
+    source: SourceText
 
 
 class SchemeRecord(Record):
-    name: str = Field(min_length=1)
+    name: Name
     family: SchemeFamily
-    bits: int = Field(ge=1, le=32)
-    group_size: int | None = Field(default=None, gt=0)
-    variant: str | None = None
-    bits_per_weight: float = Field(gt=0, le=32)
-    engines: str = Field(min_length=1, description="Comma separated engines")
-    source: str = Field(min_length=1)
+    bits: WeightBits
+    group_size: GroupSize | None = None
+    variant: Name | None = None
+    bits_per_weight: BitsPerWeight
+    engines: Name = Field(description="Comma separated engines")
+    source: SourceText
 
 
 class EngineSupportRecord(Record):
     engine: Engine
     family: SchemeFamily
     device_kind: DeviceKind
-    bits: int = Field(default=0, ge=0, description="0 = any bit width")
-    min_compute_capability: float | None = Field(default=None, gt=0)
-    required_isa: str = ""
-    kernel: str = Field(min_length=1)
-    note: str = ""
-    source: str = Field(min_length=1)
+    bits: SupportBits = Field(default=0, description="0 = any bit width")
+    min_compute_capability: ComputeCapability | None = None
+    required_isa: IsaFlags = ""
+    kernel: Name = Field(description="The kernel or backend that does the work")
+    note: Text = ""
+    source: SourceText
 
 
 class ProfileRecord(Record):
-    model: str
-    scheme: str
+    model: Name
+    scheme: Name
     engine: Engine
-    hardware: str
-    hardware_count: int = Field(default=1, gt=0)
-    instance: str | None = Field(default=None, description="cloud/name/region, if on one")
-    input_tokens: int = Field(gt=0)
-    output_tokens: int = Field(gt=0)
-    concurrency: int = Field(gt=0)
-    request_rate: float | None = Field(default=None, gt=0)
-    output_tokens_per_s: float = Field(ge=0)
-    total_tokens_per_s: float | None = Field(default=None, ge=0)
-    requests_per_s: float | None = Field(default=None, ge=0)
-    ttft_p50_ms: float | None = Field(default=None, ge=0)
-    ttft_p95_ms: float | None = Field(default=None, ge=0)
-    itl_p50_ms: float | None = Field(default=None, ge=0)
-    itl_p95_ms: float | None = Field(default=None, ge=0)
-    e2e_p50_ms: float | None = Field(default=None, ge=0)
-    peak_memory_gb: float | None = Field(default=None, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    cost_per_million_tokens: float | None = Field(default=None, ge=0)
+    hardware: Name
+    hardware_count: DeviceCount = 1
+    instance: Name | None = Field(default=None, description="cloud/name/region, if on one")
+    input_tokens: TokenCount
+    output_tokens: TokenCount
+    concurrency: Concurrency
+    request_rate: RequestsPerS | None = None
+    output_tokens_per_s: TokensPerS
+    total_tokens_per_s: TokensPerS | None = None
+    requests_per_s: MeasuredRequestsPerS | None = None
+    ttft_p50_ms: MeasuredLatencyMs | None = None
+    ttft_p95_ms: MeasuredLatencyMs | None = None
+    itl_p50_ms: MeasuredLatencyMs | None = None
+    itl_p95_ms: MeasuredLatencyMs | None = None
+    e2e_p50_ms: MeasuredLatencyMs | None = None
+    peak_memory_gb: MemoryGB | None = None
+    error_rate: Fraction = 0.0
+    cost_per_million_tokens: UsdPerMillionTokens | None = None
     basis: Basis
-    source: str = Field(min_length=1)
-    run_id: str | None = None
-    engine_version: str | None = None
-    notes: str = ""
-    details: dict[str, Any] = Field(default_factory=dict)
+    source: SourceText
+    run_id: Name | None = None
+    engine_version: Name | None = None
+    notes: Text = ""
+    details: Details = Field(default_factory=dict)
     recorded_at: datetime | None = None
 
 
 class QualityRecord(Record):
-    model: str
-    scheme: str
-    eval_set: str = Field(min_length=1)
-    perplexity: float | None = Field(default=None, gt=0)
-    baseline_perplexity: float | None = Field(default=None, gt=0)
-    perplexity_delta_pct: float | None = None
-    kl_divergence: float | None = Field(default=None, ge=0)
-    top1_agreement: float | None = Field(default=None, ge=0, le=1)
-    bits_per_weight: float | None = Field(default=None, gt=0)
-    compression_ratio: float | None = Field(default=None, gt=0)
+    model: Name
+    scheme: Name
+    eval_set: Name
+    perplexity: Perplexity | None = None
+    baseline_perplexity: Perplexity | None = None
+    perplexity_delta_pct: PerplexityDeltaPct | None = None
+    kl_divergence: KlDivergence | None = None
+    top1_agreement: Fraction | None = None
+    bits_per_weight: BitsPerWeight | None = None
+    compression_ratio: CompressionRatio | None = None
     engine: Engine | None = None
     basis: Basis
-    source: str = Field(min_length=1)
-    run_id: str | None = None
-    notes: str = ""
-    details: dict[str, Any] = Field(default_factory=dict)
+    source: SourceText
+    run_id: Name | None = None
+    notes: Text = ""
+    details: Details = Field(default_factory=dict)
     recorded_at: datetime | None = None
 
     @model_validator(mode="after")

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quantplan.catalog.db import session_scope
-from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record
+from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_problem
 from quantplan.catalog.store import read_records, write_record
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from quantplan.errors import QuantplanError, did_you_mean
+from quantplan.inputs import parse_yaml, read_text
 
 FileFormat = Literal["json", "yaml", "csv"]
 NESTED_FIELDS = frozenset({"details"})
@@ -34,7 +35,7 @@ class CatalogFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str
+    kind: str = Field(max_length=40)
     rows: list[dict[str, Any]]
 
 
@@ -107,44 +108,115 @@ def export_file(engine: Engine, kind: str, path: Path, file_format: str | None =
 # ---------------------------------------------------------------- import
 
 
-def _csv_rows(text: str) -> list[dict[str, Any]]:
+# The largest honest catalog file is a price list of a few thousand rows; 100,000 rows of any
+# kind is far beyond it and still validates in seconds.
+MAX_ROWS = 100_000
+# The longest value of any field is a details cell (JSON) of a profile, about 30 KB for an
+# 80-layer model's per-layer errors; a cell is capped a little under csv's own 128 KiB limit.
+MAX_CSV_CELL_CHARS = 100_000
+
+
+def _too_many_rows(source: str) -> ImportError_:
+    return ImportError_(
+        f"{source}: more than {MAX_ROWS:,} rows", hint="split it into several files"
+    )
+
+
+def _csv_rows(text: str, source: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for raw in csv.DictReader(io.StringIO(text)):
-        row: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key is None:
-                raise QuantplanError("a CSV row has more cells than the header has columns")
-            if value is None or value == "":
-                continue
-            row[key] = json.loads(value) if key in NESTED_FIELDS else value
-        rows.append(row)
+    reader = csv.DictReader(io.StringIO(text))
+    number = 0
+    try:
+        for number, raw in enumerate(reader, start=1):
+            if number > MAX_ROWS:
+                raise _too_many_rows(source)
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key is None:
+                    raise ImportError_(
+                        f"{source}: row {number} has more cells than the header has columns"
+                    )
+                if value is None or value == "":
+                    continue
+                if len(value) > MAX_CSV_CELL_CHARS:
+                    raise ImportError_(
+                        f"{source}: row {number}, field {key!r}: {len(value):,} characters, "
+                        f"more than the {MAX_CSV_CELL_CHARS:,} a cell may hold"
+                    )
+                row[key] = (
+                    _nested_cell(value, source, number, key) if key in NESTED_FIELDS else value
+                )
+            rows.append(row)
+    except csv.Error as error:  # e.g. a field over csv's own size limit, or a NUL byte
+        raise ImportError_(f"{source}: row {number + 1}: not valid CSV: {error}") from None
     return rows
+
+
+def _nested_cell(value: str, source: str, number: int, key: str) -> Any:
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise ImportError_(
+            f"{source}: row {number}, field {key!r}: not a JSON value ({_one_line(error)})",
+            hint='nested fields are JSON objects in CSV, e.g. {"note": 1}',
+        ) from None
+
+
+def _load_document(text: str, file_format: FileFormat, source: str) -> Any:
+    """A JSON or YAML document, parsed without expanding aliases or recursing without bound."""
+    if file_format == "yaml":
+        return parse_yaml(text, source)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImportError_(f"{source}: not valid JSON: {error}") from None
+    except RecursionError:
+        raise ImportError_(f"{source}: nests too deeply to be a catalog file") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _row_error(
+    source: str, number: int, record_type: type[Record], error: ValidationError
+) -> ImportError_:
+    """One line naming file, row and field, with a hint on how to fix it."""
+    first = error.errors()[0]
+    hint = None
+    if first["type"] == "extra_forbidden":
+        hint = did_you_mean(str(first["loc"][-1]), record_type.model_fields)
+    elif first["type"] == "finite_number":
+        hint = "NaN and Infinity are not measurements: leave the field out if it is unknown"
+    elif first["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        hint = "the bounds are physical limits of the quantity; check the value and its unit"
+    return ImportError_(f"{source}: row {number}, {first_problem(error)}", hint=hint)
 
 
 def parse(
     text: str, file_format: FileFormat, kind: str | None, source: str
 ) -> tuple[str, list[Record]]:
     """Parse and validate a whole file; raise ImportError_ naming the first bad row and field."""
-    try:
-        if file_format == "csv":
-            if kind is None:
-                raise ImportError_(
-                    f"{source}: a CSV file does not say which kind it holds",
-                    hint="pass --kind (e.g. --kind instances) or name the file instances.csv",
-                )
-            raw_rows = _csv_rows(text)
-        else:
-            loaded = json.loads(text) if file_format == "json" else yaml.safe_load(text)
+    if file_format == "csv":
+        if kind is None:
+            raise ImportError_(
+                f"{source}: a CSV file does not say which kind it holds",
+                hint="pass --kind (e.g. --kind instances) or name the file instances.csv",
+            )
+        raw_rows = _csv_rows(text, source)
+    else:
+        loaded = _load_document(text, file_format, source)
+        try:
             envelope = CatalogFile.model_validate(loaded)
-            if kind is not None and envelope.kind != kind:
-                raise ImportError_(f"{source}: holds {envelope.kind!r} rows, not {kind!r}")
-            kind, raw_rows = envelope.kind, envelope.rows
-    except (json.JSONDecodeError, yaml.YAMLError, csv.Error) as error:
-        raise ImportError_(f"{source}: not valid {file_format.upper()}: {error}") from error
-    except ValidationError as error:
-        raise ImportError_(
-            f"{source}: expected a document with 'kind' and 'rows' ({error.errors()[0]['msg']})"
-        ) from error
+        except ValidationError as error:
+            raise ImportError_(
+                f"{source}: expected a document with 'kind' and 'rows' ({error.errors()[0]['msg']})"
+            ) from None
+        if kind is not None and envelope.kind != kind:
+            raise ImportError_(f"{source}: holds {envelope.kind!r} rows, not {kind!r}")
+        kind, raw_rows = envelope.kind, envelope.rows
+    if len(raw_rows) > MAX_ROWS:
+        raise _too_many_rows(source)
     check_kind(kind)
     record_type = RECORD_TYPES[kind]
     records: list[Record] = []
@@ -152,16 +224,7 @@ def parse(
         try:
             records.append(record_type.model_validate(raw))
         except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "(row)"
-            hint = None
-            if first["type"] == "extra_forbidden":
-                hint = did_you_mean(str(first["loc"][-1]), record_type.model_fields)
-            raise ImportError_(
-                f"{source}: row {number}, field {field!r}: {first['msg']}"
-                + (f" (got {first.get('input')!r})" if first["type"] != "missing" else ""),
-                hint=hint,
-            ) from error
+            raise _row_error(source, number, record_type, error) from None
     return kind, records
 
 
@@ -180,14 +243,15 @@ def import_files(
     """
     parsed: list[tuple[str, str, list[Record]]] = []
     for path in paths:
-        if not path.is_file():
+        if not path.exists():
             raise QuantplanError(f"no such file: {path}")
         chosen_format = format_of(path, file_format)
         file_kind = kind
         if file_kind is None and chosen_format == "csv" and path.stem in RECORD_TYPES:
             file_kind = path.stem
-        text = path.read_text(encoding="utf-8")
-        parsed_kind, records = parse(text, chosen_format, file_kind, path.name)
+        # Bounded, UTF-8 text only: a binary or runaway file is refused before parsing.
+        text = read_text(path, "catalog file")
+        parsed_kind, records = parse(text, chosen_format, file_kind, str(path))
         parsed.append((path.name, parsed_kind, records))
     # Dependency order, so a file of instances may come before the hardware it names.
     order = sorted(range(len(parsed)), key=lambda i: KIND_ORDER.index(parsed[i][1]))

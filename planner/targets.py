@@ -7,15 +7,47 @@ JSON file, or built by the CLI/TUI from flags), so a plan can always be reproduc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from quantplan.catalog.records import first_problem
+from quantplan.catalog.vocabulary import (
+    FleetTokensPerS,
+    FleetTypeCount,
+    Fraction,
+    KlDivergence,
+    LatencyMs,
+    ModelDimension,
+    Name,
+    ParametersB,
+    PeakToMean,
+    PerplexityDeltaPct,
+    ReplicaCount,
+    RequestsPerS,
+    TokenCount,
+    TokensPerDay,
+    UsdPerMillionTokens,
+    UsdPerMonth,
+)
 
 from quantplan.errors import QuantplanError
 
 SchemeFamilyName = Literal["baseline", "gptq", "awq", "gguf"]
 DeviceChoice = Literal["any", "gpu", "cpu"]
 TokenAccounting = Literal["input_and_output", "output_only"]
+
+# A filter lists a few clouds, regions or instance types; the shipped catalog has 142 instance
+# rows, so 1,000 entries cover any honest list.
+MAX_LIST_ITEMS = 1000
+Names = Annotated[tuple[Name, ...], Field(max_length=MAX_LIST_ITEMS)]
 
 HOURS_PER_MONTH = 730.0
 """Hours in an average month (8,760 h / 12), the convention cloud price pages use."""
@@ -30,38 +62,36 @@ class StrictModel(BaseModel):
 class ModelShape(StrictModel):
     """The shape of a model the catalog does not know: enough to size weights and KV cache."""
 
-    name: str = Field(min_length=1, description="A name for the model, used in the plan")
-    family: str = Field(default="unknown", description="Architecture family, e.g. llama")
-    parameters_b: float = Field(gt=0, description="Parameters in billions")
-    active_parameters_b: float | None = Field(
-        default=None, gt=0, description="Parameters read per token in billions (MoE); None = all"
+    name: Name = Field(description="A name for the model, used in the plan")
+    family: Name = Field(default="unknown", description="Architecture family, e.g. llama")
+    parameters_b: ParametersB = Field(description="Parameters in billions")
+    active_parameters_b: ParametersB | None = Field(
+        default=None, description="Parameters read per token in billions (MoE); None = all"
     )
-    layers: int = Field(gt=0, description="Transformer layers")
-    hidden_size: int = Field(gt=0, description="Hidden (model) dimension")
-    heads: int = Field(gt=0, description="Attention heads")
-    kv_heads: int = Field(gt=0, description="Key/value heads (fewer than heads with GQA)")
-    head_dim: int = Field(gt=0, description="Dimension of one attention head")
-    vocab_size: int = Field(gt=0, description="Vocabulary size (sizes embeddings and lm_head)")
-    max_context: int = Field(gt=0, description="Longest context the model supports, in tokens")
+    layers: ModelDimension = Field(description="Transformer layers")
+    hidden_size: ModelDimension = Field(description="Hidden (model) dimension")
+    heads: ModelDimension = Field(description="Attention heads")
+    kv_heads: ModelDimension = Field(description="Key/value heads (fewer than heads with GQA)")
+    head_dim: ModelDimension = Field(description="Dimension of one attention head")
+    vocab_size: ModelDimension = Field(description="Vocabulary size (sizes embeddings and lm_head)")
+    max_context: TokenCount = Field(description="Longest context the model supports, in tokens")
 
 
 class Workload(StrictModel):
     """The traffic to serve: request shape and volume."""
 
-    input_tokens: int = Field(default=512, gt=0, description="Mean prompt tokens per request")
-    output_tokens: int = Field(default=256, gt=0, description="Mean generated tokens per request")
-    requests_per_s: float | None = Field(
-        default=None, gt=0, description="Mean request rate; give this or tokens_per_day"
+    input_tokens: TokenCount = Field(default=512, description="Mean prompt tokens per request")
+    output_tokens: TokenCount = Field(default=256, description="Mean generated tokens per request")
+    requests_per_s: RequestsPerS | None = Field(
+        default=None, description="Mean request rate; give this or tokens_per_day"
     )
-    tokens_per_day: float | None = Field(
+    tokens_per_day: TokensPerDay | None = Field(
         default=None,
-        gt=0,
         description="Mean daily token volume, counted as token_accounting says; "
         "give this or requests_per_s",
     )
-    peak_to_mean: float = Field(
+    peak_to_mean: PeakToMean = Field(
         default=2.0,
-        ge=1.0,
         description="Peak request rate over mean rate; capacity is sized for peak",
     )
     token_accounting: TokenAccounting = Field(
@@ -105,11 +135,10 @@ class Workload(StrictModel):
 class Slos(StrictModel):
     """Service-level objectives every replica must meet at peak load. None = no objective."""
 
-    ttft_p95_ms: float | None = Field(default=None, gt=0, description="p95 time to first token")
-    itl_p95_ms: float | None = Field(default=None, gt=0, description="p95 inter-token latency")
-    min_output_tokens_per_s: float | None = Field(
+    ttft_p95_ms: LatencyMs | None = Field(default=None, description="p95 time to first token")
+    itl_p95_ms: LatencyMs | None = Field(default=None, description="p95 inter-token latency")
+    min_output_tokens_per_s: FleetTokensPerS | None = Field(
         default=None,
-        gt=0,
         description="Fleet output throughput to provision at least, on top of the peak rate",
     )
 
@@ -117,19 +146,19 @@ class Slos(StrictModel):
 class QualityTarget(StrictModel):
     """How much degradation against the 16-bit baseline is acceptable. None = no limit."""
 
-    max_perplexity_increase_pct: float | None = Field(
+    max_perplexity_increase_pct: PerplexityDeltaPct | None = Field(
         default=None, ge=0, description="Largest perplexity increase over the baseline, in %"
     )
-    max_kl_divergence: float | None = Field(
-        default=None, ge=0, description="Largest mean KL divergence against the baseline"
+    max_kl_divergence: KlDivergence | None = Field(
+        default=None, description="Largest mean KL divergence against the baseline"
     )
 
 
 class Budget(StrictModel):
     """Spending caps for the whole fleet. None = no cap."""
 
-    max_usd_per_month: float | None = Field(default=None, gt=0, description="Fleet $/month cap")
-    max_usd_per_million_tokens: float | None = Field(
+    max_usd_per_month: UsdPerMonth | None = Field(default=None, description="Fleet $/month cap")
+    max_usd_per_million_tokens: UsdPerMillionTokens | None = Field(
         default=None, gt=0, description="Cap on $ per million counted tokens at the mean rate"
     )
 
@@ -137,37 +166,35 @@ class Budget(StrictModel):
 class Constraints(StrictModel):
     """Where and how the fleet may run."""
 
-    clouds: tuple[str, ...] = Field(default=(), description="Allowed clouds; empty = any")
-    regions: tuple[str, ...] = Field(default=(), description="Allowed regions; empty = any")
+    clouds: Names = Field(default=(), description="Allowed clouds; empty = any")
+    regions: Names = Field(default=(), description="Allowed regions; empty = any")
     spot_allowed: bool = Field(default=False, description="May replicas run on spot capacity")
-    max_spot_fraction: float = Field(
+    max_spot_fraction: Fraction = Field(
         default=1.0,
-        ge=0,
-        le=1,
         description="Largest share of peak capacity on spot replicas (mixed fleets only)",
     )
     device: DeviceChoice = Field(default="any", description="gpu-only, cpu-only, or any")
-    instance_allow: tuple[str, ...] = Field(
+    instance_allow: Names = Field(
         default=(), description="Only these instance type names; empty = any"
     )
-    instance_deny: tuple[str, ...] = Field(default=(), description="Never these instance types")
-    accelerator_allow: tuple[str, ...] = Field(
+    instance_deny: Names = Field(default=(), description="Never these instance types")
+    accelerator_allow: Names = Field(
         default=(), description="Only these hardware names (GPU or CPU family); empty = any"
     )
-    accelerator_deny: tuple[str, ...] = Field(default=(), description="Never this hardware")
+    accelerator_deny: Names = Field(default=(), description="Never this hardware")
     families: tuple[SchemeFamilyName, ...] = Field(
-        default=(), description="Only these quantization families; empty = any"
+        default=(), max_length=MAX_LIST_ITEMS, description="Only these families; empty = any"
     )
-    engines: tuple[str, ...] = Field(default=(), description="Only these engines; empty = any")
-    max_replicas: int = Field(default=64, gt=0, description="Most replicas in the fleet")
+    engines: Names = Field(default=(), description="Only these engines; empty = any")
+    max_replicas: ReplicaCount = Field(default=64, description="Most replicas in the fleet")
     allow_mixed_fleet: bool = Field(
         default=False,
         description="May the fleet mix instance types/schemes (solved as a MILP)",
     )
-    max_fleet_types: int = Field(
-        default=3, gt=0, description="Most distinct deployments in a mixed fleet"
+    max_fleet_types: FleetTypeCount = Field(
+        default=3, description="Most distinct deployments in a mixed fleet"
     )
-    required_engines: tuple[str, ...] = Field(
+    required_engines: Names = Field(
         default=(),
         description="Engines a mixed fleet must each run at least one replica on -- to measure "
         "both on live traffic, or so that one engine's fault cannot take the whole service down",
@@ -190,10 +217,22 @@ class Constraints(StrictModel):
         return self
 
 
+def _model_choice(value: object) -> str:
+    return "name" if isinstance(value, str) else "shape"
+
+
+# Tagged by the value's type, so an error in a model shape is reported on its field
+# (model.shape.parameters_b) and not drowned in "model: not a valid string".
+ModelChoice = Annotated[
+    Annotated[Name, Tag("name")] | Annotated[ModelShape, Tag("shape")],
+    Discriminator(_model_choice),
+]
+
+
 class Targets(StrictModel):
     """Everything the planner is asked to satisfy, for one model."""
 
-    model: str | ModelShape = Field(
+    model: ModelChoice = Field(
         description="A catalog model name, or the shape of a model the catalog does not know"
     )
     workload: Workload = Field(description="Traffic to serve")
@@ -212,27 +251,22 @@ class Targets(StrictModel):
 
 
 def load_targets(path: str | Path) -> Targets:
-    """Read targets from a YAML or JSON file, with an error that says what is wrong."""
-    import yaml
-    from pydantic import ValidationError
+    """Read targets from a YAML or JSON file (or a plan file), refusing bad input in one line.
 
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise QuantplanError(
-            f"targets file {str(file)!r} does not exist", hint="check the path"
-        ) from None
-    except yaml.YAMLError as error:
-        raise QuantplanError(
-            f"targets file {str(file)!r} is not valid YAML/JSON: {error}"
-        ) from None
+    The file goes through the shared bounded reader: size-capped, UTF-8 text only, and no YAML
+    anchors or aliases, so a 500-byte alias bomb is refused at once instead of expanding.
+    """
+    from quantplan.inputs import load_yaml_file
+
+    what = f"targets file {str(path)!r}"
+    data = load_yaml_file(path, "targets file")
     if isinstance(data, dict) and "targets" in data and "schema_version" in data:
         data = data["targets"]  # a plan file: plan again from its targets
     try:
         return Targets.model_validate(data)
     except ValidationError as error:
         raise QuantplanError(
-            f"targets file {str(file)!r} is invalid:\n{error}",
-            hint="see `quantplan plan --help` for the fields; unknown fields are refused",
+            f"{what} is invalid: {first_problem(error)}",
+            hint="see `quantplan plan --help` for the fields; unknown fields are refused, "
+            "numbers must be finite and within physical bounds",
         ) from None
