@@ -126,15 +126,18 @@ def nested(depth: int) -> Any:
 # ---------------------------------------------------------------- document mutations
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a value inside nested dicts/lists (the root is ``()``)."""
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
+def _paths(value: Any) -> list[tuple[Any, ...]]:
+    """Every path to a value inside nested dicts/lists (the root is ``()``); iterative, since
+    mutated documents nest deeper than Python's recursion limit."""
+    found: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), value)]
+    while stack:
+        prefix, node = stack.pop()
+        found.append(prefix)
+        if isinstance(node, dict):
+            stack.extend(((*prefix, key), child) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend(((*prefix, index), child) for index, child in enumerate(node))
     return found
 
 
@@ -222,12 +225,15 @@ def non_finite_number_in(kind: str, rows: Any) -> bool:
 
 
 def has_non_finite_float(doc: Any) -> bool:
-    if isinstance(doc, float):
-        return not math.isfinite(doc)
-    if isinstance(doc, dict):
-        return any(has_non_finite_float(v) for v in doc.values())
-    if isinstance(doc, list):
-        return any(has_non_finite_float(v) for v in doc)
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return False
 
 

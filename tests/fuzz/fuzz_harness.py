@@ -79,6 +79,10 @@ class Sandbox:
             run = run_script(["catalog", "where"], root, self.env(self.template), 120)
             if run.rc != 0:
                 raise RuntimeError(f"could not seed the template catalog:\n{run.stderr}")
+        # The catalog runs SQLite in WAL mode: fold the log into the file, or a copy of the
+        # file alone would be an empty catalog.
+        with sqlite3.connect(self.template) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.template_digest = catalog_digest(self.template)
 
     def env(self, database: Path) -> dict[str, str]:
@@ -248,11 +252,14 @@ def execute(case: Case, sandbox: Sandbox, mode: str = "script", keep: bool = Fal
     try:
         database = case_dir / "catalog.db"
         shutil.copyfile(sandbox.template, database)
+        before = catalog_digest(database)
+        if before != sandbox.template_digest:
+            raise RuntimeError("the copy of the template catalog differs from the template")
         for name, body in case.files.items():
             (case_dir / name).write_bytes(body)
         env = sandbox.env(database)
         run = runner(case.argv, case_dir, env, CASE_TIMEOUT_S)
-        changed = catalog_digest(database) != sandbox.template_digest
+        changed = catalog_digest(database) != before
         result = Result(case, run, changed)
         if run.rc == 0:
             for argv in case.followups:
