@@ -56,7 +56,12 @@ HostOption = Annotated[
 PortOption = Annotated[int | None, typer.Option("--port", help="Port (default: a free one).")]
 ApiKeyOption = Annotated[
     str | None,
-    typer.Option("--api-key", envvar="QUANTPLAN_API_KEY", help="Require this bearer token."),
+    typer.Option(
+        "--api-key",
+        envvar="QUANTPLAN_API_KEY",
+        help="Require this bearer token. Prefer the QUANTPLAN_API_KEY variable: a flag's value "
+        "shows in the process list to every local user.",
+    ),
 ]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Engine CPU threads.")]
 MaxLenOption = Annotated[int, typer.Option("--max-model-len", help="Context to allocate.")]
@@ -108,8 +113,10 @@ def serve_command(
         server = start_server(chosen, artifact, options)
     with server:
         console.print(f"[green]ready[/] in {server.startup_s:.1f} s")
-        console.print(f"endpoint: {server.endpoint.base_url}/v1  model: {server.endpoint.model}")
-        console.print(f"log: {server.log_path}")
+        # soft_wrap: a long path stays one line, to copy or to parse.
+        endpoint = f"endpoint: {server.endpoint.base_url}/v1  model: {server.endpoint.model}"
+        console.print(endpoint, soft_wrap=True)
+        console.print(f"log: {server.log_path}", soft_wrap=True)
         # Runs until the engine dies or a signal arrives: stop_children_on_signals turns that
         # into an exception here, and leaving the with block stops the server.
         while True:

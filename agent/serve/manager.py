@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,7 @@ from quantplan.agent.serve.errors import (
 from quantplan.agent.serve.hardware import HostHardware, detect_host
 from quantplan.agent.toolchains.process import (
     STOP_GRACE_S,
+    command_secrets,
     redact,
     redact_command,
     start_in_group,
@@ -80,6 +82,7 @@ class ServerHandle:
         endpoint: Endpoint,
         port: int,
         log_path: Path,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.model = model
@@ -87,6 +90,8 @@ class ServerHandle:
         self.endpoint = endpoint
         self.port = port
         self.log_path = log_path
+        # Redacted from any log text shown: an engine may echo its arguments or settings.
+        self.secrets = secrets
         self.startup_s: float | None = None
 
     @property
@@ -97,12 +102,12 @@ class ServerHandle:
         return self.process.poll() is None
 
     def log_text(self) -> str:
-        """The engine's log, with the API key redacted should the engine have printed it."""
+        """The engine's log, with the secrets redacted should the engine have printed them."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return redact(text, [self.endpoint.api_key])
+        return redact(text, self.secrets)
 
     def failure(self, what: str) -> ServeError:
         """The error that explains why the process is gone (or misbehaving), from its log."""
@@ -168,6 +173,7 @@ def engine_environment(engine: EngineServer, options: ServeOptions) -> dict[str,
 def _create_private_log(path: Path) -> int:
     """A new log file only its owner can read (a descriptor); engines may print secrets."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)  # also when an older version made it world-readable
     # O_EXCL: an existing file (same engine, model, second and port) keeps its old mode when
     # reopened, so it is replaced rather than truncated.
     path.unlink(missing_ok=True)
@@ -211,8 +217,13 @@ def start_server(
     python: Path | None = None,
     hardware: HostHardware | None = None,
     logs: Path | None = None,
+    on_launch: Callable[[int], None] | None = None,
 ) -> ServerHandle:
-    """Start ``engine`` on ``artifact`` and return once it answers its health check."""
+    """Start ``engine`` on ``artifact`` and return once it answers its health check.
+
+    ``on_launch`` hears the server's pid (= its process group) as soon as it exists, before the
+    health wait: a node agent notes it there, so a server whose agent dies while it starts can
+    still be found and stopped."""
     options = options or ServeOptions()
     model = inspect_artifact(artifact)
     engine.check_artifact(model)
@@ -235,8 +246,9 @@ def start_server(
     )
     command = engine.command(python, model, options, port)
     environment = engine_environment(engine, options)
+    secrets = tuple(filter(None, [options.api_key, *command_secrets(command)]))
     with os.fdopen(_create_private_log(log_path), "wb") as log_file:
-        log_file.write(f"$ {redact_command(command, [options.api_key or ''])}\n".encode())
+        log_file.write(f"$ {redact_command(command, secrets)}\n".encode())
         log_file.flush()
         # The engine's start counts from here, whatever runs between this and the health loop.
         launched = time.monotonic()
@@ -254,8 +266,10 @@ def start_server(
         api_key=options.api_key,
         ignore_eos_body=engine.ignore_eos_body(model),
     )
-    handle = ServerHandle(engine, model, process, endpoint, port, log_path)
+    handle = ServerHandle(engine, model, process, endpoint, port, log_path, secrets)
     try:
+        if on_launch is not None:
+            on_launch(process.pid)
         _wait_healthy(handle, options.startup_timeout_s, launched)
     except BaseException:
         handle.stop()

@@ -28,8 +28,9 @@ from quantplan.errors import QuantplanError
 TAIL_LINES = 25
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_S = 20.0
-# Command-line flags whose value is a secret; their values never reach logs or messages.
-_SECRET_FLAG = re.compile(r"^--?[\w-]*(key|token|secret|password|passwd)[\w-]*$", re.IGNORECASE)
+# Command-line flags whose value is a secret (--api-key, --api_key, --hf-token, --password):
+# the last word of the name says so. --max-num-batched-tokens or --ssl-keyfile do not match.
+_SECRET_FLAG = re.compile(r"^--?(?:\w+[-_])*(?:key|token|secret|password|passwd)$", re.IGNORECASE)
 REDACTED = "***"
 
 
@@ -45,32 +46,31 @@ class ShutdownRequested(BaseException):
         return 130 if self.signum == signal.SIGINT else 128 + self.signum
 
 
-def redact_command(command: Sequence[str], secrets: Sequence[str] = ()) -> str:
-    """``command`` as one line for logs and errors, with secret values replaced by ``***``.
+def command_secrets(command: Sequence[str]) -> list[str]:
+    """The values of flags named like keys or tokens (``--api-key X``, ``--hf-token=X``)."""
+    secrets: list[str] = []
+    for flag, value in zip(command, [*command[1:], ""], strict=True):
+        name, equals, inline = flag.partition("=")
+        if not _SECRET_FLAG.match(name):
+            continue
+        if equals:
+            secrets.append(inline)
+        elif not value.startswith("-"):  # a flag given no value is followed by the next flag
+            secrets.append(value)
+    return [secret for secret in secrets if secret]
 
-    Secrets are the values of flags named like keys or tokens (``--api-key X``,
-    ``--hf-token=X``) and any of ``secrets`` wherever it appears.
-    """
-    words: list[str] = []
-    hide_next = False
-    for word in command:
-        flag, equals, _value = word.partition("=")
-        if hide_next:
-            words.append(REDACTED)
-            hide_next = False
-        elif equals and _SECRET_FLAG.match(flag):
-            words.append(f"{flag}={REDACTED}")
-        else:
-            words.append(word)
-            hide_next = bool(_SECRET_FLAG.match(word))
-    return redact(" ".join(words), secrets)
+
+def redact_command(command: Sequence[str], secrets: Sequence[str | None] = ()) -> str:
+    """``command`` as one line for logs and errors, with :func:`command_secrets` and any of
+    ``secrets`` replaced by ``***``."""
+    return redact(" ".join(command), [*command_secrets(command), *secrets])
 
 
 def redact(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    """``text`` with every non-empty secret replaced by ``***`` (longest first, so a secret
+    that contains another is hidden whole)."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     return text
 
 
@@ -147,12 +147,17 @@ def stop_children_on_signals(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
     The signal becomes :class:`ShutdownRequested` raised in the main thread, which unwinds the
     command through its own cleanup; then any child group still alive is stopped, one line goes
     to stderr, and the process exits 128 + signum (130 for SIGINT). Signals that arrive during
-    that shutdown are ignored: it is bounded by ``grace_s`` per child. Also usable as a decorator.
+    that shutdown are ignored: it is bounded by ``grace_s`` per child. A signal that was already
+    ignored stays ignored: ``nohup`` (SIGHUP) and shells' background jobs (SIGINT) ask for that.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be installed from the main thread
         return
-    previous = {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS}
+    previous = {
+        sig: handler
+        for sig in SHUTDOWN_SIGNALS
+        if (handler := signal.getsignal(sig)) is not signal.SIG_IGN
+    }
 
     def shut_down(signum: int, _frame: object) -> None:
         for sig in SHUTDOWN_SIGNALS:
@@ -162,7 +167,7 @@ def stop_children_on_signals(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
             return
         raise ShutdownRequested(signum)
 
-    for sig in SHUTDOWN_SIGNALS:
+    for sig in previous:
         signal.signal(sig, shut_down)
     try:
         yield
@@ -175,7 +180,8 @@ def stop_children_on_signals(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
     finally:
         _children.pending = None
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # None: a handler installed outside Python; the default is the closest we can put back.
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 class ToolchainBuildError(QuantplanError):

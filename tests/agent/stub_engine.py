@@ -37,4 +37,5 @@ class StubEngine(EngineServer):
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
     ) -> list[str]:
         command = [str(python), str(STUB), "--port", str(port), "--host", options.host]
-        return command + ["--mode", self.mode, "--token-delay", str(self.token_delay)]
+        command += ["--mode", self.mode, "--token-delay", str(self.token_delay)]
+        return command + list(options.extra_args)
