@@ -88,6 +88,10 @@ def cluster_config_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here")] = None,
     admin_cidr: Annotated[str, typer.Option(help="Who may SSH to the nodes")] = "10.0.0.0/8",
     serve_cidr: Annotated[str, typer.Option(help="Who may call the serving port")] = "10.0.0.0/8",
+    wheel: Annotated[
+        Path | None,
+        typer.Option(help="quantplan wheel for the nodes (default: build this checkout's)"),
+    ] = None,
 ) -> None:
     """Write a Ray cluster-launcher YAML or KubeRay manifest for a plan's fleet."""
     from quantplan.agent.cluster.launcher import LauncherOptions, cluster_config
@@ -100,7 +104,7 @@ def cluster_config_command(
     text = cluster_config(
         load_plan(plan_file),
         provider,  # type: ignore[arg-type]
-        LauncherOptions(admin_cidr=admin_cidr, serve_cidr=serve_cidr),
+        LauncherOptions(admin_cidr=admin_cidr, serve_cidr=serve_cidr, wheel=wheel),
     )
     if output is None:
         typer.echo(text)
@@ -203,15 +207,16 @@ def status_command(
             node.node_id[:12], node.instance_type or "(head)", str(node.alive), f"{node.cpus:g}"
         )
     console.print(nodes)
-    replicas = Table("deployment", "engine", "node", "healthy")
+    replicas = Table("deployment", "engine", "node", "state")
     # Ids and URLs are what a user copies: fold them onto more lines, never cut them.
     replicas.add_column("replica", overflow="fold")
     replicas.add_column("endpoint", overflow="fold")
     for r in status.replicas:
-        replicas.add_row(
-            r.deployment, r.engine, r.node_id[:12], str(r.healthy), r.replica_id, r.endpoint
-        )
+        replicas.add_row(r.deployment, r.engine, r.node_id[:12], r.state, r.replica_id, r.endpoint)
     console.print(replicas)
+    for r in status.replicas:
+        if r.state == "failed":
+            console.print(f"[red]failed:[/] {r.detail}", highlight=False)
     if status.collector:
         console.print("collector: " + json.dumps(status.collector))
 

@@ -6,15 +6,31 @@ them the same way as on a local cluster. Security defaults follow Ray's own advi
 reaches a Ray port can run code): token authentication on, the dashboard on 127.0.0.1, and no
 inbound ports besides SSH for the launcher (from one admin range) and the serving port (from one
 client range). Nothing is opened to 0.0.0.0/0 unless those ranges are set to it explicitly.
+
+quantplan itself reaches the nodes as a wheel built on the user's machine (``wheel.py``), never
+by name from a package index: AWS and GCP nodes get it through the launcher's ``file_mounts``,
+KubeRay pods through a ConfigMap and an init container; pip installs it only if its sha256
+matches the one written into the config.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.cluster.wheel import (
+    QuantplanWheel,
+    WheelError,
+    build_wheel,
+    load_wheel,
+    node_dependencies,
+    requirement_line,
+)
 from quantplan.planner.plan import Deployment, Plan
 
 from quantplan.errors import QuantplanError
@@ -24,6 +40,14 @@ RAY_VERSION = "2.60.0"
 RAY_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311"
 SERVE_PORT = 8000
 TOKEN_ENV = "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=~/.ray/auth_token"
+# Where the wheel lands on a launcher node (file_mounts copies it there before setup runs).
+NODE_WHEEL_DIR = "~/quantplan-wheel"
+# KubeRay: the ConfigMap holding the wheel is mounted here; the init container installs it into
+# an emptyDir used as the ray container's Python user site.
+POD_WHEEL_DIR = "/opt/quantplan-wheel"
+POD_USER_BASE = "/opt/quantplan-site"
+# A ConfigMap holds at most 1 MiB; binaryData is stored base64-encoded (4/3 larger).
+CONFIGMAP_MAX_WHEEL_BYTES = 700 * 1024
 
 
 class LauncherOptions(BaseModel):
@@ -35,6 +59,11 @@ class LauncherOptions(BaseModel):
     cluster_name: str | None = None
     project_id: str = Field(default="YOUR_GCP_PROJECT", description="GCP project")
     token_path: str = Field(default="~/.ray/auth_token", description="Local Ray token file")
+    wheel: Path | None = Field(
+        default=None,
+        description="quantplan wheel the nodes install (checked by sha256); None builds this "
+        "checkout's wheel with `pip wheel --no-deps`.",
+    )
 
 
 def _name(plan: Plan, options: LauncherOptions) -> str:
@@ -68,7 +97,7 @@ def _replica_slots(deployment: Deployment) -> dict[str, int]:
     return {f"instance:{deployment.instance.name}": deployment.replicas_per_instance}
 
 
-def aws_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
+def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> dict[str, Any]:
     region = plan.fleet[0].instance.region
     node_types: dict[str, Any] = {
         "ray.head.default": {
@@ -105,7 +134,7 @@ def aws_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": node_types,
         "head_node_type": "ray.head.default",
-        **_common(plan, options),
+        **_common(options, wheel),
     }
 
 
@@ -116,7 +145,7 @@ def _aws_ingress(options: LauncherOptions) -> list[dict[str, Any]]:
     ]
 
 
-def gcp_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
+def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> dict[str, Any]:
     region = plan.fleet[0].instance.region
     node_types: dict[str, Any] = {
         "ray_head_default": {
@@ -148,14 +177,17 @@ def gcp_config(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
         "head_node_type": "ray_head_default",
         # GCP firewall rules are set outside the launcher: allow only 22 from the admin range
         # and the serving port from the client range (see the quantplan docs).
-        **_common(plan, options),
+        **_common(options, wheel),
     }
 
 
-def _common(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
+def _common(options: LauncherOptions, wheel: QuantplanWheel) -> dict[str, Any]:
     return {
-        "file_mounts": {"~/.ray/auth_token": options.token_path},
-        "setup_commands": [f"pip install 'ray[default]=={RAY_VERSION}' quantplan"],
+        "file_mounts": {
+            "~/.ray/auth_token": options.token_path,
+            f"{NODE_WHEEL_DIR}/{wheel.filename}": str(wheel.path),
+        },
+        "setup_commands": _node_setup_commands(wheel),
         "head_start_ray_commands": [
             "ray stop",
             f"{TOKEN_ENV} ray start --head --port=6379 --dashboard-host=127.0.0.1 "
@@ -169,8 +201,27 @@ def _common(plan: Plan, options: LauncherOptions) -> dict[str, Any]:
     }
 
 
-def kuberay_manifest(plan: Plan, options: LauncherOptions) -> list[dict[str, Any]]:
+def _pip_install_dependencies(wheel: QuantplanWheel, flags: str = "") -> str:
+    requirements = node_dependencies(wheel, RAY_VERSION)
+    return f"pip install {flags}" + " ".join(shlex.quote(r) for r in requirements)
+
+
+def _node_setup_commands(wheel: QuantplanWheel) -> list[str]:
+    requirements = f"{NODE_WHEEL_DIR}/requirements.txt"
+    # $HOME, not ~: a file:// URL needs an absolute path, and the shell expands it on the node.
+    line = requirement_line(wheel, NODE_WHEEL_DIR.replace("~", "$HOME", 1))
+    return [
+        _pip_install_dependencies(wheel),
+        f'echo "{line}" > {requirements}',
+        f"pip install --no-deps --require-hashes -r {requirements}",
+    ]
+
+
+def kuberay_manifest(
+    plan: Plan, options: LauncherOptions, wheel: QuantplanWheel
+) -> list[dict[str, Any]]:
     name = _name(plan, options)
+    wheel_map = _wheel_configmap(name, wheel)
     groups = []
     for index, deployment in enumerate(plan.fleet):
         resources = json.dumps(_replica_slots(deployment))
@@ -184,6 +235,8 @@ def kuberay_manifest(plan: Plan, options: LauncherOptions) -> list[dict[str, Any
                 "template": _pod(
                     {"node.kubernetes.io/instance-type": deployment.instance.name},
                     ports=[{"containerPort": SERVE_PORT, "name": "serve"}],
+                    wheel=wheel,
+                    wheel_map=wheel_map["metadata"]["name"],
                 ),
             }
         )
@@ -196,7 +249,9 @@ def kuberay_manifest(plan: Plan, options: LauncherOptions) -> list[dict[str, Any
             "authOptions": {"mode": "token"},
             "headGroupSpec": {
                 "rayStartParams": {"dashboard-host": "127.0.0.1", "num-cpus": "0"},
-                "template": _pod({}, ports=[]),
+                "template": _pod(
+                    {}, ports=[], wheel=wheel, wheel_map=wheel_map["metadata"]["name"]
+                ),
             },
             "workerGroupSpecs": groups,
         },
@@ -219,25 +274,125 @@ def kuberay_manifest(plan: Plan, options: LauncherOptions) -> list[dict[str, Any
             ],
         },
     }
-    return [cluster, policy]
+    return [wheel_map, cluster, policy]
 
 
-def _pod(node_selector: dict[str, str], ports: list[dict[str, Any]]) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "ray", "image": RAY_IMAGE}
+def _wheel_configmap(name: str, wheel: QuantplanWheel) -> dict[str, Any]:
+    """The wheel itself, inside the manifest: pods need no index and no registry to get it."""
+    size = wheel.path.stat().st_size
+    if size > CONFIGMAP_MAX_WHEEL_BYTES:
+        raise WheelError(
+            f"the wheel {wheel.filename} is {size:,} bytes; a Kubernetes ConfigMap holds "
+            f"{CONFIGMAP_MAX_WHEEL_BYTES:,} at most once base64-encoded",
+            hint=f"bake it into an image FROM {RAY_IMAGE} and set that image in the manifest",
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{name}-quantplan-wheel"[:63],
+            "labels": {"app.kubernetes.io/managed-by": "quantplan"},
+        },
+        "data": {"requirements.txt": requirement_line(wheel, POD_WHEEL_DIR) + "\n"},
+        "binaryData": {wheel.filename: base64.b64encode(wheel.path.read_bytes()).decode()},
+    }
+
+
+def _install_init_container(wheel: QuantplanWheel) -> dict[str, Any]:
+    """Installs the wheel (hash-checked) and its missing requirements into the pod's user site.
+
+    ``pip --user`` resolves against the image's own packages (Ray is already there), so only
+    what the image lacks lands in the emptyDir; the ray container reads it via PYTHONUSERBASE.
+    """
+    script = "\n".join(
+        [
+            "set -euo pipefail",
+            _pip_install_dependencies(wheel, "--user "),
+            f"pip install --user --no-deps --require-hashes -r {POD_WHEEL_DIR}/requirements.txt",
+        ]
+    )
+    return {
+        "name": "install-quantplan",
+        "image": RAY_IMAGE,
+        "command": ["bash", "-c", script],
+        "env": [{"name": "PYTHONUSERBASE", "value": POD_USER_BASE}],
+        "volumeMounts": [
+            {"name": "quantplan-wheel", "mountPath": POD_WHEEL_DIR, "readOnly": True},
+            {"name": "quantplan-site", "mountPath": POD_USER_BASE},
+        ],
+    }
+
+
+def _pod(
+    node_selector: dict[str, str],
+    ports: list[dict[str, Any]],
+    wheel: QuantplanWheel,
+    wheel_map: str,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "ray",
+        "image": RAY_IMAGE,
+        "env": [{"name": "PYTHONUSERBASE", "value": POD_USER_BASE}],
+        "volumeMounts": [{"name": "quantplan-site", "mountPath": POD_USER_BASE, "readOnly": True}],
+    }
     if ports:
         container["ports"] = ports
-    spec: dict[str, Any] = {"containers": [container]}
+    spec: dict[str, Any] = {
+        "initContainers": [_install_init_container(wheel)],  # its own copy: no YAML anchors
+        "containers": [container],
+        "volumes": [
+            {"name": "quantplan-wheel", "configMap": {"name": wheel_map}},
+            {"name": "quantplan-site", "emptyDir": {}},
+        ],
+    }
     if node_selector:
         spec["nodeSelector"] = node_selector
     return {"spec": spec}
 
 
+def _header(plan: Plan, provider: Provider, wheel: QuantplanWheel) -> str:
+    """Comments on top of the file: where quantplan on the nodes comes from, and how to check."""
+    if provider == "kuberay":
+        how = [
+            "The ConfigMap below carries this wheel; each pod's init container installs it with",
+            "`pip install --user --no-deps --require-hashes` into an emptyDir that the ray",
+            f"container uses as its Python user site (PYTHONUSERBASE={POD_USER_BASE}).",
+            f"Ray comes from the image {RAY_IMAGE}.",
+        ]
+    else:
+        how = [
+            f"file_mounts copies it to {NODE_WHEEL_DIR}/ on every node before setup_commands,",
+            "which install it with `pip install --no-deps --require-hashes`: pip refuses any",
+            "other bytes. Keep the file at the path above until `ray up` has run.",
+            f"Ray is pinned by version (ray[default]=={RAY_VERSION}), not by hash: its wheels",
+            "differ per platform.",
+        ]
+    lines = [
+        f"Written by `quantplan cluster config --provider {provider}` for the {plan.model} plan.",
+        "quantplan is installed on the nodes from a wheel built on this machine, never by",
+        "name from a package index (whoever registers the name there would run code here):",
+        f"  {wheel.path}",
+        f"  sha256 {wheel.sha256} (quantplan {wheel.version})",
+        *how,
+        "quantplan's other requirements come from your package index within the bounds its",
+        "metadata declares; add a constraints file to pin them further.",
+    ]
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def resolve_wheel(options: LauncherOptions) -> QuantplanWheel:
+    """The wheel given with ``--wheel``, or one built from this checkout."""
+    return load_wheel(options.wheel) if options.wheel is not None else build_wheel()
+
+
 def cluster_config(plan: Plan, provider: Provider, options: LauncherOptions | None = None) -> str:
-    """The config file text for ``provider``."""
+    """The config file text for ``provider``, with quantplan shipped as a hash-pinned wheel."""
     options = options or LauncherOptions()
     _check(plan, provider)
+    wheel = resolve_wheel(options)
+    header = _header(plan, provider, wheel)
     if provider == "aws":
-        return yaml.safe_dump(aws_config(plan, options), sort_keys=False)
+        return header + yaml.safe_dump(aws_config(plan, options, wheel), sort_keys=False)
     if provider == "gcp":
-        return yaml.safe_dump(gcp_config(plan, options), sort_keys=False)
-    return yaml.safe_dump_all(kuberay_manifest(plan, options), sort_keys=False)
+        return header + yaml.safe_dump(gcp_config(plan, options, wheel), sort_keys=False)
+    return header + yaml.safe_dump_all(kuberay_manifest(plan, options, wheel), sort_keys=False)

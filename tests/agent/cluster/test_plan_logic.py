@@ -1,11 +1,10 @@
-"""Pure logic of applying plans: refusals, replica naming and diffs, cost and error arithmetic,
-and the launcher configs' security defaults. No Ray, no engines."""
+"""Pure logic of applying plans: refusals, replica naming and diffs, cost and error arithmetic.
+No Ray, no engines. The launcher configs are tested in test_launcher.py."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
-from plans import default_model_plan
+from plans import default_model_plan, seed_snapshot
 from quantplan.agent.cluster.deployment_state import (
     DeploymentState,
     ReplicaRecord,
@@ -13,7 +12,6 @@ from quantplan.agent.cluster.deployment_state import (
     plan_hash,
     replica_specs,
 )
-from quantplan.agent.cluster.launcher import LauncherOptions, cluster_config
 from quantplan.agent.cluster.measure import (
     ReplicaMeasurement,
     compare,
@@ -21,24 +19,56 @@ from quantplan.agent.cluster.measure import (
     cost_line,
     usd_per_million,
 )
-from quantplan.agent.cluster.validation import plan_refusals
+from quantplan.agent.cluster.validation import catalog_refusals, cluster_refusals
+from quantplan.planner.plan import InstanceRef
 
 from quantplan.errors import QuantplanError
 
 
 def test_plan_that_cannot_fit_is_refused_with_every_reason() -> None:
     original = default_model_plan()
-    bigger = original.fleet[0].model_copy(update={"replicas": 3})
+    bigger = original.fleet[0].model_copy(update={"replicas": 3, "instances": 3})
     plan = original.model_copy(update={"fleet": (bigger,)})
-    reasons = plan_refusals(plan, ["c7i.xlarge", "c7i.large"], built_toolchains=set())
-    assert any("3 node(s) of c7i.xlarge; the cluster has 1 alive" in r for r in reasons)
-    assert any("toolchain llama-cpp is not installed" in r for r in reasons)
-    assert plan_refusals(original, ["c7i.xlarge"]) == []
+    reasons = cluster_refusals(plan, ["c7i.xlarge", "c7i.large"])
+    assert reasons == [
+        "3 replica(s) need 3 node(s) of c7i.xlarge; the cluster has 1 alive "
+        "(it offers: c7i.large x1, c7i.xlarge x1)"
+    ]
+    assert cluster_refusals(original, ["c7i.xlarge"]) == []
+    missing = catalog_refusals(plan, seed_snapshot(), built_toolchains=set())
+    assert missing == ["toolchain llama-cpp is not installed (run `quantplan toolchain install "
+                       "llama-cpp`)"]  # fmt: skip
+    assert catalog_refusals(original, seed_snapshot()) == []
 
 
 def test_infeasible_plan_is_refused() -> None:
     plan = default_model_plan().model_copy(update={"feasible": False, "fleet": ()})
-    assert "not feasible" in plan_refusals(plan, ["c7i.xlarge"])[0]
+    assert "not feasible" in catalog_refusals(plan, seed_snapshot())[0]
+
+
+def _tampered(**fields: object):  # type: ignore[no-untyped-def]
+    plan = default_model_plan()
+    return plan.model_copy(update={"fleet": (plan.fleet[0].model_copy(update=fields),)})
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"scheme": "gguf-q9_9"}, "fleet[0]: unknown scheme 'gguf-q9_9'"),
+        ({"engine": "rm -rf ~"}, "fleet[0]: unknown engine 'rm -rf ~'; quantplan serves with"),
+        ({"model": "Llama-3.1-8B"}, "fleet[0]: serves model 'Llama-3.1-8B', but the plan is"),
+        ({"method": "gptq"}, "is a gguf scheme, but the plan says 'gptq'"),
+        ({"engine": "vllm"}, "the catalog lists no cpu kernel for"),
+        ({"hardware": "H100"}, "in the catalog, not 'H100' x0"),
+        ({"instance": InstanceRef(cloud="aws", name="x1.huge", region="us-east-1")},
+         "unknown instance type 'aws/x1.huge/us-east-1'"),
+        ({"replicas": 10**9, "instances": 10**9}, "apply runs at most 10,000"),
+        ({"instances": 7}, "1 replicas at 1 per instance do not make 7 instances"),
+    ],
+)  # fmt: skip
+def test_plans_that_do_not_match_the_catalog_are_refused(fields: dict, reason: str) -> None:
+    reasons = catalog_refusals(_tampered(**fields), seed_snapshot(), built_toolchains=None)
+    assert any(reason in r for r in reasons), reasons
 
 
 def test_same_plan_gives_same_replicas_and_an_empty_diff() -> None:
@@ -107,47 +137,6 @@ def test_predicted_vs_measured_errors() -> None:
     assert compare(deployment, []) == []
 
 
-@pytest.mark.parametrize("provider", ["aws", "gcp", "kuberay"])
-def test_launcher_configs_come_from_the_plan_and_open_nothing_extra(provider: str) -> None:
-    plan = default_model_plan()
-    if provider == "gcp":
-        with pytest.raises(QuantplanError, match="not gcp"):
-            cluster_config(plan, "gcp")
-        return
-    text = cluster_config(plan, provider, LauncherOptions())  # type: ignore[arg-type]
-    assert "0.0.0.0/0" not in text and "0.0.0.0 " not in text
-    documents = list(yaml.safe_load_all(text))
-    deployment = plan.fleet[0]
-    if provider == "aws":
-        config = documents[0]
-        workers = [t for n, t in config["available_node_types"].items() if n.startswith("qp-")]
-        assert workers[0]["node_config"]["InstanceType"] == deployment.instance.name
-        assert workers[0]["min_workers"] == deployment.instances
-        assert workers[0]["resources"] == {f"instance:{deployment.instance.name}": 1}
-        ports = {p["FromPort"] for p in config["provider"]["security_group"]["IpPermissions"]}
-        assert ports == {22, 8000}
-        start = " ".join(config["head_start_ray_commands"])
-        assert "RAY_AUTH_MODE=token" in start and "--dashboard-host=127.0.0.1" in start
-    else:
-        cluster, policy = documents
-        assert cluster["spec"]["authOptions"] == {"mode": "token"}
-        group = cluster["spec"]["workerGroupSpecs"][0]
-        assert group["replicas"] == deployment.instances
-        assert deployment.instance.name in group["rayStartParams"]["resources"]
-        assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
-        assert policy["kind"] == "NetworkPolicy"
-        open_ports = [
-            p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])
-        ]
-        assert open_ports == [8000]
-
-
-def test_launcher_refuses_an_infeasible_plan() -> None:
-    plan = default_model_plan().model_copy(update={"fleet": ()})
-    with pytest.raises(QuantplanError, match="no fleet"):
-        cluster_config(plan, "kuberay")
-
-
 def test_catalog_schemes_map_to_quantizer_options() -> None:
     from quantplan.agent.cluster.jobs import quantize_options_for_scheme
 
@@ -158,17 +147,3 @@ def test_catalog_schemes_map_to_quantizer_options() -> None:
     }
     with pytest.raises(QuantplanError, match="do not know how"):
         quantize_options_for_scheme("gptq", "gptq-fp8")
-
-
-def test_launcher_rents_instances_not_replicas_when_a_machine_holds_several() -> None:
-    """A multi-GPU instance holding 4 replicas is one worker node with 4 replica slots."""
-    plan = default_model_plan()
-    packed = plan.fleet[0].model_copy(
-        update={"replicas": 8, "instances": 2, "replicas_per_instance": 4}
-    )
-    plan = plan.model_copy(update={"fleet": (packed,)})
-    config = yaml.safe_load(cluster_config(plan, "aws", LauncherOptions()))
-    (workers,) = [t for n, t in config["available_node_types"].items() if n.startswith("qp-")]
-    assert workers["min_workers"] == workers["max_workers"] == 2
-    assert workers["resources"] == {f"instance:{packed.instance.name}": 4}
-    assert config["max_workers"] == 2
