@@ -1,0 +1,114 @@
+"""Retracting a measurement: readers drop it, the row stays, and the table migrates both ways."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from quantplan.catalog.db import downgrade, make_engine, prepare, session_scope, upgrade
+from quantplan.catalog.models import QualityResult
+from quantplan.catalog.records import QualityRecord
+from quantplan.catalog.retractions import retract
+from quantplan.catalog.store import ConflictError, read_records, write_record
+from sqlalchemy import inspect
+from sqlmodel import Session, select
+
+QUANTPLAN = [sys.executable, "-m", "quantplan"]
+PLAN = ("plan", "--model", "Llama-3.1-8B", "--rps", "5")
+BAD_ROW_WARNING = "quality_result id 2: perplexity_delta_pct"
+
+
+def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUANTPLAN_DB": db, "COLUMNS": "250", "LOGNAME": "alice", "USER": "alice"}
+    return subprocess.run([*QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def seeded(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    prepare(engine)
+    engine.dispose()
+    return url
+
+
+def test_retracting_a_bad_row_silences_it_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    url = seeded(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE quality_result SET perplexity_delta_pct = 'NaN' WHERE id = 2")
+
+    unknown = run("catalog", "retract", "quality", "420", "--reason", "typo", db=url)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "no quality row has id 420" in unknown.stderr and "did you mean 42" in unknown.stderr
+
+    done = run("catalog", "retract", "quality", "2", "--reason", "eval crashed: NaN", db=url)
+    assert done.returncode == 0, done.stderr
+    assert "retracted quality row 2" in done.stdout and "by alice" in done.stdout
+
+    again = run("catalog", "retract", "quality", "2", "--reason", "twice", db=url)
+    assert again.returncode == 2 and "already retracted" in again.stderr
+    assert "eval crashed: NaN" in again.stderr  # the first retraction stands
+
+    plan = run(*PLAN, db=url)
+    assert plan.returncode == 0, plan.stderr
+    assert BAD_ROW_WARNING not in plan.stderr and "warning" not in plan.stderr
+    with sqlite3.connect(path) as connection:
+        stored = connection.execute(
+            "SELECT perplexity_delta_pct FROM quality_result WHERE id = 2"
+        ).fetchone()
+        retraction = connection.execute(
+            "SELECT kind, row_id, reason, retracted_by FROM retraction"
+        ).fetchall()
+    assert stored == ("NaN",)
+    assert retraction == [("quality", 2, "eval crashed: NaN", "alice")]
+
+
+def test_valid_retracted_row_is_listed_with_its_mark_but_not_exported(tmp_path: Path) -> None:
+    url = seeded(tmp_path / "catalog.db")
+    done = run("catalog", "retract", "quality", "5", "--reason", "wrong baseline", db=url)
+    assert done.returncode == 0, done.stderr
+
+    listed = run("catalog", "list", "-k", "quality", "--include-retracted", "-w", "id=5", db=url)
+    assert listed.returncode == 0, listed.stderr
+    assert "wrong baseline" in listed.stdout and "by alice" in listed.stdout
+
+    exported = run("catalog", "export", "--kind", "quality", "-o", str(tmp_path / "q.json"), db=url)
+    assert exported.returncode == 0, exported.stderr
+    assert "left out 1 retracted" in exported.stderr
+
+
+def test_a_retracted_measurement_may_be_replaced_by_its_correction(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    prepare(engine)
+    first = QualityRecord(
+        model="Llama-3.1-8B", scheme="awq-w4a16-g128", eval_set="held-out", perplexity=7.0,
+        basis="measured", source="bench", run_id="run-1",
+    )  # fmt: skip
+    corrected = first.model_copy(update={"perplexity": 7.2})
+    with session_scope(engine) as session:
+        write_record(session, "quality", first)
+    with pytest.raises(ConflictError), session_scope(engine) as session:
+        write_record(session, "quality", corrected)
+    with Session(engine) as session:
+        row_id = session.exec(
+            select(QualityResult.id).where(QualityResult.eval_set == "held-out")
+        ).one()
+    with session_scope(engine) as session:
+        retract(session, "quality", row_id, "perplexity measured on the wrong split", "bob")
+        assert write_record(session, "quality", corrected) == "inserted"
+    with Session(engine) as session:
+        held_out = [r for r in read_records(session, "quality") if r.eval_set == "held-out"]
+    assert [r.perplexity for r in held_out] == [7.2]
+
+
+def test_migration_0004_creates_and_drops_the_retraction_table(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    upgrade(engine)
+    assert "retraction" in inspect(engine).get_table_names()
+    downgrade(engine, "0003")
+    assert "retraction" not in inspect(engine).get_table_names()
+    assert "quality_result" in inspect(engine).get_table_names()
