@@ -162,7 +162,9 @@ def assert_key_kept_secret(served: Served, variable: str) -> None:
     assert authorized.status_code == 200
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name
+)
 def test_serve_stops_the_engine_and_its_group_on_signal(
     stub_serve: Served, signum: signal.Signals
 ) -> None:
@@ -235,3 +237,58 @@ def test_real_llama_cpp_serve_keeps_the_key_secret_and_stops_on_sigterm(tmp_path
     finally:
         if served.process.poll() is None:
             served.kill()
+
+
+# A long command as quantize, evaluate or a toolchain build run one: a child in its own group
+# (run_logged) whose grandchild would outlive a plain kill of the child.
+LONG_COMMAND = """
+import signal, sys
+from pathlib import Path
+from quantplan.agent.toolchains.process import run_logged, stop_children_on_signals
+if sys.argv[2] == "nohup":
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+with stop_children_on_signals(grace_s=2):
+    run_logged(["sh", "-c", "sleep 300 & echo started; wait"], Path(sys.argv[1]), what="work")
+"""
+
+
+def _wait_for_grandchild(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        if any(p.name() == "sleep" for p in descendants):
+            return descendants
+        time.sleep(0.1)
+    pytest.fail("the long command did not start its children")
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["sighup", "sighup-under-nohup"])
+def test_long_command_stops_its_grandchildren_unless_the_signal_was_ignored(
+    tmp_path: Path, ignored: bool
+) -> None:
+    command = [sys.executable, "-c", LONG_COMMAND, str(tmp_path / "work.log")]
+    process = subprocess.Popen(
+        [*command, "nohup" if ignored else "-"], stderr=subprocess.PIPE, start_new_session=True
+    )
+    descendants: list[psutil.Process] = []
+    try:
+        descendants = _wait_for_grandchild(process)
+        process.send_signal(signal.SIGHUP)
+        if ignored:
+            with pytest.raises(subprocess.TimeoutExpired):
+                process.wait(timeout=2)
+            assert all(p.is_running() for p in descendants)
+            return
+        assert process.wait(timeout=20) == 128 + signal.SIGHUP
+        assert process.stderr is not None
+        assert process.stderr.read().decode().strip() == (
+            "quantplan: stopped by SIGHUP; child processes stopped"
+        )
+        psutil.wait_procs(descendants, timeout=5)
+        assert not any(p.is_running() for p in descendants)
+    finally:
+        process.kill()
+        for leftover in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        process.wait(10)
