@@ -32,7 +32,7 @@ _MAX_INPUT_CHARS = 60
 # holding non-JSON, a date column holding some other text).
 DECODE_ERRORS = (ValueError, TypeError)
 
-_reported: set[tuple[str, int | None]] = set()
+_reported: set[tuple[str, int | str | None, str | None]] = set()
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ def _with_dependencies(kinds: Iterable[str]) -> list[str]:
     return [kind for kind in KIND_ORDER if kind in needed]
 
 
+_REFERENCE_KINDS = frozenset(KINDS) - MEASUREMENT_KINDS
 _REFERENCED = frozenset(ref.kind for spec in KINDS.values() for ref in spec.references)
 
 
@@ -255,11 +256,11 @@ def warn_skipped(skipped: Sequence[SkippedRow]) -> None:
     new = [
         row
         for row in skipped
-        if row.retraction is None and (row.table, row.row_id) not in _reported
+        if row.retraction is None and (row.table, row.row_id, row.label) not in _reported
     ]
     if not new:
         return
-    _reported.update((row.table, row.row_id) for row in new)
+    _reported.update((row.table, row.row_id, row.label) for row in new)
     for row in new[:MAX_LISTED]:
         LOG.warning("warning: skipped catalog row %s", row.describe())
     if len(new) > MAX_LISTED:
@@ -282,7 +283,7 @@ def remedies(skipped: Sequence[SkippedRow]) -> list[str]:
             f"it out): quantplan catalog retract {measurement.kind} {measurement.row_id} "
             '--reason "..."'
         )
-    reference = next((row for row in causes if row.kind not in RETRACTABLE_TABLES), None)
+    reference = next((row for row in causes if row.kind in _REFERENCE_KINDS), None)
     if reference is not None:
         hints.append(
             f"correct a {reference.kind} row by importing a fixed one with the same key: "

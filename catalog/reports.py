@@ -175,9 +175,23 @@ def _run_columns(run: RunInfo) -> dict[str, Any]:
 def list_runs(
     engine: Engine, *, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """Recent runs, newest first, as plain dicts (for the CLI and dashboard)."""
+    """Recent runs, newest first, as plain dicts (for the CLI and dashboard).
+
+    A stored run that cannot be decoded (e.g. tool versions that are not JSON) is left out
+    and named in a warning, like any catalog row that does not validate.
+    """
+    from quantplan.catalog.reading import load_rows, warn_skipped
+    from quantplan.catalog.snapshot import SkippedRow
+
     with Session(engine) as session:
         query = select(Run).order_by(Run.started_at.desc()).limit(limit)  # type: ignore[attr-defined]
         if status is not None:
             query = query.where(Run.status == status)
-        return [run.model_dump() for run in session.exec(query).all()]
+        rows, unreadable = load_rows(session, Run, query)
+    warn_skipped(
+        [
+            SkippedRow(kind="runs", table="run", row_id=run_id, field=field, reason=why)
+            for run_id, field, why in unreadable
+        ]
+    )
+    return rows

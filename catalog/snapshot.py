@@ -39,7 +39,7 @@ class SkippedRow(BaseModel):
 
     kind: str = Field(description="The catalog kind, as --kind spells it (e.g. quality)")
     table: str = Field(description="The database table (e.g. quality_result)")
-    row_id: int | None = Field(description="The row's id in that table")
+    row_id: int | str | None = Field(description="The row's id in that table (a run's is text)")
     label: str | None = Field(default=None, description="Its natural key, where it has one")
     field: str = Field(description="The first field that failed, or (row)")
     reason: str = Field(description="Why it failed")

@@ -45,8 +45,9 @@ def seeded_catalog(path: Path) -> str:
 
 
 def write_bad_rows(path: Path) -> dict[str, int]:
-    """A NaN quality delta, an infinite profile, a profile of a model that does not exist and
-    a profile whose details are not JSON; returns their ids."""
+    """A NaN quality delta, an infinite profile, a profile of a model that does not exist, a
+    profile whose details are not JSON and a run whose tool versions are not JSON; returns the
+    measurements' ids."""
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE quality_result SET perplexity_delta_pct = 'NaN' WHERE id = 2")
         ids = {"quality_nan": 2}
@@ -60,6 +61,11 @@ def write_bad_rows(path: Path) -> dict[str, int]:
             ids[name] = cursor.lastrowid or 0
         connection.execute(
             "UPDATE profile SET model_id = 99999 WHERE id = ?", (ids["profile_orphan"],)
+        )
+        connection.execute(
+            "INSERT INTO run (id, kind, status, started_at, tool_versions) VALUES "
+            "('run-ok', 'profile', 'succeeded', '2026-11-28 10:00:00.000000', '{}'), "
+            "('run-garbled', 'profile', 'succeeded', '2026-11-28 11:00:00.000000', '{oops')"
         )
     return ids
 
@@ -100,7 +106,7 @@ def test_plan_and_report_skip_bad_rows_and_name_each_once(
     assert (tmp_path / "capacity.html").is_file()
 
 
-def test_export_writes_valid_rows_only_and_says_how_many_it_skipped(
+def test_export_and_runs_list_valid_rows_only_and_say_what_they_skipped(
     bad_catalog: tuple[str, Path, dict[str, int]],
 ) -> None:
     url, path, _ = bad_catalog
@@ -117,3 +123,8 @@ def test_export_writes_valid_rows_only_and_says_how_many_it_skipped(
     assert_clean_run(profiles)
     assert len(json.loads(profiles.stdout)["rows"]) == 1  # only the good one
     assert "skipped 3 that do not validate" in profiles.stderr
+
+    runs = run("catalog", "runs", "--json", db=url)
+    assert_clean_run(runs)
+    assert [r["id"] for r in json.loads(runs.stdout)] == ["run-ok"]
+    assert "run id run-garbled: tool_versions: stored value cannot be decoded" in runs.stderr
