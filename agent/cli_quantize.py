@@ -10,6 +10,7 @@ import json
 from typing import Annotated
 
 import typer
+from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
 
@@ -25,6 +26,7 @@ def _console() -> Console:
 
 
 @toolchain_app.command("install")
+@stops_children_on_signals
 def toolchain_install(
     names: Annotated[list[str] | None, typer.Argument(help="Toolchains to build.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Build every toolchain.")] = False,

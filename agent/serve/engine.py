@@ -137,7 +137,11 @@ class ServeOptions(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Bind address; never 0.0.0.0 unless asked")
     port: int | None = Field(default=None, ge=1, le=65535, description="None = a free port")
-    api_key: str | None = Field(default=None, description="Require this bearer token on /v1")
+    api_key: str | None = Field(
+        default=None,
+        description="Require this bearer token on /v1 (passed to the engine in its environment)",
+        repr=False,  # kept out of reprs, tracebacks and log lines that show the options
+    )
     startup_timeout_s: float = Field(default=300.0, gt=0)
     threads: int | None = Field(default=None, ge=1, description="CPU threads for the engine")
     max_model_len: int = Field(default=2048, ge=64, description="Context length to allocate")
