@@ -83,10 +83,18 @@ class Served:
         pytest.fail(f"quantplan serve was not ready within {timeout_s} s")
 
     def kill(self) -> None:
-        """Test cleanup only, should an assertion fail with processes still running."""
-        for pid in (self.engine.pid, self.process.pid):
+        """Test cleanup only, should an assertion fail with processes still running: the
+        engine (found also when it never became ready) runs in a session of its own."""
+        try:
+            leftovers = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            leftovers = []
+        for process in [*leftovers, self.engine]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.kill()
         self.process.wait(10)
 
 
