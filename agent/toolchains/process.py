@@ -105,8 +105,8 @@ def start_in_group(command: Sequence[str], **popen_kwargs: Any) -> subprocess.Po
     finally:
         if held:
             _children.starting = False
-    if held and _children.pending is not None:
-        raise ShutdownRequested(_children.pending)
+            if _children.pending is not None:  # held back above; also when Popen failed
+                raise ShutdownRequested(_children.pending)
     return process
 
 
