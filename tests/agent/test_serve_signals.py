@@ -28,9 +28,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from quantplan.agent.serve.engine import ServeOptions
+from quantplan.agent.serve import LlamaCppServer, VllmServer
+from quantplan.agent.serve.engine import ServeOptions, inspect_artifact
 from quantplan.agent.serve.errors import EngineDiedError
-from quantplan.agent.serve.manager import port_is_free, start_server
+from quantplan.agent.serve.manager import engine_environment, port_is_free, start_server
 from quantplan.agent.toolchains.process import command_secrets, redact_command
 from stub_engine import API_KEY_VARIABLE, CPU, STUB, StubEngine
 
@@ -212,6 +213,32 @@ def test_secret_flags_are_redacted_and_look_alikes_are_not() -> None:
         "python --api-key *** --hf-token=*** --api_key --model m "
         "--max-num-batched-tokens 2048 --ssl-keyfile key.pem ***"
     )
+
+
+def test_engines_take_the_key_from_their_environment_and_drop_stray_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    # A user's shell may hold any of these: llama-cpp-python obeys HOST and PORT over --host
+    # and --port, and either engine would demand a key that the health check does not send.
+    stray = {"HOST": "0.0.0.0", "port": "1", "api_key": "x", "VLLM_API_KEY": "y"}
+    for name, value in stray.items():
+        monkeypatch.setenv(name, value)
+    cases = (
+        (LlamaCppServer(), gguf, "API_KEY", {"host", "port", "api_key"}),
+        (VllmServer(), hf, "VLLM_API_KEY", {"vllm_api_key"}),
+    )
+    for engine, artifact, variable, never_inherited in cases:
+        model = inspect_artifact(artifact)
+        command = engine.command(Path(sys.executable), model, ServeOptions(api_key=KEY), 8000)
+        assert KEY not in " ".join(command)
+        assert engine_environment(engine, ServeOptions(api_key=KEY))[variable] == KEY
+        inherited = {name.lower() for name in engine_environment(engine, ServeOptions())}
+        assert not inherited & never_inherited, engine.name
 
 
 @pytest.mark.engine
