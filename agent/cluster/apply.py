@@ -1,9 +1,14 @@
 """``quantplan apply``: make a Ray cluster run a plan, measure it, and close the loop.
 
-1. check the plan against the live cluster and refuse with every reason before anything starts;
-2. quantize each artifact once, on a matching node, into the shared artifact store;
+1. check the plan before anything moves: first against the catalog and this agent (pure, no
+   Ray), then with a read-only look at the cluster's alive nodes; refuse with every reason.
+   ``--dry-run`` stops here with the diff: no collector, no agents, no events;
+2. quantize each new artifact once, on a matching node, into the shared artifact store; only
+   then stop the replicas a changed plan no longer wants;
 3. start the replicas on distinct matching nodes (each node stands for one instance) and wait for
-   health; the node agents own the engine servers;
+   health; the node agents own the engine servers. A replica that cannot start (its node lost,
+   its engine failing) is recorded as failed -- in the deployment state, which ``status`` and
+   ``destroy`` read, and as a failed run in the catalog -- beside the ones that did start;
 4. benchmark every replica with the shared protocol; reports go through the collector;
 5. cost per token per replica, node and plan; compare with the plan's predictions and, when off
    by more than the threshold, re-plan with the new measurements and propose (or apply) it.
@@ -12,11 +17,14 @@ Applying the same plan again changes nothing; a changed plan is reconciled after
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.cluster import deployment_state as states
@@ -31,10 +39,22 @@ from quantplan.agent.cluster.measure import (
 )
 from quantplan.agent.cluster.replan import ReplanProposal, misses, propose_replan
 from quantplan.agent.cluster.replicas import healthy_replicas, stop_replica
-from quantplan.agent.cluster.validation import PlanRefusedError, built_toolchains, plan_refusals
+from quantplan.agent.cluster.validation import (
+    PlanDoesNotMatchCatalogError,
+    PlanRefusedError,
+    alive_instance_types,
+    built_toolchains,
+    catalog_refusals,
+    cluster_refusals,
+    toolchain_refusals,
+)
 from quantplan.planner.plan import Plan, load_plan
 
+from quantplan import __version__
 from quantplan.errors import QuantplanError
+
+if TYPE_CHECKING:
+    from quantplan.agent.cluster.node_agent import AgentRef
 
 
 class ApplyOptions(BaseModel):
@@ -76,25 +96,24 @@ class ApplyOutcome(BaseModel):
 
 
 class _Applier:
+    """Applies a plan that passed both checks of :func:`apply_plan` (never call it first)."""
+
     def __init__(
         self,
         plan: Plan,
-        address: str,
         options: ApplyOptions,
+        database_url: str,
         started: float | None = None,
         on_progress: Callable[[str], None] | None = None,
     ) -> None:
         from quantplan.agent.cluster.collector_actor import CollectorClient, start_collector
-        from quantplan.agent.cluster.local import attach
-        from quantplan.catalog.db import resolve_database_url
 
         # Timings count from the user's call: connecting and starting the collector are ours too.
         self.started = started if started is not None else time.perf_counter()
-        attach(address)
         self.plan = plan
         self.options = options
         self.name = options.name or plan.model
-        self.database_url = resolve_database_url(options.database_url)
+        self.database_url = database_url
         self.client = CollectorClient(start_collector(self.database_url))
         _check_collector_database(self.client, self.database_url)
         self.plan_id = states.plan_hash(plan)
@@ -114,34 +133,28 @@ class _Applier:
     def run(self) -> ApplyOutcome:
         from quantplan.agent.cluster.node_agent import start_node_agents
 
-        self.event("validating")
         agents = start_node_agents()
-        reasons = plan_refusals(
-            self.plan,
-            [agent.instance_type for agent in agents],
-            built_toolchains=built_toolchains(),
-            model_dir=self.options.model_dir,
-        )
+        # A node may have gone between the read-only look and now: its agent does not answer.
+        reasons = cluster_refusals(self.plan, [agent.instance_type for agent in agents])
         if reasons:
             self.event("refused", tuple(reasons))
             raise PlanRefusedError(reasons)
         state = states.load_state(self.name)
         wanted = states.replica_specs(self.plan, self.name)
-        healthy = healthy_replicas(state)
-        plan_diff = states.diff(wanted, state, healthy)
+        plan_diff = states.diff(wanted, state, healthy_replicas(state))
         outcome = ApplyOutcome(name=self.name, status="applied", diff=plan_diff.describe())
-        if self.options.dry_run:
-            outcome.status = "dry_run"
-            return outcome
         if plan_diff.unchanged and state is not None and state.plan_hash == self.plan_id:
             outcome.status = "unchanged"
             outcome.endpoints = {rid: r.base_url for rid, r in state.replicas.items()}
             self.event("running", detail="unchanged")
             return outcome
         state = state or states.DeploymentState(name=self.name, plan_hash=self.plan_id)
-        self._stop(state, plan_diff.remove)
+        self._forget_failed(state, {spec.replica_id for spec in wanted})
+        # Quantizing can fail or take an hour: the replicas a changed plan drops keep serving
+        # until the new artifacts exist.
         self.event("quantizing")
         artifacts = self._artifacts(plan_diff.add)
+        self._stop(state, plan_diff.remove)
         self.event("deploying")
         self._start(state, plan_diff.add, artifacts, agents)
         state.plan_hash = self.plan_id
@@ -161,6 +174,7 @@ class _Applier:
         for replica_id in replica_ids:
             record = state.replicas.pop(replica_id)
             stop_replica(record)
+            states.save_state(state)
             self.client.publish(
                 ReplicaEvent(
                     plan_id=self.name,
@@ -172,6 +186,18 @@ class _Applier:
                     state="stopped",
                 )
             )
+
+    def _forget_failed(self, state: states.DeploymentState, wanted: set[str]) -> None:
+        """Replicas that failed under an earlier plan and this one no longer wants: stop any
+        engine they left (noted by their agent) and drop them from the state."""
+        from quantplan.agent.cluster.replicas import stop_noted_servers
+
+        gone = [replica_id for replica_id in state.failed if replica_id not in wanted]
+        if gone:
+            stop_noted_servers(replica_ids=set(gone))
+            for replica_id in gone:
+                del state.failed[replica_id]
+            states.save_state(state)
 
     def _artifacts(self, specs: tuple[states.ReplicaSpec, ...]) -> dict[str, str]:
         from quantplan.agent.cluster.jobs import QuantizeJob, quantize_options_for_scheme
@@ -209,36 +235,66 @@ class _Applier:
 
         return str(resolve_model(self.options.model_dir or "default").path)
 
-    def _start(self, state, specs, artifacts, agents) -> None:  # type: ignore[no-untyped-def]
+    def _start(
+        self,
+        state: states.DeploymentState,
+        specs: tuple[states.ReplicaSpec, ...],
+        artifacts: dict[str, str],
+        agents: list[AgentRef],
+    ) -> None:
+        """Start ``specs`` side by side; every outcome, started or failed, lands in ``state``
+        (saved) before this returns or raises, so ``status`` and ``destroy`` see them all."""
         busy = {record.node_id for record in state.replicas.values()}
         placements = []
         for spec in specs:
+            state.failed.pop(spec.replica_id, None)  # tried again now
             free = [a for a in agents if a.instance_type == spec.instance_type]
             free = [a for a in free if a.node_id not in busy]
             node = free[0].node_id if free else None
             if node is not None:
                 busy.add(node)
             placements.append((spec, node))
+        # Each replica may only move to a node no other replica of this apply was given.
+        given = {node for _, node in placements if node is not None} | busy
         with ThreadPoolExecutor(max_workers=max(1, len(placements))) as pool:
-            futures = [
-                pool.submit(self._start_one, spec, node, artifacts[spec.scheme])
+            futures = {
+                spec.replica_id: pool.submit(
+                    self._start_one, spec, node, artifacts[spec.scheme], given - {node}
+                )
                 for spec, node in placements
-            ]
-            errors = []
-            for future in futures:
+            }
+            failures: list[str] = []
+            for spec, node in placements:
                 try:
-                    record = future.result()
+                    record = futures[spec.replica_id].result()
                     state.replicas[record.spec.replica_id] = record
-                except QuantplanError as error:
-                    errors.append(str(error))
+                except ReplicaStartError as error:
+                    state.failed[spec.replica_id] = error.failure
+                    failures.append(error.failure.reason)
+                except Exception as error:  # anything else still must not lose the others
+                    failure = states.ReplicaFailure(
+                        spec=spec, node_id=node, reason=f"{spec.replica_id}: {_one_line(error)}"
+                    )
+                    state.failed[spec.replica_id] = failure
+                    failures.append(failure.reason)
         states.save_state(state)
-        if errors:
-            self.event("failed", tuple(errors))
-            raise QuantplanError("some replicas did not start:\n" + "\n".join(errors))
+        if failures:
+            self.event("failed", tuple(failures))
+            raise QuantplanError(
+                f"{len(failures)} of {len(specs)} replica(s) did not start: " + "; ".join(failures),
+                hint="the others keep running (see `quantplan status`); apply again to retry, "
+                "or `quantplan destroy` to stop them",
+            )
 
-    def _start_one(self, spec, node: str | None, artifact: str) -> states.ReplicaRecord:  # type: ignore[no-untyped-def]
+    def _start_one(
+        self,
+        spec: states.ReplicaSpec,
+        node: str | None,
+        artifact: str,
+        taken: set[str],
+    ) -> states.ReplicaRecord:
         from quantplan.agent.cluster.jobs import ServeJob
-        from quantplan.agent.cluster.scheduler import run_job
+        from quantplan.agent.cluster.scheduler import NodeLostError, run_job
 
         def replica_event(state: str, **fields: object) -> None:
             self.client.publish(
@@ -257,16 +313,44 @@ class _Applier:
         job = ServeJob(
             job_id=f"serve-{spec.replica_id}-{uuid.uuid4().hex[:8]}",
             replica_id=spec.replica_id,
-            engine=spec.engine,
+            engine=spec.engine,  # type: ignore[arg-type]
             artifact_path=artifact,
             startup_timeout_s=self.options.startup_timeout_s,
         )
-        result = run_job(
-            job, instance_types={spec.instance_type}, prefer_node=node, collector=self.client
-        )
+        started = datetime.now(UTC)
+        try:
+            result = run_job(
+                job,
+                instance_types={spec.instance_type},
+                prefer_node=node,
+                exclude_nodes=taken,
+                collector=self.client,
+            )
+        except NodeLostError as error:
+            lost = ", ".join(n[:12] for n in error.lost_nodes)
+            reason = (
+                f"{spec.replica_id}: node {lost} ({spec.instance_type}) was lost while it "
+                "started, and no free node of that type is left"
+            )
+            self._failed_run(job.job_id, started, spec, "interrupted", reason)
+            replica_event("failed", node_id=error.lost_nodes[-1], detail=reason[:300])
+            failure = states.ReplicaFailure(spec=spec, node_id=error.lost_nodes[-1], reason=reason)
+            raise ReplicaStartError(failure) from None
+        except QuantplanError as error:
+            reason = f"{spec.replica_id}: {_one_line(error)}"
+            self._failed_run(job.job_id, started, spec, "internal", reason)
+            replica_event("failed", node_id=node, detail=reason[:300])
+            raise ReplicaStartError(
+                states.ReplicaFailure(spec=spec, node_id=node, reason=reason)
+            ) from None
         if result.status != "succeeded":
+            reason = f"{spec.replica_id} on node {result.node_id[:12]}: {_one_line(result.detail)}"
+            kind = str(result.payload.get("error_kind") or "engine_died")
+            self._failed_run(job.job_id, started, spec, kind, result.detail or reason)
             replica_event("failed", node_id=result.node_id, detail=result.detail[:300])
-            raise QuantplanError(f"replica {spec.replica_id}: {result.detail}")
+            raise ReplicaStartError(
+                states.ReplicaFailure(spec=spec, node_id=result.node_id, reason=reason)
+            )
         payload = result.payload
         healthy_at = time.perf_counter() - self.started
         if "first_healthy_s" not in self.timings:
@@ -283,6 +367,35 @@ class _Applier:
             artifact_path=artifact,
             ignore_eos_body=payload.get("ignore_eos_body") or {},
         )
+
+    def _failed_run(
+        self,
+        run_id: str,
+        started: datetime,
+        spec: states.ReplicaSpec,
+        error_kind: str,
+        message: str,
+    ) -> None:
+        """Record a replica that did not start as a failed serve run in the catalog."""
+        from quantplan.catalog.reports import ErrorKind, MeasurementReport, RunInfo
+
+        kinds = ErrorKind.__args__  # type: ignore[attr-defined]
+        report = MeasurementReport(
+            run=RunInfo(
+                run_id=run_id,
+                kind="serve",
+                status="failed",
+                started_at=started,
+                hardware=f"{spec.instance_type} node (replica {spec.replica_id})"[:200],
+                tool_versions={"quantplan": __version__},
+                error_kind=error_kind if error_kind in kinds else "internal",  # type: ignore[arg-type]
+                error_message=message[:2000],
+            )
+        )
+        try:
+            self.client.submit([report], timeout_s=30)
+        except Exception as error:  # the failure itself is already on its way to the user
+            self.progress(f"could not record the failed run {run_id}: {_one_line(error)}")
 
     def _measure(self, state: states.DeploymentState, outcome: ApplyOutcome) -> None:
         from quantplan.agent.cluster.jobs import BenchmarkJob
@@ -407,7 +520,7 @@ class _Applier:
         self.event("replan_proposed", (proposal.reason,), detail=" + ".join(proposal.proposed))
         if self.options.auto_replan:
             options = self.options.model_copy(update={"auto_replan": False})
-            _Applier(new_plan, "auto", options, on_progress=self.on_progress).run()
+            apply_plan(new_plan, options=options, on_progress=self.on_progress)
             proposal = proposal.model_copy(update={"applied": True})
         return proposal
 
@@ -433,8 +546,66 @@ def apply_plan(
     on_progress: Callable[[str], None] | None = None,
 ) -> ApplyOutcome:
     """Apply ``plan`` (a Plan or a plan file) to the cluster at ``address``; ``on_progress``
-    hears each stage (validating, quantizing, deploying, benchmarking, ...) as it begins."""
+    hears each stage (validating, quantizing, deploying, benchmarking, ...) as it begins.
+
+    Nothing moves before the plan passed both checks; a dry run moves nothing at all.
+    """
+    from quantplan.catalog.db import open_catalog, resolve_database_url
+    from quantplan.catalog.snapshot import load_snapshot
+
     started = time.perf_counter()
+    options = options or ApplyOptions()
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
-    return _Applier(plan, address, options or ApplyOptions(), started, on_progress).run()
+    if on_progress is not None:
+        on_progress("validating")
+    database_url = resolve_database_url(options.database_url)
+    snapshot = load_snapshot(open_catalog(database_url))
+    reasons = catalog_refusals(plan, snapshot, model_dir=options.model_dir)
+    if reasons:  # refused before Ray is even imported
+        raise PlanDoesNotMatchCatalogError(reasons)
+    name = options.name or plan.model
+    attach(address)
+    reasons = cluster_refusals(plan, alive_instance_types())
+    reasons += toolchain_refusals(plan, built_toolchains())
+    if reasons:
+        if not options.dry_run:
+            _publish_if_collector(PlanEvent(plan_id=name, state="refused", reasons=tuple(reasons)))
+        raise PlanRefusedError(reasons)
+    if options.dry_run:
+        state = states.load_state(name)
+        wanted = states.replica_specs(plan, name)
+        plan_diff = states.diff(wanted, state, healthy_replicas(state))
+        return ApplyOutcome(name=name, status="dry_run", diff=plan_diff.describe())
+    return _Applier(plan, options, database_url, started, on_progress).run()
+
+
+def attach(address: str) -> str:
+    from quantplan.agent.cluster.local import attach as attach_to_cluster
+
+    return attach_to_cluster(address)
+
+
+def _publish_if_collector(event: PlanEvent) -> None:
+    """Tell a dashboard about a refusal through the cluster's collector, if it has one; a
+    refusal never starts one."""
+    from quantplan.agent.cluster.collector_actor import CollectorClient, NoCollectorError
+
+    with contextlib.suppress(NoCollectorError):
+        CollectorClient().publish(event)
+
+
+class ReplicaStartError(QuantplanError):
+    """One replica did not start; ``failure`` is what the deployment state records."""
+
+    def __init__(self, failure: states.ReplicaFailure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def _one_line(error: object) -> str:
+    """An error's first line (engine failures carry their log's tail below it)."""
+    text = error.message if isinstance(error, QuantplanError) else str(error)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    return first if len(first) <= 300 else first[:297] + "..."

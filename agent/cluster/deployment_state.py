@@ -51,8 +51,20 @@ class ReplicaRecord(BaseModel):
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+class ReplicaFailure(BaseModel):
+    """A replica ``apply`` tried to start and could not: its node was lost, or its engine
+    failed. Kept so that ``status`` shows it and ``destroy`` stops whatever it left behind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: ReplicaSpec
+    node_id: str | None = Field(description="The node it was on when it failed, if any")
+    reason: str = Field(description="One line: what happened")
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class DeploymentState(BaseModel):
-    """Everything ``quantplan apply`` started for one deployment name."""
+    """Everything ``quantplan apply`` started (or tried to) for one deployment name."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +72,9 @@ class DeploymentState(BaseModel):
     plan_hash: str
     plan_path: str | None = None
     replicas: dict[str, ReplicaRecord] = Field(default_factory=dict)
+    failed: dict[str, ReplicaFailure] = Field(
+        default_factory=dict, description="Replicas that did not start, by id"
+    )
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

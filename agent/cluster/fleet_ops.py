@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.cluster import deployment_state as states
 from quantplan.agent.cluster.events import PlanEvent, ReplicaEvent
 
@@ -19,6 +21,10 @@ class ReplicaStatus(BaseModel):
     node_alive: bool
     endpoint: str
     healthy: bool
+    state: Literal["healthy", "not answering", "failed"] = Field(
+        description="failed: apply could not start it (see detail)"
+    )
+    detail: str = Field(default="", description="Why it failed, for a failed replica")
 
 
 class NodeStatus(BaseModel):
@@ -73,6 +79,23 @@ def fleet_status(address: str = "auto") -> FleetStatus:
                     node_alive=record.node_id in alive,
                     endpoint=record.base_url,
                     healthy=replica_id in healthy,
+                    state="healthy" if replica_id in healthy else "not answering",
+                )
+            )
+        for replica_id, failure in state.failed.items():
+            replicas.append(
+                ReplicaStatus(
+                    deployment=state.name,
+                    replica_id=replica_id,
+                    scheme=failure.spec.scheme,
+                    engine=failure.spec.engine,
+                    instance_type=failure.spec.instance_type,
+                    node_id=failure.node_id or "",
+                    node_alive=failure.node_id in alive,
+                    endpoint="",
+                    healthy=False,
+                    state="failed",
+                    detail=failure.reason,
                 )
             )
     collector = None
@@ -90,7 +113,7 @@ def fleet_status(address: str = "auto") -> FleetStatus:
 def destroy(name: str | None = None, address: str = "auto") -> list[str]:
     """Stop every replica of deployment ``name`` (all deployments if None); their ids."""
     from quantplan.agent.cluster.local import attach
-    from quantplan.agent.cluster.replicas import stop_replica
+    from quantplan.agent.cluster.replicas import stop_noted_servers, stop_replica
 
     attach(address)
     client = None
@@ -119,6 +142,11 @@ def destroy(name: str | None = None, address: str = "auto") -> list[str]:
                         state="stopped",
                     )
                 )
+        # A replica that failed to start may have left an engine behind (its node was lost
+        # while the engine loaded): its agent noted the process group at launch.
+        if state.failed:
+            left = stop_noted_servers(replica_ids=set(state.failed))
+            stopped.extend(f"{replica_id} (left by a failed start)" for replica_id in left)
         states.delete_state(state.name)
         if client is not None:
             client.publish(PlanEvent(plan_id=state.name, state="destroyed"))

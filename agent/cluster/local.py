@@ -166,14 +166,24 @@ def cluster_environment(state_dir: Path) -> dict[str, str]:
 
 
 def cluster_down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the local cluster. Returns False if none was running."""
+    """Stop the local cluster, and every engine server its node agents noted: engines run in
+    process groups of their own, so stopping a node does not stop them. Returns False if no
+    cluster was running."""
+    from quantplan.agent.cluster.replicas import stop_noted_servers
+
     state_dir = state_dir or default_state_dir()
     pid_file = state_dir / "host.pid"
     if not pid_file.is_file():
         return False
+    try:
+        state = ClusterState.model_validate_json((state_dir / "state.json").read_text())
+        node_ids = {node.node_id for node in state.nodes}
+    except (OSError, ValueError):
+        node_ids = set()
     pid = int(pid_file.read_text())
     if not _alive(pid):
         pid_file.unlink(missing_ok=True)
+        stop_noted_servers(node_ids=node_ids)
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)  # the host shuts every node down cleanly
@@ -181,6 +191,8 @@ def cluster_down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     _stop_group(pid)  # whatever is left of the group (a node that would not stop)
+    # After the nodes: an agent still alive could otherwise start or note another server.
+    stop_noted_servers(node_ids=node_ids)
     pid_file.unlink(missing_ok=True)
     (state_dir / "state.json").unlink(missing_ok=True)
     return True

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -33,7 +32,7 @@ from quantplan.agent.cluster.jobs import (
     ServeJob,
     StopJob,
 )
-from quantplan.agent.cluster.replicas import replicas_dir
+from quantplan.agent.cluster.replicas import note_server, replicas_dir
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
@@ -172,7 +171,11 @@ class NodeAgent:
             payload = self._dispatch(job)
             status, detail = "succeeded", ""
         except (QuantplanError, OSError, ValueError) as error:
-            payload, status, detail = {}, "failed", str(error)[:2000]
+            # Serve errors name their kind (never_healthy, out_of_memory, ...): the failed run
+            # the driver records carries it.
+            kind = getattr(error, "kind", None)
+            payload = {"error_kind": kind} if isinstance(kind, str) else {}
+            status, detail = "failed", str(error)[:2000]
         finally:
             self._progress_sent.pop(job.job_id, None)
         self._publish(
@@ -262,12 +265,24 @@ class NodeAgent:
         )
         # No fraction: an engine's start-up has no countable steps, only a health check.
         self._progress(job, f"starting {job.engine} (waiting for its health check)")
-        handle = start_server(get_engine(job.engine), Path(job.artifact_path), options)
+        note = {"node_id": self.facts.node_id, "engine": job.engine, "job_id": job.job_id}
+
+        def noted(pid: int) -> None:
+            # Noted at launch, not once healthy: if this node dies while the engine loads, its
+            # process group is still found by `destroy` and `cluster down`.
+            note_server(job.replica_id, {**note, "pid": pid, "state": "starting"})
+
+        try:
+            handle = start_server(
+                get_engine(job.engine), Path(job.artifact_path), options, on_launch=noted
+            )
+        except BaseException:
+            (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)  # it stopped it
+            raise
         self.servers[job.replica_id] = handle
-        directory = replicas_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        note = {"pid": handle.pid, "node_id": self.facts.node_id, "port": handle.port}
-        (directory / f"{job.replica_id}.json").write_text(json.dumps(note))
+        note_server(
+            job.replica_id, {**note, "pid": handle.pid, "port": handle.port, "state": "healthy"}
+        )
         return self._endpoint_payload(job.replica_id)
 
     def _endpoint_payload(self, replica_id: str) -> dict[str, Any]:
@@ -282,11 +297,17 @@ class NodeAgent:
         }
 
     def _stop(self, replica_id: str) -> dict[str, Any]:
+        from quantplan.agent.cluster.replicas import stop_noted_servers
+
         handle = self.servers.pop(replica_id, None)
-        if handle is not None:
-            handle.stop()
+        if handle is None:
+            # A server this agent holds no handle for (an earlier incarnation's, or one whose
+            # serve job was cut short) is stopped through its note.
+            noted = stop_noted_servers(node_id=self.facts.node_id, replica_ids={replica_id})
+            return {"stopped": bool(noted)}
+        handle.stop()
         (replicas_dir() / f"{replica_id}.json").unlink(missing_ok=True)
-        return {"stopped": handle is not None}
+        return {"stopped": True}
 
     def _stop_orphaned_servers(self) -> None:
         """Servers a previous incarnation of this agent started: nobody manages them now."""

@@ -45,20 +45,42 @@ def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def stop_noted_servers(node_id: str | None = None) -> list[str]:
-    """Stop every noted server (of ``node_id`` only, if given); returns the replica ids."""
-    stopped = []
+def note_server(replica_id: str, note: dict[str, object]) -> Path:
+    """Note (or update) the engine server of ``replica_id``: written atomically, so a reader
+    never sees half a note."""
+    directory = replicas_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{replica_id}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(note))
+    temporary.replace(path)
+    return path
+
+
+def stop_noted_servers(
+    node_id: str | None = None,
+    *,
+    node_ids: set[str] | None = None,
+    replica_ids: set[str] | None = None,
+) -> list[str]:
+    """Stop every noted server (only those of ``node_id``, of ``node_ids`` or of
+    ``replica_ids``, when given): their whole process groups. Returns the replica ids."""
+    stopped: list[str] = []
     directory = replicas_dir()
     if not directory.is_dir():
         return stopped
     for note_path in sorted(directory.glob("*.json")):
+        if replica_ids is not None and note_path.stem not in replica_ids:
+            continue
         try:
             note = json.loads(note_path.read_text())
-        except (OSError, ValueError):
+            pid = int(note.get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
             continue
         if node_id is not None and note.get("node_id") != node_id:
             continue
-        pid = int(note.get("pid", 0))
+        if node_ids is not None and note.get("node_id") not in node_ids:
+            continue
         if pid > 0:
             stop_process_group(pid)
         note_path.unlink(missing_ok=True)
@@ -83,7 +105,8 @@ def healthy_replicas(state: DeploymentState | None) -> set[str]:
 
 
 def stop_replica(record: ReplicaRecord) -> None:
-    """Stop a replica through its node agent; if the agent is gone, stop the noted process."""
+    """Stop a replica through its node agent; if the agent is gone, stop the noted process
+    group (the agent notes it at launch), else the pid the replica answered with."""
     import ray
     from quantplan.agent.cluster.jobs import JobResult, StopJob
     from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
@@ -98,4 +121,5 @@ def stop_replica(record: ReplicaRecord) -> None:
             return
     except Exception:  # the agent or its node is gone: fall back to the noted pid
         pass
-    stop_process_group(record.pid)
+    if not stop_noted_servers(replica_ids={record.spec.replica_id}):
+        stop_process_group(record.pid)

@@ -18,17 +18,33 @@ from quantplan.agent.cluster.collector_actor import CollectorClient
 from quantplan.agent.cluster.events import JobEvent, NodeEvent
 from quantplan.agent.cluster.jobs import Job, JobResult
 from quantplan.agent.cluster.node_agent import AgentRef, start_node_agents
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.exceptions import (
+    ActorUnavailableError,
+    ActorUnschedulableError,
+    GetTimeoutError,
+    NodeDiedError,
+    RayActorError,
+)
 
 from quantplan.errors import QuantplanError
 
 LOG = logging.getLogger(__name__)
-NODE_LOST_ERRORS = (RayActorError, ActorUnavailableError)
+NODE_LOST_ERRORS = (RayActorError, ActorUnavailableError, ActorUnschedulableError, NodeDiedError)
+"""What ``ray.get`` on an agent raises when its node is gone. ActorUnschedulableError: the agent
+(pinned to its node, restartable) is being restarted on a node that no longer exists."""
 _round_robin = itertools.count()
 
 
 class NoMatchingNodeError(QuantplanError):
     """No alive node of the wanted instance types is left to run a job."""
+
+
+class NodeLostError(NoMatchingNodeError):
+    """A job lost its node(s) and no other matching node is left; ``lost_nodes`` in order."""
+
+    def __init__(self, message: str, lost_nodes: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.lost_nodes = lost_nodes
 
 
 def alive_agents(instance_types: Iterable[str] | None = None) -> list[AgentRef]:
@@ -52,6 +68,7 @@ def run_job(
     *,
     instance_types: Iterable[str] | None = None,
     prefer_node: str | None = None,
+    exclude_nodes: Iterable[str] = (),
     collector: CollectorClient | None = None,
     max_attempts: int = 3,
     timeout_s: float = 1800.0,
@@ -59,17 +76,27 @@ def run_job(
     """Run ``job`` on an alive matching node; rerun it on another when the node is lost.
 
     A job that *fails* (bad input, engine error) is not rerun: the failure is the answer. Only
-    losing the node (or the agent process) moves the job.
+    losing the node (or the agent process) moves the job, never onto ``exclude_nodes`` (nodes
+    that other work of the caller holds).
     """
     types = set(instance_types) if instance_types is not None else None
-    lost: set[str] = set()
+    excluded = set(exclude_nodes)
+    lost: list[str] = []
     for attempt in range(1, max_attempts + 1):
-        candidates = [a for a in alive_agents(types) if a.node_id not in lost]
+        candidates = [
+            a for a in alive_agents(types) if a.node_id not in lost and a.node_id not in excluded
+        ]
         if not candidates:
             wanted = ", ".join(sorted(types)) if types else "any type"
+            if lost:
+                raise NodeLostError(
+                    f"job {job.job_id}: lost node(s) {', '.join(n[:12] for n in lost)}; no "
+                    f"other free node of {wanted} is left to run it",
+                    lost,
+                    hint="add nodes of that type (`quantplan cluster up`) or change the plan",
+                )
             raise NoMatchingNodeError(
-                f"job {job.job_id}: no alive node of {wanted} is left to run it"
-                + (f" ({len(lost)} lost during this job)" if lost else ""),
+                f"job {job.job_id}: no free alive node of {wanted} is left to run it",
                 hint="add nodes of that type (`quantplan cluster up`) or change the plan",
             )
         preferred = [a for a in candidates if a.node_id == prefer_node]
@@ -78,7 +105,7 @@ def run_job(
             answer = ray.get(agent.handle.run.remote(job.model_dump_json()), timeout=timeout_s)
             return JobResult.model_validate_json(answer)
         except NODE_LOST_ERRORS as error:
-            lost.add(agent.node_id)
+            lost.append(agent.node_id)
             LOG.warning("job %s lost its node %s: %s", job.job_id, agent.node_id[:12], error)
             _publish(
                 collector,
@@ -107,7 +134,8 @@ def run_job(
                 f"on {agent.instance_type} node {agent.node_id[:12]}",
                 hint="the node may be overloaded; see `quantplan status`",
             ) from None
-    raise NoMatchingNodeError(
+    raise NodeLostError(
         f"job {job.job_id}: lost its node {max_attempts} times; giving up",
+        lost,
         hint="check the cluster's health with `quantplan status`",
     )

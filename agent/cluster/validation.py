@@ -1,51 +1,186 @@
-"""Does a plan fit the live cluster? Answered before anything starts, with every reason.
+"""Can this plan be applied? Answered before anything moves, with every reason, in two stages.
 
-Ray leaves work whose resources no node offers pending forever; checking the plan against the
-alive nodes' declared instance types first turns that into a refusal that says what is missing.
+1. :func:`catalog_refusals` -- pure: the plan against the catalog (model, schemes, engines,
+   instance types, prices and counts that add up) and against what this agent can do. A plan
+   file is user input: hand-edited, truncated or tampered with, it is refused here, before Ray
+   is even imported.
+2. :func:`cluster_refusals` and :func:`toolchain_refusals` -- what the machines can do: a
+   read-only look at the live cluster (do enough alive nodes declare the instance types the
+   fleet needs? Ray leaves work whose resources no node offers pending forever; checking first
+   turns that into a refusal that says what is missing) and the engine and quantizer
+   toolchains built here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from quantplan.planner.plan import Plan
+from quantplan.planner.plan import Deployment, Plan
 
-from quantplan.errors import QuantplanError
+from quantplan.errors import QuantplanError, did_you_mean
+
+if TYPE_CHECKING:
+    from quantplan.catalog.snapshot import CatalogSnapshot
 
 ENGINE_TOOLCHAINS = {"vllm": "vllm-cpu", "llama.cpp": "llama-cpp"}
 QUANTIZE_TOOLCHAINS = {"gguf": "llama-cpp", "gptq": "llmcompressor", "awq": "llmcompressor"}
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+MAX_APPLY_REPLICAS = 10_000
+"""More replicas than any fleet quantplan plans (the targets cap max_replicas there too): a
+larger count is a corrupted file, and listing its replicas alone would exhaust memory."""
 
 
 class PlanRefusedError(QuantplanError):
-    """The plan cannot run on this cluster; ``reasons`` says why, one line each."""
+    """The plan cannot be applied; ``reasons`` says why, one line each."""
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(self, reasons: list[str], *, hint: str | None = None) -> None:
         super().__init__(
-            "the plan cannot be applied to this cluster:\n"
-            + "\n".join(f"  - {r}" for r in reasons),
-            hint="add matching nodes (`quantplan cluster up --nodes ...`), or re-plan with "
+            "the plan cannot be applied: " + "; ".join(reasons),
+            hint=hint
+            or "add matching nodes (`quantplan cluster up --nodes ...`), or re-plan with "
             "constraints this cluster meets (`quantplan plan --cpu-only ...`)",
         )
         self.reasons = reasons
 
 
-def plan_refusals(
-    plan: Plan,
-    alive_instance_types: list[str],
-    *,
-    built_toolchains: set[str] | None = None,
-    model_dir: str | None = None,
+class PlanDoesNotMatchCatalogError(PlanRefusedError):
+    """The plan names things the catalog does not know, or numbers that do not add up."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(
+            reasons,
+            hint="re-create the plan against this catalog with `quantplan plan ... -o FILE` "
+            "(pass the same --db to plan and apply); plan files are not meant to be edited",
+        )
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut: a name from a tampered file must not flood the error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def catalog_refusals(
+    plan: Plan, snapshot: CatalogSnapshot, *, model_dir: str | None = None
 ) -> list[str]:
-    """Every reason ``plan`` cannot be applied now; empty when it fits."""
-    reasons: list[str] = []
+    """Every reason ``plan`` does not match ``snapshot`` or this agent; empty when it does.
+
+    Pure: no Ray, no network, no clock. A deployment stops at its first problem: once its scheme
+    is unknown, nothing else about the scheme is worth saying.
+    """
     if not plan.feasible or not plan.fleet:
-        reasons.append(f"the plan is not feasible, so there is nothing to deploy: {plan.summary}")
-        return reasons
+        return [f"the plan is not feasible, so there is nothing to deploy: {plan.summary[:200]}"]
+    reasons: list[str] = []
+    targets_model = plan.targets.model
+    target_name = targets_model if isinstance(targets_model, str) else targets_model.name
+    if target_name != plan.model:
+        reasons.append(
+            f"the plan is for model {shown(plan.model)} but its targets name {shown(target_name)}"
+        )
+    elif isinstance(targets_model, str) and plan.model not in snapshot.model_by_name:
+        hint = did_you_mean(plan.model, snapshot.model_by_name)
+        reasons.append(
+            f"model {shown(plan.model)} is not in the catalog" + (f" ({hint})" if hint else "")
+        )
+    total = sum(d.replicas for d in plan.fleet)
+    if total > MAX_APPLY_REPLICAS:
+        reasons.append(
+            f"the fleet asks for {total:,} replicas; apply runs at most {MAX_APPLY_REPLICAS:,}"
+        )
+    for index, deployment in enumerate(plan.fleet):
+        problem = _deployment_problem(plan, deployment, snapshot)
+        if problem is not None:
+            reasons.append(f"fleet[{index}]: {problem}")
+    if reasons:
+        return reasons  # the rest assumes names that exist
+    if plan.model != DEFAULT_MODEL and model_dir is None:
+        reasons.append(
+            f"model {shown(plan.model)} has no local checkpoint here; pass its Hugging Face "
+            "directory with --model-dir"
+        )
+    return reasons
+
+
+def toolchain_refusals(plan: Plan, built: set[str]) -> list[str]:
+    """The toolchains the fleet needs (engines, quantizers) that are not built here. Call it
+    only on a plan :func:`catalog_refusals` accepted: its engines and methods are known."""
+    wanted = {ENGINE_TOOLCHAINS[d.engine] for d in plan.fleet}
+    wanted |= {QUANTIZE_TOOLCHAINS[d.method] for d in plan.fleet if d.method != "baseline"}
+    return [
+        f"toolchain {toolchain} is not installed (run `quantplan toolchain install {toolchain}`)"
+        for toolchain in sorted(wanted - built)
+    ]
+
+
+def _deployment_problem(
+    plan: Plan, deployment: Deployment, snapshot: CatalogSnapshot
+) -> str | None:
+    """The first thing wrong with one deployment of the fleet, or None."""
+    from quantplan.agent.cluster.jobs import quantize_options_for_scheme
+
+    d = deployment
+    if d.model != plan.model:
+        return f"serves model {shown(d.model)}, but the plan is for {shown(plan.model)}"
+    if d.engine not in ENGINE_TOOLCHAINS:
+        return f"unknown engine {shown(d.engine)}; quantplan serves with " + " or ".join(
+            ENGINE_TOOLCHAINS
+        )
+    scheme = snapshot.scheme_by_name.get(d.scheme)
+    if scheme is None:
+        hint = did_you_mean(d.scheme, snapshot.scheme_by_name)
+        return f"unknown scheme {shown(d.scheme)}" + (f" ({hint})" if hint else "")
+    if scheme.family != d.method:
+        return f"scheme {d.scheme} is a {scheme.family} scheme, but the plan says {shown(d.method)}"
+    if d.method != "baseline":
+        try:
+            quantize_options_for_scheme(d.method, d.scheme)
+        except QuantplanError as error:
+            return error.message
+    instance = next(
+        (
+            i
+            for i in snapshot.instances
+            if (i.cloud, i.name, i.region) == (d.instance.cloud, d.instance.name, d.instance.region)
+        ),
+        None,
+    )
+    if instance is None:
+        return f"unknown instance type {shown(str(d.instance))}"
+    if (instance.hardware, instance.accelerator_count) != (d.hardware, d.accelerator_count):
+        return (
+            f"{d.instance} is {instance.hardware} x{instance.accelerator_count} in the catalog, "
+            f"not {shown(d.hardware)} x{d.accelerator_count}"
+        )
+    if d.accelerator_count > 0:
+        return (
+            f"{d.label} needs {d.accelerator_count} GPU(s) per replica; "
+            "GPU nodes are not supported by this agent yet"
+        )
+    device = "gpu" if d.accelerator_count else "cpu"
+    if not any(
+        s.engine == d.engine
+        and s.family == scheme.family
+        and s.device_kind == device
+        and s.bits in (0, scheme.bits)
+        for s in snapshot.support
+    ):
+        return f"the catalog lists no {device} kernel for {d.scheme} on {d.engine}"
+    if d.instances != -(-d.replicas // d.replicas_per_instance):
+        return (
+            f"{d.replicas} replicas at {d.replicas_per_instance} per instance do not make "
+            f"{d.instances} instances"
+        )
+    return None
+
+
+def cluster_refusals(plan: Plan, alive_instance_types: list[str]) -> list[str]:
+    """Every reason the alive nodes (one per instance, by declared type) cannot hold the fleet."""
     have = Counter(alive_instance_types)
     need: Counter[str] = Counter()
     for deployment in plan.fleet:
         need[deployment.instance.name] += deployment.replicas
+    reasons = []
     for instance_type, count in sorted(need.items()):
         if have[instance_type] < count:
             offered = ", ".join(f"{t} x{n}" for t, n in sorted(have.items())) or "no worker nodes"
@@ -53,28 +188,18 @@ def plan_refusals(
                 f"{count} replica(s) need {count} node(s) of {instance_type}; the cluster has "
                 f"{have[instance_type]} alive (it offers: {offered})"
             )
-    for deployment in plan.fleet:
-        if deployment.accelerator_count > 0:
-            reasons.append(
-                f"{deployment.label} needs {deployment.accelerator_count} GPU(s) per replica; "
-                "GPU nodes are not supported by this agent yet"
-            )
-        if deployment.engine not in ENGINE_TOOLCHAINS:
-            reasons.append(f"{deployment.label}: unknown engine {deployment.engine!r}")
-    if built_toolchains is not None:
-        wanted = {ENGINE_TOOLCHAINS.get(d.engine) for d in plan.fleet}
-        wanted |= {QUANTIZE_TOOLCHAINS.get(d.method) for d in plan.fleet}
-        for toolchain in sorted(t for t in wanted if t and t not in built_toolchains):
-            reasons.append(
-                f"toolchain {toolchain} is not installed "
-                f"(run `quantplan toolchain install {toolchain}`)"
-            )
-    if plan.model != DEFAULT_MODEL and model_dir is None:
-        reasons.append(
-            f"model {plan.model!r} has no local checkpoint here; pass its Hugging Face "
-            "directory with --model-dir"
-        )
     return reasons
+
+
+def alive_instance_types() -> list[str]:
+    """The declared instance type of every alive node: a read-only look at the cluster."""
+    import ray
+    from quantplan.agent.cluster.node_agent import instance_type_of
+
+    types = [
+        instance_type_of(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")
+    ]
+    return [t for t in types if t is not None]
 
 
 def built_toolchains() -> set[str]:

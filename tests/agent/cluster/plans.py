@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.plan import Plan
+
+
+@lru_cache(maxsize=1)
+def seed_snapshot() -> CatalogSnapshot:
+    """The shipped catalog, as apply's validation reads it."""
+    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.snapshot import load_snapshot
+
+    return load_snapshot(open_catalog("sqlite://"))
 
 
 @lru_cache(maxsize=1)
 def default_model_plan() -> Plan:
     """A CPU-only plan for the default model (llama.cpp on c7i.xlarge on the seed catalog)."""
-    from quantplan.catalog.db import open_catalog
-    from quantplan.catalog.snapshot import load_snapshot
     from quantplan.planner.planning import make_plan
     from quantplan.planner.targets import Targets
 
@@ -22,4 +30,4 @@ def default_model_plan() -> Plan:
             "constraints": {"device": "cpu", "clouds": ["aws"], "allow_mixed_fleet": False},
         }
     )
-    return make_plan(targets, load_snapshot(open_catalog("sqlite://")))
+    return make_plan(targets, seed_snapshot())

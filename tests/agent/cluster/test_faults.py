@@ -100,7 +100,8 @@ def test_plan_that_cannot_fit_is_refused_before_anything_starts(ray_cluster: Ray
     from quantplan.agent.cluster.validation import PlanRefusedError
 
     plan = default_model_plan()
-    too_big = plan.model_copy(update={"fleet": (plan.fleet[0].model_copy(update={"replicas": 5}),)})
+    five = plan.fleet[0].model_copy(update={"replicas": 5, "instances": 5})
+    too_big = plan.model_copy(update={"fleet": (five,)})
     since = RayEventSource().events_since(0).next_seq
     started = time.monotonic()
     with pytest.raises(PlanRefusedError) as refused:

@@ -19,7 +19,11 @@ from quantplan.agent.cluster.measure import (
     cost_line,
     usd_per_million,
 )
-from quantplan.agent.cluster.validation import catalog_refusals, cluster_refusals
+from quantplan.agent.cluster.validation import (
+    catalog_refusals,
+    cluster_refusals,
+    toolchain_refusals,
+)
 from quantplan.planner.plan import InstanceRef
 
 from quantplan.errors import QuantplanError
@@ -35,9 +39,10 @@ def test_plan_that_cannot_fit_is_refused_with_every_reason() -> None:
         "(it offers: c7i.large x1, c7i.xlarge x1)"
     ]
     assert cluster_refusals(original, ["c7i.xlarge"]) == []
-    missing = catalog_refusals(plan, seed_snapshot(), built_toolchains=set())
+    missing = toolchain_refusals(plan, set())
     assert missing == ["toolchain llama-cpp is not installed (run `quantplan toolchain install "
                        "llama-cpp`)"]  # fmt: skip
+    assert toolchain_refusals(plan, {"llama-cpp"}) == []
     assert catalog_refusals(original, seed_snapshot()) == []
 
 
@@ -67,7 +72,7 @@ def _tampered(**fields: object):  # type: ignore[no-untyped-def]
     ],
 )  # fmt: skip
 def test_plans_that_do_not_match_the_catalog_are_refused(fields: dict, reason: str) -> None:
-    reasons = catalog_refusals(_tampered(**fields), seed_snapshot(), built_toolchains=None)
+    reasons = catalog_refusals(_tampered(**fields), seed_snapshot())
     assert any(reason in r for r in reasons), reasons
 
 
