@@ -31,6 +31,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # A zombie has stopped: only its parent's wait is missing (the agent that started it may
+    # still hold it). Waiting the grace period on it would only delay the SIGKILL of the rest.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
     return True
 
 

@@ -83,3 +83,53 @@ def test_cluster_up_binds_loopback_only_requires_the_token_and_comes_down(tmp_pa
         assert cluster_down(state_dir)
     assert load_state(state_dir) is None
     assert not any(psutil.pid_exists(p.pid) and p.status() != "zombie" for p in processes)
+
+
+def test_cluster_down_stops_the_engines_its_agents_noted(tmp_path: Path, monkeypatch) -> None:
+    """Engines run in process groups of their own, so stopping the nodes leaves them running;
+    `cluster down` stops the groups its nodes' agents noted, and only those."""
+    import json
+    import time
+
+    from quantplan.agent.cluster.local_host import ClusterState, NodeRecord
+    from quantplan.agent.cluster.replicas import replicas_dir
+
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(tmp_path / "data"))
+
+    def session(*command: str) -> subprocess.Popen:
+        return subprocess.Popen(list(command), start_new_session=True)
+
+    host = session(sys.executable, "-c", "import time; time.sleep(60)")
+    # An engine with a child (as vLLM's engine core is): the whole group must go.
+    engine = session("sh", "-c", "sleep 60 & sleep 60")
+    elsewhere = session("sleep", "60")  # noted by another cluster's node: left alone
+    state_dir = tmp_path / "cluster"
+    state_dir.mkdir()
+    (state_dir / "host.pid").write_text(str(host.pid))
+    nodes = (NodeRecord(name="w1", node_id="node-1", instance_type="c7i.xlarge", num_cpus=4),)
+    state = ClusterState(address="127.0.0.1:1", host_pid=host.pid, nodes=nodes, temp_dir="")
+    (state_dir / "state.json").write_text(state.model_dump_json())
+    replicas_dir().mkdir(parents=True)
+    for replica, process, node in (("r1", engine, "node-1"), ("r2", elsewhere, "node-9")):
+        note = {"pid": process.pid, "node_id": node, "state": "starting"}
+        (replicas_dir() / f"{replica}.json").write_text(json.dumps(note))
+    time.sleep(0.2)  # the shell has started its child
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == engine.pid]
+    assert len(group) == 3  # sh and its two sleeps
+    try:
+        assert cluster_down(state_dir, timeout_s=10)
+        engine.wait(10)
+        host.wait(10)
+        assert not [p for p in group if p.is_running() and p.status() != "zombie"]
+        assert elsewhere.poll() is None and (replicas_dir() / "r2.json").exists()
+    finally:
+        for process in (host, engine, elsewhere):
+            process.kill()
+            process.wait(10)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
