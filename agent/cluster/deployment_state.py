@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from quantplan.planner.plan import Deployment, Plan
 
+from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
 
 
@@ -155,7 +156,21 @@ def load_state(name: str) -> DeploymentState | None:
     path = states_dir() / f"{_slug(name)}.json"
     if not path.is_file():
         return None
-    return DeploymentState.model_validate_json(path.read_text())
+    return _read_state(path)
+
+
+def _read_state(path: Path) -> DeploymentState:
+    """A state file, or one clear error: it is ours, but a disk full or an edit can break it."""
+    from pydantic import ValidationError
+
+    try:
+        return DeploymentState.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as error:
+        what = error.strerror if isinstance(error, OSError) else f"{error.error_count()} problem(s)"
+        raise QuantplanError(
+            f"deployment state {str(path)!r} cannot be read ({what})",
+            hint="stop its replicas with `quantplan cluster down`, then delete the file",
+        ) from None
 
 
 def save_state(state: DeploymentState) -> Path:
@@ -176,7 +191,4 @@ def all_states() -> list[DeploymentState]:
     directory = states_dir()
     if not directory.is_dir():
         return []
-    return [
-        DeploymentState.model_validate_json(path.read_text())
-        for path in sorted(directory.glob("*.json"))
-    ]
+    return [_read_state(path) for path in sorted(directory.glob("*.json"))]

@@ -152,3 +152,15 @@ def test_catalog_schemes_map_to_quantizer_options() -> None:
     }
     with pytest.raises(QuantplanError, match="do not know how"):
         quantize_options_for_scheme("gptq", "gptq-fp8")
+
+
+def test_a_broken_deployment_state_file_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    from quantplan.agent.cluster.deployment_state import all_states, load_state, states_dir
+
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(tmp_path))
+    states_dir().mkdir(parents=True)
+    (states_dir() / "demo.json").write_text('{"name": "demo", "replicas": [1]}')
+    with pytest.raises(QuantplanError, match=r"deployment state .* cannot be read"):
+        load_state("demo")
+    with pytest.raises(QuantplanError, match="cannot be read"):
+        all_states()
