@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from quantplan.catalog import models  # noqa: F401  (table registration)
@@ -14,7 +15,7 @@ from quantplan.catalog.db import (
     upgrade,
 )
 from quantplan.catalog.models import InstanceType
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel, func, select
 
 
@@ -92,3 +93,82 @@ def test_schemes_added_after_seeding_reach_existing_catalogs(db_url: str) -> Non
     with engine.connect() as connection:
         names = set(connection.execute(text("SELECT name FROM quant_scheme")).scalars())
     assert names == {"bf16"}
+
+
+def test_a_failed_upgrade_leaves_the_schema_as_it_was(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every upgrade is one transaction: a step that fails takes the DDL before it back too."""
+    import alembic.op
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO hardware (name, kind, vendor, memory_bandwidth_gbps, isa_flags, "
+                "source) VALUES ('L4', 'gpu', 'nvidia', 300, '', 'test')"
+            )
+        )
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected failure")
+
+    # 0002 adds a column (DDL), then fills it (op.execute): the fill fails here.
+    with monkeypatch.context() as patch:
+        patch.setattr(alembic.op, "execute", fail)
+        with pytest.raises(RuntimeError, match="injected failure"):
+            upgrade(engine)
+    assert current_revision(engine) == "0001"
+    columns = {column["name"] for column in inspect(engine).get_columns("hardware")}
+    assert "threads_per_core" not in columns
+    assert not [name for name in inspect(engine).get_table_names() if "tmp" in name]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM hardware")).scalars().all() == ["L4"]
+
+    # From an empty database, the tables 0001 made go too: nothing is left half-built.
+    empty = make_engine(db_url.replace("catalog.db", "empty.db")) if "sqlite" in db_url else None
+    if empty is not None:
+        with monkeypatch.context() as patch:
+            patch.setattr(alembic.op, "execute", fail)
+            with pytest.raises(RuntimeError, match="injected failure"):
+                upgrade(empty)
+        assert current_revision(empty) is None
+        assert inspect(empty).get_table_names() == []
+
+    upgrade(engine)  # and the same catalog upgrades cleanly afterwards
+    assert current_revision(engine) == head_revision()
+
+
+def test_a_seeded_catalog_with_measurements_downgrades_to_base_and_back(db_url: str) -> None:
+    """Dropping or rebuilding a table that seeded rows point at must not trip foreign keys."""
+    engine = make_engine(db_url)
+    prepare(engine)
+    quality_rows = "SELECT COUNT(*) FROM quality_result"
+    dangling = (
+        "SELECT COUNT(*) FROM quality_result WHERE scheme_id NOT IN (SELECT id FROM quant_scheme)"
+    )
+    with engine.begin() as connection:  # a measurement of a scheme that revision 0003 added
+        added = connection.execute(
+            text(
+                "INSERT INTO quality_result (model_id, scheme_id, eval_set, basis, source, "
+                "notes, recorded_at) SELECT m.id, s.id, 'wikitext', 'measured', 'test', '', "
+                ":now FROM model_card m, quant_scheme s WHERE s.name = 'gptq-w8a16-ch' LIMIT 1"
+            ),
+            {"now": "2026-11-28 00:00:00"},
+        )
+        assert added.rowcount == 1
+        before = connection.execute(text(quality_rows)).scalar_one()
+    with Session(engine) as session:
+        instances = session.exec(select(func.count()).select_from(InstanceType)).one()
+    downgrade(engine, "0002")  # the scheme goes, and its measurement with it (none dangles)
+    with engine.connect() as connection:
+        assert connection.execute(text(quality_rows)).scalar_one() == before - 1
+        assert connection.execute(text(dangling)).scalar_one() == 0
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert current_revision(engine) is None
+    prepare(engine)  # up again, and seeded again
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(InstanceType)).one() == instances
+    assert current_revision(engine) == head_revision()

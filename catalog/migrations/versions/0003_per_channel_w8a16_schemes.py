@@ -68,4 +68,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     names = [row["name"] for row in NEW_SCHEMES]
+    # Measurements of these schemes go with them (revision 0002 has no such schemes); they go
+    # first, or the foreign keys would refuse the delete (PostgreSQL) or be left dangling.
+    scheme_ids = sa.table("quant_scheme", sa.column("id", sa.Integer), sa.column("name", sa.String))
+    ids = sa.select(scheme_ids.c.id).where(scheme_ids.c.name.in_(names))
+    for measured in ("profile", "quality_result"):
+        table = sa.table(measured, sa.column("scheme_id", sa.Integer))
+        op.execute(table.delete().where(table.c.scheme_id.in_(ids)))
     op.execute(scheme.delete().where(scheme.c.name.in_(names)))
