@@ -7,6 +7,7 @@ data, ``catalog import``/``export`` and agent reports all use these same records
 
 from __future__ import annotations
 
+import reprlib
 from datetime import datetime
 from typing import Literal
 
@@ -67,9 +68,19 @@ def first_problem(error: ValidationError) -> str:
 
 
 def short_repr(value: object, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters."""
-    text = repr(value)
+    """A repr of ``value`` of at most ``limit`` characters.
+
+    reprlib looks at only the first few items and levels, so even a value with shared
+    sub-objects (an expanded YAML alias bomb) is described at once; plain repr() walks it all.
+    """
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 3
+_SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
 
 
 class Record(BaseModel):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import math
 import struct
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
-from quantplan.catalog.records import RECORD_TYPES, Record
+from quantplan.catalog.records import RECORD_TYPES, Record, first_problem
 from quantplan.catalog.seeding import seed_records
 
 PROFILE_ROW: dict[str, Any] = {
@@ -228,3 +229,15 @@ def test_quality_delta_is_derived_within_bounds() -> None:
     assert record.perplexity_delta_pct is not None and record.perplexity_delta_pct <= 1e8
     with pytest.raises(ValidationError):
         _build("quality", perplexity=0.5)  # perplexity is exp(NLL) >= 1
+
+
+def test_details_with_shared_sub_objects_are_refused_at_once() -> None:
+    """9 levels of 9 references to one list: 387 million leaves if walked in full."""
+    node: Any = ["x"] * 9
+    for _ in range(8):
+        node = [node] * 9
+    started = time.perf_counter()
+    with pytest.raises(ValidationError) as caught:
+        _build("profiles", details={"bomb": node})
+    assert "larger than" in first_problem(caught.value)
+    assert time.perf_counter() - started < 0.5

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +14,14 @@ from quantplan.catalog.db import make_engine, open_catalog, prepare
 from quantplan.catalog.models import InstanceType, QualityResult
 from quantplan.catalog.records import KIND_ORDER
 from quantplan.catalog.transfer import (
+    MAX_CSV_CELL_CHARS,
+    MAX_ROWS,
     ImportError_,
     export_file,
     export_kind,
     import_file,
     import_files,
+    render,
 )
 from sqlmodel import Session, func, select
 
@@ -181,3 +188,160 @@ def test_malformed_files_give_clear_errors(
 def test_missing_file(sqlite_url: str, tmp_path: Path) -> None:
     with pytest.raises(QuantplanError, match="no such file"):
         import_file(open_catalog(sqlite_url), tmp_path / "absent.json")
+
+
+# ---------------------------------------------------------------- bounded, safe input files
+
+
+def test_csv_row_count_and_cell_size_are_capped(sqlite_url: str, tmp_path: Path) -> None:
+    engine = open_catalog(sqlite_url)
+    header = ",".join(GOOD_ROW) + "\n"
+    line = ",".join(str(v) for v in GOOD_ROW.values()) + "\n"
+    many = tmp_path / "instances.csv"
+    many.write_text(header + line * (MAX_ROWS + 1))
+    with pytest.raises(ImportError_, match=f"more than {MAX_ROWS:,} rows"):
+        import_file(engine, many)
+    wide = tmp_path / "wide.csv"
+    wide.write_text(header + line.replace("test\n", "x" * (MAX_CSV_CELL_CHARS + 1) + "\n"))
+    with pytest.raises(ImportError_, match=r"row 1, field 'price_source'.*characters"):
+        import_file(engine, wide, kind="instances")
+
+
+def test_csv_details_that_are_not_json_name_row_and_field(sqlite_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "quality.csv"
+    path.write_text(
+        "model,scheme,eval_set,perplexity,basis,source,details\n"
+        "Llama-2-7B,gptq-w4a16-g128,x,6.0,measured,t,{broken\n"
+    )
+    with pytest.raises(ImportError_, match=r"row 1, field 'details': not a JSON value"):
+        import_file(open_catalog(sqlite_url), path)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_json_non_finite_literals_are_refused(
+    sqlite_url: str, tmp_path: Path, literal: str
+) -> None:
+    path = tmp_path / "q.json"
+    path.write_text(
+        '{"kind": "quality", "rows": [{"model": "Llama-2-7B", "scheme": "gptq-w4a16-g128", '
+        f'"eval_set": "x", "perplexity_delta_pct": {literal}, "basis": "measured", '
+        '"source": "t"}]}'
+    )
+    with pytest.raises(ImportError_, match=r"perplexity_delta_pct.*finite") as caught:
+        import_file(open_catalog(sqlite_url), path)
+    assert "\n" not in caught.value.message and caught.value.hint
+
+
+# Through the installed script, as a user runs it: refused in one line, nothing written.
+
+QUALITY_NAN = """kind: quality
+rows:
+- model: Llama-2-7B
+  scheme: gptq-w4a16-g128
+  eval_set: wikitext-2 (poisoned)
+  perplexity_delta_pct: .nan
+  basis: measured
+  source: a row that once broke plan, report, export and the dashboard
+"""
+PROFILE_INFINITY = json.dumps(
+    {
+        "kind": "profiles",
+        "rows": [
+            {
+                "model": "Llama-3.1-8B",
+                "scheme": "awq-w4a16-g128",
+                "engine": "vllm",
+                "hardware": "A10G",
+                "input_tokens": 512,
+                "output_tokens": 256,
+                "concurrency": 8,
+                "output_tokens_per_s": float("inf"),
+                "basis": "measured",
+                "source": "a row that once made every plan divide by zero",
+            }
+        ],
+    }
+)  # json.dumps writes the non-standard literal Infinity, as a careless exporter would
+# A well-formed quality row whose details hold 9 levels of 9 aliases: under 700 bytes, 387
+# million strings once expanded (the kind of file that once added 58 MB to a catalog).
+ALIAS_BOMB = (
+    "kind: quality\nrows:\n- model: Llama-2-7B\n  scheme: gptq-w4a16-g128\n  eval_set: x\n"
+    "  perplexity: 6.0\n  basis: measured\n  source: t\n  details:\n"
+    "    a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"    {b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(sqlite_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    assert len(ALIAS_BOMB) < 700
+    engine = open_catalog(sqlite_url)
+    started = time.perf_counter()
+    with pytest.raises(QuantplanError, match="anchors"):
+        import_file(engine, path)
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.fixture(scope="module")
+def cli_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A seeded catalog of this module's own, never the user's."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'c.db'}"
+    open_catalog(url)
+    return url
+
+
+def _quantplan(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantplan", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "500"},  # one message line stays one terminal line
+    )
+
+
+def _dump(db: str) -> str:
+    """Every kind rendered as its export would be: the whole catalog as a user can see it."""
+    engine = open_catalog(db)
+    return "".join(render(kind, export_kind(engine, kind), "json") for kind in KIND_ORDER)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind", "expected"),
+    [
+        ("poisoned.yaml", QUALITY_NAN, "quality", ["row 1", "perplexity_delta_pct", "finite"]),
+        ("fast.json", PROFILE_INFINITY, "profiles", ["row 1", "output_tokens_per_s", "finite"]),
+        ("bomb.yaml", ALIAS_BOMB, None, ["anchors"]),
+        ("binary.json", "\x00\x01\x02\x7fELF\x00" * 64, None, ["binary file"]),
+    ],
+    ids=["quality-nan", "profile-infinity", "alias-bomb", "binary"],
+)
+def test_cli_import_refuses_bad_files_and_writes_nothing(
+    cli_db: str, tmp_path: Path, name: str, content: str, kind: str | None, expected: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    before = _dump(cli_db)
+    started = time.perf_counter()
+    result = _quantplan("catalog", "import", str(path), "--db", cli_db)
+    elapsed = time.perf_counter() - started
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error:") and name in lines[0], lines
+    assert all(word in lines[0] for word in expected), lines
+    assert (len(lines) == 2 and "hint:" in lines[1]) or kind is None, lines
+    # Interpreter start-up included, on a loaded machine; the bomb alone once took minutes.
+    assert elapsed < 10
+    assert _dump(cli_db) == before
+    if kind is not None:  # the export that a stored NaN or Infinity used to crash
+        exported = _quantplan(
+            "catalog", "export", "--kind", kind, "--format", "json", "--db", cli_db
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert exported.stdout == render(kind, export_kind(open_catalog(cli_db), kind), "json")
