@@ -9,8 +9,9 @@ Two ways to run a case, both ending in ``quantplan.cli:main`` (the console scrip
   cases affordable in bench/fuzz_bench.py.
 
 Every case runs in its own directory with its own copy of a seeded SQLite catalog, and with the
-user directories, TMPDIR and RAY_TMPDIR pointed inside the sandbox, so ``apply`` and ``status``
-can never find (let alone join) a Ray cluster running on the machine.
+user directories, TMPDIR and RAY_TMPDIR pointed inside the sandbox and the Ray address pinned to
+the sandbox's (absent) local cluster, so ``apply``, ``status`` and ``destroy`` can never join a
+Ray cluster running on the machine.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class Sandbox:
             "QUANTPLAN_CACHE_DIR": str(self.cache),
             "TMPDIR": str(self.tmp),
             "RAY_TMPDIR": str(self.tmp),
+            # Ray's "auto" also scans running processes for a GCS, so apply/status/destroy would
+            # join another test's cluster on this machine; "local" means the cluster recorded in
+            # QUANTPLAN_DATA_DIR, which in the sandbox never exists.
+            "QUANTPLAN_RAY_ADDRESS": "local",
             "COLUMNS": COLUMNS,
             "NO_COLOR": "1",
             "TERM": "dumb",
