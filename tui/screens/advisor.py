@@ -250,16 +250,17 @@ class AdvisorScreen(Screen[None]):
             quality = row.quality_delta_pct
             table.add_row(
                 Text(f"{row.rank}{'*' if row.chosen else ''}", style="bold" if row.chosen else ""),
-                row.scheme,
-                row.instance + (" spot" if row.pricing == "spot" else ""),
+                # Names from the catalog are data: Text, so "[" is never read as markup.
+                Text(row.scheme),
+                Text(row.instance + (" spot" if row.pricing == "spot" else "")),
                 str(row.replicas),
                 f"{row.usd_per_month:,.0f}",
                 f"{row.usd_per_million_tokens:.3f}",
                 f"{row.ttft_p95_ms.value:,.0f} ms",
                 f"{quality.value:.2f}" if quality else "-",
-                row.basis,
-                row.engine,
-                row.method,
+                Text(row.basis),
+                Text(row.engine),
+                Text(row.method),
                 key=row.key,
             )
         details = self.query_one("#option-details", KeyValues)
@@ -303,12 +304,12 @@ class AdvisorScreen(Screen[None]):
         table.add_column("why", ratio=1, overflow="fold")
         for row in rows:
             ratio = f" ({row.cost_ratio:.1f}x cost)" if row.cost_ratio else ""
-            table.add_row(row.family, row.stage, row.reason + ratio)
+            table.add_row(Text(row.family), Text(row.stage), Text(row.reason + ratio))
         widget.update(table)
 
     def _set_status(self, message: str, error: bool = False) -> None:
         status = self.query_one("#plan-status", Static)
-        status.update(message)
+        status.update(Text(message))  # planner errors quote names and values: never markup
         status.set_class(error, "-error")
 
     # ---------------------------------------------------------------- plan actions
@@ -334,9 +335,11 @@ class AdvisorScreen(Screen[None]):
         try:
             written = save_plan(self.plan, path)
         except OSError as error:
-            self.notify(f"Cannot write {path}: {error.strerror}", severity="error")
+            self.notify(f"Cannot write {path}: {error.strerror}", severity="error", markup=False)
             return
-        self.notify(f"Plan saved to {written}. Apply it with `quantplan apply {written}`.")
+        self.notify(
+            f"Plan saved to {written}. Apply it with `quantplan apply {written}`.", markup=False
+        )
 
     def action_report(self) -> None:
         plan = self._need_plan()
@@ -354,20 +357,22 @@ class AdvisorScreen(Screen[None]):
         assert snapshot is not None
         try:
             written = self.quantplan.services.planner.write_report(plan, snapshot, path)
-        except (QuantplanError, OSError) as error:
+        except Exception as error:  # shown whatever it is: the worker must not fail silently
             self.app.call_from_thread(self._report_failed, error)
             return
         names = ", ".join(str(p) for p in written)
-        self.app.call_from_thread(self.notify, f"Capacity report written: {names}")
+        self.app.call_from_thread(self.notify, f"Capacity report written: {names}", markup=False)
         if not self.app.is_headless:
             self.app.call_from_thread(self.app.open_url, written[0].resolve().as_uri())
 
     def _report_failed(self, error: Exception) -> None:
         if isinstance(error, QuantplanError):
             message = error.message + (f" -- {error.hint}" if error.hint else "")
-        else:
+        elif isinstance(error, OSError):
             message = f"cannot write the report: {error}"
-        self.notify(message, severity="error", timeout=10)
+        else:
+            message = f"The report failed: {type(error).__name__}: {error}"
+        self.notify(message, severity="error", timeout=10, markup=False)
 
     def action_apply_plan(self) -> None:
         plan = self._need_plan()
@@ -384,9 +389,12 @@ class AdvisorScreen(Screen[None]):
             outcome = self.quantplan.services.apply.apply(plan)
         except QuantplanError as error:
             message = error.message + (f" -- {error.hint}" if error.hint else "")
-            self.app.call_from_thread(self.notify, message, severity="error", timeout=10)
+        except Exception as error:  # a cluster-side bug is reported, not swallowed by the worker
+            message = f"Apply failed: {type(error).__name__}: {error}"
+        else:
+            self.app.call_from_thread(self.notify, outcome, markup=False)
             return
-        self.app.call_from_thread(self.notify, outcome)
+        self.app.call_from_thread(self.notify, message, severity="error", timeout=10, markup=False)
 
     def action_toggle_form(self) -> None:
         form = self.query_one("#targets-form")

@@ -16,6 +16,7 @@ from quantplan.tui.viewmodels.catalog_view import (
     record_details,
 )
 from quantplan.tui.widgets.key_values import KeyValues
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -94,8 +95,8 @@ class CatalogScreen(Screen[None]):
         for column, label in zip(view.columns, view.labels, strict=True):
             table.add_column(label, key=column)
         self._rows = {row.key: row for row in view.rows}
-        for row in view.rows:
-            table.add_row(*row.cells, key=row.key)
+        for row in view.rows:  # catalog values are data, never markup: "[" is a valid name
+            table.add_row(*(Text(cell) for cell in row.cells), key=row.key)
         table.display = bool(view.rows)
         details = self.query_one("#catalog-details", KeyValues)
         if view.rows:
@@ -113,7 +114,7 @@ class CatalogScreen(Screen[None]):
 
     def _status(self, message: str, error: bool = False) -> None:
         status = self.query_one("#catalog-status", Static)
-        status.update(message)
+        status.update(Text(message))  # errors and file names quote users' text: not markup
         status.set_class(error, "-error")
 
     # ---------------------------------------------------------------- events
@@ -164,26 +165,31 @@ class CatalogScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="import", exit_on_error=False)
     def import_file(self, path: Path) -> None:
+        """Import off the UI thread; whatever happens, "Importing..." gives way to an outcome."""
+        failure: str | None = f"Import of {path} was interrupted; nothing imported."
         try:
             results = self.quantplan.services.catalog.import_files([path])
+            kind, counts = results[0]
+            summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
+            failure = None
+            self.app.call_from_thread(self._imported, kind, f"Imported {path.name}: {summary}")
         except QuantplanError as error:
-            message = f"Nothing imported. {error.message}" + (
-                f"\nhint: {error.hint}" if error.hint else ""
-            )
-            self.app.call_from_thread(self._import_failed, message)
-            return
-        kind, counts = results[0]
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
-        self.app.call_from_thread(self._imported, kind, f"Imported {path.name}: {summary}")
+            hint = f"\nhint: {error.hint}" if error.hint else ""
+            failure = f"Nothing imported. {error.message}{hint}"
+        except Exception as error:  # a reader's bug, a binary file: shown, never a stuck status
+            failure = f"Nothing imported from {path}. {type(error).__name__}: {error}"
+        finally:
+            if failure is not None:
+                self.app.call_from_thread(self._import_failed, failure)
 
     def _import_failed(self, message: str) -> None:
         self._status(message, error=True)
-        self.notify(message, severity="error", timeout=10)
+        self.notify(message, severity="error", timeout=10, markup=False)
 
     def _imported(self, kind: str, message: str) -> None:
         self.kind = kind
         self.query_one("#catalog-kind", Select).value = kind
-        self.notify(message)
+        self.notify(message, markup=False)
         self.quantplan.reload_catalog()
 
     def screen_commands(self) -> Iterable[SystemCommand]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -50,7 +51,7 @@ class PathPrompt(ModalScreen[Path | None]):
         self.dismiss(None)
 
     def show_error(self, message: str) -> None:
-        self.query_one("#dialog-error", Static).update(message)
+        self.query_one("#dialog-error", Static).update(Text(message))  # names a typed path
 
     def _accept(self) -> None:
         text = self.query_one("#dialog-path", Input).value.strip()

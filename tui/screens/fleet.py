@@ -200,7 +200,7 @@ class FleetScreen(Screen[None]):
         with Vertical(id="no-cluster"):
             yield Static(id="no-cluster-message")
         with Vertical(id="fleet-live"):
-            yield Static(getattr(source, "description", ""), id="fleet-summary")
+            yield Static(Text(getattr(source, "description", "")), id="fleet-summary")
             yield Static("", id="replan")
             # A plain switcher and a one-line tab bar: switching views is a keypress away and
             # costs no tab animation while a thousand rows are updating.
@@ -224,8 +224,10 @@ class FleetScreen(Screen[None]):
 
     def _show_unavailable(self, source: SourceUnavailable) -> None:
         self.query_one("#no-cluster-message", Static).update(
-            f"No cluster connected: {source.reason}.\n\n{source.hint}\n\n"
-            "The advisor (F2) and the catalog (F4) work without a cluster."
+            Text(  # the reason quotes Ray's own error text: not markup
+                f"No cluster connected: {source.reason}.\n\n{source.hint}\n\n"
+                "The advisor (F2) and the catalog (F4) work without a cluster."
+            )
         )
         self.query_one("#no-cluster").display = True
         self.query_one("#fleet-live").display = False
@@ -288,7 +290,7 @@ class FleetScreen(Screen[None]):
             return
         width = max(1, summary.content_region.width)
         lines = len(Text(line).wrap(self.app.console, width))
-        summary.update(line, layout=(width, lines) != self._summary_shown[1:])
+        summary.update(Text(line), layout=(width, lines) != self._summary_shown[1:])
         self._summary_shown = (line, width, lines)
 
     def _refresh_nodes(self) -> None:
@@ -324,7 +326,7 @@ class FleetScreen(Screen[None]):
                 f"Replan proposed for {p.plan_id}: " + ("; ".join(p.reasons) or "see the log")
                 for p in proposals
             ]
-            banner.update("\n".join(lines))
+            banner.update(Text("\n".join(lines)))  # reasons quote events: not markup
 
     # ---------------------------------------------------------------- actions
 

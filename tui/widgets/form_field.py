@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.suggester import Suggester
@@ -51,6 +52,6 @@ class FormField(Vertical):
 
     def show_error(self, message: str | None) -> None:
         error = self.query_one(".field-error", Static)
-        error.update(message or "")
+        error.update(Text(message or ""))  # quotes what the user typed: never markup
         error.set_class(not message, "-empty")
         self.query_one(Input).set_class(bool(message), "-invalid")

@@ -10,7 +10,11 @@ from textual.widgets import Static
 
 
 class KeyValues(Static):
-    """Shows ``(label, value)`` pairs, optionally under a title; wraps long values."""
+    """Shows ``(label, value)`` pairs, optionally under a title; wraps long values.
+
+    Labels and values are catalog and plan data, shown as they are: a "[" in them is text, not
+    Rich markup (as markup, "[/" crashes the render).
+    """
 
     def show(self, pairs: Sequence[tuple[str, str]], title: str | None = None) -> None:
         table = Table.grid(padding=(0, 1), expand=True)
@@ -19,5 +23,5 @@ class KeyValues(Static):
         if title:
             table.add_row(Text(title, style="bold underline"), "")
         for label, value in pairs:
-            table.add_row(label, value)
+            table.add_row(Text(label), Text(value))
         self.update(table)
