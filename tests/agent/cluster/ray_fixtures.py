@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,16 @@ class RayTestCluster:
 
     def node_of(self, node_id: str):
         return next(n for n in self.workers if n.node_id == node_id)
+
+    def kill_raylet(self, node_id: str) -> int:
+        """``kill -9`` the raylet of a worker node, as a crashed machine would lose it; returns
+        its pid. The node's other processes are left to notice on their own."""
+        from quantplan.agent.cluster.local_host import _raylet_pid
+
+        pid = _raylet_pid(self.node_of(node_id))
+        assert pid is not None, "the node has no raylet process"
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def kill_and_replace(self, node_id: str) -> None:
         """Kill a worker node outright (no graceful shutdown), then add a fresh one of the same
