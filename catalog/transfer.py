@@ -172,6 +172,8 @@ def _load_document(text: str, file_format: FileFormat, source: str) -> Any:
         raise ImportError_(f"{source}: not valid JSON: {error}") from None
     except RecursionError:
         raise ImportError_(f"{source}: nests too deeply to be a catalog file") from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise ImportError_(f"{source}: a value cannot be read: {_one_line(error)}") from None
 
 
 def _one_line(error: BaseException) -> str:

@@ -94,6 +94,10 @@ def parse_yaml(text: str, what: str) -> Any:
         raise InputFileError(f"{what} is not valid YAML/JSON: {_one_line(error)}") from None
     except RecursionError:
         raise InputFileError(f"{what} nests too deeply to be a quantplan file") from None
+    except ValueError as error:  # YAML accepts it, Python does not: a 5,000-digit int, 2024-13-45
+        raise InputFileError(
+            f"{what} has a value that cannot be read: {_one_line(error)}"
+        ) from None
 
 
 def load_yaml_file(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:

@@ -173,6 +173,13 @@ def test_measurements_are_never_replaced(sqlite_url: str, tmp_path: Path) -> Non
         ("cloud,name\naws,x\n", "prices.csv", "does not say which kind"),
         ("a: [", "x.yaml", "not valid YAML"),
         ("", "x.txt", "cannot tell the format"),
+        (
+            '{"kind": "models", "rows": [{"layers": 1' + "0" * 5000 + "}]}",
+            "x.json",
+            "cannot be read",
+        ),
+        ("kind: models\nrows: [{layers: 1" + "0" * 5000 + "}]\n", "x.yaml", "cannot be read"),
+        ("kind: models\nrows: [{name: 2024-13-45}]\n", "x.yaml", "month must be in"),
     ],
 )
 def test_malformed_files_give_clear_errors(

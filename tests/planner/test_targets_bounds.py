@@ -156,6 +156,16 @@ def test_load_targets_names_file_and_field_in_one_line(tmp_path: Path) -> None:
     assert "finite" in caught.value.message and caught.value.hint
 
 
+@pytest.mark.parametrize(
+    "volume", ["1" + "0" * 5000, "2024-13-45"], ids=["5000-digit-int", "bad-date"]
+)
+def test_load_targets_refuses_values_python_cannot_hold(tmp_path: Path, volume: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(f"model: Llama-3.1-8B\nworkload: {{requests_per_s: {volume}}}\n")
+    with pytest.raises(QuantplanError, match="cannot be read"):
+        load_targets(path)
+
+
 def _quantplan(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quantplan", *args],
