@@ -4,6 +4,10 @@ Reference rows (hardware, instance types, model cards, schemes, engine support) 
 key and are versioned data. Measurement rows (profiles, quality results) are appended with their
 basis and provenance and are never overwritten; a run id makes each report idempotent.
 
+Table classes do not validate on construction. Every row but a run is written from a record of
+``catalog/records.py``, which holds the bounds (finite numbers within physical limits, bounded
+printable strings: ``catalog/vocabulary.py``); runs come from ``reports.RunInfo``.
+
 Changing this module means writing an Alembic migration in ``catalog/migrations/versions``.
 """
 
