@@ -18,8 +18,6 @@ Safety rules kept here, so no caller has to know them:
 
 from __future__ import annotations
 
-import os
-import re
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,15 +25,19 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from quantplan.catalog.urls import (
+    describe_catalog,
+    redact_url,
+    resolve_database_url,
+    scrub,
+)
 from sqlalchemy import URL, Connection, Engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
 from quantplan.errors import QuantplanError
-from quantplan.paths import default_database_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -52,10 +54,10 @@ _BEGIN_MODE = "quantplan_sqlite_begin"
 _MIGRATION_LOCK_KEY = zlib.crc32(b"quantplan catalog migrations")
 """PostgreSQL advisory lock held while migrating, so two first runs do not migrate at once."""
 
-# Everything between the scheme and the last @ of a string SQLAlchemy could not parse: without
-# the parser's help, user and password are hidden together (an unencoded @ may be in either).
-_USERINFO = re.compile(r"^([^:/@]*[:/]+).*@")
-_PASSWORD_QUERY_KEYS = frozenset({"password", "passwd", "sslpassword"})
+DAMAGED_HINT = (
+    "restore it from a backup (or a `quantplan catalog export`), or point --db / QUANTPLAN_DB "
+    "at a new file to start a fresh catalog"
+)
 
 
 class CatalogBusyError(QuantplanError):
@@ -71,71 +73,6 @@ class CatalogDamagedError(QuantplanError):
 
 class CatalogTooNewError(QuantplanError):
     """The catalog's schema revision is one this quantplan does not know (a newer release)."""
-
-
-def resolve_database_url(url: str | None = None) -> str:
-    """The URL to use: the explicit one, else ``QUANTPLAN_DB``, else the embedded SQLite file."""
-    chosen = url or os.environ.get("QUANTPLAN_DB") or default_database_url()
-    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-    if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
-        chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
-    return chosen
-
-
-def redact_url(url: str | URL) -> str:
-    """``url`` as it may be shown (messages, logs, screens): the password replaced by ``***``.
-
-    Never raises: a string SQLAlchemy cannot parse is redacted by pattern instead.
-    """
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except Exception:
-        parsed = None
-    if parsed is None or "@" in (parsed.host or ""):
-        # Unparsable, or an unencoded @ in the password that the parser took for the host's.
-        raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-        return _USERINFO.sub(r"\1***@", raw)
-    # libpq also takes the password as a query parameter (?password=...).
-    hidden = {key: "***" for key in parsed.query if key.lower() in _PASSWORD_QUERY_KEYS}
-    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
-
-
-def describe_catalog(url: str | URL) -> str:
-    """How a message names the catalog: the file for SQLite, the redacted URL otherwise."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return f"catalog {redact_url(url)}"
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return f"catalog file {parsed.database}"
-    return f"catalog {redact_url(parsed)}"
-
-
-def _secrets(url: str | URL) -> list[str]:
-    """The password of ``url`` (and libpq's query-string password), in every form a driver
-    might echo: as given and percent-encoded."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return []
-    found = [str(parsed.password)] if parsed.password else []
-    for key, value in parsed.query.items():
-        if key.lower() in _PASSWORD_QUERY_KEYS:
-            found.extend([value] if isinstance(value, str) else value)
-    # A password of a few characters would blank out every word that contains it; drivers
-    # do not echo passwords anyway, this is a second line of defence.
-    long_enough = [secret for secret in found if len(secret) >= 4]
-    return [form for secret in long_enough for form in {secret, quote(secret, safe="")}]
-
-
-def _scrub(message: str, url: str | URL) -> str:
-    """``message`` as one line, with the URL and its password taken out (drivers may echo
-    either)."""
-    raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    message = message.replace(raw, redact_url(url))
-    for secret in sorted(_secrets(url), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return " ".join(message.split())  # drivers wrap their messages; ours are one line
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -203,8 +140,7 @@ def _explain_sqlite_error(error: BaseException, url: URL) -> QuantplanError | No
     ):
         return CatalogDamagedError(
             f"the {where} is not a usable catalog database: {text_}",
-            hint="restore it from a backup (or a `quantplan catalog export`), or point --db / "
-            "QUANTPLAN_DB at a new file to start a fresh catalog",
+            hint=DAMAGED_HINT,
         )
     return None
 
@@ -225,7 +161,7 @@ def make_engine(url: str | None = None) -> Engine:
     except (ArgumentError, ImportError) as error:
         # Neither message may carry the URL as given: it holds the password.
         raise QuantplanError(
-            f"cannot use database URL {redact_url(resolved)}: {_scrub(str(error), resolved)}",
+            f"cannot use database URL {redact_url(resolved)}: {scrub(str(error), resolved)}",
             hint="use a SQLAlchemy URL such as sqlite:///catalog.db or "
             "postgresql://user:password@host/dbname",
         ) from None
@@ -343,10 +279,12 @@ def check_sqlite_integrity(engine: Engine) -> None:
     with engine.connect() as connection:
         problems = connection.exec_driver_sql("PRAGMA quick_check").scalars().all()
     if problems != ["ok"]:
+        first = " ".join(str(problems[0]).replace("*** in database main ***", "").split())
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise CatalogDamagedError(
-            f"the {describe_catalog(engine.url)} is damaged: {problems[0]}",
-            hint="restore it from a backup (or a `quantplan catalog export`), or point --db / "
-            "QUANTPLAN_DB at a new file to start a fresh catalog",
+            f"the {describe_catalog(engine.url)} is damaged, not a usable catalog database: "
+            f"{first}{more}",
+            hint=DAMAGED_HINT,
         )
 
 
@@ -381,14 +319,13 @@ def prepare(engine: Engine, *, seed: bool = True) -> None:
                 seed_catalog(engine)
     except OperationalError as error:
         raise QuantplanError(
-            f"cannot open the {describe_catalog(engine.url)}: "
-            f"{_scrub(str(error.orig), engine.url)}",
+            f"cannot open the {describe_catalog(engine.url)}: {scrub(str(error.orig), engine.url)}",
             hint="check that the server is running and the URL (--db / QUANTPLAN_DB) is right",
         ) from None
     except DatabaseError as error:
         raise QuantplanError(
             f"the {describe_catalog(engine.url)} is not a usable catalog database: "
-            f"{_scrub(str(error.orig), engine.url)}",
+            f"{scrub(str(error.orig), engine.url)}",
             hint="point --db / QUANTPLAN_DB at a quantplan catalog, or at a new file to create one",
         ) from None
 
