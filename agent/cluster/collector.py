@@ -23,6 +23,7 @@ from quantplan.agent.cluster.events import CatalogEvent, EventBus, FleetEvent, R
 from quantplan.agent.cluster.spool import ReportSpool
 from quantplan.catalog.db import CatalogBusyError
 from quantplan.catalog.reports import MeasurementReport, ReportOutcome
+from quantplan.catalog.urls import redact_url
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -307,9 +308,4 @@ def _short(error: BaseException) -> str:
 
 def _redact(url: str) -> str:
     """The URL without its password, for status output and events."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
+    return redact_url(url)
