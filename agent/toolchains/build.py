@@ -24,14 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged
 from quantplan.agent.toolchains.specs import TOOLCHAINS, ToolchainSpec, get_spec
-from quantplan.agent.toolchains.wheels import ensure_wheel
+from quantplan.agent.toolchains.wheels import (
+    TorchSource,
+    ensure_wheel,
+    resolve_torch_source,
+    torch_pin,
+    wheelhouses,
+)
 
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 
 MANIFEST_NAME = "quantplan-toolchain.json"
-# Where the machine image keeps prebuilt wheels (torch +cpu) so pip needs no CUDA download.
-DEFAULT_WHEELHOUSE = Path("/opt/wheels")
 
 Progress = Callable[[str], None]
 
@@ -115,15 +119,22 @@ def ensure_toolchain(
         return _build(spec, progress or (lambda _line: None))
 
 
-def _wheelhouses() -> list[Path]:
-    override = os.environ.get("QUANTPLAN_WHEELHOUSE")
-    candidates = [Path(override)] if override else [DEFAULT_WHEELHOUSE]
-    return [path for path in candidates if path.is_dir()]
+def torch_source_for(spec: ToolchainSpec, python_version: str) -> TorchSource | None:
+    """Where the toolchain's CPU-only torch would come from; None when its lock has none."""
+    pin = torch_pin(spec.lock_text())
+    return resolve_torch_source(pin, python_version) if pin else None
 
 
 def _build(spec: ToolchainSpec, progress: Progress) -> Toolchain:
     python = base_python()
     version = python_version_of(python)
+    torch = torch_source_for(spec, version)
+    if torch is not None and torch.kind == "missing":  # fail in seconds, not after the venv
+        raise QuantplanError(
+            f"cannot build {spec.name}: {torch.describe()}",
+            hint="put that wheel in a folder and set QUANTPLAN_WHEELHOUSE to it, or let this "
+            "machine reach PyTorch's CPU index (QUANTPLAN_TORCH_INDEX names a mirror)",
+        )
     final = toolchain_dir(spec)
     staging = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     log_path = toolchains_root() / "logs" / f"{final.name}.log"
@@ -135,24 +146,26 @@ def _build(spec: ToolchainSpec, progress: Progress) -> Toolchain:
         progress("creating virtual environment")
         run_logged([str(python), "-m", "venv", str(staging)], log_path, what="creating the venv")
         venv_python = staging / "bin" / "python"
-        find_links = [str(path) for path in _wheelhouses()]
+        find_links = [str(path) for path in wheelhouses()]
         python_tag = f"cp{version.replace('.', '')[:3]}-{sys.platform}"
         for source_build in spec.source_builds:
             progress(f"building {source_build.requirement} from source (cached afterwards)")
             wheel_dir = ensure_wheel(source_build, venv_python, python_tag, log_path, progress)
             find_links.append(str(wheel_dir))
-        progress("installing pinned packages")
+        progress("installing pinned packages" + (f"; {torch.describe()}" if torch else ""))
         install = [str(venv_python), "-m", "pip", "install", "--no-input", "--progress-bar", "off"]
         for link in find_links:
             install += ["--find-links", link]
+        if torch is not None and torch.kind == "index":
+            install += ["--extra-index-url", str(torch.location)]
         install += ["-r", str(_lock_path(spec))]
         run_logged(
             install,
             log_path,
             on_line=progress,
             what=f"installing {spec.name}",
-            hint="check the network to PyPI and that /opt/wheels (or QUANTPLAN_WHEELHOUSE) holds "
-            "the +cpu torch wheel named in the lock file",
+            hint="check the network to PyPI"
+            + (f" and to where torch comes from ({torch.describe()})" if torch else ""),
         )
         if spec.uninstall_after:
             progress("removing " + ", ".join(spec.uninstall_after))

