@@ -291,3 +291,24 @@ def test_a_catalog_from_a_newer_quantplan_is_one_clear_error(tmp_path: Path) -> 
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == (
             "0999_from_the_future"
         )
+
+
+def test_the_default_catalog_is_the_file_in_the_data_directory_whatever_its_name(
+    tmp_path: Path,
+) -> None:
+    """A data directory named with % or ? (URL syntax), and given relative to the working
+    directory, still holds the catalog: it used to land in another file."""
+    env = {k: v for k, v in os.environ.items() if k != "QUANTPLAN_DB"}
+    env["QUANTPLAN_DATA_DIR"] = "data%40home?x"  # relative: resolved against cwd once
+    result = subprocess.run(
+        [*QUANTPLAN, "catalog", "list", "--kind", "schemes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("catalog.db")] == [
+        "data%40home?x/catalog.db"
+    ]
