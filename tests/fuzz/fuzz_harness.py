@@ -332,8 +332,11 @@ def clarity(rc: int, stderr: str) -> str | None:
             if line.strip().startswith("hint:"):
                 break
             before_hint.append(line)
-        if before_hint:
+        # rich wraps a message longer than COLUMNS at a word boundary: those lines are one.
+        wrapped = all(len(line) >= int(COLUMNS) * 3 // 4 for line in [first, *before_hint[:-1]])
+        if before_hint and not wrapped:
             return "multi-line error"
+        first = " ".join([first, *(line.strip() for line in before_hint)])
         if len(first) > OVERLONG_CHARS:
             return "overlong error"
         return None
