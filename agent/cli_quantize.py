@@ -43,15 +43,40 @@ def toolchain_install(
     for name in selected:
         if find_toolchain(name) is not None:
             console.print(f"[green]✓[/] {name} already installed")
-            continue
-        with Status(f"{name}: starting", console=console) as status:
+        else:
+            with Status(f"{name}: starting", console=console) as status:
 
-            def show(line: str, name: str = name, status: Status = status) -> None:
-                if not line.startswith("WARNING: Location"):
-                    status.update(f"[bold]{name}[/]: {line[:110]}")
+                def show(line: str, name: str = name, status: Status = status) -> None:
+                    if not line.startswith("WARNING: Location"):
+                        status.update(f"[bold]{name}[/]: {line[:110]}")
 
-            toolchain = ensure_toolchain(name, progress=show)
-        console.print(f"[green]✓[/] {name} built in {toolchain.build_seconds:.0f} s")
+                toolchain = ensure_toolchain(name, progress=show)
+            console.print(f"[green]✓[/] {name} built in {toolchain.build_seconds:.0f} s")
+        if name == "llama-cpp":
+            _install_llama_server(console)
+
+
+def _install_llama_server(console: Console) -> None:
+    """llama.cpp's own server, compiled from the same pinned source (CUDA where a GPU is)."""
+    from quantplan.agent.toolchains.llama_server import (
+        detect_cuda_architecture,
+        ensure_llama_server,
+        find_llama_server,
+    )
+    from rich.status import Status
+
+    architecture = detect_cuda_architecture()
+    if find_llama_server(architecture) is not None:
+        console.print("[green]✓[/] llama-server already built")
+        return
+    with Status("llama-server: starting", console=console) as status:
+
+        def show(line: str) -> None:
+            status.update(f"[bold]llama-server[/]: {line[:100]}")
+
+        build = ensure_llama_server(architecture, progress=show)
+    seconds = f"{build.build_seconds:.0f} s"
+    console.print(f"[green]✓[/] llama-server ({build.backend}) built in {seconds}")
 
 
 @toolchain_app.command("list")

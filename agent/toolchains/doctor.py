@@ -163,8 +163,45 @@ def toolchain_checks(name: str) -> list[Check]:
     ]
 
 
+def llama_server_checks() -> list[Check]:
+    """Is llama-server built for this host (CPU, or CUDA where a GPU and nvcc are), and does
+    the binary start?"""
+    from quantplan.agent.toolchains.llama_server import (
+        build_dir,
+        detect_cuda_architecture,
+        find_llama_server,
+    )
+
+    architecture = detect_cuda_architecture()
+    label = f"llama-server ({'CUDA ' + architecture if architecture else 'CPU'})"
+    build = find_llama_server(architecture)
+    if build is None:
+        return [
+            Check(
+                name=label,
+                status="warn",
+                detail=f"not built ({build_dir(architecture)}); run "
+                "`quantplan toolchain install llama-cpp`",
+            )
+        ]
+    try:
+        result = subprocess.run(
+            [str(build.server), "--version"], capture_output=True, text=True, timeout=60
+        )
+        ok = result.returncode == 0
+        detail = (result.stdout + result.stderr).strip().splitlines()[:1]
+    except (OSError, subprocess.SubprocessError) as error:
+        ok, detail = False, [str(error)]
+    text = f"{build.server}: {detail[0] if detail else ''}"
+    if not ok:
+        text += f"\nfix: delete {build.root} and run `quantplan toolchain install llama-cpp`"
+    return [Check(name=label, status="ok" if ok else "fail", detail=text)]
+
+
 def run_doctor(names: list[str] | None = None) -> list[Check]:
     checks = machine_checks()
     for name in names or list(TOOLCHAINS):
         checks.extend(toolchain_checks(name))
+        if name == "llama-cpp":
+            checks.extend(llama_server_checks())
     return checks
