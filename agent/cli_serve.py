@@ -65,6 +65,15 @@ ApiKeyOption = Annotated[
 ]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Engine CPU threads.")]
 MaxLenOption = Annotated[int, typer.Option("--max-model-len", help="Context to allocate.")]
+ParallelOption = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel",
+        min=1,
+        max=512,
+        help="llama.cpp: requests batched together (slots), each with --max-model-len context.",
+    ),
+]
 TimeoutOption = Annotated[
     float, typer.Option("--startup-timeout", help="Seconds to wait for the health check.")
 ]
@@ -87,6 +96,7 @@ def serve_command(
     threads: ThreadsOption = None,
     max_model_len: MaxLenOption = 2048,
     startup_timeout: TimeoutOption = 300.0,
+    parallel: ParallelOption = None,
 ) -> None:
     """Serve an artifact in the foreground with an OpenAI-compatible API.
 
@@ -106,6 +116,7 @@ def serve_command(
         threads=threads,
         max_model_len=max_model_len,
         startup_timeout_s=startup_timeout,
+        parallel_slots=parallel,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] binding {host}: reachable from other machines")

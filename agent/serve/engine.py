@@ -152,6 +152,19 @@ class ServeOptions(BaseModel):
         "Benchmarks turn it off so every request pays its own prefill",
     )
     gpu_layers: int = Field(default=-1, description="llama.cpp layers on the GPU (-1 = all)")
+    parallel_slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="llama-server's parallel slots (requests batched together); each slot gets "
+        "max_model_len tokens of context. None = the engine's default",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="llama-server's logical batch (-b); None = its default"
+    )
+    ubatch_size: int | None = Field(
+        default=None, ge=1, description="llama-server's physical batch (-ub); None = its default"
+    )
     extra_args: list[str] = Field(default_factory=list, description="Passed to the engine as-is")
 
 
@@ -167,6 +180,8 @@ class EngineServer(ABC):
     # Inherited variables the server would obey over its command line (matched ignoring case),
     # removed from its environment so a stray HOST or PORT cannot move the server.
     ignored_environment: ClassVar[tuple[str, ...]] = ()
+    # The same for whole families of variables (matched by prefix, ignoring case).
+    ignored_environment_prefixes: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
@@ -193,6 +208,23 @@ class EngineServer(ABC):
     def version_probe(self) -> str:
         """Python source printing the engine's version, run with the toolchain interpreter."""
         return "print('unknown')"
+
+    def provenance(self, python: Path) -> dict[str, str | None]:
+        """Engine version and build flags: ``version_probe`` run with the toolchain's
+        interpreter (a native engine overrides this to ask its binary)."""
+        import subprocess
+
+        try:
+            out = subprocess.run(
+                [str(python), "-c", self.version_probe()],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
+            return json.loads(out.strip().splitlines()[-1])
+        except (subprocess.SubprocessError, OSError, json.JSONDecodeError, IndexError):
+            return {"engine_version": None, "build": None}
 
     @abstractmethod
     def check_artifact(self, model: ArtifactInfo) -> None:

@@ -12,7 +12,6 @@ created readable by their owner only, and error text has the key redacted.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -158,7 +157,12 @@ def engine_environment(engine: EngineServer, options: ServeOptions) -> dict[str,
     dropped = {name.lower() for name in engine.ignored_environment}
     if engine.api_key_variable:
         dropped.add(engine.api_key_variable.lower())
-    environment = {k: v for k, v in os.environ.items() if k.lower() not in dropped}
+    prefixes = tuple(prefix.lower() for prefix in engine.ignored_environment_prefixes)
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in dropped and not (prefixes and k.lower().startswith(prefixes))
+    }
     environment.update(engine.environment(options))
     if options.api_key:
         if not engine.api_key_variable:
@@ -195,18 +199,8 @@ def resolve_toolchain_python(toolchain: str, *, install: bool = True) -> Path:
 
 
 def engine_provenance(engine: EngineServer, python: Path) -> dict[str, str | None]:
-    """Engine version and build flags, asked of the toolchain's own interpreter."""
-    try:
-        out = subprocess.run(
-            [str(python), "-c", engine.version_probe()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, OSError, json.JSONDecodeError, IndexError):
-        return {"engine_version": None, "build": None}
+    """Engine version and build flags, asked of the toolchain (or the engine's binary)."""
+    return engine.provenance(python)
 
 
 def start_server(
@@ -283,7 +277,9 @@ def _wait_healthy(handle: ServerHandle, timeout_s: float, started: float) -> Non
             if not handle.alive():
                 error = handle.failure("exited during startup")
                 # A port taken between our check and the engine's bind shows up only in the log.
-                if "address already in use" in handle.log_text().lower():
+                # ("couldn't bind HTTP server socket": llama-server's words for it.)
+                log = handle.log_text().lower()
+                if "address already in use" in log or "couldn't bind http server socket" in log:
                     error = PortInUseError(
                         f"port {handle.port} was taken before the server could bind it",
                         hint=_HINTS["port_in_use"],

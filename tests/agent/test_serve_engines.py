@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from quantplan.agent.serve import LlamaCppServer, VllmServer, engine_for_artifact, get_engine
+from quantplan.agent.serve import (
+    LlamaCppServer,
+    LlamaServer,
+    VllmServer,
+    engine_for_artifact,
+    get_engine,
+)
 from quantplan.agent.serve.engine import ServeOptions, inspect_artifact
 from quantplan.agent.serve.errors import (
     EngineDiedError,
@@ -113,7 +119,9 @@ def test_llama_cpp_needs_gguf_and_its_build_flags(tmp_path: Path) -> None:
     no_avx512 = AVX512.model_copy(update={"cpu_flags": frozenset({"avx2", "fma", "f16c"})})
     assert not LlamaCppServer().can_run(no_avx512, info)[0]
     assert not LlamaCppServer(cuda=True).can_run(AVX512, info)[0]
-    assert isinstance(engine_for_artifact(gguf), LlamaCppServer)
+    # GGUF is served by llama.cpp's own llama-server; the Python bindings' server on request.
+    assert isinstance(engine_for_artifact(gguf), LlamaServer)
+    assert isinstance(get_engine("llama-cpp-python"), LlamaCppServer)
 
 
 def test_commands_bind_localhost_by_default(tmp_path: Path) -> None:
