@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "quantplan.planner.cli",
     "quantplan.agent.cli",
     "quantplan.tui.cli",
+    "quantplan.api_cli",
 )
 DEBUG_ENV = "QUANTPLAN_DEBUG"
 EXIT_USER_ERROR = 2

@@ -94,7 +94,7 @@ class CatalogService:
 
         return open_catalog(self.database_url)
 
-    def _read(self) -> tuple[CatalogSnapshot, str | None]:
+    def snapshot_and_revision(self) -> tuple[CatalogSnapshot, str | None]:
         with self._lock:
             now = time.monotonic()
             if self._cached is not None and now - self._cached[0] < self.max_age_s:
@@ -108,11 +108,11 @@ class CatalogService:
             return snapshot, revision
 
     def load(self) -> CatalogSnapshot:
-        return self._read()[0]
+        return self.snapshot_and_revision()[0]
 
     def revision(self) -> str | None:
         """The catalog database's schema revision, recorded in plans as the CLI does."""
-        return self._read()[1]
+        return self.snapshot_and_revision()[1]
 
     def import_files(self, paths: list[Path]) -> ImportResult:
         from quantplan.catalog.transfer import import_files
@@ -380,7 +380,7 @@ class Services:
     def plan(self, targets: Targets | Mapping[str, Any]) -> Plan:
         """The plan ``quantplan plan`` makes for these targets, kept for the plan resources."""
         wanted = targets_from(targets)
-        snapshot, revision = self.catalog._read()
+        snapshot, revision = self.catalog.snapshot_and_revision()
         plan = self.planner.make_plan(wanted, snapshot, catalog_revision=revision)
         self.plans.add(plan)
         return plan

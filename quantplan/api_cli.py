@@ -1,0 +1,158 @@
+"""``quantplan mcp`` and ``quantplan api``: the services for other tools.
+
+Nothing here imports the MCP SDK, FastAPI or uvicorn until one of the commands runs, so
+``quantplan --help`` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from quantplan.errors import QuantplanError
+
+API_KEY_ENV = "QUANTPLAN_API_KEY"
+SNAPSHOT_MAX_AGE_S = 5.0
+"""How long a server reuses a loaded catalog snapshot: catalog changes show within 5 s."""
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.", show_default=False),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster for fleet status (and apply): auto, or ray://host:port.",
+        show_default=False,
+    ),
+]
+AllowChangesOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changes",
+        help="Offer apply and destroy (each call must still confirm). Off: read-only.",
+    ),
+]
+MCP_EPILOG = (
+    "Examples:\n\n"
+    "  quantplan mcp                      (stdio: for Claude Desktop, Cursor, ...)\n\n"
+    "  quantplan mcp --http --port 8765   (streamable HTTP at http://127.0.0.1:8765/mcp)"
+)
+API_EPILOG = (
+    "Examples:\n\n"
+    "  quantplan api --port 8000\n\n"
+    "  curl -s localhost:8000/v1/plan -H 'content-type: application/json' "
+    """-d '{"model": "Llama-3.1-8B", "workload": {"requests_per_s": 5}}'\n\n"""
+    f"  {API_KEY_ENV}=... quantplan api --host 0.0.0.0   (a key is required off loopback)"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _services(db: str | None, address: str | None):  # type: ignore[no-untyped-def]
+    from quantplan.services import ApplyService, CatalogService, FleetService, Services
+
+    catalog = CatalogService(db, max_age_s=SNAPSHOT_MAX_AGE_S)
+    catalog.engine()  # a wrong --db fails now, in one line, not at the first request
+    return Services(
+        catalog=catalog, apply_service=ApplyService(address), fleet=FleetService(address)
+    )
+
+
+def read_api_key(key_file: Path | None) -> str | None:
+    """The API key from ``key_file`` (first line) or the environment; None when neither."""
+    if key_file is not None:
+        from quantplan.inputs import read_text
+
+        key = next(iter(read_text(key_file, "API key file").splitlines()), "").strip()
+        if not key:
+            raise QuantplanError(f"API key file {str(key_file)!r} is empty")
+        return key
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def mcp_command(
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve streamable HTTP instead of stdio.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="HTTP: address to bind (loopback only).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP: port.", min=1, max=65535)] = 8765,
+    allow_changes: AllowChangesOption = False,
+    db: DbOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Serve quantplan to AI assistants over MCP: plan, compare, explain, catalog, fleet."""
+    if http and not is_loopback(host):
+        raise QuantplanError(
+            f"the MCP server binds loopback addresses only, not {host!r}",
+            hint="serve other machines with `quantplan api` (which requires an API key), or "
+            "put an authenticating proxy in front of a loopback MCP server",
+        )
+    from quantplan.mcp_server import run
+
+    run(
+        _services(db, address),
+        transport="streamable-http" if http else "stdio",
+        host=host,
+        port=port,
+        allow_changes=allow_changes,
+    )
+
+
+def api_command(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help=f"File holding the API key (else ${API_KEY_ENV})."),
+    ] = None,
+    allow_changes: AllowChangesOption = False,
+    print_openapi: Annotated[
+        bool, typer.Option("--print-openapi", help="Print the OpenAPI schema and exit.")
+    ] = False,
+    db: DbOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Serve quantplan over HTTP (OpenAPI): plan, compare, explain, catalog, fleet."""
+    from quantplan.http_api import create_app
+
+    if print_openapi:
+        import json
+
+        from quantplan.services import Services
+
+        typer.echo(json.dumps(create_app(Services()).openapi(), indent=2))
+        return
+    key = read_api_key(api_key_file)
+    if key is None and not is_loopback(host):
+        raise QuantplanError(
+            f"binding {host!r} serves other machines, so an API key is required",
+            hint=f"set {API_KEY_ENV} or pass --api-key-file FILE (never the key itself)",
+        )
+    import uvicorn
+
+    app = create_app(_services(db, address), api_key=key, allow_changes=allow_changes)
+    typer.echo(f"quantplan api on http://{host}:{port} (docs at /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``mcp`` and ``api`` to the root app."""
+    app.command("mcp", epilog=MCP_EPILOG)(mcp_command)
+    app.command("api", epilog=API_EPILOG)(api_command)
