@@ -294,3 +294,92 @@ def estimate_performance(
         kv_gb_per_sequence=kv_sequence,
         usable_memory_gb=usable,
     )
+
+
+@dataclass(frozen=True)
+class PointPrediction:
+    """What the model predicts for one profile's setting (closed loop at its concurrency)."""
+
+    decode_step_s: float
+    prefill_s: float
+    output_tokens_per_s: float
+    ttft_ms: float  # prefill + one decode step, no queueing
+    basis: str
+
+
+def predict_profile(
+    profile: ProfileRecord, snapshot: CatalogSnapshot, evidence: tuple[ProfileRecord, ...]
+) -> PointPrediction | None:
+    """The model's prediction for ``profile``'s setting, calibrated from ``evidence`` only.
+
+    The same calibration the planner's time map uses (class multipliers of engine, family and
+    device kind), so validating this on held-out profiles validates the planner's numbers.
+    """
+    model = snapshot.model_by_name.get(profile.model)
+    scheme = snapshot.scheme_by_name.get(profile.scheme)
+    hardware = snapshot.hardware_by_name.get(profile.hardware)
+    if model is None or scheme is None or hardware is None:
+        return None
+    shape = model_shape_from_record(model)
+    gpu = hardware.kind == "gpu"
+    machine = MachineShare(
+        vcpus=profile.hardware_count if not gpu else 8,
+        memory_gib=1024.0,
+        accelerator_count=profile.hardware_count if gpu else 0,
+    )
+    replica = replica_hardware(machine, hardware, profile.engine)
+    bw_eff, fl_eff = DEFAULT_EFFICIENCY.get((profile.engine, hardware.kind), (0.6, 0.4))
+    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    workload = Workload(
+        input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
+    )
+    decode, prefill = _step_times(
+        shape,
+        workload,
+        np.array(weight_gb(shape, scheme) * active_fraction(shape)),
+        np.array(replica.bandwidth_gbps * bw_eff),
+        np.array(replica.tflops * fl_eff),
+        np.array(base + per_layer * shape.layers),
+        np.array([float(profile.concurrency)]),
+    )
+    ratios = []
+    for other in evidence:
+        other_hw = snapshot.hardware_by_name.get(other.hardware)
+        other_scheme = snapshot.scheme_by_name.get(other.scheme)
+        if other_hw is None or other_scheme is None or other.basis not in ("measured", "published"):
+            continue
+        if (other.engine, other_scheme.family, other_hw.kind) != (
+            profile.engine,
+            scheme.family,
+            hardware.kind,
+        ):
+            continue
+        ratio = _profile_decode_ratio(other, snapshot, workload)
+        if ratio is not None and ratio > 0:
+            ratios.append(ratio)
+    multiplier = math.exp(float(np.mean(np.log(ratios)))) if ratios else 1.0
+    basis = "modeled, calibrated" if ratios else "modeled, default efficiencies"
+    same = sorted(
+        (float(o.concurrency), ratio)
+        for o in evidence
+        if (o.model, o.scheme, o.engine, o.hardware, o.hardware_count)
+        == (profile.model, profile.scheme, profile.engine, profile.hardware, profile.hardware_count)
+        and o.basis in ("measured", "published")
+        and _similar_workload(o, workload)
+        and (ratio := _profile_decode_ratio(o, snapshot, workload))
+    )
+    if same:  # the planner pins the curve at these concurrencies (clamped outside them)
+        xs = np.log([c for c, _ in same])
+        multiplier = float(np.interp(math.log(profile.concurrency), xs, [r for _, r in same]))
+        basis = "published or measured, same setting"
+    step = float(decode[0]) / multiplier
+    pre = float(prefill) / multiplier
+    out = profile.output_tokens
+    tokens_per_s = out / (pre + out * step / profile.concurrency)
+    return PointPrediction(
+        decode_step_s=step,
+        prefill_s=pre,
+        output_tokens_per_s=tokens_per_s,
+        ttft_ms=(pre + step) * 1000,
+        basis=basis,
+    )

@@ -1,0 +1,235 @@
+"""How close the performance model comes to published and measured profiles, held out.
+
+Run: ``.venv/bin/python bench/prediction_accuracy.py [--label NAME]`` (seconds). Every profile of
+the seed catalog (catalog/seed/profiles.yaml) is predicted from a catalog WITHOUT the profiles of
+its own source (leave-one-source-out), so a source never calibrates its own predictions. Errors
+are predicted / measured - 1, grouped by category, engine, scheme family, hardware and device
+count; band coverage uses the band the planner states for that basis; ranking agreement counts
+pairs of profiles of one source whose order (faster / slower) the model gets right.
+
+Writes ``bench/results/prediction_accuracy.json`` (each run appended under its label, so the
+before / after of a model change stay side by side) and ``prediction_accuracy.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from quantplan.catalog.seeding import seed_records
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.estimate import BAND_WIDTH, predict_profile
+from quantplan.planner.operating import p95_ttft_ms
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS = {
+    "batch1_decode": ("median", 0.08),
+    "throughput_at_concurrency": ("median", 0.15),
+    "ttft_under_load": ("median", 0.20),
+}
+TIE = 0.02
+"""Pairs whose measured values differ by less than this are not ranked (noise)."""
+BAND_OF_BASIS = {
+    "modeled, default efficiencies": BAND_WIDTH[0],
+    "modeled, calibrated": BAND_WIDTH[1],
+    "published or measured, same setting": BAND_WIDTH[4],
+}
+
+
+def _snapshot() -> CatalogSnapshot:
+    return CatalogSnapshot(**{kind: tuple(records) for kind, records in seed_records()})
+
+
+def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+    """One row per (profile, category) with the held-out prediction and its error."""
+    rows = []
+    for profile in snapshot.profiles:
+        evidence = tuple(p for p in snapshot.profiles if p.source != profile.source)
+        prediction = predict_profile(profile, snapshot, evidence)
+        if prediction is None:
+            continue
+        hardware = snapshot.hardware_by_name[profile.hardware]
+        common = {
+            "source": profile.source,
+            "model": profile.model,
+            "scheme": profile.scheme,
+            "family": snapshot.scheme_by_name[profile.scheme].family,
+            "engine": profile.engine,
+            "hardware": profile.hardware,
+            "kind": hardware.kind,
+            "count": profile.hardware_count,
+            "concurrency": profile.concurrency,
+            "basis": prediction.basis,
+            "band": BAND_OF_BASIS[prediction.basis],
+        }
+        category = "batch1_decode" if profile.concurrency == 1 else "throughput_at_concurrency"
+        rows.append(
+            common
+            | {
+                "category": category,
+                "measured": profile.output_tokens_per_s,
+                "predicted": prediction.output_tokens_per_s,
+            }
+        )
+        rate = prediction.output_tokens_per_s / profile.output_tokens
+        if profile.concurrency > 1 and profile.ttft_p95_ms is not None:
+            ttft = float(
+                p95_ttft_ms(
+                    np.array(prediction.prefill_s), np.array(prediction.decode_step_s), rate
+                )
+            )
+            rows.append(
+                common
+                | {
+                    "category": "ttft_under_load",
+                    "measured": profile.ttft_p95_ms,
+                    "predicted": ttft,
+                }
+            )
+        elif profile.concurrency == 1 and profile.ttft_p50_ms is not None:
+            rows.append(
+                common
+                | {
+                    "category": "ttft_unloaded",
+                    "measured": profile.ttft_p50_ms,
+                    "predicted": prediction.ttft_ms,
+                }
+            )
+    for row in rows:
+        row["error"] = row["predicted"] / row["measured"] - 1
+        low, high = row["predicted"] * (1 - row["band"]), row["predicted"] * (1 + row["band"])
+        row["inside_band"] = low <= row["measured"] <= high
+    return rows
+
+
+def _summary(errors: list[float]) -> dict[str, Any]:
+    absolute = sorted(abs(e) for e in errors)
+    return {
+        "n": len(errors),
+        "median_abs": statistics.median(absolute) if absolute else None,
+        "p90_abs": float(np.quantile(absolute, 0.9)) if absolute else None,
+        "median_signed": statistics.median(errors) if errors else None,
+    }
+
+
+def _ranking(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pairs of one source and category: does the model order them as measured?"""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["source"], row["category"])].append(row)
+    agree = total = 0
+    for members in groups.values():
+        for a, b in combinations(members, 2):
+            if abs(a["measured"] / b["measured"] - 1) < TIE:
+                continue
+            total += 1
+            agree += (a["measured"] > b["measured"]) == (a["predicted"] > b["predicted"])
+    return {"pairs": total, "agreement": agree / total if total else None}
+
+
+def evaluate() -> dict[str, Any]:
+    rows = _points(_snapshot())
+    by: dict[str, dict[str, Any]] = {}
+    for key in ("category", "engine", "family", "hardware", "count", "source", "basis"):
+        groups: dict[str, list[float]] = defaultdict(list)
+        for row in rows:
+            groups[str(row[key])].append(row["error"])
+        by[key] = {name: _summary(errors) for name, errors in sorted(groups.items())}
+    throughput = [r["error"] for r in rows if r["category"] == "throughput_at_concurrency"]
+    return {
+        "points": len(rows),
+        "sources": len({r["source"] for r in rows}),
+        "overall": _summary([r["error"] for r in rows]),
+        "by": by,
+        "throughput_p90_abs": _summary(throughput)["p90_abs"],
+        "band_coverage": sum(r["inside_band"] for r in rows) / len(rows) if rows else None,
+        "ranking": _ranking(rows),
+        "rows": rows,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f} %"
+
+
+def _markdown(runs: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "# Prediction accuracy, leave-one-source-out",
+        "",
+        "Each seed profile (catalog/seed/profiles.yaml) predicted from a catalog without its own "
+        "source; error = predicted / measured - 1. Produced by `bench/prediction_accuracy.py`.",
+        "",
+        "| run | commit | points | sources | batch-1 decode median | throughput median / p90 "
+        "| TTFT under load median | inside band | ranking agreement (pairs) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, run in runs.items():
+        cat = run["by"]["category"]
+        lines.append(
+            f"| {label} | {run['commit']} | {run['points']} | {run['sources']} "
+            f"| {_pct(cat.get('batch1_decode', {}).get('median_abs'))} "
+            f"| {_pct(cat.get('throughput_at_concurrency', {}).get('median_abs'))} / "
+            f"{_pct(run['throughput_p90_abs'])} "
+            f"| {_pct(cat.get('ttft_under_load', {}).get('median_abs'))} "
+            f"| {_pct(run['band_coverage'])} "
+            f"| {_pct(run['ranking']['agreement'])} ({run['ranking']['pairs']}) |"
+        )
+    lines += [
+        "",
+        "Targets: batch-1 decode median <= 8 %, throughput median <= 15 % and p90 <= 40 %, "
+        "TTFT under load median <= 20 %, >= 80 % inside the band, ranking >= 90 %.",
+    ]
+    last_label, last = list(runs.items())[-1]
+    lines += ["", f"## Latest run ({last_label}) by group", ""]
+    for key, groups in last["by"].items():
+        lines += [f"### by {key}", "", "| group | n | median abs | p90 abs | median signed |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, s in groups.items():
+            lines.append(
+                f"| {name} | {s['n']} | {_pct(s['median_abs'])} | {_pct(s['p90_abs'])} "
+                f"| {_pct(s['median_signed'])} |"
+            )
+        lines.append("")
+    lines += [
+        "### every point",
+        "",
+        "| source | setting | category | measured | predicted | error | basis |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in last["rows"]:
+        setting = (
+            f"{r['model']} {r['scheme']} {r['engine']} {r['count']}x {r['hardware']} "
+            f"c={r['concurrency']}"
+        )
+        lines.append(
+            f"| {r['source']} | {setting} | {r['category']} | {r['measured']:.4g} "
+            f"| {r['predicted']:.4g} | {r['error'] * 100:+.0f} % | {r['basis']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="current", help="name of this run in the results")
+    args = parser.parse_args()
+    run = evaluate()
+    run["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    path = RESULTS / "prediction_accuracy.json"
+    runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    runs[args.label] = run
+    path.write_text(json.dumps(runs, indent=1, default=float) + "\n")
+    (RESULTS / "prediction_accuracy.md").write_text(_markdown(runs))
+    print(_markdown({args.label: run}).split("## Latest")[0])
+
+
+if __name__ == "__main__":
+    main()
