@@ -479,4 +479,8 @@ def where(db: DbOption = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from quantplan.catalog.prices_cli import prices_app, reseed
+
+    catalog_app.add_typer(prices_app, name="prices")
+    catalog_app.command("reseed")(reseed)
     app.add_typer(catalog_app, name="catalog")

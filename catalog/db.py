@@ -304,19 +304,21 @@ def check_revision(engine: Engine) -> str | None:
 
 
 def prepare(engine: Engine, *, seed: bool = True) -> None:
-    """Check the catalog, migrate it to head and, if it holds no reference data yet, seed it."""
+    """Check the catalog, migrate it to head, and seed it (empty) or add newer seed rows."""
     try:
         check_sqlite_integrity(engine)
         if check_revision(engine) != head_revision():
             upgrade(engine)
         if seed:
             from quantplan.catalog.models import Hardware
-            from quantplan.catalog.seeding import seed_catalog
+            from quantplan.catalog.seeding import seed_catalog, upgrade_seed
 
             with Session(engine) as session:
                 empty = session.exec(select(Hardware.id).limit(1)).first() is None
             if empty:
                 seed_catalog(engine)
+            else:
+                upgrade_seed(engine)  # a catalog seeded by an older quantplan gets the new rows
     except OperationalError as error:
         raise QuantplanError(
             f"cannot open the {describe_catalog(engine.url)}: {scrub(str(error.orig), engine.url)}",

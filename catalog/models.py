@@ -58,10 +58,14 @@ class Hardware(SQLModel, table=True):
 
 
 class InstanceType(SQLModel, table=True):
-    """A rentable machine in one cloud region, with its on-demand and spot price."""
+    """A rentable machine in one cloud region, with its on-demand and spot price.
+
+    Prices keep their history: a refresh appends a row and stamps the row it replaces with
+    ``superseded_at``, so at most one row per (cloud, name, region) is current and old plans
+    stay explainable. Profiles keep pointing at the row they were measured on.
+    """
 
     __tablename__ = "instance_type"
-    __table_args__ = (UniqueConstraint("cloud", "name", "region"),)
 
     id: int | None = Field(default=None, primary_key=True)
     cloud: str = Field(index=True)
@@ -78,6 +82,21 @@ class InstanceType(SQLModel, table=True):
     spot_price_per_hour: float | None = Field(default=None, description="Spot USD per hour")
     price_date: str | None = Field(default=None, description="Date of the price, if known")
     price_source: str
+    spot_statistic: str | None = Field(
+        default=None, description="How the region's spot price came from its zones' prices"
+    )
+    spot_flag: str | None = Field(
+        default=None, description="Why the spot price is doubtful (planner skips it by default)"
+    )
+    price_flag: str | None = Field(
+        default=None, description="Why the whole row is doubtful (planner skips it by default)"
+    )
+    superseded_at: datetime | None = Field(
+        default=None, index=True, description="When a newer price replaced this row (None: current)"
+    )
+    seed_version: int | None = Field(
+        default=None, description="Seed data version that wrote the row (None: the user's own)"
+    )
 
     hardware: Hardware = Relationship(
         back_populates="instance_types",
@@ -250,6 +269,16 @@ class QualityResult(SQLModel, table=True):
 
     model: ModelCard = Relationship(back_populates="quality_results")
     scheme: QuantScheme = Relationship(back_populates="quality_results")
+
+
+class SeedState(SQLModel, table=True):
+    """Which versions of the shipped seed data a catalog has received (see catalog/seeding.py)."""
+
+    __tablename__ = "seed_state"
+
+    version: int = Field(primary_key=True, description="Seed data version (SEED_VERSION)")
+    applied_at: datetime = Field(default_factory=utc_now)
+    quantplan_version: str = Field(description="quantplan release that applied it")
 
 
 from quantplan.catalog.retractions import Retraction  # noqa: E402, F401  (registers its table)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from quantplan.catalog.records import KIND_ORDER, Record
 from quantplan.catalog.retractions import RETRACTABLE_TABLES, RetractionInfo, retractions_of
 from quantplan.catalog.snapshot import SkippedRow
-from quantplan.catalog.store import KINDS, MEASUREMENT_KINDS, instance_key
+from quantplan.catalog.store import INSTANCE_BOOKKEEPING, KINDS, MEASUREMENT_KINDS, instance_key
 from sqlmodel import Session, SQLModel, select
 
 LOG = logging.getLogger("quantplan.catalog")
@@ -147,6 +147,9 @@ def _to_record(
     row_id = columns["id"]
     label = _label(kind, columns)
     data = {name: value for name, value in columns.items() if name != "id"}
+    if kind == "instances":
+        for name in INSTANCE_BOOKKEEPING:
+            data.pop(name, None)
     for reference in spec.references:
         target = data.pop(reference.column)
         if target is None:
@@ -242,6 +245,8 @@ def read_catalog(
                 continue
             if kind in _REFERENCED:
                 names[kind][row_id] = _name_of(kind, outcome)
+            if kind == "instances" and columns.get("superseded_at") is not None:
+                continue  # history: named for the profiles measured on it, never planned with
             read.rows[kind].append(StoredRecord(kind, row_id, outcome, retraction))
     if report:
         warn_skipped(read.skipped)

@@ -122,8 +122,20 @@ class InstanceRecord(Record):
     accelerator_count: AcceleratorCount = 0
     price_per_hour: UsdPerHour = Field(description="On-demand USD per hour")
     spot_price_per_hour: UsdPerHour | None = None
-    price_date: Name | None = None
+    price_date: Name | None = Field(
+        default=None, description="Date the price was true (YYYY-MM-DD); None = unknown"
+    )
     price_source: SourceText
+    spot_statistic: Text | None = Field(
+        default=None,
+        description="How the region's spot price came from its zones, e.g. 'median of 6 zones'",
+    )
+    spot_flag: Text | None = Field(
+        default=None, description="Why the spot price is doubtful; the planner skips it unless told"
+    )
+    price_flag: Text | None = Field(
+        default=None, description="Why the whole row is doubtful; the planner skips it unless told"
+    )
 
 
 class ModelRecord(Record):

@@ -1,20 +1,39 @@
-"""The seed catalog shipped in the package (catalog/seed/*.yaml), loaded on first use.
+"""The seed catalog shipped in the package (catalog/seed/*.yaml): first use, upgrades, reseed.
 
 Seed files use the same format as ``quantplan catalog export``; every row names its source.
+Seed data is versioned (``SEED_VERSION``); the ``seed_state`` table records the versions a
+catalog has received. Opening a catalog seeded by an older quantplan appends the newer seed
+rows (:func:`upgrade_seed`): missing reference rows and measurements are added, a seeded price
+that changed is superseded by the new one, and rows the user wrote (imports, refreshes, agent
+reports) are never touched. ``catalog reseed`` (:func:`reseed_catalog`) puts the shipped
+values back on request.
+
+Seed versions:
+1. The first shipped catalog (catalogs created before schema revision 0005).
+2. Prices state their spot statistic and carry doubt flags (suspicious spot discounts, rows
+   the source itself questions).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from quantplan.catalog.db import CatalogBusyError, CatalogDamagedError, session_scope
-from quantplan.catalog.records import KIND_ORDER, Record
-from quantplan.catalog.store import write_record
+from quantplan.catalog.models import InstanceType, SeedState
+from quantplan.catalog.price_history import PRICE_FIELDS, supersede
+from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
+from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from quantplan import __version__
 
 SEED_DIR = Path(__file__).parent / "seed"
+SEED_VERSION = 2
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
@@ -26,17 +45,102 @@ def seed_records() -> list[tuple[str, list[Record]]]:
     return [(kind, loaded[kind]) for kind in KIND_ORDER if kind in loaded]
 
 
-def seed_catalog(engine: Engine) -> dict[str, int]:
-    """Write the seed rows in one transaction (idempotent); counts per kind."""
-    counts: dict[str, int] = {}
-    with session_scope(engine) as session:
-        for kind, records in seed_records():
-            for number, record in enumerate(records, start=1):
+def _current(session: Session, record: InstanceRecord) -> InstanceType | None:
+    return session.exec(
+        select(InstanceType).where(
+            InstanceType.cloud == record.cloud,
+            InstanceType.name == record.name,
+            InstanceType.region == record.region,
+            InstanceType.superseded_at.is_(None),  # type: ignore[union-attr]
+        )
+    ).first()
+
+
+def _price_values(record: InstanceRecord) -> dict[str, object]:
+    values: dict[str, object] = {name: getattr(record, name) for name in PRICE_FIELDS}
+    values["seed_version"] = SEED_VERSION
+    return values
+
+
+@dataclass
+class SeedReport:
+    """What a seed run wrote, per kind, and what it left alone because the user owns it."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    prices_superseded: int = 0
+    kept_user_rows: int = 0
+
+
+def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
+    """Write the seed rows. ``mode``: ``fresh`` (empty catalog), ``upgrade`` or ``reseed``."""
+    report = SeedReport()
+    for kind, records in seed_records():
+        for number, record in enumerate(records, start=1):
+            try:
+                if kind == "instances" and mode != "fresh":
+                    assert isinstance(record, InstanceRecord)
+                    current = _current(session, record)
+                    if current is not None:
+                        same = all(getattr(current, f) == getattr(record, f) for f in PRICE_FIELDS)
+                        if same:
+                            current.seed_version = current.seed_version or SEED_VERSION
+                            continue
+                        if current.seed_version is None and mode == "upgrade":
+                            report.kept_user_rows += 1  # the user's price stays current
+                            continue
+                        supersede(session, current, _price_values(record), now)
+                        report.prices_superseded += 1
+                        continue
                 try:
-                    write_record(session, kind, record)
-                except (OperationalError, CatalogBusyError, CatalogDamagedError):
-                    raise  # the database failed, not the row: say so, not "row N is broken"
-                except Exception as error:
-                    raise RuntimeError(f"seed {kind} row {number} is broken: {error}") from error
-            counts[kind] = len(records)
-    return counts
+                    outcome = write_record(session, kind, record, replace=mode == "reseed")
+                except ConflictError:
+                    if mode == "fresh":
+                        raise
+                    report.kept_user_rows += 1  # a row of the user's with the same key
+                    continue
+                if outcome != "unchanged":
+                    report.added[kind] = report.added.get(kind, 0) + 1
+                if kind == "instances":
+                    assert isinstance(record, InstanceRecord)
+                    row = _current(session, record)
+                    if row is not None:
+                        row.seed_version = SEED_VERSION
+                        session.add(row)
+            except (OperationalError, CatalogBusyError, CatalogDamagedError):
+                raise  # the database failed, not the row: say so, not "row N is broken"
+            except Exception as error:
+                raise RuntimeError(f"seed {kind} row {number} is broken: {error}") from error
+    if session.get(SeedState, SEED_VERSION) is None:
+        session.add(SeedState(version=SEED_VERSION, applied_at=now, quantplan_version=__version__))
+    session.flush()
+    return report
+
+
+def seed_catalog(engine: Engine) -> dict[str, int]:
+    """Write the seed rows into an empty catalog in one transaction; counts per kind."""
+    with session_scope(engine) as session:
+        _write_seed(session, mode="fresh", now=datetime.now(UTC))
+    return {kind: len(records) for kind, records in seed_records()}
+
+
+def seed_version_of(session: Session) -> int:
+    """The newest seed version a catalog has received (0: none recorded)."""
+    return session.exec(select(func.max(SeedState.version))).one() or 0
+
+
+def upgrade_seed(engine: Engine) -> SeedReport | None:
+    """Append the seed rows newer than the catalog's seed version; None when it is current."""
+    with Session(engine) as session:
+        if seed_version_of(session) >= SEED_VERSION:
+            return None
+    with session_scope(engine) as session:
+        if seed_version_of(session) >= SEED_VERSION:
+            return None  # another process upgraded it while this one waited for the lock
+        return _write_seed(session, mode="upgrade", now=datetime.now(UTC))
+
+
+def reseed_catalog(engine: Engine) -> SeedReport:
+    """Put the shipped seed values back: seeded prices current again (refreshed ones stay in
+    history), reference rows as shipped, missing seed measurements added."""
+    with session_scope(engine) as session:
+        return _write_seed(session, mode="reseed", now=datetime.now(UTC))

@@ -97,6 +97,7 @@ class Resolver:
                 InstanceType.cloud == cloud,
                 InstanceType.name == name,
                 InstanceType.region == region,
+                InstanceType.superseded_at.is_(None),  # type: ignore[union-attr]
             )
         ).first()
         if row is None:
@@ -202,8 +203,14 @@ KINDS: dict[str, _Kind] = {
 }
 
 
+# Columns kept by the catalog about a row, not part of its record (see INSTANCE_BOOKKEEPING).
+_NOT_COMPARED = frozenset({"recorded_at", "superseded_at", "seed_version"})
+INSTANCE_BOOKKEEPING = ("superseded_at", "seed_version")
+"""Instance columns that are history and ownership, not price facts: never in a record."""
+
+
 def _comparable(columns: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in columns.items() if k not in {"recorded_at"}}
+    return {k: v for k, v in columns.items() if k not in _NOT_COMPARED}
 
 
 def describe_key(kind: str, record: Record) -> str:
@@ -221,6 +228,8 @@ def write_record(
     columns = spec.to_columns(record, Resolver(session))
     table = spec.table
     condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
+    if kind == "instances":
+        condition.append(InstanceType.superseded_at.is_(None))  # type: ignore[union-attr]
     if kind in MEASUREMENT_KINDS:
         # A retracted row no longer speaks for its key: its corrected value may be appended.
         retracted = select(Retraction.row_id).where(Retraction.kind == kind)

@@ -58,6 +58,48 @@ class CandidateSpace:
     price_spot: np.ndarray  # (I,) $/h, NaN where no spot price
     ppl: tuple[Estimate, ...]  # (S,) perplexity increase %
     kl: tuple[Estimate, ...]  # (S,) KL divergence
+    price_notes: tuple[str, ...] = ()  # doubtful prices left out, in words
+
+
+MAX_NAMED_EXCLUSIONS = 5
+
+
+def usable_prices(
+    instances: tuple[InstanceRecord, ...], targets: Targets
+) -> tuple[tuple[InstanceRecord, ...], tuple[str, ...]]:
+    """The instances the planner may price, and a note on the doubtful prices left out.
+
+    A row flagged as a whole (``price_flag``) is dropped; a flagged spot price alone
+    (``spot_flag``) is dropped and the row keeps its on-demand price. Only rows the targets'
+    cloud and region filters let through are named, so the note speaks about this plan."""
+    if targets.constraints.allow_flagged_prices:
+        return instances, ()
+    c = targets.constraints
+    kept: list[InstanceRecord] = []
+    left_out: list[str] = []
+    for row in instances:
+        relevant = (not c.clouds or row.cloud in c.clouds) and (
+            not c.regions or row.region in c.regions
+        )
+        key = f"{row.cloud}/{row.name}/{row.region}"
+        if row.price_flag:
+            if relevant:
+                left_out.append(f"{key} ({row.price_flag})")
+            continue
+        if row.spot_flag and row.spot_price_per_hour is not None:
+            if relevant and c.spot_allowed:
+                left_out.append(f"{key} spot price ({row.spot_flag})")
+            row = row.model_copy(update={"spot_price_per_hour": None})
+        kept.append(row)
+    if not left_out:
+        return tuple(kept), ()
+    named = "; ".join(left_out[:MAX_NAMED_EXCLUSIONS])
+    more = len(left_out) - MAX_NAMED_EXCLUSIONS
+    note = (
+        f"{len(left_out)} doubtful price(s) left out (--allow-flagged-prices to use them): "
+        f"{named}" + (f"; and {more} more" if more > 0 else "")
+    )
+    return tuple(kept), (note,)
 
 
 def resolve_model(targets: Targets, snapshot: CatalogSnapshot) -> ModelShape:
@@ -124,10 +166,11 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         if engine.strip()
     )
     hw_by_name = snapshot.hardware_by_name
+    priced, price_notes = usable_prices(snapshot.instances, targets)
     # One column per way of placing replicas on an instance (see machine_shares).
     slots = [
         (instance, share)
-        for instance in snapshot.instances
+        for instance in priced
         if instance.hardware in hw_by_name
         for share in machine_shares(instance, hw_by_name[instance.hardware])
     ]
@@ -179,4 +222,5 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         price_spot=_readonly(np.array(spot, dtype=float)),
         ppl=tuple(ppl_by_scheme[o.scheme.name] for o in options),
         kl=tuple(kl_by_scheme[o.scheme.name] for o in options),
+        price_notes=price_notes,
     )

@@ -7,10 +7,18 @@ and hands both to the planner. Heavy imports happen inside the commands.
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from quantplan.planner.price_age import (
+    DEFAULT_MAX_PRICE_AGE_DAYS,
+    describe_price,
+    resolve_regions,
+    stale_prices_warning,
+)
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -79,6 +87,7 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             "spot_allowed": "spot",
             "max_replicas": "max_replicas",
             "allow_mixed_fleet": "mixed_fleet",
+            "allow_flagged_prices": "allow_flagged_prices",
         },
     }
     if flags.get("output_only") is not None:
@@ -152,7 +161,10 @@ def _money(value: float) -> str:
     return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
-def _print_plan(plan: Plan) -> None:
+def _print_plan(
+    plan: Plan, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS, today: date | None = None
+) -> None:
+    today = today or datetime.now(UTC).date()
     from rich.console import Console
     from rich.table import Table
 
@@ -177,6 +189,7 @@ def _print_plan(plan: Plan) -> None:
                 f"{d.replicas} on {d.instances} ({d.replicas_per_instance} per instance)",
             ),
             ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
+            ("price", escape(describe_price(d, max_price_age_days, today))),
             (
                 "on-demand / spot",
                 f"{_money(d.on_demand_usd_per_month)} / "
@@ -207,6 +220,9 @@ def _print_plan(plan: Plan) -> None:
                 f"{d.metrics.ttft_p95_ms.value:,.0f}", f"{ppl.value:.2f}" if ppl else "?",
             )  # fmt: skip
         console.print(table)
+    for note in plan.assumptions:
+        if "doubtful price" in note:
+            console.print(f"[yellow]prices[/] {escape(note)}")
     for rejection in plan.rejected:
         console.print(f"[yellow]rejected[/] ({rejection.stage}) {rejection.reason}")
     for binding in plan.binding_constraints:
@@ -266,6 +282,17 @@ def register(app: typer.Typer) -> None:
                 help="Engine the (mixed) fleet must run at least one replica on (repeat).",
             ),
         ] = None,
+        allow_flagged_prices: Annotated[
+            bool | None,
+            typer.Option(
+                "--allow-flagged-prices",
+                help="Use prices the catalog flags as doubtful (skipped by default).",
+            ),
+        ] = None,
+        max_price_age_days: Annotated[
+            int,
+            typer.Option(min=1, max=36500, help="Warn about prices older than this many days."),
+        ] = DEFAULT_MAX_PRICE_AGE_DAYS,
         targets_file: Annotated[
             Path | None, typer.Option("--targets", help="Targets (or plan) YAML/JSON file.")
         ] = None,
@@ -283,13 +310,19 @@ def register(app: typer.Typer) -> None:
 
         flags = dict(locals())
         targets = _targets_from_flags(targets_file, flags)
-        plan = make_plan(targets, _snapshot(db), catalog_revision=_catalog_revision(db))
+        snapshot = _snapshot(db)
+        targets = resolve_regions(targets, snapshot)
+        today = datetime.now(UTC).date()
+        warning = stale_prices_warning(snapshot, max_price_age_days, today)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
+        plan = make_plan(targets, snapshot, catalog_revision=_catalog_revision(db))
         if output is not None:
             save_plan(plan, output)
         if as_json:
             typer.echo(json.dumps(plan.model_dump(mode="json"), indent=2))
         else:
-            _print_plan(plan)
+            _print_plan(plan, max_price_age_days, today)
             if output is not None:
                 typer.echo(f"plan written to {output}")
 
@@ -321,7 +354,7 @@ def register(app: typer.Typer) -> None:
         flags: dict[str, Any] = dict.fromkeys(
             ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
              "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
-             "mixed_fleet", "require_engine", "cpu_only", "gpu_only"),
+             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices"),
         )  # fmt: skip
         flags.update(
             model=model,
@@ -332,7 +365,8 @@ def register(app: typer.Typer) -> None:
             max_ppl_increase=max_ppl_increase,
         )
         targets = _targets_from_flags(source, flags)
-        report = capacity_report(prepare(targets, _snapshot(db)))
+        snapshot = _snapshot(db)
+        report = capacity_report(prepare(resolve_regions(targets, snapshot), snapshot))
         output.write_text(render_html(report))
         markdown = output.with_suffix(".md")
         markdown.write_text(render_markdown(report))

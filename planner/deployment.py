@@ -64,6 +64,9 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         instances=rented,
         replicas_per_instance=per_instance,
         usd_per_hour=price,
+        price_date=instance.price_date,
+        price_source=instance.price_source
+        + (f"; spot: {instance.spot_statistic}" if p == 1 and instance.spot_statistic else ""),
         usd_per_month=round(usd_month, 4),
         on_demand_usd_per_month=round(monthly_cost(rented, float(space.price_on_demand[i])), 4),
         spot_usd_per_month=(

@@ -106,6 +106,12 @@ class Deployment(PlanModel):
         default=1, ge=1, description="Replicas side by side on one instance (GPU subsets)"
     )
     usd_per_hour: float = Field(ge=0, description="Price of one instance per hour")
+    price_date: str | None = Field(
+        default=None, description="Date the instance's price was true (None: unknown)"
+    )
+    price_source: str | None = Field(
+        default=None, description="Where the instance's price comes from (None: plans before 0.x)"
+    )
     usd_per_month: float = Field(ge=0, description="All instances, per month (730 h)")
     usd_per_million_tokens: float = Field(
         ge=0, description="Monthly cost over monthly counted tokens at the mean rate"

@@ -275,7 +275,7 @@ def plan_from_context(
         rejected=tuple(family_rejections(ev, choice)),
         binding_constraints=tuple(binding_constraints(ev, choice, relaxed)),
         relaxations=tuple(relaxations[:5]) if not feasible else (),
-        assumptions=ASSUMPTIONS,
+        assumptions=ASSUMPTIONS + context.space.price_notes,
         candidates_evaluated=int(ev.feasible.size),
         provenance=plan_provenance(context.snapshot, fleet, catalog_revision),
     )

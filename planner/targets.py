@@ -169,6 +169,11 @@ class Constraints(StrictModel):
     clouds: Names = Field(default=(), description="Allowed clouds; empty = any")
     regions: Names = Field(default=(), description="Allowed regions; empty = any")
     spot_allowed: bool = Field(default=False, description="May replicas run on spot capacity")
+    allow_flagged_prices: bool = Field(
+        default=False,
+        description="Plan with prices the catalog flags as doubtful (suspicious spot discounts, "
+        "rows their source questions); by default they are skipped and the plan says so",
+    )
     max_spot_fraction: Fraction = Field(
         default=1.0,
         description="Largest share of peak capacity on spot replicas (mixed fleets only)",
