@@ -67,7 +67,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             "count": profile.hardware_count,
             "concurrency": profile.concurrency,
             "basis": prediction.basis,
-            "band": BAND_OF_BASIS[prediction.basis],
+            "band": BAND_OF_BASIS[prediction.basis.split(" (")[0]],
         }
         category = "batch1_decode" if profile.concurrency == 1 else "throughput_at_concurrency"
         rows.append(

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from quantplan.catalog.records import ProfileRecord
+from quantplan.catalog.records import HardwareRecord, ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
@@ -197,6 +197,60 @@ def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:
     )
 
 
+CalibrationKey = tuple[str, ...]
+
+
+def calibration_keys(
+    engine: str, family: str, hardware: HardwareRecord
+) -> tuple[CalibrationKey, ...]:
+    """Classes a profile calibrates and a candidate draws on, most specific first.
+
+    Engines reach 0.48-0.91 of spec bandwidth depending on the GPU model and kernel, so the
+    efficiency is taken from profiles of the same engine and scheme family on the same device
+    model where there are any, else the same architecture generation (CUDA compute capability
+    major, or the vendor), else the same device kind.
+    """
+    generation = (hardware.compute_capability or "").split(".")[0] or hardware.vendor
+    return (
+        ("device", engine, family, hardware.name),
+        ("generation", engine, family, hardware.kind, generation),
+        ("kind", engine, family, hardware.kind),
+    )
+
+
+def _class_ratios(
+    profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
+    snapshot: CatalogSnapshot,
+    workload: Workload,
+) -> dict[CalibrationKey, list[float]]:
+    """Modeled-over-measured ratios of ``profiles``, filed under every class they belong to."""
+    ratios: dict[CalibrationKey, list[float]] = defaultdict(list)
+    for profile in profiles:
+        if profile.basis not in ("measured", "published"):
+            continue
+        hardware = snapshot.hardware_by_name.get(profile.hardware)
+        scheme = snapshot.scheme_by_name.get(profile.scheme)
+        if hardware is None or scheme is None:
+            continue
+        ratio = _profile_decode_ratio(profile, snapshot, workload)
+        if ratio is None or ratio <= 0:
+            continue
+        for key in calibration_keys(profile.engine, scheme.family, hardware):
+            ratios[key].append(ratio)
+    return ratios
+
+
+def class_multiplier(
+    ratios: dict[CalibrationKey, list[float]], engine: str, family: str, hardware: HardwareRecord
+) -> tuple[float, CalibrationKey] | None:
+    """Geometric mean ratio of the most specific class with evidence, and that class."""
+    for key in calibration_keys(engine, family, hardware):
+        found = ratios.get(key)
+        if found:
+            return math.exp(float(np.mean(np.log(found)))), key
+    return None
+
+
 def _calibration(
     space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -207,35 +261,28 @@ def _calibration(
     usable = [p for p in snapshot.profiles if p.basis in ("measured", "published")]
     if not usable:
         return multiplier, basis
-    class_ratios: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    class_ratios = _class_ratios(usable, snapshot, workload)
     exact: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
     for profile in usable:
-        ratio = _profile_decode_ratio(profile, snapshot, workload)
-        if ratio is None or ratio <= 0:
-            continue
-        hardware = snapshot.hardware_by_name[profile.hardware]
-        family = snapshot.scheme_by_name[profile.scheme].family
-        class_ratios[(profile.engine, family, hardware.kind)].append(ratio)
         s = option_index.get((profile.scheme, profile.engine))
         if s is None or profile.model != space.shape.name:
             continue
         if not _similar_workload(profile, workload):
             continue
+        ratio = _profile_decode_ratio(profile, snapshot, workload)
+        if ratio is None or ratio <= 0:
+            continue
         code = MEASURED if profile.basis == "measured" else PUBLISHED
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code))
-    columns_of = {
-        kind: np.array([i for i, h in enumerate(space.hardware) if h.kind == kind], dtype=np.int64)
-        for kind in ("gpu", "cpu")
-    }
     for s, option in enumerate(space.options):
-        for kind, columns in columns_of.items():
-            ratios = class_ratios.get((option.engine, option.family, kind))
-            if ratios:
-                multiplier[s, columns, :] = math.exp(float(np.mean(np.log(ratios))))
-                basis[s, columns, :] = CALIBRATED
+        for i, hardware in enumerate(space.hardware):
+            found = class_multiplier(class_ratios, option.engine, option.family, hardware)
+            if found is not None:
+                multiplier[s, i, :] = found[0]
+                basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
     for (s, i), points in exact.items():
         points.sort()
@@ -342,23 +389,11 @@ def predict_profile(
         np.array(base + per_layer * shape.layers),
         np.array([float(profile.concurrency)]),
     )
-    ratios = []
-    for other in evidence:
-        other_hw = snapshot.hardware_by_name.get(other.hardware)
-        other_scheme = snapshot.scheme_by_name.get(other.scheme)
-        if other_hw is None or other_scheme is None or other.basis not in ("measured", "published"):
-            continue
-        if (other.engine, other_scheme.family, other_hw.kind) != (
-            profile.engine,
-            scheme.family,
-            hardware.kind,
-        ):
-            continue
-        ratio = _profile_decode_ratio(other, snapshot, workload)
-        if ratio is not None and ratio > 0:
-            ratios.append(ratio)
-    multiplier = math.exp(float(np.mean(np.log(ratios)))) if ratios else 1.0
-    basis = "modeled, calibrated" if ratios else "modeled, default efficiencies"
+    found = class_multiplier(
+        _class_ratios(evidence, snapshot, workload), profile.engine, scheme.family, hardware
+    )
+    multiplier = found[0] if found else 1.0
+    basis = f"modeled, calibrated ({found[1][0]})" if found else "modeled, default efficiencies"
     same = sorted(
         (float(o.concurrency), ratio)
         for o in evidence

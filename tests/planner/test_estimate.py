@@ -59,10 +59,10 @@ def _k(concurrency: int) -> int:
 def test_without_profiles_everything_is_modeled_with_the_widest_band(
     shipped: CatalogSnapshot,
 ) -> None:
-    context = prepare(_targets(), shipped)
-    assert shipped.profiles == ()
+    bare = shipped.model_copy(update={"profiles": ()})
+    context = prepare(_targets(), bare)
     assert (context.perf.basis == UNCALIBRATED).all()
-    plan = make_plan(_targets(), shipped)
+    plan = make_plan(_targets(), bare)
     ttft = plan.choice.metrics.ttft_p95_ms  # type: ignore[union-attr]
     assert ttft.basis == "modeled"
     assert ttft.high == pytest.approx(ttft.value * (1 + BAND_WIDTH[UNCALIBRATED]), rel=1e-4)
@@ -135,3 +135,21 @@ def test_class_calibration_moves_modeled_speed_towards_measurements(
     # modeled speed: the L4 estimate slows down too, and is labelled calibrated.
     assert after.perf.decode_step_s[s, i, _k(8)] > 1.5 * modeled_step
     assert after.perf.basis[s, i, _k(8)] == CALIBRATED
+
+
+def test_seed_profiles_calibrate_gpus_by_device_then_generation_then_kind(
+    shipped: CatalogSnapshot,
+) -> None:
+    """The shipped published profiles calibrate llama.cpp on GPUs: an A100 (no llama.cpp
+    profile of its own) falls back to another compute capability 8.x GPU, the RTX 3080."""
+    from quantplan.planner.estimate import _class_ratios, class_multiplier
+
+    ratios = _class_ratios(shipped.profiles, shipped, _targets().workload)
+    a100 = shipped.get_hardware("A100-80GB-SXM")
+    rtx = shipped.get_hardware("RTX-3080")
+    found_a100 = class_multiplier(ratios, "llama.cpp", "gguf", a100)
+    found_rtx = class_multiplier(ratios, "llama.cpp", "gguf", rtx)
+    assert found_a100 is not None and found_rtx is not None
+    assert found_rtx[1] == ("device", "llama.cpp", "gguf", "RTX-3080")
+    assert found_a100[1] == ("generation", "llama.cpp", "gguf", "gpu", "8")
+    assert found_a100[0] == pytest.approx(found_rtx[0])
