@@ -143,12 +143,19 @@ def evaluate() -> dict[str, Any]:
             groups[str(row[key])].append(row["error"])
         by[key] = {name: _summary(errors) for name, errors in sorted(groups.items())}
     throughput = [r["error"] for r in rows if r["category"] == "throughput_at_concurrency"]
+    # The band each basis and category would need to hold 90 % of these held-out points: what
+    # residual-based bands (instead of the constants in estimate.BAND_WIDTH) would state.
+    needed: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        needed[f"{row['basis'].split(' (')[0]} / {row['category']}"].append(abs(row["error"]))
+    band_needed = {key: float(np.quantile(v, 0.9)) for key, v in sorted(needed.items())}
     return {
         "points": len(rows),
         "sources": len({r["source"] for r in rows}),
         "overall": _summary([r["error"] for r in rows]),
         "by": by,
         "throughput_p90_abs": _summary(throughput)["p90_abs"],
+        "band_needed_for_90pct": band_needed,
         "band_coverage": sum(r["inside_band"] for r in rows) / len(rows) if rows else None,
         "ranking": _ranking(rows),
         "rows": rows,
@@ -188,6 +195,11 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     ]
     last_label, last = list(runs.items())[-1]
     lines += ["", f"## Latest run ({last_label}) by group", ""]
+    lines += ["### band half-width that would hold 90 % of the held-out points", ""]
+    lines += ["| basis / category | half-width |", "|---|---:|"]
+    for key, width in last["band_needed_for_90pct"].items():
+        lines.append(f"| {key} | {_pct(width)} |")
+    lines.append("")
     for key, groups in last["by"].items():
         lines += [f"### by {key}", "", "| group | n | median abs | p90 abs | median signed |"]
         lines.append("|---|---:|---:|---:|---:|")

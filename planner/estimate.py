@@ -27,6 +27,7 @@ from quantplan.planner.hardware import (
     MachineShare,
     active_fraction,
     kv_gb_per_token,
+    max_sequences,
     model_shape_from_record,
     replica_hardware,
     weight_gb,
@@ -131,7 +132,10 @@ def _step_times(
     memory_s = (weights_read_gb[..., None] + batch * kv_read_gb) / bandwidth[..., None]
     compute_s = 2 * active_params * batch / flops[..., None]
     decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
-    prefill_compute = 2 * active_params * workload.input_tokens / flops
+    # Causal self-attention adds 2 x layers x L^2 x (heads x head_dim) FLOPs for an L-token
+    # prompt (QK^T and AV, half masked): +20 % for a 16k prompt on a 14B model.
+    attention = 2 * shape.layers * workload.input_tokens**2 * shape.heads * shape.head_dim
+    prefill_compute = (2 * active_params * workload.input_tokens + attention) / flops
     prefill = np.maximum(prefill_compute, weights_read_gb / bandwidth) + overhead_s
     return decode, prefill
 
@@ -407,10 +411,25 @@ def predict_profile(
         xs = np.log([c for c, _ in same])
         multiplier = float(np.interp(math.log(profile.concurrency), xs, [r for _, r in same]))
         basis = "published or measured, same setting"
+    # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's
+    # max_sequences does; the step at that batch is the one the measurement saw.
+    kv_sequence = kv_gb_per_token(shape) * (profile.input_tokens + profile.output_tokens)
+    fits = max_sequences(replica.usable_memory_gb, weight_gb(shape, scheme), kv_sequence)
+    running = max(1, min(profile.concurrency, fits, MAX_CONCURRENCY.get(profile.engine, 256)))
+    if running != profile.concurrency:
+        decode, _ = _step_times(
+            shape,
+            workload,
+            np.array(weight_gb(shape, scheme) * active_fraction(shape)),
+            np.array(replica.bandwidth_gbps * bw_eff),
+            np.array(replica.tflops * fl_eff),
+            np.array(base + per_layer * shape.layers),
+            np.array([float(running)]),
+        )
     step = float(decode[0]) / multiplier
     pre = float(prefill) / multiplier
     out = profile.output_tokens
-    tokens_per_s = out / (pre + out * step / profile.concurrency)
+    tokens_per_s = out / (pre + out * step / running)
     return PointPrediction(
         decode_step_s=step,
         prefill_s=pre,
