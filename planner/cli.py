@@ -33,8 +33,68 @@ PLAN_EPILOG = (
     "  quantplan plan --model Llama-3.2-1B --tokens-per-day 2e6 --cpu-only --json\n\n"
     "  quantplan plan --model Llama-2-7B --rps 5 --max-ppl-increase 1 --budget-month 2000 "
     "-o plan.yaml\n\n"
-    "  quantplan plan --targets targets.yaml --spot --mixed-fleet"
+    "  quantplan plan --targets targets.yaml --spot --mixed-fleet\n\n"
+    "Unset targets take the defaults shown per option; every plan lists the ones it used in an "
+    "'assumed:' line (JSON: assumed). The targets file reference is docs/targets.md.\n\n"
+    "Exit status: 0 a plan meets every target; 3 no deployment meets them (the plan, its "
+    "reasons and the nearest relaxations are still printed and written); 2 bad input "
+    "(unknown name, invalid value); 1 any other error."
 )
+
+INFEASIBLE_EXIT_CODE = 3
+"""Exit status of `quantplan plan` when no deployment meets the targets (as solvers report
+infeasibility), so scripts can tell "no plan" from a plan."""
+
+FLAG_OF_FIELD = {
+    "workload.input_tokens": "--input-tokens",
+    "workload.output_tokens": "--output-tokens",
+    "workload.peak_to_mean": "--peak-to-mean",
+    "workload.requests_per_s": "--rps",
+    "workload.tokens_per_day": "--tokens-per-day",
+    "workload.token_accounting": "--count-output-only",
+    "slos.ttft_p95_ms": "--ttft-p95-ms",
+    "slos.itl_p95_ms": "--itl-p95-ms",
+    "slos.min_output_tokens_per_s": "--min-throughput",
+    "quality.max_perplexity_increase_pct": "--max-ppl-increase",
+    "quality.max_kl_divergence": "--max-kl",
+    "quality.min_recovery_pct": "--min-recovery",
+    "quality.recovery_benchmark": "--recovery-benchmark",
+    "quality.evidence": "--quality-evidence",
+    "budget.max_usd_per_month": "--budget-month",
+    "budget.max_usd_per_million_tokens": "--budget-per-million",
+    "constraints.clouds": "--cloud",
+    "constraints.regions": "--region",
+    "constraints.spot_allowed": "--spot",
+    "constraints.max_spot_fraction": "--max-spot-fraction",
+    "constraints.device": "--cpu-only/--gpu-only",
+    "constraints.instance_allow": "--instance",
+    "constraints.instance_deny": "--exclude-instance",
+    "constraints.accelerator_allow": "--hardware",
+    "constraints.accelerator_deny": "--exclude-hardware",
+    "constraints.families": "--family",
+    "constraints.engines": "--engine",
+    "constraints.max_replicas": "--max-replicas",
+    "constraints.allow_mixed_fleet": "--mixed-fleet",
+    "constraints.max_fleet_types": "--max-fleet-types",
+    "constraints.required_engines": "--require-engine",
+    "constraints.allow_flagged_prices": "--allow-flagged-prices",
+}
+"""The flag that sets each targets field: messages name what the user can type."""
+
+
+def flag_words(text: str) -> str:
+    """``text`` with targets fields (dotted or bare) replaced by the flags that set them."""
+    import re
+
+    bare = {path.split(".", 1)[1]: flag for path, flag in FLAG_OF_FIELD.items()}
+    # Bare names only where unambiguous: "engines" is also an English word in messages.
+    bare = {name: flag for name, flag in bare.items() if "_" in name}
+    names = sorted([*FLAG_OF_FIELD, *bare], key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])")
+    text = re.sub(r"allow_mixed_fleet: true", "allow_mixed_fleet", text)
+    return pattern.sub(lambda m: FLAG_OF_FIELD.get(m.group(1)) or bare[m.group(1)], text)
+
+
 REPORT_EPILOG = (
     "Examples:\n\n"
     "  quantplan report plan.yaml -o report.html      (also writes report.md)\n\n"
@@ -49,7 +109,8 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
 
     from quantplan.errors import QuantplanError
 
-    data: dict[str, Any] = load_targets(source).model_dump() if source else {}
+    # exclude_unset: a file's omitted fields stay defaults, so the plan can say it assumed them.
+    data: dict[str, Any] = load_targets(source).model_dump(exclude_unset=True) if source else {}
     if flags["model"]:
         data["model"] = flags["model"]
     if "model" not in data:
@@ -78,6 +139,9 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
         "quality": {
             "max_perplexity_increase_pct": "max_ppl_increase",
             "max_kl_divergence": "max_kl",
+            "min_recovery_pct": "min_recovery",
+            "recovery_benchmark": "recovery_benchmark",
+            "evidence": "quality_evidence",
         },
         "budget": {
             "max_usd_per_month": "budget_month",
@@ -101,9 +165,19 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
         ("clouds", "cloud"),
         ("regions", "region"),
         ("required_engines", "require_engine"),
+        ("instance_allow", "instance"),
+        ("instance_deny", "exclude_instance"),
+        ("accelerator_allow", "hardware"),
+        ("accelerator_deny", "exclude_hardware"),
+        ("engines", "engine"),
     ):
-        if flags[flag]:
+        if flags.get(flag):
             constraints[field] = tuple(flags[flag])
+    if flags.get("family"):
+        constraints["families"] = tuple(_family(name) for name in flags["family"])
+    for field in ("max_spot_fraction", "max_fleet_types"):
+        if flags.get(field) is not None:
+            constraints[field] = flags[field]
     if flags["cpu_only"] and flags["gpu_only"]:
         raise QuantplanError("--cpu-only and --gpu-only exclude each other")
     if flags["cpu_only"] or flags["gpu_only"]:
@@ -112,6 +186,18 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
         return Targets.model_validate(data)
     except ValidationError as error:
         raise _invalid_targets(error, sections, flags) from None
+
+
+def _family(name: str) -> str:
+    """A scheme family from --family, in any case, or an error naming the families."""
+    from quantplan.planner.targets import SchemeFamilyName
+
+    from quantplan.errors import UnknownNameError
+
+    families = SchemeFamilyName.__args__
+    if name.lower() in families:
+        return name.lower()
+    raise UnknownNameError("family (--family)", name, families)
 
 
 def _invalid_targets(
@@ -136,8 +222,10 @@ def _invalid_targets(
     flag = options.get(location[:2])
     if flag is not None and flags.get(flag) is not None:
         message = f"--{flag.replace('_', '-')}: {first['msg']} (got {flags[flag]!r})"
+    elif flags.get("targets_file") or flags.get("source"):
+        message = f"invalid targets: {first_problem(error)}"  # the file's field names
     else:
-        message = f"invalid targets: {first_problem(error)}"
+        message = f"invalid targets: {flag_words(first_problem(error))}"
     return QuantplanError(
         message,
         hint="numbers must be finite and within physical bounds; see `quantplan plan --help`",
@@ -161,6 +249,27 @@ def _money(value: float) -> str:
     return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
+def _print_assumed(console: Any, plan: Plan) -> None:
+    """The defaults the plan used, on one line, so none of them is a surprise on the bill."""
+    if plan.assumed:
+        console.print(f"[dim]assumed:[/] {'; '.join(plan.assumed)}", highlight=False)
+
+
+def _quality_rows(m: PredictedMetrics) -> list[tuple[str, str]]:
+    """The quality lines of a deployment table: each figure with what it rests on."""
+    from quantplan.planner.quality import describe_quality
+
+    rows = []
+    for name, e, unit, digits in (
+        ("perplexity increase", m.perplexity_increase_pct, "%", 2),
+        ("KL divergence", m.kl_divergence, "", 4),
+        ("task recovery", m.recovery_pct, "%", 2),
+    ):
+        if e is not None:
+            rows.append((name, escape(describe_quality(e, unit, digits))))
+    return rows
+
+
 def _print_plan(
     plan: Plan, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS, today: date | None = None
 ) -> None:
@@ -170,7 +279,8 @@ def _print_plan(
 
     console = Console()
     verdict = "[bold green]feasible[/]" if plan.feasible else "[bold red]infeasible[/]"
-    console.print(f"{verdict} {plan.summary}")
+    console.print(f"{verdict} {flag_words(plan.summary)}")
+    _print_assumed(console, plan)
     for d in plan.fleet:
         m = d.metrics
         table = Table(title=f"Deploy: {d.label}", title_justify="left", show_header=False)
@@ -200,11 +310,10 @@ def _print_plan(
             ("p95 TTFT ms", m.ttft_p95_ms),
             ("p95 ITL ms", m.itl_p95_ms),
             ("output tok/s per replica", m.output_tokens_per_s),
-            ("perplexity increase %", m.perplexity_increase_pct),
-            ("KL divergence", m.kl_divergence),
         ):
             if e is not None:
                 rows.append((name, f"{e.value:,.4g} [{e.low:,.4g} - {e.high:,.4g}] {e.basis}"))
+        rows += _quality_rows(m)
         rows.append(("memory GB", f"{m.memory_gb:,.1f} of {m.memory_capacity_gb:,.1f}"))
         for row in rows:
             table.add_row(*row)
@@ -217,7 +326,7 @@ def _print_plan(
             ppl = d.metrics.perplexity_increase_pct
             table.add_row(
                 f"{d.label} ({d.pricing})", _money(d.usd_per_month),
-                f"{d.metrics.ttft_p95_ms.value:,.0f}", f"{ppl.value:.2f}" if ppl else "?",
+                f"{d.metrics.ttft_p95_ms.value:,.0f}", escape(describe_quality(ppl)),
             )  # fmt: skip
         console.print(table)
     for note in plan.assumptions:
@@ -226,10 +335,11 @@ def _print_plan(
     for rejection in plan.rejected:
         console.print(f"[yellow]rejected[/] ({rejection.stage}) {rejection.reason}")
     for binding in plan.binding_constraints:
-        console.print(f"[cyan]binding[/] {binding.constraint}: {binding.detail}")
+        console.print(f"[cyan]binding[/] {flag_words(binding.constraint)}: {binding.detail}")
     for relax in plan.relaxations:
         console.print(
-            f"[magenta]relax[/] {relax.constraint}: {relax.current} -> {relax.needed} gives "
+            f"[magenta]relax[/] {flag_words(relax.constraint)}: {relax.current} -> "
+            f"{relax.needed} gives "
             f"{relax.deployment.label} at {_money(relax.deployment.usd_per_month)}/month"
         )
 
@@ -244,14 +354,25 @@ def register(app: typer.Typer) -> None:
         tokens_per_day: Annotated[
             float | None, typer.Option(help="Mean tokens/day (instead of --rps).")
         ] = None,
-        input_tokens: Annotated[int | None, typer.Option(help="Mean prompt tokens.")] = None,
-        output_tokens: Annotated[int | None, typer.Option(help="Mean output tokens.")] = None,
-        peak_to_mean: Annotated[float | None, typer.Option(help="Peak/mean traffic.")] = None,
+        input_tokens: Annotated[
+            int | None, typer.Option(help="Mean prompt tokens per request. \\[default: 512]")
+        ] = None,
+        output_tokens: Annotated[
+            int | None, typer.Option(help="Mean output tokens per request. \\[default: 256]")
+        ] = None,
+        peak_to_mean: Annotated[
+            float | None,
+            typer.Option(
+                help="Peak over mean request rate; the fleet is sized for the peak, so 2 "
+                "doubles the bill of a flat load. \\[default: 2]"
+            ),
+        ] = None,
         output_only: Annotated[
             bool | None,
             typer.Option(
                 "--count-output-only/--count-all-tokens",
-                help="Count only output tokens for tokens/day and $/M tokens.",
+                help="Count only output tokens for tokens/day and $/M tokens. "
+                "\\[default: count-all-tokens]",
             ),
         ] = None,
         ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
@@ -263,18 +384,69 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(help="Max perplexity increase, %.")
         ] = None,
         max_kl: Annotated[float | None, typer.Option(help="Max KL divergence.")] = None,
+        min_recovery: Annotated[
+            float | None,
+            typer.Option(help="Min task-accuracy recovery, % of the baseline's score."),
+        ] = None,
+        recovery_benchmark: Annotated[
+            str | None,
+            typer.Option(help="Benchmark --min-recovery is checked on, e.g. openllm-v1."),
+        ] = None,
+        quality_evidence: Annotated[
+            str | None,
+            typer.Option(
+                help="Quality figures a cap may rely on: same-model, same-family (default) or "
+                "any. Borrowed figures are checked at the pessimistic end of their band."
+            ),
+        ] = None,
         budget_month: Annotated[float | None, typer.Option(help="Max $/month.")] = None,
         budget_per_million: Annotated[
             float | None, typer.Option(help="Max $ per million tokens.")
         ] = None,
         cloud: Annotated[list[str] | None, typer.Option(help="Allowed cloud (repeat).")] = None,
         region: Annotated[list[str] | None, typer.Option(help="Allowed region (repeat).")] = None,
-        spot: Annotated[bool | None, typer.Option("--spot/--no-spot", help="Allow spot.")] = None,
+        spot: Annotated[
+            bool | None, typer.Option("--spot/--no-spot", help="Allow spot. \\[default: no-spot]")
+        ] = None,
+        max_spot_fraction: Annotated[
+            float | None,
+            typer.Option(help="Most share of peak capacity on spot (mixed fleets). \\[default: 1]"),
+        ] = None,
         cpu_only: Annotated[bool, typer.Option("--cpu-only", help="CPU instances only.")] = False,
         gpu_only: Annotated[bool, typer.Option("--gpu-only", help="GPU instances only.")] = False,
-        max_replicas: Annotated[int | None, typer.Option(help="Most replicas.")] = None,
+        max_replicas: Annotated[
+            int | None, typer.Option(help="Most replicas in the fleet. \\[default: 64]")
+        ] = None,
         mixed_fleet: Annotated[
-            bool | None, typer.Option("--mixed-fleet/--single-type", help="Allow mixed fleets.")
+            bool | None,
+            typer.Option(
+                "--mixed-fleet/--single-type",
+                help="Allow a fleet of several instance types/schemes. \\[default: single-type]",
+            ),
+        ] = None,
+        max_fleet_types: Annotated[
+            int | None,
+            typer.Option(help="Most distinct deployments in a mixed fleet. \\[default: 3]"),
+        ] = None,
+        instance: Annotated[
+            list[str] | None, typer.Option(help="Only this instance type, e.g. g6.xlarge (repeat).")
+        ] = None,
+        exclude_instance: Annotated[
+            list[str] | None, typer.Option(help="Never this instance type (repeat).")
+        ] = None,
+        hardware: Annotated[
+            list[str] | None,
+            typer.Option(help="Only this GPU or CPU family, e.g. L4 (repeat)."),
+        ] = None,
+        exclude_hardware: Annotated[
+            list[str] | None, typer.Option(help="Never this GPU or CPU family (repeat).")
+        ] = None,
+        family: Annotated[
+            list[str] | None,
+            typer.Option(help="Only this quantization family: baseline, gptq, awq, gguf (repeat)."),
+        ] = None,
+        engine: Annotated[
+            list[str] | None, typer.Option(help="Only this serving engine, e.g. vllm (repeat).")
         ] = None,
         require_engine: Annotated[
             list[str] | None,
@@ -325,6 +497,8 @@ def register(app: typer.Typer) -> None:
             _print_plan(plan, max_price_age_days, today)
             if output is not None:
                 typer.echo(f"plan written to {output}")
+        if not plan.feasible:
+            raise typer.Exit(INFEASIBLE_EXIT_CODE)
 
     @app.command("report", epilog=REPORT_EPILOG)
     def report_command(
@@ -354,7 +528,8 @@ def register(app: typer.Typer) -> None:
         flags: dict[str, Any] = dict.fromkeys(
             ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
              "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
-             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices"),
+             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices",
+             "min_recovery", "recovery_benchmark", "quality_evidence"),
         )  # fmt: skip
         flags.update(
             model=model,

@@ -14,6 +14,7 @@ import numpy as np
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner import estimate, hardware, operating
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
+from quantplan.planner.defaults import assumed_defaults
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap, estimate_performance
 from quantplan.planner.explain import (
@@ -24,6 +25,7 @@ from quantplan.planner.explain import (
     relaxed_optima,
 )
 from quantplan.planner.fleet import FleetSolution, FleetType, prune_dominated, solve_mixed_fleet
+from quantplan.planner.names import canonical_targets
 from quantplan.planner.optimize import Evaluation, Index, cheapest, evaluate, pareto_front, ranked
 from quantplan.planner.plan import Deployment, Plan, PlanProvenance, Relaxation
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
@@ -61,7 +63,9 @@ class PlanningContext:
 
 
 def prepare(targets: Targets, snapshot: CatalogSnapshot) -> PlanningContext:
-    """Build the candidate space, the time map and the evaluation for ``targets``."""
+    """Build the candidate space, the time map and the evaluation for ``targets`` (names in
+    them spelled as the catalog spells them)."""
+    targets = canonical_targets(targets, snapshot)
     space = build_candidate_space(targets, snapshot)
     perf = estimate_performance(space, snapshot, targets.workload)
     return PlanningContext(targets, snapshot, space, perf, evaluate(targets, space, perf))
@@ -276,6 +280,7 @@ def plan_from_context(
         binding_constraints=tuple(binding_constraints(ev, choice, relaxed)),
         relaxations=tuple(relaxations[:5]) if not feasible else (),
         assumptions=ASSUMPTIONS + context.space.price_notes,
+        assumed=assumed_defaults(context.targets),
         candidates_evaluated=int(ev.feasible.size),
         provenance=plan_provenance(context.snapshot, fleet, catalog_revision),
     )

@@ -45,14 +45,15 @@ def test_plan_table_and_infeasible_explanation(db_url: str) -> None:
         "plan", "--model", "Llama-3.1-8B", "--rps", "20", "--budget-month", "100",
         "--cpu-only", "--db", db_url,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # infeasible: documented in --help
     assert "infeasible" in result.output and "relax" in result.output
 
 
 def test_unknown_model_is_a_clean_error_with_a_suggestion(db_url: str) -> None:
     from quantplan.errors import UnknownNameError
 
-    result = _run("plan", "--model", "Llama-3.1-8b", "--rps", "1", "--db", db_url)
+    # A name in another case is the same model; a misspelling gets a suggestion.
+    result = _run("plan", "--model", "Llama-3.1-8Bx", "--rps", "1", "--db", db_url)
     assert isinstance(result.exception, UnknownNameError)
     assert "Llama-3.1-8B" in str(result.exception.hint)
 

@@ -78,10 +78,24 @@ def test_no_instance_left_after_filters(shipped: CatalogSnapshot) -> None:
 
 
 def test_unknown_model_suggests_near_misses(shipped: CatalogSnapshot) -> None:
-    targets = Targets(model="Llama-3.1-8b", workload=Workload(requests_per_s=1))
+    targets = Targets(model="Llama-3.1-8Bx", workload=Workload(requests_per_s=1))
     with pytest.raises(UnknownNameError) as caught:
         make_plan(targets, shipped)
     assert "Llama-3.1-8B" in str(caught.value.hint)
+
+
+def test_names_in_another_case_are_the_catalogs_names(shipped: CatalogSnapshot) -> None:
+    targets = Targets.model_validate(
+        {
+            "model": "llama-3.1-8b",
+            "workload": {"requests_per_s": 1},
+            "constraints": {"accelerator_allow": ["l4"], "engines": ["VLLM"]},
+        }
+    )
+    plan = make_plan(targets, shipped)
+    assert plan.model == "Llama-3.1-8B" and plan.feasible
+    assert plan.choice is not None and plan.choice.hardware == "L4"
+    assert plan.targets.constraints.engines == ("vllm",)
 
 
 def test_inline_shape_plans_an_unknown_model(shipped: CatalogSnapshot) -> None:

@@ -1,0 +1,124 @@
+"""`quantplan plan` as a new user meets it, through the installed script: the defaults it
+assumes are visible, every targets field has a flag, names are matched case-insensitively with
+"did you mean", and an infeasible plan exits 3 with reasons that name flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from quantplan.planner.cli import FLAG_OF_FIELD, INFEASIBLE_EXIT_CODE
+from quantplan.planner.defaults import DEFAULTS_HELP
+from quantplan.planner.targets import Targets
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}"
+
+
+def _plan(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantplan", "plan", *args, "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "500"},  # one rich line per message
+        check=False,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_help_shows_every_default_and_the_exit_codes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "quantplan", "plan", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    )
+    text = " ".join(result.stdout.replace("│", " ").split())  # rich's option panel
+    for field, value in DEFAULTS_HELP.items():
+        flag = f"--{field.replace('_', '-')}"
+        assert flag in text
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert f"[default: {shown}]" in text, field
+    assert f"{INFEASIBLE_EXIT_CODE} no deployment meets them" in text
+
+
+def test_every_targets_field_has_a_flag() -> None:
+    """A targets-file field without a flag is a filter a CLI user cannot reach."""
+    fields = {
+        f"{section}.{name}"
+        for section, info in Targets.model_fields.items()
+        if section != "model"
+        for name in info.annotation.model_fields  # type: ignore[union-attr]
+    }
+    assert fields <= set(FLAG_OF_FIELD), fields - set(FLAG_OF_FIELD)
+    help_text = subprocess.run(
+        [sys.executable, "-m", "quantplan", "plan", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
+    for flag in FLAG_OF_FIELD.values():
+        for name in flag.split("/"):
+            assert name in help_text, name
+
+
+def test_plan_says_what_it_assumed_and_new_flags_filter(db: str) -> None:
+    result = _plan(
+        db, "--model", "llama-3.1-8b", "--rps", "5", "--hardware", "l4", "--family", "AWQ",
+        "--instance", "G6.XLARGE", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["model"] == "Llama-3.1-8B"
+    assert plan["choice"]["hardware"] == "L4" and plan["choice"]["method"] == "awq"
+    assert plan["choice"]["instance"]["name"] == "g6.xlarge"
+    assumed = " ".join(plan["assumed"])
+    assert "peak-to-mean 2" in assumed and "512 input / 256 output" in assumed
+    given = _plan(
+        db, "--model", "Llama-3.1-8B", "--rps", "5", "--peak-to-mean", "1",
+        "--input-tokens", "512", "--output-tokens", "256",
+    )  # fmt: skip
+    assert given.returncode == 0, given.stderr
+    assumed_line = next(x for x in given.stdout.splitlines() if x.startswith("assumed:"))
+    assert "peak-to-mean" not in assumed_line and "input tokens" not in assumed_line
+    assert "--spot" in assumed_line
+
+
+def test_typos_in_names_get_a_suggestion_and_exit_2(db: str) -> None:
+    result = _plan(db, "--model", "Llama-3.1-8B", "--rps", "5", "--instance", "g6.xlarg")
+    assert result.returncode == 2
+    assert "unknown instance type (--instance) 'g6.xlarg'" in _one_line_error(result)
+    assert "did you mean g6.xlarge" in result.stderr
+    family = _plan(db, "--model", "Llama-3.1-8B", "--rps", "5", "--family", "awk")
+    assert family.returncode == 2 and "did you mean awq" in family.stderr
+
+
+def test_infeasible_exits_3_and_names_flags(db: str, tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    result = _plan(
+        db, "--model", "Llama-3.1-8B", "--rps", "20", "--budget-month", "100", "--cpu-only",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == INFEASIBLE_EXIT_CODE, result.stderr
+    assert "Traceback" not in result.stderr and out.exists()
+    assert "--budget-month" in result.stdout
+    assert "budget.max_usd_per_month" not in result.stdout
+    engines = _plan(db, "--model", "Llama-3.1-8B", "--rps", "5", "--require-engine", "vllm")
+    assert engines.returncode == 2
+    line = _one_line_error(engines)
+    assert "--mixed-fleet" in line and "allow_mixed_fleet" not in line
