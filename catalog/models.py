@@ -251,6 +251,15 @@ class QualityResult(SQLModel, table=True):
     )
     kl_divergence: float | None = Field(default=None, description="Mean KL vs the baseline")
     top1_agreement: float | None = Field(default=None, description="Fraction in [0, 1]")
+    task_score: float | None = Field(
+        default=None, description="Score (0-100) on the benchmark named by eval_set"
+    )
+    baseline_task_score: float | None = Field(
+        default=None, description="The 16-bit baseline's score on the same benchmark"
+    )
+    recovery_pct: float | None = Field(
+        default=None, description="task_score / baseline_task_score x 100"
+    )
     bits_per_weight: float | None = Field(default=None, description="Measured on the artifact")
     compression_ratio: float | None = Field(default=None, description="Baseline bytes / bytes")
     engine: str | None = None

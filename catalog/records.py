@@ -36,10 +36,12 @@ from quantplan.catalog.vocabulary import (
     ParametersB,
     Perplexity,
     PerplexityDeltaPct,
+    RecoveryPct,
     RequestsPerS,
     SchemeFamily,
     SourceText,
     SupportBits,
+    TaskScore,
     TeraOps,
     Text,
     ThreadsPerCore,
@@ -216,6 +218,15 @@ class QualityRecord(Record):
     perplexity_delta_pct: PerplexityDeltaPct | None = None
     kl_divergence: KlDivergence | None = None
     top1_agreement: Fraction | None = None
+    task_score: TaskScore | None = Field(
+        default=None, description="Score on the benchmark named by eval_set (0-100)"
+    )
+    baseline_task_score: TaskScore | None = Field(
+        default=None, description="The 16-bit baseline's score on the same benchmark"
+    )
+    recovery_pct: RecoveryPct | None = Field(
+        default=None, description="task_score / baseline_task_score x 100 (derived if absent)"
+    )
     bits_per_weight: BitsPerWeight | None = None
     compression_ratio: CompressionRatio | None = None
     engine: Engine | None = None
@@ -229,13 +240,21 @@ class QualityRecord(Record):
     @model_validator(mode="after")
     def _derive_delta(self) -> QualityRecord:
         has_any = any(
-            v is not None for v in (self.perplexity, self.kl_divergence, self.top1_agreement)
+            v is not None
+            for v in (self.perplexity, self.kl_divergence, self.top1_agreement, self.task_score)
         )
-        if not has_any and self.perplexity_delta_pct is None:
+        if not has_any and self.perplexity_delta_pct is None and self.recovery_pct is None:
             raise ValueError(
                 "a quality record needs at least one of perplexity, perplexity_delta_pct, "
-                "kl_divergence or top1_agreement"
+                "kl_divergence, top1_agreement, task_score or recovery_pct"
             )
+        if (
+            self.recovery_pct is None
+            and self.task_score is not None
+            and self.baseline_task_score  # a zero baseline score gives no ratio
+        ):
+            recovery = self.task_score / self.baseline_task_score * 100
+            object.__setattr__(self, "recovery_pct", round(recovery, 6))
         if (
             self.perplexity_delta_pct is None
             and self.perplexity is not None

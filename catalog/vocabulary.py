@@ -159,6 +159,10 @@ Perplexity = Annotated[float, _finite(ge=1, le=1e6)]
 PerplexityDeltaPct = Annotated[float, _finite(ge=-100, le=1e8)]
 KlDivergence = Annotated[float, _finite(ge=0, le=1e4)]  # nats, mean over tokens
 Fraction = Annotated[float, _finite(ge=0, le=1)]
+# Task accuracy on a named benchmark, in points (0-100), and the quantized model's score as a %
+# of the baseline's: above 100 when the quantized model scored higher (it happens within noise).
+TaskScore = Annotated[float, _finite(ge=0, le=100)]
+RecoveryPct = Annotated[float, _finite(ge=0, le=1e4)]
 PeakToMean = Annotated[float, _finite(ge=1, le=1000)]
 
 # Counts: positive integers with caps far above any real value.

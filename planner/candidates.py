@@ -58,6 +58,7 @@ class CandidateSpace:
     price_spot: np.ndarray  # (I,) $/h, NaN where no spot price
     ppl: tuple[Estimate, ...]  # (S,) perplexity increase %
     kl: tuple[Estimate, ...]  # (S,) KL divergence
+    recovery: tuple[Estimate | None, ...] = ()  # (S,) task recovery % on the asked benchmark
     price_notes: tuple[str, ...] = ()  # doubtful prices left out, in words
 
 
@@ -202,6 +203,11 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     schemes = {o.scheme.name: o.scheme for o in options}
     ppl_by_scheme = {name: index.evidence(shape, s, "ppl") for name, s in schemes.items()}
     kl_by_scheme = {name: index.evidence(shape, s, "kl") for name, s in schemes.items()}
+    benchmark = targets.quality.recovery_benchmark
+    recovery_by_scheme = {
+        name: index.evidence(shape, s, "recovery", benchmark) if benchmark else None
+        for name, s in schemes.items()
+    }
 
     spot = [np.nan if i.spot_price_per_hour is None else i.spot_price_per_hour for i in instances]
     return CandidateSpace(
@@ -222,5 +228,6 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         price_spot=_readonly(np.array(spot, dtype=float)),
         ppl=tuple(ppl_by_scheme[o.scheme.name] for o in options),
         kl=tuple(kl_by_scheme[o.scheme.name] for o in options),
+        recovery=tuple(recovery_by_scheme[o.scheme.name] for o in options),
         price_notes=price_notes,
     )

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
-    from quantplan.planner.plan import Plan
+    from quantplan.planner.plan import Estimate, Plan, PredictedMetrics
     from quantplan.planner.targets import Targets
 
     from quantplan.errors import QuantplanError
@@ -57,6 +57,9 @@ FLAG_OF_FIELD = {
     "slos.min_output_tokens_per_s": "--min-throughput",
     "quality.max_perplexity_increase_pct": "--max-ppl-increase",
     "quality.max_kl_divergence": "--max-kl",
+    "quality.min_recovery_pct": "--min-recovery",
+    "quality.recovery_benchmark": "--recovery-benchmark",
+    "quality.evidence": "--quality-evidence",
     "budget.max_usd_per_month": "--budget-month",
     "budget.max_usd_per_million_tokens": "--budget-per-million",
     "constraints.clouds": "--cloud",
@@ -136,6 +139,9 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
         "quality": {
             "max_perplexity_increase_pct": "max_ppl_increase",
             "max_kl_divergence": "max_kl",
+            "min_recovery_pct": "min_recovery",
+            "recovery_benchmark": "recovery_benchmark",
+            "evidence": "quality_evidence",
         },
         "budget": {
             "max_usd_per_month": "budget_month",
@@ -249,6 +255,27 @@ def _print_assumed(console: Any, plan: Plan) -> None:
         console.print(f"[dim]assumed:[/] {'; '.join(plan.assumed)}", highlight=False)
 
 
+def _quality_rows(m: PredictedMetrics) -> list[tuple[str, str]]:
+    """The quality lines of a deployment table: each figure with what it rests on."""
+    from quantplan.planner.quality import describe_quality
+
+    rows = []
+    for name, e, unit, digits in (
+        ("perplexity increase", m.perplexity_increase_pct, "%", 2),
+        ("KL divergence", m.kl_divergence, "", 4),
+        ("task recovery", m.recovery_pct, "%", 2),
+    ):
+        if e is not None:
+            rows.append((name, escape(describe_quality(e, unit, digits))))
+    return rows
+
+
+def _quality_cell(estimate: Estimate | None) -> str:
+    from quantplan.planner.quality import describe_quality
+
+    return describe_quality(estimate)
+
+
 def _print_plan(
     plan: Plan, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS, today: date | None = None
 ) -> None:
@@ -289,11 +316,10 @@ def _print_plan(
             ("p95 TTFT ms", m.ttft_p95_ms),
             ("p95 ITL ms", m.itl_p95_ms),
             ("output tok/s per replica", m.output_tokens_per_s),
-            ("perplexity increase %", m.perplexity_increase_pct),
-            ("KL divergence", m.kl_divergence),
         ):
             if e is not None:
                 rows.append((name, f"{e.value:,.4g} [{e.low:,.4g} - {e.high:,.4g}] {e.basis}"))
+        rows += _quality_rows(m)
         rows.append(("memory GB", f"{m.memory_gb:,.1f} of {m.memory_capacity_gb:,.1f}"))
         for row in rows:
             table.add_row(*row)
@@ -306,7 +332,7 @@ def _print_plan(
             ppl = d.metrics.perplexity_increase_pct
             table.add_row(
                 f"{d.label} ({d.pricing})", _money(d.usd_per_month),
-                f"{d.metrics.ttft_p95_ms.value:,.0f}", f"{ppl.value:.2f}" if ppl else "?",
+                f"{d.metrics.ttft_p95_ms.value:,.0f}", escape(_quality_cell(ppl)),
             )  # fmt: skip
         console.print(table)
     for note in plan.assumptions:
@@ -364,6 +390,21 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(help="Max perplexity increase, %.")
         ] = None,
         max_kl: Annotated[float | None, typer.Option(help="Max KL divergence.")] = None,
+        min_recovery: Annotated[
+            float | None,
+            typer.Option(help="Min task-accuracy recovery, % of the baseline's score."),
+        ] = None,
+        recovery_benchmark: Annotated[
+            str | None,
+            typer.Option(help="Benchmark --min-recovery is checked on, e.g. openllm-v1."),
+        ] = None,
+        quality_evidence: Annotated[
+            str | None,
+            typer.Option(
+                help="Quality figures a cap may rely on: same-model, same-family (default) or "
+                "any. Borrowed figures are checked at the pessimistic end of their band."
+            ),
+        ] = None,
         budget_month: Annotated[float | None, typer.Option(help="Max $/month.")] = None,
         budget_per_million: Annotated[
             float | None, typer.Option(help="Max $ per million tokens.")
@@ -493,7 +534,8 @@ def register(app: typer.Typer) -> None:
         flags: dict[str, Any] = dict.fromkeys(
             ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
              "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
-             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices"),
+             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices",
+             "min_recovery", "recovery_benchmark", "quality_evidence"),
         )  # fmt: skip
         flags.update(
             model=model,

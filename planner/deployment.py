@@ -50,6 +50,7 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         memory_capacity_gb=round(float(perf.usable_memory_gb[s, i]), 3),
         perplexity_increase_pct=space.ppl[s],
         kl_divergence=space.kl[s],
+        recovery_pct=space.recovery[s] if space.recovery else None,
     )
     return Deployment(
         model=space.shape.name,

@@ -13,7 +13,13 @@ from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap
 from quantplan.planner.optimize import STAGES, Evaluation, Index, cheapest, evaluate
-from quantplan.planner.plan import BindingConstraint, Deployment, InstanceRef, Rejection
+from quantplan.planner.plan import (
+    BindingConstraint,
+    Deployment,
+    InstanceRef,
+    PredictedMetrics,
+    Rejection,
+)
 from quantplan.planner.targets import Slos, Targets
 
 FIXED = {"pricing.available", "compatibility", "memory", "slos.latency"}
@@ -82,21 +88,7 @@ def _describe_stage(
             ), index
         return "no concurrency meets the TTFT and ITL objectives together", index
     if stage == "quality":
-        options = np.flatnonzero(pairs.any(axis=1))
-        if not (reached & ev.passes["quality.max_perplexity_increase_pct"]).any():
-            s = int(options[np.argmin(ev.ppl[options])])
-            e = space.ppl[s]
-            reason = (
-                f"perplexity +{e.value:.2f}% ({e.basis}; {space.options[s].scheme.name}) > "
-                f"+{t.quality.max_perplexity_increase_pct:g}% allowed"
-            )
-        else:
-            s = int(options[np.argmin(ev.kl[options])])
-            reason = (
-                f"KL {space.kl[s].value:.4f} ({space.kl[s].basis}; "
-                f"{space.options[s].scheme.name}) > {t.quality.max_kl_divergence:g} allowed"
-            )
-        return reason, (s, int(np.argmax(pairs[s])), 0)
+        return _describe_quality(ev, reached, pairs)
     if stage == "replicas":
         index = at(np.argmin(np.where(pairs, ev.replicas, np.inf)))
         need = ev.replicas[index[0], index[1]]
@@ -116,6 +108,66 @@ def _describe_stage(
         f"cheapest {label(ev, best)} costs {_money(per_million.min())}/M tokens > cap "
         f"${t.budget.max_usd_per_million_tokens}"
     ), best  # type: ignore[return-value]
+
+
+def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) -> tuple[str, Index]:
+    """Why the quality targets rule a family out: the figure (with what it rests on) of its
+    closest option against the cap, or the evidence policy that does not accept its figure."""
+    from quantplan.planner.quality import checked_value, describe_quality
+
+    space, q = ev.space, ev.targets.quality
+    options = np.flatnonzero(pairs.any(axis=1))
+    s = int(options[0])
+    reason = "no quality figure meets the targets"
+    recovery = space.recovery or (None,) * len(space.options)
+    checks = (
+        ("quality.evidence", None, None, ""),
+        ("quality.max_perplexity_increase_pct", space.ppl, q.max_perplexity_increase_pct, "%"),
+        ("quality.max_kl_divergence", space.kl, q.max_kl_divergence, ""),
+        ("quality.min_recovery_pct", recovery, q.min_recovery_pct, "%"),
+    )
+    for name, estimates, cap, unit in checks:
+        if (reached & ev.passes[name]).any():
+            reached = reached & ev.passes[name]
+            continue
+        if estimates is None:
+            reason = (
+                f"no figure the evidence policy '{q.evidence}' accepts "
+                f"({space.options[s].scheme.name}: "
+                f"{describe_quality(space.ppl[s])}); allow borrowing with --quality-evidence"
+            )
+            break
+        higher = name == "quality.min_recovery_pct"
+        still = np.flatnonzero(reached.any(axis=(1, 2)))
+        known = [o for o in still if estimates[o] is not None]
+        if not known:
+            reason = f"no {q.recovery_benchmark} figure for any option of this family"
+            break
+        s = int(
+            max(known, key=lambda o: checked_value(estimates[o], higher) * (1 if higher else -1))
+        )
+        e = estimates[s]
+        assert e is not None and cap is not None
+        what = (
+            {"%": "perplexity", "": "KL"}[unit]
+            if not higher
+            else f"{q.recovery_benchmark} recovery"
+        )
+        digits = 4 if unit == "" else 2
+        reason = (
+            f"{what} {describe_quality(e, unit, digits)} on {space.options[s].scheme.name} "
+            f"{'<' if higher else '>'} {'' if higher or unit == '' else '+'}{cap:g}{unit} "
+            f"{'required' if higher else 'allowed'}"
+        )
+        break
+    return reason, (s, int(np.argmax(pairs[s])), 0)
+
+
+def _quality_versus(ev: Evaluation, s: int, c: int) -> str:
+    """Two options' perplexity figures side by side, each with what it rests on."""
+    from quantplan.planner.quality import describe_quality
+
+    return f"perplexity {describe_quality(ev.space.ppl[s])} vs {describe_quality(ev.space.ppl[c])}"
 
 
 def _rejection(
@@ -160,7 +212,7 @@ def family_rejections(ev: Evaluation, choice: Index | None) -> list[Rejection]:
                 continue
             ratio = float(ev.usd_per_month[best] / ev.usd_per_month[choice])
             s, c = best[0], choice[0]
-            quality = f"perplexity +{ev.ppl[s]:.2f}% vs +{ev.ppl[c]:.2f}%"
+            quality = _quality_versus(ev, s, c)
             if abs(ratio - 1) < 1e-9:
                 ttft = ev.points.ttft_p95_ms
                 reason = (
@@ -221,7 +273,15 @@ def relaxed_optima(
     return out
 
 
+def _policy_needed(m: PredictedMetrics) -> str:
+    """The evidence policy that accepts a deployment's perplexity figure."""
+    kind = m.perplexity_increase_pct.evidence if m.perplexity_increase_pct else None
+    return "any" if kind in ("other-family", "prior") else "same-family"
+
+
 def _current_and_needed(name: str, ev: Evaluation, deployment: Deployment) -> tuple[str, str]:
+    from quantplan.planner.quality import checked_value
+
     t = ev.targets
     m = deployment.metrics
     table: dict[str, Callable[[], tuple[object, object]]] = {
@@ -235,12 +295,19 @@ def _current_and_needed(name: str, ev: Evaluation, deployment: Deployment) -> tu
         ),
         "quality.max_perplexity_increase_pct": lambda: (
             f"+{t.quality.max_perplexity_increase_pct}%",
-            f"+{m.perplexity_increase_pct.value:.2f}%" if m.perplexity_increase_pct else "?",
+            f"+{checked_value(m.perplexity_increase_pct):.2f}%"
+            if m.perplexity_increase_pct
+            else "?",
         ),
         "quality.max_kl_divergence": lambda: (
             t.quality.max_kl_divergence,
             f"{m.kl_divergence.value:.4f}" if m.kl_divergence else "?",
         ),
+        "quality.min_recovery_pct": lambda: (
+            f"{t.quality.min_recovery_pct}% on {t.quality.recovery_benchmark}",
+            f"{m.recovery_pct.low:.2f}%" if m.recovery_pct else "no figure",
+        ),
+        "quality.evidence": lambda: (t.quality.evidence, _policy_needed(m)),
         "slos.ttft_p95_ms": lambda: (f"{t.slos.ttft_p95_ms} ms", f"{m.ttft_p95_ms.value:,.0f} ms"),
         "slos.itl_p95_ms": lambda: (f"{t.slos.itl_p95_ms} ms", f"{m.itl_p95_ms.value:,.1f} ms"),
         "slos.min_output_tokens_per_s": lambda: (

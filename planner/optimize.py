@@ -39,7 +39,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("compatibility", ("compatibility",)),
     ("memory", ("memory",)),
     ("slo", ("slos.latency",)),
-    ("quality", ("quality.max_perplexity_increase_pct", "quality.max_kl_divergence")),
+    (
+        "quality",
+        (
+            "quality.evidence",
+            "quality.max_perplexity_increase_pct",
+            "quality.max_kl_divergence",
+            "quality.min_recovery_pct",
+        ),
+    ),
     ("replicas", ("constraints.max_replicas",)),
     ("budget", ("budget.max_usd_per_month", "budget.max_usd_per_million_tokens")),
 )
@@ -114,7 +122,7 @@ def evaluate(
     def per_pair(mask: np.ndarray) -> np.ndarray:
         return np.broadcast_to(mask[:, :, None], full)
 
-    c, q, b = targets.constraints, targets.quality, targets.budget
+    c, b = targets.constraints, targets.budget
     spot_ok = c.spot_allowed and c.max_spot_fraction >= 1.0
     passes: dict[str, np.ndarray] = {}
     for name, mask in space.instance_masks.items():
@@ -126,14 +134,8 @@ def evaluate(
     passes["compatibility"] = per_pair(space.compatible)
     passes["memory"] = per_pair(perf.max_sequences >= 1)
     passes["slos.latency"] = per_pair(points.ok)
-    passes["quality.max_perplexity_increase_pct"] = per_option(
-        ppl <= q.max_perplexity_increase_pct + 1e-12
-        if q.max_perplexity_increase_pct is not None
-        else np.ones(n_s, bool)
-    )
-    passes["quality.max_kl_divergence"] = per_option(
-        kl <= q.max_kl_divergence + 1e-12 if q.max_kl_divergence is not None else np.ones(n_s, bool)
-    )
+    for name, mask in quality_passes(space, targets).items():
+        passes[name] = per_option(mask)
     passes["constraints.max_replicas"] = per_pair(replicas <= c.max_replicas)
     with np.errstate(invalid="ignore"):
         passes["budget.max_usd_per_month"] = (
@@ -164,6 +166,50 @@ def evaluate(
         ppl=ppl,
         kl=kl,
     )
+
+
+def quality_passes(space: CandidateSpace, targets: Targets) -> dict[str, np.ndarray]:
+    """(S,) masks of the quality targets. A cap is checked against the option's own figure, or
+    the pessimistic end of the band of a borrowed or modeled one; ``quality.evidence`` fails
+    options whose figure the evidence policy does not accept, when any cap is set."""
+    from quantplan.planner.quality import checked_value, policy_allows
+
+    q, n_s = targets.quality, len(space.options)
+    capped = [
+        (q.max_perplexity_increase_pct, space.ppl, False),
+        (q.max_kl_divergence, space.kl, False),
+        (q.min_recovery_pct, space.recovery or (None,) * n_s, True),
+    ]
+    any_cap = any(cap is not None for cap, _, _ in capped)
+    allowed = np.array(
+        [
+            not any_cap
+            or all(
+                policy_allows(estimates[s], q.evidence)
+                for cap, estimates, _ in capped
+                if cap is not None
+            )
+            for s in range(n_s)
+        ],
+        dtype=bool,
+    )
+    out = {"quality.evidence": allowed}
+    names = (
+        "quality.max_perplexity_increase_pct",
+        "quality.max_kl_divergence",
+        "quality.min_recovery_pct",
+    )
+    for name, (cap, estimates, higher) in zip(names, capped, strict=True):
+        if cap is None:
+            out[name] = np.ones(n_s, bool)
+            continue
+        values = [
+            checked_value(e, higher) if e is not None else (-np.inf if higher else np.inf)
+            for e in estimates
+        ]
+        arr = np.array(values, dtype=float)
+        out[name] = arr >= cap - 1e-12 if higher else arr <= cap + 1e-12
+    return out
 
 
 Index = tuple[int, int, int]

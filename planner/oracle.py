@@ -15,6 +15,7 @@ from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
 from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
+from quantplan.planner.plan import Estimate
 from quantplan.planner.planning import prepare
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 
@@ -54,6 +55,32 @@ def _best_rate(targets: Targets, decode: Sequence[float], prefill: float, max_se
     return best
 
 
+def _quality_ok(caps: list[tuple[float | None, Estimate | None, bool]], policy: str) -> bool:
+    """Every set cap met by an accepted figure: the pessimistic band end unless the model's own."""
+    for cap, estimate, higher in caps:
+        if cap is None:
+            continue
+        if estimate is None:
+            return False
+        kind = estimate.evidence or "same-model"
+        accepted = {
+            "same-model": {"baseline", "same-model"},
+            "same-family": {"baseline", "same-model", "same-family"},
+        }.get(policy)
+        if accepted is not None and kind not in accepted:
+            return False
+        own = kind in ("baseline", "same-model")
+        if higher:
+            value = estimate.value if own else estimate.low
+            if value < cap - 1e-12:
+                return False
+        else:
+            value = estimate.value if own else estimate.high
+            if value > cap + 1e-12:
+                return False
+    return True
+
+
 def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | None:
     """The cheapest single-type fleet's $/month by exhaustive search, or None if infeasible."""
     context = prepare(targets, snapshot)
@@ -67,13 +94,12 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
             continue
         if c.engines and option.engine not in c.engines:
             continue
-        ppl, kl = space.ppl[s].value, space.kl[s].value
-        if (
-            q.max_perplexity_increase_pct is not None
-            and ppl > q.max_perplexity_increase_pct + 1e-12
-        ):
-            continue
-        if q.max_kl_divergence is not None and kl > q.max_kl_divergence + 1e-12:
+        caps = [
+            (q.max_perplexity_increase_pct, space.ppl[s], False),
+            (q.max_kl_divergence, space.kl[s], False),
+            (q.min_recovery_pct, space.recovery[s] if space.recovery else None, True),
+        ]
+        if not _quality_ok(caps, q.evidence):
             continue
         for i, instance in enumerate(space.instances):
             if not _instance_allowed(targets, instance, space.hardware[i]):

@@ -24,6 +24,9 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 """Versions :func:`load_plan` still reads; older ones are brought up to date as they load."""
 
 EstimateBasis = Literal["measured", "interpolated", "modeled", "published"]
+EvidenceKind = Literal["baseline", "same-model", "same-family", "other-family", "prior"]
+"""What a quality figure rests on: the model's own result, one borrowed from a model of the same
+(or another) architecture family or a sibling scheme, or a bits-per-weight prior."""
 Pricing = Literal["on_demand", "spot"]
 RejectionStage = Literal[
     "constraints",
@@ -56,6 +59,15 @@ class Estimate(PlanModel):
         "evidence), published (a cited third-party figure)"
     )
     note: str = Field(default="", description="What the estimate rests on, in words")
+    evidence: EvidenceKind | None = Field(
+        default=None, description="Quality figures only: what the figure rests on"
+    )
+    evidence_model: str | None = Field(
+        default=None, description="Quality figures only: the model the figure was measured on"
+    )
+    evidence_scheme: str | None = Field(
+        default=None, description="Quality figures only: the scheme the figure was measured with"
+    )
 
 
 class InstanceRef(PlanModel):
@@ -86,6 +98,11 @@ class PredictedMetrics(PlanModel):
     )
     kl_divergence: Estimate | None = Field(
         default=None, description="Mean KL divergence against the 16-bit baseline"
+    )
+    recovery_pct: Estimate | None = Field(
+        default=None,
+        description="Task-accuracy recovery (% of the baseline's score) on the targets' "
+        "recovery benchmark; None when no benchmark was asked for or no figure exists",
     )
 
 

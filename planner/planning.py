@@ -151,6 +151,12 @@ def _alternatives(ev: Evaluation, choice: Index | None, limit: int) -> list[Inde
     return picked[:limit]
 
 
+def fleet_quality(fleet: list[Deployment]) -> str:
+    from quantplan.planner.quality import fleet_quality as describe
+
+    return describe(fleet)
+
+
 def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxation]) -> str:
     model = ev.space.shape.name
     if fleet:
@@ -166,8 +172,7 @@ def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxati
             for d in fleet
         )
         head = fleet[0].metrics
-        ppl = head.perplexity_increase_pct
-        quality = f"perplexity +{ppl.value:.2f}% ({ppl.basis})" if ppl else "quality unknown"
+        quality = fleet_quality(fleet)
         return (
             f"Serve {model} with {parts}: ${total:,.0f}/month, "
             f"${sum(d.usd_per_million_tokens for d in fleet):.4f}/M tokens; p95 TTFT "

@@ -7,6 +7,7 @@ from html import escape
 from quantplan.planner.capacity import CapacityReport
 from quantplan.planner.plan import Deployment
 from quantplan.planner.svg import chart
+from quantplan.planner.quality import describe_quality
 
 
 def _money(value: float | None) -> str:
@@ -30,13 +31,13 @@ def _deployment_row(d: Deployment) -> list[str]:
         _money(d.usd_per_month),
         f"{d.usd_per_million_tokens:.4f}",
         f"{d.metrics.ttft_p95_ms.value:,.0f} ({d.metrics.ttft_p95_ms.basis})",
-        f"{ppl.value:.2f} ({ppl.basis})" if ppl else "?",
+        describe_quality(ppl),
     ]
 
 
 DEPLOYMENT_HEADER = [
     "scheme", "engine", "instance", "pricing", "replicas", "$/month", "$/M tok", "p95 TTFT ms",
-    "ppl +%",
+    "ppl +% (evidence)",
 ]  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from quantplan.catalog.vocabulary import (
     ParametersB,
     PeakToMean,
     PerplexityDeltaPct,
+    RecoveryPct,
     ReplicaCount,
     RequestsPerS,
     TokenCount,
@@ -143,6 +144,9 @@ class Slos(StrictModel):
     )
 
 
+QualityEvidencePolicy = Literal["same-model", "same-family", "any"]
+
+
 class QualityTarget(StrictModel):
     """How much degradation against the 16-bit baseline is acceptable. None = no limit."""
 
@@ -152,6 +156,29 @@ class QualityTarget(StrictModel):
     max_kl_divergence: KlDivergence | None = Field(
         default=None, description="Largest mean KL divergence against the baseline"
     )
+    min_recovery_pct: RecoveryPct | None = Field(
+        default=None,
+        description="Smallest task-accuracy recovery (% of the baseline's score) on "
+        "recovery_benchmark",
+    )
+    recovery_benchmark: Name | None = Field(
+        default=None,
+        description="Benchmark (a quality row's eval_set, e.g. 'openllm-v1') min_recovery_pct "
+        "is checked on",
+    )
+    evidence: QualityEvidencePolicy = Field(
+        default="same-family",
+        description="Which quality figures a cap may rely on: same-model (the model's own "
+        "results only), same-family (also figures borrowed from a model of the same "
+        "architecture family or a sibling scheme), any (also other families and priors). "
+        "Borrowed figures are checked at the pessimistic end of their band",
+    )
+
+    @model_validator(mode="after")
+    def _benchmark_with_recovery(self) -> QualityTarget:
+        if self.min_recovery_pct is not None and self.recovery_benchmark is None:
+            raise ValueError("min_recovery_pct needs recovery_benchmark (the benchmark to check)")
+        return self
 
 
 class Budget(StrictModel):

@@ -37,8 +37,19 @@ class OptionRow:
     @property
     def basis(self) -> str:
         """Where the speed and quality numbers come from, compactly (T=TTFT, Q=quality)."""
-        quality = BASIS_SHORT[self.quality_delta_pct.basis] if self.quality_delta_pct else "-"
+        quality = _quality_short(self.quality_delta_pct)
         return f"T:{BASIS_SHORT[self.ttft_p95_ms.basis]} Q:{quality}"
+
+
+def _quality_short(estimate: Estimate | None) -> str:
+    """meas/pub for the model's own figure; brw for a borrowed one, prior for none at all."""
+    if estimate is None:
+        return "-"
+    if estimate.evidence in ("same-family", "other-family"):
+        return "brw"
+    if estimate.evidence == "prior":
+        return "prior"
+    return BASIS_SHORT[estimate.basis]
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,18 @@ def format_estimate(estimate: Estimate | None, unit: str = "", digits: int = 0) 
     return f"{value} [{band}] {estimate.basis}{note}"
 
 
+def format_quality(estimate: Estimate | None) -> str:
+    """A quality figure with what it rests on (the source model and scheme of a borrowed one),
+    its band and its note."""
+    from quantplan.planner.quality import describe_quality
+
+    if estimate is None:
+        return "no evidence"
+    band = f"{estimate.low:,.2f}-{estimate.high:,.2f}%"
+    note = f" -- {estimate.note}" if estimate.note else ""
+    return f"{describe_quality(estimate)} [{band}]{note}"
+
+
 def option_details(row: OptionRow) -> list[tuple[str, str]]:
     """Label/value lines for the highlighted option: every number with its basis and band."""
     d = row.deployment
@@ -146,7 +169,7 @@ def option_details(row: OptionRow) -> list[tuple[str, str]]:
         ("p95 ITL", format_estimate(metrics.itl_p95_ms, " ms", 1)),
         ("tok/s/replica", format_estimate(metrics.output_tokens_per_s, "")),
         ("req/s/replica", format_estimate(metrics.requests_per_s, "", 2)),
-        ("quality (ppl)", format_estimate(metrics.perplexity_increase_pct, "%", 2)),
+        ("quality (ppl)", format_quality(metrics.perplexity_increase_pct)),
         ("memory", f"{metrics.memory_gb:.1f} of {metrics.memory_capacity_gb:.1f} GB"),
         ("concurrency", str(metrics.concurrency)),
     ]
