@@ -141,7 +141,11 @@ def _step_times(
 
 
 def _profile_decode_ratio(
-    profile: ProfileRecord, snapshot: CatalogSnapshot, workload: Workload
+    profile: ProfileRecord,
+    snapshot: CatalogSnapshot,
+    workload: Workload,
+    *,
+    roofline_bound_only: bool = False,
 ) -> float | None:
     """Modeled-with-default-efficiency over measured time per request for one profile.
 
@@ -177,6 +181,12 @@ def _profile_decode_ratio(
         np.array(base + per_layer * shape.layers),
         np.array([float(profile.concurrency)]),
     )
+    overhead = base + per_layer * shape.layers
+    if roofline_bound_only and float(decode[0]) < 2 * overhead:
+        # Most of this step is the fixed per-step overhead (a tiny model on a fast device):
+        # the measurement says how slow the server loop is, not what share of the device's
+        # bandwidth the engine reaches, so it must not scale other models' roofline terms.
+        return None
     out = profile.output_tokens
     modeled_cycle = float(prefill) + out * float(decode[0]) / profile.concurrency
     measured_cycle = out / profile.output_tokens_per_s
@@ -236,7 +246,7 @@ def _class_ratios(
         scheme = snapshot.scheme_by_name.get(profile.scheme)
         if hardware is None or scheme is None:
             continue
-        ratio = _profile_decode_ratio(profile, snapshot, workload)
+        ratio = _profile_decode_ratio(profile, snapshot, workload, roofline_bound_only=True)
         if ratio is None or ratio <= 0:
             continue
         for key in calibration_keys(profile.engine, scheme.family, hardware):
