@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.hardware import model_shape_from_record
-from quantplan.planner.quality import QualityIndex
-from quantplan.planner.targets import ModelShape
+from quantplan.planner.plan import Plan
+from quantplan.planner.planning import make_plan
+from quantplan.planner.quality import QualityIndex, describe_quality, fleet_quality
+from quantplan.planner.targets import ModelShape, Targets
 
 
 def _index(snapshot: CatalogSnapshot) -> QualityIndex:
@@ -25,8 +27,10 @@ def test_own_published_result_is_used_worst_case(shipped: CatalogSnapshot) -> No
 def test_closest_evidence_is_modeled_and_named(shipped: CatalogSnapshot) -> None:
     shape = model_shape_from_record(shipped.get_model("Llama-3.1-8B"))
     estimate = _index(shipped).evidence(shape, shipped.get_scheme("awq-w4a16-g128"), "ppl")
-    assert estimate.basis == "modeled"
-    assert "closest evidence: awq-w4a16-g128 on" in estimate.note
+    assert estimate.basis == "modeled" and estimate.evidence == "same-family"
+    # LLaMA-7B and Llama-2-7B are equally near (6.738 B parameters): either may be the source.
+    assert estimate.evidence_model in ("Llama-2-7B", "LLaMA-7B")
+    assert estimate.evidence_scheme == "awq-w4a16-g128"
     assert estimate.high / estimate.value == pytest.approx(2.0)
 
 
@@ -51,3 +55,92 @@ def test_kl_comes_from_kl_results(shipped: CatalogSnapshot) -> None:
     shape = model_shape_from_record(shipped.get_model("Llama-3-8B"))
     estimate = _index(shipped).evidence(shape, shipped.get_scheme("gguf-q4_k_m"), "kl")
     assert estimate.basis == "published" and estimate.value == pytest.approx(0.031273)
+
+
+def _plan(shipped: CatalogSnapshot, **quality: object) -> Plan:
+    targets = Targets.model_validate(
+        {
+            "model": quality.pop("model", "Llama-3.1-8B"),
+            "workload": {"requests_per_s": 2},
+            "quality": quality,
+            "constraints": {"families": quality.pop("families", ()) or ()},
+        }
+    )
+    return make_plan(targets, shipped)
+
+
+def test_llama31_awq_fails_a_3pct_cap_on_llama2s_borrowed_figure(shipped: CatalogSnapshot) -> None:
+    """A Llama-1/2 7B AWQ figure (+1.76 %, +2.38 %) is borrowed, so the cap is checked at its
+    band's top (+3.52 %, +4.75 %): Llama-3 loses about twice what Llama-2 does at 4 bits."""
+    plan = _plan(shipped, max_perplexity_increase_pct=3, families=["awq"])
+    assert not plan.feasible
+    (rejection,) = [r for r in plan.rejected if r.family == "awq"]
+    assert rejection.stage == "quality"
+    assert "borrowed from awq-w4a16-g128 on L" in rejection.reason
+    assert "up to +" in rejection.reason and "> +3% allowed" in rejection.reason
+
+
+def test_same_model_policy_refuses_borrowed_figures(shipped: CatalogSnapshot) -> None:
+    plan = _plan(shipped, max_perplexity_increase_pct=50, evidence="same-model", families=["awq"])
+    assert not plan.feasible
+    assert "evidence policy 'same-model'" in plan.rejected[0].reason
+    allowed = _plan(shipped, max_perplexity_increase_pct=50, families=["awq"])
+    assert allowed.feasible and allowed.choice is not None
+    assert allowed.choice.metrics.perplexity_increase_pct.evidence == "same-family"
+
+
+def test_mistral_awq_is_its_own_gptq_is_shown_borrowed(shipped: CatalogSnapshot) -> None:
+    shape = model_shape_from_record(shipped.get_model("Mistral-7B"))
+    index = _index(shipped)
+    awq = index.evidence(shape, shipped.get_scheme("awq-w4a16-g128"), "ppl")
+    gptq = index.evidence(shape, shipped.get_scheme("gptq-w4a16-g128"), "ppl")
+    assert awq.evidence == "same-model" and awq.basis == "published"
+    assert gptq.evidence in ("same-family", "other-family")
+    assert gptq.evidence_model != "Mistral-7B"
+    assert f"borrowed from gptq-w4a16-g128 on {gptq.evidence_model}" in describe_quality(gptq)
+
+
+def test_default_model_plan_shows_the_projects_measured_deltas(shipped: CatalogSnapshot) -> None:
+    shape = model_shape_from_record(shipped.get_model("SmolLM2-135M-Instruct"))
+    index = _index(shipped)
+    awq = index.evidence(shape, shipped.get_scheme("awq-w4a16-g64"), "ppl")
+    gptq = index.evidence(shape, shipped.get_scheme("gptq-w4a16-g64"), "ppl")
+    assert awq.basis == gptq.basis == "measured"
+    assert awq.value == pytest.approx(16.73, abs=0.01)
+    assert gptq.value == pytest.approx(29.83, abs=0.01)
+    # g128 cannot be made for this model; if asked, it borrows the model's own g64 figure.
+    g128 = index.evidence(shape, shipped.get_scheme("awq-w4a16-g128"), "ppl")
+    assert (g128.evidence_model, g128.evidence_scheme) == (shape.name, "awq-w4a16-g64")
+
+
+def test_mixed_fleet_reports_worst_and_traffic_weighted(shipped: CatalogSnapshot) -> None:
+    plan = _plan(shipped, model="Llama-2-7B", max_perplexity_increase_pct=20)
+    assert plan.choice is not None
+    own = plan.choice.metrics.perplexity_increase_pct
+    assert own is not None
+    other = own.model_copy(update={"value": own.value + 10, "high": own.high + 10})
+    second = plan.choice.model_copy(
+        update={
+            "scheme": "other-scheme",
+            "capacity_requests_per_s": plan.choice.capacity_requests_per_s * 3,
+            "metrics": plan.choice.metrics.model_copy(update={"perplexity_increase_pct": other}),
+        }
+    )
+    text = fleet_quality([plan.choice, second])
+    assert "worst" in text and "(other-scheme)" in text
+    weighted = (own.value * 1 + other.value * 3) / 4
+    assert f"traffic-weighted +{weighted:.2f}%" in text
+
+
+def test_recovery_is_never_converted_from_perplexity(shipped: CatalogSnapshot) -> None:
+    shape = model_shape_from_record(shipped.get_model("Llama-2-7B"))
+    index = _index(shipped)
+    assert index.evidence(shape, shipped.get_scheme("awq-w4a16-g128"), "recovery", "x") is None
+    plan = _plan(
+        shipped,
+        model="Llama-2-7B",
+        min_recovery_pct=90,
+        recovery_benchmark="no-such-bench",
+        families=["awq"],
+    )
+    assert not plan.feasible
