@@ -291,11 +291,21 @@ def _calibration(
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code))
+    # Many options share an engine and scheme family and many instances a device, so each
+    # class's geometric mean is taken once, not once per (option, instance) pair.
+    class_means = {
+        key: math.exp(float(np.mean(np.log(found)))) for key, found in class_ratios.items() if found
+    }
+    by_class: dict[tuple[str, str, str], float | None] = {}
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
-            found = class_multiplier(class_ratios, option.engine, option.family, hardware)
+            lookup = (option.engine, option.family, hardware.name)
+            if lookup not in by_class:
+                keys = calibration_keys(option.engine, option.family, hardware)
+                by_class[lookup] = next((class_means[k] for k in keys if k in class_means), None)
+            found = by_class[lookup]
             if found is not None:
-                multiplier[s, i, :] = found[0]
+                multiplier[s, i, :] = found
                 basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
     for (s, i), points in exact.items():
