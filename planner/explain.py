@@ -113,7 +113,7 @@ def _describe_stage(
 def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) -> tuple[str, Index]:
     """Why the quality targets rule a family out: the figure (with what it rests on) of its
     closest option against the cap, or the evidence policy that does not accept its figure."""
-    from quantplan.planner.quality import checked_value, describe_quality
+    from quantplan.planner.quality import checked_value, describe_quality, policy_allows
 
     space, q = ev.space, ev.targets.quality
     options = np.flatnonzero(pairs.any(axis=1))
@@ -121,7 +121,6 @@ def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) ->
     reason = "no quality figure meets the targets"
     recovery = space.recovery or (None,) * len(space.options)
     checks = (
-        ("quality.evidence", None, None, ""),
         ("quality.max_perplexity_increase_pct", space.ppl, q.max_perplexity_increase_pct, "%"),
         ("quality.max_kl_divergence", space.kl, q.max_kl_divergence, ""),
         ("quality.min_recovery_pct", recovery, q.min_recovery_pct, "%"),
@@ -130,7 +129,7 @@ def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) ->
         if (reached & ev.passes[name]).any():
             reached = reached & ev.passes[name]
             continue
-        if estimates is None:
+        if not any(policy_allows(estimates[o], q.evidence) for o in options):
             reason = (
                 f"no figure the evidence policy '{q.evidence}' accepts "
                 f"({space.options[s].scheme.name}: "
@@ -139,7 +138,9 @@ def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) ->
             break
         higher = name == "quality.min_recovery_pct"
         still = np.flatnonzero(reached.any(axis=(1, 2)))
-        known = [o for o in still if estimates[o] is not None]
+        known = [
+            o for o in still if estimates[o] is not None and policy_allows(estimates[o], q.evidence)
+        ]
         if not known:
             reason = f"no {q.recovery_benchmark} figure for any option of this family"
             break

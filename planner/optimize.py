@@ -42,7 +42,6 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "quality",
         (
-            "quality.evidence",
             "quality.max_perplexity_increase_pct",
             "quality.max_kl_divergence",
             "quality.min_recovery_pct",
@@ -170,8 +169,8 @@ def evaluate(
 
 def quality_passes(space: CandidateSpace, targets: Targets) -> dict[str, np.ndarray]:
     """(S,) masks of the quality targets. A cap is checked against the option's own figure, or
-    the pessimistic end of the band of a borrowed or modeled one; ``quality.evidence`` fails
-    options whose figure the evidence policy does not accept, when any cap is set."""
+    the pessimistic end of the band of a borrowed or modeled one; each cap fails
+    options whose figure the evidence policy does not accept, for each cap that is set."""
     from quantplan.planner.quality import checked_value, policy_allows
 
     q, n_s = targets.quality, len(space.options)
@@ -180,20 +179,7 @@ def quality_passes(space: CandidateSpace, targets: Targets) -> dict[str, np.ndar
         (q.max_kl_divergence, space.kl, False),
         (q.min_recovery_pct, space.recovery or (None,) * n_s, True),
     ]
-    any_cap = any(cap is not None for cap, _, _ in capped)
-    allowed = np.array(
-        [
-            not any_cap
-            or all(
-                policy_allows(estimates[s], q.evidence)
-                for cap, estimates, _ in capped
-                if cap is not None
-            )
-            for s in range(n_s)
-        ],
-        dtype=bool,
-    )
-    out = {"quality.evidence": allowed}
+    out: dict[str, np.ndarray] = {}
     names = (
         "quality.max_perplexity_increase_pct",
         "quality.max_kl_divergence",
@@ -204,7 +190,9 @@ def quality_passes(space: CandidateSpace, targets: Targets) -> dict[str, np.ndar
             out[name] = np.ones(n_s, bool)
             continue
         values = [
-            checked_value(e, higher) if e is not None else (-np.inf if higher else np.inf)
+            checked_value(e, higher)
+            if e is not None and policy_allows(e, q.evidence)
+            else (-np.inf if higher else np.inf)  # no figure the evidence policy accepts
             for e in estimates
         ]
         arr = np.array(values, dtype=float)

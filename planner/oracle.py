@@ -66,7 +66,7 @@ def _quality_ok(caps: list[tuple[float | None, Estimate | None, bool]], policy: 
         accepted = {
             "same-model": {"baseline", "same-model"},
             "same-family": {"baseline", "same-model", "same-family"},
-        }.get(policy)
+        }.get(policy or "same-family")
         if accepted is not None and kind not in accepted:
             return False
         own = kind in ("baseline", "same-model")

@@ -78,7 +78,8 @@ def policy_allows(estimate: Estimate | None, policy: QualityEvidencePolicy) -> b
     """Whether ``policy`` lets a quality cap rely on ``estimate`` (None: no figure at all)."""
     if estimate is None:
         return False
-    return (estimate.evidence or "same-model") in _POLICY_ALLOWS[policy]
+    # A targets copy with the field cleared (a relaxed target) means the default policy.
+    return (estimate.evidence or "same-model") in _POLICY_ALLOWS[policy or "same-family"]
 
 
 def checked_value(estimate: Estimate, higher_is_better: bool = False) -> float:

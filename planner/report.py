@@ -6,8 +6,8 @@ from html import escape
 
 from quantplan.planner.capacity import CapacityReport
 from quantplan.planner.plan import Deployment
-from quantplan.planner.svg import chart
 from quantplan.planner.quality import describe_quality
+from quantplan.planner.svg import chart
 
 
 def _money(value: float | None) -> str:
