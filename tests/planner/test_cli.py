@@ -30,7 +30,7 @@ def test_plan_json_has_the_contract_fields(db_url: str, tmp_path: Path) -> None:
         "--max-ppl-increase", "3", "--json", "-o", str(out), "--db", db_url,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)  # warnings go to stderr
     for key in ("feasible", "choice", "alternatives", "rejected", "binding_constraints"):
         assert key in document
     choice = document["choice"]
@@ -89,7 +89,7 @@ def test_targets_file_with_flags_on_top(db_url: str, tmp_path: Path) -> None:
     )
     result = _run("plan", "--targets", str(targets), "--cpu-only", "--json", "--db", db_url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)  # warnings go to stderr
     assert document["targets"]["constraints"]["device"] == "cpu"
     assert document["targets"]["slos"]["ttft_p95_ms"] == 15000
     assert all(d["accelerator_count"] == 0 for d in document["fleet"])
