@@ -13,6 +13,7 @@ import httpx
 import pytest
 from quantplan.catalog.prices import parse_price_csv
 from quantplan.catalog.prices_cli import fetch_price_text
+from quantplan.catalog.seeding import SEED_VERSION
 
 from quantplan.errors import QuantplanError
 
@@ -88,7 +89,7 @@ def test_refresh_changes_the_plan_and_the_plan_says_why(tmp_path: Path) -> None:
         )
         .fetchall()
     )
-    assert rows == [(1, 2), (0, None)]
+    assert rows == [(1, SEED_VERSION), (0, None)]  # the seeded row, then the refreshed one
     text = run("plan", "--model", "Llama-3.1-8B", "--rps", "2", "--cloud", "aws", db=db)
     assert "of 2026-12-01; list price test fixture" in text.stdout
 
