@@ -97,6 +97,14 @@ def serve_command(
     max_model_len: MaxLenOption = 2048,
     startup_timeout: TimeoutOption = 300.0,
     parallel: ParallelOption = None,
+    served_name: Annotated[
+        str | None,
+        typer.Option(
+            "--served-name",
+            help="Model name clients send (default: <model>-<scheme> from the artifact's "
+            "manifest, else the file or directory name).",
+        ),
+    ] = None,
 ) -> None:
     """Serve an artifact in the foreground with an OpenAI-compatible API.
 
@@ -107,6 +115,7 @@ def serve_command(
 
     from quantplan.agent.serve.engine import ServeOptions
     from quantplan.agent.serve.manager import start_server
+    from quantplan.agent.serve.naming import check_served_name
 
     chosen = _engine_for(engine, artifact)
     options = ServeOptions(
@@ -117,6 +126,7 @@ def serve_command(
         max_model_len=max_model_len,
         startup_timeout_s=startup_timeout,
         parallel_slots=parallel,
+        served_name=None if served_name is None else check_served_name(served_name),
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] binding {host}: reachable from other machines")

@@ -145,6 +145,11 @@ class ServeOptions(BaseModel):
     startup_timeout_s: float = Field(default=300.0, gt=0)
     threads: int | None = Field(default=None, ge=1, description="CPU threads for the engine")
     max_model_len: int = Field(default=2048, ge=64, description="Context length to allocate")
+    served_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._:+/-]{1,200}$",  # naming.SERVED_NAME_PATTERN
+        description="Model name clients send; None = <model>-<scheme> from the artifact",
+    )
     kv_cache_gib: float = Field(default=2.0, gt=0, description="vLLM CPU KV cache space")
     prefix_caching: bool | None = Field(
         default=None,
@@ -197,9 +202,14 @@ class EngineServer(ABC):
         """Extra environment variables for the server process."""
         return {}
 
-    def served_model_name(self, model: ArtifactInfo) -> str:
-        """The ``model`` field clients must send."""
-        return model.path.stem if model.format == "gguf" else model.path.name
+    def served_model_name(self, model: ArtifactInfo, options: ServeOptions | None = None) -> str:
+        """The ``model`` field clients must send: ``options.served_name`` when given, else
+        ``<model>-<scheme>`` from the artifact's manifest (see serve/naming.py)."""
+        from quantplan.agent.serve.naming import default_served_name
+
+        if options is not None and options.served_name:
+            return options.served_name
+        return default_served_name(model.path, model.format)
 
     def ignore_eos_body(self, model: ArtifactInfo) -> dict[str, object]:
         """Request fields that make this engine generate past EOS (none if it knows ignore_eos)."""

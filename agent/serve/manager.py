@@ -256,7 +256,7 @@ def start_server(
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
     endpoint = Endpoint(
         base_url=f"http://{host}:{port}",
-        model=engine.served_model_name(model),
+        model=engine.served_model_name(model, options),
         api_key=options.api_key,
         ignore_eos_body=engine.ignore_eos_body(model),
     )

@@ -81,7 +81,7 @@ class VllmServer(EngineServer):
             "--model",
             str(model.path),
             "--served-model-name",
-            self.served_model_name(model),
+            self.served_model_name(model, options),
             "--host",
             options.host,
             "--port",
