@@ -31,3 +31,30 @@ def default_model_plan() -> Plan:
         }
     )
     return make_plan(targets, seed_snapshot())
+
+
+def llama_cpp_plan(replicas: int = 1, instance_type: str = "c7i.xlarge") -> Plan:
+    """The default model's plan, its fleet pinned to llama.cpp serving GGUF F16 on
+    ``replicas`` nodes of ``instance_type`` -- what the test clusters' workers declare -- so
+    the cluster tests do not depend on which deployment the catalog makes cheapest."""
+    from quantplan.planner.plan import InstanceRef
+
+    plan = default_model_plan()
+    instance = next(
+        i
+        for i in seed_snapshot().instances
+        if (i.cloud, i.name, i.region) == ("aws", instance_type, "us-east-1")
+    )
+    deployment = plan.fleet[0].model_copy(
+        update={
+            "method": "gguf",
+            "scheme": "gguf-f16",
+            "engine": "llama.cpp",
+            "instance": InstanceRef(cloud="aws", name=instance_type, region="us-east-1"),
+            "hardware": instance.hardware,
+            "usd_per_hour": instance.price_per_hour,
+            "replicas": replicas,
+            "instances": replicas,
+        }
+    )
+    return plan.model_copy(update={"fleet": (deployment,)})
