@@ -280,73 +280,177 @@ def _policy_needed(m: PredictedMetrics) -> str:
     return "any" if kind in ("other-family", "prior") else "same-family"
 
 
-def _current_and_needed(name: str, ev: Evaluation, deployment: Deployment) -> tuple[str, str]:
+def _current_and_needed(name: str, t: Targets, deployment: Deployment) -> tuple[str, str, float]:
+    """The target's value in ``t`` (the user's, not the relaxed one), the value the relaxed
+    plan needs, and how big a change that is (needed over current, >= 1; inf: not a number)."""
     from quantplan.planner.quality import checked_value
 
-    t = ev.targets
     m = deployment.metrics
-    table: dict[str, Callable[[], tuple[object, object]]] = {
+    fleet_tokens = m.output_tokens_per_s.value * deployment.replicas
+
+    def ratio(current: float | None, needed: float, floor: bool = False) -> float:
+        if not current or needed <= 0:
+            return np.inf
+        return current / needed if floor else needed / current
+
+    b, q, s, c = t.budget, t.quality, t.slos, t.constraints
+    ppl, kl = m.perplexity_increase_pct, m.kl_divergence
+    table: dict[str, Callable[[], tuple[object, object, float]]] = {
         "budget.max_usd_per_month": lambda: (
-            f"{_money(t.budget.max_usd_per_month or 0)}/month",
+            f"{_money(b.max_usd_per_month or 0)}/month",
             f"{_money(deployment.usd_per_month)}/month",
+            ratio(b.max_usd_per_month, deployment.usd_per_month),
         ),
         "budget.max_usd_per_million_tokens": lambda: (
-            f"${t.budget.max_usd_per_million_tokens}/M tokens",
+            f"${b.max_usd_per_million_tokens:g}/M tokens",
             f"${deployment.usd_per_million_tokens:.4f}/M tokens",
+            ratio(b.max_usd_per_million_tokens, deployment.usd_per_million_tokens),
         ),
         "quality.max_perplexity_increase_pct": lambda: (
-            f"+{t.quality.max_perplexity_increase_pct}%",
-            f"+{checked_value(m.perplexity_increase_pct):.2f}%"
-            if m.perplexity_increase_pct
-            else "?",
+            f"+{q.max_perplexity_increase_pct:g}%",
+            f"+{checked_value(ppl):.2f}%" if ppl else "?",
+            ratio(q.max_perplexity_increase_pct, checked_value(ppl)) if ppl else np.inf,
         ),
         "quality.max_kl_divergence": lambda: (
-            t.quality.max_kl_divergence,
-            f"{m.kl_divergence.value:.4f}" if m.kl_divergence else "?",
+            f"{q.max_kl_divergence:g}",
+            f"{kl.value:.4f}" if kl else "?",
+            ratio(q.max_kl_divergence, kl.value) if kl else np.inf,
         ),
         "quality.min_recovery_pct": lambda: (
-            f"{t.quality.min_recovery_pct}% on {t.quality.recovery_benchmark}",
+            f"{q.min_recovery_pct}% on {q.recovery_benchmark}",
             f"{m.recovery_pct.low:.2f}%" if m.recovery_pct else "no figure",
+            ratio(m.recovery_pct.low, q.min_recovery_pct or 0) if m.recovery_pct else np.inf,
         ),
-        "quality.evidence": lambda: (t.quality.evidence, _policy_needed(m)),
-        "slos.ttft_p95_ms": lambda: (f"{t.slos.ttft_p95_ms} ms", f"{m.ttft_p95_ms.value:,.0f} ms"),
-        "slos.itl_p95_ms": lambda: (f"{t.slos.itl_p95_ms} ms", f"{m.itl_p95_ms.value:,.1f} ms"),
+        "quality.evidence": lambda: (q.evidence, _policy_needed(m), np.inf),
+        "slos.ttft_p95_ms": lambda: (
+            f"{s.ttft_p95_ms:,g} ms",
+            f"{m.ttft_p95_ms.value:,.0f} ms",
+            ratio(s.ttft_p95_ms, m.ttft_p95_ms.value),
+        ),
+        "slos.itl_p95_ms": lambda: (
+            f"{s.itl_p95_ms:,g} ms",
+            f"{m.itl_p95_ms.value:,.1f} ms",
+            ratio(s.itl_p95_ms, m.itl_p95_ms.value),
+        ),
         "slos.min_output_tokens_per_s": lambda: (
-            t.slos.min_output_tokens_per_s,
-            f"{m.output_tokens_per_s.value * deployment.replicas:,.0f} tok/s",
+            f"{s.min_output_tokens_per_s:,g} tok/s",
+            f"{fleet_tokens:,.0f} tok/s",
+            ratio(s.min_output_tokens_per_s, fleet_tokens, floor=True),
         ),
-        "constraints.max_replicas": lambda: (t.constraints.max_replicas, deployment.replicas),
-        "constraints.spot_allowed": lambda: ("false", "true"),
+        "constraints.max_replicas": lambda: (
+            c.max_replicas,
+            deployment.replicas,
+            ratio(c.max_replicas, deployment.replicas),
+        ),
+        "constraints.spot_allowed": lambda: ("false", "true", np.inf),
         "constraints.device": lambda: (
-            t.constraints.device,
+            c.device,
             "gpu" if deployment.accelerator_count else "cpu",
+            np.inf,
         ),
-        "constraints.clouds": lambda: (",".join(t.constraints.clouds), deployment.instance.cloud),
+        "constraints.clouds": lambda: (",".join(c.clouds), deployment.instance.cloud, np.inf),
         "constraints.regions": lambda: (
-            ",".join(t.constraints.regions),
+            ",".join(c.regions),
             deployment.instance.region,
+            np.inf,
         ),
-        "constraints.families": lambda: (",".join(t.constraints.families), deployment.method),
-        "constraints.engines": lambda: (",".join(t.constraints.engines), deployment.engine),
+        "constraints.families": lambda: (",".join(c.families), deployment.method, np.inf),
+        "constraints.engines": lambda: (",".join(c.engines), deployment.engine, np.inf),
     }
     if name in table:
-        current, needed = table[name]()
-    else:  # instance/accelerator allow and deny lists
-        listed = getattr(t.constraints, name.split(".", 1)[1], ())
+        current, needed, change = table[name]()
+    else:  # instance/accelerator allow and deny lists, and anything added later
+        listed = getattr(c, name.split(".", 1)[1], ())
         uses = deployment.hardware if "accelerator" in name else deployment.instance.name
         verb = "add" if name.endswith("_allow") else "remove"
-        current, needed = ",".join(listed) or "(none)", f"{verb} {uses}"
-    return str(current), str(needed)
+        current, needed, change = ",".join(listed) or "(none)", f"{verb} {uses}", np.inf
+    return str(current), str(needed), float(change)
 
 
-def describe_relaxations(relaxed: list[Relaxed]) -> list[tuple[str, str, str, Deployment]]:
-    """(target, current value, needed value, deployment), cheapest first."""
+def _round_up(value: float) -> float:
+    """``value`` rounded up to two significant digits: a target a person would write."""
+    if value <= 0 or not np.isfinite(value):
+        return value
+    step = 10.0 ** (np.floor(np.log10(value)) - 1)
+    return float(np.ceil(value / step - 1e-9) * step)
+
+
+def smallest_slo_relaxation(
+    name: str, targets: Targets, space: CandidateSpace, perf: PerformanceMap
+) -> Relaxed | None:
+    """The least relaxation of one latency SLO that gives a feasible plan, and the cheapest
+    plan under it -- not the cheapest plan with that SLO dropped, whose latency can be any
+    size (a 39,000 s TTFT "needed" for a 5 s target when 72 s would do)."""
+    field = name.split(".", 1)[1]
+    if field not in ("ttft_p95_ms", "itl_p95_ms"):
+        return None
+    dropped = evaluate(_without_slo(targets, name), space, perf)
+    reachable = dropped.feasible.any(axis=2)
+    if not reachable.any():
+        return None
+    best = dropped.points.best_ttft_p95_ms if field == "ttft_p95_ms" else (
+        dropped.points.best_itl_p95_ms
+    )  # fmt: skip
+    lowest = float(np.where(reachable, best, np.inf).min())
+    # The lowest latency on its own may need more replicas than allowed; step up until a
+    # plan fits (a few steps of 25 % at most before settling for the dropped SLO).
+    needed = _round_up(lowest)
+    for _ in range(12):
+        slos = targets.slos.model_copy(update={field: needed})
+        relaxed = evaluate(targets.model_copy(update={"slos": slos}), space, perf)
+        index = cheapest(relaxed)
+        if index is not None:
+            return (name, relaxed, index)
+        needed = _round_up(needed * 1.25)
+    return None
+
+
+def _least_change(name: str, ev: Evaluation) -> Index | None:
+    """For a cap checked by a mask (replicas, quality): among candidates meeting every other
+    target, the one needing the least of it, cheapest on ties; None for other targets."""
+    metric = {
+        "constraints.max_replicas": lambda: np.broadcast_to(ev.replicas[:, :, None], ev.shape),
+        "quality.max_perplexity_increase_pct": lambda: np.broadcast_to(
+            ev.ppl[:, None, None], ev.shape
+        ),
+        "quality.max_kl_divergence": lambda: np.broadcast_to(ev.kl[:, None, None], ev.shape),
+    }.get(name)
+    if metric is None:
+        return None
+    mask = ev.mask_without(name) & np.isfinite(ev.usd_per_month)
+    if not mask.any():
+        return None
+    values = np.where(mask, metric(), np.inf)
+    least = values.min()
+    tied = mask & (values <= least * (1 + 1e-9))
+    return cheapest(ev, tied)
+
+
+def describe_relaxations(
+    relaxed: list[Relaxed],
+    targets: Targets,
+    space: CandidateSpace | None = None,
+    perf: PerformanceMap | None = None,
+) -> list[tuple[str, str, str, Deployment]]:
+    """(target, current value, needed value, deployment), smallest relative change first.
+
+    ``targets`` are the user's: a relaxed evaluation's own targets no longer hold the value
+    being relaxed. With ``space`` and ``perf``, latency SLOs are relaxed by the least amount
+    that works (see :func:`smallest_slo_relaxation`) instead of being dropped.
+    """
     rows = []
     for name, ev, index in relaxed:
+        if space is not None and perf is not None and name in SLO_TARGETS:
+            least = smallest_slo_relaxation(name, targets, space, perf)
+            if least is not None:
+                _, ev, index = least
+        elif space is not None:
+            index = _least_change(name, ev) or index
         deployment = build_deployment(ev, index)
-        current, needed = _current_and_needed(name, ev, deployment)
-        rows.append((name, current, needed, deployment))
-    return sorted(rows, key=lambda row: (row[3].usd_per_month, row[0]))
+        current, needed, change = _current_and_needed(name, targets, deployment)
+        rows.append((change, deployment.usd_per_month, name, current, needed, deployment))
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
+    return [(name, current, needed, d) for _, _, name, current, needed, d in rows]
 
 
 def binding_constraints(

@@ -171,13 +171,20 @@ def _summary(ev: Evaluation, fleet: list[Deployment], relaxations: list[Relaxati
             + f") with {d.scheme} on {d.engine}"
             for d in fleet
         )
-        head = fleet[0].metrics
         quality = fleet_quality(fleet)
+        # A mixed fleet is as slow as its slowest deployment: quote the worst of each.
+        ttft = max(d.metrics.ttft_p95_ms.value for d in fleet)
+        itl = max(d.metrics.itl_p95_ms.value for d in fleet)
+        bases = sorted({d.metrics.ttft_p95_ms.basis for d in fleet})
+        if len(fleet) > 1:
+            replicas = sum(d.replicas for d in fleet)
+            parts = f"a mixed fleet of {replicas} replicas in {len(fleet)} deployments ({parts})"
+        latency = "p95 TTFT up to" if len(fleet) > 1 else "p95 TTFT"
+        itl_words = "p95 ITL up to" if len(fleet) > 1 else "p95 ITL"
         return (
             f"Serve {model} with {parts}: ${total:,.0f}/month, "
-            f"${sum(d.usd_per_million_tokens for d in fleet):.4f}/M tokens; p95 TTFT "
-            f"~{head.ttft_p95_ms.value:,.0f} ms, p95 ITL ~{head.itl_p95_ms.value:,.1f} ms "
-            f"({head.ttft_p95_ms.basis}), {quality}."
+            f"${sum(d.usd_per_million_tokens for d in fleet):.4f}/M tokens; {latency} "
+            f"~{ttft:,.0f} ms, {itl_words} ~{itl:,.1f} ms ({', '.join(bases)}), {quality}."
         )
     text = f"No deployment of {model} meets every target."
     if not ev.space.options or not ev.space.instances:
@@ -261,11 +268,18 @@ def plan_from_context(
             ]  # fmt: skip
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
     relaxed = relaxed_optima(ev, context.space, context.perf, reference)
+    feasible = bool(fleet)
+    # Relaxations are shown for infeasible plans only; there each latency SLO is relaxed by
+    # the least that works (a few more evaluations), ordered by the smallest change.
+    explained = (
+        describe_relaxations(relaxed, context.targets)
+        if feasible
+        else describe_relaxations(relaxed, context.targets, context.space, context.perf)
+    )
     relaxations = [
         Relaxation(constraint=name, current=current, needed=needed, deployment=deployment)
-        for name, current, needed, deployment in describe_relaxations(relaxed)
+        for name, current, needed, deployment in explained
     ]
-    feasible = bool(fleet)
     summary = _summary(ev, fleet, relaxations)
     if required and not feasible:
         summary = _missing_engines_summary(ev, required) or summary
