@@ -136,8 +136,9 @@ class LlamaServer(EngineServer):
         if options.ubatch_size:
             command += ["--ubatch-size", str(options.ubatch_size)]
         if options.prefix_caching is False:
-            # Reusing a slot's cached prompt is llama-server's prefix cache; 0 = off.
-            command += ["--cache-reuse", "0"]
+            # A slot reuses the cached prefix of its last prompt (cache_prompt, on by default):
+            # llama-server's prefix cache. Off, every request pays its whole prefill.
+            command += ["--no-cache-prompt"]
         return command + list(options.extra_args)
 
     def provenance(self, python: Path) -> dict[str, str | None]:

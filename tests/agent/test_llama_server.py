@@ -56,6 +56,15 @@ def test_slots_context_threads_and_metrics_on_the_command_line(gguf: Path) -> No
     assert engine.health_path == "/health"
 
 
+def test_prefix_caching_off_turns_the_slot_prompt_cache_off(gguf: Path) -> None:
+    engine = LlamaServer(binary=Path("/opt/llama-server"))
+    model = inspect_artifact(gguf)
+    assert "--no-cache-prompt" in engine.command(
+        Path("p"), model, ServeOptions(prefix_caching=False), 1
+    )
+    assert "--no-cache-prompt" not in engine.command(Path("p"), model, ServeOptions(), 1)
+
+
 def test_gpu_layers_all_or_some_on_a_cuda_build(gguf: Path) -> None:
     engine = LlamaServer(cuda=True, binary=Path("/opt/llama-server"))
     model = inspect_artifact(gguf)
