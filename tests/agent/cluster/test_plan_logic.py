@@ -4,7 +4,7 @@ No Ray, no engines. The launcher configs are tested in test_launcher.py."""
 from __future__ import annotations
 
 import pytest
-from plans import default_model_plan, seed_snapshot
+from plans import default_model_plan, llama_cpp_plan, seed_snapshot
 from quantplan.agent.cluster.deployment_state import (
     DeploymentState,
     ReplicaRecord,
@@ -30,7 +30,7 @@ from quantplan.errors import QuantplanError
 
 
 def test_plan_that_cannot_fit_is_refused_with_every_reason() -> None:
-    original = default_model_plan()
+    original = llama_cpp_plan()
     bigger = original.fleet[0].model_copy(update={"replicas": 3, "instances": 3})
     plan = original.model_copy(update={"fleet": (bigger,)})
     reasons = cluster_refusals(plan, ["c7i.xlarge", "c7i.large"])
@@ -52,7 +52,7 @@ def test_infeasible_plan_is_refused() -> None:
 
 
 def _tampered(**fields: object):  # type: ignore[no-untyped-def]
-    plan = default_model_plan()
+    plan = llama_cpp_plan()
     return plan.model_copy(update={"fleet": (plan.fleet[0].model_copy(update=fields),)})
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from plans import default_model_plan
+from plans import llama_cpp_plan
 
 pytestmark = [pytest.mark.slow]
 
@@ -109,7 +109,7 @@ def _write(directory: Path, name: str, tamper: Callable[[Data], Data] | str | by
     elif isinstance(tamper, str):
         path.write_text(tamper)
     else:  # PyYAML writes NaN and infinity as .nan and .inf, as a user could
-        data = tamper(default_model_plan().model_dump(mode="json"))
+        data = tamper(llama_cpp_plan().model_dump(mode="json"))
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
