@@ -339,7 +339,7 @@ def _print_plan(
         if "doubtful price" in note:
             console.print(f"[yellow]prices[/] {escape(note)}")
     for rejection in plan.rejected:
-        console.print(f"[yellow]rejected[/] ({rejection.stage}) {rejection.reason}")
+        console.print(f"[yellow]rejected[/] ({rejection.stage}) {flag_words(rejection.reason)}")
     for binding in plan.binding_constraints:
         console.print(f"[cyan]binding[/] {flag_words(binding.constraint)}: {binding.detail}")
     for relax in plan.relaxations:

@@ -118,6 +118,9 @@ def test_infeasible_exits_3_and_names_flags(db: str, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and out.exists()
     assert "--budget-month" in result.stdout
     assert "budget.max_usd_per_month" not in result.stdout
+    families = _plan(db, "--model", "Llama-3.1-8B", "--rps", "1", "--family", "awq")
+    assert "excluded by --family" in families.stdout
+    assert "constraints.families" not in families.stdout
     engines = _plan(db, "--model", "Llama-3.1-8B", "--rps", "5", "--require-engine", "vllm")
     assert engines.returncode == 2
     line = _one_line_error(engines)
