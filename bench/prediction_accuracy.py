@@ -4,9 +4,12 @@ Run: ``.venv/bin/python bench/prediction_accuracy.py [--label NAME]`` (seconds).
 the seed catalog (catalog/seed/profiles.yaml) is predicted from a catalog WITHOUT the profiles of
 its own source (leave-one-source-out), so a source never calibrates its own predictions. Errors
 are predicted / measured - 1, grouped by category, engine, scheme family, hardware and device
-count; band coverage uses the band the planner states for that basis; ranking agreement counts
+count; band coverage uses the band the planner states at confidence 0.9, from the residuals of
+the other sources; ranking agreement counts
 pairs of profiles of one source whose order (faster / slower) the model gets right.
 
+Regenerates ``planner/residual_bands.py``: the residuals ln(measured / predicted) per engine,
+basis group and category, with this commit and date, which the planner's bands come from.
 Writes ``bench/results/prediction_accuracy.json`` (each run appended under its label, so the
 before / after of a model change stay side by side) and ``prediction_accuracy.md``.
 """
@@ -14,9 +17,12 @@ before / after of a model change stay side by side) and ``prediction_accuracy.md
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import statistics
 import subprocess
+import sys
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
@@ -25,8 +31,9 @@ from typing import Any
 import numpy as np
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.estimate import BAND_WIDTH, predict_profile
+from quantplan.planner.estimate import predict_profile
 from quantplan.planner.operating import p95_ttft_ms
+from quantplan.planner.uncertainty import MODELED_GROUPS, Residuals, band_ratios
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {
@@ -36,11 +43,14 @@ TARGETS = {
 }
 TIE = 0.02
 """Pairs whose measured values differ by less than this are not ranked (noise)."""
-BAND_OF_BASIS = {
-    "modeled, default efficiencies": BAND_WIDTH[0],
-    "modeled, calibrated": BAND_WIDTH[1],
-    "published or measured, same setting": BAND_WIDTH[4],
+GROUP_OF_BASIS = {
+    "modeled, default efficiencies": ("default", 0),
+    "modeled, calibrated": ("calibrated", 1),
+    "published or measured, same setting": ("same-setting", 3),
 }
+"""Residual group and a planner basis code of that group, per predict_profile basis."""
+BAND_TABLE = Path(__file__).parent.parent / "planner" / "residual_bands.py"
+CONFIDENCE = 0.9
 
 
 def _snapshot() -> CatalogSnapshot:
@@ -67,7 +77,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             "count": profile.hardware_count,
             "concurrency": profile.concurrency,
             "basis": prediction.basis,
-            "band": BAND_OF_BASIS[prediction.basis.split(" (")[0]],
+            "group": GROUP_OF_BASIS[prediction.basis.split(" (")[0]][0],
         }
         category = "batch1_decode" if profile.concurrency == 1 else "throughput_at_concurrency"
         rows.append(
@@ -104,9 +114,33 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             )
     for row in rows:
         row["error"] = row["predicted"] / row["measured"] - 1
-        low, high = row["predicted"] * (1 - row["band"]), row["predicted"] * (1 + row["band"])
-        row["inside_band"] = low <= row["measured"] <= high
+        row["residual"] = math.log(row["measured"] / row["predicted"])
+    _band_coverage(rows)
     return rows
+
+
+def residual_table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[float]]:
+    """ln(measured / predicted) filed under every group the planner may look up: (engine,
+    basis group, category), both modeled groups pooled, every engine, every category."""
+    table: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        groups = [row["group"]] + (["modeled"] if row["group"] in MODELED_GROUPS else [])
+        keys = [(engine, g, row["category"]) for engine in (row["engine"], "*") for g in groups]
+        for key in [*keys, ("*", row["group"], "*")]:
+            table[key].append(round(row["residual"], 4))
+    return {key: sorted(values) for key, values in sorted(table.items())}
+
+
+def _band_coverage(rows: list[dict[str, Any]]) -> None:
+    """Each point's band at CONFIDENCE from the residuals of the OTHER sources (held out like
+    the prediction), and whether the measurement falls inside it."""
+    for row in rows:
+        others: Residuals = residual_table([r for r in rows if r["source"] != row["source"]])
+        code = GROUP_OF_BASIS[row["basis"].split(" (")[0]][1]
+        ratios = band_ratios(row["engine"], code, row["category"], CONFIDENCE, others)
+        row["band"] = [row["predicted"] * ratios.low, row["predicted"] * ratios.high]
+        row["band_group"] = ratios.group
+        row["inside_band"] = row["band"][0] <= row["measured"] <= row["band"][1]
 
 
 def _summary(errors: list[float]) -> dict[str, Any]:
@@ -227,6 +261,33 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
+    """The planner's residual table (a Python module: no file I/O at plan time)."""
+    table = residual_table(rows)
+    lines = [
+        '"""Held-out residuals ln(measured / predicted) of the performance model.',
+        "",
+        "GENERATED by bench/prediction_accuracy.py (leave-one-source-out over the seed profiles);",
+        "do not edit: re-run the bench. Keys: (engine or *, basis group, category or *); basis",
+        "groups: default and calibrated efficiencies (pooled: modeled), same-setting profiles.",
+        'Read through planner/uncertainty.py."""',
+        "",
+        "SOURCE = {",
+        '    "bench": "bench/prediction_accuracy.py",',
+        f'    "commit": "{commit}",',
+        f'    "date": "{datetime.date.today().isoformat()}",',
+        f'    "points": {len(rows)},',
+        f'    "sources": {len({r["source"] for r in rows})},',
+        "}",
+        "RESIDUALS: dict[tuple[str, str, str], tuple[float, ...]] = {",
+    ]
+    for key, values in table.items():
+        lines.append(f"    {key!r}: ({', '.join(repr(v) for v in values)},),")
+    lines.append("}")
+    BAND_TABLE.write_text("\n".join(lines) + "\n")
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(BAND_TABLE)], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current", help="name of this run in the results")
@@ -235,6 +296,7 @@ def main() -> None:
     run["commit"] = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    write_band_table(run["rows"], run["commit"])
     path = RESULTS / "prediction_accuracy.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     runs[args.label] = run

@@ -55,6 +55,8 @@ FLAG_OF_FIELD = {
     "slos.ttft_p95_ms": "--ttft-p95-ms",
     "slos.itl_p95_ms": "--itl-p95-ms",
     "slos.min_output_tokens_per_s": "--min-throughput",
+    "slos.confidence": "--confidence",
+    "slos.mode": "--batch/--interactive",
     "quality.max_perplexity_increase_pct": "--max-ppl-increase",
     "quality.max_kl_divergence": "--max-kl",
     "quality.min_recovery_pct": "--min-recovery",
@@ -154,6 +156,10 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             "allow_flagged_prices": "allow_flagged_prices",
         },
     }
+    if flags.get("confidence") is not None:
+        data.setdefault("slos", {})["confidence"] = flags["confidence"]
+    if flags.get("batch") is not None:
+        data.setdefault("slos", {})["mode"] = "batch" if flags["batch"] else "interactive"
     if flags.get("output_only") is not None:
         workload["token_accounting"] = "output_only" if flags["output_only"] else "input_and_output"
     for section, fields in sections.items():
@@ -381,8 +387,29 @@ def register(app: typer.Typer) -> None:
                 "\\[default: count-all-tokens]",
             ),
         ] = None,
-        ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
-        itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
+        ttft_p95_ms: Annotated[
+            float | None,
+            typer.Option(help="p95 TTFT objective. \\[default: 2000 unless --batch]"),
+        ] = None,
+        itl_p95_ms: Annotated[
+            float | None,
+            typer.Option(help="p95 ITL objective. \\[default: 200 unless --batch]"),
+        ] = None,
+        confidence: Annotated[
+            float | None,
+            typer.Option(
+                help="SLOs must hold at the pessimistic edge of the band at this confidence "
+                "(bands from held-out residuals); replicas get the headroom. \\[default: 0.9]"
+            ),
+        ] = None,
+        batch: Annotated[
+            bool | None,
+            typer.Option(
+                "--batch/--interactive",
+                help="Offline/batch workload: no default latency limits (interactive: p95 "
+                "TTFT 2 s, ITL 200 ms unless given). \\[default: interactive]",
+            ),
+        ] = None,
         min_throughput: Annotated[
             float | None, typer.Option(help="Fleet output tokens/s floor.")
         ] = None,

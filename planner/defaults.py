@@ -7,7 +7,12 @@ Each plan lists the defaults it used (``Plan.assumed``), with the flag that chan
 
 from __future__ import annotations
 
-from quantplan.planner.targets import Constraints, Targets, Workload
+from quantplan.planner.targets import Constraints, Slos, Targets, Workload
+
+INTERACTIVE_TTFT_P95_MS = 2000.0
+"""p95 TTFT an interactive workload gets when none is given (a chat user waits ~2 s at most)."""
+INTERACTIVE_ITL_P95_MS = 200.0
+"""p95 ITL an interactive workload gets when none is given (5 tokens/s: slower than reading)."""
 
 
 def _default(model: type[Workload] | type[Constraints], field: str) -> object:
@@ -39,6 +44,7 @@ def assumed_defaults(targets: Targets) -> tuple[str, ...]:
         )
     if "token_accounting" not in given_w:
         out.append("$/M tokens counts input and output tokens (--count-output-only)")
+    out += _assumed_slos(targets.slos)
     q = targets.quality
     if q.max_perplexity_increase_pct is None and q.max_kl_divergence is None:
         out.append("no quality limit (--max-ppl-increase)")
@@ -57,6 +63,53 @@ def assumed_defaults(targets: Targets) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _assumed_slos(slos: Slos) -> list[str]:
+    """The interactive latency limits and the confidence, when they were not chosen."""
+    given, out = slos.model_fields_set, []
+    if slos.mode == "interactive":
+        limits = [
+            f"p95 {name} <= {value:g} ms ({flag})"
+            for field, name, value, flag in (
+                ("ttft_p95_ms", "TTFT", INTERACTIVE_TTFT_P95_MS, "--ttft-p95-ms"),
+                ("itl_p95_ms", "ITL", INTERACTIVE_ITL_P95_MS, "--itl-p95-ms"),
+            )
+            if field not in given
+        ]
+        if limits:
+            out.append(f"interactive workload: {', '.join(limits)} (--batch: no limit)")
+    if "confidence" not in given:
+        out.append(
+            f"SLOs met at {slos.confidence:.0%} confidence: checked at the pessimistic edge "
+            "of the band (--confidence)"
+        )
+    return out
+
+
+def with_latency_defaults(targets: Targets) -> Targets:
+    """``targets`` with the interactive latency limits filled in where none was given.
+
+    The filled fields stay out of ``model_fields_set`` (so :func:`assumed_defaults` still says
+    they were assumed), and later stages read plain numbers: a relaxation that drops a limit
+    drops it, with no default creeping back.
+    """
+    slos = targets.slos
+    if slos.mode != "interactive":
+        return targets
+    filled = {
+        field: value
+        for field, value in (
+            ("ttft_p95_ms", INTERACTIVE_TTFT_P95_MS),
+            ("itl_p95_ms", INTERACTIVE_ITL_P95_MS),
+        )
+        if field not in slos.model_fields_set and getattr(slos, field) is None
+    }
+    if not filled:
+        return targets
+    values = slos.model_dump() | filled
+    new_slos = Slos.model_construct(_fields_set=set(slos.model_fields_set), **values)
+    return targets.model_copy(update={"slos": new_slos})
+
+
 DEFAULTS_HELP = {
     "input_tokens": _default(Workload, "input_tokens"),
     "output_tokens": _default(Workload, "output_tokens"),
@@ -64,5 +117,6 @@ DEFAULTS_HELP = {
     "max_replicas": _default(Constraints, "max_replicas"),
     "max_fleet_types": _default(Constraints, "max_fleet_types"),
     "max_spot_fraction": _default(Constraints, "max_spot_fraction"),
+    "confidence": _default(Slos, "confidence"),
 }
 """Schema defaults the CLI's --help quotes; a test checks the help text says these."""

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_cost
-from quantplan.planner.estimate import BAND_WIDTH, BASIS_NAMES, BASIS_NOTES
+from quantplan.planner.estimate import BASIS_NAMES, BASIS_NOTES
 from quantplan.planner.optimize import Evaluation, Index
 from quantplan.planner.plan import Deployment, Estimate, InstanceRef, PredictedMetrics
+from quantplan.planner.uncertainty import TTFT_CATEGORY, shipped_band, speed_category
 
 
-def _speed_estimate(value: float, code: int) -> Estimate:
-    """An estimate with the uncertainty band of its basis."""
-    width = BAND_WIDTH[code]
+def _speed_estimate(
+    value: float, code: int, engine: str, category: str, confidence: float, inverse: bool = False
+) -> Estimate:
+    """An estimate with the band its basis earned on held-out profiles of ``category`` at
+    ``confidence``. ``inverse``: the value is a time per token, the band one of speeds."""
+    ratios = shipped_band(engine, code, category, confidence)
+    low, high = (1 / ratios.high, 1 / ratios.low) if inverse else (ratios.low, ratios.high)
+    evidence = (
+        f"{confidence:.0%} band from {ratios.points} held-out residuals ({ratios.group})"
+        if ratios.points
+        else f"{confidence:.0%} band: stated prior width (no held-out residuals of this basis)"
+    )
     return Estimate(
         value=round(value, 6),
-        low=round(max(value * (1 - width), 0.0), 6),
-        high=round(value * (1 + width), 6),
+        low=round(max(value * low, 0.0), 6),
+        high=round(value * high, 6),
         basis=BASIS_NAMES[code],  # type: ignore[arg-type]
-        note=BASIS_NOTES[code],
+        note=f"{BASIS_NOTES[code]}; {evidence}",
     )
 
 
@@ -40,11 +50,20 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
     code = int(perf.basis[s, i, k])
     concurrency = int(points.concurrency[s, i])
     memory = float(perf.weights_gb[s] + concurrency * perf.kv_gb_per_sequence)
+    engine, confidence, speed = option.engine, ev.targets.slos.confidence, speed_category(k)
     metrics = PredictedMetrics(
-        ttft_p95_ms=_speed_estimate(float(points.ttft_p95_ms[s, i]), code),
-        itl_p95_ms=_speed_estimate(float(points.itl_p95_ms[s, i]), code),
-        output_tokens_per_s=_speed_estimate(float(points.output_tokens_per_s[s, i]), code),
-        requests_per_s=_speed_estimate(float(points.requests_per_s[s, i]), code),
+        ttft_p95_ms=_speed_estimate(
+            float(points.ttft_p95_ms[s, i]), code, engine, TTFT_CATEGORY, confidence
+        ),
+        itl_p95_ms=_speed_estimate(
+            float(points.itl_p95_ms[s, i]), code, engine, speed, confidence, inverse=True
+        ),
+        output_tokens_per_s=_speed_estimate(
+            float(points.output_tokens_per_s[s, i]), code, engine, speed, confidence
+        ),
+        requests_per_s=_speed_estimate(
+            float(points.requests_per_s[s, i]), code, engine, speed, confidence
+        ),
         concurrency=max(concurrency, 1),
         memory_gb=round(memory, 3),
         memory_capacity_gb=round(float(perf.usable_memory_gb[s, i]), 3),
@@ -76,6 +95,7 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
             else None
         ),
         usd_per_million_tokens=round(cost_per_million_tokens(usd_month, ev.targets.workload), 6),
-        capacity_requests_per_s=round(count * float(points.requests_per_s[s, i]), 6),
+        # At the band's low edge: the capacity the fleet was sized with.
+        capacity_requests_per_s=round(count * float(points.assured_requests_per_s[s, i]), 6),
         metrics=metrics,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from quantplan.planner.estimate import CONCURRENCY_GRID, PerformanceMap
 from quantplan.planner.targets import Slos, Workload
+from quantplan.planner.uncertainty import ConfidenceFactors
 
 TARGET_UTILIZATION = 0.85
 """Highest share of a replica's saturated throughput it is planned to carry at peak."""
@@ -27,6 +28,8 @@ ASSUMPTIONS: tuple[str, ...] = (
     "(less when needed for the TTFT objective)",
     f"p95 ITL = {ITL_P95_FACTOR} x decode step; p95 TTFT = prefill + M/M/1 p95 wait for the "
     "prefill queue at that load + one decode step",
+    "SLOs hold at the pessimistic edge of the band at the targets' confidence (TTFT and ITL "
+    "high); replicas are counted at the low edge of their requests/s",
 )
 
 
@@ -46,6 +49,7 @@ class OperatingPoints:
     concurrency: np.ndarray  # (S, I) chosen concurrency (0 when not ok)
     grid_index: np.ndarray  # (S, I) index into CONCURRENCY_GRID
     requests_per_s: np.ndarray  # (S, I) planned requests/s per replica (0 when not ok)
+    assured_requests_per_s: np.ndarray  # (S, I) the same at the band's low edge (sizes fleets)
     output_tokens_per_s: np.ndarray  # (S, I)
     ttft_p95_ms: np.ndarray  # (S, I)
     itl_p95_ms: np.ndarray  # (S, I)
@@ -54,10 +58,11 @@ class OperatingPoints:
 
 
 def _highest_valid_level(
-    prefill: np.ndarray, decode: np.ndarray, saturated: np.ndarray, ttft_slo_ms: float
+    prefill: np.ndarray, decode: np.ndarray, saturated: np.ndarray, ttft_limit_ms: np.ndarray
 ) -> np.ndarray:
-    """Per cell (1-D arrays): index of the highest load meeting the TTFT objective, or the
-    number of levels when none does.
+    """Per cell (1-D arrays): index of the highest load whose p95 TTFT is within the cell's
+    limit (the objective over the cell's pessimistic factor), or the number of levels when
+    none is.
 
     TTFT only grows with load, so this equals trying every level. Most cells meet it at the
     highest load or miss it at the lowest, so those two are tested first and only the cells
@@ -66,17 +71,20 @@ def _highest_valid_level(
     levels = np.array(UTILIZATION_LEVELS)
     count = len(levels)
     result = np.full(decode.shape, count, dtype=np.int64)
-    top = p95_ttft_ms(prefill, decode, levels[0] * saturated) <= ttft_slo_ms
+    top = p95_ttft_ms(prefill, decode, levels[0] * saturated) <= ttft_limit_ms
     result[top] = 0
     rest = np.flatnonzero(~top)
-    bottom = p95_ttft_ms(prefill[rest], decode[rest], levels[-1] * saturated[rest]) <= ttft_slo_ms
+    bottom = (
+        p95_ttft_ms(prefill[rest], decode[rest], levels[-1] * saturated[rest])
+        <= ttft_limit_ms[rest]
+    )
     middle = rest[bottom]  # meets the lowest load, misses the highest
     low = np.ones(middle.size, dtype=np.int64)
     high = np.full(middle.size, count - 1, dtype=np.int64)  # count - 1 is known to meet it
-    pre, dec, sat = prefill[middle], decode[middle], saturated[middle]
+    pre, dec, sat, limit = prefill[middle], decode[middle], saturated[middle], ttft_limit_ms[middle]
     while (low < high).any():
         mid = (low + high) // 2
-        meets = p95_ttft_ms(pre, dec, levels[mid] * sat) <= ttft_slo_ms
+        meets = p95_ttft_ms(pre, dec, levels[mid] * sat) <= limit
         searching = low < high
         high = np.where(searching & meets, mid, high)
         low = np.where(searching & ~meets, mid + 1, low)
@@ -90,13 +98,17 @@ def _search(
     max_sequences: np.ndarray,
     workload: Workload,
     slos: Slos,
+    factors: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, ...]:
-    """Best (rate, grid index, TTFT, ITL, lowest TTFT, lowest ITL) per row (rows x K)."""
+    """Best (rate, assured rate, grid index, TTFT, ITL, lowest TTFT, lowest ITL) per row
+    (rows x K). ``factors`` (speed low, TTFT high, ITL high; rows x K) put each objective at
+    the pessimistic edge of the band; the best cell carries the most requests/s there."""
+    speed_low, ttft_high, itl_high = factors
     prefill = prefill[:, None]
     saturated = 1.0 / (prefill + workload.output_tokens * decode / CONCURRENCY_GRID)
     itl_ms = decode * ITL_P95_FACTOR * 1000
     fits = max_sequences[:, None] >= CONCURRENCY_GRID
-    valid = fits if slos.itl_p95_ms is None else fits & (itl_ms <= slos.itl_p95_ms)
+    valid = fits if slos.itl_p95_ms is None else fits & (itl_ms * itl_high <= slos.itl_p95_ms)
     prefill_k = np.broadcast_to(prefill, decode.shape)
     rate = np.full(decode.shape, -1.0)
     cells = np.flatnonzero(valid)  # search only where memory and ITL allow
@@ -104,15 +116,18 @@ def _search(
         rate.ravel()[cells] = UTILIZATION_LEVELS[0] * saturated.ravel()[cells]
     else:
         cell_saturated = saturated.ravel()[cells]
+        limit = slos.ttft_p95_ms / ttft_high.ravel()[cells]
         level = _highest_valid_level(
-            prefill_k.ravel()[cells], decode.ravel()[cells], cell_saturated, slos.ttft_p95_ms
+            prefill_k.ravel()[cells], decode.ravel()[cells], cell_saturated, limit
         )
         levels = np.array(UTILIZATION_LEVELS)
         found = levels[np.minimum(level, len(levels) - 1)] * cell_saturated
         rate.ravel()[cells] = np.where(level < len(levels), found, -1.0)
     rows = np.arange(decode.shape[0])
-    best_k = np.argmax(rate, axis=-1)
+    assured = np.where(rate > 0, rate * speed_low, rate)
+    best_k = np.argmax(assured, axis=-1)
     best_rate = np.maximum(rate[rows, best_k], 0.0)
+    best_assured = np.maximum(assured[rows, best_k], 0.0)
     pick = (rows, best_k)
     best_ttft = p95_ttft_ms(prefill[:, 0], decode[pick], best_rate)
     # TTFT only grows with load, so the lowest reachable one is at the lowest load.
@@ -125,38 +140,52 @@ def _search(
     )
     lowest_ttft = quietest.min(axis=-1)
     lowest_itl = np.where(fits, itl_ms, np.inf).min(axis=-1)
-    return best_rate, best_k, best_ttft, itl_ms[pick], lowest_ttft, lowest_itl
+    return best_rate, best_assured, best_k, best_ttft, itl_ms[pick], lowest_ttft, lowest_itl
 
 
 def select_operating_points(
-    perf: PerformanceMap, workload: Workload, slos: Slos, live: np.ndarray | None = None
+    perf: PerformanceMap,
+    workload: Workload,
+    slos: Slos,
+    live: np.ndarray | None = None,
+    factors: ConfidenceFactors | None = None,
 ) -> OperatingPoints:
     """For each option x instance, the (concurrency, load) with the most requests/s in SLOs.
 
     ``live`` (S, I) limits the search to candidates worth it (e.g. compatible ones); the rest
-    report no operating point.
+    report no operating point. ``factors`` check the SLOs at the pessimistic edge of each
+    cell's band (None: at the central estimate).
     """
     shape = perf.prefill_s.shape
     usable = perf.max_sequences >= 1
     rows = np.flatnonzero(usable if live is None else usable & live)
     k_count = len(CONCURRENCY_GRID)
+    if factors is None:
+        ones = np.ones((rows.size, k_count))
+        row_factors = (ones, ones, ones)
+    else:
+        row_factors = tuple(  # type: ignore[assignment]
+            f.reshape(-1, k_count)[rows]
+            for f in (factors.speed_low, factors.ttft_high, factors.itl_high)
+        )
     found = _search(
         perf.decode_step_s.reshape(-1, k_count)[rows], perf.prefill_s.reshape(-1)[rows],
-        perf.max_sequences.reshape(-1)[rows], workload, slos,
+        perf.max_sequences.reshape(-1)[rows], workload, slos, row_factors,
     )  # fmt: skip
-    fills = (0.0, 0, np.inf, np.inf, np.inf, np.inf)
+    fills = (0.0, 0.0, 0, np.inf, np.inf, np.inf, np.inf)
     full = []
     for values, fill in zip(found, fills, strict=True):
         array = np.full(shape[0] * shape[1], fill, dtype=values.dtype)
         array[rows] = values
         full.append(array.reshape(shape))
-    rate, grid_index, ttft, itl, lowest_ttft, lowest_itl = full
+    rate, assured, grid_index, ttft, itl, lowest_ttft, lowest_itl = full
     ok = rate > 0
     return OperatingPoints(
         ok=ok,
         concurrency=np.where(ok, CONCURRENCY_GRID[grid_index], 0).astype(np.int64),
         grid_index=grid_index,
         requests_per_s=rate,
+        assured_requests_per_s=assured,
         output_tokens_per_s=rate * workload.output_tokens,
         ttft_p95_ms=ttft,
         itl_p95_ms=itl,

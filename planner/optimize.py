@@ -18,6 +18,7 @@ from quantplan.planner.cost import fleet_costs, instances_needed, price_table, r
 from quantplan.planner.estimate import PerformanceMap
 from quantplan.planner.operating import OperatingPoints, select_operating_points
 from quantplan.planner.targets import Targets
+from quantplan.planner.uncertainty import confidence_factors
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
@@ -101,9 +102,15 @@ def evaluate(
     full = (n_s, n_i, 2)
     if points is None:
         search = space.compatible if live is None else space.compatible & live
-        points = select_operating_points(perf, targets.workload, targets.slos, search)
+        factors = confidence_factors(
+            [o.engine for o in space.options], perf.basis, targets.slos.confidence
+        )
+        points = select_operating_points(perf, targets.workload, targets.slos, search, factors)
+    # Replicas are counted at the low edge of their band: the fleet meets peak load at the
+    # targets' confidence, not only when the central estimate is right.
+    assured = points.assured_requests_per_s
     replicas = replicas_needed(
-        points.requests_per_s, points.output_tokens_per_s, targets.workload, targets.slos
+        assured, assured * targets.workload.output_tokens, targets.workload, targets.slos
     )
     replicas = np.where(points.ok, replicas, np.inf)
     prices = price_table(space.price_on_demand, space.price_spot)

@@ -2,7 +2,8 @@
 
 ``brute_force_cost`` walks every (option, instance, pricing, concurrency, replica count) with
 scalar arithmetic and the targets read directly, sharing only the time map (per-candidate decode
-and prefill seconds) with the planner. ``brute_force_fleet`` enumerates every replica vector.
+and prefill seconds, and the band factors of each cell at the targets' confidence) with the
+planner. ``brute_force_fleet`` enumerates every replica vector.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import math
 from collections.abc import Sequence
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.defaults import with_latency_defaults
 from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
 from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
 from quantplan.planner.plan import Estimate
 from quantplan.planner.planning import prepare
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
+from quantplan.planner.uncertainty import confidence_factors
 
 SLACK = 1 - 1e-9
 
@@ -36,22 +39,32 @@ def _instance_allowed(targets: Targets, instance: object, hardware: object) -> b
     return all(checks)
 
 
-def _best_rate(targets: Targets, decode: Sequence[float], prefill: float, max_seq: int) -> float:
+def _best_rate(
+    targets: Targets,
+    decode: Sequence[float],
+    prefill: float,
+    max_seq: int,
+    factors: tuple[Sequence[float], Sequence[float], Sequence[float]],
+) -> float:
+    """The most requests/s one replica carries at the low edge of its band, every SLO met at
+    the pessimistic edge (``factors``: speed low, TTFT high, ITL high per concurrency)."""
     slos, out = targets.slos, targets.workload.output_tokens
+    speed_low, ttft_high, itl_high = factors
     best = 0.0
     for k, batch in enumerate(CONCURRENCY_GRID):
         if batch > max_seq:
             continue
-        if slos.itl_p95_ms is not None and decode[k] * ITL_P95_FACTOR * 1000 > slos.itl_p95_ms:
+        itl_ms = decode[k] * ITL_P95_FACTOR * 1000 * itl_high[k]
+        if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
             continue
         for level in UTILIZATION_LEVELS:
             rate = level * (1.0 / (prefill + out * decode[k] / batch))
             rho = min(rate * prefill, 0.999)
             wait = prefill / (1 - rho) * math.log(max(rho * 20.0, 1.0))
             ttft_ms = (prefill + wait + decode[k]) * 1000
-            if slos.ttft_p95_ms is not None and ttft_ms > slos.ttft_p95_ms:
+            if slos.ttft_p95_ms is not None and ttft_ms * ttft_high[k] > slos.ttft_p95_ms:
                 continue
-            best = max(best, rate)
+            best = max(best, rate * speed_low[k])
     return best
 
 
@@ -83,8 +96,12 @@ def _quality_ok(caps: list[tuple[float | None, Estimate | None, bool]], policy: 
 
 def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | None:
     """The cheapest single-type fleet's $/month by exhaustive search, or None if infeasible."""
+    targets = with_latency_defaults(targets)
     context = prepare(targets, snapshot)
     space, perf = context.space, context.perf
+    factors = confidence_factors(
+        [o.engine for o in space.options], perf.basis, targets.slos.confidence
+    )
     c, q, b, w = targets.constraints, targets.quality, targets.budget, targets.workload
     tokens_m = w.counted_tokens_per_month / 1e6
     peak = w.peak_requests_per_s
@@ -109,6 +126,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
             rate = _best_rate(
                 targets, list(perf.decode_step_s[s, i]), float(perf.prefill_s[s, i]),
                 int(perf.max_sequences[s, i]),
+                (factors.speed_low[s, i], factors.ttft_high[s, i], factors.itl_high[s, i]),
             )  # fmt: skip
             if rate <= 0:
                 continue

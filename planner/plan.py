@@ -140,7 +140,9 @@ class Deployment(PlanModel):
         default=None, ge=0, description="The same replicas at spot prices (None: no spot price)"
     )
     capacity_requests_per_s: float = Field(
-        ge=0, description="Requests/s all replicas carry inside the SLOs"
+        ge=0,
+        description="Requests/s all replicas carry inside the SLOs, counted at the low edge of "
+        "the band at the targets' confidence (what the fleet was sized with)",
     )
     metrics: PredictedMetrics = Field(description="Per-replica predictions with basis and band")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner import estimate, hardware, operating
+from quantplan.planner import estimate, hardware, operating, uncertainty
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
-from quantplan.planner.defaults import assumed_defaults
+from quantplan.planner.defaults import assumed_defaults, with_latency_defaults
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap, estimate_performance
 from quantplan.planner.explain import (
@@ -32,7 +32,12 @@ from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 
 from quantplan import __version__
 
-ASSUMPTIONS = hardware.ASSUMPTIONS + estimate.ASSUMPTIONS + operating.ASSUMPTIONS
+ASSUMPTIONS = (
+    hardware.ASSUMPTIONS
+    + estimate.ASSUMPTIONS
+    + operating.ASSUMPTIONS
+    + (uncertainty.provenance(),)
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class PlanningContext:
     def with_targets(self, targets: Targets) -> PlanningContext:
         """A context for other targets, reusing the maps when only volume, SLOs, quality or
         budget changed (the model, request shape and constraints decide the maps)."""
-        old, new = self.targets, targets
+        old, new = self.targets, with_latency_defaults(targets)
         same_maps = (
             old.model == new.model
             and old.constraints == new.constraints
@@ -56,16 +61,16 @@ class PlanningContext:
             == (new.workload.input_tokens, new.workload.output_tokens)
         )
         if not same_maps:
-            return prepare(targets, self.snapshot)
+            return prepare(new, self.snapshot)
         return PlanningContext(
-            targets, self.snapshot, self.space, self.perf, evaluate(targets, self.space, self.perf)
+            new, self.snapshot, self.space, self.perf, evaluate(new, self.space, self.perf)
         )
 
 
 def prepare(targets: Targets, snapshot: CatalogSnapshot) -> PlanningContext:
     """Build the candidate space, the time map and the evaluation for ``targets`` (names in
     them spelled as the catalog spells them)."""
-    targets = canonical_targets(targets, snapshot)
+    targets = with_latency_defaults(canonical_targets(targets, snapshot))
     space = build_candidate_space(targets, snapshot)
     perf = estimate_performance(space, snapshot, targets.workload)
     return PlanningContext(targets, snapshot, space, perf, evaluate(targets, space, perf))
@@ -90,7 +95,7 @@ def fleet_types(ev: Evaluation) -> list[FleetType]:
             FleetType(
                 key=(int(s), int(i), int(p)),
                 usd_per_hour=float(price),
-                requests_per_s=per_instance * float(ev.points.requests_per_s[s, i]),
+                requests_per_s=per_instance * float(ev.points.assured_requests_per_s[s, i]),
                 spot=bool(p == 1),
                 replicas=per_instance,
                 engine=ev.space.options[s].engine,

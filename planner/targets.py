@@ -134,13 +134,28 @@ class Workload(StrictModel):
 
 
 class Slos(StrictModel):
-    """Service-level objectives every replica must meet at peak load. None = no objective."""
+    """Service-level objectives every replica must meet at peak load, at the pessimistic edge
+    of the band at ``confidence``. A latency left None gets the interactive default (p95 TTFT
+    2 s, ITL 200 ms) unless ``mode`` is batch; in batch mode None = no objective."""
 
     ttft_p95_ms: LatencyMs | None = Field(default=None, description="p95 time to first token")
     itl_p95_ms: LatencyMs | None = Field(default=None, description="p95 inter-token latency")
     min_output_tokens_per_s: FleetTokensPerS | None = Field(
         default=None,
         description="Fleet output throughput to provision at least, on top of the peak rate",
+    )
+    confidence: float = Field(
+        default=0.9,
+        ge=0.5,
+        le=0.99,
+        description="Share of held-out predictions an SLO must hold for: each SLO is checked at "
+        "the pessimistic edge of the band at this confidence (TTFT and ITL high, throughput "
+        "low), and replicas are counted at their low-edge capacity",
+    )
+    mode: Literal["interactive", "batch"] = Field(
+        default="interactive",
+        description="interactive: p95 TTFT <= 2000 ms and p95 ITL <= 200 ms apply unless given; "
+        "batch (offline work): no latency limit unless given",
     )
 
 

@@ -7,7 +7,6 @@ import pytest
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import (
-    BAND_WIDTH,
     CALIBRATED,
     CONCURRENCY_GRID,
     INTERPOLATED,
@@ -17,6 +16,7 @@ from quantplan.planner.estimate import (
 )
 from quantplan.planner.planning import make_plan, prepare
 from quantplan.planner.targets import Constraints, Targets, Workload
+from quantplan.planner.uncertainty import MIN_POINTS, TTFT_CATEGORY, shipped_band
 
 MODEL, SCHEME = "Llama-3.1-8B", "gptq-w4a16-g128"
 
@@ -65,7 +65,12 @@ def test_without_profiles_everything_is_modeled_with_the_widest_band(
     plan = make_plan(_targets(), bare)
     ttft = plan.choice.metrics.ttft_p95_ms  # type: ignore[union-attr]
     assert ttft.basis == "modeled"
-    assert ttft.high == pytest.approx(ttft.value * (1 + BAND_WIDTH[UNCALIBRATED]), rel=1e-4)
+    # The band is the one held-out vLLM residuals of the modeled bases earned at the default
+    # confidence (no longer the constant +-40 %).
+    band = shipped_band("vllm", UNCALIBRATED, TTFT_CATEGORY, plan.targets.slos.confidence)
+    assert band.points >= MIN_POINTS
+    assert ttft.high == pytest.approx(ttft.value * band.high, rel=1e-4)
+    assert ttft.low == pytest.approx(ttft.value * band.low, rel=1e-4)
 
 
 def test_roofline_decode_grows_with_batch_and_throughput_does_not_fall(

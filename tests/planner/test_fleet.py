@@ -128,6 +128,10 @@ def _smollm_targets(**constraints: object) -> Targets:
     return Targets(
         model="SmolLM2-135M-Instruct",
         workload=Workload(input_tokens=64, output_tokens=32, requests_per_s=1),
+        # Offline work: at 90 % confidence no llama.cpp replica meets the interactive TTFT
+        # (held out, its TTFT under load was up to 100x the prediction), and this test is
+        # about the fleet, not latency.
+        slos=Slos(mode="batch"),
         constraints=Constraints(
             device="cpu", clouds=("aws",), instance_allow=("c7i.xlarge",), **constraints
         ),

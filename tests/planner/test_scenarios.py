@@ -118,8 +118,9 @@ def test_budget_too_small_is_infeasible_with_why_and_nearest_plans(
     nearest = plan.relaxations[0]
     assert nearest.deployment.usd_per_month > 300
     # 8-bit GPTQ/AWQ have no Llama figure to borrow (only a prior, which the default evidence
-    # policy does not accept), so those families fail quality before the budget.
+    # policy does not accept), so those families fail quality before the budget; GGUF on
+    # llama.cpp fails the 1 s TTFT at the pessimistic edge of its 90 % band.
     stages = {r.stage for r in plan.rejected}
-    assert "budget" in stages and stages <= {"budget", "quality"}
+    assert "budget" in stages and stages <= {"budget", "quality", "slo"}
     document = json.loads(plan.model_dump_json())
     assert document["feasible"] is False and document["binding_constraints"]

@@ -1,0 +1,142 @@
+"""Uncertainty bands from the model's held-out residuals, and SLOs checked at a confidence.
+
+``bench/prediction_accuracy.py`` predicts every seed profile from a catalog without its source
+and writes the residuals ``ln(measured / predicted)`` per engine, basis and category to
+:mod:`residual_bands` (with the commit and date it ran at). A band at confidence ``c`` is
+``[predicted x exp(Q(1 - c)), predicted x exp(Q(c))]`` of those residuals: each edge is a
+one-sided bound that held for a share ``c`` of the held-out points. An SLO is met at confidence
+``c`` when it holds at the pessimistic edge (TTFT and ITL high, throughput low), so a replica's
+capacity is counted at the low edge and the fleet gets the headroom that implies.
+
+Two rules keep small samples from flattering a plan: an edge never lies on the optimistic side
+of the central estimate (a model that over-predicted TTFT on three points earns no discount),
+and a group needs :data:`MIN_POINTS` residuals; with fewer, the lookup widens (both modeled
+bases pooled, then every engine, then every category of the basis), and with none at all it
+falls back to the stated prior width of the basis, marked ``prior``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from quantplan.planner import residual_bands
+from quantplan.planner.estimate import BAND_WIDTH
+
+MIN_POINTS = 3
+"""Fewest held-out residuals a group needs before its quantiles are trusted."""
+PRIOR_WIDTH = BAND_WIDTH
+"""Relative half-width per basis code when no held-out residual covers it (stated, not fitted)."""
+BASIS_GROUP = ("default", "calibrated", "same-setting", "same-setting", "same-setting")
+"""Residual group of each basis code of :mod:`estimate` (interpolated, measured and published
+estimates all rest on profiles of the same setting)."""
+MODELED_GROUPS = ("default", "calibrated")
+SPEED_CATEGORIES = ("batch1_decode", "throughput_at_concurrency")
+TTFT_CATEGORY = "ttft_under_load"
+Residuals = Mapping[tuple[str, str, str], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class BandRatios:
+    """Measured-over-predicted ratios at the two edges of a band, and what they rest on."""
+
+    low: float  # <= 1
+    high: float  # >= 1
+    points: int  # residuals behind it; 0 = the prior width
+    group: str  # e.g. "vllm / modeled / ttft_under_load", or "prior"
+
+
+def _lookup_keys(engine: str, code: int, category: str) -> list[tuple[str, str, str]]:
+    group = BASIS_GROUP[code]
+    pooled = ["modeled"] if group in MODELED_GROUPS else []
+    keys = [(engine, group, category)] + [(engine, g, category) for g in pooled]
+    keys += [("*", group, category)] + [("*", g, category) for g in pooled]
+    return [*keys, ("*", group, "*")]
+
+
+def band_ratios(
+    engine: str,
+    code: int,
+    category: str,
+    confidence: float,
+    residuals: Residuals | None = None,
+) -> BandRatios:
+    """The band edges (as measured / predicted ratios) for one engine, basis code, category."""
+    table = residual_bands.RESIDUALS if residuals is None else residuals
+    for key in _lookup_keys(engine, code, category):
+        found = table.get(key, ())
+        if len(found) >= MIN_POINTS:
+            values = np.asarray(found, dtype=float)
+            low = math.exp(float(np.quantile(values, 1 - confidence)))
+            high = math.exp(float(np.quantile(values, confidence)))
+            return BandRatios(min(low, 1.0), max(high, 1.0), len(found), " / ".join(key))
+    width = PRIOR_WIDTH[code]
+    return BandRatios(max(1 - width, 0.0), 1 + width, 0, "prior")
+
+
+@lru_cache(maxsize=256)
+def _cached(engine: str, code: int, category: str, confidence: float) -> BandRatios:
+    return band_ratios(engine, code, category, confidence)
+
+
+def shipped_band(engine: str, code: int, category: str, confidence: float) -> BandRatios:
+    """:func:`band_ratios` over the checked-in table (cached: plans ask the same few)."""
+    return _cached(engine, int(code), category, float(confidence))
+
+
+def speed_category(grid_index: int) -> str:
+    """Decode at one request is its own category; every larger batch is throughput."""
+    return SPEED_CATEGORIES[0] if grid_index == 0 else SPEED_CATEGORIES[1]
+
+
+@dataclass(frozen=True)
+class ConfidenceFactors:
+    """Per option x instance x concurrency: pessimistic over central, at one confidence."""
+
+    speed_low: np.ndarray  # (S, I, K) <= 1: tokens/s and requests/s are counted at this share
+    ttft_high: np.ndarray  # (S, I, K) >= 1: p95 TTFT is checked at this multiple
+    itl_high: np.ndarray  # (S, I, K) >= 1: p95 ITL is checked at this multiple
+
+
+def confidence_factors(
+    engines: Sequence[str], basis: np.ndarray, confidence: float
+) -> ConfidenceFactors:
+    """Factors for every cell of a time map whose basis codes are ``basis`` (S, I, K)."""
+    names = sorted(set(engines))
+    codes = len(PRIOR_WIDTH)
+    speed = np.ones((len(names), codes, 2))
+    ttft = np.ones((len(names), codes))
+    for e, engine in enumerate(names):
+        for code in range(codes):
+            for c, category in enumerate(SPEED_CATEGORIES):
+                speed[e, code, c] = shipped_band(engine, code, category, confidence).low
+            ttft[e, code] = shipped_band(engine, code, TTFT_CATEGORY, confidence).high
+    if basis.size == 0:
+        empty = np.ones(basis.shape)
+        return ConfidenceFactors(empty, empty, empty)
+    engine_index = np.array([names.index(e) for e in engines])[:, None, None]
+    k = basis.shape[-1]
+    category = (np.arange(k) > 0).astype(np.int64)[None, None, :]
+    codes_used = basis.astype(np.int64)
+    speed_low = speed[engine_index, codes_used, category]
+    # ITL is the inverse of decode speed: a model that over-predicts speed under-predicts ITL.
+    return ConfidenceFactors(
+        speed_low=speed_low,
+        ttft_high=ttft[engine_index, codes_used],
+        itl_high=1.0 / np.maximum(speed_low, 1e-9),
+    )
+
+
+def provenance() -> str:
+    """Where the residual table came from, for plan assumptions."""
+    source = residual_bands.SOURCE
+    return (
+        f"bands and SLO checks at a confidence use held-out residuals of "
+        f"{source['points']} profiles from {source['sources']} sources "
+        f"({source['bench']} at commit {source['commit']}, {source['date']}); an edge is never "
+        f"on the optimistic side of the estimate; groups with fewer than {MIN_POINTS} points "
+        "widen to pooled groups, else the stated prior width of the basis"
+    )

@@ -1,0 +1,132 @@
+"""Bands from held-out residuals, SLOs met at a confidence, and the interactive defaults."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner import residual_bands
+from quantplan.planner.defaults import INTERACTIVE_ITL_P95_MS, INTERACTIVE_TTFT_P95_MS
+from quantplan.planner.estimate import CALIBRATED, MEASURED, UNCALIBRATED
+from quantplan.planner.planning import make_plan
+from quantplan.planner.targets import Slos, Targets, Workload
+from quantplan.planner.uncertainty import PRIOR_WIDTH, band_ratios, confidence_factors
+
+
+def test_band_edges_are_residual_quantiles_never_optimistic() -> None:
+    residuals = {("vllm", "calibrated", "throughput_at_concurrency"): (-1.0, -0.5, 0.0, 0.2)}
+    band = band_ratios("vllm", CALIBRATED, "throughput_at_concurrency", 0.9, residuals)
+    assert band.low == pytest.approx(math.exp(np.quantile([-1.0, -0.5, 0.0, 0.2], 0.1)))
+    assert band.high == pytest.approx(math.exp(np.quantile([-1.0, -0.5, 0.0, 0.2], 0.9)))
+    assert band.points == 4 and band.group == "vllm / calibrated / throughput_at_concurrency"
+    # Every residual over-predicts TTFT: the pessimistic edge stays at the estimate.
+    over = {("vllm", "default", "ttft_under_load"): (-2.0, -1.9, -1.6)}
+    ttft = band_ratios("vllm", UNCALIBRATED, "ttft_under_load", 0.9, over)
+    assert ttft.high == 1.0 and ttft.low < 0.2
+
+
+def test_small_groups_widen_and_no_evidence_falls_back_to_the_prior() -> None:
+    residuals = {
+        ("vllm", "calibrated", "batch1_decode"): (0.5,),  # too few
+        ("vllm", "modeled", "batch1_decode"): (0.5, -0.3, 0.1),  # both modeled bases pooled
+    }
+    pooled = band_ratios("vllm", CALIBRATED, "batch1_decode", 0.9, residuals)
+    assert pooled.group == "vllm / modeled / batch1_decode" and pooled.points == 3
+    prior = band_ratios("vllm", MEASURED, "batch1_decode", 0.9, residuals)
+    assert (prior.low, prior.high, prior.points) == (
+        1 - PRIOR_WIDTH[MEASURED],
+        1 + PRIOR_WIDTH[MEASURED],
+        0,
+    )
+
+
+def test_the_shipped_table_records_its_bench_run() -> None:
+    source = residual_bands.SOURCE
+    assert source["bench"] == "bench/prediction_accuracy.py"
+    assert source["points"] >= 40 and len(source["commit"]) >= 7 and source["date"] >= "2026"
+    assert all(len(v) >= 1 for v in residual_bands.RESIDUALS.values())
+
+
+def test_factors_widen_with_confidence() -> None:
+    basis = np.full((1, 1, 3), CALIBRATED, dtype=np.int8)
+    loose = confidence_factors(["vllm"], basis, 0.6)
+    strict = confidence_factors(["vllm"], basis, 0.95)
+    assert (strict.speed_low <= loose.speed_low).all() and (strict.speed_low <= 1).all()
+    assert (strict.ttft_high >= loose.ttft_high).all() and (strict.itl_high >= 1).all()
+
+
+def _targets(rps: float, **slos: object) -> Targets:
+    return Targets(
+        model="Llama-3.1-70B",
+        workload=Workload(requests_per_s=rps),
+        slos=Slos(**slos),  # type: ignore[arg-type]
+    )
+
+
+def test_a_plan_meets_its_slos_at_the_pessimistic_edge(shipped: CatalogSnapshot) -> None:
+    """Before, 70B at 10 req/s was feasible on the central TTFT (973 ms [584-1,362] against
+    1 s); now every SLO holds at the band's pessimistic edge, with capacity for the peak."""
+    targets = _targets(10, ttft_p95_ms=1000, itl_p95_ms=100)
+    plan = make_plan(targets, shipped)
+    assert plan.feasible and plan.choice is not None
+    m = plan.choice.metrics
+    assert m.ttft_p95_ms.high <= 1000 and m.itl_p95_ms.high <= 100
+    assert "held-out residuals" in m.ttft_p95_ms.note or "prior" in m.ttft_p95_ms.note
+    peak = targets.workload.peak_requests_per_s
+    assert plan.choice.capacity_requests_per_s >= peak * (1 - 1e-9)
+    # The capacity it was sized with is the low edge, so it needs more replicas than the
+    # central estimate alone would (the headroom the confidence implies).
+    assert plan.choice.replicas * m.requests_per_s.low <= plan.choice.capacity_requests_per_s * (
+        1 + 1e-6
+    )
+    loose = make_plan(_targets(10, ttft_p95_ms=1000, itl_p95_ms=100, confidence=0.5), shipped)
+    assert loose.fleet_usd_per_month is not None and plan.fleet_usd_per_month is not None
+    assert loose.fleet_usd_per_month <= plan.fleet_usd_per_month
+
+
+def test_interactive_defaults_apply_unless_batch_or_given(shipped: CatalogSnapshot) -> None:
+    """Before, a plan without latency targets had no limit (55 s p95 TTFT was 'feasible')."""
+    plan = make_plan(_targets(2), shipped)
+    assert plan.targets.slos.ttft_p95_ms == INTERACTIVE_TTFT_P95_MS
+    assert plan.targets.slos.itl_p95_ms == INTERACTIVE_ITL_P95_MS
+    assumed = " ".join(plan.assumed)
+    assert "p95 TTFT <= 2000 ms" in assumed and "p95 ITL <= 200 ms" in assumed
+    assert "90% confidence" in assumed
+    assert plan.choice is not None and plan.choice.metrics.ttft_p95_ms.high <= 2000
+    given = make_plan(_targets(2, ttft_p95_ms=5000, confidence=0.9), shipped)
+    assert given.targets.slos.ttft_p95_ms == 5000
+    assert given.targets.slos.itl_p95_ms == INTERACTIVE_ITL_P95_MS
+    given_assumed = " ".join(given.assumed)
+    assert "TTFT <=" not in given_assumed and "ITL <= 200" in given_assumed
+    assert "confidence" not in given_assumed
+    batch = make_plan(_targets(2, mode="batch"), shipped)
+    assert batch.targets.slos.ttft_p95_ms is None and batch.targets.slos.itl_p95_ms is None
+    assert "interactive" not in " ".join(batch.assumed)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantplan", "plan", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "500"},
+        check=False,
+    )
+
+
+def test_cli_confidence_and_batch(tmp_path: object) -> None:
+    db = f"sqlite:///{tmp_path}/catalog.db"
+    base = ("--model", "Llama-3.1-8B", "--rps", "2", "--db", db, "--json")
+    batch = _cli(*base, "--batch", "--confidence", "0.95")
+    assert batch.returncode == 0, batch.stderr
+    assert '"mode": "batch"' in batch.stdout and '"confidence": 0.95' in batch.stdout
+    wrong = _cli(*base, "--confidence", "1.5")
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    errors = [line for line in wrong.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "confidence" in errors[0], wrong.stderr
