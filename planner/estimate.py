@@ -45,8 +45,11 @@ DEFAULT_EFFICIENCY = {
 LEGACY_AWQ_COMPUTE_EFFICIENCY = 0.3
 """AWQ below compute capability 8.0 runs vLLM's legacy GEMM kernel, far slower than Marlin
 under load (vLLM docs: fit for low concurrency only)."""
-MAX_CONCURRENCY = {"llama.cpp": 32, "vllm": 256}
-"""Parallel sequences per replica: llama.cpp's server slots are few; vLLM batches widely."""
+MAX_CONCURRENCY = {"llama.cpp": 64, "vllm": 256}
+"""Parallel sequences per replica. llama.cpp is served by llama-server, one slot per planned
+sequence (-np) with continuous batching: on an H200 its output rate still grew from 32 to 64
+sequences (8B F16 3,035 -> 4,598 tok/s, 1B 9,303 -> 14,873; bench/results/llamacpp_server_gpu.md),
+and 64 is the most measured. vLLM batches widely."""
 STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
 """Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
 
