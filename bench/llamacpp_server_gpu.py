@@ -276,7 +276,8 @@ def _markdown(result: dict) -> list[str]:
         "## The planner against these points",
         "",
         "`planner.estimate.predict_profile` for each full-offload point: before (the seed "
-        "catalog without these rows) and after (these rows added, except the point's own model)."
+        "catalog without these rows) and after (these rows added except the point itself: "
+        "interpolated from the neighbouring concurrencies, clamped at the ends)."
         " Catalog models: Llama-3.2-1B and Llama-3.1-8B (their real vocabulary, which the files "
         "do not have).",
         "",

@@ -4,10 +4,11 @@ Shared by bench/llamacpp_server.py (CPU) and bench/llamacpp_server_gpu.py (GPU).
 measured point it asks ``planner.estimate.predict_profile`` twice:
 
 * before: with the seed catalog's profiles as they were, without this run's rows;
-* after: with this run's rows added, except those of the point's own model and hardware
-  (leave-that-model-out: what the planner predicts for a setting it has not measured, once
-  the same engine, family and device kind are calibrated by the others). A point whose own
-  rows are in the catalog is predicted as measured (the planner pins the curve there).
+* after: with this run's rows added except the point itself (leave-one-out): the planner
+  pins the curve at the other measured concurrencies of the same setting and interpolates in
+  log(concurrency) between them (clamped past the ends); settings without rows of their own
+  are calibrated by those of the same engine, family and device kind. With the point itself
+  in the catalog the planner reproduces it (basis "measured").
 
 The measured points become seed profile rows (``basis: measured``) in their own YAML file
 under catalog/seed/, written by the benchmark that measured them.
@@ -45,9 +46,7 @@ def compare(rows: list[ProfileRecord]) -> list[dict[str, Any]]:
     before_evidence = tuple(snapshot.profiles)
     out = []
     for row in rows:
-        after_evidence = before_evidence + tuple(
-            other for other in rows if (other.model, other.hardware) != (row.model, row.hardware)
-        )
+        after_evidence = before_evidence + tuple(other for other in rows if other is not row)
         before = predict_profile(row, snapshot, before_evidence)
         after = predict_profile(row, snapshot, after_evidence)
         measured = row.output_tokens_per_s
@@ -81,7 +80,7 @@ def comparison_md(points: list[dict[str, Any]]) -> list[str]:
 
     lines = [
         "| model | scheme | hardware | concurrency | measured tok/s | planner before | error "
-        "| planner after (model left out) | error |",
+        "| planner after (point left out) | error |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
@@ -100,7 +99,7 @@ def comparison_md(points: list[dict[str, Any]]) -> list[str]:
         lines += [
             "",
             f"Within 20 %: {before} of {len(within)} points before, {inside} of {len(within)} "
-            "after (other models of the same engine, family and device kind in the catalog).",
+            "after (each point predicted from the others of this run).",
         ]
     return lines
 
