@@ -256,6 +256,8 @@ class NodeAgent:
 
         if job.replica_id in self.servers and self.servers[job.replica_id].alive():
             return self._endpoint_payload(job.replica_id)  # idempotent: already serving
+        engine = get_engine(job.engine)
+        python = built_engine(engine, f"{self.instance_type} node {self.facts.node_id[:12]}")
         options = ServeOptions(
             host="127.0.0.1",
             port=job.port,
@@ -274,7 +276,7 @@ class NodeAgent:
 
         try:
             handle = start_server(
-                get_engine(job.engine), Path(job.artifact_path), options, on_launch=noted
+                engine, Path(job.artifact_path), options, python=python, on_launch=noted
             )
         except BaseException:
             (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)  # it stopped it
@@ -398,6 +400,25 @@ class NodeAgent:
             "usd_per_million_tokens": cost.usd_per_million_tokens_blended if cost else None,
             "usd_per_million_output_tokens": (cost.usd_per_million_output_tokens if cost else None),
         }
+
+
+def built_engine(engine: Any, where: str) -> Path:
+    """The interpreter of ``engine``'s toolchain, its native binary (if it has one) resolved
+    too; neither is ever built here. A serve job that builds one waits minutes -- or on the lock
+    of a build already under way -- before its engine even launches, and no start-up timeout
+    covers that (an apply once waited 412 s for a llama-server build). Missing, it is a
+    one-line failure naming ``where``; `quantplan toolchain install` builds it."""
+    from quantplan.agent.serve.manager import resolve_toolchain_python
+    from quantplan.agent.toolchains.build import ToolchainMissingError
+
+    try:
+        python = resolve_toolchain_python(engine.toolchain, install=False)
+        binary = getattr(engine, "binary", None)
+        if binary is not None:
+            binary(install=False)  # the engine keeps the path for its command line
+    except ToolchainMissingError as error:
+        raise ToolchainMissingError(f"{error.message} on {where}", hint=error.hint) from None
+    return python
 
 
 def _version() -> str:

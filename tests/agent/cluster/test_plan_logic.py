@@ -42,7 +42,10 @@ def test_plan_that_cannot_fit_is_refused_with_every_reason() -> None:
     missing = toolchain_refusals(plan, set())
     assert missing == ["toolchain llama-cpp is not installed (run `quantplan toolchain install "
                        "llama-cpp`)"]  # fmt: skip
-    assert toolchain_refusals(plan, {"llama-cpp"}) == []
+    assert toolchain_refusals(plan, {"llama-cpp"}) == [
+        "llama-server (engine llama.cpp) is not built (run `quantplan toolchain install llama-cpp`)"
+    ]
+    assert toolchain_refusals(plan, {"llama-cpp", "llama-server"}) == []
     assert catalog_refusals(original, seed_snapshot()) == []
 
 
