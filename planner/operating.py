@@ -164,10 +164,7 @@ def select_operating_points(
         ones = np.ones((rows.size, k_count))
         row_factors = (ones, ones, ones)
     else:
-        row_factors = tuple(  # type: ignore[assignment]
-            f.reshape(-1, k_count)[rows]
-            for f in (factors.speed_low, factors.ttft_high, factors.itl_high)
-        )
+        row_factors = factors.for_rows(rows)
     found = _search(
         perf.decode_step_s.reshape(-1, k_count)[rows], perf.prefill_s.reshape(-1)[rows],
         perf.max_sequences.reshape(-1)[rows], workload, slos, row_factors,

@@ -126,7 +126,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
             rate = _best_rate(
                 targets, list(perf.decode_step_s[s, i]), float(perf.prefill_s[s, i]),
                 int(perf.max_sequences[s, i]),
-                (factors.speed_low[s, i], factors.ttft_high[s, i], factors.itl_high[s, i]),
+                factors.at(s, i),
             )  # fmt: skip
             if rate <= 0:
                 continue

@@ -94,40 +94,48 @@ def speed_category(grid_index: int) -> str:
 
 @dataclass(frozen=True)
 class ConfidenceFactors:
-    """Per option x instance x concurrency: pessimistic over central, at one confidence."""
+    """Pessimistic over central, at one confidence, for the cells of a time map: small
+    tables per (engine, basis code[, category]) looked up only for the rows asked (a plan at
+    scale searches a fraction of its option x instance pairs)."""
 
-    speed_low: np.ndarray  # (S, I, K) <= 1: tokens/s and requests/s are counted at this share
-    ttft_high: np.ndarray  # (S, I, K) >= 1: p95 TTFT is checked at this multiple
-    itl_high: np.ndarray  # (S, I, K) >= 1: p95 ITL is checked at this multiple
+    speed_table: np.ndarray  # (E, codes, 2) low edge of speed, batch 1 / larger batches
+    ttft_table: np.ndarray  # (E, codes) high edge of TTFT
+    engine_index: np.ndarray  # (S,) row of each option in the tables
+    basis: np.ndarray  # (S, I, K) basis codes of the time map
+
+    def for_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(speed low, TTFT high, ITL high), each (len(rows), K), for flat (S x I) ``rows``."""
+        _, i_count, k = self.basis.shape
+        codes = self.basis.reshape(-1, k)[rows].astype(np.int64)
+        engines = self.engine_index[rows // max(i_count, 1)][:, None]
+        category = (np.arange(k) > 0).astype(np.int64)[None, :]
+        speed_low = self.speed_table[engines, codes, category]
+        # ITL is the inverse of decode speed: a model that over-predicts speed under-predicts
+        # ITL by the same ratio.
+        return speed_low, self.ttft_table[engines, codes], 1.0 / np.maximum(speed_low, 1e-9)
+
+    def at(self, s: int, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same for one (option, instance) pair, each (K,)."""
+        row = np.array([s * self.basis.shape[1] + i])
+        speed_low, ttft_high, itl_high = self.for_rows(row)
+        return speed_low[0], ttft_high[0], itl_high[0]
 
 
 def confidence_factors(
     engines: Sequence[str], basis: np.ndarray, confidence: float
 ) -> ConfidenceFactors:
-    """Factors for every cell of a time map whose basis codes are ``basis`` (S, I, K)."""
+    """Factors for the cells of a time map whose basis codes are ``basis`` (S, I, K)."""
     names = sorted(set(engines))
     codes = len(PRIOR_WIDTH)
-    speed = np.ones((len(names), codes, 2))
-    ttft = np.ones((len(names), codes))
+    speed = np.ones((max(len(names), 1), codes, 2))
+    ttft = np.ones((max(len(names), 1), codes))
     for e, engine in enumerate(names):
         for code in range(codes):
             for c, category in enumerate(SPEED_CATEGORIES):
                 speed[e, code, c] = shipped_band(engine, code, category, confidence).low
             ttft[e, code] = shipped_band(engine, code, TTFT_CATEGORY, confidence).high
-    if basis.size == 0:
-        empty = np.ones(basis.shape)
-        return ConfidenceFactors(empty, empty, empty)
-    engine_index = np.array([names.index(e) for e in engines])[:, None, None]
-    k = basis.shape[-1]
-    category = (np.arange(k) > 0).astype(np.int64)[None, None, :]
-    codes_used = basis.astype(np.int64)
-    speed_low = speed[engine_index, codes_used, category]
-    # ITL is the inverse of decode speed: a model that over-predicts speed under-predicts ITL.
-    return ConfidenceFactors(
-        speed_low=speed_low,
-        ttft_high=ttft[engine_index, codes_used],
-        itl_high=1.0 / np.maximum(speed_low, 1e-9),
-    )
+    engine_index = np.array([names.index(e) for e in engines], dtype=np.int64)
+    return ConfidenceFactors(speed, ttft, engine_index, basis)
 
 
 def provenance() -> str:

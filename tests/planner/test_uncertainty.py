@@ -53,11 +53,13 @@ def test_the_shipped_table_records_its_bench_run() -> None:
 
 
 def test_factors_widen_with_confidence() -> None:
-    basis = np.full((1, 1, 3), CALIBRATED, dtype=np.int8)
-    loose = confidence_factors(["vllm"], basis, 0.6)
-    strict = confidence_factors(["vllm"], basis, 0.95)
-    assert (strict.speed_low <= loose.speed_low).all() and (strict.speed_low <= 1).all()
-    assert (strict.ttft_high >= loose.ttft_high).all() and (strict.itl_high >= 1).all()
+    basis = np.full((2, 1, 3), CALIBRATED, dtype=np.int8)
+    rows = np.arange(2)
+    loose = confidence_factors(["vllm", "llama.cpp"], basis, 0.6).for_rows(rows)
+    strict = confidence_factors(["vllm", "llama.cpp"], basis, 0.95).for_rows(rows)
+    assert (strict[0] <= loose[0]).all() and (strict[0] <= 1).all()
+    assert (strict[1] >= loose[1]).all() and (strict[2] >= 1).all()
+    assert np.allclose(strict[2], 1 / strict[0])  # ITL is the inverse of speed
 
 
 def _targets(rps: float, **slos: object) -> Targets:
