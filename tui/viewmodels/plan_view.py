@@ -77,7 +77,8 @@ def deployment_key(deployment: Deployment) -> str:
 
 
 def option_rows(plan: Plan) -> list[OptionRow]:
-    """The choice first, then the alternatives, then Pareto members not listed yet."""
+    """The choice, the alternatives and the Pareto members, cheapest first (Help says so); on
+    equal cost the choice comes first."""
     front = {deployment_key(d) for d in plan.pareto_front}
     ordered: list[Deployment] = []
     seen: set[str] = set()
@@ -89,6 +90,8 @@ def option_rows(plan: Plan) -> list[OptionRow]:
             seen.add(key)
             ordered.append(deployment)
     chosen_key = deployment_key(plan.choice) if plan.choice is not None else None
+    # The alternatives list the best of each other family first, so it is not sorted by cost.
+    ordered.sort(key=lambda d: (d.usd_per_month, deployment_key(d) != chosen_key))
     return [
         OptionRow(
             key=deployment_key(d),
