@@ -261,6 +261,34 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    """HEAD, plus the uncommitted model and catalog files the run saw (so a table made from a
+    working tree does not claim to be that commit's)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    status = subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--",
+            "planner",
+            "catalog",
+            "bench/prediction_accuracy.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    dirty = sorted(
+        line[3:]
+        for line in status
+        if line[3:].endswith((".py", ".yaml")) and "residual_bands" not in line
+    )
+    return f"{head} + uncommitted {', '.join(dirty)}" if dirty else head
+
+
 def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     """The planner's residual table (a Python module: no file I/O at plan time)."""
     table = residual_table(rows)
@@ -293,9 +321,7 @@ def main() -> None:
     parser.add_argument("--label", default="current", help="name of this run in the results")
     args = parser.parse_args()
     run = evaluate()
-    run["commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    run["commit"] = _commit()
     write_band_table(run["rows"], run["commit"])
     path = RESULTS / "prediction_accuracy.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
