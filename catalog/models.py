@@ -136,7 +136,7 @@ class QuantScheme(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, description="e.g. gptq-w4a16-g128, gguf-q4_k_m")
-    family: str = Field(description="baseline, gptq, awq or gguf")
+    family: str = Field(description="baseline, gptq, awq, gguf, fp8 or int8")
     bits: int
     group_size: int | None = None
     variant: str | None = Field(default=None, description="e.g. Q4_K_M, W4A16, BF16")

@@ -14,6 +14,8 @@ Seed versions:
    the source itself questions).
 3. Published performance profiles with citations, the project's own measured quality of the
    default model (from its quantize benchmark), and more published quality figures.
+4. FP8 and INT8 W8A8 schemes with their kernel rules, published task-accuracy recovery of
+   quantized releases (model cards), and more published quality figures.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sqlmodel import Session, select
 from quantplan import __version__
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 3
+SEED_VERSION = 4
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:

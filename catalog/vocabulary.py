@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 DeviceKind = Literal["gpu", "cpu"]
-SchemeFamily = Literal["baseline", "gptq", "awq", "gguf"]
+SchemeFamily = Literal["baseline", "gptq", "awq", "gguf", "fp8", "int8"]
 Engine = Literal["vllm", "llama.cpp"]
 Basis = Literal["measured", "published", "modeled"]
 RunStatus = Literal["running", "succeeded", "failed"]

@@ -51,10 +51,12 @@ class SupportMatrix:
         if hardware.kind == "gpu" and row.min_compute_capability is not None:
             capability = float(hardware.compute_capability or 0.0)
             if capability + 1e-9 < row.min_compute_capability:
+                # The row's note says what happens instead (FP8 on Ampere: weight-only Marlin).
+                why = f" ({row.note})" if row.note else ""
                 return SupportVerdict(
                     False,
                     f"{row.kernel} needs compute capability >= {row.min_compute_capability:g}; "
-                    f"{hardware.name} has {hardware.compute_capability}",
+                    f"{hardware.name} has {hardware.compute_capability}{why}",
                 )
         if hardware.kind == "cpu" and row.required_isa:
             have = {flag.strip() for flag in hardware.isa_flags.split(",") if flag.strip()}

@@ -45,6 +45,8 @@ DEFAULT_EFFICIENCY = {
 LEGACY_AWQ_COMPUTE_EFFICIENCY = 0.3
 """AWQ below compute capability 8.0 runs vLLM's legacy GEMM kernel, far slower than Marlin
 under load (vLLM docs: fit for low concurrency only)."""
+W8A8_FAMILIES = frozenset({"fp8", "int8"})
+"""Schemes that multiply 8-bit activations by 8-bit weights on tensor cores."""
 MAX_CONCURRENCY = {"llama.cpp": 64, "vllm": 256}
 """Parallel sequences per replica. llama.cpp is served by llama-server, one slot per planned
 sequence (-np) with continuous batching: on an H200 its output rate still grew from 32 to 64
@@ -52,6 +54,18 @@ sequences (8B F16 3,035 -> 4,598 tok/s, 1B 9,303 -> 14,873; bench/results/llamac
 and 64 is the most measured. vLLM batches widely."""
 STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
 """Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
+
+
+def w8a8_compute_gain(family: str, hardware: HardwareRecord) -> float:
+    """How much faster a W8A8 scheme computes than BF16 on ``hardware``: the row's dense INT8
+    TOPS over its BF16 TFLOPS (on Ada and Hopper dense FP8 equals dense INT8, NVIDIA
+    datasheets). 1 for other families, on CPUs, or where either figure is unknown."""
+    if family not in W8A8_FAMILIES or hardware.kind != "gpu":
+        return 1.0
+    if not hardware.int8_tops or not hardware.bf16_tflops:
+        return 1.0
+    return hardware.int8_tops / hardware.bf16_tflops
+
 
 BASIS_NAMES = ("modeled", "modeled", "interpolated", "measured", "published")
 UNCALIBRATED, CALIBRATED, INTERPOLATED, MEASURED, PUBLISHED = range(5)
@@ -115,6 +129,9 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
         if option.family == "awq":
             legacy = is_gpu & (capability < 8.0)
             fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_AWQ_COMPUTE_EFFICIENCY, fl_eff[s])
+        if option.family in W8A8_FAMILIES:
+            gain = [w8a8_compute_gain(option.family, h) for h in space.hardware]
+            fl_eff[s] = fl_eff[s] * np.array(gain, dtype=float)
     return stacked[..., 0], stacked[..., 1], stacked[..., 2], bw_eff, fl_eff, is_gpu
 
 
@@ -180,7 +197,7 @@ def _profile_decode_ratio(
         profile_workload,
         np.array(weight_gb(shape, scheme) * active_fraction(shape)),
         np.array(replica.bandwidth_gbps * bw_eff),
-        np.array(replica.tflops * fl_eff),
+        np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
         np.array(base + per_layer * shape.layers),
         np.array([float(profile.concurrency)]),
     )
@@ -412,7 +429,7 @@ def predict_profile(
         workload,
         np.array(weight_gb(shape, scheme) * active_fraction(shape)),
         np.array(replica.bandwidth_gbps * bw_eff),
-        np.array(replica.tflops * fl_eff),
+        np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
         np.array(base + per_layer * shape.layers),
         np.array([float(profile.concurrency)]),
     )
@@ -445,7 +462,7 @@ def predict_profile(
             workload,
             np.array(weight_gb(shape, scheme) * active_fraction(shape)),
             np.array(replica.bandwidth_gbps * bw_eff),
-            np.array(replica.tflops * fl_eff),
+            np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
             np.array(base + per_layer * shape.layers),
             np.array([float(running)]),
         )

@@ -41,7 +41,7 @@ from quantplan.catalog.vocabulary import (
 
 from quantplan.errors import QuantplanError
 
-SchemeFamilyName = Literal["baseline", "gptq", "awq", "gguf"]
+SchemeFamilyName = Literal["baseline", "gptq", "awq", "gguf", "fp8", "int8"]
 DeviceChoice = Literal["any", "gpu", "cpu"]
 TokenAccounting = Literal["input_and_output", "output_only"]
 

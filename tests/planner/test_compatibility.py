@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.compatibility import SupportMatrix
+from quantplan.planner.estimate import w8a8_compute_gain
+from quantplan.planner.hardware import model_shape_from_record, weight_gb
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
 
@@ -52,3 +54,41 @@ def test_incompatible_family_is_reported_as_a_compatibility_rejection(
     gptq = [r for r in plan.rejected if r.family == "gptq"]
     assert gptq and gptq[0].stage == "compatibility" and "compute capability" in gptq[0].reason
     assert all(d.method == "gguf" for d in plan.fleet)
+
+
+def test_w8a8_kernels_follow_their_compute_capability(shipped: CatalogSnapshot) -> None:
+    """FP8 W8A8 needs Ada/Hopper (8.9); INT8 W8A8 needs Turing (7.5); INT8 also runs on
+    AVX-512 CPUs, FP8 on none. A refused FP8 says what vLLM does on Ampere instead."""
+    matrix = SupportMatrix(shipped.support)
+    fp8, int8 = shipped.get_scheme("fp8-w8a8"), shipped.get_scheme("int8-w8a8")
+    hw = {name: shipped.get_hardware(name) for name in ("T4", "V100-16GB", "A100-40GB", "L4")}
+    refused = matrix.check("vllm", fp8, hw["A100-40GB"])
+    assert not refused.ok and ">= 8.9" in refused.reason and "Marlin" in refused.reason
+    assert matrix.check("vllm", fp8, hw["L4"]).ok
+    assert matrix.check("vllm", fp8, shipped.get_hardware("H100-SXM")).ok
+    assert (
+        matrix.check("vllm", int8, hw["T4"]).ok and matrix.check("vllm", int8, hw["A100-40GB"]).ok
+    )
+    assert not matrix.check("vllm", int8, hw["V100-16GB"]).ok
+    genoa, milan = shipped.get_hardware("EPYC-Genoa"), shipped.get_hardware("EPYC-Milan")
+    assert matrix.check("vllm", int8, genoa).ok and not matrix.check("vllm", int8, milan).ok
+    assert not matrix.check("vllm", fp8, genoa).ok
+
+
+def test_w8a8_schemes_are_planned_with_8_bit_weights_and_compute(
+    shipped: CatalogSnapshot,
+) -> None:
+    shape = model_shape_from_record(shipped.get_model("Llama-3.1-8B"))
+    fp8, bf16 = shipped.get_scheme("fp8-w8a8"), shipped.get_scheme("bf16")
+    assert abs(weight_gb(shape, fp8) / weight_gb(shape, bf16) - 0.5) < 0.01
+    h100 = shipped.get_hardware("H100-SXM")
+    assert w8a8_compute_gain("fp8", h100) == h100.int8_tops / h100.bf16_tflops > 1.9
+    assert w8a8_compute_gain("gptq", h100) == 1.0
+    assert w8a8_compute_gain("int8", shipped.get_hardware("EPYC-Genoa")) == 1.0
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(input_tokens=512, output_tokens=128, requests_per_s=2),
+        constraints=Constraints(families=("fp8", "int8")),
+    )
+    plan = make_plan(targets, shipped)
+    assert plan.fleet and {d.scheme for d in plan.fleet} <= {"fp8-w8a8", "int8-w8a8"}

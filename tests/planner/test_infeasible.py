@@ -60,6 +60,8 @@ def test_unreachable_quality_is_the_reason(shipped: CatalogSnapshot) -> None:
         "gptq": "quality",
         "baseline": "constraints",
         "gguf": "constraints",
+        "fp8": "constraints",
+        "int8": "constraints",
     }
     assert all("allowed" in r.reason for r in plan.rejected if r.stage == "quality")
     assert plan.binding_constraints
