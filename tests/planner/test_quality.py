@@ -144,3 +144,26 @@ def test_recovery_is_never_converted_from_perplexity(shipped: CatalogSnapshot) -
         families=["awq"],
     )
     assert not plan.feasible
+
+
+def test_w8a8_recovery_is_the_models_own_published_figure(shipped: CatalogSnapshot) -> None:
+    """Model-card recovery (OpenLLM v1) is same-model evidence for the 8-bit schemes; a model
+    without its own card borrows a same-family one and says so."""
+    index = _index(shipped)
+    own = index.evidence(
+        model_shape_from_record(shipped.get_model("Llama-3.1-70B")),
+        shipped.get_scheme("fp8-w8a8"), "recovery", "openllm-v1",
+    )  # fmt: skip
+    assert own is not None and own.evidence == "same-model" and own.basis == "published"
+    assert own.value == pytest.approx(84.29 / 84.40 * 100, rel=1e-6)
+    borrowed = index.evidence(
+        model_shape_from_record(shipped.get_model("Qwen2.5-32B")),
+        shipped.get_scheme("fp8-w8a8"), "recovery", "openllm-v1",
+    )  # fmt: skip
+    assert borrowed is not None and borrowed.evidence == "same-family"
+    assert borrowed.evidence_model in ("Qwen2.5-14B", "Qwen2.5-72B", "Qwen2.5-7B")
+    assert "FP8-dynamic" in shipped_notes(shipped, "Qwen2.5-14B", "fp8-w8a8")
+
+
+def shipped_notes(snapshot: CatalogSnapshot, model: str, scheme: str) -> str:
+    return " ".join(r.notes for r in snapshot.quality if (r.model, r.scheme) == (model, scheme))
