@@ -254,18 +254,25 @@ def test_real_llama_cpp_serve_keeps_the_key_secret_and_stops_on_sigterm(tmp_path
     served = launch(
         [str(QUANTPLAN), "serve", str(gguf), "--threads", "1", "--max-model-len", "512"],
         tmp_path,
-        # A stray HOST or PORT must not move the server (llama-cpp-python obeys them).
-        {"QUANTPLAN_API_KEY": KEY, "HOST": "0.0.0.0", "PORT": "1"},
+        # A stray HOST or PORT (llama-cpp-python obeys them) or LLAMA_ARG_HOST/PORT (llama-server
+        # reads them for options it is not given) must not move the server.
+        {
+            "QUANTPLAN_API_KEY": KEY,
+            "HOST": "0.0.0.0",
+            "PORT": "1",
+            "LLAMA_ARG_HOST": "0.0.0.0",
+            "LLAMA_ARG_PORT": "1",
+        },
     )
     try:
-        served.wait_ready(180, "llama_cpp.server")
+        served.wait_ready(180, "llama-server")
         listening = {
             (c.laddr.ip, c.laddr.port)
             for c in served.engine.net_connections(kind="tcp")
             if c.status == psutil.CONN_LISTEN
         }
         assert listening == {("127.0.0.1", served.port)}
-        assert_key_kept_secret(served, "API_KEY")
+        assert_key_kept_secret(served, "LLAMA_API_KEY")
         started = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         assert_stopped(served, signal.SIGTERM, started)
