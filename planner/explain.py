@@ -86,7 +86,11 @@ def _describe_stage(
                 f"best p95 ITL {itl.min():,.1f} ms > {t.slos.itl_p95_ms:,.1f} ms "
                 f"({label(ev, index)})"
             ), index
-        return "no concurrency meets the TTFT and ITL objectives together", index
+        return (
+            f"no concurrency meets the TTFT and ITL objectives at the pessimistic edge of the "
+            f"{t.slos.confidence:.0%} band (central best: p95 TTFT {ttft.min():,.0f} ms, "
+            f"ITL {itl.min():,.1f} ms; --confidence sets the share)"
+        ), index
     if stage == "quality":
         return _describe_quality(ev, reached, pairs)
     if stage == "replicas":

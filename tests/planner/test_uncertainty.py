@@ -132,3 +132,11 @@ def test_cli_confidence_and_batch(tmp_path: object) -> None:
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     errors = [line for line in wrong.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "confidence" in errors[0], wrong.stderr
+
+
+def test_a_family_failing_only_at_the_pessimistic_edge_says_so(shipped: CatalogSnapshot) -> None:
+    """GGUF's central TTFT meets 1 s; at 90 % confidence (llama.cpp's held-out TTFT under load
+    ran far above its predictions) it does not, and the reason names the band and the flag."""
+    plan = make_plan(_targets(1, ttft_p95_ms=1000), shipped)
+    reasons = [r.reason for r in plan.rejected if r.stage == "slo"]
+    assert any("pessimistic edge of the 90% band" in r and "--confidence" in r for r in reasons)
