@@ -479,8 +479,10 @@ def where(db: DbOption = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from quantplan.catalog.gaps import gaps
     from quantplan.catalog.prices_cli import prices_app, reseed
 
     catalog_app.add_typer(prices_app, name="prices")
     catalog_app.command("reseed")(reseed)
+    catalog_app.command("gaps")(gaps)
     app.add_typer(catalog_app, name="catalog")
