@@ -32,6 +32,9 @@ class CurvePoint(StrictModel):
     tokens_per_day: float = Field(description="Counted tokens per day (mean)")
     usd_per_month: float | None = Field(description="Fleet $/month; None = no feasible option")
     deployment: str | None = Field(default=None, description="What that option is")
+    ttft_p95_ms: float | None = Field(
+        default=None, description="That option's p95 TTFT at its operating point, ms"
+    )
 
 
 class CostCurve(StrictModel):
@@ -106,16 +109,26 @@ def _at_volume(context: PlanningContext, tokens_per_day: float) -> Evaluation:
     return evaluate(targets, context.space, context.perf, context.evaluation.points)
 
 
-def _series_costs(ev: Evaluation, masks: dict[str, np.ndarray]) -> dict[str, tuple[float, str]]:
+Costs = dict[str, tuple[float, str, float]]
+"""Per series: the cheapest feasible option's $/month, label and p95 TTFT (ms)."""
+
+
+def _series_costs(ev: Evaluation, masks: dict[str, np.ndarray]) -> Costs:
+    """Cheapest option per series among those meeting every target, the latency SLOs
+    included: a crossover is only where the cheaper side also meets them."""
     out = {}
     for name, mask in masks.items():
         best = cheapest(ev, ev.feasible & mask)
         if best is not None:
-            out[name] = (float(ev.usd_per_month[best]), build_deployment(ev, best).label)
+            deployment = build_deployment(ev, best)
+            out[name] = (
+                float(ev.usd_per_month[best]),
+                deployment.label,
+                deployment.metrics.ttft_p95_ms.value,
+            )
     return out
 
 
-Costs = dict[str, tuple[float, str]]
 Winner = Callable[[Costs], str | None]
 
 
@@ -178,6 +191,7 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
                     tokens_per_day=float(v),
                     usd_per_month=costs[name][0] if name in costs else None,
                     deployment=costs[name][1] if name in costs else None,
+                    ttft_p95_ms=costs[name][2] if name in costs else None,
                 )
                 for v, costs in zip(grid, per_volume, strict=True)
             ),

@@ -7,7 +7,6 @@ from html import escape
 from quantplan.planner.capacity import CapacityReport
 from quantplan.planner.plan import Deployment
 from quantplan.planner.quality import describe_quality
-from quantplan.planner.svg import chart
 
 
 def _money(value: float | None) -> str:
@@ -17,7 +16,9 @@ def _money(value: float | None) -> str:
 
 
 def _volume(value: float) -> str:
-    return f"{value / 1e6:,.3g} M" if value >= 1e6 else f"{value / 1e3:,.3g} k"
+    from quantplan.planner.charts import people
+
+    return people(value)
 
 
 def _deployment_row(d: Deployment) -> list[str]:
@@ -132,32 +133,21 @@ def _sections(report: CapacityReport) -> list[tuple[str, list[str], list[list[st
 
 
 def _charts(report: CapacityReport) -> list[str]:
-    curves = [
-        (c.series, [(p.tokens_per_day, p.usd_per_month) for p in c.points if p.usd_per_month])
-        for c in report.curves
-    ]
-    markers = [(report.tokens_per_day, "targets")] + [
-        (c.tokens_per_day, f"{c.cheaper_below} -> {c.cheaper_above}")
-        for c in report.device_crossovers
-    ]
-    pareto = {}
-    for d in report.pareto_front:
-        ppl = d.metrics.perplexity_increase_pct
-        pareto.setdefault(d.method, []).append((d.usd_per_month, ppl.value if ppl else 0.0))
-    spot = [("best plan", [(s.spot_price_multiplier, s.usd_per_month) for s in report.spot
-                           if s.usd_per_month])]  # fmt: skip
-    headroom = [("re-planned", [(h.growth, h.usd_per_month_replanned) for h in report.headroom
-                                if h.usd_per_month_replanned])]  # fmt: skip
+    """The report's figures as inline SVG (matplotlib, imported only here)."""
+    from quantplan.planner.charts import cost_curves_svg, line_svg, pareto_svg
+
+    plan = report.plan
+    growth = [(h.growth, h.usd_per_month_replanned) for h in report.headroom
+              if h.usd_per_month_replanned]  # fmt: skip
+    spot = [(s.spot_price_multiplier, s.usd_per_month) for s in report.spot if s.usd_per_month]
+    today = (1.0, plan.fleet_usd_per_month) if plan.fleet_usd_per_month else None
     return [
-        chart("$/month vs tokens/day (best option per family and device)", curves,
-              x_label="tokens/day", y_label="$/month", log_x=True, log_y=True,
-              vertical_markers=markers),
-        chart("Pareto front: cost vs perplexity increase", list(pareto.items()),
-              x_label="$/month", y_label="perplexity increase %", lines=False),
-        chart("Cost of the re-planned fleet vs traffic growth", headroom,
-              x_label="traffic growth (x)", y_label="$/month"),
-        chart("Cheapest plan vs spot price", spot, x_label="spot price multiplier",
-              y_label="$/month"),
+        cost_curves_svg(report),
+        pareto_svg(report),
+        line_svg("Cost of the re-planned fleet vs traffic growth", growth,
+                 x_label="traffic growth", y_label="$/month", mark=today, x_unit="x"),
+        line_svg("Cheapest plan vs spot price", spot, x_label="spot price multiplier",
+                 y_label="$/month", x_unit="x"),
     ]  # fmt: skip
 
 
