@@ -575,7 +575,15 @@ def register(app: typer.Typer) -> None:
         targets = _targets_from_flags(source, flags)
         snapshot = _snapshot(db)
         report = capacity_report(prepare(resolve_regions(targets, snapshot), snapshot))
-        output.write_text(render_html(report))
         markdown = output.with_suffix(".md")
-        markdown.write_text(render_markdown(report))
+        try:
+            output.write_text(render_html(report))
+            markdown.write_text(render_markdown(report))
+        except OSError as error:  # a missing folder, no permission: the user's to fix
+            from quantplan.errors import QuantplanError
+
+            raise QuantplanError(
+                f"cannot write the report to {str(output)!r}: {error.strerror}",
+                hint="give -o a path in an existing, writable folder",
+            ) from None
         typer.echo(f"report written to {output} and {markdown}")

@@ -125,3 +125,14 @@ def test_infeasible_exits_3_and_names_flags(db: str, tmp_path: Path) -> None:
     assert engines.returncode == 2
     line = _one_line_error(engines)
     assert "--mixed-fleet" in line and "allow_mixed_fleet" not in line
+
+
+def test_report_into_a_missing_folder_is_one_line(db: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "quantplan", "report", "--model", "Llama-3.2-1B", "--rps", "1",
+         "-o", str(tmp_path / "nowhere" / "report.html"), "--db", db],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"},
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot write the report to" in _one_line_error(result)
