@@ -45,6 +45,13 @@ PROGRESS_MIN_INTERVAL_S = 1.0
 reporting every layer must not flood the collector's bounded event log."""
 
 
+class RayletLostError(QuantplanError):
+    """This agent's raylet died while a job ran: Ray has lost the node, and this process
+    lives on only until it notices. Its answer is a node loss, not a job failure."""
+
+    kind = "interrupted"
+
+
 def agent_name(node_id: str) -> str:
     return AGENT_PREFIX + node_id[:16]
 
@@ -88,6 +95,7 @@ class NodeAgent:
         self._bandwidth_gbps: float | None = None
         self._collector: CollectorClient | None = None
         self._progress_sent: dict[str, tuple[str, float]] = {}  # job id -> (stage, when)
+        self._raylet_pid = _raylet_parent()
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         if restarted:
             self._stop_orphaned_servers()
@@ -175,6 +183,8 @@ class NodeAgent:
             # the driver records carries it.
             kind = getattr(error, "kind", None)
             payload = {"error_kind": kind} if isinstance(kind, str) else {}
+            if isinstance(error, RayletLostError):
+                payload["node_lost"] = True  # the scheduler moves the job, as for a lost node
             status, detail = "failed", str(error)[:2000]
         finally:
             self._progress_sent.pop(job.job_id, None)
@@ -281,11 +291,25 @@ class NodeAgent:
         except BaseException:
             (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)  # it stopped it
             raise
+        if self._raylet_lost():
+            # A raylet killed while the engine loaded leaves this worker alive for a few
+            # seconds, long enough to see the engine healthy: an engine on a node Ray has
+            # lost would be managed by nobody. Stop it and answer a node loss.
+            handle.stop()
+            (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)
+            raise RayletLostError(
+                f"{self.instance_type} node {self.facts.node_id[:12]} was lost (its raylet "
+                f"died) while {job.replica_id} started"
+            )
         self.servers[job.replica_id] = handle
         note_server(
             job.replica_id, {**note, "pid": handle.pid, "port": handle.port, "state": "healthy"}
         )
         return self._endpoint_payload(job.replica_id)
+
+    def _raylet_lost(self) -> bool:
+        """Whether the raylet that started this worker has died (the worker is its child)."""
+        return self._raylet_pid is not None and os.getppid() != self._raylet_pid
 
     def _endpoint_payload(self, replica_id: str) -> dict[str, Any]:
         handle = self.servers[replica_id]
@@ -400,6 +424,18 @@ class NodeAgent:
             "usd_per_million_tokens": cost.usd_per_million_tokens_blended if cost else None,
             "usd_per_million_output_tokens": (cost.usd_per_million_output_tokens if cost else None),
         }
+
+
+def _raylet_parent() -> int | None:
+    """The pid of the raylet that started this worker process (its parent), or None when the
+    parent is something else: then the raylet cannot be watched this way."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        parent = psutil.Process().parent()
+        if parent is not None and parent.name() == "raylet":
+            return parent.pid
+    return None
 
 
 def built_engine(engine: Any, where: str) -> Path:

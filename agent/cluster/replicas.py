@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from quantplan.agent.cluster.deployment_state import DeploymentState, ReplicaRecord
 
 
-def replicas_dir() -> Path:
-    return data_dir() / "replicas"
+def replicas_dir(data: Path | None = None) -> Path:
+    """Where agents note their servers: under ``data``, else the data directory."""
+    return (data or data_dir()) / "replicas"
 
 
 def _alive(pid: int) -> bool:
@@ -67,11 +68,13 @@ def stop_noted_servers(
     *,
     node_ids: set[str] | None = None,
     replica_ids: set[str] | None = None,
+    data: Path | None = None,
 ) -> list[str]:
     """Stop every noted server (only those of ``node_id``, of ``node_ids`` or of
-    ``replica_ids``, when given): their whole process groups. Returns the replica ids."""
+    ``replica_ids``, when given): their whole process groups. Returns the replica ids.
+    ``data`` is the data directory the agents wrote to, if not this process's."""
     stopped: list[str] = []
-    directory = replicas_dir()
+    directory = replicas_dir(data)
     if not directory.is_dir():
         return stopped
     for note_path in sorted(directory.glob("*.json")):

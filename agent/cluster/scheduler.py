@@ -103,37 +103,43 @@ def run_job(
         agent = preferred[0] if preferred else candidates[next(_round_robin) % len(candidates)]
         try:
             answer = ray.get(agent.handle.run.remote(job.model_dump_json()), timeout=timeout_s)
-            return JobResult.model_validate_json(answer)
+            result = JobResult.model_validate_json(answer)
+            if not result.payload.get("node_lost"):
+                return result
+            # The agent outlived its raylet long enough to answer: the node is lost all the same.
+            reason = result.detail
         except NODE_LOST_ERRORS as error:
-            lost.append(agent.node_id)
-            LOG.warning("job %s lost its node %s: %s", job.job_id, agent.node_id[:12], error)
-            _publish(
-                collector,
-                NodeEvent(
-                    node_id=agent.node_id,
-                    instance_type=agent.instance_type,
-                    state="lost",
-                    detail=f"lost while running job {job.job_id}",
-                ),
-            )
-            _publish(
-                collector,
-                JobEvent(
-                    job_id=job.job_id,
-                    kind="serve" if job.kind in ("serve", "stop") else job.kind,  # type: ignore[arg-type]
-                    node_id=agent.node_id,
-                    instance_type=agent.instance_type,
-                    state="retrying",
-                    attempt=attempt,
-                    detail=type(error).__name__,
-                ),
-            )
+            reason = type(error).__name__
         except GetTimeoutError:
             raise QuantplanError(
                 f"job {job.job_id} ({job.kind}) did not finish within {timeout_s:g} s "
                 f"on {agent.instance_type} node {agent.node_id[:12]}",
                 hint="the node may be overloaded; see `quantplan status`",
             ) from None
+        # The node is lost: note it, then try the next candidate.
+        lost.append(agent.node_id)
+        LOG.warning("job %s lost its node %s: %s", job.job_id, agent.node_id[:12], reason)
+        _publish(
+            collector,
+            NodeEvent(
+                node_id=agent.node_id,
+                instance_type=agent.instance_type,
+                state="lost",
+                detail=f"lost while running job {job.job_id}",
+            ),
+        )
+        _publish(
+            collector,
+            JobEvent(
+                job_id=job.job_id,
+                kind="serve" if job.kind in ("serve", "stop") else job.kind,  # type: ignore[arg-type]
+                node_id=agent.node_id,
+                instance_type=agent.instance_type,
+                state="retrying",
+                attempt=attempt,
+                detail=reason[:300],
+            ),
+        )
     raise NodeLostError(
         f"job {job.job_id}: lost its node {max_attempts} times; giving up",
         lost,

@@ -24,6 +24,9 @@ class RayTestCluster:
     database_url: str
     spool: Path
     collector: object
+    data_dir: Path
+    """The node agents' data directory (replica notes): a driver that must find what they
+    noted, as the CLI does on a `cluster up` cluster, sets QUANTPLAN_DATA_DIR to it."""
 
     def node_of(self, node_id: str):
         return next(n for n in self.workers if n.node_id == node_id)
@@ -61,7 +64,8 @@ def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Node agents inherit this process's environment when the nodes start: keep what they
     # write (replica notes) in the test's directory, not the user's.
-    os.environ["QUANTPLAN_DATA_DIR"] = str(tmp / "data")
+    data = tmp / "data"
+    os.environ["QUANTPLAN_DATA_DIR"] = str(data)
     from quantplan.agent.cluster.local import use_loopback_driver
 
     use_loopback_driver()
@@ -100,12 +104,16 @@ def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
         ray.shutdown()
         cluster.shutdown()
         raise
-    return RayTestCluster(cluster, nodes, database_url, spool, collector)
+    return RayTestCluster(cluster, nodes, database_url, spool, collector, data)
 
 
 def stop_test_cluster(test_cluster: RayTestCluster) -> None:
     import ray
+    from quantplan.agent.cluster.replicas import stop_noted_servers
 
     ray.shutdown()
     test_cluster.cluster.shutdown()  # type: ignore[attr-defined]
+    # As `cluster down` does: engines run in process groups of their own and outlive their
+    # nodes; a test that failed halfway must not leave one serving.
+    stop_noted_servers(data=test_cluster.data_dir)
     shutil.rmtree(os.environ.pop("RAY_TMPDIR", ""), ignore_errors=True)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import sqlite3
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 from conftest import benchmark_report
 from quantplan.agent.cluster.collector_actor import CollectorClient, RayEventSource
@@ -59,7 +65,9 @@ def test_dry_run_moves_nothing(ray_cluster: RayTestCluster, monkeypatch) -> None
     from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
 
     # The side effects are under test, not the toolchains: pretend they are built.
-    monkeypatch.setattr(apply_module, "built_toolchains", lambda: {"llama-cpp", "vllm-cpu"})
+    monkeypatch.setattr(
+        apply_module, "built_toolchains", lambda: {"llama-cpp", "llama-server", "vllm-cpu"}
+    )
     since = RayEventSource().events_since(0).next_seq
     outcome = apply_module.apply_plan(
         llama_cpp_plan(),
@@ -289,3 +297,122 @@ def test_node_agents_report_hardware_placed_by_instance_type_and_restart(
     events = RayEventSource().events_since(since, timeout_s=5).events
     restarted = [e for e in events if isinstance(e, NodeEvent) and e.state == "restarted"]
     assert restarted and restarted[0].node_id == agents[0].node_id
+
+
+def _engines_serving(directory: Path) -> list[psutil.Process]:
+    """Live processes whose command line names a file under ``directory``: the engines serving
+    this test's artifacts, wherever they run."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["status"] != psutil.STATUS_ZOMBIE and any(
+            str(directory) in part for part in cmdline
+        ):
+            found.append(process)
+    return found
+
+
+def _note_of_a_starting_engine(
+    prefix: str, timeout_s: float, apply_thread: threading.Thread, outcome: dict[str, object]
+) -> dict[str, object]:
+    """The first replica note of a launched engine still waiting for its health check."""
+    from quantplan.agent.cluster.replicas import replicas_dir
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert apply_thread.is_alive(), f"apply ended before an engine launched: {outcome}"
+        for path in replicas_dir().glob(f"{prefix}*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                note = json.loads(path.read_text())
+                if note.get("state") == "starting":
+                    return {**note, "replica_id": path.stem}
+        time.sleep(0.01)
+    raise AssertionError(f"no engine was launched within {timeout_s:g} s")
+
+
+@pytest.mark.toolchain
+@pytest.mark.engine
+def test_node_lost_while_apply_starts_replicas_is_recorded_and_cleaned_up(
+    ray_cluster: RayTestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of a worker's raylet while its llama.cpp replica loads: apply says which replica
+    and node in one line, records a failed serve run, status shows both replicas (one healthy,
+    one failed), and destroy then the cluster-down sweep leave no engine of this test running
+    -- the lost node's engine, orphaned in its own process group, included."""
+    from plans import llama_cpp_plan
+    from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
+    from quantplan.agent.cluster.fleet_ops import destroy, fleet_status
+    from quantplan.agent.cluster.replicas import stop_noted_servers
+    from quantplan.agent.cluster.validation import built_toolchains
+
+    from quantplan.errors import QuantplanError
+
+    if not {"llama-cpp", "llama-server"} <= built_toolchains():
+        pytest.skip("llama-server is not built (quantplan toolchain install llama-cpp)")
+    # One data directory for this driver and the agents, as for the CLI on a `cluster up`
+    # cluster: destroy finds the lost node's engine through the note its agent wrote.
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    artifacts = tmp_path / "artifacts"
+    options = ApplyOptions(
+        name="node-loss",
+        database_url=ray_cluster.database_url,
+        store_url=str(artifacts),
+        benchmark=False,
+        startup_timeout_s=120,
+    )
+    started = time.monotonic()
+    thread, outcome = run_in_thread(apply_plan, llama_cpp_plan(replicas=2), options=options)
+    lost_node = None
+    try:
+        victim = _note_of_a_starting_engine("node-loss", 300, thread, outcome)
+        lost_node = str(victim["node_id"])
+        ray_cluster.kill_raylet(lost_node)
+        killed = time.monotonic()
+        thread.join(240)
+        assert not thread.is_alive(), "apply did not return after losing a node"
+        print(  # stage times, for when this test gets slow
+            f"engine launched {killed - started:.1f} s after apply began; apply returned "
+            f"{time.monotonic() - killed:.1f} s after the kill"
+        )
+        error = outcome.get("error")
+        assert isinstance(error, QuantplanError), outcome
+        assert "\n" not in error.message
+        assert error.message.startswith("1 of 2 replica(s) did not start: "), error.message
+        assert f"{victim['replica_id']}: node {lost_node[:12]} (c7i.xlarge) was lost" in (
+            error.message
+        )
+
+        status = [r for r in fleet_status().replicas if r.deployment == "node-loss"]
+        assert sorted(r.state for r in status) == ["failed", "healthy"]
+        failed = next(r for r in status if r.state == "failed")
+        assert failed.replica_id == victim["replica_id"] and failed.node_id == lost_node
+        assert "was lost while it started" in failed.detail
+
+        assert CollectorClient().flush()
+        runs = list_runs(open_catalog(ray_cluster.database_url), status="failed")
+        serve = [r for r in runs if r["kind"] == "serve" and victim["replica_id"] in r["id"]]
+        assert len(serve) == 1 and serve[0]["error_kind"] == "interrupted"
+
+        healthy = next(r for r in status if r.state == "healthy")
+        assert httpx.get(healthy.endpoint + "/health", timeout=5).status_code == 200
+        # The lost node's engine is still running when its worker died before seeing it
+        # healthy (orphaned; destroy finds it through its note), stopped by its agent when the
+        # agent saw it healthy first: both end below with nothing left.
+        orphaned = len(_engines_serving(artifacts)) == 2
+        print("the lost node's engine was", "orphaned" if orphaned else "stopped by its agent")
+        assert len(_engines_serving(artifacts)) in (1, 2)
+        left = [f"{failed.replica_id} (left by a failed start)"] if orphaned else []
+        assert sorted(destroy("node-loss")) == sorted([healthy.replica_id, *left])
+        # What `cluster down` sweeps after its nodes stop: nothing of this test is left.
+        assert stop_noted_servers(node_ids={n.node_id for n in ray_cluster.workers}) == []
+        deadline = time.monotonic() + 15
+        while _engines_serving(artifacts) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _engines_serving(artifacts) == []
+    finally:
+        thread.join(240)  # an apply still starting engines would start them after the sweep
+        if lost_node is not None:
+            ray_cluster.kill_and_replace(lost_node)  # later tests get two live workers again
+        for process in _engines_serving(artifacts):  # never leave an engine behind
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
