@@ -80,6 +80,7 @@ class ApplyOutcome(BaseModel):
 
     name: str
     status: str = Field(description="applied, unchanged or dry_run")
+    cluster: str = Field(default="", description="The Ray cluster applied to, in words")
     diff: list[str] = Field(default_factory=list)
     endpoints: dict[str, str] = Field(default_factory=dict, description="replica id -> base URL")
     measurements: list[ReplicaMeasurement] = Field(default_factory=list)
@@ -565,7 +566,7 @@ def apply_plan(
     if reasons:  # refused before Ray is even imported
         raise PlanDoesNotMatchCatalogError(reasons)
     name = options.name or plan.model
-    attach(address)
+    cluster = attach(address)
     reasons = cluster_refusals(plan, alive_instance_types())
     reasons += toolchain_refusals(plan, built_toolchains())
     if reasons:
@@ -576,8 +577,10 @@ def apply_plan(
         state = states.load_state(name)
         wanted = states.replica_specs(plan, name)
         plan_diff = states.diff(wanted, state, healthy_replicas(state))
-        return ApplyOutcome(name=name, status="dry_run", diff=plan_diff.describe())
-    return _Applier(plan, options, database_url, started, on_progress).run()
+        return ApplyOutcome(name=name, status="dry_run", diff=plan_diff.describe(), cluster=cluster)
+    outcome = _Applier(plan, options, database_url, started, on_progress).run()
+    outcome.cluster = cluster
+    return outcome
 
 
 def attach(address: str) -> str:

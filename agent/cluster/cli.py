@@ -24,7 +24,8 @@ AddressOption = Annotated[
     str,
     typer.Option(
         "--address",
-        help='Ray cluster: "auto" (the local cluster, else RAY_ADDRESS), or host:port',
+        help='Ray cluster: "auto" (the local cluster, else RAY_ADDRESS, else the one `ray '
+        "start` recorded; never another Ray cluster found on this machine), or host:port",
         envvar="QUANTPLAN_RAY_ADDRESS",
     ),
 ]
@@ -149,6 +150,7 @@ def apply_command(
     if as_json:
         typer.echo(outcome.model_dump_json(indent=2))
         return
+    console.print(f"cluster: {outcome.cluster}", highlight=False)
     for line in outcome.diff:
         console.print(line, highlight=False)
     console.print(f"[bold]{outcome}[/]")
@@ -201,6 +203,7 @@ def status_command(
     if as_json:
         typer.echo(status.model_dump_json(indent=2))
         return
+    console.print(f"cluster: {status.cluster}", highlight=False)
     nodes = Table("node", "instance type", "alive", "CPUs")
     for node in status.nodes:
         nodes.add_row(
@@ -227,7 +230,9 @@ def destroy_command(
 ) -> None:
     """Stop the replicas of an applied plan (all applied plans by default)."""
     from quantplan.agent.cluster.fleet_ops import destroy
+    from quantplan.agent.cluster.local import attach
 
+    console.print(f"cluster: {attach(address)}", highlight=False)
     stopped = destroy(name, address)
     console.print(
         f"stopped {len(stopped)} replica(s)" + (": " + ", ".join(stopped) if stopped else "")

@@ -40,7 +40,8 @@ class NodeStatus(BaseModel):
 class FleetStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    address: str
+    address: str = Field(description="The GCS address of the Ray cluster attached to")
+    cluster: str = Field(default="", description="Which cluster that is and how it was found")
     nodes: tuple[NodeStatus, ...]
     replicas: tuple[ReplicaStatus, ...]
     collector: dict[str, object] | None = None
@@ -106,7 +107,11 @@ def fleet_status(address: str = "auto") -> FleetStatus:
     except Exception:  # no collector started on this cluster yet
         collector = None
     return FleetStatus(
-        address=connected, nodes=nodes, replicas=tuple(replicas), collector=collector
+        address=ray.get_runtime_context().gcs_address,
+        cluster=connected,
+        nodes=nodes,
+        replicas=tuple(replicas),
+        collector=collector,
     )
 
 

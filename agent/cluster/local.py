@@ -251,31 +251,74 @@ def _stop_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def attach(address: str | None = "auto") -> str:
-    """Connect this process to a cluster: the local one for "auto"/"local", else ``address``.
+_joined: str | None = None
+"""Which cluster this process attached to, in words (a process attaches once)."""
 
-    Returns the address connected to. A real cluster's token auth comes from the usual Ray
-    environment (RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH) of the caller.
+
+def attach(address: str | None = "auto") -> str:
+    """Connect this process to a cluster and say which one, in words (for the CLI to show).
+
+    "auto" picks, in order: the local cluster `quantplan cluster up` recorded, ``RAY_ADDRESS``,
+    the cluster `ray start` last recorded on this machine. It never takes Ray's own fallback of
+    joining whichever Ray cluster a process scan finds: on a shared machine that is someone
+    else's (a test's, a benchmark's), and `destroy` would then act on it. "local" is the
+    recorded local cluster only; anything else is a Ray address.
     """
+    global _joined
     import ray
 
     if ray.is_initialized():
-        return address or "auto"
-    if address in (None, "auto", "local"):
+        if _joined is None:
+            gcs = ray.get_runtime_context().gcs_address
+            _joined = f"the Ray cluster this process already joined at {gcs}"
+        return _joined
+    address = address or "auto"
+    if address in ("auto", "local"):
         state = load_state()
         if state is not None:
             connect(state)
-            return state.address
+            _joined = f"the local cluster (`quantplan cluster up`) at {state.address}"
+            return _joined
         if address == "local":
             raise QuantplanError(
                 "no local cluster is running",
                 hint='start one with `quantplan cluster up --nodes "c7i.xlarge:2"`',
             )
+        address, where = _recorded_address()
+    else:
+        where = f"the Ray cluster at {address}"
     try:
-        ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     except ConnectionError as error:
         raise QuantplanError(
-            f"cannot connect to a Ray cluster at {address!r}: {error}",
-            hint='start a local one with `quantplan cluster up --nodes "c7i.xlarge:2"`',
+            f"cannot connect to {where}: {_first_line(error)}",
+            hint='start a local one with `quantplan cluster up --nodes "c7i.xlarge:2"`, '
+            "or pass --address HOST:PORT",
         ) from None
-    return address or "auto"
+    _joined = where
+    return _joined
+
+
+def _recorded_address() -> tuple[str, str]:
+    """The address "auto" means when no local cluster runs: RAY_ADDRESS, else the one `ray
+    start` recorded (Ray's own address file); else a refusal naming what was looked at."""
+    from ray._private.utils import read_ray_address
+
+    environment = os.environ.get("RAY_ADDRESS", "").strip()
+    if environment and environment != "auto":
+        return environment, f"the Ray cluster at {environment} (RAY_ADDRESS)"
+    recorded = read_ray_address()  # where `ray start` writes it (under RAY_TMPDIR, if set)
+    if recorded:
+        return recorded, f"the Ray cluster `ray start` recorded at {recorded}"
+    raise QuantplanError(
+        "no cluster to attach to: no local cluster is running, RAY_ADDRESS is not set and "
+        "`ray start` recorded none (other Ray clusters on this machine are never joined "
+        "unasked)",
+        hint='start one with `quantplan cluster up --nodes "c7i.xlarge:2"`, '
+        "or pass --address HOST:PORT",
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__

@@ -79,6 +79,36 @@ def test_cluster_up_binds_loopback_only_requires_the_token_and_comes_down(tmp_pa
             timeout=120,
         )
         assert refused.returncode != 0
+
+        # `status` says which cluster "auto" joined: the one `cluster up` recorded.
+        status = subprocess.run(
+            [sys.executable, "-m", "quantplan", "status"],
+            env={**base_env, "QUANTPLAN_CLUSTER_DIR": str(state_dir)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert status.returncode == 0, status.stderr[-500:]
+        assert f"cluster: the local cluster (`quantplan cluster up`) at {state.address}" in (
+            status.stdout
+        )
+        # With no cluster recorded, "auto" does not join this one (Ray's process scan finds
+        # it): it says there is nothing to attach to.
+        unrecorded = subprocess.run(
+            [sys.executable, "-m", "quantplan", "status"],
+            env={
+                **base_env,
+                "QUANTPLAN_CLUSTER_DIR": str(tmp_path / "no-cluster"),
+                "RAY_TMPDIR": str(tmp_path / "no-ray"),  # no `ray start` record either
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert unrecorded.returncode == 2, unrecorded.stdout + unrecorded.stderr[-500:]
+        assert "Traceback" not in unrecorded.stderr
+        first = unrecorded.stderr.strip().splitlines()[0]
+        assert "no cluster to attach to: no local cluster is running" in first, first
     finally:
         assert cluster_down(state_dir)
     assert load_state(state_dir) is None
