@@ -150,6 +150,50 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def tensor_parallel_problem(shape: ModelShape, gpus: int) -> str | None:
+    """Why vLLM cannot shard ``shape`` over ``gpus`` GPUs by tensor parallelism, or None.
+
+    vLLM splits attention heads across the GPUs of a replica: the heads must divide evenly,
+    and the KV heads too, or be replicated (the GPU count a multiple of the KV heads).
+    llama.cpp splits by layers and has no such rule.
+    """
+    if gpus <= 1:
+        return None
+    heads_ok = shape.heads % gpus == 0
+    kv_ok = shape.kv_heads % gpus == 0 if shape.kv_heads >= gpus else gpus % shape.kv_heads == 0
+    if heads_ok and kv_ok:
+        return None
+    return (
+        f"vLLM tensor parallel over {gpus} GPUs needs {shape.name}'s {shape.heads} attention "
+        f"heads and {shape.kv_heads} KV heads to split evenly across them"
+    )
+
+
+def _tensor_parallel_rule(
+    shape: ModelShape,
+    options: tuple[Option, ...],
+    machines: tuple[MachineShare, ...],
+    compatible: np.ndarray,
+    compat_reason: np.ndarray,
+    reasons: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``compatible`` without the vLLM replicas whose GPU count does not divide the heads."""
+    vllm = np.array([o.engine == "vllm" for o in options], dtype=bool)
+    if not vllm.any():
+        return compatible, compat_reason
+    compatible, compat_reason = compatible.copy(), compat_reason.copy()
+    for i, machine in enumerate(machines):
+        problem = tensor_parallel_problem(shape, machine.accelerator_count)
+        if problem is None:
+            continue
+        if problem not in reasons:
+            reasons.append(problem)
+        blocked = vllm & compatible[:, i]
+        compatible[blocked, i] = False
+        compat_reason[blocked, i] = reasons.index(problem)
+    return compatible, compat_reason
+
+
 def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> CandidateSpace:
     """Every option x instance with filters, compatibility, prices and quality evidence."""
     shape = resolve_model(targets, snapshot)
@@ -198,6 +242,9 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     columns = np.array([hw_index[h.name] for h in hardware], dtype=np.int64)
     compatible = ok_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), bool)
     compat_reason = why_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), int)
+    compatible, compat_reason = _tensor_parallel_rule(
+        shape, options, machines, compatible, compat_reason, reasons
+    )
 
     index = QualityIndex(snapshot.quality, snapshot.models, snapshot.schemes)
     schemes = {o.scheme.name: o.scheme for o in options}
