@@ -48,14 +48,25 @@ class RayTestCluster:
 
         self.cluster.remove_node(self.node_of(node_id), allow_graceful=False)  # type: ignore[attr-defined]
         self.workers = [n for n in self.workers if n.node_id != node_id]
-        self.workers.append(
-            self.cluster.add_node(  # type: ignore[attr-defined]
-                object_store_memory=80 * 1024 * 1024,
-                node_ip_address="127.0.0.1",
-                num_cpus=4,
-                resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
+        # The new node's processes inherit this environment, where the autouse fixture has
+        # put the running test's own data directory: its agent must note servers where the
+        # other agents do.
+        previous = os.environ.get("QUANTPLAN_DATA_DIR")
+        os.environ["QUANTPLAN_DATA_DIR"] = str(self.data_dir)
+        try:
+            self.workers.append(
+                self.cluster.add_node(  # type: ignore[attr-defined]
+                    object_store_memory=80 * 1024 * 1024,
+                    node_ip_address="127.0.0.1",
+                    num_cpus=4,
+                    resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
+                )
             )
-        )
+        finally:
+            if previous is None:
+                os.environ.pop("QUANTPLAN_DATA_DIR", None)
+            else:
+                os.environ["QUANTPLAN_DATA_DIR"] = previous
 
 
 def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
