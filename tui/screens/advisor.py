@@ -76,6 +76,14 @@ NARROW_WIDTH = 100
 """Below this many columns the form hides itself once there are results to read."""
 
 # The deciding numbers come first, so they stay visible in 80 columns.
+INSTANCE_CELL_CHARS = 18
+"""Widest instance cell in the options table, so the cost columns fit in 80 columns."""
+
+
+def _clipped(text: str, limit: int = INSTANCE_CELL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 OPTION_COLUMNS = (
     ("rank", "#"),
     ("scheme", "scheme"),
@@ -252,7 +260,9 @@ class AdvisorScreen(Screen[None]):
                 Text(f"{row.rank}{'*' if row.chosen else ''}", style="bold" if row.chosen else ""),
                 # Names from the catalog are data: Text, so "[" is never read as markup.
                 Text(row.scheme),
-                Text(row.instance + (" spot" if row.pricing == "spot" else "")),
+                # Long cloud names (Standard_NC80adis_H100_v5 spot) pushed $/month off an
+                # 80-column screen; the details pane below gives the full name.
+                Text(_clipped(row.instance + (" spot" if row.pricing == "spot" else ""))),
                 str(row.replicas),
                 f"{row.usd_per_month:,.0f}",
                 f"{row.usd_per_million_tokens:.3f}",
