@@ -7,7 +7,7 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "e95e106 + uncommitted catalog/models.py, catalog/seed/schemes.yaml, catalog/seed/support.yaml, catalog/seeding.py, catalog/vocabulary.py, planner/compatibility.py, planner/estimate.py, planner/targets.py",
+    "commit": "0d2bb75",
     "date": "2026-12-02",
     "points": 84,
     "sources": 12,
