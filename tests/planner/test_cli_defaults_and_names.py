@@ -136,3 +136,27 @@ def test_report_into_a_missing_folder_is_one_line(db: str, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 2
     assert "cannot write the report to" in _one_line_error(result)
+
+
+def test_plan_starts_without_the_other_commands_modules() -> None:
+    """`quantplan plan` registers only the planner's commands: no httpx, agent or dashboard."""
+    import importlib
+
+    import typer
+
+    from quantplan.cli import FAST_COMMANDS
+
+    for command, module_name in FAST_COMMANDS.items():
+        app = typer.Typer()
+
+        @app.callback()
+        def _root() -> None: ...
+
+        importlib.import_module(module_name).register(app)
+        assert command in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "quantplan", "plan", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    for heavy in ("httpx", "quantplan.agent.cli", "quantplan.tui.cli"):
+        assert f"| {heavy}\n" not in imports and f" {heavy}\n" not in imports, heavy
