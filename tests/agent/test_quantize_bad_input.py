@@ -124,7 +124,7 @@ def test_disk_full_store_gives_a_clear_error_and_keeps_nothing(tmp_path: Path) -
         assert "QUANTPLAN_ARTIFACTS" in (caught.value.hint or "")
         assert list((mountpoint / "artifacts").iterdir()) == []
         # Running out mid-write (a file bigger than the disk) is mapped the same way.
-        staging = store.staging_dir("x")
+        staging = store.staging_dir("0" * 24)  # ids are the store's own form: 24 hex digits
         with pytest.raises(OSError) as full:
             (staging / "big.bin").write_bytes(b"\0" * (16 << 20))
         from quantplan.agent.artifacts import store_write_error
