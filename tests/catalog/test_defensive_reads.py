@@ -112,6 +112,7 @@ def test_export_and_runs_list_valid_rows_only_and_say_what_they_skipped(
     url, path, _ = bad_catalog
     with sqlite3.connect(path) as connection:
         stored = connection.execute("SELECT COUNT(*) FROM quality_result").fetchone()[0]
+        stored_profiles = connection.execute("SELECT COUNT(*) FROM profile").fetchone()[0]
     quality = run("catalog", "export", "--kind", "quality", db=url)
     assert_clean_run(quality)
     rows = json.loads(quality.stdout, parse_constant=lambda c: pytest.fail(f"{c} exported"))
@@ -121,7 +122,10 @@ def test_export_and_runs_list_valid_rows_only_and_say_what_they_skipped(
 
     profiles = run("catalog", "export", "--kind", "profiles", db=url)
     assert_clean_run(profiles)
-    assert len(json.loads(profiles.stdout)["rows"]) == 1  # only the good one
+    exported = json.loads(profiles.stdout)["rows"]
+    # The seed's published profiles and the one good hand-written row; the three bad ones go.
+    assert len(exported) == stored_profiles - 3
+    assert [r["source"] for r in exported].count("hand-written") == 1
     assert "skipped 3 that do not validate" in profiles.stderr
 
     runs = run("catalog", "runs", "--json", db=url)
