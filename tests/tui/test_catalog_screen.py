@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.catalog import CatalogScreen
@@ -68,20 +70,28 @@ async def test_browse_filter_and_provenance(
 
 
 async def test_every_kind_and_the_empty_state(
-    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot
+    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot, tmp_path: Path
 ) -> None:
     app = make_app(mode="catalog")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
         kind = screen.query_one("#catalog-kind", Select)
         table = screen.query_one("#catalog-table", DataTable)
-        for name in ("hardware", "models", "schemes", "support", "quality"):
+        for name in ("hardware", "models", "schemes", "support", "profiles", "quality"):
             kind.value = name
             await pilot.pause()
-            assert table.row_count == len(getattr(catalog_snapshot, name)), name
-        kind.value = "profiles"
+            assert table.row_count == len(getattr(catalog_snapshot, name)) > 0, name
+    # The seed ships published profiles, so the empty state needs a catalog without any.
+    path = tmp_path / "no-profiles.db"
+    open_catalog(f"sqlite:///{path}")  # migrated and seeded
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM profile")
+    app = make_app(mode="catalog", url=f"sqlite:///{path}")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_catalog_screen(pilot)
+        screen.query_one("#catalog-kind", Select).value = "profiles"
         await pilot.pause()
-        assert not table.display
+        assert not screen.query_one("#catalog-table", DataTable).display
         assert "No measured profiles yet" in status(screen)
 
 

@@ -71,7 +71,10 @@ def test_catalog_table_filters_by_words_and_fields(catalog_snapshot: CatalogSnap
     assert catalog_table(catalog_snapshot, "instances", "zzz-nothing").empty_message.startswith(
         "Nothing"
     )
-    assert "profile" in catalog_table(catalog_snapshot, "profiles").empty_message
+    # The seed ships published profiles; a catalog without any gets the hint how to add some.
+    assert catalog_table(catalog_snapshot, "profiles").total == len(catalog_snapshot.profiles) > 0
+    no_profiles = catalog_snapshot.model_copy(update={"profiles": ()})
+    assert "No measured profiles" in catalog_table(no_profiles, "profiles").empty_message
     assert parse_filter("a b=C") == (["a"], {"b": "c"})
     assert "aws" in known_clouds(catalog_snapshot)
     with pytest.raises(ValueError, match="unknown catalog kind"):
