@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_output import without_price_age_warning
 from quantplan.catalog.db import downgrade, make_engine, prepare, session_scope, upgrade
 from quantplan.catalog.models import QualityResult
 from quantplan.catalog.records import QualityRecord
@@ -55,7 +56,9 @@ def test_retracting_a_bad_row_silences_it_and_keeps_it(tmp_path: Path) -> None:
 
     plan = run(*PLAN, db=url)
     assert plan.returncode == 0, plan.stderr
-    assert BAD_ROW_WARNING not in plan.stderr and "warning" not in plan.stderr
+    # The seed's undated prices still warn; nothing else may.
+    assert "warning" not in without_price_age_warning(plan.stderr), plan.stderr
+    assert BAD_ROW_WARNING not in plan.stderr
     with sqlite3.connect(path) as connection:
         stored = connection.execute(
             "SELECT perplexity_delta_pct FROM quality_result WHERE id = 2"
