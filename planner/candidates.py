@@ -63,6 +63,9 @@ class CandidateSpace:
 
 
 MAX_NAMED_EXCLUSIONS = 5
+EXCLUDED_PRICES_PHRASE = "doubtful price(s) left out"
+"""Marks the plan assumption that names the flagged prices left out (the CLI, the report and
+the dashboard find it by this phrase)."""
 
 
 def usable_prices(
@@ -97,7 +100,7 @@ def usable_prices(
     named = "; ".join(left_out[:MAX_NAMED_EXCLUSIONS])
     more = len(left_out) - MAX_NAMED_EXCLUSIONS
     note = (
-        f"{len(left_out)} doubtful price(s) left out (--allow-flagged-prices to use them): "
+        f"{len(left_out)} {EXCLUDED_PRICES_PHRASE} (--allow-flagged-prices to use them): "
         f"{named}" + (f"; and {more} more" if more > 0 else "")
     )
     return tuple(kept), (note,)

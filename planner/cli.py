@@ -15,6 +15,7 @@ import typer
 from quantplan.planner.price_age import (
     DEFAULT_MAX_PRICE_AGE_DAYS,
     describe_price,
+    excluded_price_notes,
     resolve_regions,
     stale_prices_warning,
 )
@@ -341,9 +342,8 @@ def _print_plan(
                 f"{d.metrics.ttft_p95_ms.value:,.0f}", escape(_quality_cell(ppl)),
             )  # fmt: skip
         console.print(table)
-    for note in plan.assumptions:
-        if "doubtful price" in note:
-            console.print(f"[yellow]prices[/] {escape(note)}")
+    for note in excluded_price_notes(plan):
+        console.print(f"[yellow]prices[/] {escape(note)}")
     for rejection in plan.rejected:
         console.print(f"[yellow]rejected[/] ({rejection.stage}) {flag_words(rejection.reason)}")
     for binding in plan.binding_constraints:
@@ -546,6 +546,10 @@ def register(app: typer.Typer) -> None:
         max_ppl_increase: Annotated[
             float | None, typer.Option(help="Max perplexity increase, %.")
         ] = None,
+        max_price_age_days: Annotated[
+            int,
+            typer.Option(min=1, max=36500, help="Flag prices older than this many days."),
+        ] = DEFAULT_MAX_PRICE_AGE_DAYS,
         output: Annotated[
             Path, typer.Option("-o", "--output", help="HTML file; Markdown goes next to it.")
         ] = Path("report.html"),
@@ -576,9 +580,11 @@ def register(app: typer.Typer) -> None:
         snapshot = _snapshot(db)
         report = capacity_report(prepare(resolve_regions(targets, snapshot), snapshot))
         markdown = output.with_suffix(".md")
+        today = datetime.now(UTC).date()
         try:
-            output.write_text(render_html(report))
-            markdown.write_text(render_markdown(report))
+            days = max_price_age_days
+            output.write_text(render_html(report, today=today, max_price_age_days=days))
+            markdown.write_text(render_markdown(report, today=today, max_price_age_days=days))
         except OSError as error:  # a missing folder, no permission: the user's to fix
             from quantplan.errors import QuantplanError
 

@@ -10,7 +10,7 @@ from quantplan.errors import UnknownNameError
 
 if TYPE_CHECKING:  # kept out of the CLI's start-up imports
     from quantplan.catalog.snapshot import CatalogSnapshot
-    from quantplan.planner.plan import Deployment
+    from quantplan.planner.plan import Deployment, Plan
     from quantplan.planner.targets import Targets
 
 DEFAULT_MAX_PRICE_AGE_DAYS = 90
@@ -39,6 +39,14 @@ def describe_price(deployment: Deployment, max_age_days: int, today: date) -> st
     source = deployment.price_source or "source not recorded"
     where = deployment.instance.region
     return f"${deployment.usd_per_hour:,.4g}/h {deployment.pricing} in {where}, {when}; {source}"
+
+
+def excluded_price_notes(plan: Plan) -> tuple[str, ...]:
+    """The plan's notes on flagged prices it left out (recorded among its assumptions by
+    ``candidates.usable_prices``); empty when none were left out or flagged prices were allowed."""
+    from quantplan.planner.candidates import EXCLUDED_PRICES_PHRASE
+
+    return tuple(note for note in plan.assumptions if EXCLUDED_PRICES_PHRASE in note)
 
 
 def stale_prices_warning(snapshot: CatalogSnapshot, max_age_days: int, today: date) -> str | None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from html import escape
 
 from quantplan.planner.capacity import CapacityReport
-from quantplan.planner.plan import Deployment
+from quantplan.planner.plan import Deployment, Plan
+from quantplan.planner.price_age import (
+    DEFAULT_MAX_PRICE_AGE_DAYS,
+    REFRESH_HINT,
+    describe_price,
+    excluded_price_notes,
+    price_age_days,
+)
 from quantplan.planner.quality import describe_quality
 
 
@@ -42,11 +50,41 @@ DEPLOYMENT_HEADER = [
 ]  # fmt: skip
 
 
-def _sections(report: CapacityReport) -> list[tuple[str, list[str], list[list[str]], str]]:
+def _price_section(
+    report: CapacityReport, today: date, max_age_days: int
+) -> tuple[str, list[str], list[list[str]], str]:
+    """The price behind every deployment the report shows: its date (flagged when stale or
+    unknown) and source, and the flagged prices the plan left out."""
+    plan: Plan = report.plan
+    shown: dict[str, Deployment] = {}
+    for d in (*plan.fleet, *plan.alternatives, *plan.pareto_front):
+        shown.setdefault(f"{d.label} ({d.pricing})", d)
+    ages = [price_age_days(d.price_date, today) for d in shown.values()]
+    stale = sum(1 for age in ages if age is not None and age > max_age_days)
+    undated = sum(1 for age in ages if age is None)
+    notes = []
+    if stale or undated:
+        parts = [f"{stale} older than {max_age_days} days"] if stale else []
+        parts += [f"{undated} without a date"] if undated else []
+        notes.append(
+            f"Of the {len(shown)} prices below, {' and '.join(parts)} (as of {today}); "
+            f"refresh them: {REFRESH_HINT}."
+        )
+    elif shown:
+        notes.append(f"Every price below is at most {max_age_days} days old (as of {today}).")
+    notes += [f"Flagged prices: {note}." for note in excluded_price_notes(plan)]
+    rows = [[label, describe_price(d, max_age_days, today)] for label, d in shown.items()]
+    return ("Prices: date and source", ["deployment", "price"], rows, " ".join(notes))
+
+
+def _sections(
+    report: CapacityReport, today: date, max_age_days: int
+) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) per table, shared by both renderings."""
     plan = report.plan
     out = [
         ("Plan", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.fleet], plan.summary),
+        _price_section(report, today, max_age_days),
         ("Alternatives", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.alternatives], ""),
         (
             "Why other families lost",
@@ -151,8 +189,11 @@ def _charts(report: CapacityReport) -> list[str]:
     ]  # fmt: skip
 
 
-def render_html(report: CapacityReport) -> str:
-    """One self-contained HTML page: no scripts, no external resources."""
+def render_html(
+    report: CapacityReport, *, today: date, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS
+) -> str:
+    """One self-contained HTML page: no scripts, no external resources. ``today`` (the
+    caller's clock) decides which prices are stale."""
     plan = report.plan
     body = [
         f"<h1>Capacity plan: {escape(plan.model)}</h1>",
@@ -162,7 +203,7 @@ def render_html(report: CapacityReport) -> str:
         f"{plan.targets.workload.peak_to_mean:g}.</p>",
     ]
     body += [f"<figure>{svg}</figure>" for svg in _charts(report)]
-    for title, header, rows, note in _sections(report):
+    for title, header, rows, note in _sections(report, today, max_price_age_days):
         body.append(f"<h2>{escape(title)}</h2>")
         if note:
             body.append(f"<p>{escape(note)}</p>")
@@ -188,7 +229,9 @@ def render_html(report: CapacityReport) -> str:
     )
 
 
-def render_markdown(report: CapacityReport) -> str:
+def render_markdown(
+    report: CapacityReport, *, today: date, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS
+) -> str:
     """The same report as Markdown tables (charts as their data)."""
     plan = report.plan
     lines = [
@@ -208,7 +251,7 @@ def render_markdown(report: CapacityReport) -> str:
         for k, point in enumerate(report.curves[0].points):
             cells = [_money(c.points[k].usd_per_month) for c in report.curves]
             lines.append(f"| {_volume(point.tokens_per_day)} | " + " | ".join(cells) + " |")
-    for title, header, rows, note in _sections(report):
+    for title, header, rows, note in _sections(report, today, max_price_age_days):
         lines += ["", f"## {title}", ""]
         if note:
             lines += [note, ""]

@@ -116,8 +116,15 @@ def report(
 
     wanted = targets.targets if isinstance(targets, Plan) else _targets(targets)
     snapshot, _ = _catalog(catalog)
+    from datetime import UTC, datetime
+
     capacity = capacity_report(prepare(wanted, snapshot))
-    return Report(capacity=capacity, html=render_html(capacity), markdown=render_markdown(capacity))
+    today = datetime.now(UTC).date()  # the report judges price ages against today
+    return Report(
+        capacity=capacity,
+        html=render_html(capacity, today=today),
+        markdown=render_markdown(capacity, today=today),
+    )
 
 
 __all__ = ["Catalog", "Report", "TargetsLike", "open_catalog", "plan", "report"]

@@ -187,12 +187,15 @@ class PlannerService:
 
     def render_report(self, targets: Targets, snapshot: CatalogSnapshot) -> tuple[str, str]:
         """The capacity report for ``targets``: (HTML, Markdown)."""
+        from datetime import UTC, datetime
+
         from quantplan.planner.capacity import capacity_report
         from quantplan.planner.planning import prepare
         from quantplan.planner.report import render_html, render_markdown
 
         report = capacity_report(prepare(targets, snapshot))
-        return render_html(report), render_markdown(report)
+        today = datetime.now(UTC).date()  # the report judges price ages against today
+        return render_html(report, today=today), render_markdown(report, today=today)
 
     def write_report(self, plan: Plan, snapshot: CatalogSnapshot, path: Path) -> list[Path]:
         """The capacity report for the plan's targets, as HTML at ``path`` plus Markdown."""

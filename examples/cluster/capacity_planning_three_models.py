@@ -11,6 +11,7 @@ spot sensitivity) per model into --out. Planning only: nothing is deployed.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 from quantplan.catalog.db import open_catalog
@@ -50,8 +51,11 @@ def main() -> None:
             f"{model:24} {choice.label:52} {monthly:>10.0f} {choice.usd_per_million_tokens:>11.4f}"
         )
         report = capacity_report(prepare(targets, snapshot))
-        (args.out / f"{model}.html").write_text(render_html(report), encoding="utf-8")
-        (args.out / f"{model}.md").write_text(render_markdown(report), encoding="utf-8")
+        today = datetime.now(UTC).date()  # price ages are judged against today
+        html = render_html(report, today=today)
+        (args.out / f"{model}.html").write_text(html, encoding="utf-8")
+        markdown = render_markdown(report, today=today)
+        (args.out / f"{model}.md").write_text(markdown, encoding="utf-8")
     print(f"capacity reports written to {args.out}/")
 
 

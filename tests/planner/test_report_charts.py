@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import date
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -33,7 +34,7 @@ def report(shipped: CatalogSnapshot) -> CapacityReport:
 
 @pytest.fixture(scope="module")
 def html(report: CapacityReport) -> str:
-    return render_html(report)
+    return render_html(report, today=date(2026, 12, 2))
 
 
 def test_numbers_are_written_for_people() -> None:
