@@ -88,8 +88,8 @@ http() {
         curl -sf http://127.0.0.1:8080/health >/dev/null && break
         sleep 1
     done
-    python3 bench/llamacpp_server_gpu_http.py --port 8080 --levels 1,2,4,8,16,32,64 \
-        --label 8b-Q4_K_M | tee "$OUT/http.jsonl"
+    python3 bench/llamacpp_server_gpu_http.py --port 8080 --levels "${LEVELS:-1,2,4,8,16,32,64}" \
+        --rounds "${ROUNDS:-2}" --label 8b-Q4_K_M | tee "$OUT/http.jsonl"
     curl -s http://127.0.0.1:8080/metrics | grep -v '^#' >"$OUT/metrics.txt"
     kill $server
 }

@@ -112,10 +112,12 @@ def main() -> None:
     parser.add_argument("--label", required=True)
     parser.add_argument("--words", type=int, default=100, help="about 128 prompt tokens")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="requests per worker and level")
     args = parser.parse_args()
     one_request(args.port, prompt(999, args.words), 8)  # warm-up
     for concurrency in (int(x) for x in args.levels.split(",")):
-        result = level(args.port, concurrency, 2 * concurrency, args.words, args.max_tokens)
+        requests = args.rounds * concurrency
+        result = level(args.port, concurrency, requests, args.words, args.max_tokens)
         print(json.dumps({"model": args.label, "http": True, **result}), flush=True)
 
 
