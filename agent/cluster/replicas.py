@@ -40,8 +40,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM a server's process group (servers run in their own), SIGKILL after ``grace_s``."""
+def _live_group_members(pgid: int) -> list[int]:
+    """The pids in process group ``pgid`` that have not exited (zombies have)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+    return members
+
+
+def stop_process_group(pid: int, grace_s: float = 10.0, exit_wait_s: float = 5.0) -> None:
+    """SIGTERM a server's process group (servers run in their own), SIGKILL after ``grace_s``,
+    then wait up to ``exit_wait_s`` until no process of the group is left.
+
+    The leader's exit says nothing about the rest of the group (vLLM's engine core, a shell's
+    children), and a killed process only exits once the scheduler runs it: on a loaded host the
+    members can still be alive, runnable, for a moment after the signal. Returning only when they
+    are gone means "stopped" holds for whoever looks next (ports and memory released)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -49,6 +67,9 @@ def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + exit_wait_s
+    while _live_group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def note_server(replica_id: str, note: dict[str, object]) -> Path:

@@ -158,6 +158,46 @@ def test_cluster_down_stops_the_engines_its_agents_noted(tmp_path: Path, monkeyp
             process.wait(10)
 
 
+def test_stopping_a_group_returns_once_its_members_have_exited(monkeypatch) -> None:
+    """A killed process exits only when the scheduler next runs it, so on a loaded host a
+    group's members outlive the SIGKILL for a moment (cluster down once returned with both of
+    an engine's children still runnable). A SIGKILL delivered 0.5 s late stands in for that
+    delay here: the stop must still return only once the members are gone."""
+    import contextlib
+    import signal
+    import threading
+    import time
+
+    from quantplan.agent.cluster.replicas import stop_process_group
+
+    # Every process of the group ignores SIGTERM, so only the (late) SIGKILL stops them.
+    engine = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; sleep 60 & sleep 60"], start_new_session=True
+    )
+    real_killpg = os.killpg
+
+    def deliver(pgid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            real_killpg(pgid, sig)
+
+    def late_killpg(pgid: int, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            threading.Timer(0.5, deliver, (pgid, sig)).start()
+        else:
+            real_killpg(pgid, sig)
+
+    try:
+        time.sleep(0.2)  # the shell has started its children
+        group = [p for p in psutil.process_iter() if _pgid(p.pid) == engine.pid]
+        assert len(group) == 3  # sh and its two sleeps
+        monkeypatch.setattr(os, "killpg", late_killpg)
+        stop_process_group(engine.pid, grace_s=0.3)
+        assert not [p for p in group if p.is_running() and p.status() != "zombie"]
+    finally:
+        deliver(engine.pid, signal.SIGKILL)
+        engine.wait(10)
+
+
 def _pgid(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
