@@ -9,7 +9,9 @@ the fleet source is the dashboard's own. Tests and benchmarks build a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
 
@@ -33,6 +35,11 @@ class ApplyService(services.ApplyService):
     save_hint: str = "save the plan (ctrl+s)"
 
 
+def utc_today() -> date:
+    """Today's date in UTC: what price ages are measured against."""
+    return datetime.now(UTC).date()
+
+
 @dataclass
 class DashboardServices:
     """Everything the dashboard talks to."""
@@ -43,3 +50,5 @@ class DashboardServices:
     fleet: FleetSource | SourceUnavailable = field(
         default_factory=lambda: SourceUnavailable("no cluster address given")
     )
+    today: Callable[[], date] = field(default=utc_today)
+    """The dashboard's clock for price ages; tests pass a fixed date."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.planning import make_plan
@@ -39,7 +41,7 @@ def test_option_rows_rank_the_choice_first_without_duplicates(
     assert len({r.key for r in rows}) == len(rows)
     assert sum(r.chosen for r in rows) == 1
     assert rows[0].basis.startswith("T:")
-    details = dict(option_details(rows[0]))
+    details = dict(option_details(rows[0], today=date(2026, 12, 2)))
     assert plan.choice.metrics.ttft_p95_ms.basis in details["p95 TTFT"]
     assert plan_headline(plan).startswith(f"Deploy {plan.choice.scheme}")
 

@@ -275,7 +275,7 @@ class AdvisorScreen(Screen[None]):
             )
         details = self.query_one("#option-details", KeyValues)
         if rows:
-            details.show(option_details(rows[0]), title="Chosen option")
+            details.show(self._option_details(rows[0]), title="Chosen option")
             # Results are what the user looks at next. Below 100 columns the form gives them its
             # width (ctrl+b brings it back), so the deciding columns stay readable.
             self.query_one("#result-tabs", TabbedContent).active = "tab-options"
@@ -284,6 +284,9 @@ class AdvisorScreen(Screen[None]):
             table.focus()
         else:
             details.show(self._infeasible_details(plan), title="Nothing feasible")
+
+    def _option_details(self, row: OptionRow) -> list[tuple[str, str]]:
+        return option_details(row, today=self.quantplan.services.today())
 
     def _infeasible_details(self, plan: Plan) -> list[tuple[str, str]]:
         lines = [("summary", plan.summary)]
@@ -300,7 +303,9 @@ class AdvisorScreen(Screen[None]):
         row = self._rows.get(event.row_key.value)
         if row is not None:
             title = "Chosen option" if row.chosen else f"Option {row.rank}"
-            self.query_one("#option-details", KeyValues).show(option_details(row), title=title)
+            self.query_one("#option-details", KeyValues).show(
+                self._option_details(row), title=title
+            )
 
     def _fill_why_not(self, plan: Plan) -> None:
         rows = why_not_rows(plan)

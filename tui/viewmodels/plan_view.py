@@ -7,8 +7,10 @@ the planner computed, carried with its basis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from quantplan.planner.plan import Deployment, Estimate, Plan
+from quantplan.planner.price_age import DEFAULT_MAX_PRICE_AGE_DAYS, describe_price
 
 BASIS_SHORT = {"measured": "meas", "interpolated": "interp", "modeled": "model", "published": "pub"}
 
@@ -160,14 +162,18 @@ def format_quality(estimate: Estimate | None) -> str:
     return f"{describe_quality(estimate)} [{band}]{note}"
 
 
-def option_details(row: OptionRow) -> list[tuple[str, str]]:
-    """Label/value lines for the highlighted option: every number with its basis and band."""
+def option_details(
+    row: OptionRow, *, today: date, max_price_age_days: int = DEFAULT_MAX_PRICE_AGE_DAYS
+) -> list[tuple[str, str]]:
+    """Label/value lines for the highlighted option: every number with its basis and band, and
+    the price's date (STALE when older than ``max_price_age_days`` on ``today``) and source."""
     d = row.deployment
     metrics = d.metrics
     return [
         ("deployment", d.label),
         ("instance", f"{d.instance} ({d.hardware}, {d.pricing}, ${d.usd_per_hour:.3f}/h)"),
         ("cost", f"${d.usd_per_month:,.0f}/month, ${d.usd_per_million_tokens:.3f}/M tokens"),
+        ("price", describe_price(d, max_price_age_days, today)),
         ("p95 TTFT", format_estimate(metrics.ttft_p95_ms, " ms")),
         ("p95 ITL", format_estimate(metrics.itl_p95_ms, " ms", 1)),
         ("tok/s/replica", format_estimate(metrics.output_tokens_per_s, "")),
