@@ -317,6 +317,7 @@ class _Applier:
             engine=spec.engine,  # type: ignore[arg-type]
             artifact_path=artifact,
             startup_timeout_s=self.options.startup_timeout_s,
+            **states.serve_shape(spec),
         )
         started = datetime.now(UTC)
         try:

@@ -35,6 +35,15 @@ class ReplicaSpec(BaseModel):
     instance: str = Field(description="cloud/name/region")
     usd_per_hour: float = Field(ge=0)
     deployment_index: int = Field(ge=0)
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sequences in flight per replica at the plan's peak (its operating point); "
+        "llama-server gets this many parallel slots",
+    )
+    context_tokens: int | None = Field(
+        default=None, ge=1, description="Prompt plus output tokens of one request in the plan"
+    )
 
 
 class ReplicaRecord(BaseModel):
@@ -114,14 +123,18 @@ def plan_hash(plan: Plan) -> str:
 
 def replica_specs(plan: Plan, name: str) -> list[ReplicaSpec]:
     """The replicas ``plan`` asks for, with stable ids (same plan, same ids)."""
+    workload = plan.targets.workload
+    context_tokens = workload.input_tokens + workload.output_tokens
     specs: list[ReplicaSpec] = []
     for index, deployment in enumerate(plan.fleet):
         for number in range(1, deployment.replicas + 1):
-            specs.append(_spec(name, index, deployment, number))
+            specs.append(_spec(name, index, deployment, number, context_tokens))
     return specs
 
 
-def _spec(name: str, index: int, deployment: Deployment, number: int) -> ReplicaSpec:
+def _spec(
+    name: str, index: int, deployment: Deployment, number: int, context_tokens: int
+) -> ReplicaSpec:
     replica_id = _slug(
         f"{name}-{deployment.scheme}-{deployment.engine}-{deployment.instance.name}-{number}"
     )
@@ -136,6 +149,8 @@ def _spec(name: str, index: int, deployment: Deployment, number: int) -> Replica
         # usd_per_hour prices a whole instance; a replica pays its share of it.
         usd_per_hour=deployment.usd_per_hour / deployment.replicas_per_instance,
         deployment_index=index,
+        concurrency=deployment.metrics.concurrency,
+        context_tokens=context_tokens,
     )
 
 
@@ -192,3 +207,21 @@ def all_states() -> list[DeploymentState]:
     if not directory.is_dir():
         return []
     return [_read_state(path) for path in sorted(directory.glob("*.json"))]
+
+
+# A replica's engine is sized for the plan's request shape with room to spare: requests
+# longer than the plan assumed still fit up to twice its prompt + output, and never less than
+# 512 tokens, so a short planned shape does not turn ordinary prompts into errors.
+MIN_CONTEXT_TOKENS = 512
+
+
+def serve_shape(spec: ReplicaSpec) -> dict[str, int]:
+    """The engine options a replica starts with, from the plan's operating point: parallel
+    slots (llama-server's -np) at the planned concurrency, and the context per sequence."""
+    shape: dict[str, int] = {}
+    if spec.concurrency is not None:
+        shape["parallel_slots"] = spec.concurrency
+    if spec.context_tokens is not None:
+        wanted = max(MIN_CONTEXT_TOKENS, 2 * spec.context_tokens)
+        shape["max_model_len"] = -(-wanted // 256) * 256  # whole 256-token blocks
+    return shape

@@ -41,6 +41,12 @@ class ServeJob(_Job):
     api_key: str | None = None
     threads: int | None = Field(default=None, ge=1)
     startup_timeout_s: float = Field(default=300.0, gt=0)
+    parallel_slots: int | None = Field(
+        default=None, ge=1, le=512, description="Requests batched together (llama-server's -np)"
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=64, description="Context tokens per sequence; None = the engine default"
+    )
 
 
 class StopJob(_Job):

@@ -274,6 +274,8 @@ class NodeAgent:
             api_key=job.api_key,
             threads=job.threads,
             startup_timeout_s=job.startup_timeout_s,
+            parallel_slots=job.parallel_slots,
+            **({"max_model_len": job.max_model_len} if job.max_model_len else {}),
         )
         # No fraction: an engine's start-up has no countable steps, only a health check.
         self._progress(job, f"starting {job.engine} (waiting for its health check)")

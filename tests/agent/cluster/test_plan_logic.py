@@ -11,6 +11,7 @@ from quantplan.agent.cluster.deployment_state import (
     diff,
     plan_hash,
     replica_specs,
+    serve_shape,
 )
 from quantplan.agent.cluster.measure import (
     ReplicaMeasurement,
@@ -77,6 +78,20 @@ def _tampered(**fields: object):  # type: ignore[no-untyped-def]
 def test_plans_that_do_not_match_the_catalog_are_refused(fields: dict, reason: str) -> None:
     reasons = catalog_refusals(_tampered(**fields), seed_snapshot())
     assert any(reason in r for r in reasons), reasons
+
+
+def test_replicas_start_with_the_plans_slots_and_context() -> None:
+    # llama-server ran 4 slots of 2,048 tokens whatever the plan said; the replica now gets
+    # the plan's operating concurrency as slots and twice its request shape as context.
+    plan = llama_cpp_plan()
+    deployment = plan.fleet[0]
+    spec = replica_specs(plan, "demo")[0]
+    shape = serve_shape(spec)
+    assert shape["parallel_slots"] == deployment.metrics.concurrency
+    workload = plan.targets.workload
+    needed = 2 * (workload.input_tokens + workload.output_tokens)
+    assert shape["max_model_len"] >= max(512, needed) and shape["max_model_len"] % 256 == 0
+    assert shape["max_model_len"] < max(512, needed) + 256
 
 
 def test_same_plan_gives_same_replicas_and_an_empty_diff() -> None:
