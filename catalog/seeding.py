@@ -16,6 +16,10 @@ Seed versions:
    default model (from its quantize benchmark), and more published quality figures.
 4. FP8 and INT8 W8A8 schemes with their kernel rules, published task-accuracy recovery of
    quantized releases (model cards), and more published quality figures.
+5. llama.cpp's profiles describe the engine as deployed (llama-server, which batches): the 42
+   H200 llama-batched-bench rows, and llama-cpp-python's one-request-at-a-time server no longer
+   seeded at concurrency > 1. Upgrades and reseeds only add rows, so a catalog seeded earlier
+   keeps those 7 rows.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from sqlmodel import Session, select
 from quantplan import __version__
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 4
+SEED_VERSION = 5
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
