@@ -32,6 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "fuzz"))
+sys.path.insert(0, str(REPO / "tests"))  # cli_output, which the harness imports
 
 from fuzz_cases import SURFACES, Case, command_tree, make_case  # noqa: E402
 from fuzz_harness import Sandbox, execute, preload_for_fork, valid_plans  # noqa: E402

@@ -553,14 +553,31 @@ def plan_case(rnd: random.Random, plans: list[dict[str, Any]]) -> Case:
     elif reader == "report":
         argv = ["report", name, "-o", "report.html"]
     elif reader == "cluster":
-        argv = ["cluster", "config", name, "--provider", rnd.choice(("aws", "gcp", "kuberay"))]
+        provider = rnd.choice(("aws", "gcp", "kuberay"))
+        argv = ["cluster", "config", name, "--provider", provider]
     else:
         argv = ["plan", "--targets", name]
     # apply of a valid plan needs a Ray cluster the harness never has: a clear refusal is right.
     expect_ok = what == "valid" and reader != "apply"
+    expect_refused = False
+    if what == "valid" and reader == "cluster" and not provider_takes(doc, provider):
+        # An infeasible plan has no fleet, and aws/gcp configs take only their own cloud's
+        # instances (agent/cluster/launcher.py): refusing those is right, in one clear line.
+        expect_ok, expect_refused = False, True
     return Case(
-        "plan_file", argv, {name: body}, f"plan {file_format} {what} -> {reader}", expect_ok
+        "plan_file",
+        argv,
+        {name: body},
+        f"plan {file_format} {what} -> {reader}",
+        expect_ok,
+        expect_refused,
     )
+
+
+def provider_takes(plan: dict[str, Any], provider: str) -> bool:
+    """Whether `quantplan cluster config --provider PROVIDER` can write a config for ``plan``."""
+    clouds = {deployment["instance"]["cloud"] for deployment in plan.get("fleet") or []}
+    return bool(clouds) and (provider == "kuberay" or clouds == {provider})
 
 
 # ---------------------------------------------------------------- argv

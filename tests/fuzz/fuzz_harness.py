@@ -28,7 +28,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli_output import is_price_age_warning
 from fuzz_cases import REPO, Case
+from quantplan.planner.cli import INFEASIBLE_EXIT_CODE
 
 SCRIPT = Path(sys.executable).with_name("quantplan")
 CASE_TIMEOUT_S = 60.0
@@ -276,18 +278,25 @@ def execute(case: Case, sandbox: Sandbox, mode: str = "script", keep: bool = Fal
             shutil.rmtree(case_dir, ignore_errors=True)
 
 
+def answered(argv: list[str], rc: int) -> bool:
+    """Whether the command answered rather than refused: exit 0, or, for `plan`, exit 3 (the
+    targets were read and planned, and no deployment meets them: a plan file is still written)."""
+    return rc == 0 or (bool(argv) and argv[0] == "plan" and rc == INFEASIBLE_EXIT_CODE)
+
+
 def judge(result: Result) -> list[Problem]:
     """What is wrong with this outcome, if anything (an empty list: the CLI behaved)."""
     case, run = result.case, result.run
+    ok = answered(case.argv, run.rc)
     problems = _judge_run(case.argv, run)
-    if case.expect_ok and run.rc != 0 and not run.timed_out:
+    if case.expect_ok and not ok and not run.timed_out:
         problems.append(Problem("valid input refused", _first_line(run.stderr)[:80], _excerpt(run)))
-    if case.expect_refused and run.rc == 0:
+    if case.expect_refused and ok:
         problems.append(Problem("invalid input accepted", case.what[:60], _excerpt(run)))
     # Only a refused input must leave the catalog alone; a valid import may change it.
-    if run.rc != 0 and result.catalog_changed:
+    if not ok and result.catalog_changed:
         problems.append(Problem("catalog changed by a refused input", case.argv[0], _excerpt(run)))
-    if run.rc == 0 and result.catalog_changed and case.surface != "import":
+    if ok and result.catalog_changed and case.surface != "import":
         problems.append(Problem("catalog changed by a reader", " ".join(case.argv[:2]), ""))
     for argv, followup in result.followups:
         for problem in _judge_run(argv, followup):
@@ -306,7 +315,11 @@ def _judge_run(argv: list[str], run: RawRun) -> list[Problem]:
         problems.append(Problem("traceback", traceback_signature(both), _tail(both)))
     elif run.rc < 0:
         problems.append(Problem("killed by a signal", f"{command} signal {-run.rc}", ""))
-    elif run.rc != 0:
+    elif answered(argv, run.rc):
+        errors = [line for line in run.stderr.splitlines() if line.strip().startswith("error:")]
+        if errors:  # an answer says nothing is wrong with the input
+            problems.append(Problem("error line in an answer", command, _excerpt(run)))
+    else:
         unclear = clarity(run.rc, run.stderr)
         if unclear is not None:
             problems.append(Problem(unclear, f"{command}: {_shape(run.stderr)}", _excerpt(run)))
@@ -317,9 +330,15 @@ def clarity(rc: int, stderr: str) -> str | None:
     """None when a refusal is one clear line, else what is wrong with it.
 
     Clear: the first line is ``error: ...`` (optionally followed by ``hint:`` lines), or, for
-    exit 2, click's usage error (``Usage: ...`` / ``Error: ...``).
+    exit 2, click's usage error (``Usage: ...`` / ``Error: ...``). The price-age warning that
+    planning prints on the seeded catalog (undated prices) is a warning, not part of the
+    refusal: it is left out before judging, and the error must still be one line.
     """
-    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    lines = [
+        line.rstrip()
+        for line in stderr.splitlines()
+        if line.strip() and not is_price_age_warning(line)
+    ]
     if not lines:
         return "no message"
     first = lines[0].strip()
@@ -377,8 +396,9 @@ def _shape(stderr: str) -> str:
 
 
 def _first_line(text: str) -> str:
+    """The first line that says something of this run (the seed's price-age warning does not)."""
     for line in text.splitlines():
-        if line.strip():
+        if line.strip() and not is_price_age_warning(line):
             return line.strip()
     return ""
 
@@ -411,7 +431,7 @@ def valid_plans(sandbox: Sandbox) -> list[dict]:
     for number, argv in enumerate(PLAN_COMMANDS):
         path = work / f"plan{number}.yaml"
         run = run_script([*argv, "-o", str(path)], work, sandbox.env(sandbox.template), 120)
-        if run.rc != 0:
+        if not answered(argv, run.rc):  # the infeasible one exits 3 and still writes its plan
             raise RuntimeError(f"`quantplan {' '.join(argv)}` failed:\n{run.stderr}")
         plans.append(yaml.safe_load(path.read_text()))
     return plans
