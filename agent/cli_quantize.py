@@ -36,6 +36,8 @@ def toolchain_install(
     from quantplan.agent.toolchains.specs import get_spec
     from rich.status import Status
 
+    if all_ and names:
+        raise typer.BadParameter("name toolchains or pass --all, not both", param_hint="--all")
     selected = known_toolchains() if all_ or not names else names
     for name in selected:
         get_spec(name)  # unknown names fail before anything is built

@@ -37,7 +37,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
-from quantplan.errors import QuantplanError
+from quantplan.errors import QuantplanError, shorten
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -161,7 +161,8 @@ def make_engine(url: str | None = None) -> Engine:
     except (ArgumentError, ImportError) as error:
         # Neither message may carry the URL as given: it holds the password.
         raise QuantplanError(
-            f"cannot use database URL {redact_url(resolved)}: {scrub(str(error), resolved)}",
+            f"cannot use database URL {shorten(redact_url(resolved))}: "
+            f"{shorten(scrub(str(error), resolved), 160)}",
             hint="use a SQLAlchemy URL such as sqlite:///catalog.db or "
             "postgresql://user:password@host/dbname",
         ) from None

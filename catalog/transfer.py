@@ -23,7 +23,7 @@ from quantplan.catalog.store import read_records, write_record
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from quantplan.errors import QuantplanError, did_you_mean
+from quantplan.errors import QuantplanError, did_you_mean, shorten
 from quantplan.inputs import parse_yaml, read_text
 
 FileFormat = Literal["json", "yaml", "csv"]
@@ -46,7 +46,7 @@ class ImportError_(QuantplanError):
 def check_kind(kind: str) -> str:
     if kind not in RECORD_TYPES:
         raise QuantplanError(
-            f"unknown catalog kind {kind!r}; kinds are {', '.join(KIND_ORDER)}",
+            f"unknown catalog kind {shorten(kind)!r}; kinds are {', '.join(KIND_ORDER)}",
             hint=did_you_mean(kind, RECORD_TYPES),
         )
     return kind

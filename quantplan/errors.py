@@ -21,6 +21,14 @@ class QuantplanError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with a note of the rest: a name a user typed is
+    echoed in errors, and a 5,000-character one would bury the message."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
 def near_misses(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
     """Known names closest to ``name`` (case-insensitive), best first."""
     known_list = list(known)
@@ -41,6 +49,6 @@ class UnknownNameError(QuantplanError):
     """A name (instance type, model, scheme, ...) that the catalog does not know."""
 
     def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
-        super().__init__(f"unknown {what} {name!r}", hint=did_you_mean(name, known))
+        super().__init__(f"unknown {what} {shorten(name)!r}", hint=did_you_mean(name, known))
         self.what = what
         self.name = name

@@ -34,6 +34,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         (["nosuch"], "Usage: quantplan [OPTIONS] COMMAND", "No such command 'nosuch'"),
         (["catalog", "import"], "Usage: quantplan catalog import", "Missing argument"),
         (["plan", "--rps", "abc"], "Usage: quantplan plan", "Invalid value for '--rps'"),
+        # Found by the fuzz bench: -inf reached ApplyOptions (exit 70), and names after --all
+        # were ignored, so `toolchain install --all -- BOGUS` started building.
+        (["apply", "p.yaml", "--threshold", "-inf"], "Usage: quantplan apply", "--threshold"),
+        (["toolchain", "install", "--all", "--", "--x"], "Usage: quantplan toolchain", "--all"),
     ],
 )
 def test_usage_errors_exit_2_with_usage_and_one_error_line(
@@ -45,6 +49,13 @@ def test_usage_errors_exit_2_with_usage_and_one_error_line(
     assert usage in result.stderr
     (error_line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert message in error_line
+
+
+def test_a_huge_name_is_echoed_shortened_in_one_error() -> None:
+    # A 5,000-character kind was echoed whole and wrapped over a screenful of lines.
+    result = run("catalog", "export", "--kind", "y" * 5000, "-o", os.devnull)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "(5,000 characters)" in " ".join(result.stderr.split()) and len(result.stderr) < 1000
 
 
 def test_version_is_the_one_in_pyproject() -> None:
@@ -88,7 +99,7 @@ def _end_with(
         raise error
 
     monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setattr(cli, "register_commands", lambda: app)
+    monkeypatch.setattr(cli, "register_commands", lambda argv=None: app)
     monkeypatch.setattr(sys, "argv", ["quantplan", *argv, "boom"])
     with pytest.raises(SystemExit) as ended:
         cli.main()

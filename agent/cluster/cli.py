@@ -6,6 +6,7 @@ Imports stay light here (no Ray); each command imports what it needs when it run
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -130,6 +131,10 @@ def apply_command(
     """Deploy a plan on the Ray cluster, benchmark it, compare with the prediction."""
     from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
 
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise typer.BadParameter(
+            f"must be a finite percentage above 0 (got {threshold})", param_hint="--threshold"
+        )
     options = ApplyOptions(
         name=name,
         database_url=db,
