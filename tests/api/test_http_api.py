@@ -38,8 +38,11 @@ def test_plan_compare_explain_and_stored_plans(client: TestClient) -> None:
     assert report["markdown"].startswith("#")
     compared = client.post("/v1/compare", json=TARGETS).json()
     assert compared["options"][0]["role"] == "fleet"
-    explained = client.post("/v1/explain", json={"targets": TARGETS, "option": "gguf"}).json()
-    assert not explained["chosen"] and "gguf" in explained["explanation"]
+    # A family the plan did not choose (which one wins follows the catalog's evidence).
+    chosen = {d["method"] for d in plan.json()["fleet"]}
+    other = next(family for family in ("gguf", "awq", "gptq") if family not in chosen)
+    explained = client.post("/v1/explain", json={"targets": TARGETS, "option": other}).json()
+    assert not explained["chosen"] and other in explained["explanation"]
 
 
 def test_catalog_rows_and_show(client: TestClient) -> None:
