@@ -181,12 +181,12 @@ def test_auto_replan_applies_the_proposed_plan_and_reconciles(
     """With ``auto_replan`` a missed prediction re-applies the proposal: the new replica starts,
     the old one stops. Which plan the planner proposes is its own (tested in planner tests);
     here the proposal is fixed so the test knows what must run afterwards."""
-    from plans import default_model_plan
+    from plans import llama_cpp_plan
     from quantplan.agent.cluster import apply as apply_module
     from quantplan.agent.cluster import deployment_state as states
     from quantplan.agent.cluster.replan import ReplanProposal, propose_replan
 
-    plan = default_model_plan()  # gguf-f16 on llama.cpp, one replica
+    plan = llama_cpp_plan()  # gguf-f16 on llama.cpp, one replica on a c7i.xlarge worker
     proposed = plan.fleet[0].model_copy(update={"scheme": "gguf-q8_0"})
     better = plan.model_copy(update={"choice": proposed, "fleet": (proposed,)})
     missed_seen: list[list[object]] = []
