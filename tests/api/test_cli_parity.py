@@ -45,7 +45,8 @@ def test_api_and_cli_make_the_same_plan(catalog_url: str, case: dict) -> None:
     out = subprocess.run(
         [*argv, "--json", "--db", catalog_url], capture_output=True, text=True, timeout=120
     )
-    assert out.returncode == 0, out.stderr
+    # 3 is an infeasible plan (documented), still written in full: both must agree on it too.
+    assert out.returncode in (0, 3), out.stderr
     from_cli = json.loads(out.stdout)
 
     client = TestClient(create_app(Services(catalog=CatalogService(catalog_url))))
