@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -140,19 +141,29 @@ def cost_curves_svg(report: CapacityReport) -> str:
         cost.plot([], [], color="#999", linestyle="--", label="CPU/GPU crossover")
     cost.plot([], [], color="#555", linestyle=":", label="targets' volume")
     target = plan.targets.slos.ttft_p95_ms
-    if target is not None:
+    if target is not None and target >= MIN_CHARTED_MS:
         latency.axhline(target, color="#d62728", linestyle="-.", linewidth=1)
         latency.plot(
             [], [], color="#d62728", linestyle="-.", label=f"TTFT target {people(target)} ms"
         )
+    # A log axis needs positive data: an infeasible plan's chart may hold no point at all.
+    # (Reference lines do not count: an axvline's y data are axes fractions, not values.)
+    plotted_y: dict[object, list[float]] = {cost: [], latency: []}
+    for curve in report.curves:
+        for p in curve.points:
+            plotted_y[cost].append(p.usd_per_month or 0.0)
+            plotted_y[latency].append(p.ttft_p95_ms or 0.0)
+    plotted_y[cost].append(plan.fleet_usd_per_month or 0.0)
     for axes, unit in ((cost, "$"), (latency, " ms")):
-        axes.set_xscale("log")
-        axes.set_yscale("log")
+        axes.set_xscale("log")  # tokens/day: the targets' volume is always positive
+        if _has_positive([plotted_y[axes]]):
+            axes.set_yscale("log")
         _format_axis(axes.xaxis, "")
         _format_axis(axes.yaxis, unit)
         axes.grid(True, which="major", color="#ddd", linewidth=0.6)
     # 1-2-5 steps: a latency range inside one decade still gets several labelled ticks.
-    latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    if latency.get_yscale() == "log":
+        latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     cost.set_ylabel("$/month")
     latency.set_ylabel("p95 TTFT at that cost")
     latency.set_xlabel("tokens/day (mean)")
@@ -160,6 +171,20 @@ def cost_curves_svg(report: CapacityReport) -> str:
     _legend(cost)
     _legend(latency)
     return _svg(figure, "cost vs traffic")
+
+
+# A target below a microsecond cannot sit on a latency axis of real measurements (it would
+# stretch a log axis over hundreds of decades); the report's tables still state it.
+MIN_CHARTED_MS = 1e-3
+
+
+def _has_positive(series: Iterable[Iterable[object]]) -> bool:
+    """Whether any plotted value is a positive finite number (what a log axis can show)."""
+    for values in series:
+        for value in values:
+            if isinstance(value, numbers.Real) and math.isfinite(value) and value > 0:
+                return True
+    return False
 
 
 def pareto_svg(report: CapacityReport) -> str:

@@ -58,6 +58,34 @@ def test_a_huge_name_is_echoed_shortened_in_one_error() -> None:
     assert "(5,000 characters)" in " ".join(result.stderr.split()) and len(result.stderr) < 1000
 
 
+def test_dashboard_without_a_terminal_is_one_error(tmp_path: Path) -> None:
+    # Found by the fuzz bench: with no terminal Textual failed inside its driver (a traceback).
+    env = {**os.environ, "QUANTPLAN_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [QUANTPLAN, "dashboard"], capture_output=True, text=True, env=env, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "needs an interactive terminal" in " ".join(result.stderr.split())
+
+
+def test_report_of_an_unreachable_latency_target_is_written(tmp_path: Path) -> None:
+    # Found by the fuzz bench: a 5e-324 ms TTFT target left the latency chart nothing positive
+    # to put on its log axis, and matplotlib refused (exit 70).
+    targets = tmp_path / "t.yaml"
+    targets.write_text(
+        "model: Mistral-7B\nworkload: {tokens_per_day: 1000000}\n"
+        "slos: {ttft_p95_ms: 5.0e-324, itl_p95_ms: 60}\n"
+    )
+    env = {**os.environ, "QUANTPLAN_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [QUANTPLAN, "report", str(targets), "-o", str(tmp_path / "r.html")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r.html").read_text().count("<svg") >= 2
+
+
 def test_version_is_the_one_in_pyproject() -> None:
     expected = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
     result = run("--version")

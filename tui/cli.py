@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -48,6 +49,13 @@ def dashboard(
         raise QuantplanError(
             f"unknown screen {screen!r}; screens are {', '.join(screens)}",
             hint=did_you_mean(screen, screens),
+        )
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Textual needs a terminal both ways; without one it fails deep inside its driver.
+        raise QuantplanError(
+            "the dashboard needs an interactive terminal (standard input and output are not "
+            "a terminal here)",
+            hint="run it in a terminal; from scripts use `quantplan plan`, `report` or `api`",
         )
     from quantplan.tui.app import DARK_THEME, LIGHT_THEME, QuantplanApp
     from quantplan.tui.fleet.simulated import SimulatedFleet, SimulatedFleetSource
