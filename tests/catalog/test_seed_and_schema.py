@@ -38,7 +38,14 @@ def test_seed_files_cover_what_the_catalog_promises() -> None:
     assert {"c7i", "c7a", "m7i"} <= cpu_families
     assert {m.name for m in seeds["models"]} >= REQUIRED_MODELS
     assert len(seeds["models"]) >= 12
-    assert {s.family for s in seeds["schemes"]} == {"baseline", "gptq", "awq", "gguf", "fp8", "int8"}
+    assert {s.family for s in seeds["schemes"]} == {
+        "baseline",
+        "gptq",
+        "awq",
+        "gguf",
+        "fp8",
+        "int8",
+    }
     for kind, records in seeds.items():
         for record in records:
             source = getattr(record, "source", None) or getattr(record, "price_source", None)

@@ -63,4 +63,3 @@ async def test_cost_column_is_readable_at_80x24(make_app: Callable[..., Quantpla
         # Every column up to p95 TTFT ($/month among them) fits inside the visible width.
         widths = [column.get_render_width(table) for column in table.ordered_columns[:7]]
         assert sum(widths) <= region.width, (widths, region.width)
-
