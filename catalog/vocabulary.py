@@ -131,9 +131,11 @@ UsdPerMillionTokens = Annotated[float, _finite(ge=0, le=1e6)]
 # larger.
 TokensPerS = Annotated[float, _finite(gt=0, lt=1e7)]
 FleetTokensPerS = Annotated[float, _finite(gt=0, le=1e10)]
-RequestsPerS = Annotated[float, _finite(gt=0, le=1e7)]
+# A target rate below one request a month, or a token a day, is no workload: such rates divide
+# a month's cost into infinities (found by fuzzing with 5e-324).
+RequestsPerS = Annotated[float, _finite(ge=1e-6, le=1e7)]
 MeasuredRequestsPerS = Annotated[float, _finite(ge=0, le=1e7)]  # 0 if none finished in time
-TokensPerDay = Annotated[float, _finite(gt=0, le=1e15)]
+TokensPerDay = Annotated[float, _finite(ge=1.0, le=1e15)]
 
 # Time. A latency objective is positive; a measured percentile may round to 0 ms (several
 # tokens in one streamed chunk). Nothing is served a day late.
