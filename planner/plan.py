@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from quantplan.planner.targets import StrictModel, Targets
 
 from quantplan import __version__
-from quantplan.errors import QuantplanError
+from quantplan.errors import QuantplanError, shorten
 
 SCHEMA_VERSION = 2
 """Bumped on any incompatible change to the plan file. 2 added ``provenance``."""
@@ -387,7 +387,7 @@ def _first_problem(error: ValidationError) -> str:
     problems = error.errors(include_url=False, include_context=False)
     first = problems[0]
     field = ".".join(str(part) for part in first["loc"]) or "(document)"
-    text = f"field {field!r}: {first['msg']}"
+    text = f"field {shorten(field)!r}: {first['msg']}"
     if first["type"] != "missing" and "input" in first:
         shown = repr(first["input"])
         text += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
