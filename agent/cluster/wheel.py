@@ -9,7 +9,6 @@ or nothing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.models import file_sha256
 
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
@@ -56,14 +56,6 @@ class QuantplanWheel(BaseModel):
         return self.path.name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_wheel(path: Path) -> QuantplanWheel:
     """Check that ``path`` is a quantplan wheel and read its version, hash and requirements."""
     path = path.expanduser().resolve()
@@ -90,7 +82,7 @@ def load_wheel(path: Path) -> QuantplanWheel:
         line.strip() for line in metadata.get_all("Requires-Dist") or () if ";" not in line
     )
     return QuantplanWheel(
-        path=path, sha256=_sha256(path), version=metadata["Version"], requires=requires
+        path=path, sha256=file_sha256(path), version=metadata["Version"], requires=requires
     )
 
 
@@ -142,7 +134,7 @@ def build_wheel() -> QuantplanWheel:
                 f"building the quantplan wheel from {root} failed: {last}",
                 hint="build it yourself (`pip wheel --no-deps -w dist .`) and pass --wheel PATH",
             )
-        digest = _sha256(built[0])
+        digest = file_sha256(built[0])
         kept = cache_dir() / "wheels" / digest[:16] / built[0].name
         if not kept.is_file():
             kept.parent.mkdir(parents=True, exist_ok=True)

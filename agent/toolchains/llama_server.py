@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.models import file_sha256
 from quantplan.agent.toolchains.build import ToolchainMissingError, base_python
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged
@@ -166,7 +167,7 @@ def _sdist(log_path: Path, progress: Progress) -> Path:
     """The pinned sdist, fetched once with pip and checked against its sha256."""
     target = cache_dir() / "sdists" / SDIST_NAME
     with exclusive_lock(cache_dir() / "sdists" / ".locks" / f"{SDIST_NAME}.lock"):
-        if target.is_file() and _sha256(target) == SDIST_SHA256:
+        if target.is_file() and file_sha256(target) == SDIST_SHA256:
             return target
         staging = target.parent / f".tmp-sdist-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,7 +184,7 @@ def _sdist(log_path: Path, progress: Progress) -> Path:
                 hint="check the network to PyPI, or put the sdist at " + str(target),
             )
             fetched = staging / SDIST_NAME
-            digest = _sha256(fetched) if fetched.is_file() else "missing"
+            digest = file_sha256(fetched) if fetched.is_file() else "missing"
             if digest != SDIST_SHA256:
                 raise QuantplanError(
                     f"the fetched {SDIST_NAME} has sha256 {digest}, expected {SDIST_SHA256}",
@@ -193,14 +194,6 @@ def _sdist(log_path: Path, progress: Progress) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _build(cuda_architecture: str | None, progress: Progress) -> LlamaServerBuild:
