@@ -7,6 +7,7 @@ keeping a command busy for minutes or filling the catalog.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,35 @@ def parse_yaml(text: str, what: str) -> Any:
         ) from None
 
 
+def parse_json(text: str, what: str) -> Any:
+    """Parse strict JSON: NaN and Infinity are refused, not read as numbers or as names.
+
+    YAML would read ``Infinity`` as the string "Infinity", so a JSON file's out-of-standard
+    constant would slip in as a model or cloud name; a ``.json`` file is read as JSON instead.
+    """
+
+    def refuse(constant: str) -> Any:
+        raise InputFileError(
+            f"{what} holds {constant}, which is not JSON",
+            hint="JSON has no NaN or Infinity; give a number, a quoted string, or leave it out",
+        )
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{what} is not valid JSON: {_one_line(error)}") from None
+    except RecursionError:
+        raise InputFileError(f"{what} nests too deeply to be a quantplan file") from None
+    except ValueError as error:  # an integer of more than 4,300 digits
+        raise InputFileError(f"{what} has a value that cannot be read: {_one_line(error)}") from None
+
+
 def load_yaml_file(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:
-    """Read and parse a user's YAML/JSON file with the limits above."""
-    return parse_yaml(read_text(path, what, max_bytes=max_bytes), f"{what} {str(path)!r}")
+    """Read and parse a user's YAML or JSON file (strict JSON when it is named ``.json``)."""
+    text = read_text(path, what, max_bytes=max_bytes)
+    if Path(path).suffix.lower() == ".json":
+        return parse_json(text, f"{what} {str(path)!r}")
+    return parse_yaml(text, f"{what} {str(path)!r}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -166,6 +166,26 @@ def test_load_targets_refuses_values_python_cannot_hold(tmp_path: Path, volume: 
         load_targets(path)
 
 
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"model": {"name": %s}, "workload": {"requests_per_s": 1}}',
+        '{"model": "Llama-3.1-8B", "workload": {"requests_per_s": 1},'
+        ' "constraints": {"clouds": [%s]}}',
+    ],
+    ids=["model-name", "cloud"],
+)
+def test_a_json_constant_is_not_read_as_a_name(
+    tmp_path: Path, document: str, constant: str
+) -> None:
+    # YAML reads the bare word Infinity as the string "Infinity"; a .json file is strict JSON.
+    path = tmp_path / "t.json"
+    path.write_text(document % constant)
+    with pytest.raises(QuantplanError, match=f"holds {constant}, which is not JSON"):
+        load_targets(path)
+
+
 def _quantplan(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quantplan", *args],

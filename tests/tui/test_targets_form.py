@@ -55,7 +55,7 @@ def test_every_field_reaches_the_targets() -> None:
     ("field", "value", "message"),
     [
         ("requests_per_s", "fast", "not a number"),
-        ("requests_per_s", "-1", "greater than 0"),
+        ("requests_per_s", "-1", "greater than or equal to 0.000001"),
         ("input_tokens", "1.5", "whole number"),
         ("peak_to_mean", "0.5", "greater than or equal to 1"),
         ("ttft_p95_ms", "0", "greater than 0"),
