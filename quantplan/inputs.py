@@ -121,7 +121,9 @@ def parse_json(text: str, what: str) -> Any:
     except RecursionError:
         raise InputFileError(f"{what} nests too deeply to be a quantplan file") from None
     except ValueError as error:  # an integer of more than 4,300 digits
-        raise InputFileError(f"{what} has a value that cannot be read: {_one_line(error)}") from None
+        raise InputFileError(
+            f"{what} has a value that cannot be read: {_one_line(error)}"
+        ) from None
 
 
 def load_yaml_file(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:
