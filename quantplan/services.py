@@ -176,14 +176,21 @@ class CatalogService:
 
 @dataclass
 class PlannerService:
-    """Calls the planner's own functions; holds no planning logic."""
+    """Calls the planner's own functions; holds no planning logic beyond reusing the maps of
+    recent questions about the same model and snapshot (planner.planning.ContextCache)."""
+
+    _contexts: Any = field(default=None, init=False, repr=False)
 
     def make_plan(
         self, targets: Targets, snapshot: CatalogSnapshot, *, catalog_revision: str | None = None
     ) -> Plan:
-        from quantplan.planner.planning import make_plan
+        from quantplan.planner.planning import ContextCache, plan_from_context
 
-        return make_plan(targets, snapshot, catalog_revision=catalog_revision)
+        if self._contexts is None:  # made on first use: the planner loads numpy; a race
+            # between two first requests only costs one of them its cache entry
+            self._contexts = ContextCache()
+        context = self._contexts.context(targets, snapshot)
+        return plan_from_context(context, catalog_revision=catalog_revision)
 
     def render_report(self, targets: Targets, snapshot: CatalogSnapshot) -> tuple[str, str]:
         """The capacity report for ``targets``: (HTML, Markdown)."""

@@ -70,6 +70,29 @@ def test_context_re_solves_under_other_targets(shipped: CatalogSnapshot) -> None
     assert plan_from_context(context.with_targets(cpu)) == make_plan(cpu, shipped)
 
 
+def test_context_cache_gives_the_plans_make_plan_gives(shipped: CatalogSnapshot) -> None:
+    from quantplan.planner.planning import ContextCache, plan_from_context
+    from quantplan.planner.targets import QualityTarget, Slos
+
+    cache = ContextCache(capacity=2)
+    base = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2))
+    asked = [
+        base,
+        base.model_copy(update={"workload": Workload(requests_per_s=9)}),  # reuses the maps
+        base.model_copy(update={"slos": Slos(ttft_p95_ms=300)}),
+        # The recovery benchmark decides which evidence the candidate space carries.
+        base.model_copy(update={"quality": QualityTarget(recovery_benchmark="gsm8k")}),
+        Targets(model="llama-3.2-1b", workload=Workload(requests_per_s=2)),  # spelled loosely
+        Targets(model="Mistral-7B", workload=Workload(requests_per_s=2)),  # evicts the oldest
+        base,
+    ]
+    for targets in asked:
+        assert plan_from_context(cache.context(targets, shipped)) == make_plan(targets, shipped)
+    first = cache.context(base, shipped)
+    assert cache.context(asked[1], shipped).space is first.space
+    assert cache.context(asked[3], shipped).space is not first.space
+
+
 def test_plans_written_before_instances_existed_still_load(
     shipped: CatalogSnapshot, tmp_path: Path
 ) -> None:
