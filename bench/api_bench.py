@@ -5,7 +5,7 @@ consecutive requests ask the same question) and counts answered plans; the run r
 plans/s, latency percentiles, the load average before and after, and the date. Writes
 bench/results/api.json and api.md.
 
-    .venv/bin/python bench/api_bench.py --clients 8 --seconds 30
+    .venv/bin/python bench/api_bench.py --clients 8 --seconds 30 --workers 1 2
 """
 
 from __future__ import annotations
@@ -60,18 +60,17 @@ async def _run(base: str, clients: int, seconds: float) -> tuple[int, list[float
     return sum(counts), latencies, time.monotonic() - began
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    args = parser.parse_args()
+def _measure(workers: int, clients: int, seconds: float) -> dict:
+    """One started server with ``workers`` processes, measured under ``clients`` clients."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data_dir = tempfile.mkdtemp(prefix="qp-api-bench-")
     env = {**os.environ, "QUANTPLAN_DATA_DIR": data_dir}
     env.pop("QUANTPLAN_DB", None)
-    server = subprocess.Popen([QUANTPLAN, "api", "--port", str(port)], env=env)
+    server = subprocess.Popen(
+        [QUANTPLAN, "api", "--port", str(port), "--workers", str(workers)], env=env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -83,17 +82,18 @@ def main() -> None:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the API server did not start") from None
                 time.sleep(0.2)
-        asyncio.run(_run(base, 2, 3.0))  # warm-up: catalog snapshot, numpy, first plans
+        # Warm-up: every worker loads its catalog snapshot, numpy and its first contexts.
+        asyncio.run(_run(base, 2 * workers, 3.0))
         load_before = os.getloadavg()
-        plans, latencies, elapsed = asyncio.run(_run(base, args.clients, args.seconds))
+        plans, latencies, elapsed = asyncio.run(_run(base, clients, seconds))
         load_after = os.getloadavg()
     finally:
         server.terminate()
         server.wait(timeout=30)
     latencies.sort()
-    result = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "clients": args.clients,
+    return {
+        "workers": workers,
+        "clients": clients,
         "seconds": round(elapsed, 2),
         "plans": plans,
         "plans_per_s": round(plans / elapsed, 1),
@@ -101,9 +101,24 @@ def main() -> None:
         "latency_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="quantplan api --workers, in turn"
+    )
+    args = parser.parse_args()
+    result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "server": "quantplan api, one uvicorn process, catalog snapshot reused for 5 s",
+        "server": "quantplan api (uvicorn), catalog snapshot reused for 5 s; clients on the "
+        "same machine",
+        "runs": [_measure(w, args.clients, args.seconds) for w in args.workers],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "api.json").write_text(json.dumps(result, indent=2) + "\n")

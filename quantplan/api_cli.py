@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel, ConfigDict
 
 from quantplan.errors import QuantplanError
 
@@ -63,13 +64,55 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _services(db: str | None, address: str | None):  # type: ignore[no-untyped-def]
-    from quantplan.services import ApplyService, CatalogService, FleetService, Services
+def _services(  # type: ignore[no-untyped-def]
+    db: str | None, address: str | None, plan_directory: Path | None = None
+):
+    from quantplan.services import (
+        ApplyService,
+        CatalogService,
+        FleetService,
+        PlanStore,
+        Services,
+    )
 
     catalog = CatalogService(db, max_age_s=SNAPSHOT_MAX_AGE_S)
     catalog.engine()  # a wrong --db fails now, in one line, not at the first request
     return Services(
-        catalog=catalog, apply_service=ApplyService(address), fleet=FleetService(address)
+        catalog=catalog,
+        apply_service=ApplyService(address),
+        fleet=FleetService(address),
+        plans=PlanStore(directory=plan_directory),
+    )
+
+
+SETTINGS_ENV = "QUANTPLAN_API_SETTINGS"
+"""How `quantplan api --workers N` hands its options to the worker processes uvicorn starts."""
+
+
+class WorkerSettings(BaseModel):
+    """What each worker of `quantplan api --workers N` needs to build the same app. The API
+    key itself is never written here: workers read it from the key file or the environment,
+    as the parent did."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    db: str | None
+    address: str | None
+    api_key_file: Path | None
+    allow_changes: bool
+    plan_directory: Path
+
+
+def app_from_environment():  # type: ignore[no-untyped-def]
+    """The app of one worker process, built from the parent's WorkerSettings (uvicorn calls
+    this factory in every worker it starts)."""
+    from quantplan.http_api import create_app
+
+    settings = WorkerSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(
+        _services(settings.db, settings.address, settings.plan_directory),
+        api_key=read_api_key(settings.api_key_file),
+        allow_changes=settings.allow_changes,
     )
 
 
@@ -126,6 +169,15 @@ def api_command(
     print_openapi: Annotated[
         bool, typer.Option("--print-openapi", help="Print the OpenAPI schema and exit.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes. A plan takes one core for ~20 ms, so a busy server wants "
+            "about one per core; they share the plans they make.",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
     db: DbOption = None,
     address: AddressOption = None,
 ) -> None:
@@ -147,9 +199,31 @@ def api_command(
         )
     import uvicorn
 
-    app = create_app(_services(db, address), api_key=key, allow_changes=allow_changes)
+    services = _services(db, address)  # opens (and on first use seeds) the catalog once
     typer.echo(f"quantplan api on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        app = create_app(services, api_key=key, allow_changes=allow_changes)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="quantplan-api-plans-") as plans:
+        settings = WorkerSettings(
+            db=db,
+            address=address,
+            api_key_file=api_key_file,
+            allow_changes=allow_changes,
+            plan_directory=Path(plans),
+        )
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            "quantplan.api_cli:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+        )
 
 
 def register(app: typer.Typer) -> None:

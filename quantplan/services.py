@@ -11,6 +11,7 @@ Heavy imports (the planner's numpy/scipy, Ray) happen inside the methods that ne
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -321,15 +322,25 @@ class FleetService:
 
 
 class PlanStore:
-    """The plans this process made, by id (a hash of the plan), newest kept, bounded."""
+    """The plans this server made, by id (a hash of the plan), newest kept, bounded.
 
-    def __init__(self, capacity: int = 256) -> None:
+    In memory by default. With ``directory`` the plans are files there (``<id>.json``), so
+    that the worker processes of one ``quantplan api --workers N`` share them: a plan made by
+    one worker can be fetched through another.
+    """
+
+    def __init__(self, capacity: int = 256, directory: Path | None = None) -> None:
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._capacity = capacity
+        self._directory = directory
         self._lock = threading.Lock()
 
     def add(self, plan: Plan) -> str:
-        plan_id = hashlib.sha256(plan.model_dump_json().encode()).hexdigest()[:12]
+        text = plan.model_dump_json()
+        plan_id = hashlib.sha256(text.encode()).hexdigest()[:12]
+        if self._directory is not None:
+            self._write(plan_id, text)
+            return plan_id
         with self._lock:
             self._plans[plan_id] = plan
             self._plans.move_to_end(plan_id)
@@ -338,6 +349,8 @@ class PlanStore:
         return plan_id
 
     def get(self, plan_id: str) -> Plan:
+        if self._directory is not None:
+            return self._read(plan_id)
         with self._lock:
             plan = self._plans.get(plan_id)
             known = list(self._plans)
@@ -348,12 +361,57 @@ class PlanStore:
     def list(self) -> list[StoredPlan]:
         from quantplan.service_models import StoredPlan
 
-        with self._lock:
-            items = list(self._plans.items())
+        if self._directory is not None:
+            items = []
+            for plan_id in self._ids_newest_first():
+                try:
+                    items.append((plan_id, self._read(plan_id)))
+                except UnknownNameError:  # pruned by another worker meanwhile
+                    continue
+        else:
+            with self._lock:
+                items = list(reversed(self._plans.items()))
         return [
             StoredPlan(plan_id=k, model=p.model, feasible=p.feasible, summary=p.summary)
-            for k, p in reversed(items)
+            for k, p in items
         ]
+
+    # ---------------------------------------------------------------- shared directory
+
+    # Files are named <time made, ns>-<id>.json: the name orders them (file times are too
+    # coarse: two plans written within one clock tick would tie).
+
+    def _files_newest_first(self) -> list[Path]:
+        assert self._directory is not None
+        return sorted(self._directory.glob("*-*.json"), reverse=True)
+
+    def _ids_newest_first(self) -> list[str]:
+        return [path.stem.split("-", 1)[1] for path in self._files_newest_first()]
+
+    def _write(self, plan_id: str, text: str) -> None:
+        assert self._directory is not None
+        for older in self._directory.glob(f"*-{plan_id}.json"):  # the same plan asked again
+            older.unlink(missing_ok=True)
+        path = self._directory / f"{time.time_ns():020d}-{plan_id}.json"
+        # Written aside and renamed: a reader in another worker never sees half a plan.
+        staging = path.with_name(f".{plan_id}.{os.getpid()}.{threading.get_ident()}.tmp")
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(path)
+        for stale in self._files_newest_first()[self._capacity :]:
+            stale.unlink(missing_ok=True)
+
+    def _read(self, plan_id: str) -> Plan:
+        from quantplan.planner.plan import Plan
+
+        assert self._directory is not None
+        # Ids are 12 hex digits (a sha256 prefix); anything else names no file here.
+        if len(plan_id) == 12 and all(c in "0123456789abcdef" for c in plan_id):
+            for path in self._directory.glob(f"*-{plan_id}.json"):
+                try:
+                    return Plan.model_validate_json(path.read_text(encoding="utf-8"))
+                except FileNotFoundError:  # replaced or pruned by another worker meanwhile
+                    continue
+        raise UnknownNameError("plan", plan_id, self._ids_newest_first())
 
 
 def _option_row(role: str, d: Deployment, reference: float | None) -> dict[str, Any]:
