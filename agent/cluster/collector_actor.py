@@ -13,12 +13,12 @@ from pathlib import Path
 import ray
 from quantplan.agent.cluster.collector import CollectorStats, ReportCollector, SubmitResult
 from quantplan.agent.cluster.events import EventBatch, FleetEvent, parse_event
+from quantplan.agent.cluster.naming import NAMESPACE
 from quantplan.catalog.reports import MeasurementReport
 
 from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
 
-NAMESPACE = "quantplan"
 COLLECTOR_NAME = "quantplan-collector"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 """Ray's built-in resource that only the head node has: pins the collector (and its spool)."""

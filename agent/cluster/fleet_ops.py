@@ -50,7 +50,7 @@ class FleetStatus(BaseModel):
 def fleet_status(address: str = "auto") -> FleetStatus:
     import ray
     from quantplan.agent.cluster.local import attach
-    from quantplan.agent.cluster.node_agent import instance_type_of
+    from quantplan.agent.cluster.naming import instance_type_of
     from quantplan.agent.cluster.replicas import healthy_replicas
 
     connected = attach(address)

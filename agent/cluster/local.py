@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from quantplan.agent.cluster.local_host import ClusterRequest, ClusterState, WorkerRequest
+from quantplan.agent.cluster.naming import NAMESPACE
 
 from quantplan.errors import QuantplanError, UnknownNameError
 from quantplan.paths import data_dir
 
-NAMESPACE = "quantplan"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 """Ray's own switch for single-host clusters: with it, a driver resolves 127.0.0.1 to itself
 instead of to the host's routable address (``services.get_node_ip_address``)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from quantplan.agent.cluster.collector_actor import NAMESPACE, CollectorClient
+from quantplan.agent.cluster.collector_actor import CollectorClient
 from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent
 from quantplan.agent.cluster.jobs import (
     JOB,
@@ -32,14 +32,13 @@ from quantplan.agent.cluster.jobs import (
     ServeJob,
     StopJob,
 )
-from quantplan.agent.cluster.replicas import note_server, replicas_dir
+from quantplan.agent.cluster.naming import NAMESPACE, agent_name, instance_type_of
+from quantplan.agent.cluster.replicas import note_server, replicas_dir, stop_noted_servers
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
 from quantplan.errors import QuantplanError
 
-AGENT_PREFIX = "quantplan-agent-"
-INSTANCE_PREFIX = "instance:"
 PROGRESS_MIN_INTERVAL_S = 1.0
 """A job's progress events go out at most this often unless its stage changes: a quantizer
 reporting every layer must not flood the collector's bounded event log."""
@@ -50,10 +49,6 @@ class RayletLostError(QuantplanError):
     lives on only until it notices. Its answer is a node loss, not a job failure."""
 
     kind = "interrupted"
-
-
-def agent_name(node_id: str) -> str:
-    return AGENT_PREFIX + node_id[:16]
 
 
 def _isa_flags(flags: frozenset[str]) -> tuple[str, ...]:
@@ -325,8 +320,6 @@ class NodeAgent:
         }
 
     def _stop(self, replica_id: str) -> dict[str, Any]:
-        from quantplan.agent.cluster.replicas import stop_noted_servers
-
         handle = self.servers.pop(replica_id, None)
         if handle is None:
             # A server this agent holds no handle for (an earlier incarnation's, or one whose
@@ -339,8 +332,6 @@ class NodeAgent:
 
     def _stop_orphaned_servers(self) -> None:
         """Servers a previous incarnation of this agent started: nobody manages them now."""
-        from quantplan.agent.cluster.replicas import stop_noted_servers
-
         stop_noted_servers(node_id=self.facts.node_id)
 
     def _benchmark(self, job: BenchmarkJob) -> dict[str, Any]:
@@ -500,13 +491,6 @@ def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
             continue
         responsive.append(pings[ping])
     return sorted(responsive, key=lambda ref: ref.node_id)
-
-
-def instance_type_of(resources: dict[str, float]) -> str | None:
-    for key in resources:
-        if key.startswith(INSTANCE_PREFIX):
-            return key.removeprefix(INSTANCE_PREFIX)
-    return None
 
 
 class AgentRef:

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from quantplan.agent.cluster.jobs import JobResult, StopJob
+from quantplan.agent.cluster.naming import NAMESPACE, agent_name
+
 from quantplan.paths import data_dir
 
 if TYPE_CHECKING:
@@ -136,9 +139,7 @@ def healthy_replicas(state: DeploymentState | None) -> set[str]:
 def stop_replica(record: ReplicaRecord) -> None:
     """Stop a replica through its node agent; if the agent is gone, stop the noted process
     group (the agent notes it at launch), else the pid the replica answered with."""
-    import ray
-    from quantplan.agent.cluster.jobs import JobResult, StopJob
-    from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
+    import ray  # here, not above: apply's validation must not import Ray
 
     job = StopJob(job_id=f"stop-{record.spec.replica_id}", replica_id=record.spec.replica_id)
     try:

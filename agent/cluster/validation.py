@@ -206,7 +206,7 @@ def cluster_refusals(plan: Plan, alive_instance_types: list[str]) -> list[str]:
 def alive_instance_types() -> list[str]:
     """The declared instance type of every alive node: a read-only look at the cluster."""
     import ray
-    from quantplan.agent.cluster.node_agent import instance_type_of
+    from quantplan.agent.cluster.naming import instance_type_of
 
     types = [
         instance_type_of(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")
