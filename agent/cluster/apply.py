@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from quantplan.agent.cluster.replicas import healthy_replicas, stop_replica
 from quantplan.agent.cluster.validation import (
     PlanDoesNotMatchCatalogError,
     PlanRefusedError,
-    alive_instance_types,
+    alive_node_offers,
     built_toolchains,
     catalog_refusals,
     cluster_refusals,
@@ -136,7 +137,7 @@ class _Applier:
 
         agents = start_node_agents()
         # A node may have gone between the read-only look and now: its agent does not answer.
-        reasons = cluster_refusals(self.plan, [agent.instance_type for agent in agents])
+        reasons = cluster_refusals(self.plan, [agent.offer for agent in agents])
         if reasons:
             self.event("refused", tuple(reasons))
             raise PlanRefusedError(reasons)
@@ -245,17 +246,20 @@ class _Applier:
     ) -> None:
         """Start ``specs`` side by side; every outcome, started or failed, lands in ``state``
         (saved) before this returns or raises, so ``status`` and ``destroy`` see them all."""
-        busy = {record.node_id for record in state.replicas.values()}
+        # A node holds replicas_per_instance replicas (GPU subsets of a multi-GPU instance; one
+        # on a CPU instance); Ray gives each its own GPUs there.
+        held = Counter(record.node_id for record in state.replicas.values())
         placements = []
         for spec in specs:
             state.failed.pop(spec.replica_id, None)  # tried again now
             free = [a for a in agents if a.instance_type == spec.instance_type]
-            free = [a for a in free if a.node_id not in busy]
+            free = [a for a in free if held[a.node_id] < spec.replicas_per_instance]
             node = free[0].node_id if free else None
             if node is not None:
-                busy.add(node)
+                held[node] += 1
             placements.append((spec, node))
         # Each replica may only move to a node no other replica of this apply was given.
+        busy = set(held)
         given = {node for _, node in placements if node is not None} | busy
         with ThreadPoolExecutor(max_workers=max(1, len(placements))) as pool:
             futures = {
@@ -568,7 +572,7 @@ def apply_plan(
         raise PlanDoesNotMatchCatalogError(reasons)
     name = options.name or plan.model
     cluster = attach(address)
-    reasons = cluster_refusals(plan, alive_instance_types())
+    reasons = cluster_refusals(plan, alive_node_offers())
     reasons += toolchain_refusals(plan, built_toolchains())
     if reasons:
         if not options.dry_run:

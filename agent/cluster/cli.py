@@ -39,18 +39,27 @@ def cluster_up_command(
     ] = "c7i.xlarge:2",
     head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head node")] = 4,
     db: Annotated[str | None, typer.Option(help="Catalog URL", envvar="QUANTPLAN_DB")] = None,
+    fake_gpus: Annotated[
+        bool,
+        typer.Option(
+            "--fake-gpus",
+            help="GPU instance types declare the catalog's GPUs as logical Ray resources, "
+            "labelled fake (no device: for testing GPU plans on a CPU machine)",
+        ),
+    ] = False,
 ) -> None:
     """Start a Ray head and worker nodes on this machine (127.0.0.1, token auth)."""
     from quantplan.agent.cluster.local import cluster_up
 
     with console.status("starting the local Ray cluster..."):
-        state = cluster_up(nodes, head_cpus=head_cpus, database_url=db)
+        state = cluster_up(nodes, head_cpus=head_cpus, database_url=db, fake_gpus=fake_gpus)
     with console.status("starting the collector and the node agents..."):
         start_services(state, db)
-    table = Table("node", "instance type", "logical CPUs", "node id")
+    table = Table("node", "instance type", "logical CPUs", "GPUs", "node id")
     for node in state.nodes:
+        gpus = f"{node.fake_gpus} {node.accelerator_type} (fake)" if node.fake_gpus else "-"
         table.add_row(
-            node.name, node.instance_type or "(head)", str(node.num_cpus), node.node_id[:12]
+            node.name, node.instance_type or "(head)", str(node.num_cpus), gpus, node.node_id[:12]
         )
     console.print(table)
     console.print(f"cluster at [bold]{state.address}[/]; stop it with `quantplan cluster down`")
@@ -209,10 +218,15 @@ def status_command(
         typer.echo(status.model_dump_json(indent=2))
         return
     console.print(f"cluster: {status.cluster}", highlight=False)
-    nodes = Table("node", "instance type", "alive", "CPUs")
+    nodes = Table("node", "instance type", "alive", "CPUs", "GPUs")
     for node in status.nodes:
+        gpus = f"{node.gpus} {node.accelerator_type or ''}".strip() if node.gpus else "-"
         nodes.add_row(
-            node.node_id[:12], node.instance_type or "(head)", str(node.alive), f"{node.cpus:g}"
+            node.node_id[:12],
+            node.instance_type or "(head)",
+            str(node.alive),
+            f"{node.cpus:g}",
+            gpus + (" (fake)" if node.fake_gpus else ""),
         )
     console.print(nodes)
     replicas = Table("deployment", "engine", "node", "state")

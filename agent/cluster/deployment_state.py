@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from quantplan.agent.toolchains.gpu import accelerator_type_for_hardware
 from quantplan.planner.plan import Deployment, Plan
 
 from quantplan.errors import QuantplanError
@@ -43,6 +44,13 @@ class ReplicaSpec(BaseModel):
     )
     context_tokens: int | None = Field(
         default=None, ge=1, description="Prompt plus output tokens of one request in the plan"
+    )
+    accelerators: int = Field(default=0, ge=0, description="GPUs per replica (0 = CPU)")
+    accelerator_type: str | None = Field(
+        default=None, description="Ray accelerator type of those GPUs, e.g. H100"
+    )
+    replicas_per_instance: int = Field(
+        default=1, ge=1, description="Replicas side by side on one node (GPU subsets)"
     )
 
 
@@ -151,6 +159,13 @@ def _spec(
         deployment_index=index,
         concurrency=deployment.metrics.concurrency,
         context_tokens=context_tokens,
+        accelerators=deployment.accelerator_count,
+        accelerator_type=(
+            accelerator_type_for_hardware(deployment.hardware)
+            if deployment.accelerator_count
+            else None
+        ),
+        replicas_per_instance=deployment.replicas_per_instance,
     )
 
 
@@ -215,10 +230,19 @@ def all_states() -> list[DeploymentState]:
 MIN_CONTEXT_TOKENS = 512
 
 
-def serve_shape(spec: ReplicaSpec) -> dict[str, int]:
+def serve_shape(spec: ReplicaSpec) -> dict[str, int | float | str]:
     """The engine options a replica starts with, from the plan's operating point: parallel
-    slots (llama-server's -np) at the planned concurrency, and the context per sequence."""
-    shape: dict[str, int] = {}
+    slots (llama-server's -np, vLLM's --max-num-seqs) at the planned concurrency, the context
+    per sequence, and for a GPU replica its GPUs and the share of their memory the planner
+    sized it with (its KV cache fits there)."""
+    from quantplan.planner.hardware import GPU_MEMORY_UTILIZATION
+
+    shape: dict[str, int | float | str] = {}
+    if spec.accelerators:
+        shape["gpus"] = spec.accelerators
+        shape["gpu_memory_fraction"] = GPU_MEMORY_UTILIZATION
+        if spec.accelerator_type:
+            shape["accelerator_type"] = spec.accelerator_type
     if spec.concurrency is not None:
         shape["parallel_slots"] = spec.concurrency
     if spec.context_tokens is not None:

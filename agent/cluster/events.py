@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from quantplan.agent.toolchains.gpu import AcceleratorInventory
 
 DEFAULT_CAPACITY = 10_000
 """Events a bus keeps for late or slow subscribers before the oldest are dropped."""
@@ -53,6 +54,11 @@ class HardwareFacts(BaseModel):
     cpu_model: str = Field(default="", description="CPU model string, if readable")
     isa_flags: tuple[str, ...] = Field(default=(), description="Relevant ISA flags: avx2, ...")
     gpus: tuple[str, ...] = Field(default=(), description="GPU names, empty on CPU nodes")
+    accelerators: AcceleratorInventory | None = Field(
+        default=None,
+        description="GPUs: detected by nvidia-smi (model, memory, capability, driver, CUDA), or "
+        "logical ones a test node declares (fake=True); None from older agents",
+    )
 
 
 class NodeEvent(_Event):

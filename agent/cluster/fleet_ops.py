@@ -35,6 +35,9 @@ class NodeStatus(BaseModel):
     alive: bool
     cpus: float
     address: str
+    gpus: int = Field(default=0, ge=0, description="GPUs the node declares to Ray")
+    accelerator_type: str | None = Field(default=None, description="Ray accelerator type")
+    fake_gpus: bool = Field(default=False, description="Logical GPUs only (a test node)")
 
 
 class FleetStatus(BaseModel):
@@ -45,6 +48,19 @@ class FleetStatus(BaseModel):
     nodes: tuple[NodeStatus, ...]
     replicas: tuple[ReplicaStatus, ...]
     collector: dict[str, object] | None = None
+
+
+def _gpu_fields(resources: dict[str, float]) -> dict[str, object]:
+    from quantplan.agent.cluster.naming import node_offer
+
+    offer = node_offer(resources)
+    if offer is None:
+        return {}
+    return {
+        "gpus": offer.gpus,
+        "accelerator_type": offer.accelerator_type,
+        "fake_gpus": offer.fake_gpus,
+    }
 
 
 def fleet_status(address: str = "auto") -> FleetStatus:
@@ -61,6 +77,7 @@ def fleet_status(address: str = "auto") -> FleetStatus:
             alive=bool(node.get("Alive")),
             cpus=float(node.get("Resources", {}).get("CPU", 0.0)),
             address=node.get("NodeManagerAddress", ""),
+            **_gpu_fields(node.get("Resources", {})),
         )
         for node in ray.nodes()
     )

@@ -47,6 +47,17 @@ class ServeJob(_Job):
     max_model_len: int | None = Field(
         default=None, ge=64, description="Context tokens per sequence; None = the engine default"
     )
+    gpus: int = Field(
+        default=0, ge=0, le=16, description="GPUs the replica gets from Ray (0 = a CPU replica)"
+    )
+    accelerator_type: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,40}$",
+        description="Ray accelerator type the GPUs must be (accelerator_type:<T>)",
+    )
+    gpu_memory_fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Share of each GPU's memory the engine may take"
+    )
 
 
 class StopJob(_Job):

@@ -73,11 +73,40 @@ def instance_vcpus(names: list[str], database_url: str | None = None) -> dict[st
     return {name: known[name] for name in names}
 
 
-def build_request(spec: str, *, head_cpus: int = 4, database_url: str | None = None):
+def instance_gpus(names: list[str], database_url: str | None = None) -> dict[str, tuple[int, str]]:
+    """GPUs of each named GPU instance type and their Ray accelerator type, from the catalog."""
+    from quantplan.agent.toolchains.gpu import accelerator_type_for_hardware
+    from quantplan.catalog.db import open_catalog
+    from quantplan.catalog.snapshot import load_snapshot
+
+    snapshot = load_snapshot(open_catalog(database_url))
+    return {
+        i.name: (i.accelerator_count, accelerator_type_for_hardware(i.hardware))
+        for i in snapshot.instances
+        if i.name in names and i.accelerator_count > 0
+    }
+
+
+def build_request(
+    spec: str,
+    *,
+    head_cpus: int = 4,
+    database_url: str | None = None,
+    fake_gpus: bool = False,
+) -> ClusterRequest:
+    """Workers as ``spec`` asks; with ``fake_gpus``, a GPU instance type's node declares the
+    catalog's GPUs as logical Ray resources (no device: for tests of GPU plans)."""
     nodes = parse_node_spec(spec)
     vcpus = instance_vcpus([name for name, _ in nodes], database_url)
+    gpus = instance_gpus([name for name, _ in nodes], database_url) if fake_gpus else {}
     workers = [
-        WorkerRequest(name=f"{name}-{index}", instance_type=name, num_cpus=vcpus[name])
+        WorkerRequest(
+            name=f"{name}-{index}",
+            instance_type=name,
+            num_cpus=vcpus[name],
+            fake_gpus=gpus[name][0] if name in gpus else 0,
+            accelerator_type=gpus[name][1] if name in gpus else None,
+        )
         for name, count in nodes
         for index in range(1, count + 1)
     ]
@@ -102,6 +131,7 @@ def cluster_up(
     head_cpus: int = 4,
     database_url: str | None = None,
     timeout_s: float = START_TIMEOUT_S,
+    fake_gpus: bool = False,
 ) -> ClusterState:
     """Start the local cluster and return once every node has joined."""
     state_dir = state_dir or default_state_dir()
@@ -111,7 +141,9 @@ def cluster_up(
             f"a local cluster is already running at {running.address} ({len(running.nodes)} nodes)",
             hint="stop it first with `quantplan cluster down`",
         )
-    request = build_request(spec, head_cpus=head_cpus, database_url=database_url)
+    request = build_request(
+        spec, head_cpus=head_cpus, database_url=database_url, fake_gpus=fake_gpus
+    )
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "state.json").unlink(missing_ok=True)
     (state_dir / "request.json").write_text(request.model_dump_json(indent=2))

@@ -39,6 +39,12 @@ class WorkerRequest(BaseModel):
     name: str = Field(description="Node name, e.g. c7i.xlarge-1")
     instance_type: str
     num_cpus: int = Field(ge=1, description="Logical CPUs declared to Ray")
+    fake_gpus: int = Field(
+        default=0, ge=0, description="Logical GPUs declared to Ray (no device behind them)"
+    )
+    accelerator_type: str | None = Field(
+        default=None, description="Ray accelerator type of the fake GPUs, e.g. L4"
+    )
 
 
 class ClusterRequest(BaseModel):
@@ -57,6 +63,8 @@ class NodeRecord(BaseModel):
     instance_type: str | None = Field(description="None for the head")
     num_cpus: int
     raylet_pid: int | None = None
+    fake_gpus: int = Field(default=0, ge=0, description="Logical GPUs only: no device exists")
+    accelerator_type: str | None = None
 
 
 class ClusterState(BaseModel):
@@ -66,6 +74,20 @@ class ClusterState(BaseModel):
     host_pid: int = Field(description="This process: SIGTERM it to stop the cluster")
     nodes: tuple[NodeRecord, ...]
     temp_dir: str
+
+
+def worker_resources(worker: WorkerRequest) -> dict[str, float]:
+    """A worker's custom resources: its instance type, and for fake GPUs the accelerator type
+    (Ray's convention) and the marker that says they are fake. ``GPU`` itself is num_gpus."""
+    from quantplan.agent.cluster.naming import FAKE_GPU_RESOURCE
+    from quantplan.agent.toolchains.gpu import fake_inventory, ray_resources
+
+    resources = {instance_resource(worker.instance_type): 1.0, NODE_RESOURCE: 1.0}
+    if worker.fake_gpus and worker.accelerator_type:
+        declared = ray_resources(fake_inventory(worker.accelerator_type, worker.fake_gpus))
+        declared.pop("GPU")
+        resources |= declared | {FAKE_GPU_RESOURCE: float(worker.fake_gpus)}
+    return resources
 
 
 def _raylet_pid(node: object) -> int | None:
@@ -107,9 +129,9 @@ def main(state_dir: Path) -> None:
         ]
         for worker in request.workers:
             node = cluster.add_node(
-                **common,
+                **{**common, "num_gpus": worker.fake_gpus},
                 num_cpus=worker.num_cpus,
-                resources={instance_resource(worker.instance_type): 1, NODE_RESOURCE: 1},
+                resources=worker_resources(worker),
                 node_ip_address="127.0.0.1",
                 node_name=worker.name,
             )
@@ -120,6 +142,8 @@ def main(state_dir: Path) -> None:
                     instance_type=worker.instance_type,
                     num_cpus=worker.num_cpus,
                     raylet_pid=_raylet_pid(node),
+                    fake_gpus=worker.fake_gpus,
+                    accelerator_type=worker.accelerator_type,
                 )
             )
         cluster.wait_for_nodes()

@@ -8,6 +8,8 @@ importing one another.
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 NAMESPACE = "quantplan"
 """The Ray namespace of every named actor quantplan starts (agents, the collector, GPU leases)."""
 AGENT_PREFIX = "quantplan-agent-"
@@ -26,3 +28,44 @@ def instance_type_of(resources: dict[str, float]) -> str | None:
         if key.startswith(INSTANCE_PREFIX):
             return key.removeprefix(INSTANCE_PREFIX)
     return None
+
+
+FAKE_GPU_RESOURCE = "quantplan:fake_gpus"
+"""Declared (with the fake GPUs' count) by a test node whose ``GPU`` resources are logical only:
+Ray schedules on them, no device exists. Agents, ``cluster status`` and refusals say "fake"."""
+ACCELERATOR_TYPE_PREFIX = "accelerator_type:"
+
+
+class NodeOffer(BaseModel):
+    """What one alive node offers a plan, read from its Ray resources."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_type: str = Field(description="The catalog instance type the node stands for")
+    gpus: int = Field(default=0, ge=0, description="GPUs the node declares to Ray")
+    accelerator_type: str | None = Field(default=None, description="Ray's accelerator type")
+    fake_gpus: bool = Field(default=False, description="The GPUs are logical only (tests)")
+
+    def describe(self) -> str:
+        if not self.gpus:
+            return f"{self.instance_type} (no GPU)"
+        fake = " (fake)" if self.fake_gpus else ""
+        return f"{self.instance_type} with {self.gpus} {self.accelerator_type or '?'} GPU{fake}"
+
+
+def node_offer(resources: dict[str, float]) -> NodeOffer | None:
+    """The offer of a node with these Ray resources; None for a node of no instance type."""
+    instance_type = instance_type_of(resources)
+    if instance_type is None:
+        return None
+    types = [
+        k.removeprefix(ACCELERATOR_TYPE_PREFIX)
+        for k in resources
+        if k.startswith(ACCELERATOR_TYPE_PREFIX)
+    ]
+    return NodeOffer(
+        instance_type=instance_type,
+        gpus=int(resources.get("GPU", 0)),
+        accelerator_type=types[0] if types else None,
+        fake_gpus=resources.get(FAKE_GPU_RESOURCE, 0) > 0,
+    )

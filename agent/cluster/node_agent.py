@@ -22,6 +22,7 @@ from typing import Any
 import ray
 from quantplan.agent.cluster.collector_actor import CollectorClient
 from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent
+from quantplan.agent.cluster.gpu_lease import GpuLeaseError, acquire_gpus, release_gpus
 from quantplan.agent.cluster.jobs import (
     JOB,
     BenchmarkJob,
@@ -32,8 +33,15 @@ from quantplan.agent.cluster.jobs import (
     ServeJob,
     StopJob,
 )
-from quantplan.agent.cluster.naming import NAMESPACE, agent_name, instance_type_of
+from quantplan.agent.cluster.naming import (
+    NAMESPACE,
+    NodeOffer,
+    agent_name,
+    instance_type_of,
+    node_offer,
+)
 from quantplan.agent.cluster.replicas import note_server, replicas_dir, stop_noted_servers
+from quantplan.agent.toolchains.gpu import AcceleratorInventory
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
@@ -65,6 +73,7 @@ def node_facts(instance_type: str) -> HardwareFacts:
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
     declared = next((n for n in ray.nodes() if n["NodeID"] == node_id), {})
+    accelerators = node_accelerators(declared.get("Resources", {}))
     return HardwareFacts(
         node_id=node_id,
         node_ip=declared.get("NodeManagerAddress", ""),
@@ -75,8 +84,23 @@ def node_facts(instance_type: str) -> HardwareFacts:
         memory_gb=round(host.memory_gb, 2),
         cpu_model=host.cpu_model,
         isa_flags=_isa_flags(host.cpu_flags),
-        gpus=(host.gpu_name,) if host.gpu_name else (),
+        gpus=tuple(d.name for d in accelerators.devices)
+        or (f"{accelerators.accelerator_type} (fake)",) * accelerators.count,
+        accelerators=accelerators,
     )
+
+
+def node_accelerators(resources: dict[str, float]) -> AcceleratorInventory:
+    """The node's GPUs: the logical ones a test node declares (labelled fake), else what
+    nvidia-smi lists. Ray's ``GPU`` and ``accelerator_type:<T>`` resources are declared when a
+    node starts (``ray start`` detects the same GPUs, `cluster up --fake-gpus` declares fake
+    ones); an agent cannot add resources to its node afterwards, so it reports what it found."""
+    from quantplan.agent.toolchains.gpu import detect_accelerators, fake_inventory
+
+    offer = node_offer(resources)
+    if offer is not None and offer.fake_gpus and offer.accelerator_type:
+        return fake_inventory(offer.accelerator_type, offer.gpus)
+    return detect_accelerators()
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=8)
@@ -261,8 +285,17 @@ class NodeAgent:
 
         if job.replica_id in self.servers and self.servers[job.replica_id].alive():
             return self._endpoint_payload(job.replica_id)  # idempotent: already serving
-        engine = get_engine(job.engine)
-        python = built_engine(engine, f"{self.instance_type} node {self.facts.node_id[:12]}")
+        where = f"{self.instance_type} node {self.facts.node_id[:12]}"
+        hardware = None
+        if job.gpus:
+            engine, hardware = self._gpu_engine(job, where)
+        else:
+            engine = get_engine(job.engine)
+        try:
+            python = built_engine(engine, where)
+        except BaseException:
+            release_gpus(job.replica_id)
+            raise
         options = ServeOptions(
             host="127.0.0.1",
             port=job.port,
@@ -283,10 +316,16 @@ class NodeAgent:
 
         try:
             handle = start_server(
-                engine, Path(job.artifact_path), options, python=python, on_launch=noted
+                engine,
+                Path(job.artifact_path),
+                options,
+                python=python,
+                hardware=hardware,
+                on_launch=noted,
             )
         except BaseException:
             (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)  # it stopped it
+            release_gpus(job.replica_id)
             raise
         if self._raylet_lost():
             # A raylet killed while the engine loaded leaves this worker alive for a few
@@ -294,6 +333,7 @@ class NodeAgent:
             # lost would be managed by nobody. Stop it and answer a node loss.
             handle.stop()
             (replicas_dir() / f"{job.replica_id}.json").unlink(missing_ok=True)
+            release_gpus(job.replica_id)
             raise RayletLostError(
                 f"{self.instance_type} node {self.facts.node_id[:12]} was lost (its raylet "
                 f"died) while {job.replica_id} started"
@@ -303,6 +343,41 @@ class NodeAgent:
             job.replica_id, {**note, "pid": handle.pid, "port": handle.port, "state": "healthy"}
         )
         return self._endpoint_payload(job.replica_id)
+
+    def _gpu_engine(self, job: ServeJob, where: str) -> tuple[Any, Any]:
+        """The CUDA engine of a GPU replica on the GPUs Ray leases it, and this host as that
+        engine sees it. Refused at once on a node without GPUs of the job's type."""
+        from quantplan.agent.cluster.gpu_engines import (
+            GpuAssignment,
+            gpu_engine,
+            gpu_host_hardware,
+        )
+        from quantplan.agent.serve.hardware import detect_host
+
+        inventory = self.facts.accelerators
+        have = inventory.describe() if inventory else "no GPU"
+        if (
+            inventory is None
+            or inventory.count < job.gpus
+            or (job.accelerator_type and inventory.accelerator_type != job.accelerator_type)
+        ):
+            raise GpuLeaseError(
+                f"{job.replica_id} needs {job.gpus} {job.accelerator_type or ''} GPU(s); "
+                f"{where} has {have}",
+                hint="apply refuses such plans up front; the node changed since",
+            )
+        devices = acquire_gpus(job.replica_id, self.facts.node_id, job.gpus, job.accelerator_type)
+        assignment = GpuAssignment(
+            visible_devices=devices,
+            accelerator_type=job.accelerator_type,
+            memory_fraction=job.gpu_memory_fraction or 0.9,
+        )
+        try:
+            engine = gpu_engine(job.engine, assignment)
+        except BaseException:
+            release_gpus(job.replica_id)
+            raise
+        return engine, gpu_host_hardware(detect_host(), inventory)
 
     def _raylet_lost(self) -> bool:
         """Whether the raylet that started this worker has died (the worker is its child)."""
@@ -325,14 +400,17 @@ class NodeAgent:
             # A server this agent holds no handle for (an earlier incarnation's, or one whose
             # serve job was cut short) is stopped through its note.
             noted = stop_noted_servers(node_id=self.facts.node_id, replica_ids={replica_id})
+            release_gpus(replica_id)
             return {"stopped": bool(noted)}
         handle.stop()
         (replicas_dir() / f"{replica_id}.json").unlink(missing_ok=True)
+        release_gpus(replica_id)
         return {"stopped": True}
 
     def _stop_orphaned_servers(self) -> None:
         """Servers a previous incarnation of this agent started: nobody manages them now."""
-        stop_noted_servers(node_id=self.facts.node_id)
+        for replica_id in stop_noted_servers(node_id=self.facts.node_id):
+            release_gpus(replica_id)
 
     def _benchmark(self, job: BenchmarkJob) -> dict[str, Any]:
         from quantplan.agent.bench.client import Endpoint
@@ -478,7 +556,10 @@ def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
             get_if_exists=True,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
         ).remote(instance_type)
-        refs.append(AgentRef(node_id=node_id, instance_type=instance_type, handle=handle))
+        offer = node_offer(node.get("Resources", {}))
+        refs.append(
+            AgentRef(node_id=node_id, instance_type=instance_type, handle=handle, offer=offer)
+        )
     # An agent whose node is dying (not yet marked dead) does not answer, and one asked for on
     # a node that is already gone cannot be placed: leave both out.
     pings = {ref.handle.ping.remote(): ref for ref in refs}
@@ -496,10 +577,13 @@ def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
 class AgentRef:
     """A node agent and the node it stands for."""
 
-    def __init__(self, node_id: str, instance_type: str, handle: Any) -> None:
+    def __init__(
+        self, node_id: str, instance_type: str, handle: Any, offer: NodeOffer | None = None
+    ) -> None:
         self.node_id = node_id
         self.instance_type = instance_type
         self.handle = handle
+        self.offer = offer or NodeOffer(instance_type=instance_type)
 
     def __repr__(self) -> str:
         return f"AgentRef({self.instance_type} on {self.node_id[:12]})"

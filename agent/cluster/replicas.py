@@ -153,3 +153,7 @@ def stop_replica(record: ReplicaRecord) -> None:
         pass
     if not stop_noted_servers(replica_ids={record.spec.replica_id}):
         stop_process_group(record.pid)
+    if record.spec.accelerators:
+        from quantplan.agent.cluster.gpu_lease import release_gpus  # imports Ray, as above
+
+        release_gpus(record.spec.replica_id)  # the agent that held it is gone

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from quantplan.agent.cluster.naming import NodeOffer, node_offer
 from quantplan.planner.plan import Deployment, Plan
 
 from quantplan.errors import QuantplanError, did_you_mean
@@ -108,14 +109,19 @@ def catalog_refusals(
 def toolchain_refusals(plan: Plan, built: set[str]) -> list[str]:
     """The toolchains the fleet needs (engines, quantizers) that are not built here. Call it
     only on a plan :func:`catalog_refusals` accepted: its engines and methods are known."""
-    wanted = {ENGINE_TOOLCHAINS[d.engine] for d in plan.fleet}
+    from quantplan.agent.toolchains.specs import host_engine_toolchain
+
+    # Per host: a GPU deployment's engine runs its CUDA toolchain (vllm-cuda), a CPU one its
+    # CPU toolchain. llama.cpp's GPU server (the CUDA llama-server) is built on the GPU node
+    # for its architecture, which this machine cannot know: its node agent checks it.
+    wanted = {host_engine_toolchain(d.engine, gpu=d.accelerator_count > 0) for d in plan.fleet}
     wanted |= {QUANTIZE_TOOLCHAINS[d.method] for d in plan.fleet if d.method != "baseline"}
     reasons = [
         f"toolchain {toolchain} is not installed (run `quantplan toolchain install {toolchain}`)"
         for toolchain in sorted(wanted - built)
     ]
     # A binary whose toolchain is missing as well is built by that same install: one line.
-    for engine in sorted({d.engine for d in plan.fleet}):
+    for engine in sorted({d.engine for d in plan.fleet if not d.accelerator_count}):
         binary, toolchain = ENGINE_BUILDS.get(engine), ENGINE_TOOLCHAINS[engine]
         if binary is not None and binary not in built and toolchain in built:
             reasons.append(
@@ -159,17 +165,18 @@ def _deployment_problem(
     )
     if instance is None:
         return f"unknown instance type {shown(str(d.instance))}"
-    if (instance.hardware, instance.accelerator_count) != (d.hardware, d.accelerator_count):
+    # A multi-GPU instance holds replicas_per_instance replicas of accelerator_count GPUs each.
+    on_instance = d.accelerator_count * d.replicas_per_instance
+    if (instance.hardware, instance.accelerator_count) != (d.hardware, on_instance):
         return (
             f"{d.instance} is {instance.hardware} x{instance.accelerator_count} in the catalog, "
-            f"not {shown(d.hardware)} x{d.accelerator_count}"
-        )
-    if d.accelerator_count > 0:
-        return (
-            f"{d.label} needs {d.accelerator_count} GPU(s) per replica; "
-            "GPU nodes are not supported by this agent yet"
+            f"not {shown(d.hardware)} x{on_instance}"
         )
     device = "gpu" if d.accelerator_count else "cpu"
+    if d.accelerator_count and d.engine == "vllm":
+        problem = _tensor_parallel_problem(plan, d.accelerator_count, snapshot)
+        if problem is not None:
+            return problem
     if not any(
         s.engine == d.engine
         and s.family == scheme.family
@@ -186,32 +193,81 @@ def _deployment_problem(
     return None
 
 
-def cluster_refusals(plan: Plan, alive_instance_types: list[str]) -> list[str]:
-    """Every reason the alive nodes (one per instance, by declared type) cannot hold the fleet."""
-    have = Counter(alive_instance_types)
-    need: Counter[str] = Counter()
+def _tensor_parallel_problem(plan: Plan, gpus: int, snapshot: CatalogSnapshot) -> str | None:
+    """vLLM shards a replica over its GPUs by tensor parallelism: only degrees the planner
+    offers, and only ones that split the model's heads (the planner's own rule)."""
+    from quantplan.planner.candidates import tensor_parallel_problem
+    from quantplan.planner.hardware import TENSOR_PARALLEL_SIZES, model_shape_from_record
+
+    if gpus not in TENSOR_PARALLEL_SIZES:
+        sizes = ", ".join(map(str, TENSOR_PARALLEL_SIZES))
+        return f"vLLM runs tensor parallel over {sizes} GPUs, not {gpus}"
+    model = plan.targets.model
+    shape = (
+        model_shape_from_record(snapshot.model_by_name[model]) if isinstance(model, str) else model
+    )
+    return tensor_parallel_problem(shape, gpus)  # type: ignore[arg-type]
+
+
+def cluster_refusals(plan: Plan, offers: list[NodeOffer] | list[str]) -> list[str]:
+    """Every reason the alive nodes (one per instance, by declared type and GPUs) cannot hold
+    the fleet. ``offers`` may be bare instance types (nodes without GPUs)."""
+    nodes = [NodeOffer(instance_type=o) if isinstance(o, str) else o for o in offers]
+    have = Counter(node.instance_type for node in nodes)
+    need: Counter[str] = Counter()  # nodes: one per instance, which may hold several replicas
+    replicas: Counter[str] = Counter()
     for deployment in plan.fleet:
-        need[deployment.instance.name] += deployment.replicas
+        need[deployment.instance.name] += deployment.instances
+        replicas[deployment.instance.name] += deployment.replicas
     reasons = []
     for instance_type, count in sorted(need.items()):
         if have[instance_type] < count:
             offered = ", ".join(f"{t} x{n}" for t, n in sorted(have.items())) or "no worker nodes"
             reasons.append(
-                f"{count} replica(s) need {count} node(s) of {instance_type}; the cluster has "
+                f"{replicas[instance_type]} replica(s) need {count} node(s) of {instance_type}; "
+                "the cluster has "
                 f"{have[instance_type]} alive (it offers: {offered})"
             )
+    if reasons:
+        return reasons
+    for deployment in plan.fleet:
+        if deployment.accelerator_count:
+            reason = _gpu_refusal(deployment, nodes)
+            if reason is not None:
+                reasons.append(reason)
     return reasons
 
 
-def alive_instance_types() -> list[str]:
-    """The declared instance type of every alive node: a read-only look at the cluster."""
-    import ray
-    from quantplan.agent.cluster.naming import instance_type_of
+def _gpu_refusal(d: Deployment, nodes: list[NodeOffer]) -> str | None:
+    """Why the nodes of ``d``'s instance type cannot give its replicas their GPUs, or None.
+    Ray would leave a replica whose GPUs no node has pending forever."""
+    from quantplan.agent.toolchains.gpu import accelerator_type_for_hardware
 
-    types = [
-        instance_type_of(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")
-    ]
-    return [t for t in types if t is not None]
+    wanted = accelerator_type_for_hardware(d.hardware)
+    per_node = d.accelerator_count * d.replicas_per_instance
+    of_type = [n for n in nodes if n.instance_type == d.instance.name]
+    fitting = [n for n in of_type if n.accelerator_type == wanted and n.gpus >= per_node]
+    if len(fitting) >= d.instances:
+        return None
+    has = "; ".join(sorted({n.describe() for n in of_type}))
+    return (
+        f"{d.scheme} ({d.engine}) needs {d.instances} node(s) of {d.instance.name} with "
+        f"{per_node} GPU(s) of accelerator_type:{wanted} ({d.replicas} replica(s) of "
+        f"{d.accelerator_count}); {len(fitting)} alive node(s) have them (the cluster has: {has})"
+    )
+
+
+def alive_node_offers() -> list[NodeOffer]:
+    """What every alive node offers (instance type, GPUs): a read-only look at the cluster."""
+    import ray
+
+    offers = [node_offer(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+    return [o for o in offers if o is not None]
+
+
+def alive_instance_types() -> list[str]:
+    """The declared instance type of every alive node."""
+    return [offer.instance_type for offer in alive_node_offers()]
 
 
 def built_toolchains() -> set[str]:
@@ -219,8 +275,10 @@ def built_toolchains() -> set[str]:
     node agents serve with those)."""
     from quantplan.agent.toolchains import find_toolchain, known_toolchains
     from quantplan.agent.toolchains.llama_server import find_llama_server
+    from quantplan.agent.toolchains.specs import GPU_TOOLCHAINS
 
-    built = {name for name in known_toolchains() if find_toolchain(name) is not None}
+    names = [*known_toolchains(), *GPU_TOOLCHAINS]
+    built = {name for name in names if find_toolchain(name) is not None}
     if find_llama_server() is not None:
         built.add("llama-server")
     return built
