@@ -13,6 +13,10 @@ import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quantplan.agent.cluster.local_host import WorkerRequest
 
 WORKER_TYPE = "c7i.xlarge"
 
@@ -69,7 +73,11 @@ class RayTestCluster:
                 os.environ["QUANTPLAN_DATA_DIR"] = previous
 
 
-def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
+def start_test_cluster(
+    tmp: Path, workers: int = 2, extra_workers: tuple[WorkerRequest, ...] = ()
+) -> RayTestCluster:
+    """Head + ``workers`` CPU workers of WORKER_TYPE, then ``extra_workers`` declared as `cluster
+    up` declares them (instance type, and fake GPUs when a request has them)."""
     # Ray's socket paths must stay under 108 bytes: a short directory, not pytest's tmp path.
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qp-ray-", dir="/tmp")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -82,7 +90,12 @@ def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
     use_loopback_driver()
     import ray
     from quantplan.agent.cluster.collector_actor import NAMESPACE, start_collector
-    from quantplan.agent.cluster.local_host import HEAD_RESOURCE, NODE_RESOURCE, instance_resource
+    from quantplan.agent.cluster.local_host import (
+        HEAD_RESOURCE,
+        NODE_RESOURCE,
+        instance_resource,
+        worker_resources,
+    )
     from quantplan.catalog.db import open_catalog
     from ray.cluster_utils import Cluster
 
@@ -104,6 +117,15 @@ def start_test_cluster(tmp: Path, workers: int = 2) -> RayTestCluster:
                 resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
             )
             for _ in range(workers)
+        ]
+        nodes += [
+            cluster.add_node(
+                **common,
+                num_cpus=worker.num_cpus,
+                num_gpus=worker.fake_gpus,
+                resources=worker_resources(worker),
+            )
+            for worker in extra_workers
         ]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)

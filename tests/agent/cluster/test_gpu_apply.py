@@ -1,0 +1,223 @@
+"""`apply` of a GPU plan on a real local Ray cluster whose worker declares fake GPUs.
+
+Everything is real but the engine: Ray places the replicas' GPU leases, the node agent starts
+the vLLM CUDA replica through the engine seam every replica uses -- the interpreter of its
+toolchain (``vllm-cuda``), found in the toolchain cache -- and the benchmark runs against it.
+Here that interpreter is a tiny OpenAI-speaking server that records the command line and
+environment it was started with, since vLLM's CUDA build cannot run on this CPU machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from plans import GPU_INSTANCE, gpu_plan
+from quantplan.agent.cluster.local_host import WorkerRequest
+from ray_fixtures import RayTestCluster, start_test_cluster, stop_test_cluster
+
+pytestmark = [pytest.mark.ray_cluster, pytest.mark.integration, pytest.mark.slow]
+
+NO_GPU_INSTANCE = "g5.12xlarge"  # 4x A10G in the catalog; this node declares none
+
+FAKE_ENGINE = '''
+"""Stands in for vLLM's CUDA server: records its command and environment, answers OpenAI."""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+args = sys.argv[1:]
+flag = lambda name: args[args.index(name) + 1]
+port = int(flag("--port"))
+records = Path(__file__).resolve().parent.parent / "records"
+records.mkdir(exist_ok=True)
+env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
+(records / f"{port}.json").write_text(json.dumps({"argv": [sys.argv[0], *args], "env": env}))
+name = flag("--served-model-name")
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *_):
+        pass
+
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": name, "object": "model"}]}).encode()
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        tokens = int(request.get("max_tokens") or 16)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(tokens):
+            last = "length" if i == tokens - 1 else None
+            chunk = {"choices": [{"index": 0, "text": " x", "finish_reason": last}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+        usage = {"prompt_tokens": len(request["prompt"].split()), "completion_tokens": tokens}
+        self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
+        self.wfile.write(b"data: [DONE]\\n\\n")
+
+ThreadingHTTPServer((flag("--host"), port), Handler).serve_forever()
+'''
+
+
+def install_fake_vllm_cuda(cache: Path) -> Path:
+    """A 'built' vllm-cuda toolchain whose interpreter is the fake engine; returns its root."""
+    from quantplan.agent.toolchains.build import MANIFEST_NAME, Toolchain, toolchain_dir
+    from quantplan.agent.toolchains.specs import get_spec
+
+    root = toolchain_dir(get_spec("vllm-cuda"))  # under QUANTPLAN_CACHE_DIR = cache
+    assert root.is_relative_to(cache)
+    (root / "bin").mkdir(parents=True)
+    python = root / "bin" / "python"
+    python.write_text(f"#!{sys.executable}\n{FAKE_ENGINE}")
+    python.chmod(0o755)
+    toolchain = Toolchain(
+        name="vllm-cuda",
+        key=root.name.rsplit("-", 1)[1],
+        root=root,
+        python_version="3.11",
+        versions={"vllm": "fake engine for tests"},
+        built_at=datetime.now(UTC),
+        build_seconds=0.0,
+    )
+    (root / MANIFEST_NAME).write_text(toolchain.model_dump_json())
+    return root
+
+
+def fake_checkpoint(directory: Path) -> Path:
+    """Enough of a Llama checkpoint for apply's checks; the fake engine never reads weights."""
+    directory.mkdir(parents=True)
+    config = {
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "model.safetensors").write_bytes(b"\0" * 64)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RayTestCluster, Path]]:
+    tmp = tmp_path_factory.mktemp("gpucluster")
+    cache = tmp / "cache"
+    previous = os.environ.get("QUANTPLAN_CACHE_DIR")
+    os.environ["QUANTPLAN_CACHE_DIR"] = str(cache)  # nodes inherit it when they start
+    toolchain = install_fake_vllm_cuda(cache)
+    workers = (
+        WorkerRequest(
+            name="gpu-1", instance_type=GPU_INSTANCE, num_cpus=4, fake_gpus=4, accelerator_type="L4"
+        ),
+        WorkerRequest(name="nogpu-1", instance_type=NO_GPU_INSTANCE, num_cpus=4),
+    )
+    test_cluster = start_test_cluster(tmp, workers=0, extra_workers=workers)
+    try:
+        yield test_cluster, toolchain
+    finally:
+        stop_test_cluster(test_cluster)
+        if previous is None:
+            os.environ.pop("QUANTPLAN_CACHE_DIR", None)
+        else:
+            os.environ["QUANTPLAN_CACHE_DIR"] = previous
+
+
+def test_a_plan_whose_gpus_the_cluster_lacks_is_refused_in_one_line(
+    gpu_cluster: tuple[RayTestCluster, Path], tmp_path: Path
+) -> None:
+    from quantplan.planner.plan import save_plan
+
+    test_cluster, _ = gpu_cluster
+    plan_file = save_plan(gpu_plan(instance_type=NO_GPU_INSTANCE), tmp_path / "plan.yaml")
+    address = test_cluster.cluster.address  # type: ignore[attr-defined]
+    command = [sys.executable, "-m", "quantplan", "apply", str(plan_file), "--address", address]
+    command += ["--db", test_cluster.database_url, "--model-dir", str(tmp_path)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "COLUMNS": "400"},  # one line stays one line
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    # (Ray logs its connection on stderr too; the message is the one error line.)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert errors == [
+        "error: the plan cannot be applied: bf16 (vllm) needs 1 node(s) of g5.12xlarge with 4 "
+        "GPU(s) of accelerator_type:A10G (2 replica(s) of 2); 0 alive node(s) have them (the "
+        "cluster has: g5.12xlarge (no GPU))"
+    ], result.stderr
+
+
+def test_apply_places_a_two_gpu_vllm_plan_on_the_fake_gpu_worker(
+    gpu_cluster: tuple[RayTestCluster, Path], tmp_path: Path
+) -> None:
+    import ray
+    from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
+    from quantplan.agent.cluster.fleet_ops import destroy, fleet_status
+
+    test_cluster, toolchain = gpu_cluster
+    plan = gpu_plan()  # two vLLM replicas of 2 L4 each on one g6.24xlarge
+    options = ApplyOptions(
+        name="gpu-test",
+        database_url=test_cluster.database_url,
+        model_dir=str(fake_checkpoint(tmp_path / "llama")),
+        replan_threshold_pct=1e9,  # fake-engine speeds are not a reason to re-plan
+        startup_timeout_s=60,
+    )
+    outcome = apply_plan(plan, options=options)
+    assert outcome.status == "applied" and len(outcome.endpoints) == 2
+    assert len(outcome.measurements) == 2  # both benchmarked through the OpenAI API
+
+    gpu_node = next(
+        n["NodeID"]
+        for n in ray.nodes()
+        if n["Alive"] and f"instance:{GPU_INSTANCE}" in n["Resources"]
+    )
+    assert {m.node_id for m in outcome.measurements} == {gpu_node}
+    records = [json.loads(p.read_text()) for p in sorted((toolchain / "records").glob("*.json"))]
+    assert len(records) == 2
+    devices = []
+    for record in records:
+        argv = record["argv"]
+        assert argv[0] == str(toolchain / "bin" / "python")  # the vllm-cuda toolchain
+        assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+        flags = {
+            flag: value
+            for flag, value in itertools.pairwise(argv[3:])
+            if flag.startswith("--") and not value.startswith("--")
+        }
+        assert flags["--tensor-parallel-size"] == "2"
+        assert flags["--max-model-len"] == "1280"  # 2 x (512 + 128) of the plan's request
+        assert flags["--gpu-memory-utilization"] == "0.9"
+        assert flags["--max-num-seqs"] == str(plan.fleet[0].metrics.concurrency)
+        devices.append(record["env"]["CUDA_VISIBLE_DEVICES"].split(","))
+    # Ray gave each replica two of the node's four GPUs, none twice.
+    assert sorted(d for pair in devices for d in pair) == ["0", "1", "2", "3"]
+
+    status = fleet_status()
+    (node,) = [n for n in status.nodes if n.node_id == gpu_node]
+    assert (node.gpus, node.accelerator_type, node.fake_gpus) == (4, "L4", True)
+    assert sorted(destroy("gpu-test")) == sorted(outcome.endpoints)
+    # The leases died with their replicas: the node's GPUs are free again (Ray's resource view
+    # follows a kill within a heartbeat or two).
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("GPU") != 4.0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("GPU") == 4.0
