@@ -153,3 +153,21 @@ def test_llama_cpp_offloads_every_layer_split_across_its_gpus(tmp_path: Path) ->
     assert command[command.index("--ctx-size") + 1] == str(8 * 1280)
     assert command[-2:] == ["--split-mode", "layer"]
     assert engine_environment(engine, options)["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_cluster_up_fake_gpus_declares_the_catalogs_gpus_as_marked_logical_resources() -> None:
+    from quantplan.agent.cluster.local import build_request
+    from quantplan.agent.cluster.local_host import worker_resources
+
+    request = build_request(f"{GPU_INSTANCE},c7i.xlarge", database_url="sqlite://", fake_gpus=True)
+    gpu, cpu = request.workers
+    assert (gpu.fake_gpus, gpu.accelerator_type, cpu.fake_gpus) == (4, "L4", 0)
+    assert worker_resources(gpu) == {
+        f"instance:{GPU_INSTANCE}": 1.0,
+        "quantplan:node": 1.0,
+        "accelerator_type:L4": 1.0,
+        "quantplan:fake_gpus": 4.0,
+    }
+    assert node_offer({**worker_resources(gpu), "GPU": 4.0}).fake_gpus  # type: ignore[union-attr]
+    plain = build_request(GPU_INSTANCE, database_url="sqlite://")  # no --fake-gpus: no GPUs
+    assert plain.workers[0].fake_gpus == 0
