@@ -197,14 +197,14 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
 
 def _family(name: str) -> str:
     """A scheme family from --family, in any case, or an error naming the families."""
-    from quantplan.planner.targets import SchemeFamilyName
+    from quantplan.catalog.registry import METHODS
 
     from quantplan.errors import UnknownNameError
 
-    families = SchemeFamilyName.__args__
-    if name.lower() in families:
-        return name.lower()
-    raise UnknownNameError("family (--family)", name, families)
+    found = METHODS.find(name)
+    if found is not None:
+        return found
+    raise UnknownNameError("family (--family)", name, METHODS.names())
 
 
 def _invalid_targets(
@@ -239,17 +239,30 @@ def _invalid_targets(
     )
 
 
-def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
-    from quantplan.catalog.db import open_catalog
+def _snapshot_and_revision(db: str | None):  # type: ignore[no-untyped-def]
+    """The catalog's snapshot and schema revision; from the snapshot cache when the catalog is
+    unchanged since a command last read it (no SQLAlchemy or Alembic import then)."""
+    from quantplan.catalog import snapshot_cache
+
+    cached = snapshot_cache.load(db)
+    if cached is not None:
+        return cached
+    from quantplan.catalog.db import current_revision, open_catalog
     from quantplan.catalog.snapshot import load_snapshot
 
-    return load_snapshot(open_catalog(db))
+    engine = open_catalog(db)  # checks, migrates and seeds first: the stamp is taken after
+    stamp = snapshot_cache.stamp_before_reading(db)
+    snapshot, revision = load_snapshot(engine), current_revision(engine)
+    if stamp is not None:
+        # Closing the connections lets SQLite fold its log into the file now, as it would at
+        # exit; the snapshot is kept only if the files still match the stamp after that.
+        engine.dispose()
+        snapshot_cache.store(db, stamp, snapshot, revision)
+    return snapshot, revision
 
 
-def _catalog_revision(db: str | None) -> str | None:
-    from quantplan.catalog.db import current_revision, open_catalog
-
-    return current_revision(open_catalog(db))
+def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
+    return _snapshot_and_revision(db)[0]
 
 
 def _money(value: float) -> str:
@@ -515,13 +528,13 @@ def register(app: typer.Typer) -> None:
 
         flags = dict(locals())
         targets = _targets_from_flags(targets_file, flags)
-        snapshot = _snapshot(db)
+        snapshot, revision = _snapshot_and_revision(db)
         targets = resolve_regions(targets, snapshot)
         today = datetime.now(UTC).date()
         warning = stale_prices_warning(snapshot, max_price_age_days, today)
         if warning:
             typer.echo(f"warning: {warning}", err=True)
-        plan = make_plan(targets, snapshot, catalog_revision=_catalog_revision(db))
+        plan = make_plan(targets, snapshot, catalog_revision=revision)
         if output is not None:
             save_plan(plan, output)
         if as_json:
