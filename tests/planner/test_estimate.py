@@ -145,16 +145,20 @@ def test_class_calibration_moves_modeled_speed_towards_measurements(
 def test_seed_profiles_calibrate_gpus_by_device_then_generation_then_kind(
     shipped: CatalogSnapshot,
 ) -> None:
-    """The shipped published profiles calibrate llama.cpp on GPUs: an A100 (no llama.cpp
-    profile of its own) falls back to another compute capability 8.x GPU, the RTX 3080."""
+    """The shipped published profiles calibrate llama.cpp on GPUs: a GPU with llama.cpp
+    profiles of its own (the A100, the RTX 3080) on itself; an A10G (none) on the pooled
+    compute capability 8.x GPUs, which differ from any one of them."""
     from quantplan.planner.estimate import _class_ratios, class_multiplier
 
     ratios = _class_ratios(shipped.profiles, shipped, _targets().workload)
-    a100 = shipped.get_hardware("A100-80GB-SXM")
-    rtx = shipped.get_hardware("RTX-3080")
-    found_a100 = class_multiplier(ratios, "llama.cpp", "gguf", a100)
-    found_rtx = class_multiplier(ratios, "llama.cpp", "gguf", rtx)
-    assert found_a100 is not None and found_rtx is not None
-    assert found_rtx[1] == ("device", "llama.cpp", "gguf", "RTX-3080")
-    assert found_a100[1] == ("generation", "llama.cpp", "gguf", "gpu", "8")
-    assert found_a100[0] == pytest.approx(found_rtx[0])
+    found = {
+        name: class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware(name))
+        for name in ("A100-80GB-SXM", "RTX-3080", "A10G")
+    }
+    assert all(value is not None for value in found.values())
+    a100, rtx, a10g = (found[n] for n in ("A100-80GB-SXM", "RTX-3080", "A10G"))
+    assert a100 is not None and rtx is not None and a10g is not None
+    assert a100[1] == ("device", "llama.cpp", "gguf", "A100-80GB-SXM")
+    assert rtx[1] == ("device", "llama.cpp", "gguf", "RTX-3080")
+    assert a10g[1] == ("generation", "llama.cpp", "gguf", "gpu", "8")
+    assert a10g[0] != pytest.approx(a100[0]) and a10g[0] != pytest.approx(rtx[0])
