@@ -46,6 +46,10 @@ _RECOVERY_LOSS_SPREAD = {"same-family": 2.0, "other-family": 3.0}
 # (Llama-3-8B W8A16 on OpenLLM v1: 68.69 vs 68.54), which is benchmark noise: a borrowed loss
 # is taken as at least that much (rounded up) before the band is spread.
 _RECOVERY_LOSS_FLOOR = 0.25
+# The same for perplexity: a borrowed delta of zero or below would give a band of zero width.
+# Published deltas go down to -0.42 % (Llama-2-13B INT8 W8A8, SmoothQuant, Table 7), evaluation
+# noise as well; a borrowed delta's pessimistic end is spread from at least 0.5 %.
+_PPL_DELTA_FLOOR = 0.5
 
 _POLICY_ALLOWS: dict[QualityEvidencePolicy, frozenset[str]] = {
     "same-model": frozenset({"baseline", "same-model"}),
@@ -255,7 +259,8 @@ class QualityIndex:
                 low, high = 100.0 - loss * spread, min(100.0, 100.0 - loss / spread)
             else:
                 spread = _BORROWED_SPREAD[kind]
-                low, high = found.value / spread, found.value * spread
+                floor = _PPL_DELTA_FLOOR if metric == "ppl" else 0.0
+                low, high = found.value / spread, max(found.value, floor) * spread
             return Estimate(
                 value=found.value, low=low, high=high, basis="modeled",
                 note=f"borrowed ({kind}): {scheme_name} on {model_name} ({found.basis}); "
