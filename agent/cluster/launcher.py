@@ -97,6 +97,22 @@ def _replica_slots(deployment: Deployment) -> dict[str, int]:
     return {f"instance:{deployment.instance.name}": deployment.replicas_per_instance}
 
 
+def _gpus_per_node(deployment: Deployment) -> int:
+    return deployment.accelerator_count * deployment.replicas_per_instance
+
+
+def _gpu_worker_setup(deployment: Deployment) -> dict[str, list[str]]:
+    """A GPU node type builds its engine's CUDA toolchain once, at setup (after quantplan is
+    installed): node agents never build one inside a serve job. ``ray start`` on the node
+    detects its GPUs and declares GPU and accelerator_type:<T> by itself."""
+    from quantplan.agent.toolchains.specs import host_engine_toolchain
+
+    if not deployment.accelerator_count:
+        return {}
+    toolchain = host_engine_toolchain(deployment.engine, gpu=True)
+    return {"worker_setup_commands": [f"quantplan toolchain install {toolchain}"]}
+
+
 def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> dict[str, Any]:
     region = plan.fleet[0].instance.region
     node_types: dict[str, Any] = {
@@ -110,6 +126,7 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "min_workers": deployment.instances,
             "max_workers": deployment.instances,
             "resources": _replica_slots(deployment),
+            **_gpu_worker_setup(deployment),
             "node_config": {
                 "InstanceType": deployment.instance.name,
                 **(
@@ -158,6 +175,7 @@ def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "min_workers": deployment.instances,
             "max_workers": deployment.instances,
             "resources": _replica_slots(deployment),
+            **_gpu_worker_setup(deployment),
             "node_config": {
                 "machineType": deployment.instance.name,
                 "scheduling": [{"preemptible": deployment.pricing == "spot"}],
@@ -225,18 +243,23 @@ def kuberay_manifest(
     groups = []
     for index, deployment in enumerate(plan.fleet):
         resources = json.dumps(_replica_slots(deployment))
+        gpus = _gpus_per_node(deployment)
         groups.append(
             {
                 "groupName": _group(deployment, index),
                 "replicas": deployment.instances,
                 "minReplicas": deployment.instances,
                 "maxReplicas": deployment.instances,
-                "rayStartParams": {"resources": f"'{resources}'"},
+                "rayStartParams": {
+                    "resources": f"'{resources}'",
+                    **({"num-gpus": str(_gpus_per_node(deployment))} if gpus else {}),
+                },
                 "template": _pod(
                     {"node.kubernetes.io/instance-type": deployment.instance.name},
                     ports=[{"containerPort": SERVE_PORT, "name": "serve"}],
                     wheel=wheel,
                     wheel_map=wheel_map["metadata"]["name"],
+                    gpus=gpus,
                 ),
             }
         )
@@ -328,6 +351,7 @@ def _pod(
     ports: list[dict[str, Any]],
     wheel: QuantplanWheel,
     wheel_map: str,
+    gpus: int = 0,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "ray",
@@ -335,6 +359,11 @@ def _pod(
         "env": [{"name": "PYTHONUSERBASE", "value": POD_USER_BASE}],
         "volumeMounts": [{"name": "quantplan-site", "mountPath": POD_USER_BASE, "readOnly": True}],
     }
+    if gpus:
+        # The pod gets exactly the instance's GPUs; Ray in it declares them (num-gpus) and
+        # detects their accelerator_type. The image must carry the CUDA toolchain: pods have
+        # no setup step to build it in.
+        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
     if ports:
         container["ports"] = ports
     spec: dict[str, Any] = {

@@ -248,3 +248,28 @@ def test_launcher_rents_instances_not_replicas_when_a_machine_holds_several(
     assert workers["min_workers"] == workers["max_workers"] == 2
     assert workers["resources"] == {f"instance:{packed.instance.name}": 4}
     assert config["max_workers"] == 2
+
+
+@pytest.mark.parametrize("provider", ["aws", "kuberay"])
+def test_gpu_workers_get_their_gpus_and_build_the_cuda_toolchain(
+    provider: str, wheel: QuantplanWheel
+) -> None:
+    from plans import GPU_INSTANCE, gpu_plan
+
+    text = cluster_config(gpu_plan(), provider, LauncherOptions(wheel=wheel.path))  # type: ignore[arg-type]
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    if provider == "aws":
+        (worker,) = [
+            t for n, t in documents[0]["available_node_types"].items() if n.startswith("qp-")
+        ]
+        assert worker["node_config"]["InstanceType"] == GPU_INSTANCE
+        assert worker["resources"] == {f"instance:{GPU_INSTANCE}": 2}  # two replicas of 2 GPUs
+        assert worker["worker_setup_commands"] == ["quantplan toolchain install vllm-cuda"]
+    else:
+        cluster = next(d for d in documents if d["kind"] == "RayCluster")
+        (group,) = cluster["spec"]["workerGroupSpecs"]
+        assert group["rayStartParams"]["num-gpus"] == "4"
+        (container,) = group["template"]["spec"]["containers"]
+        assert container["resources"] == {"limits": {"nvidia.com/gpu": "4"}}
+        head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        assert "resources" not in head
