@@ -13,10 +13,12 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
+from quantplan.catalog.registry import EngineName, MethodName
 
 DeviceKind = Literal["gpu", "cpu"]
-SchemeFamily = Literal["baseline", "gptq", "awq", "gguf", "fp8", "int8"]
-Engine = Literal["vllm", "llama.cpp"]
+# Methods and engines are open kinds: their names live in catalog/registry.py.
+SchemeFamily = MethodName
+Engine = EngineName
 Basis = Literal["measured", "published", "modeled"]
 RunStatus = Literal["running", "succeeded", "failed"]
 

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 from quantplan.catalog.records import first_problem
+from quantplan.catalog.registry import MethodName
 from quantplan.catalog.vocabulary import (
     FleetTokensPerS,
     FleetTypeCount,
@@ -41,7 +42,7 @@ from quantplan.catalog.vocabulary import (
 
 from quantplan.errors import QuantplanError
 
-SchemeFamilyName = Literal["baseline", "gptq", "awq", "gguf", "fp8", "int8"]
+SchemeFamilyName = MethodName  # the registered quantization methods (catalog/registry.py)
 DeviceChoice = Literal["any", "gpu", "cpu"]
 TokenAccounting = Literal["input_and_output", "output_only"]
 
