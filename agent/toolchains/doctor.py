@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,8 @@ from quantplan.agent.toolchains.build import (
     toolchains_root,
     torch_source_for,
 )
-from quantplan.agent.toolchains.specs import TOOLCHAINS, get_spec
+from quantplan.agent.toolchains.gpu import AcceleratorInventory, detect_accelerators
+from quantplan.agent.toolchains.specs import GPU_TOOLCHAINS, TOOLCHAINS, get_spec
 
 # A toolchain with torch needs roughly this much free disk to build (venv + pip cache).
 MIN_FREE_DISK_GB = 6.0
@@ -198,10 +200,57 @@ def llama_server_checks() -> list[Check]:
     return [Check(name=label, status="ok" if ok else "fail", detail=text)]
 
 
-def run_doctor(names: list[str] | None = None) -> list[Check]:
+_CUDA_RUNTIME_PIN = re.compile(r"^nvidia-cuda-runtime(?:-cu\d+)?==(\d+)\.(\d+)", re.MULTILINE)
+
+
+def cuda_runtime_of(lock_text: str) -> tuple[int, int] | None:
+    """The CUDA version a lock's CUDA runtime wheel needs (``nvidia-cuda-runtime==13.0.96`` ->
+    (13, 0)); None for a lock without one (a CPU toolchain)."""
+    match = _CUDA_RUNTIME_PIN.search(lock_text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def cuda_driver_check(name: str, inventory: AcceleratorInventory) -> Check:
+    """Does this host's NVIDIA driver run the CUDA that toolchain ``name`` was built against?
+    A driver older than the runtime fails at the first CUDA call, long after the install."""
+    label = f"{name}: driver and CUDA"
+    needed = cuda_runtime_of(get_spec(name).lock_text())
+    if needed is None:
+        return Check(name=label, status="ok", detail="the lock has no CUDA runtime")
+    wanted = f"{needed[0]}.{needed[1]}"
+    if not inventory.count:
+        return Check(
+            name=label, status="fail", detail=f"needs an NVIDIA GPU (CUDA {wanted}); none here"
+        )
+    have = inventory.cuda_version
+    parts = tuple(int(p) for p in (have or "0.0").split(".")[:2])
+    if have is None or parts < needed:
+        return Check(
+            name=label,
+            status="fail",
+            detail=f"driver {inventory.driver_version} supports CUDA {have or 'unknown'}; "
+            f"{name} needs CUDA {wanted} (its nvidia-cuda-runtime pin): install a driver that "
+            f"supports CUDA {wanted}",
+        )
+    return Check(
+        name=label,
+        status="ok",
+        detail=f"driver {inventory.driver_version} supports CUDA {have} (needs {wanted})",
+    )
+
+
+def run_doctor(
+    names: list[str] | None = None, inventory: AcceleratorInventory | None = None
+) -> list[Check]:
+    """Machine checks, then each toolchain's; GPU toolchains when asked for, or by default on a
+    host with a GPU, with their driver/CUDA check."""
+    inventory = inventory if inventory is not None else detect_accelerators()
     checks = machine_checks()
-    for name in names or list(TOOLCHAINS):
+    default = list(TOOLCHAINS) + (list(GPU_TOOLCHAINS) if inventory.count else [])
+    for name in names or default:
         checks.extend(toolchain_checks(name))
         if name == "llama-cpp":
             checks.extend(llama_server_checks())
+        if get_spec(name).requires_gpu:
+            checks.append(cuda_driver_check(name, inventory))
     return checks

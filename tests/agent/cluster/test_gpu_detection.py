@@ -143,3 +143,19 @@ def test_installing_the_cuda_toolchain_on_a_cpu_host_is_one_clear_refusal(tmp_pa
         "(nvidia-smi lists no GPU)"
     )
     assert len(lines) == 2 and lines[1].lstrip().startswith("hint:")
+
+
+def test_doctor_says_in_one_line_when_the_driver_is_older_than_the_cuda_toolchain() -> None:
+    from quantplan.agent.toolchains.doctor import cuda_driver_check, cuda_runtime_of
+
+    assert cuda_runtime_of(get_spec("vllm-cuda").lock_text()) == (13, 0)
+    assert cuda_runtime_of(get_spec("vllm-cpu").lock_text()) is None
+    old = cuda_driver_check("vllm-cuda", recorded("h100x8"))  # driver 550: CUDA 12.4
+    assert old.status == "fail"
+    assert old.detail == (
+        "driver 550.54.15 supports CUDA 12.4; vllm-cuda needs CUDA 13.0 (its nvidia-cuda-runtime "
+        "pin): install a driver that supports CUDA 13.0"
+    )
+    assert cuda_driver_check("vllm-cuda", recorded("h200")).status == "ok"  # driver 580: 13.0
+    cpu = cuda_driver_check("vllm-cuda", detect_accelerators(lambda command: ""))
+    assert (cpu.status, cpu.detail) == ("fail", "needs an NVIDIA GPU (CUDA 13.0); none here")
