@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -47,6 +48,7 @@ from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayAc
 
 from quantplan.errors import QuantplanError
 
+LOG = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 1.0
 """A job's progress events go out at most this often unless its stage changes: a quantizer
 reporting every layer must not flood the collector's bounded event log."""
@@ -100,7 +102,13 @@ def node_accelerators(resources: dict[str, float]) -> AcceleratorInventory:
     offer = node_offer(resources)
     if offer is not None and offer.fake_gpus and offer.accelerator_type:
         return fake_inventory(offer.accelerator_type, offer.gpus)
-    return detect_accelerators()
+    try:
+        return detect_accelerators()
+    except QuantplanError as error:
+        # An agent that raised here would be restarted forever (max_restarts=-1): the node
+        # serves no GPU replica, and says why in the worker's log.
+        LOG.warning("no usable GPUs on this node: %s", error.message)
+        return AcceleratorInventory(accelerator_type=None, count=0)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=8)
