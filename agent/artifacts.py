@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from quantplan.catalog.registry import MethodName
 
 from quantplan.errors import QuantplanError
 from quantplan.inputs import MAX_INPUT_BYTES
@@ -102,7 +103,7 @@ class ArtifactManifest(BaseModel):
 
     artifact_id: str = Field(description="Content address: hash of the request that made it.")
     kind: Literal["compressed-tensors", "gguf"]
-    method: Literal["gptq", "awq", "gguf"]
+    method: MethodName
     scheme: str = Field(description="Catalog scheme name, e.g. 'gptq-w4a16-g64', 'gguf-q4_k_m'.")
     parameters: dict[str, Any] = Field(description="The quantizer config as given (validated).")
     source_model: str = Field(description="Model name.")

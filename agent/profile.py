@@ -34,6 +34,7 @@ from quantplan.agent.serve.engine import ServeOptions
 from quantplan.agent.serve.errors import ServeError
 from quantplan.agent.serve.hardware import HostHardware
 from quantplan.catalog.records import HardwareRecord
+from quantplan.catalog.registry import EngineName, MethodName
 from quantplan.catalog.reports import MeasurementReport
 
 from quantplan.errors import QuantplanError
@@ -48,8 +49,8 @@ class MatrixCell(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scheme: str = Field(description="Catalog scheme name, e.g. gptq-w4a16-g64")
-    engine: Literal["vllm", "llama.cpp"]
-    method: Literal["baseline", "gptq", "awq", "gguf"]
+    engine: EngineName
+    method: MethodName
     gguf_type: str | None = Field(default=None, description="GGUF type, e.g. Q4_K_M")
 
 

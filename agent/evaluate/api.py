@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
@@ -22,6 +22,7 @@ from quantplan.agent.evaluate.engines import (
 )
 from quantplan.agent.models import ModelSource, resolve_model
 from quantplan.agent.toolchains import StepError
+from quantplan.catalog.registry import EngineName
 
 DEQUANTIZED_NOTE = (
     "base weights of this model are dequantized from {source}: they already sit on a 4-bit "
@@ -35,7 +36,7 @@ class QualityRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scheme: str
-    engine: Literal["vllm", "llama.cpp"]
+    engine: EngineName
     artifact_id: str | None = Field(description="None for the base/reference row.")
     perplexity: float | None = None
     baseline_perplexity: float | None = None
@@ -68,9 +69,7 @@ def _layer_error(store: ArtifactStore, manifest: ArtifactManifest) -> dict[str, 
     return metrics.layer_error_summary(json.loads(path.read_text()))
 
 
-def _artifact_row(
-    store: ArtifactStore, manifest: ArtifactManifest, engine: Literal["vllm", "llama.cpp"]
-) -> QualityRow:
+def _artifact_row(store: ArtifactStore, manifest: ArtifactManifest, engine: str) -> QualityRow:
     return QualityRow(
         scheme=manifest.scheme,
         engine=engine,

@@ -23,27 +23,13 @@ from quantplan.agent.artifacts import (
     store_write_error,
 )
 from quantplan.agent.models import ModelSource, resolve_model
-from quantplan.agent.quantize.awq import AwqQuantizer
 from quantplan.agent.quantize.base import ProgressCallback, Quantizer, QuantizeRefusal
-from quantplan.agent.quantize.gguf import GgufQuantizer
-from quantplan.agent.quantize.gptq import GptqQuantizer
+from quantplan.agent.quantize.registry import get_quantizer
 from quantplan.agent.toolchains import get_spec
 from quantplan.agent.toolchains.build import base_python, python_version_of
 from quantplan.agent.toolchains.locking import exclusive_lock
 
-from quantplan.errors import UnknownNameError
 from quantplan.paths import cache_dir
-
-QUANTIZERS: dict[str, Quantizer] = {
-    quantizer.method: quantizer for quantizer in (GptqQuantizer(), AwqQuantizer(), GgufQuantizer())
-}
-
-
-def get_quantizer(method: str) -> Quantizer:
-    try:
-        return QUANTIZERS[method]
-    except KeyError:
-        raise UnknownNameError("quantization method", method, QUANTIZERS) from None
 
 
 def build_config(method: str, options: dict[str, Any]) -> Any:
@@ -111,7 +97,13 @@ def _build(
     _check_free_disk(store, source)
     staging = store.staging_dir(artifact_id)
     try:
-        outcome = quantizer.quantize(source, config, staging, on_progress, store)
+        # An intermediate artifact (GGUF's F16) is built, or found, through this same entry, so
+        # it is cached and shared; the method only receives its manifest.
+        needed = quantizer.prerequisite(config)
+        prerequisite = (
+            quantize(source, needed[0], needed[1], store=store) if needed is not None else None
+        )
+        outcome = quantizer.quantize(source, config, staging, on_progress, store, prerequisite)
         files, total = describe_files(staging)
         from quantplan.agent.toolchains import ensure_toolchain
 

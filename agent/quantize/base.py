@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.artifacts import ArtifactStore
+from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.serve.hardware import HostHardware
 from quantplan.agent.toolchains.steps import StepProgress
@@ -60,7 +60,8 @@ ProgressCallback = Callable[[StepProgress], None] | None
 class Quantizer(ABC):
     """A quantization method behind one interface."""
 
-    method: ClassVar[Literal["gptq", "awq", "gguf"]]
+    # A canonical method name of catalog/registry.py, checked when the method registers.
+    method: ClassVar[str]
     toolchain: ClassVar[str]
     config_type: ClassVar[type[QuantizerConfig]]
 
@@ -77,6 +78,12 @@ class Quantizer(ABC):
     def scheme_name(self, config: QuantizerConfig, model: ModelSource) -> str:
         """Catalog scheme name the config produces (e.g. 'gptq-w4a16-g64')."""
 
+    def prerequisite(self, config: QuantizerConfig) -> tuple[str, dict[str, Any]] | None:
+        """The (method, options) of an artifact this one is made from, if any (GGUF types are
+        made from the F16 GGUF). The caller builds or finds it and passes its manifest in."""
+        del config
+        return None
+
     @abstractmethod
     def quantize(
         self,
@@ -85,8 +92,9 @@ class Quantizer(ABC):
         staging: Path,
         on_progress: ProgressCallback = None,
         store: ArtifactStore | None = None,
+        prerequisite: ArtifactManifest | None = None,
     ) -> QuantizeOutcome:
         """Write the artifact into ``staging`` (a fresh directory) and describe it.
 
-        ``store`` is where intermediate artifacts (the F16 GGUF) are looked up and kept.
+        ``store`` holds ``prerequisite``, the artifact named by :meth:`prerequisite`.
         """

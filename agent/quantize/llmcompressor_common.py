@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.artifacts import ArtifactStore
+from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize.base import (
     ProgressCallback,
@@ -29,6 +29,7 @@ from quantplan.agent.quantize.calibration import (
 )
 from quantplan.agent.quantize.weight_formats import compressed_bits_per_weight
 from quantplan.agent.serve.hardware import HostHardware
+from quantplan.catalog.registry import MethodName
 
 GROUP_CANDIDATES = (128, 64, 32)
 
@@ -51,7 +52,7 @@ class LlmCompressorConfig(QuantizerConfig):
 
 class _StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: Literal["gptq", "awq"]
+    method: MethodName  # gptq or awq: the step script branches on it
     model_dir: str
     output_dir: str
     bits: int
@@ -144,11 +145,12 @@ class LlmCompressorMethod(Quantizer):
         staging: Path,
         on_progress: ProgressCallback = None,
         store: ArtifactStore | None = None,
+        prerequisite: ArtifactManifest | None = None,
     ) -> QuantizeOutcome:
         from quantplan.agent.toolchains import ensure_toolchain, run_step
 
         assert isinstance(config, LlmCompressorConfig)
-        del store  # no intermediate artifacts
+        del store, prerequisite  # made from the source checkpoint alone
         calibration = config.calibration
         text = calibration_text(calibration, default_split("evaluation"))
         request = _StepRequest(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from quantplan.agent.artifacts import ArtifactStore
+from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize.base import (
     ProgressCallback,
@@ -98,6 +98,11 @@ class GgufQuantizer(Quantizer):
         assert isinstance(config, GgufConfig)
         return f"gguf-{config.type.lower()}"
 
+    def prerequisite(self, config: QuantizerConfig) -> tuple[str, dict[str, Any]] | None:
+        assert isinstance(config, GgufConfig)
+        # Every other type is quantized from the F16 GGUF, converted once per model.
+        return None if config.type == "F16" else (self.method, {"type": "F16"})
+
     def quantize(
         self,
         model: ModelSource,
@@ -105,6 +110,7 @@ class GgufQuantizer(Quantizer):
         staging: Path,
         on_progress: ProgressCallback = None,
         store: ArtifactStore | None = None,
+        prerequisite: ArtifactManifest | None = None,
     ) -> QuantizeOutcome:
         from quantplan.agent.toolchains import ensure_toolchain, run_step
 
@@ -129,10 +135,9 @@ class GgufQuantizer(Quantizer):
                 peak_memory_mb=converted.peak_rss_mb,
                 details={"bits": converted.bits_per_weight.model_dump()},
             )
-        from quantplan.agent.quantize.api import quantize as quantize_artifact
-
-        store = store or ArtifactStore()
-        f16 = quantize_artifact(model, "gguf", {"type": "F16"}, store=store)
+        if prerequisite is None or store is None:
+            raise ValueError("a GGUF type other than F16 is made from the F16 GGUF artifact")
+        f16 = prerequisite
         source_path = store.local_dir(f16) / (f16.main_file or "")
         response = run_step(
             toolchain,
