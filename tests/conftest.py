@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,54 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'catalog.db'}"
 
 
+@pytest.fixture(scope="session")
+def seeded_catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated, seeded SQLite catalog per session, never written after; tests take copies.
+
+    Migrating and seeding costs about 1.4 s of CPU, copying a few milliseconds, and dozens of
+    tests only need "a freshly seeded catalog" rather than the seeding itself (which
+    tests/catalog/test_seed_and_schema.py and test_migrations.py still exercise per test).
+    """
+    from quantplan.catalog.db import make_engine, prepare
+
+    path = tmp_path_factory.mktemp("seeded") / "catalog.db"
+    engine = make_engine(f"sqlite:///{path}")
+    prepare(engine)
+    engine.dispose()  # every connection closed: the WAL is checkpointed into the file
+    return path
+
+
+def copy_catalog(source: Path, target: Path) -> Path:
+    """``source`` copied page by page with SQLite's backup API (consistent even in WAL mode)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+@pytest.fixture
+def seeded_catalog_path(tmp_path: Path, seeded_catalog_file: Path) -> Path:
+    """A seeded catalog file of this test's own, as `open_catalog` on a new file leaves it."""
+    return copy_catalog(seeded_catalog_file, tmp_path / "seeded-catalog.db")
+
+
+@pytest.fixture
+def seeded_sqlite_url(seeded_catalog_path: Path) -> str:
+    return f"sqlite:///{seeded_catalog_path}"
+
+
+@pytest.fixture
+def seeded_default_catalog(seeded_catalog_file: Path) -> Path:
+    """The user's default catalog (QUANTPLAN_DATA_DIR/catalog.db) already seeded.
+
+    For CLI tests that run the script without --db: each such run would otherwise seed its
+    own catalog on first use. Requested after ``isolated_user_dirs`` (autouse) set the dir.
+    """
+    data = Path(os.environ["QUANTPLAN_DATA_DIR"])
+    return copy_catalog(seeded_catalog_file, data / "catalog.db")
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -68,3 +117,16 @@ def sqlite_url(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on the embedded SQLite catalog and on a real PostgreSQL server."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ]
+)
+def seeded_db_url(request: pytest.FixtureRequest) -> str:
+    """``db_url`` for tests that only need a seeded catalog: on SQLite a copy of the session's
+    seeded file, on PostgreSQL a fresh database that `open_catalog` seeds as before."""
+    name = "seeded_sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(name)

@@ -16,33 +16,38 @@ def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_list_instances_json_returns_seed_rows(sqlite_url: str) -> None:
-    result = run("catalog", "list", "--kind", "instances", "--json", db=sqlite_url)
+def test_list_instances_json_returns_seed_rows(seeded_sqlite_url: str) -> None:
+    result = run("catalog", "list", "--kind", "instances", "--json", db=seeded_sqlite_url)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
     assert len(rows) >= 40
     assert any(r["name"] == "g5.xlarge" and r["hardware"] == "A10G" for r in rows)
 
 
-def test_table_and_filters(sqlite_url: str) -> None:
-    result = run("catalog", "list", "--kind", "instances", "--where", "cloud=azure", db=sqlite_url)
+def test_table_and_filters(seeded_sqlite_url: str) -> None:
+    result = run(
+        "catalog", "list", "--kind", "instances", "--where", "cloud=azure", db=seeded_sqlite_url
+    )
     assert result.returncode == 0, result.stderr
     assert "Standard_NC4as_T4_v3" in result.stdout and "p5.48xlarge" not in result.stdout
-    bad = run("catalog", "list", "--where", "clod=aws", db=sqlite_url)
+    bad = run("catalog", "list", "--where", "clod=aws", db=seeded_sqlite_url)
     assert bad.returncode == 2 and "did you mean cloud" in bad.stderr
 
 
-def test_unknown_name_gets_a_suggestion_without_traceback(sqlite_url: str) -> None:
-    result = run("catalog", "show", "g5.xlarg", db=sqlite_url)
+def test_unknown_name_gets_a_suggestion_without_traceback(seeded_sqlite_url: str) -> None:
+    result = run("catalog", "show", "g5.xlarg", db=seeded_sqlite_url)
     assert result.returncode == 2
     assert "did you mean g5.xlarge" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_export_import_via_cli(sqlite_url: str, tmp_path: Path) -> None:
+def test_export_import_via_cli(seeded_sqlite_url: str, tmp_path: Path) -> None:
     out = tmp_path / "schemes.csv"
     assert (
-        run("catalog", "export", "--kind", "schemes", "-o", str(out), db=sqlite_url).returncode == 0
+        run(
+            "catalog", "export", "--kind", "schemes", "-o", str(out), db=seeded_sqlite_url
+        ).returncode
+        == 0
     )
     target = f"sqlite:///{tmp_path / 'other.db'}"
     result = run("catalog", "import", str(out), db=target)

@@ -18,8 +18,8 @@ def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_every_model_and_common_scheme_is_listed_with_its_evidence(sqlite_url: str) -> None:
-    result = run("catalog", "gaps", "--kind", "quality", "--json", db=sqlite_url)
+def test_every_model_and_common_scheme_is_listed_with_its_evidence(seeded_sqlite_url: str) -> None:
+    result = run("catalog", "gaps", "--kind", "quality", "--json", db=seeded_sqlite_url)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     payload = json.loads(result.stdout)
     seeds = dict(seed_records())
@@ -34,23 +34,25 @@ def test_every_model_and_common_scheme_is_listed_with_its_evidence(sqlite_url: s
     own = sum(r["evidence"] in ("measured", "published") for r in payload["rows"])
     assert payload["same_model_share"] == round(own / payload["pairs"], 4)
 
-    missing = run("catalog", "gaps", "--missing", "--json", "-m", "Qwen2.5-7B", db=sqlite_url)
+    missing = run(
+        "catalog", "gaps", "--missing", "--json", "-m", "Qwen2.5-7B", db=seeded_sqlite_url
+    )
     rows = json.loads(missing.stdout)["rows"]
     assert rows and all(r["model"] == "Qwen2.5-7B" and r["evidence"] == "none" for r in rows)
     assert "fp8-w8a8" not in {r["scheme"] for r in rows}  # it has its own published figure
 
-    table = run("catalog", "gaps", db=sqlite_url)
+    table = run("catalog", "gaps", db=seeded_sqlite_url)
     assert table.returncode == 0 and "Qwen2.5-32B" in table.stdout and "q4_k_m" in table.stdout
     assert f"{own} of {payload['pairs']} (model, scheme) pairs" in table.stdout
 
 
-def test_unknown_kind_or_model_is_one_line_with_a_hint(sqlite_url: str) -> None:
-    kind = run("catalog", "gaps", "--kind", "qualty", db=sqlite_url)
+def test_unknown_kind_or_model_is_one_line_with_a_hint(seeded_sqlite_url: str) -> None:
+    kind = run("catalog", "gaps", "--kind", "qualty", db=seeded_sqlite_url)
     assert kind.returncode == 2 and "Traceback" not in kind.stderr
     assert (
         "no gap report for kind 'qualty'" in kind.stderr and "did you mean quality" in kind.stderr
     )
-    model = run("catalog", "gaps", "--model", "Llama-3.1-8", db=sqlite_url)
+    model = run("catalog", "gaps", "--model", "Llama-3.1-8", db=seeded_sqlite_url)
     assert model.returncode == 2 and "did you mean Llama-3.1-8B" in model.stderr
 
 

@@ -45,13 +45,13 @@ def test_skypilot_aws_spot_is_the_median_of_zones() -> None:
     assert g5["us-east-1"].spot_statistic == "median of 3 zones"
 
 
-def test_gcp_gpu_machine_is_vm_plus_accelerator(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+def test_gcp_gpu_machine_is_vm_plus_accelerator(seeded_catalog_path: Path) -> None:
+    db = f"sqlite:///{seeded_catalog_path}"
     result = run("catalog", "prices", "refresh", "--from", str(FIXTURES / "gcp-vms.csv"),
                  "--date", "2026-12-01", db=db)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = (
-        sqlite3.connect(tmp_path / "c.db")
+        sqlite3.connect(seeded_catalog_path)
         .execute(
             "SELECT price_per_hour, spot_price_per_hour FROM instance_type WHERE name = "
             "'g2-standard-4' AND region = 'us-central1' AND superseded_at IS NULL"
@@ -61,8 +61,10 @@ def test_gcp_gpu_machine_is_vm_plus_accelerator(tmp_path: Path) -> None:
     assert rows == [(0.7, 0.285)]  # 0.15 + 0.55; median spots 0.055 + 0.23
 
 
-def test_refresh_changes_the_plan_and_the_plan_says_why(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+def test_refresh_changes_the_plan_and_the_plan_says_why(
+    tmp_path: Path, seeded_catalog_path: Path
+) -> None:
+    db = f"sqlite:///{seeded_catalog_path}"
     before = plan_json(db)["choice"]
     assert before["instance"]["region"] == "us-east-1"  # --region in any case
     prices = tmp_path / "prices.csv"
@@ -81,7 +83,7 @@ def test_refresh_changes_the_plan_and_the_plan_says_why(tmp_path: Path) -> None:
     assert before["price_date"] is None and "SkyPilot" in before["price_source"]
     # History: the seeded row is kept, superseded, not overwritten.
     rows = (
-        sqlite3.connect(tmp_path / "c.db")
+        sqlite3.connect(seeded_catalog_path)
         .execute(
             "SELECT superseded_at IS NOT NULL, seed_version FROM instance_type WHERE name = ? AND "
             "region = 'us-east-1' ORDER BY id",
@@ -94,15 +96,15 @@ def test_refresh_changes_the_plan_and_the_plan_says_why(tmp_path: Path) -> None:
     assert "of 2026-12-01; list price test fixture" in text.stdout
 
 
-def test_unknown_region_gets_a_suggestion(tmp_path: Path) -> None:
+def test_unknown_region_gets_a_suggestion(seeded_sqlite_url: str) -> None:
     result = run("plan", "--model", "Llama-3.1-8B", "--rps", "1", "--region", "us-east1x",
-                 db=f"sqlite:///{tmp_path / 'c.db'}")  # fmt: skip
+                 db=seeded_sqlite_url)  # fmt: skip
     assert result.returncode == 2 and "did you mean" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_flagged_spot_prices_are_left_out_unless_allowed(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+def test_flagged_spot_prices_are_left_out_unless_allowed(seeded_sqlite_url: str) -> None:
+    db = seeded_sqlite_url
     args = ("plan", "--model", "Llama-3.1-8B", "--rps", "2", "--cloud", "azure", "--spot", "--json")
     default = json.loads(run(*args, db=db).stdout)
     assert any("doubtful price(s) left out" in a for a in default["assumptions"])
@@ -111,9 +113,8 @@ def test_flagged_spot_prices_are_left_out_unless_allowed(tmp_path: Path) -> None
     assert allowed["choice"]["usd_per_month"] < default["choice"]["usd_per_month"]
 
 
-def test_plan_warns_that_undated_prices_may_be_stale(tmp_path: Path) -> None:
-    result = run("plan", "--model", "Llama-3.1-8B", "--rps", "1",
-                 db=f"sqlite:///{tmp_path / 'c.db'}")  # fmt: skip
+def test_plan_warns_that_undated_prices_may_be_stale(seeded_sqlite_url: str) -> None:
+    result = run("plan", "--model", "Llama-3.1-8B", "--rps", "1", db=seeded_sqlite_url)
     assert result.returncode == 0
     assert "warning: the catalog's 142 prices carry no date" in result.stderr
 

@@ -48,8 +48,8 @@ def _profile(concurrency: int, tokens_per_s: float) -> ProfileRecord:
     )
 
 
-def test_report_is_recorded_once(db_url: str) -> None:
-    engine = open_catalog(db_url)
+def test_report_is_recorded_once(seeded_db_url: str) -> None:
+    engine = open_catalog(seeded_db_url)
     report = MeasurementReport(
         run=_run("run-a"), new_hardware=LOCAL_CPU, profiles=(_profile(1, 50.0), _profile(4, 120.0))
     )
@@ -60,8 +60,8 @@ def test_report_is_recorded_once(db_url: str) -> None:
     assert "test-cpu" in load_snapshot(engine).hardware_by_name
 
 
-def test_failed_run_is_kept_with_its_error_and_no_numbers(sqlite_url: str) -> None:
-    engine = open_catalog(sqlite_url)
+def test_failed_run_is_kept_with_its_error_and_no_numbers(seeded_sqlite_url: str) -> None:
+    engine = open_catalog(seeded_sqlite_url)
     failed = _run("run-b", "failed", error_kind="engine_died", error_message="SIGKILL at 40%")
     assert record_report(engine, MeasurementReport(run=failed)) == "recorded"
     (row,) = [r for r in list_runs(engine) if r["id"] == "run-b"]
@@ -93,10 +93,10 @@ def test_report_rules() -> None:
         )
 
 
-def test_batch_of_reports_in_one_transaction(db_url: str) -> None:
+def test_batch_of_reports_in_one_transaction(seeded_db_url: str) -> None:
     from quantplan.catalog.reports import record_reports
 
-    engine = open_catalog(db_url)
+    engine = open_catalog(seeded_db_url)
     first = MeasurementReport(
         run=_run("batch-1"), new_hardware=LOCAL_CPU, profiles=(_profile(1, 5.0),)
     )
@@ -115,12 +115,12 @@ def test_batch_of_reports_in_one_transaction(db_url: str) -> None:
     assert sorted((p.run_id, p.concurrency) for p in profiles) == [("batch-1", 1), ("batch-2", 2)]
 
 
-def test_batch_with_a_bad_row_writes_nothing(sqlite_url: str) -> None:
+def test_batch_with_a_bad_row_writes_nothing(seeded_sqlite_url: str) -> None:
     from quantplan.catalog.reports import record_reports
 
     from quantplan.errors import UnknownNameError
 
-    engine = open_catalog(sqlite_url)
+    engine = open_catalog(seeded_sqlite_url)
     good = MeasurementReport(run=_run("ok-1"), new_hardware=LOCAL_CPU, profiles=(_profile(1, 5.0),))
     bad = MeasurementReport(
         run=_run("bad-1"), profiles=(_profile(1, 5.0).model_copy(update={"scheme": "bf17"}),)

@@ -77,8 +77,8 @@ def test_first_use_creates_and_seeds_once(db_url: str) -> None:
         assert session.exec(select(func.count()).select_from(QualityResult)).one() == quality
 
 
-def test_relationships_resolve(db_url: str) -> None:
-    engine = open_catalog(db_url)
+def test_relationships_resolve(seeded_db_url: str) -> None:
+    engine = open_catalog(seeded_db_url)
     with Session(engine) as session:
         p5 = session.exec(select(InstanceType).where(InstanceType.name == "p5.48xlarge")).first()
         assert p5 is not None
@@ -86,8 +86,8 @@ def test_relationships_resolve(db_url: str) -> None:
         assert p5.hardware.compute_capability == "9.0"
 
 
-def test_snapshot_is_frozen_and_complete(sqlite_url: str) -> None:
-    snapshot = load_snapshot(open_catalog(sqlite_url))
+def test_snapshot_is_frozen_and_complete(seeded_sqlite_url: str) -> None:
+    snapshot = load_snapshot(open_catalog(seeded_sqlite_url))
     assert snapshot.get_model("SmolLM2-135M-Instruct").kv_heads == 3
     assert snapshot.get_scheme("gguf-q4_k_m").family == "gguf"
     try:

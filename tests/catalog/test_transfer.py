@@ -34,8 +34,8 @@ def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("file_format", ["json", "yaml", "csv"])
-def test_round_trip_is_lossless(db_url: str, tmp_path: Path, file_format: str) -> None:
-    source = open_catalog(db_url)
+def test_round_trip_is_lossless(seeded_db_url: str, tmp_path: Path, file_format: str) -> None:
+    source = open_catalog(seeded_db_url)
     target = make_engine(f"sqlite:///{tmp_path / 'target.db'}")
     prepare(target, seed=False)
     files = []
@@ -54,9 +54,9 @@ def test_round_trip_is_lossless(db_url: str, tmp_path: Path, file_format: str) -
 
 
 def test_round_trip_into_postgres_from_sqlite(
-    postgres_url: str, sqlite_url: str, tmp_path: Path
+    postgres_url: str, seeded_sqlite_url: str, tmp_path: Path
 ) -> None:
-    source = open_catalog(sqlite_url)
+    source = open_catalog(seeded_sqlite_url)
     target = make_engine(postgres_url)
     prepare(target, seed=False)
     files = []
@@ -89,8 +89,10 @@ GOOD_ROW = {
 }
 
 
-def test_bad_row_is_refused_whole_naming_file_row_and_field(db_url: str, tmp_path: Path) -> None:
-    engine = open_catalog(db_url)
+def test_bad_row_is_refused_whole_naming_file_row_and_field(
+    seeded_db_url: str, tmp_path: Path
+) -> None:
+    engine = open_catalog(seeded_db_url)
     before = _count(engine, InstanceType)
     rows = [
         {**GOOD_ROW, "name": "good.one"},
@@ -104,8 +106,8 @@ def test_bad_row_is_refused_whole_naming_file_row_and_field(db_url: str, tmp_pat
     assert _count(engine, InstanceType) == before
 
 
-def test_unknown_field_suggests_the_right_one(sqlite_url: str, tmp_path: Path) -> None:
-    engine = open_catalog(sqlite_url)
+def test_unknown_field_suggests_the_right_one(seeded_sqlite_url: str, tmp_path: Path) -> None:
+    engine = open_catalog(seeded_sqlite_url)
     row = {**GOOD_ROW, "spot_price_per_hr": 0.3}
     with pytest.raises(ImportError_) as caught:
         import_file(engine, _write(tmp_path / "x.json", [row]))
@@ -114,9 +116,9 @@ def test_unknown_field_suggests_the_right_one(sqlite_url: str, tmp_path: Path) -
 
 
 def test_unknown_reference_suggests_near_miss_and_writes_nothing(
-    db_url: str, tmp_path: Path
+    seeded_db_url: str, tmp_path: Path
 ) -> None:
-    engine = open_catalog(db_url)
+    engine = open_catalog(seeded_db_url)
     before = _count(engine, InstanceType)
     rows = [{**GOOD_ROW, "name": "ok.one"}, {**GOOD_ROW, "name": "x", "hardware": "A10GG"}]
     with pytest.raises(ImportError_) as caught:
@@ -126,8 +128,8 @@ def test_unknown_reference_suggests_near_miss_and_writes_nothing(
     assert _count(engine, InstanceType) == before
 
 
-def test_changed_reference_row_needs_replace(sqlite_url: str, tmp_path: Path) -> None:
-    engine = open_catalog(sqlite_url)
+def test_changed_reference_row_needs_replace(seeded_sqlite_url: str, tmp_path: Path) -> None:
+    engine = open_catalog(seeded_sqlite_url)
     path = _write(
         tmp_path / "x.json",
         [{**GOOD_ROW, "name": "g5.xlarge", "vcpus": 4, "memory_gib": 16, "price_per_hour": 9.99}],
@@ -145,8 +147,8 @@ def test_changed_reference_row_needs_replace(sqlite_url: str, tmp_path: Path) ->
     assert prices == {9.99}
 
 
-def test_measurements_are_never_replaced(sqlite_url: str, tmp_path: Path) -> None:
-    engine = open_catalog(sqlite_url)
+def test_measurements_are_never_replaced(seeded_sqlite_url: str, tmp_path: Path) -> None:
+    engine = open_catalog(seeded_sqlite_url)
     row = {
         "model": "Llama-2-7B",
         "scheme": "gptq-w4a16-g128",
@@ -183,25 +185,25 @@ def test_measurements_are_never_replaced(sqlite_url: str, tmp_path: Path) -> Non
     ],
 )
 def test_malformed_files_give_clear_errors(
-    sqlite_url: str, tmp_path: Path, content: str, name: str, expected: str
+    seeded_sqlite_url: str, tmp_path: Path, content: str, name: str, expected: str
 ) -> None:
-    engine = open_catalog(sqlite_url)
+    engine = open_catalog(seeded_sqlite_url)
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(QuantplanError, match=expected):
         import_file(engine, path)
 
 
-def test_missing_file(sqlite_url: str, tmp_path: Path) -> None:
+def test_missing_file(seeded_sqlite_url: str, tmp_path: Path) -> None:
     with pytest.raises(QuantplanError, match="no such file"):
-        import_file(open_catalog(sqlite_url), tmp_path / "absent.json")
+        import_file(open_catalog(seeded_sqlite_url), tmp_path / "absent.json")
 
 
 # ---------------------------------------------------------------- bounded, safe input files
 
 
-def test_csv_row_count_and_cell_size_are_capped(sqlite_url: str, tmp_path: Path) -> None:
-    engine = open_catalog(sqlite_url)
+def test_csv_row_count_and_cell_size_are_capped(seeded_sqlite_url: str, tmp_path: Path) -> None:
+    engine = open_catalog(seeded_sqlite_url)
     header = ",".join(GOOD_ROW) + "\n"
     line = ",".join(str(v) for v in GOOD_ROW.values()) + "\n"
     many = tmp_path / "instances.csv"
@@ -214,19 +216,21 @@ def test_csv_row_count_and_cell_size_are_capped(sqlite_url: str, tmp_path: Path)
         import_file(engine, wide, kind="instances")
 
 
-def test_csv_details_that_are_not_json_name_row_and_field(sqlite_url: str, tmp_path: Path) -> None:
+def test_csv_details_that_are_not_json_name_row_and_field(
+    seeded_sqlite_url: str, tmp_path: Path
+) -> None:
     path = tmp_path / "quality.csv"
     path.write_text(
         "model,scheme,eval_set,perplexity,basis,source,details\n"
         "Llama-2-7B,gptq-w4a16-g128,x,6.0,measured,t,{broken\n"
     )
     with pytest.raises(ImportError_, match=r"row 1, field 'details': not a JSON value"):
-        import_file(open_catalog(sqlite_url), path)
+        import_file(open_catalog(seeded_sqlite_url), path)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_json_non_finite_literals_are_refused(
-    sqlite_url: str, tmp_path: Path, literal: str
+    seeded_sqlite_url: str, tmp_path: Path, literal: str
 ) -> None:
     path = tmp_path / "q.json"
     path.write_text(
@@ -235,7 +239,7 @@ def test_json_non_finite_literals_are_refused(
         '"source": "t"}]}'
     )
     with pytest.raises(ImportError_, match=r"perplexity_delta_pct.*finite") as caught:
-        import_file(open_catalog(sqlite_url), path)
+        import_file(open_catalog(seeded_sqlite_url), path)
     assert "\n" not in caught.value.message and caught.value.hint
 
 
@@ -282,11 +286,11 @@ ALIAS_BOMB = (
 )
 
 
-def test_an_alias_bomb_is_refused_before_it_expands(sqlite_url: str, tmp_path: Path) -> None:
+def test_an_alias_bomb_is_refused_before_it_expands(seeded_sqlite_url: str, tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB) < 700
-    engine = open_catalog(sqlite_url)
+    engine = open_catalog(seeded_sqlite_url)
     started = time.perf_counter()
     with pytest.raises(QuantplanError, match="anchors"):
         import_file(engine, path)

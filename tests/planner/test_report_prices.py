@@ -38,8 +38,10 @@ def report(db: str, tmp_path: Path, *extra: str) -> tuple[str, str]:
     return (tmp_path / "r.html").read_text(), (tmp_path / "r.md").read_text()
 
 
-def test_report_shows_undated_seed_prices_and_the_flagged_ones_left_out(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+def test_report_shows_undated_seed_prices_and_the_flagged_ones_left_out(
+    tmp_path: Path, seeded_sqlite_url: str
+) -> None:
+    db = seeded_sqlite_url
     planned = run(
         "plan", "--model", "Llama-3.1-8B", "--rps", "5", "-o", "plan.yaml", db=db, cwd=tmp_path
     )
@@ -58,8 +60,10 @@ def test_report_shows_undated_seed_prices_and_the_flagged_ones_left_out(tmp_path
     assert escape("date unknown (STALE?); SkyPilot catalog") in html
 
 
-def test_report_shows_a_refreshed_price_date_and_flags_it_once_stale(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+def test_report_shows_a_refreshed_price_date_and_flags_it_once_stale(
+    tmp_path: Path, seeded_sqlite_url: str
+) -> None:
+    db = seeded_sqlite_url
     flags = ("--model", "Llama-3.1-8B", "--rps", "2", "--cloud", "aws", "--region", "us-east-1")
     planned = run("plan", *flags, "--gpu-only", "-o", "plan.yaml", db=db, cwd=tmp_path)
     assert planned.returncode == 0, planned.stderr
