@@ -96,14 +96,18 @@ def _cache_file(database: Path) -> Path:
     return cache_dir() / "snapshots" / f"{key}.pickle"
 
 
+def _database_and_stamp(url: str | None) -> tuple[Path, Stamp] | None:
+    database = sqlite_path(url)
+    stamp = _stamp(database) if database is not None else None
+    return (database, stamp) if database is not None and stamp is not None else None
+
+
 def load(url: str | None) -> tuple[CatalogSnapshot, str | None] | None:
     """The cached (snapshot, schema revision) of the catalog at ``url``, if it is unchanged."""
-    database = sqlite_path(url)
-    if database is None:
+    found = _database_and_stamp(url)
+    if found is None:
         return None
-    stamp = _stamp(database)
-    if stamp is None:
-        return None
+    database, stamp = found
     try:
         with _cache_file(database).open("rb") as handle:
             stored_stamp, revision, snapshot = pickle.load(handle)
@@ -121,12 +125,10 @@ def load(url: str | None) -> tuple[CatalogSnapshot, str | None] | None:
 def stamp_before_reading(url: str | None) -> Stamp | None:
     """The stamp to store with a snapshot about to be read, or None when it may not be
     cached (not a plain SQLite file, or written less than ``QUIET_S`` ago)."""
-    database = sqlite_path(url)
-    if database is None:
+    found = _database_and_stamp(url)
+    if found is None:
         return None
-    stamp = _stamp(database)
-    if stamp is None:
-        return None
+    stamp = found[1]
     newest = max(s[3] for s in stamp[2:4] if isinstance(s, tuple))
     if time.time_ns() - newest < QUIET_S * 1e9:
         return None

@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from api_servers import start_api
 from quantplan.planner.plan import Plan
 
 from quantplan.errors import UnknownNameError
 from quantplan.services import PlanStore
-
-QUANTPLAN = str(Path(sys.executable).with_name("quantplan"))
 
 
 def test_stores_sharing_a_directory_see_each_others_plans(tmp_path: Path, catalog_url: str) -> None:
@@ -46,12 +42,6 @@ def test_stores_sharing_a_directory_see_each_others_plans(tmp_path: Path, catalo
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -76,24 +66,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_workers_share_plans_and_stop_together_on_sigterm(catalog_url: str) -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [QUANTPLAN, "api", "--workers", "2", "--port", str(port), "--db", catalog_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_api("--workers", "2", "--db", catalog_url)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start: {server.stderr.read()}") from None
-                time.sleep(0.2)
         workers = [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]
         assert len(workers) == 2
         settings = _environ(workers[0])["QUANTPLAN_API_SETTINGS"]

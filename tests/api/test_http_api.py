@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from api_servers import start_api
 from fastapi.testclient import TestClient
 
 from quantplan.http_api import create_app
@@ -108,32 +107,10 @@ def test_binding_off_loopback_without_a_key_is_refused() -> None:
     assert "API key is required" in out.stderr and "QUANTPLAN_API_KEY" in out.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.integration
 def test_a_real_server_answers_a_plan_over_httpx(catalog_url: str) -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [QUANTPLAN, "api", "--port", str(port), "--db", catalog_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, base = start_api("--db", catalog_url)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start: {server.stderr.read()}") from None
-                time.sleep(0.2)
         answer = httpx.post(f"{base}/v1/plan", json=TARGETS, timeout=60)
         assert answer.status_code == 200
         assert answer.json()["summary"].startswith("Serve Llama-3.1-8B")
