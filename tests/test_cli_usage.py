@@ -100,9 +100,9 @@ def test_subcommand_help_exits_0(args: list[str]) -> None:
     assert "Usage:" in result.stdout
 
 
-def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+def test_closed_stdout_ends_quietly(seeded_sqlite_url: str) -> None:
     # `quantplan catalog list | head -1`, with the reader gone before anything is written.
-    env = {**os.environ, "QUANTPLAN_DB": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    env = {**os.environ, "QUANTPLAN_DB": seeded_sqlite_url}
     child = subprocess.Popen(
         [QUANTPLAN, "catalog", "list", "--kind", "instances"],
         stdout=subprocess.PIPE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from quantplan.agent.bench.metrics import RequestSample, summarize
@@ -56,8 +55,8 @@ def level(concurrency: int, ttft: float, out: int) -> RunResult:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path):
-    return open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def catalog(seeded_sqlite_url: str):
+    return open_catalog(seeded_sqlite_url)
 
 
 def test_host_hardware_name_is_stable_and_readable() -> None:

@@ -35,8 +35,8 @@ SHAPE = ModelShape(name="SmolLM2-135M-Instruct", layers=30, kv_heads=3, head_dim
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Engine:
-    return open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def catalog(seeded_sqlite_url: str) -> Engine:
+    return open_catalog(seeded_sqlite_url)
 
 
 def context(**overrides: object) -> ProfileContext:

@@ -205,11 +205,13 @@ def _assert_refused(result: subprocess.CompletedProcess[str], *needles: str) -> 
         assert needle in first, result.stderr
 
 
-def test_cli_refuses_an_alias_bomb_targets_file_quickly(tmp_path: Path) -> None:
+def test_cli_refuses_an_alias_bomb_targets_file_quickly(
+    tmp_path: Path, seeded_sqlite_url: str
+) -> None:
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB) < 600
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+    db = seeded_sqlite_url
     started = time.perf_counter()
     result = _quantplan("plan", "--targets", str(path), "--db", db)
     elapsed = time.perf_counter() - started
@@ -222,9 +224,9 @@ def test_cli_refuses_an_alias_bomb_targets_file_quickly(tmp_path: Path) -> None:
     [("--rps", "nan"), ("--rps", "inf"), ("--ttft-p95-ms", "-inf"), ("--budget-month", "1e300")],
 )
 def test_cli_refuses_non_finite_and_absurd_numeric_options(
-    tmp_path: Path, flag: str, value: str
+    seeded_sqlite_url: str, flag: str, value: str
 ) -> None:
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+    db = seeded_sqlite_url
     args = ["plan", "--model", "Llama-3.1-8B", "--db", db]
     if flag != "--rps":
         args += ["--rps", "5"]

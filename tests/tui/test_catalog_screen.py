@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.catalog import CatalogScreen
@@ -70,7 +69,9 @@ async def test_browse_filter_and_provenance(
 
 
 async def test_every_kind_and_the_empty_state(
-    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot, tmp_path: Path
+    make_app: Callable[..., QuantplanApp],
+    catalog_snapshot: CatalogSnapshot,
+    seeded_catalog_path: Path,
 ) -> None:
     app = make_app(mode="catalog")
     async with app.run_test(size=(100, 40)) as pilot:
@@ -82,8 +83,7 @@ async def test_every_kind_and_the_empty_state(
             await pilot.pause()
             assert table.row_count == len(getattr(catalog_snapshot, name)) > 0, name
     # The seed ships published profiles, so the empty state needs a catalog without any.
-    path = tmp_path / "no-profiles.db"
-    open_catalog(f"sqlite:///{path}")  # migrated and seeded
+    path = seeded_catalog_path  # migrated and seeded
     with sqlite3.connect(path) as connection:
         connection.execute("DELETE FROM profile")
     app = make_app(mode="catalog", url=f"sqlite:///{path}")
@@ -102,10 +102,12 @@ async def import_through_dialog(pilot: Pilot, path: Path) -> None:
     await pilot.press("enter")
 
 
-async def test_import_a_file(make_app: Callable[..., QuantplanApp], tmp_path: Path) -> None:
+async def test_import_a_file(
+    make_app: Callable[..., QuantplanApp], tmp_path: Path, seeded_sqlite_url: str
+) -> None:
     source = tmp_path / "accel.yaml"
     source.write_text(NEW_HARDWARE)
-    app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
+    app = make_app(mode="catalog", url=seeded_sqlite_url)
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
         before = app.catalog_state.snapshot
@@ -118,11 +120,11 @@ async def test_import_a_file(make_app: Callable[..., QuantplanApp], tmp_path: Pa
 
 
 async def test_a_bad_file_imports_nothing_and_says_where(
-    make_app: Callable[..., QuantplanApp], tmp_path: Path
+    make_app: Callable[..., QuantplanApp], tmp_path: Path, seeded_sqlite_url: str
 ) -> None:
     source = tmp_path / "bad.yaml"
     source.write_text(BAD_HARDWARE)
-    app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
+    app = make_app(mode="catalog", url=seeded_sqlite_url)
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_catalog_screen(pilot)
         count = len(app.catalog_state.snapshot.hardware)  # type: ignore[union-attr]
@@ -147,3 +149,31 @@ async def test_import_dialog_refuses_a_missing_file(
         assert "no such file" in plain_text(prompt.query_one("#dialog-error", Static))
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, CatalogScreen))
+
+
+async def test_first_render_shows_whole_prices(
+    make_app: Callable[..., QuantplanApp], catalog_snapshot: CatalogSnapshot
+) -> None:
+    """The catalog table's first render once cut every column to its header's width, so a
+    $0.089/h instance read "0.0"; each column is now as wide as its widest cell."""
+    app = make_app(mode="catalog")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_catalog_screen(pilot)
+        table = screen.query_one("#catalog-table", DataTable)
+        view = screen.table_view
+        assert view is not None
+        cheap = min(catalog_snapshot.instances, key=lambda i: i.price_per_hour)
+        assert cheap.price_per_hour < 0.1
+        for index, key in enumerate(view.columns):
+            widest = max(len(row.cells[index]) for row in view.rows)
+            assert column_width(table, key) >= widest, key
+        where = (cheap.cloud, cheap.name, cheap.region)
+        (row,) = [r for r in view.rows if (r.record.cloud, r.record.name, r.record.region) == where]
+        price = row.cells[list(view.columns).index("price_per_hour")]
+        assert float(price) == cheap.price_per_hour  # the whole figure, not "0.0"
+        assert column_width(table, "price_per_hour") >= len(price)
+
+
+def column_width(table: DataTable, key: str) -> int:
+    (column,) = [c for c in table.columns.values() if c.key.value == key]
+    return column.get_render_width(table) - 2 * table.cell_padding

@@ -114,18 +114,18 @@ async def test_an_unexpected_import_failure_ends_the_busy_state(
 
 
 async def test_importing_a_binary_file_ends_with_a_visible_error(
-    make_app: Callable[..., QuantplanApp], tmp_path: Path
+    make_app: Callable[..., QuantplanApp], tmp_path: Path, seeded_sqlite_url: str
 ) -> None:
     source = tmp_path / "model [q4].bin"
     source.write_bytes(bytes(range(256)) * 64)  # not UTF-8, NUL bytes: what a weights file is
-    app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
+    app = make_app(mode="catalog", url=seeded_sqlite_url)
     status, toasts = await _import_ends_with_error(app, source, "Nothing imported")
     assert "model [q4].bin" in status
     assert toasts and "Nothing imported" in toasts[-1]
 
 
 async def test_catalog_values_with_markup_are_shown_verbatim(
-    make_app: Callable[..., QuantplanApp], tmp_path: Path
+    make_app: Callable[..., QuantplanApp], tmp_path: Path, seeded_sqlite_url: str
 ) -> None:
     source = tmp_path / "accel.yaml"
     source.write_text(
@@ -133,7 +133,7 @@ async def test_catalog_values_with_markup_are_shown_verbatim(
         "- {name: Accel-9, kind: gpu, vendor: example, isa_flags: 'avx[/]512 [', memory_gb: 32,\n"
         f"   memory_bandwidth_gbps: 1000, source: '{HOSTILE}'}}\n"
     )
-    app = make_app(mode="catalog", url=f"sqlite:///{tmp_path / 'own.db'}")
+    app = make_app(mode="catalog", url=seeded_sqlite_url)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await _catalog_screen(pilot)
         before = app.catalog_state.snapshot
