@@ -26,6 +26,7 @@ from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
     MachineShare,
     active_fraction,
+    engine_traits,
     kv_gb_per_token,
     max_sequences,
     model_shape_from_record,
@@ -35,23 +36,12 @@ from quantplan.planner.hardware import (
 from quantplan.planner.targets import ModelShape, Workload
 
 CONCURRENCY_GRID = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
-DEFAULT_EFFICIENCY = {
-    # (engine, device kind): (share of spec bandwidth, share of spec FLOPS)
-    ("vllm", "gpu"): (0.80, 0.50),
-    ("llama.cpp", "gpu"): (0.60, 0.40),
-    ("vllm", "cpu"): (0.50, 0.30),
-    ("llama.cpp", "cpu"): (0.60, 0.50),
-}
+# Efficiencies, overheads and concurrency caps per engine: planner/hardware.py ENGINE_TRAITS.
 LEGACY_AWQ_COMPUTE_EFFICIENCY = 0.3
 """AWQ below compute capability 8.0 runs vLLM's legacy GEMM kernel, far slower than Marlin
 under load (vLLM docs: fit for low concurrency only)."""
 W8A8_FAMILIES = frozenset({"fp8", "int8"})
 """Schemes that multiply 8-bit activations by 8-bit weights on tensor cores."""
-MAX_CONCURRENCY = {"llama.cpp": 64, "vllm": 256}
-"""Parallel sequences per replica. llama.cpp is served by llama-server, one slot per planned
-sequence (-np) with continuous batching: on an H200 its output rate still grew from 32 to 64
-sequences (8B F16 3,035 -> 4,598 tok/s, 1B 9,303 -> 14,873; bench/results/llamacpp_server_gpu.md),
-and 64 is the most measured. vLLM batches widely."""
 STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
 """Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
 
@@ -122,10 +112,9 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
     bw_eff = np.empty((len(space.options), n_inst))
     fl_eff = np.empty_like(bw_eff)
     for s, option in enumerate(space.options):
-        gpu_bw, gpu_fl = DEFAULT_EFFICIENCY.get((option.engine, "gpu"), (0.6, 0.4))
-        cpu_bw, cpu_fl = DEFAULT_EFFICIENCY.get((option.engine, "cpu"), (0.5, 0.3))
-        bw_eff[s] = np.where(is_gpu, gpu_bw, cpu_bw)
-        fl_eff[s] = np.where(is_gpu, gpu_fl, cpu_fl)
+        gpu, cpu = engine_traits(option.engine, "gpu"), engine_traits(option.engine, "cpu")
+        bw_eff[s] = np.where(is_gpu, gpu.bandwidth_efficiency, cpu.bandwidth_efficiency)
+        fl_eff[s] = np.where(is_gpu, gpu.compute_efficiency, cpu.compute_efficiency)
         if option.family == "awq":
             legacy = is_gpu & (capability < 8.0)
             fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_AWQ_COMPUTE_EFFICIENCY, fl_eff[s])
@@ -187,7 +176,8 @@ def _profile_decode_ratio(
         accelerator_count=profile.hardware_count if gpu else 0,
     )
     replica = replica_hardware(machine, hardware, profile.engine)
-    bw_eff, fl_eff = DEFAULT_EFFICIENCY.get((profile.engine, hardware.kind), (0.6, 0.4))
+    traits = engine_traits(profile.engine, hardware.kind)
+    bw_eff, fl_eff = traits.bandwidth_efficiency, traits.compute_efficiency
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
     profile_workload = Workload(
         input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
@@ -372,8 +362,19 @@ def estimate_performance(
     kv_sequence = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens)
     free = usable - weights[:, None]
     sequences = np.where(free > 0, np.floor(free / kv_sequence), 0).astype(np.int64)
-    caps = np.array([MAX_CONCURRENCY.get(o.engine, 256) for o in space.options])
-    sequences = np.minimum(sequences, caps[:, None])
+    is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
+    caps = np.array(
+        [
+            np.where(
+                is_gpu,
+                engine_traits(o.engine, "gpu").max_concurrency,
+                engine_traits(o.engine, "cpu").max_concurrency,
+            )
+            for o in space.options
+        ],
+        dtype=np.int64,
+    ).reshape(len(space.options), len(space.hardware))
+    sequences = np.minimum(sequences, caps)
     for array in (decode, prefill, basis, sequences, weights, usable):
         array.setflags(write=False)
     return PerformanceMap(
@@ -419,7 +420,8 @@ def predict_profile(
         accelerator_count=profile.hardware_count if gpu else 0,
     )
     replica = replica_hardware(machine, hardware, profile.engine)
-    bw_eff, fl_eff = DEFAULT_EFFICIENCY.get((profile.engine, hardware.kind), (0.6, 0.4))
+    traits = engine_traits(profile.engine, hardware.kind)
+    bw_eff, fl_eff = traits.bandwidth_efficiency, traits.compute_efficiency
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
     workload = Workload(
         input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
@@ -455,7 +457,7 @@ def predict_profile(
     # max_sequences does; the step at that batch is the one the measurement saw.
     kv_sequence = kv_gb_per_token(shape) * (profile.input_tokens + profile.output_tokens)
     fits = max_sequences(replica.usable_memory_gb, weight_gb(shape, scheme), kv_sequence)
-    running = max(1, min(profile.concurrency, fits, MAX_CONCURRENCY.get(profile.engine, 256)))
+    running = max(1, min(profile.concurrency, fits, traits.max_concurrency))
     if running != profile.concurrency:
         decode, _ = _step_times(
             shape,

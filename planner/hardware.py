@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
+from quantplan.catalog.vocabulary import Basis, DeviceKind
 from quantplan.planner.targets import ModelShape
 
 GIB_TO_GB = 1.073741824
@@ -20,12 +21,65 @@ GPU_MEMORY_UTILIZATION = 0.90
 HOST_MEMORY_SHARE = 0.90
 HOST_RESERVED_GB = 1.0
 """Memory a CPU host keeps for the OS and the server process itself."""
-RUNTIME_OVERHEAD_GB = {
-    ("vllm", "gpu"): 1.5,  # activations, CUDA graphs, sampler buffers per GPU
-    ("llama.cpp", "gpu"): 0.5,  # compute buffers per GPU
-    ("vllm", "cpu"): 1.0,
-    ("llama.cpp", "cpu"): 0.3,
-}
+
+
+@dataclass(frozen=True)
+class EngineTraits:
+    """What the planner assumes of one engine on one device kind, with its basis.
+
+    One table keyed by (engine, device kind), read through :func:`engine_traits`, as a step
+    towards keeping these figures as catalog rows; an engine not in it gets the generic
+    default of its device kind, marked ``modeled`` with a source that says so.
+    """
+
+    bandwidth_efficiency: float  # share of the spec memory bandwidth a decode step reaches
+    compute_efficiency: float  # share of the spec FLOPS (prefill, large batches)
+    runtime_overhead_gb: float  # memory the engine keeps for itself, per GPU or per host
+    max_concurrency: int  # parallel sequences one replica runs
+    tensor_parallel: bool  # splits every layer over a replica's GPUs (else splits layers)
+    basis: Basis
+    source: str
+
+
+def _modeled(bandwidth: float, compute: float, overhead_gb: float, max_concurrency: int,
+             tensor_parallel: bool, source: str) -> EngineTraits:  # fmt: skip
+    return EngineTraits(
+        bandwidth_efficiency=bandwidth,
+        compute_efficiency=compute,
+        runtime_overhead_gb=overhead_gb,
+        max_concurrency=max_concurrency,
+        tensor_parallel=tensor_parallel,
+        basis="modeled",
+        source=source,
+    )
+
+
+# bandwidth, compute, overhead GB, max sequences, tensor parallel, source
+ENGINE_TRAITS: dict[tuple[str, DeviceKind], EngineTraits] = {
+    ("vllm", "gpu"): _modeled(0.80, 0.50, 1.5, 256, True,
+        "bandwidth: NVIDIA AIConfigurator's empirical factor; overhead: activations, CUDA "
+        "graphs, sampler buffers per GPU; vLLM batches widely"),
+    ("llama.cpp", "gpu"): _modeled(0.60, 0.40, 0.5, 64, False,
+        "overhead: compute buffers per GPU; concurrency: llama-server slots (-np) with "
+        "continuous batching, output still grew from 32 to 64 sequences on an H200 (8B F16 "
+        "3,035 -> 4,598 tok/s, 1B 9,303 -> 14,873; bench/results/llamacpp_server_gpu.md), "
+        "64 is the most measured"),
+    ("vllm", "cpu"): _modeled(0.50, 0.30, 1.0, 256, True, "vLLM CPU defaults"),
+    ("llama.cpp", "cpu"): _modeled(0.60, 0.50, 0.3, 64, False,
+        "compute: a 22-thread Sapphire Rapids VM prefilled a 7B Q4_K_M at 65 tok/s "
+        "(llama.cpp issue #34); concurrency as on GPU"),
+}  # fmt: skip
+DEFAULT_ENGINE_TRAITS: dict[DeviceKind, EngineTraits] = {
+    "gpu": _modeled(0.60, 0.40, 1.0, 256, False, "generic GPU default: no traits for this engine"),
+    "cpu": _modeled(0.50, 0.30, 1.0, 256, False, "generic CPU default: no traits for this engine"),
+}  # fmt: skip
+
+
+def engine_traits(engine: str, kind: DeviceKind) -> EngineTraits:
+    """The traits of ``engine`` on ``kind``, or the kind's explicit ``modeled`` default."""
+    return ENGINE_TRAITS.get((engine, kind)) or DEFAULT_ENGINE_TRAITS[kind]
+
+
 TENSOR_PARALLEL_EFFICIENCY = 0.9
 """Bandwidth/compute kept when vLLM splits a replica over several GPUs (all-reduce cost)."""
 UNTIED_EMBEDDING_COPIES = 2
@@ -138,14 +192,15 @@ def replica_hardware(
     instance: MachineSlot, hardware: HardwareRecord, engine: str
 ) -> ReplicaHardware:
     """Memory, spec bandwidth and compute one replica of ``engine`` gets on ``instance``."""
-    overhead = RUNTIME_OVERHEAD_GB.get((engine, hardware.kind), 1.0)
+    traits = engine_traits(engine, hardware.kind)
+    overhead = traits.runtime_overhead_gb
     tflops_per_device = hardware.bf16_tflops or 0.0
     if hardware.kind == "gpu" and instance.accelerator_count > 0:
         count = instance.accelerator_count
         memory_per_gpu = hardware.memory_gb or 0.0
         usable = count * (memory_per_gpu * GPU_MEMORY_UTILIZATION - overhead)
         # vLLM shards each layer over the GPUs; llama.cpp's layer split runs them in turn.
-        split = engine == "vllm" and count > 1
+        split = traits.tensor_parallel and count > 1
         scale = count * TENSOR_PARALLEL_EFFICIENCY if split else 1.0
         return ReplicaHardware(
             kind="gpu",
