@@ -9,8 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis_budget import PROFILE_VARIABLE
 from quantplan.catalog.db import resolve_database_url
 from sqlalchemy import create_engine, text
+
+# "fast" under `make test-fast` (fewer generated examples, see tests/hypothesis_budget.py);
+# hypothesis's own defaults otherwise.
+settings.load_profile(os.environ.get(PROFILE_VARIABLE) or "default")
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ a newer quantplan: each is one clear line on stderr (exit 2), never a traceback 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -50,11 +51,18 @@ def assert_one_clear_error(result: subprocess.CompletedProcess[str], *needles: s
         assert needle in result.stderr, (needle, result.stderr)
 
 
-def seeded_sqlite(path: Path) -> str:
-    """A seeded catalog whose every page is in the main file (WAL emptied, no free pages)."""
+def seeded_sqlite(path: Path, seeded: Path) -> str:
+    """A seeded catalog whose every page is in the main file (WAL emptied, no free pages).
+
+    ``seeded`` is the session's seeded catalog (conftest's seeded_catalog_file): copied rather
+    than seeded again, then vacuumed as before.
+    """
     url = f"sqlite:///{path}"
+    with sqlite3.connect(seeded) as source, sqlite3.connect(path) as target:
+        source.backup(target)
+    source.close()
+    target.close()
     engine = make_engine(url)
-    prepare(engine)
     with engine.connect() as connection:
         connection.connection.dbapi_connection.execute("VACUUM")  # type: ignore[union-attr]
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -186,9 +194,11 @@ def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_readers_go_on_and_a_second_writer_waits_during_a_long_write(tmp_path: Path) -> None:
+def test_readers_go_on_and_a_second_writer_waits_during_a_long_write(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded_sqlite(path)
+    url = seeded_sqlite(path, seeded_catalog_file)
     exported = SEED_DIR / "hardware.yaml"  # the export format; every row already present
 
     hold_s = 7.0  # longer than pysqlite's default 5 s timeout, which the import used to die on
@@ -216,9 +226,11 @@ def test_readers_go_on_and_a_second_writer_waits_during_a_long_write(tmp_path: P
 
 
 @pytest.mark.slow
-def test_a_writer_still_locked_out_after_the_timeout_gets_one_clear_line(tmp_path: Path) -> None:
+def test_a_writer_still_locked_out_after_the_timeout_gets_one_clear_line(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded_sqlite(path)
+    url = seeded_sqlite(path, seeded_catalog_file)
     exported = SEED_DIR / "hardware.yaml"  # the export format; every row already present
     # The real CLI entry point, with the busy timeout cut from 30 s to 1 s for the test.
     run_cli = (
@@ -243,9 +255,11 @@ def test_a_writer_still_locked_out_after_the_timeout_gets_one_clear_line(tmp_pat
 # ------------------------------------------------------------ damaged and newer catalogs
 
 
-def test_a_corrupt_page_is_one_clear_error_from_list_and_plan(tmp_path: Path) -> None:
+def test_a_corrupt_page_is_one_clear_error_from_list_and_plan(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded_sqlite(path)
+    url = seeded_sqlite(path, seeded_catalog_file)
     size = path.stat().st_size
     page = 4096
     with path.open("r+b") as file:  # one page in the middle turned to junk, as a bad disk would
@@ -265,9 +279,11 @@ def test_a_file_that_is_not_sqlite_is_one_clear_error(tmp_path: Path) -> None:
     assert junk.read_bytes() == before  # nothing was written into the user's file
 
 
-def test_damage_is_found_on_open_not_in_a_later_command(tmp_path: Path) -> None:
+def test_damage_is_found_on_open_not_in_a_later_command(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded_sqlite(path)
+    url = seeded_sqlite(path, seeded_catalog_file)
     with path.open("r+b") as file:
         file.seek(path.stat().st_size // 2 // 4096 * 4096)
         file.write(b"\0" * 4096)
@@ -275,9 +291,11 @@ def test_damage_is_found_on_open_not_in_a_later_command(tmp_path: Path) -> None:
         prepare(make_engine(url), seed=False)
 
 
-def test_a_catalog_from_a_newer_quantplan_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_catalog_from_a_newer_quantplan_is_one_clear_error(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded_sqlite(path)
+    url = seeded_sqlite(path, seeded_catalog_file)
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0999_from_the_future'"))

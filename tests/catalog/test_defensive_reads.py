@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from quantplan.catalog.db import make_engine, prepare
 
 QUANTPLAN = [sys.executable, "-m", "quantplan"]
 PLAN = ("plan", "--model", "Llama-3.1-8B", "--rps", "5")
@@ -34,14 +33,6 @@ WHERE m.name = 'Llama-3.1-8B' AND s.name = 'awq-w8a16-g128' AND h.name = 'L4'
 def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QUANTPLAN_DB": db, "COLUMNS": "200"}
     return subprocess.run([*QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def seeded_catalog(path: Path) -> str:
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    prepare(engine)
-    engine.dispose()
-    return url
 
 
 def write_bad_rows(path: Path) -> dict[str, int]:
@@ -71,10 +62,9 @@ def write_bad_rows(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def bad_catalog(tmp_path: Path) -> tuple[str, Path, dict[str, int]]:
-    path = tmp_path / "catalog.db"
-    url = seeded_catalog(path)
-    return url, path, write_bad_rows(path)
+def bad_catalog(seeded_catalog_path: Path) -> tuple[str, Path, dict[str, int]]:
+    path = seeded_catalog_path
+    return f"sqlite:///{path}", path, write_bad_rows(path)
 
 
 def assert_clean_run(result: subprocess.CompletedProcess[str]) -> None:

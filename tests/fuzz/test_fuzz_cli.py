@@ -30,6 +30,7 @@ from fuzz_cases import (
 from fuzz_harness import Result, Sandbox, execute
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 # Fixed examples and no shrinking: a failing run stays within the time budget and names the
 # whole generated case (argv and file) in its message; bench/fuzz_bench.py groups failures.
@@ -71,7 +72,7 @@ PROFILE_INFINITY = (
 )
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=examples(40))
 @given(data=randoms)
 @example(data=Case("argv", ["--bogus"], what="unknown root option"))
 @example(data=Case("argv", ["plan", "--rps", "abc"], what="non-numeric --rps"))
@@ -80,7 +81,7 @@ def test_command_lines(data: Any, sandbox: Sandbox, tree: list[CommandSpec]) -> 
     check(case, sandbox)
 
 
-@settings(FUZZ, max_examples=25)
+@settings(FUZZ, max_examples=examples(25))
 @given(data=randoms)
 @example(
     data=Case(
@@ -96,7 +97,7 @@ def test_targets_files(data: Any, sandbox: Sandbox) -> None:
     check(case, sandbox)
 
 
-@settings(FUZZ, max_examples=35)
+@settings(FUZZ, max_examples=examples(35))
 @given(data=randoms)
 @example(
     data=Case(
@@ -139,7 +140,7 @@ def test_import_files(data: Any, sandbox: Sandbox) -> None:
     check(case, sandbox)
 
 
-@settings(FUZZ, max_examples=25)
+@settings(FUZZ, max_examples=examples(25))
 @given(data=randoms)
 @example(
     data=Case(

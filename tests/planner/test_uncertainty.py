@@ -122,8 +122,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_confidence_and_batch(tmp_path: object) -> None:
-    db = f"sqlite:///{tmp_path}/catalog.db"
+def test_cli_confidence_and_batch(seeded_sqlite_url: str) -> None:
+    db = seeded_sqlite_url
     base = ("--model", "Llama-3.1-8B", "--rps", "2", "--db", db, "--json")
     batch = _cli(*base, "--batch", "--confidence", "0.95")
     assert batch.returncode == 0, batch.stderr
