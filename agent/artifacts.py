@@ -322,17 +322,49 @@ class ArtifactStore:
             local = staging / file.path
             local.parent.mkdir(parents=True, exist_ok=True)
             self.fs.get_file(self._path(manifest.artifact_id, file.path), str(local))
-            digest = hashlib.sha256()
-            with local.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != file.sha256:
-                raise ArtifactStoreError(
-                    f"artifact {manifest.artifact_id} in {self.url}: {file.path} does not match "
-                    "its manifest's sha256",
-                    hint="the store copy changed after it was written; quantize it again",
-                )
+            self._check_file(manifest, file, local)
         (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+
+    def _check_file(self, manifest: ArtifactManifest, file: ArtifactFile, local: Path) -> None:
+        digest = hashlib.sha256()
+        with local.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != file.sha256:
+            raise ArtifactStoreError(
+                f"artifact {manifest.artifact_id} in {self.url}: {file.path} does not match "
+                "its manifest's sha256",
+                hint="the store copy changed after it was written; quantize it again",
+            )
+
+    def pull(self, manifest: ArtifactManifest) -> Path:
+        """A local directory with the artifact's files, every one checked against the
+        manifest's sha256: what a replica on another node than the quantizer's loads.
+
+        A remote store is downloaded into this node's mirror (checked on the way). A local
+        store is a shared filesystem here: its files are hashed in place, once per node while
+        their sizes and modification times stay what they were when checked."""
+        directory = self.local_dir(manifest)
+        if not self.is_local:
+            return directory
+        stamp: dict[str, list[int]] = {}
+        for file in manifest.files:
+            try:
+                status = (directory / file.path).stat()
+            except FileNotFoundError:
+                raise ArtifactStoreError(
+                    f"artifact {manifest.artifact_id} in {self.url}: {file.path} is missing",
+                    hint="the store copy changed after it was written; quantize it again",
+                ) from None
+            stamp[file.path] = [status.st_size, status.st_mtime_ns]
+        marker = cache_dir() / "artifact-checked" / f"{manifest.artifact_id}.json"
+        if marker.is_file() and json.loads(marker.read_text()) == stamp:
+            return directory
+        for file in manifest.files:
+            self._check_file(manifest, file, directory / file.path)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(stamp))
+        return directory
 
     def commit(self, staging: Path, manifest: ArtifactManifest) -> ArtifactManifest:
         """Publish a finished staging directory under its id; the manifest goes in last."""

@@ -81,8 +81,15 @@ def profile_report(
     cost: CostFigures | None = None,
     roofline: RooflineFigures | None = None,
     extra_details: dict[str, object] | None = None,
+    gpu_hardware: str | None = None,
+    gpu_count: int | None = None,
+    run_hardware: str | None = None,
 ) -> MeasurementReport:
-    """A succeeded run with one measured profile at the sweep's best level."""
+    """A succeeded run with one measured profile at the sweep's best level.
+
+    A replica on a cluster's GPUs names them: ``gpu_hardware`` (the catalog's name of its GPU,
+    e.g. H200) and ``gpu_count`` file the row under that GPU, ``run_hardware`` describes the
+    run's hardware; ``hardware`` is then only the host the engine's process ran on."""
     best = sweep.best
     if best is None:
         raise ValueError("no level completed within the SLO: record a failed run instead")
@@ -102,12 +109,15 @@ def profile_report(
     if roofline is not None:
         details["roofline"] = roofline.model_dump()
     hardware_name = hardware_record.name if hardware_record else host_hardware_name(hardware)
+    count = hardware.logical_cpus if hardware.device_kind == "cpu" else 1
+    if gpu_hardware is not None:
+        hardware_name, count = gpu_hardware, gpu_count or 1
     profile = ProfileRecord(
         model=model,
         scheme=scheme,
         engine=engine,  # type: ignore[arg-type]
         hardware=hardware_name,
-        hardware_count=hardware.logical_cpus if hardware.device_kind == "cpu" else 1,
+        hardware_count=count,
         input_tokens=best.workload.input_tokens,
         output_tokens=best.workload.output_tokens,
         concurrency=best.concurrency or 1,
@@ -135,10 +145,10 @@ def profile_report(
             kind="benchmark",
             status="succeeded",
             started_at=started_at,
-            hardware=hardware.describe(),
+            hardware=run_hardware or hardware.describe(),
             tool_versions=tool_versions,
         ),
-        new_hardware=hardware_record,
+        new_hardware=None if gpu_hardware is not None else hardware_record,
         profiles=(profile,),
     )
 

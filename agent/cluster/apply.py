@@ -155,7 +155,7 @@ class _Applier:
         # Quantizing can fail or take an hour: the replicas a changed plan drops keep serving
         # until the new artifacts exist.
         self.event("quantizing")
-        artifacts = self._artifacts(plan_diff.add)
+        artifacts = self._artifacts(plan_diff.add, agents)
         self._stop(state, plan_diff.remove)
         self.event("deploying")
         self._start(state, plan_diff.add, artifacts, agents)
@@ -201,34 +201,52 @@ class _Applier:
                 del state.failed[replica_id]
             states.save_state(state)
 
-    def _artifacts(self, specs: tuple[states.ReplicaSpec, ...]) -> dict[str, str]:
+    def _artifacts(
+        self, specs: tuple[states.ReplicaSpec, ...], agents: list[AgentRef]
+    ) -> dict[str, tuple[str, str | None]]:
+        """scheme -> (path as the quantizing node saw it, artifact id; None for the base
+        checkpoint). Each artifact is made once, on a GPU node when the cluster has one and the
+        method has a CUDA build; replicas pull it from the store by id."""
         from quantplan.agent.cluster.jobs import QuantizeJob, quantize_options_for_scheme
+        from quantplan.agent.cluster.quantize_placement import place_quantize
         from quantplan.agent.cluster.scheduler import run_job
 
-        paths: dict[str, str] = {}
+        paths: dict[str, tuple[str, str | None]] = {}
         started = time.perf_counter()
         for spec in specs:
             if spec.scheme in paths:
                 continue  # quantize once, share the artifact
             if spec.method == "baseline":
-                paths[spec.scheme] = self._base_checkpoint()
+                paths[spec.scheme] = (self._base_checkpoint(), None)
                 continue
             request = quantize_options_for_scheme(spec.method, spec.scheme)
+            types = {s.instance_type for s in specs if s.scheme == spec.scheme}
+            placement = place_quantize(spec.method, types, [agent.offer for agent in agents])
+            self.progress(f"quantizing: {placement.reason}")
             job = QuantizeJob(
                 job_id=f"quantize-{self.name}-{spec.scheme}-{uuid.uuid4().hex[:8]}",
                 model=self.options.model_dir or "default",
                 method=spec.method,  # type: ignore[arg-type]
                 options=request,
                 store_url=self.options.store_url,
+                gpus=placement.gpus,
             )
-            types = {s.instance_type for s in specs if s.scheme == spec.scheme}
-            result = run_job(job, instance_types=types, collector=self.client, timeout_s=3600)
+            # Nodes of those types without the GPUs (none on a real cluster) never get the job.
+            without = {a.node_id for a in agents if a.offer.gpus < placement.gpus}
+            result = run_job(
+                job,
+                instance_types=placement.instance_types,
+                exclude_nodes=without,
+                collector=self.client,
+                timeout_s=3600,
+            )
             if result.status != "succeeded":
                 self.event("failed", (result.detail,))
                 raise QuantplanError(f"quantizing {spec.scheme} failed: {result.detail}")
             main = result.payload.get("main_file")
             path = Path(result.payload["path"])
-            paths[spec.scheme] = str(path / main) if main else str(path)
+            artifact_id = str(result.payload["artifact_id"])
+            paths[spec.scheme] = (str(path / main) if main else str(path), artifact_id)
         self.timings["artifacts_s"] = time.perf_counter() - started
         return paths
 
@@ -241,7 +259,7 @@ class _Applier:
         self,
         state: states.DeploymentState,
         specs: tuple[states.ReplicaSpec, ...],
-        artifacts: dict[str, str],
+        artifacts: dict[str, tuple[str, str | None]],
         agents: list[AgentRef],
     ) -> None:
         """Start ``specs`` side by side; every outcome, started or failed, lands in ``state``
@@ -295,7 +313,7 @@ class _Applier:
         self,
         spec: states.ReplicaSpec,
         node: str | None,
-        artifact: str,
+        artifact: tuple[str, str | None],
         taken: set[str],
     ) -> states.ReplicaRecord:
         from quantplan.agent.cluster.jobs import ServeJob
@@ -319,7 +337,9 @@ class _Applier:
             job_id=f"serve-{spec.replica_id}-{uuid.uuid4().hex[:8]}",
             replica_id=spec.replica_id,
             engine=spec.engine,  # type: ignore[arg-type]
-            artifact_path=artifact,
+            artifact_path=artifact[0],
+            artifact_id=artifact[1],
+            store_url=self.options.store_url if artifact[1] else None,
             startup_timeout_s=self.options.startup_timeout_s,
             **states.serve_shape(spec),
         )
@@ -370,7 +390,7 @@ class _Applier:
             base_url=payload["base_url"],
             served_model=payload["served_model"],
             pid=int(payload["pid"]),
-            artifact_path=artifact,
+            artifact_path=artifact[0],
             ignore_eos_body=payload.get("ignore_eos_body") or {},
         )
 
@@ -429,6 +449,7 @@ class _Applier:
                 num_requests=max(self.options.bench_requests, concurrency * 2),
                 replica_id=record.spec.replica_id,
                 ignore_eos_body=record.ignore_eos_body,
+                gpus=record.spec.accelerators,
             )
             result = run_job(
                 job,

@@ -51,14 +51,19 @@ def acquire_gpus(
     accelerator_type: str | None,
     *,
     timeout_s: float = PLACE_TIMEOUT_S,
+    detached: bool = True,
 ) -> tuple[str, ...]:
     """Lease ``gpus`` GPUs on ``node_id`` for ``replica_id`` (again: the same lease); returns
-    their ``CUDA_VISIBLE_DEVICES`` entries."""
+    their ``CUDA_VISIBLE_DEVICES`` entries.
+
+    A replica's lease is detached: its engine outlives a restarted agent, which releases the
+    lease by name. A job's lease (``detached=False``) belongs to the agent's worker process and
+    dies with it, so a job cut short by a crash never keeps its GPUs."""
     resources = {ACCELERATOR_TYPE_PREFIX + accelerator_type: ACCELERATOR_TYPE_SHARE}
     lease = GpuLease.options(  # type: ignore[attr-defined]
         name=lease_name(replica_id),
         namespace=NAMESPACE,
-        lifetime="detached",  # outlives a restarted agent, which releases it by name
+        lifetime="detached" if detached else None,
         get_if_exists=True,
         num_gpus=gpus,
         resources=resources if accelerator_type else {},

@@ -28,6 +28,13 @@ class QuantizeJob(_Job):
     method: Literal["gptq", "awq", "gguf"]
     options: dict[str, Any] = Field(default_factory=dict, description="The method's config")
     store_url: str | None = Field(default=None, description="Artifact store (path or fsspec URL)")
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="GPUs the job leases from Ray on its node (0: quantize on CPU cores); its "
+        "quantizer then runs its toolchain's CUDA build",
+    )
 
 
 class ServeJob(_Job):
@@ -37,6 +44,14 @@ class ServeJob(_Job):
     replica_id: str
     engine: Literal["vllm", "llama.cpp"]
     artifact_path: str = Field(description="Model directory or GGUF file every node can read")
+    artifact_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{24}$",
+        description="A quantized artifact: the agent pulls it from store_url (remote stores "
+        "download into the node's mirror) and checks every file against the manifest's sha256 "
+        "before its engine loads it; artifact_path is then only what the driver saw",
+    )
+    store_url: str | None = Field(default=None, description="Artifact store of artifact_id")
     port: int | None = Field(default=None, ge=1, le=65535)
     api_key: str | None = None
     threads: int | None = Field(default=None, ge=1)
@@ -84,6 +99,13 @@ class BenchmarkJob(_Job):
     num_requests: int | None = Field(default=None, ge=1)
     replica_id: str | None = None
     ignore_eos_body: dict[str, Any] = Field(default_factory=dict)
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="GPUs the replica serves on: its profile is then filed under the catalog "
+        "name of the node's GPU, hardware_count = gpus, with the GPU's provenance",
+    )
 
 
 class ProbeJob(_Job):

