@@ -76,21 +76,50 @@ ThreadingHTTPServer((flag("--host"), port), Handler).serve_forever()
 
 def install_fake_vllm_cuda(cache: Path) -> Path:
     """A 'built' vllm-cuda toolchain whose interpreter is the fake engine; returns its root."""
+    return install_fake_toolchain(cache, "vllm-cuda", FAKE_ENGINE, {"vllm": "fake engine"})
+
+
+FAKE_QUANTIZER = '''
+"""Stands in for llm-compressor's GPTQ step on a CUDA torch: records its command and GPUs,
+writes a tiny checkpoint and answers the step protocol."""
+import json, os, struct, sys
+from pathlib import Path
+
+script, request_path, response_path = sys.argv[1:4]
+request = json.loads(Path(request_path).read_text())
+records = Path(__file__).resolve().parent.parent / "records"
+records.mkdir(exist_ok=True)
+env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
+record = {"argv": [sys.argv[0], *sys.argv[1:]], "env": env, "method": request["method"]}
+(records / "quantize.json").write_text(json.dumps(record))
+output = Path(request["output_dir"])
+header = json.dumps({"w.weight": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}})
+payload = struct.pack("<Q", len(header)) + header.encode() + bytes(8)
+(output / "model.safetensors").write_bytes(payload)
+(output / "config.json").write_text(json.dumps({"model_type": "llama"}))
+result = {"calibration_tokens": 64, "calibrate_seconds": 0.0, "total_seconds": 0.1,
+          "peak_rss_mb": 1.0, "layer_errors": []}
+Path(response_path).write_text(json.dumps({"ok": True, "result": result}))
+'''
+
+
+def install_fake_toolchain(cache: Path, name: str, script: str, versions: dict[str, str]) -> Path:
+    """A 'built' toolchain ``name`` whose interpreter is ``script``; returns its root."""
     from quantplan.agent.toolchains.build import MANIFEST_NAME, Toolchain, toolchain_dir
     from quantplan.agent.toolchains.specs import get_spec
 
-    root = toolchain_dir(get_spec("vllm-cuda"))  # under QUANTPLAN_CACHE_DIR = cache
+    root = toolchain_dir(get_spec(name))  # under QUANTPLAN_CACHE_DIR = cache
     assert root.is_relative_to(cache)
     (root / "bin").mkdir(parents=True)
     python = root / "bin" / "python"
-    python.write_text(f"#!{sys.executable}\n{FAKE_ENGINE}")
+    python.write_text(f"#!{sys.executable}\n{script}")
     python.chmod(0o755)
     toolchain = Toolchain(
-        name="vllm-cuda",
+        name=name,
         key=root.name.rsplit("-", 1)[1],
         root=root,
         python_version="3.11",
-        versions={"vllm": "fake engine for tests"},
+        versions=versions,
         built_at=datetime.now(UTC),
         build_seconds=0.0,
     )
@@ -121,6 +150,7 @@ def gpu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RayT
     previous = os.environ.get("QUANTPLAN_CACHE_DIR")
     os.environ["QUANTPLAN_CACHE_DIR"] = str(cache)  # nodes inherit it when they start
     toolchain = install_fake_vllm_cuda(cache)
+    install_fake_toolchain(cache, "llmcompressor-cuda", FAKE_QUANTIZER, {"torch": "stand-in"})
     workers = (
         WorkerRequest(
             name="gpu-1", instance_type=GPU_INSTANCE, num_cpus=4, fake_gpus=4, accelerator_type="L4"
@@ -217,6 +247,59 @@ def test_apply_places_a_two_gpu_vllm_plan_on_the_fake_gpu_worker(
     assert sorted(destroy("gpu-test")) == sorted(outcome.endpoints)
     # The leases died with their replicas: the node's GPUs are free again (Ray's resource view
     # follows a kill within a heartbeat or two).
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("GPU") != 4.0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("GPU") == 4.0
+
+
+def test_gptq_runs_on_the_gpu_worker_with_its_leased_gpu(
+    gpu_cluster: tuple[RayTestCluster, Path], tmp_path: Path
+) -> None:
+    """apply's quantize step, as apply runs it: placed by place_quantize on the alive agents'
+    offers, run by run_job; the stand-in quantizer is the llmcompressor-cuda interpreter."""
+    import ray
+    from quantplan.agent.artifacts import ArtifactStore
+    from quantplan.agent.cluster.jobs import QuantizeJob
+    from quantplan.agent.cluster.node_agent import start_node_agents
+    from quantplan.agent.cluster.quantize_placement import place_quantize
+    from quantplan.agent.cluster.scheduler import run_job
+    from quantplan.agent.toolchains.build import toolchain_dir
+    from quantplan.agent.toolchains.specs import get_spec
+
+    del gpu_cluster  # the cluster; this test talks to it through Ray
+    agents = start_node_agents()
+    placement = place_quantize("gptq", {NO_GPU_INSTANCE}, [a.offer for a in agents])
+    assert (placement.gpus, placement.instance_types) == (1, {GPU_INSTANCE})
+    job = QuantizeJob(
+        job_id="quantize-gpu-test",
+        model=str(fake_checkpoint(tmp_path / "llama")),
+        method="gptq",
+        options={"scheme": "W4A16", "group_size": 128, "measure_layer_error": False},
+        store_url=str(tmp_path / "store"),
+        gpus=placement.gpus,
+    )
+    result = run_job(job, instance_types=placement.instance_types, timeout_s=120)
+    assert result.status == "succeeded", result.detail
+    gpu_node = next(
+        n["NodeID"]
+        for n in ray.nodes()
+        if n["Alive"] and f"instance:{GPU_INSTANCE}" in n["Resources"]
+    )
+    assert result.node_id == gpu_node
+    cuda = toolchain_dir(get_spec("llmcompressor-cuda"))
+    record = json.loads((cuda / "records" / "quantize.json").read_text())
+    assert record["argv"][0] == str(cuda / "bin" / "python")  # the CUDA build of the quantizer
+    assert record["argv"][1].endswith("llmc_quantize.py") and record["method"] == "gptq"
+    assert record["env"]["CUDA_VISIBLE_DEVICES"] in {"0", "1", "2", "3"}
+    assert result.payload["cuda_visible_devices"] == record["env"]["CUDA_VISIBLE_DEVICES"]
+    assert record["env"]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    # Stored once, made by (and addressed with) the CUDA toolchain; any node pulls it checked.
+    manifest = ArtifactStore(str(tmp_path / "store")).get(result.payload["artifact_id"])
+    assert manifest is not None and manifest.tool_versions == {"torch": "stand-in"}
+    assert manifest.toolchain_key == cuda.name.rsplit("-", 1)[1]
+    assert (ArtifactStore(str(tmp_path / "store")).pull(manifest) / "model.safetensors").is_file()
+    # The job's lease died with the job: the node's GPUs are all free again.
     deadline = time.monotonic() + 20
     while ray.available_resources().get("GPU") != 4.0 and time.monotonic() < deadline:
         time.sleep(0.5)
