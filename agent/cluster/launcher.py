@@ -101,16 +101,21 @@ def _gpus_per_node(deployment: Deployment) -> int:
     return deployment.accelerator_count * deployment.replicas_per_instance
 
 
-def _gpu_worker_setup(deployment: Deployment) -> dict[str, list[str]]:
+def _gpu_worker_setup(deployment: Deployment, plan: Plan) -> dict[str, list[str]]:
     """A GPU node type builds its engine's CUDA toolchain once, at setup (after quantplan is
-    installed): node agents never build one inside a serve job. ``ray start`` on the node
-    detects its GPUs and declares GPU and accelerator_type:<T> by itself."""
-    from quantplan.agent.toolchains.specs import host_engine_toolchain
+    installed): node agents never build one inside a serve job. When the plan has GPTQ/AWQ
+    artifacts to make, apply quantizes them on a GPU node (quantize_placement.py), so GPU nodes
+    build llm-compressor's CUDA toolchain too. ``ray start`` on the node detects its GPUs and
+    declares GPU and accelerator_type:<T> by itself."""
+    from quantplan.agent.cluster.quantize_placement import gpu_quantizable
+    from quantplan.agent.toolchains.specs import host_engine_toolchain, host_toolchain
 
     if not deployment.accelerator_count:
         return {}
-    toolchain = host_engine_toolchain(deployment.engine, gpu=True)
-    return {"worker_setup_commands": [f"quantplan toolchain install {toolchain}"]}
+    toolchains = [host_engine_toolchain(deployment.engine, gpu=True)]
+    if any(gpu_quantizable(d.method) for d in plan.fleet):
+        toolchains.append(host_toolchain("llmcompressor", gpu=True))
+    return {"worker_setup_commands": [f"quantplan toolchain install {t}" for t in toolchains]}
 
 
 def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "min_workers": deployment.instances,
             "max_workers": deployment.instances,
             "resources": _replica_slots(deployment),
-            **_gpu_worker_setup(deployment),
+            **_gpu_worker_setup(deployment, plan),
             "node_config": {
                 "InstanceType": deployment.instance.name,
                 **(
@@ -175,7 +180,7 @@ def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "min_workers": deployment.instances,
             "max_workers": deployment.instances,
             "resources": _replica_slots(deployment),
-            **_gpu_worker_setup(deployment),
+            **_gpu_worker_setup(deployment, plan),
             "node_config": {
                 "machineType": deployment.instance.name,
                 "scheduling": [{"preemptible": deployment.pricing == "spot"}],

@@ -188,3 +188,19 @@ def test_fake_gpus_are_never_filed_under_a_catalog_gpu() -> None:
     assert placement.hardware is None  # the host's own CPU name is used instead
     assert placement.details["gpu"]["fake"] is True
     assert "fake" in placement.description
+
+
+def test_gpu_node_types_build_the_cuda_quantizer_when_the_plan_quantizes() -> None:
+    from plans import gpu_plan
+    from quantplan.agent.cluster.launcher import _gpu_worker_setup
+
+    plan = gpu_plan()  # bf16: nothing to quantize
+    deployment = plan.fleet[0]
+    assert _gpu_worker_setup(deployment, plan)["worker_setup_commands"] == [
+        "quantplan toolchain install vllm-cuda"
+    ]
+    gptq = plan.model_copy(update={"fleet": [deployment.model_copy(update={"method": "gptq"})]})
+    assert _gpu_worker_setup(deployment, gptq)["worker_setup_commands"] == [
+        "quantplan toolchain install vllm-cuda",
+        "quantplan toolchain install llmcompressor-cuda",
+    ]
