@@ -15,7 +15,12 @@ import numpy as np
 from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.compatibility import SupportMatrix
-from quantplan.planner.hardware import MachineShare, machine_shares, model_shape_from_record
+from quantplan.planner.hardware import (
+    MachineShare,
+    engine_traits,
+    machine_shares,
+    model_shape_from_record,
+)
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
 from quantplan.planner.targets import ModelShape, Targets
@@ -180,9 +185,10 @@ def _tensor_parallel_rule(
     compat_reason: np.ndarray,
     reasons: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``compatible`` without the vLLM replicas whose GPU count does not divide the heads."""
-    vllm = np.array([o.engine == "vllm" for o in options], dtype=bool)
-    if not vllm.any():
+    """``compatible`` without the tensor-parallel (vLLM) replicas whose GPU count does not
+    divide the heads."""
+    split = np.array([engine_traits(o.engine, "gpu").tensor_parallel for o in options], bool)
+    if not split.any():
         return compatible, compat_reason
     compatible, compat_reason = compatible.copy(), compat_reason.copy()
     for i, machine in enumerate(machines):
@@ -191,7 +197,7 @@ def _tensor_parallel_rule(
             continue
         if problem not in reasons:
             reasons.append(problem)
-        blocked = vllm & compatible[:, i]
+        blocked = split & compatible[:, i]
         compatible[blocked, i] = False
         compat_reason[blocked, i] = reasons.index(problem)
     return compatible, compat_reason

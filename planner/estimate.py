@@ -29,6 +29,7 @@ from quantplan.planner.hardware import (
     engine_traits,
     kv_gb_per_token,
     max_sequences,
+    method_traits,
     model_shape_from_record,
     replica_hardware,
     weight_gb,
@@ -37,11 +38,10 @@ from quantplan.planner.targets import ModelShape, Workload
 
 CONCURRENCY_GRID = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
 # Efficiencies, overheads and concurrency caps per engine: planner/hardware.py ENGINE_TRAITS.
-LEGACY_AWQ_COMPUTE_EFFICIENCY = 0.3
-"""AWQ below compute capability 8.0 runs vLLM's legacy GEMM kernel, far slower than Marlin
-under load (vLLM docs: fit for low concurrency only)."""
-W8A8_FAMILIES = frozenset({"fp8", "int8"})
-"""Schemes that multiply 8-bit activations by 8-bit weights on tensor cores."""
+# Method rules (16-bit embeddings, W8A8, legacy kernels): planner/hardware.py METHOD_TRAITS.
+LEGACY_KERNEL_COMPUTE_EFFICIENCY = 0.3
+"""A method's legacy kernel on an older GPU (AWQ's GEMM below compute capability 8.0) is far
+slower than Marlin under load (vLLM docs: fit for low concurrency only)."""
 STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
 """Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
 
@@ -50,7 +50,7 @@ def w8a8_compute_gain(family: str, hardware: HardwareRecord) -> float:
     """How much faster a W8A8 scheme computes than BF16 on ``hardware``: the row's dense INT8
     TOPS over its BF16 TFLOPS (on Ada and Hopper dense FP8 equals dense INT8, NVIDIA
     datasheets). 1 for other families, on CPUs, or where either figure is unknown."""
-    if family not in W8A8_FAMILIES or hardware.kind != "gpu":
+    if not method_traits(family).w8a8 or hardware.kind != "gpu":
         return 1.0
     if not hardware.int8_tops or not hardware.bf16_tflops:
         return 1.0
@@ -115,10 +115,11 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
         gpu, cpu = engine_traits(option.engine, "gpu"), engine_traits(option.engine, "cpu")
         bw_eff[s] = np.where(is_gpu, gpu.bandwidth_efficiency, cpu.bandwidth_efficiency)
         fl_eff[s] = np.where(is_gpu, gpu.compute_efficiency, cpu.compute_efficiency)
-        if option.family == "awq":
-            legacy = is_gpu & (capability < 8.0)
-            fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_AWQ_COMPUTE_EFFICIENCY, fl_eff[s])
-        if option.family in W8A8_FAMILIES:
+        method = method_traits(option.family)
+        if method.slow_kernel_below_capability is not None:
+            legacy = is_gpu & (capability < method.slow_kernel_below_capability)
+            fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_KERNEL_COMPUTE_EFFICIENCY, fl_eff[s])
+        if method.w8a8:
             gain = [w8a8_compute_gain(option.family, h) for h in space.hardware]
             fl_eff[s] = fl_eff[s] * np.array(gain, dtype=float)
     return stacked[..., 0], stacked[..., 1], stacked[..., 2], bw_eff, fl_eff, is_gpu

@@ -80,6 +80,37 @@ def engine_traits(engine: str, kind: DeviceKind) -> EngineTraits:
     return ENGINE_TRAITS.get((engine, kind)) or DEFAULT_ENGINE_TRAITS[kind]
 
 
+@dataclass(frozen=True)
+class MethodTraits:
+    """What the planner assumes of a quantization method's checkpoints and kernels."""
+
+    embeddings_in_16_bit: bool  # embeddings and lm_head stay 16-bit beside the quantized layers
+    w8a8: bool  # multiplies 8-bit activations by 8-bit weights on tensor cores
+    slow_kernel_below_capability: float | None  # GPUs below this compute capability run a
+    # legacy kernel at a fraction of the compute efficiency (None: no such rule)
+    source: str
+
+
+METHOD_TRAITS: dict[str, MethodTraits] = {
+    "gptq": MethodTraits(True, False, None, "GPTQ checkpoints keep embeddings/lm_head 16-bit"),
+    "awq": MethodTraits(
+        True, False, 8.0,
+        "AWQ checkpoints keep embeddings/lm_head 16-bit; below compute capability 8.0 vLLM "
+        "runs AWQ's legacy GEMM kernel, fit for low concurrency only (vLLM docs)",
+    ),
+    "fp8": MethodTraits(False, True, None, "W8A8-FP8 on tensor cores"),
+    "int8": MethodTraits(False, True, None, "W8A8-INT8 on tensor cores"),
+}  # fmt: skip
+DEFAULT_METHOD_TRAITS = MethodTraits(
+    False, False, None, "no method rule: the scheme's bits per weight cover the whole model"
+)
+
+
+def method_traits(family: str) -> MethodTraits:
+    """The traits of a scheme family, or the explicit default (whole-model bits, BF16 math)."""
+    return METHOD_TRAITS.get(family, DEFAULT_METHOD_TRAITS)
+
+
 TENSOR_PARALLEL_EFFICIENCY = 0.9
 """Bandwidth/compute kept when vLLM splits a replica over several GPUs (all-reduce cost)."""
 UNTIED_EMBEDDING_COPIES = 2
@@ -108,7 +139,7 @@ def model_shape_from_record(record: object) -> ModelShape:
 def weight_gb(shape: ModelShape, scheme: SchemeRecord) -> float:
     """Bytes of weights (GB) of ``shape`` quantized with ``scheme``."""
     params = shape.parameters_b * 1e9
-    if scheme.family in ("gptq", "awq"):
+    if method_traits(scheme.family).embeddings_in_16_bit:
         embedding = min(
             UNTIED_EMBEDDING_COPIES * shape.vocab_size * shape.hidden_size, 0.5 * params
         )
