@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from hypothesis import settings
 from hypothesis_budget import PROFILE_VARIABLE
 from quantplan.catalog.db import resolve_database_url
@@ -81,15 +81,6 @@ def seeded_catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare(engine)
     engine.dispose()  # every connection closed: the WAL is checkpointed into the file
     return path
-
-
-def copy_catalog(source: Path, target: Path) -> Path:
-    """``source`` copied page by page with SQLite's backup API (consistent even in WAL mode)."""
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return target
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ a newer quantplan: each is one clear line on stderr (exit 2), never a traceback 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from quantplan.catalog.db import (
     CatalogDamagedError,
     make_engine,
@@ -58,10 +58,7 @@ def seeded_sqlite(path: Path, seeded: Path) -> str:
     than seeded again, then vacuumed as before.
     """
     url = f"sqlite:///{path}"
-    with sqlite3.connect(seeded) as source, sqlite3.connect(path) as target:
-        source.backup(target)
-    source.close()
-    target.close()
+    copy_catalog(seeded, path)
     engine = make_engine(url)
     with engine.connect() as connection:
         connection.connection.dbapi_connection.execute("VACUUM")  # type: ignore[union-attr]

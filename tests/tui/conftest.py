@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot
 from quantplan.tui.app import QuantplanApp
@@ -15,11 +16,11 @@ from quantplan.tui.services import CatalogService, DashboardServices
 
 
 @pytest.fixture(scope="session")
-def catalog_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated, seeded SQLite catalog shared by the read-only tests."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('tui-catalog') / 'catalog.db'}"
-    open_catalog(url)
-    return url
+def catalog_url(tmp_path_factory: pytest.TempPathFactory, seeded_catalog_file: Path) -> str:
+    """A migrated, seeded SQLite catalog shared by the read-only tests (a copy of the session's
+    seeded catalog, so the tests that import into theirs never touch the template)."""
+    path = tmp_path_factory.mktemp("tui-catalog") / "catalog.db"
+    return f"sqlite:///{copy_catalog(seeded_catalog_file, path)}"
 
 
 @pytest.fixture(scope="session")
