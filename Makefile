@@ -16,6 +16,8 @@ LOCK := requirements/core.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(LOCK) | sha256sum | cut -c1-16)
 # Markers of the tests that need nothing but this checkout (see pyproject.toml).
 FAST_TESTS := not toolchain and not engine and not ray_cluster and not postgres and not slow
+# Where `make lint` builds the symlink view of the installed package (scripts/package_view.py).
+PACKAGE_VIEW := build/package-view
 # `make lock LOCK_ARGS="--upgrade-package typer"` upgrades one package and keeps the rest.
 LOCK_ARGS ?= --upgrade
 
@@ -43,6 +45,11 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# import-linter and mypy find packages by folder; the view lays the folders out as the
+	@# installed quantplan package (setup.py maps catalog/ to quantplan.catalog, ...).
+	$(BIN)/python scripts/package_view.py $(PACKAGE_VIEW)
+	cd $(PACKAGE_VIEW) && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
+	cd $(PACKAGE_VIEW) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml
 
 # uv resolves for every platform and Python >= 3.11 at once (pip cannot); it is needed only here.
 lock:

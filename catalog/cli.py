@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from quantplan.errors import QuantplanError, did_you_mean
+
+if TYPE_CHECKING:  # imported where used, so `quantplan --help` does not load the database layer
+    from quantplan.catalog.reading import CatalogRead
+    from sqlalchemy import Engine
 
 catalog_app = typer.Typer(
     help=(
@@ -146,7 +150,7 @@ WRAPPING_COLUMNS = frozenset(
 NAME_FIELDS = {"hardware": "name", "instances": "name", "models": "name", "schemes": "name"}
 
 
-def _engine(db: str | None):  # type: ignore[no-untyped-def]
+def _engine(db: str | None) -> Engine:
     from quantplan.catalog.db import open_catalog
 
     return open_catalog(db)
@@ -211,7 +215,9 @@ def _parse_filters(kind: str, where: list[str]) -> dict[str, str]:
     return filters
 
 
-def _read(db: str | None, kinds: tuple[str, ...], *, include_retracted: bool = False):  # type: ignore[no-untyped-def]
+def _read(
+    db: str | None, kinds: tuple[str, ...], *, include_retracted: bool = False
+) -> CatalogRead:
     """Read kinds defensively: rows that do not validate are skipped and named on stderr."""
     from quantplan.catalog.reading import read_catalog
     from sqlmodel import Session

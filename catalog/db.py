@@ -26,6 +26,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantplan.catalog.models import Hardware
+from quantplan.catalog.seeding import seed_catalog, upgrade_seed
+
+# The errors and session_scope live in sessions (below seeding and transfer, which need them);
+# callers have always taken them from db, so db re-exports them.
+from quantplan.catalog.sessions import (
+    BEGIN_MODE,
+    CatalogBusyError,
+    CatalogDamagedError,
+)
+from quantplan.catalog.sessions import session_scope as session_scope
 from quantplan.catalog.urls import (
     describe_catalog,
     redact_url,
@@ -48,9 +59,6 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another process's write transaction before giving up."""
 
-_BEGIN_MODE = "quantplan_sqlite_begin"
-"""Execution option naming the BEGIN form a SQLite transaction starts with (IMMEDIATE: writers)."""
-
 _MIGRATION_LOCK_KEY = zlib.crc32(b"quantplan catalog migrations")
 """PostgreSQL advisory lock held while migrating, so two first runs do not migrate at once."""
 
@@ -58,17 +66,6 @@ DAMAGED_HINT = (
     "restore it from a backup (or a `quantplan catalog export`), or point --db / QUANTPLAN_DB "
     "at a new file to start a fresh catalog"
 )
-
-
-class CatalogBusyError(QuantplanError):
-    """Another process held the SQLite catalog's write lock for longer than the busy timeout.
-
-    Temporary: retrying later can succeed (the report collector keeps its reports and retries).
-    """
-
-
-class CatalogDamagedError(QuantplanError):
-    """The catalog file is not a SQLite database, or its pages are corrupt."""
 
 
 class CatalogTooNewError(QuantplanError):
@@ -110,7 +107,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_MODE, "")
+        mode = connection.get_execution_options().get(BEGIN_MODE, "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
     @event.listens_for(engine, "handle_error")
@@ -221,9 +218,12 @@ def migration_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
+            # On the raw DBAPI connection: the pragma is a no-op inside a transaction, and any
+            # statement through SQLAlchemy would begin one. ignore: SQLAlchemy types the DBAPI
+            # connection Optional (None once invalidated); a connection just checked out has one.
             connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         try:
-            connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+            connection.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
             with connection.begin():
                 if connection.dialect.name == "postgresql":
                     connection.execute(
@@ -242,6 +242,7 @@ def migration_transaction(engine: Engine) -> Iterator[Connection]:
         finally:
             if sqlite:
                 try:
+                    # ignore: as for foreign_keys=OFF above.
                     connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
                 except sqlite3.Error:
                     connection.invalidate()  # never hand a connection without FKs back to the pool
@@ -311,9 +312,6 @@ def prepare(engine: Engine, *, seed: bool = True) -> None:
         if check_revision(engine) != head_revision():
             upgrade(engine)
         if seed:
-            from quantplan.catalog.models import Hardware
-            from quantplan.catalog.seeding import seed_catalog, upgrade_seed
-
             with Session(engine) as session:
                 empty = session.exec(select(Hardware.id).limit(1)).first() is None
             if empty:
@@ -343,21 +341,3 @@ def _prepared_engine(url: str, seed: bool) -> Engine:
 def open_catalog(url: str | None = None, *, seed: bool = True) -> Engine:
     """An engine on a checked, migrated (and, by default, seeded) catalog; cached per URL."""
     return _prepared_engine(resolve_database_url(url), seed)
-
-
-@contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A write session: commits on success, rolls back everything on any error.
-
-    On SQLite it takes the write lock as it begins, waiting up to the busy timeout for another
-    writer; a deferred transaction that read first could not wait (SQLite refuses at once a
-    reader whose snapshot went stale while it waited to write).
-    """
-    with Session(engine) as session:
-        try:
-            session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE"})
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise

@@ -290,4 +290,18 @@ class SeedState(SQLModel, table=True):
     quantplan_version: str = Field(description="quantplan release that applied it")
 
 
-from quantplan.catalog.retractions import Retraction  # noqa: E402, F401  (registers its table)
+class Retraction(SQLModel, table=True):
+    """One measurement row taken back: which row, who, when and why. Never deleted.
+
+    What a retraction means for readers and writers: :mod:`quantplan.catalog.retractions`.
+    """
+
+    __tablename__ = "retraction"
+    __table_args__ = (UniqueConstraint("kind", "row_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(description="profiles or quality")
+    row_id: int = Field(description="Database id of the retracted profile or quality row")
+    reason: str = Field(description="Why it was taken back")
+    retracted_by: str = Field(description="Who took it back (login name unless given)")
+    retracted_at: datetime = Field(default_factory=utc_now)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from quantplan.catalog.models import Hardware, InstanceType
 from quantplan.catalog.prices import PriceFormat, PriceQuote, gcp_machine_price, price_flags
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 PRICE_FIELDS = (
     "price_per_hour",
@@ -38,8 +38,8 @@ class RefreshReport:
 
 
 def current_instances(session: Session) -> list[InstanceType]:
-    query = select(InstanceType).where(InstanceType.superseded_at.is_(None))  # type: ignore[union-attr]
-    return list(session.exec(query.order_by(InstanceType.id)).all())  # type: ignore[arg-type]
+    query = select(InstanceType).where(col(InstanceType.superseded_at).is_(None))
+    return list(session.exec(query.order_by(col(InstanceType.id))).all())
 
 
 def supersede(
@@ -83,14 +83,14 @@ def apply_quotes(
     if add_regions:
         have = {(r.cloud, r.name, r.region) for r in rows}
         regions = sorted({(q.cloud, q.name, q.region) for q in quotes} - have)
-        for key in regions:
-            template = known_types.get(key[:2])
+        for region_key in regions:
+            template = known_types.get(region_key[:2])
             if template is None:
                 continue
             data = template.model_dump(exclude={"id", "superseded_at"})
-            data.update(region=key[2], seed_version=None)
+            data.update(region=region_key[2], seed_version=None)
             rows.append(InstanceType.model_validate(data))
-            report.new_regions.append("/".join(key))
+            report.new_regions.append("/".join(region_key))
     report.unknown_types = len(
         {(q.cloud, q.name) for q in quotes if not q.name.startswith("accelerator:")}
         - set(known_types)

@@ -166,7 +166,8 @@ def parse_price_csv(text: str, *, where: str) -> tuple[PriceFormat, list[PriceQu
 def _quantplan_quotes(rows: list[tuple[str, dict[str, str]]]) -> list[PriceQuote]:
     quotes: dict[tuple[str, str, str], PriceQuote] = {}
     for where, row in rows:
-        key = tuple((row.get(c) or "").strip() for c in PRICE_CSV_COLUMNS[:3])
+        cloud, name, region = ((row.get(c) or "").strip() for c in PRICE_CSV_COLUMNS[:3])
+        key = (cloud, name, region)
         if not all(key):
             raise QuantplanError(
                 f"{where}: cloud, instance_type and region are all needed",
@@ -175,7 +176,7 @@ def _quantplan_quotes(rows: list[tuple[str, dict[str, str]]]) -> list[PriceQuote
         if key in quotes:
             raise QuantplanError(f"{where}: {'/'.join(key)} appears twice", hint="keep one row")
         spot = _number(row.get("spot_price_per_hour"), where, optional=True)
-        quotes[key] = PriceQuote(  # type: ignore[index]
+        quotes[key] = PriceQuote(
             cloud=key[0],
             name=key[1],
             region=key[2],

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from quantplan.catalog.records import KIND_ORDER, Record
+from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
 from quantplan.catalog.retractions import RETRACTABLE_TABLES, RetractionInfo, retractions_of
-from quantplan.catalog.snapshot import SkippedRow
+from quantplan.catalog.skipped import SkippedRow
 from quantplan.catalog.store import INSTANCE_BOOKKEEPING, KINDS, MEASUREMENT_KINDS, instance_key
 from sqlmodel import Session, SQLModel, select
 
@@ -73,6 +73,8 @@ def load_rows(
         return [_columns(row) for row in session.exec(query).all()], []
     except DECODE_ERRORS:
         session.expunge_all()
+    # ignore: SQLAlchemy's declarative mapping gives each table class its __table__ when the class
+    # is created; SQLModel's type declarations do not name it.
     key = next(iter(table.__table__.primary_key.columns))  # type: ignore[attr-defined]
     rows: list[dict[str, Any]] = []
     unreadable: list[tuple[Any, str, str]] = []
@@ -96,7 +98,7 @@ def _columns(row: SQLModel) -> dict[str, Any]:
 def _undecodable_column(
     session: Session, table: type[SQLModel], key: Any, row_id: Any, error: Exception
 ) -> tuple[str, str]:
-    for column in table.__table__.columns:  # type: ignore[attr-defined]
+    for column in table.__table__.columns:  # type: ignore[attr-defined]  # as in load_rows
         try:
             session.execute(select(column).where(key == row_id)).all()
         except DECODE_ERRORS as column_error:
@@ -126,8 +128,10 @@ def _label(kind: str, columns: dict[str, Any]) -> str | None:
 
 
 def _name_of(kind: str, record: Record) -> str:
-    if kind == "instances":
-        return instance_key(record.cloud, record.name, record.region)  # type: ignore[attr-defined]
+    if isinstance(record, InstanceRecord):  # the kind "instances"
+        return instance_key(record.cloud, record.name, record.region)
+    # ignore: only the kinds other rows refer to come here (hardware, models, schemes), and each
+    # of their records has a name; their common base Record does not (measurements have none).
     return record.name  # type: ignore[attr-defined]
 
 
@@ -155,8 +159,8 @@ def _to_record(
         if target is None:
             data[reference.field] = None
             continue
-        name = names[reference.kind].get(target)
-        if name is None:
+        target_name = names[reference.kind].get(target)
+        if target_name is None:
             cascaded = target in failed[reference.kind]
             target_table = KINDS[reference.kind].table.__tablename__
             why = "is itself skipped" if cascaded else "does not exist"
@@ -169,7 +173,7 @@ def _to_record(
                 reason=f"refers to {target_table} id {target}, which {why}",
                 cascaded=cascaded,
             )
-        data[reference.field] = name
+        data[reference.field] = target_name
     try:
         return spec.record.model_validate(data)
     except ValidationError as error:
@@ -210,6 +214,7 @@ def read_catalog(
         spec = KINDS[kind]
         table = str(spec.table.__tablename__)
         retractions = retractions_of(session, kind) if kind in RETRACTABLE_TABLES else {}
+        # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
         query = select(spec.table).order_by(spec.table.id)  # type: ignore[attr-defined]
         all_columns, unreadable = load_rows(session, spec.table, query)
         names[kind], failed[kind], read.rows[kind] = {}, set(), []
@@ -251,6 +256,14 @@ def read_catalog(
     if report:
         warn_skipped(read.skipped)
     return read
+
+
+def read_records(session: Session, kind: str) -> list[Record]:
+    """Every valid, unretracted row of ``kind`` as records, in a stable order.
+
+    Rows that do not validate are left out and reported, as by :func:`read_catalog`.
+    """
+    return read_catalog(session, (kind,)).records(kind)
 
 
 def warn_skipped(skipped: Sequence[SkippedRow]) -> None:

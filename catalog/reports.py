@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from quantplan.catalog.db import session_scope
 from quantplan.catalog.models import Profile, QualityResult, Run
 from quantplan.catalog.records import HardwareRecord, ProfileRecord, QualityRecord
+from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import Resolver, measurement_columns, write_record
 from sqlalchemy import Engine, insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 RunKind = Literal["quantize", "serve", "benchmark", "evaluate", "apply", "profile"]
 FinalStatus = Literal["succeeded", "failed"]
@@ -79,7 +79,8 @@ class MeasurementReport(BaseModel):
     def _consistent(self) -> MeasurementReport:
         if self.run.status == "failed" and (self.profiles or self.quality):
             raise ValueError("a failed run must not carry measurements")
-        for row in (*self.profiles, *self.quality):
+        rows: tuple[ProfileRecord | QualityRecord, ...] = (*self.profiles, *self.quality)
+        for row in rows:
             if row.basis != "measured":
                 raise ValueError("reports carry measured rows only")
             if row.run_id not in (None, self.run.run_id):
@@ -153,7 +154,7 @@ def _runs_by_id(session: Session, run_ids: list[str]) -> dict[str, Run]:
     unique = sorted(set(run_ids))
     for start in range(0, len(unique), _IN_CHUNK):
         chunk = unique[start : start + _IN_CHUNK]
-        for run in session.exec(select(Run).where(Run.id.in_(chunk))).all():  # type: ignore[attr-defined]
+        for run in session.exec(select(Run).where(col(Run.id).in_(chunk))).all():
             found[run.id] = run
     return found
 
@@ -181,10 +182,10 @@ def list_runs(
     and named in a warning, like any catalog row that does not validate.
     """
     from quantplan.catalog.reading import load_rows, warn_skipped
-    from quantplan.catalog.snapshot import SkippedRow
+    from quantplan.catalog.skipped import SkippedRow
 
     with Session(engine) as session:
-        query = select(Run).order_by(Run.started_at.desc()).limit(limit)  # type: ignore[attr-defined]
+        query = select(Run).order_by(col(Run.started_at).desc()).limit(limit)
         if status is not None:
             query = query.where(Run.status == status)
         rows, unreadable = load_rows(session, Run, query)

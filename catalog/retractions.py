@@ -9,34 +9,21 @@ original stays in the database as evidence.
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import UniqueConstraint
-from sqlmodel import Field, Session, SQLModel, select
+from quantplan.catalog.models import Profile, QualityResult, Retraction
+from sqlmodel import Session, select
 
 from quantplan.errors import QuantplanError, did_you_mean
 
-# Kind names as the CLI spells them (--kind), mapped to the tables they live in.
+# Kind names as the CLI spells them (--kind), mapped to the tables they live in (by name for
+# readers, by class for retract).
 RETRACTABLE_TABLES = {"profiles": "profile", "quality": "quality_result"}
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Retraction(SQLModel, table=True):
-    """One measurement row taken back: which row, who, when and why. Never deleted."""
-
-    __tablename__ = "retraction"
-    __table_args__ = (UniqueConstraint("kind", "row_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(description="profiles or quality")
-    row_id: int = Field(description="Database id of the retracted profile or quality row")
-    reason: str = Field(description="Why it was taken back")
-    retracted_by: str = Field(description="Who took it back (login name unless given)")
-    retracted_at: datetime = Field(default_factory=_utc_now)
+_TABLES: dict[str, type[Profile] | type[QualityResult]] = {
+    "profiles": Profile,
+    "quality": QualityResult,
+}
 
 
 class RetractionInfo(BaseModel):
@@ -87,12 +74,10 @@ def retract(
 
     Retracting a row twice is refused (the first reason stays), as is an id with no row.
     """
-    from quantplan.catalog.store import KINDS
-
     check_retractable(kind)
     if not reason.strip():
         raise QuantplanError("a retraction needs a reason", hint='pass --reason "why"')
-    table = KINDS[kind].table
+    table = _TABLES[kind]
     if session.get(table, row_id) is None:
         raise QuantplanError(
             f"no {kind} row has id {row_id}", hint=_near_ids(session, kind, row_id)
@@ -116,12 +101,10 @@ def retract(
 
 def _near_ids(session: Session, kind: str, row_id: int) -> str:
     """Point at the other measurement kind if it has that id, else at the ids that exist."""
-    from quantplan.catalog.store import KINDS
-
     for other in RETRACTABLE_TABLES:
-        if other != kind and session.get(KINDS[other].table, row_id) is not None:
+        if other != kind and session.get(_TABLES[other], row_id) is not None:
             return f"{other} has a row {row_id}: quantplan catalog retract {other} {row_id}"
-    ids = session.exec(select(KINDS[kind].table.id)).all()  # type: ignore[attr-defined]
+    ids = session.exec(select(_TABLES[kind].id)).all()
     close = did_you_mean(str(row_id), [str(i) for i in ids])
     listing = f"see the ids with: quantplan catalog list --kind {kind}"
     return f"{close} ({listing})" if close else listing

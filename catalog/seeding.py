@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from quantplan.catalog.db import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.models import InstanceType, SeedState
 from quantplan.catalog.price_history import PRICE_FIELDS, supersede
 from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
+from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from quantplan import __version__
 
@@ -59,7 +59,7 @@ def _current(session: Session, record: InstanceRecord) -> InstanceType | None:
             InstanceType.cloud == record.cloud,
             InstanceType.name == record.name,
             InstanceType.region == record.region,
-            InstanceType.superseded_at.is_(None),  # type: ignore[union-attr]
+            col(InstanceType.superseded_at).is_(None),
         )
     ).first()
 

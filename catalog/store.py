@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from quantplan.catalog.models import (
     EngineSupport,
@@ -21,6 +21,7 @@ from quantplan.catalog.models import (
     Profile,
     QualityResult,
     QuantScheme,
+    Retraction,
 )
 from quantplan.catalog.records import (
     EngineSupportRecord,
@@ -32,12 +33,13 @@ from quantplan.catalog.records import (
     Record,
     SchemeRecord,
 )
-from quantplan.catalog.retractions import Retraction
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from quantplan.errors import QuantplanError, UnknownNameError
 
 WriteOutcome = Literal["inserted", "unchanged", "replaced"]
+# The tables that other rows refer to by name.
+_Named = TypeVar("_Named", Hardware, ModelCard, QuantScheme)
 MEASUREMENT_KINDS = frozenset({"profiles", "quality"})
 
 
@@ -56,14 +58,15 @@ class Resolver:
         self.session = session
         self._cache: dict[tuple[type[SQLModel], str], int] = {}
 
-    def _by_name(self, table: type[SQLModel], what: str, name: str) -> int:
+    def _by_name(self, table: type[_Named], what: str, name: str) -> int:
         key = (table, name)
         if key not in self._cache:
-            row = self.session.exec(select(table).where(table.name == name)).first()  # type: ignore[attr-defined]
+            row = self.session.exec(select(table).where(col(table.name) == name)).first()
             if row is None:
-                known = self.session.exec(select(table.name)).all()  # type: ignore[attr-defined]
+                known = self.session.exec(select(col(table.name))).all()
                 raise UnknownNameError(what, name, known)
-            self._cache[key] = row.id  # type: ignore[attr-defined]
+            assert row.id is not None  # a row read back from the database has its key
+            self._cache[key] = row.id
         return self._cache[key]
 
     def has_hardware(self, name: str) -> bool:
@@ -97,7 +100,7 @@ class Resolver:
                 InstanceType.cloud == cloud,
                 InstanceType.name == name,
                 InstanceType.region == region,
-                InstanceType.superseded_at.is_(None),  # type: ignore[union-attr]
+                col(InstanceType.superseded_at).is_(None),
             )
         ).first()
         if row is None:
@@ -229,10 +232,11 @@ def write_record(
     table = spec.table
     condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
     if kind == "instances":
-        condition.append(InstanceType.superseded_at.is_(None))  # type: ignore[union-attr]
+        condition.append(col(InstanceType.superseded_at).is_(None))
     if kind in MEASUREMENT_KINDS:
         # A retracted row no longer speaks for its key: its corrected value may be appended.
         retracted = select(Retraction.row_id).where(Retraction.kind == kind)
+        # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
         condition.append(table.id.not_in(retracted))  # type: ignore[attr-defined]
     existing = session.exec(select(table).where(*condition)).first()
     if existing is None:
@@ -255,16 +259,6 @@ def write_record(
     session.add(existing)
     session.flush()
     return "replaced"
-
-
-def read_records(session: Session, kind: str) -> list[Record]:
-    """Every valid, unretracted row of ``kind`` as records, in a stable order.
-
-    Rows that do not validate are left out and reported (see :mod:`quantplan.catalog.reading`).
-    """
-    from quantplan.catalog.reading import read_catalog
-
-    return read_catalog(session, (kind,)).records(kind)
 
 
 def write_records(

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from quantplan.catalog.db import session_scope
+from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_problem
-from quantplan.catalog.store import read_records, write_record
+from quantplan.catalog.sessions import session_scope
+from quantplan.catalog.store import write_record
 from sqlalchemy import Engine
 from sqlmodel import Session
 

@@ -143,7 +143,7 @@ def _exit_code_for(error: BaseException) -> int:
     # themselves and which code to leave with. Matched by shape, not class, for the reason in
     # _both_flavours.
     if isinstance(exit_code, int) and callable(getattr(error, "show", None)):
-        error.show()  # type: ignore[attr-defined]
+        error.show()  # type: ignore[attr-defined]  # matched by shape: no class names show()
         return exit_code
     if isinstance(error, _both_flavours("Exit")):
         return int(exit_code or 0)

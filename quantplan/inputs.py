@@ -29,7 +29,7 @@ class InputFileError(QuantplanError):
 class _NoAliasLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses anchors and aliases instead of expanding them."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(

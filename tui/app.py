@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import ClassVar
 
-from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.screens.catalog import CatalogScreen
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.screens.help import HelpScreen
 from quantplan.tui.services import DashboardServices
+from quantplan.tui.state import CatalogState, Dashboard
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -40,19 +39,6 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-@dataclass(frozen=True)
-class CatalogState:
-    """The catalog as the screens see it: loading, loaded, or failed with a reason."""
-
-    snapshot: CatalogSnapshot | None = None
-    error: str | None = None
-    hint: str | None = None
-
-    @property
-    def loading(self) -> bool:
-        return self.snapshot is None and self.error is None
 
 
 class QuantplanApp(App[None]):
@@ -157,3 +143,7 @@ class QuantplanApp(App[None]):
         yield SystemCommand("Reload catalog", "Read the catalog again", self.reload_catalog)
         yield from getattr(screen, "screen_commands", lambda: ())()
         yield from super().get_system_commands(screen)
+
+
+# The screens see the app as a Dashboard (tui/state.py); mypy checks here that the app is one.
+_APP_IS_A_DASHBOARD: type[Dashboard] = QuantplanApp

@@ -18,8 +18,14 @@ from pathlib import Path
 from quantplan.planner.plan import Plan
 from quantplan.tui.app import DARK_THEME, LIGHT_THEME, QuantplanApp
 from quantplan.tui.fleet.sample import sample_history
-from quantplan.tui.fleet.sources import ReplayFleetSource, SourceUnavailable, connect_fleet_source
+from quantplan.tui.fleet.sources import (
+    FleetSource,
+    ReplayFleetSource,
+    SourceUnavailable,
+    connect_fleet_source,
+)
 from quantplan.tui.screens.advisor import AdvisorScreen
+from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.services import CatalogService, DashboardServices
 from textual.pilot import Pilot
 from textual.widgets import Input, TabbedContent
@@ -84,10 +90,15 @@ async def catalog_filtered(pilot: Pilot, plan: Plan | None = None) -> None:
     await pilot.press("enter")
 
 
+def _fleet_events_applied(pilot: Pilot) -> int:
+    screen = pilot.app.screen
+    return screen.state.events_applied if isinstance(screen, FleetScreen) else 0
+
+
 async def fleet_replayed(pilot: Pilot, plan: Plan | None = None) -> None:
     await catalog_ready(pilot)
     await _until(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)
-    await _until(pilot, lambda: pilot.app.screen.state.events_applied == len(sample_history()))  # type: ignore[attr-defined]
+    await _until(pilot, lambda: _fleet_events_applied(pilot) == len(sample_history()))
     await pilot.pause(0.6)  # one refresh tick paints what arrived
 
 
@@ -116,7 +127,7 @@ class Scenario:
     theme: str = DARK_THEME
 
     def build_app(self, catalog_url: str) -> QuantplanApp:
-        fleet: ReplayFleetSource | SourceUnavailable = (
+        fleet: FleetSource | SourceUnavailable = (
             ReplayFleetSource(sample_history(), batch_size=5, description="recorded sample fleet")
             if self.fleet == "sample"
             else connect_fleet_source(None)

@@ -12,9 +12,10 @@ import pytest
 from cli_output import without_price_age_warning
 from quantplan.catalog.db import downgrade, make_engine, prepare, session_scope, upgrade
 from quantplan.catalog.models import QualityResult
+from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import QualityRecord
 from quantplan.catalog.retractions import retract
-from quantplan.catalog.store import ConflictError, read_records, write_record
+from quantplan.catalog.store import ConflictError, write_record
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 

@@ -230,17 +230,19 @@ class SimulatedFleet:
         )
         if self._ticks % 4 == 0:
             job = f"quantize-{run}"
-            node = self.node_id(run % self.nodes)
+            quantize_node = self.node_id(run % self.nodes)
             if layer == QUANTIZE_LAYERS:
                 events.append(
-                    JobEvent(job_id=job, kind="quantize", node_id=node, state="succeeded", at=at)
+                    JobEvent(
+                        job_id=job, kind="quantize", node_id=quantize_node, state="succeeded", at=at
+                    )
                 )
             else:
                 events.append(
                     JobEvent(
                         job_id=job,
                         kind="quantize",
-                        node_id=node,
+                        node_id=quantize_node,
                         instance_type=self.kind(run % self.nodes)[0],
                         state="started",
                         progress=layer / QUANTIZE_LAYERS,

@@ -36,22 +36,24 @@ async def in_daemon_thread(function: Callable[[], T]) -> T:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
+    def settle(result: T) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def fail(error: BaseException) -> None:
+        if not future.done():
             future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
 
     def run() -> None:
         try:
-            outcome: tuple[T | None, BaseException | None] = (function(), None)
+            result = function()
         except BaseException as error:
-            outcome = (None, error)
-        # RuntimeError: the loop closed meanwhile (the dashboard quit); nobody waits for this.
+            # RuntimeError: the loop closed meanwhile (the dashboard quit); nobody waits.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fail, error)
+            return
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, *outcome)
+            loop.call_soon_threadsafe(settle, result)
 
     threading.Thread(target=run, daemon=True, name="fleet-io").start()
     return await future

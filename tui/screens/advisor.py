@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from quantplan.planner.plan import Plan
 from quantplan.planner.targets import Targets
 from quantplan.tui.screens.dialogs import PathPrompt
+from quantplan.tui.state import CatalogState, Dashboard
 from quantplan.tui.viewmodels.catalog_view import known_clouds, known_models
 from quantplan.tui.viewmodels.plan_view import (
     OptionRow,
@@ -54,9 +55,6 @@ from textual.widgets import (
 )
 
 from quantplan.errors import QuantplanError
-
-if TYPE_CHECKING:
-    from quantplan.tui.app import CatalogState, QuantplanApp
 
 TEXT_FIELDS = (
     "model",
@@ -118,8 +116,8 @@ class AdvisorScreen(Screen[None]):
         self._rows: dict[str, OptionRow] = {}
 
     @property
-    def quantplan(self) -> QuantplanApp:
-        return cast("QuantplanApp", self.app)
+    def quantplan(self) -> Dashboard:
+        return cast(Dashboard, self.app)
 
     # ---------------------------------------------------------------- layout
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from quantplan.catalog.records import KIND_ORDER
 from quantplan.tui.screens.dialogs import PathPrompt
+from quantplan.tui.state import CatalogState, Dashboard
 from quantplan.tui.viewmodels.catalog_view import (
     KIND_TITLES,
     CatalogRow,
@@ -25,9 +26,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from quantplan.errors import QuantplanError
-
-if TYPE_CHECKING:
-    from quantplan.tui.app import CatalogState, QuantplanApp
 
 
 class CatalogScreen(Screen[None]):
@@ -48,8 +46,8 @@ class CatalogScreen(Screen[None]):
         self._rows: dict[str, CatalogRow] = {}
 
     @property
-    def quantplan(self) -> QuantplanApp:
-        return cast("QuantplanApp", self.app)
+    def quantplan(self) -> Dashboard:
+        return cast(Dashboard, self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -10,9 +10,10 @@ tab coming into view costs its visible lines, not a re-render of every cell.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from quantplan.tui.fleet.sources import FleetSource, FleetUnavailable, SourceUnavailable
+from quantplan.tui.state import Dashboard
 from quantplan.tui.viewmodels.fleet_state import (
     FINISHED_JOB_STATES,
     DeploymentRow,
@@ -30,9 +31,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Header, RichLog, Static
-
-if TYPE_CHECKING:
-    from quantplan.tui.app import QuantplanApp
 
 REFRESH_PERIOD_S = 0.25
 STATE_STYLES = {
@@ -186,8 +184,8 @@ class FleetScreen(Screen[None]):
         self._summary_shown = ("", 0, 0)  # (text, width, wrapped lines) last put on screen
 
     @property
-    def quantplan(self) -> QuantplanApp:
-        return cast("QuantplanApp", self.app)
+    def quantplan(self) -> Dashboard:
+        return cast(Dashboard, self.app)
 
     @property
     def source(self) -> FleetSource | SourceUnavailable:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantplan.catalog.cli import LABELS, TABLE_COLUMNS
-from quantplan.catalog.records import KIND_ORDER, Record
+from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
 from quantplan.catalog.snapshot import CatalogSnapshot
 
 KIND_TITLES = {
@@ -94,8 +94,8 @@ def _matches(data: dict[str, Any], words: list[str], fields: dict[str, str]) -> 
 
 def row_key(kind: str, index: int, record: Record) -> str:
     name = getattr(record, "name", None)
-    if kind == "instances":
-        return f"{record.cloud}/{record.name}/{record.region}"  # type: ignore[attr-defined]
+    if isinstance(record, InstanceRecord):  # the kind "instances"
+        return f"{record.cloud}/{record.name}/{record.region}"
     return f"{kind}:{name}" if name else f"{kind}:{index}"
 
 

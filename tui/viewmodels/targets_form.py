@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from quantplan.planner.targets import (
     Budget,
     Constraints,
@@ -123,7 +124,7 @@ def _number(form: TargetsForm, name: str, *, integer: bool = False) -> float | i
     return value
 
 
-def _pydantic_message(error: dict[str, Any]) -> str:
+def _pydantic_message(error: ErrorDetails) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if "exactly one of requests_per_s or tokens_per_day" in message:
         return "give requests/s or tokens/day (one of them, not both)"
