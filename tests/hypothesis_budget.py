@@ -13,7 +13,7 @@ import os
 from hypothesis import settings
 
 PROFILE_VARIABLE = "QUANTPLAN_HYPOTHESIS_PROFILE"
-FAST_MAX_EXAMPLES = 8
+FAST_MAX_EXAMPLES = 5
 
 settings.register_profile("fast", max_examples=FAST_MAX_EXAMPLES)
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 
+import pytest
 import yaml
 
 
@@ -60,6 +61,7 @@ def test_report_shows_undated_seed_prices_and_the_flagged_ones_left_out(
     assert escape("date unknown (STALE?); SkyPilot catalog") in html
 
 
+@pytest.mark.slow  # four runs of the script (plan, refresh, two reports): about 5 s
 def test_report_shows_a_refreshed_price_date_and_flags_it_once_stale(
     tmp_path: Path, seeded_sqlite_url: str
 ) -> None:

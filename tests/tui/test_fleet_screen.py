@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import pytest
 from quantplan.agent.cluster.events import EventBatch, FleetEvent
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.fleet.simulated import SimulatedFleet, SimulatedFleetSource
@@ -162,6 +163,7 @@ def test_no_address_means_no_source() -> None:
     assert isinstance(connect_fleet_source("auto"), RayFleetSource)  # connects lazily
 
 
+@pytest.mark.slow  # waits for 2,000 live updates: about 7 s on the 2-core machine
 async def test_switching_tabs_keeps_the_footer_and_table_caches_stay_small(
     make_app: Callable[..., QuantplanApp],
 ) -> None:
