@@ -39,8 +39,11 @@ test: setup
 	$(BIN)/quantplan toolchain install --all
 	QUANTPLAN_TEST_POSTGRES_URL="$$(scripts/postgres-up)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Two workers, each taking whole test files (module fixtures are built once), and few generated
+# hypothesis examples (tests/hypothesis_budget.py); `make test` runs every test at full counts.
 test-fast: setup
-	$(BIN)/python -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
+	QUANTPLAN_HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -n 2 --dist loadfile \
+		-m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
