@@ -3,7 +3,7 @@
 Each client posts distinct targets (request rates drawn from a fixed sequence, so no two
 consecutive requests ask the same question) and counts answered plans; the run reports
 plans/s, latency percentiles, the load average before and after, and the date. Writes
-bench/results/api.json and api.md.
+bench/results/api.json (api.md, the readable summary, is written from it by hand).
 
     .venv/bin/python bench/api_bench.py --clients 8 --seconds 30 --workers 1 2
 """
