@@ -111,7 +111,7 @@ def profile_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Quantize where needed, serve, benchmark, evaluate and record every scheme on this machine."""
-    from quantplan.agent.bench.metrics import Slo
+    from quantplan.agent.bench.metrics import slo_from_flags
     from quantplan.agent.bench.recording import host_hardware_record
     from quantplan.agent.bench.runner import BenchPlan
     from quantplan.agent.bench.workload import Workload
@@ -126,6 +126,7 @@ def profile_command(
     from quantplan.catalog.reports import record_report
     from quantplan.catalog.snapshot import load_snapshot
 
+    slo = slo_from_flags(slo_ttft_ms)  # before any slow step
     cells = list(DEFAULT_MATRIX)
     if schemes:
         wanted = [s.strip() for s in schemes.split(",") if s.strip()]
@@ -160,7 +161,7 @@ def profile_command(
             workload=Workload(input_tokens=input_tokens, output_tokens=output_tokens),
             max_concurrency=max_concurrency,
             num_requests=requests,
-            slo=Slo(ttft_ms=slo_ttft_ms) if slo_ttft_ms else None,
+            slo=slo,
         ),
         hardware=hardware,
         hardware_record=host_hardware_record(hardware, bandwidth),

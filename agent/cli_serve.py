@@ -227,13 +227,13 @@ def bench_command(
     json_output: JsonOption = False,
 ) -> None:
     """Benchmark an endpoint or an artifact with the one protocol every engine gets."""
-    from quantplan.agent.bench.metrics import Slo
+    from quantplan.agent.bench.metrics import slo_from_flags
     from quantplan.agent.bench.runner import BenchPlan
     from quantplan.agent.bench.workload import Workload
 
     if concurrency and rate:
         raise QuantplanError("give --concurrency or --rate, not both")
-    slo = Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms) if slo_ttft_ms or slo_tpot_ms else None
+    slo = slo_from_flags(slo_ttft_ms, slo_tpot_ms)
     plan = BenchPlan(
         workload=Workload(input_tokens=input_tokens, output_tokens=output_tokens),
         mode="open" if rate else "closed" if concurrency else "sweep",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from quantplan.errors import QuantplanError
+from quantplan.errors import QuantplanError, shorten
 
 # A targets or plan file is a few KB; the largest catalog import seen is a price list of a few
 # thousand rows (about 1 MB). 16 MiB leaves room for any honest file and none for a runaway one.
@@ -50,40 +50,44 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as errors quote it: a 5,000-character one is cut, so the message stays a line."""
+    return repr(shorten(str(path), 200))
+
+
 def read_text(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> str:
     """The UTF-8 text of a user's file, refusing missing, oversized and binary files clearly."""
     file = Path(path)
+    named = shown_path(file)
     try:
         size = file.stat().st_size
     except FileNotFoundError:
-        raise InputFileError(
-            f"{what} {str(file)!r} does not exist", hint="check the path"
-        ) from None
+        raise InputFileError(f"{what} {named} does not exist", hint="check the path") from None
     except OSError as error:
-        raise InputFileError(f"{what} {str(file)!r} cannot be read: {error.strerror}") from None
+        raise InputFileError(f"{what} {named} cannot be read: {error.strerror}") from None
     if file.is_dir():
-        raise InputFileError(f"{what} {str(file)!r} is a directory, not a file")
+        raise InputFileError(f"{what} {named} is a directory, not a file")
     if size > max_bytes:
         raise InputFileError(
-            f"{what} {str(file)!r} is {size:,} bytes; quantplan reads at most {max_bytes:,}",
+            f"{what} {named} is {size:,} bytes; quantplan reads at most {max_bytes:,}",
             hint="split it into smaller files",
         )
     try:
         with file.open("rb") as handle:
             raw = handle.read(max_bytes + 1)
     except OSError as error:
-        raise InputFileError(f"{what} {str(file)!r} cannot be read: {error.strerror}") from None
+        raise InputFileError(f"{what} {named} cannot be read: {error.strerror}") from None
     if len(raw) > max_bytes:  # grew while we looked, or a special file with no size
-        raise InputFileError(f"{what} {str(file)!r} is larger than {max_bytes:,} bytes")
+        raise InputFileError(f"{what} {named} is larger than {max_bytes:,} bytes")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InputFileError(
-            f"{what} {str(file)!r} is not UTF-8 text (byte {error.start})",
+            f"{what} {named} is not UTF-8 text (byte {error.start})",
             hint="quantplan reads YAML, JSON and CSV files saved as UTF-8",
         ) from None
     if "\x00" in text:
-        raise InputFileError(f"{what} {str(file)!r} is a binary file, not text")
+        raise InputFileError(f"{what} {named} is a binary file, not text")
     return text
 
 
@@ -129,9 +133,10 @@ def parse_json(text: str, what: str) -> Any:
 def load_yaml_file(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:
     """Read and parse a user's YAML or JSON file (strict JSON when it is named ``.json``)."""
     text = read_text(path, what, max_bytes=max_bytes)
+    named = shown_path(path)
     if Path(path).suffix.lower() == ".json":
-        return parse_json(text, f"{what} {str(path)!r}")
-    return parse_yaml(text, f"{what} {str(path)!r}")
+        return parse_json(text, f"{what} {named}")
+    return parse_yaml(text, f"{what} {named}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -20,7 +20,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quantplan.catalog.vocabulary import LatencyMs
+
+from quantplan.errors import QuantplanError
 
 
 class RequestSample(BaseModel):
@@ -56,9 +59,9 @@ class Slo(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ttft_ms: float | None = Field(default=None, gt=0, description="Max time to first token")
-    tpot_ms: float | None = Field(default=None, gt=0, description="Max time per output token")
-    e2e_ms: float | None = Field(default=None, gt=0, description="Max end-to-end latency")
+    ttft_ms: LatencyMs | None = Field(default=None, description="Max time to first token")
+    tpot_ms: LatencyMs | None = Field(default=None, description="Max time per output token")
+    e2e_ms: LatencyMs | None = Field(default=None, description="Max end-to-end latency")
     percentile: float = Field(
         default=95.0, gt=0, le=100, description="Percentile of TTFT/TPOT the run must meet"
     )
@@ -75,6 +78,25 @@ class Slo(BaseModel):
         if self.tpot_ms is not None and tpot is not None and tpot * 1000 > self.tpot_ms:
             return False
         return not (self.e2e_ms is not None and sample.e2e_s * 1000 > self.e2e_ms)
+
+
+SLO_FLAGS = {"ttft_ms": "--slo-ttft-ms", "tpot_ms": "--slo-tpot-ms"}
+
+
+def slo_from_flags(ttft_ms: float | None, tpot_ms: float | None = None) -> Slo | None:
+    """The Slo of the --slo-* flags, None without any; a bad value (0, NaN, a year) is refused
+    in one line naming its flag."""
+    if ttft_ms is None and tpot_ms is None:
+        return None
+    try:
+        return Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = SLO_FLAGS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise QuantplanError(
+            f"{flag}: {first['msg']}",
+            hint="a latency objective is a finite number of milliseconds above 0, at most a day",
+        ) from None
 
 
 class LatencyStats(BaseModel):

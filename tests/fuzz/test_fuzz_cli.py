@@ -76,6 +76,10 @@ PROFILE_INFINITY = (
 @given(data=randoms)
 @example(data=Case("argv", ["--bogus"], what="unknown root option"))
 @example(data=Case("argv", ["plan", "--rps", "abc"], what="non-numeric --rps"))
+# Fuzz bench, seed 5: a NaN objective reached the benchmark's Slo model (exit 70), and a
+# 5,000-character path was echoed whole in a file error.
+@example(data=Case("argv", ["bench", "x", "--slo-ttft-ms", "nan"], what="NaN SLO"))
+@example(data=Case("argv", ["report", "y" * 5000, "-o", "r.html"], what="huge path"))
 def test_command_lines(data: Any, sandbox: Sandbox, tree: list[CommandSpec]) -> None:
     case = data if isinstance(data, Case) else argv_case(data, tree)
     check(case, sandbox)
