@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 ImportResult = list[tuple[str, dict[str, int]]]
 # Catalog kinds whose rows have a name `catalog show` looks up.
 NAMED_KINDS = ("hardware", "instances", "models", "schemes")
-FAMILIES = ("baseline", "gptq", "awq", "gguf")
 
 
 def targets_from(data: Targets | Mapping[str, Any]) -> Targets:
@@ -480,15 +479,18 @@ class Services:
         snapshot = self.catalog.load()
         schemes = {s.name.lower(): s for s in snapshot.schemes}
         engines = {s.engine for s in snapshot.support}
+        from quantplan.catalog.registry import METHODS
+
         asked = option.strip().lower()
-        if asked in FAMILIES:
+        families = METHODS.names()
+        if asked in families:
             family = asked
         elif asked in schemes:
             family = schemes[asked].family
         elif asked in {e.lower() for e in engines}:
             family = None
         else:
-            known = [*FAMILIES, *(s.name for s in snapshot.schemes), *engines]
+            known = [*families, *(s.name for s in snapshot.schemes), *engines]
             raise UnknownNameError("option", option, known)
         deployed = [
             d for d in plan.fleet if asked in (d.method.lower(), d.scheme.lower(), d.engine.lower())

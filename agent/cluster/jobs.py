@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from quantplan.catalog.registry import EngineName
 
 from quantplan.errors import QuantplanError
 
@@ -42,7 +43,7 @@ class ServeJob(_Job):
 
     kind: Literal["serve"] = "serve"
     replica_id: str
-    engine: Literal["vllm", "llama.cpp"]
+    engine: EngineName
     artifact_path: str = Field(description="Model directory or GGUF file every node can read")
     artifact_id: str | None = Field(
         default=None,
@@ -89,7 +90,7 @@ class BenchmarkJob(_Job):
     api_key: str | None = None
     model: str = Field(description="Catalog model name for the profile row")
     scheme: str
-    engine: Literal["vllm", "llama.cpp"]
+    engine: EngineName
     hardware: str = Field(description="Catalog hardware name of the serving node")
     instance: str | None = Field(default=None, description="cloud/name/region of the node")
     usd_per_hour: float | None = Field(default=None, ge=0)

@@ -118,7 +118,8 @@ def _build(
             source_model_sha256=source.content_sha256,
             source_dequantized_from=source.dequantized_from,
             calibration=outcome.calibration,
-            toolchain=quantizer.toolchain,
+            # The toolchain that ran: inside a GPU lease 'llmcompressor' is its CUDA build.
+            toolchain=get_spec(quantizer.toolchain).name,
             toolchain_key=toolchain_key,
             tool_versions=toolchain.versions,
             files=tuple(files),
