@@ -41,7 +41,7 @@ from sqlmodel import Session, col, select
 from quantplan import __version__
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 5
+SEED_VERSION = 6
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
