@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from quantplan.catalog.registry import MethodName
 
+from quantplan.catalog.registry import MethodName
 from quantplan.errors import QuantplanError
 from quantplan.inputs import MAX_INPUT_BYTES
 from quantplan.paths import cache_dir

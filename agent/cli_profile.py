@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
 
+from quantplan.agent.cli_serve import stops_children_on_signals
 from quantplan.errors import QuantplanError
 
 if TYPE_CHECKING:

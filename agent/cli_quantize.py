@@ -10,9 +10,10 @@ import json
 from typing import Annotated
 
 import typer
-from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
+
+from quantplan.agent.cli_serve import stops_children_on_signals
 
 toolchain_app = typer.Typer(
     name="toolchain",
@@ -32,9 +33,10 @@ def toolchain_install(
     all_: Annotated[bool, typer.Option("--all", help="Build every toolchain.")] = False,
 ) -> None:
     """Build toolchains (all of them when none is named). Reuses anything already built."""
+    from rich.status import Status
+
     from quantplan.agent.toolchains import ensure_toolchain, find_toolchain, known_toolchains
     from quantplan.agent.toolchains.specs import get_spec
-    from rich.status import Status
 
     if all_ and names:
         raise typer.BadParameter("name toolchains or pass --all, not both", param_hint="--all")
@@ -60,12 +62,13 @@ def toolchain_install(
 
 def _install_llama_server(console: Console) -> None:
     """llama.cpp's own server, compiled from the same pinned source (CUDA where a GPU is)."""
+    from rich.status import Status
+
     from quantplan.agent.toolchains.llama_server import (
         detect_cuda_architecture,
         ensure_llama_server,
         find_llama_server,
     )
-    from rich.status import Status
 
     architecture = detect_cuda_architecture()
     if find_llama_server(architecture) is not None:

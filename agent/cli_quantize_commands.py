@@ -6,9 +6,10 @@ import json
 from typing import Annotated, Any
 
 import typer
-from quantplan.agent.cli_serve import stops_children_on_signals
 from rich.console import Console
 from rich.table import Table
+
+from quantplan.agent.cli_serve import stops_children_on_signals
 
 GGUF_ALL = "all"
 
@@ -67,10 +68,11 @@ def quantize_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print manifests as JSON.")] = False,
 ) -> None:
     """Quantize a model; artifacts are cached by content and reused on repeat."""
+    from rich.status import Status
+
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.quantize import quantize
     from quantplan.agent.quantize.gguf import GGUF_TYPES
-    from rich.status import Status
 
     if method == "gguf":
         wanted = scheme.upper() if scheme else "Q4_K_M"
@@ -143,11 +145,12 @@ def evaluate_command(
     """Perplexity, KL, top-1 agreement, bits/weight, compression and layer error vs the base."""
     from datetime import UTC, datetime
 
+    from rich.status import Status
+
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.evaluate.api import evaluate
     from quantplan.agent.evaluate.engines import EvalSettings
     from quantplan.agent.toolchains.steps import without_stderr_tail
-    from rich.status import Status
 
     started = datetime.now(UTC)
     artifact_store = ArtifactStore(store)

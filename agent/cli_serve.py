@@ -291,6 +291,7 @@ def _bench_endpoint(
     import asyncio
 
     import httpx
+
     from quantplan.agent.bench.client import Endpoint
     from quantplan.agent.bench.runner import run_plan
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.toolchains.locking import exclusive_lock
 
+from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 

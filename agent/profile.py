@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.bench.recording import (
     error_kind_of,
     failed_report,
@@ -36,7 +37,6 @@ from quantplan.agent.serve.hardware import HostHardware
 from quantplan.catalog.records import HardwareRecord
 from quantplan.catalog.registry import EngineName, MethodName
 from quantplan.catalog.reports import MeasurementReport
-
 from quantplan.errors import QuantplanError
 
 if TYPE_CHECKING:

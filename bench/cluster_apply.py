@@ -70,6 +70,7 @@ def calibration_rows(database_url: str, plan, measurements) -> list[dict[str, ob
     instance row and asks the planner about it: first from the catalog without this apply's
     profiles, then with them."""
     import psutil
+
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.records import InstanceRecord
     from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot

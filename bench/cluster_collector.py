@@ -102,6 +102,7 @@ def measure_through_ray(
 
     use_loopback_driver()
     import ray
+
     from quantplan.agent.cluster.collector_actor import (
         NAMESPACE,
         CollectorClient,
@@ -160,8 +161,9 @@ def main() -> None:
 
 
 def _fresh_postgres(admin_url: str) -> str:
-    from quantplan.catalog.db import resolve_database_url
     from sqlalchemy import create_engine, text
+
+    from quantplan.catalog.db import resolve_database_url
 
     admin = resolve_database_url(admin_url)
     name = f"qp_bench_{uuid.uuid4().hex[:8]}"

@@ -140,6 +140,7 @@ SCHEME = {"F16": "gguf-f16", "Q8_0": "gguf-q8_0", "Q4_K_M": "gguf-q4_k_m"}
 def report(device: list[Path], date: str, commit: str) -> None:
     """Results JSON + md and the seed rows from the files the two device calls returned."""
     from llamacpp_server_planner import SEED_DIR, compare, write_seed
+
     from quantplan.catalog.records import ProfileRecord
 
     def find(name: str) -> Path:

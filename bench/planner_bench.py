@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.fleet import FleetType, prune_dominated, solve_mixed_fleet

@@ -44,6 +44,10 @@ from typing import Any
 
 import psutil
 import textual
+from textual import events
+from textual._compositor import CompositorUpdate
+from textual.widgets import ContentSwitcher
+
 from quantplan.agent.cluster.events import EventBatch
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.fleet.simulated import SimulatedFleet, SimulatedFleetSource
@@ -51,9 +55,6 @@ from quantplan.tui.fleet.sources import PolledFleetSource
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.services import CatalogService, DashboardServices
 from quantplan.tui.widgets.live_table import LiveTable
-from textual import events
-from textual._compositor import CompositorUpdate
-from textual.widgets import ContentSwitcher
 
 RESULTS = Path(__file__).parent / "results"
 

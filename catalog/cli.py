@@ -14,8 +14,9 @@ from rich.table import Table
 from quantplan.errors import QuantplanError, did_you_mean
 
 if TYPE_CHECKING:  # imported where used, so `quantplan --help` does not load the database layer
-    from quantplan.catalog.reading import CatalogRead
     from sqlalchemy import Engine
+
+    from quantplan.catalog.reading import CatalogRead
 
 catalog_app = typer.Typer(
     help=(
@@ -219,8 +220,9 @@ def _read(
     db: str | None, kinds: tuple[str, ...], *, include_retracted: bool = False
 ) -> CatalogRead:
     """Read kinds defensively: rows that do not validate are skipped and named on stderr."""
-    from quantplan.catalog.reading import read_catalog
     from sqlmodel import Session
+
+    from quantplan.catalog.reading import read_catalog
 
     with Session(_engine(db)) as session:
         return read_catalog(session, kinds, include_retracted=include_retracted)

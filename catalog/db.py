@@ -26,6 +26,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import URL, Connection, Engine, event, make_url, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlmodel import Session, create_engine, select
+
 from quantplan.catalog.models import Hardware
 from quantplan.catalog.seeding import seed_catalog, upgrade_seed
 
@@ -43,11 +48,6 @@ from quantplan.catalog.urls import (
     resolve_database_url,
     scrub,
 )
-from sqlalchemy import URL, Connection, Engine, event, make_url, text
-from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
-from sqlmodel import Session, create_engine, select
-
 from quantplan.errors import QuantplanError, shorten
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
 from rich.console import Console
 from rich.table import Table
 
+from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
 from quantplan.errors import QuantplanError, did_you_mean
 
 COMMON_SCHEMES: tuple[str, ...] = (
@@ -191,9 +191,10 @@ def gaps(
       quantplan catalog gaps --kind quality\n
       quantplan catalog gaps --kind quality --missing --json
     """
+    from sqlmodel import Session
+
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.reading import read_catalog
-    from sqlmodel import Session
 
     if kind not in GAP_KINDS:
         raise QuantplanError(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlmodel import Session, col, select
+
 from quantplan.catalog.models import Hardware, InstanceType
 from quantplan.catalog.prices import PriceFormat, PriceQuote, gcp_machine_price, price_flags
-from sqlmodel import Session, col, select
 
 PRICE_FIELDS = (
     "price_per_hour",

@@ -111,7 +111,6 @@ def refresh(
     from quantplan.catalog.db import open_catalog, session_scope
     from quantplan.catalog.price_history import apply_quotes
     from quantplan.catalog.prices import parse_price_csv
-
     from quantplan.inputs import read_text
 
     when = _check_date(price_date) if price_date else datetime.now(UTC).date().isoformat()

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlmodel import Session, SQLModel, select
+
 from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
 from quantplan.catalog.retractions import RETRACTABLE_TABLES, RetractionInfo, retractions_of
 from quantplan.catalog.skipped import SkippedRow
 from quantplan.catalog.store import INSTANCE_BOOKKEEPING, KINDS, MEASUREMENT_KINDS, instance_key
-from sqlmodel import Session, SQLModel, select
 
 LOG = logging.getLogger("quantplan.catalog")
 # Past this many bad rows in one read, the warning gives a count instead of a line each.

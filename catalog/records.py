@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from quantplan.catalog.vocabulary import (
     AcceleratorCount,
     BandwidthGBps,

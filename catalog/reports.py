@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Engine, insert
+from sqlmodel import Session, col, select
+
 from quantplan.catalog.models import Profile, QualityResult, Run
 from quantplan.catalog.records import HardwareRecord, ProfileRecord, QualityRecord
 from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import Resolver, measurement_columns, write_record
-from sqlalchemy import Engine, insert
-from sqlmodel import Session, col, select
 
 RunKind = Literal["quantize", "serve", "benchmark", "evaluate", "apply", "profile"]
 FinalStatus = Literal["succeeded", "failed"]

@@ -12,9 +12,9 @@ import getpass
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
-from quantplan.catalog.models import Profile, QualityResult, Retraction
 from sqlmodel import Session, select
 
+from quantplan.catalog.models import Profile, QualityResult, Retraction
 from quantplan.errors import QuantplanError, did_you_mean
 
 # Kind names as the CLI spells them (--kind), mapped to the tables they live in (by name for

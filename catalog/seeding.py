@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import Engine, func
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
+
+from quantplan import __version__
 from quantplan.catalog.models import InstanceType, SeedState
 from quantplan.catalog.price_history import PRICE_FIELDS, supersede
 from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
 from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
-from sqlalchemy import Engine, func
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col, select
-
-from quantplan import __version__
 
 SEED_DIR = Path(__file__).parent / "seed"
 SEED_VERSION = 6

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.catalog.records import (
     EngineSupportRecord,
     HardwareRecord,
@@ -26,7 +27,6 @@ from quantplan.catalog.records import (
     SchemeRecord,
 )
 from quantplan.catalog.skipped import SkippedRow
-
 from quantplan.errors import UnknownNameError
 
 if TYPE_CHECKING:
@@ -86,8 +86,9 @@ RECORD_KINDS = ("hardware", "instances", "models", "schemes", "support", "profil
 def load_snapshot(engine: Engine) -> CatalogSnapshot:
     """Read the whole catalog once into a frozen snapshot, leaving out rows that do not validate
     (each named in a warning) and retracted measurements."""
-    from quantplan.catalog.reading import read_catalog
     from sqlmodel import Session
+
+    from quantplan.catalog.reading import read_catalog
 
     with Session(engine) as session:
         read = read_catalog(session, RECORD_KINDS)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from sqlmodel import Session, SQLModel, col, select
+
 from quantplan.catalog.models import (
     EngineSupport,
     Hardware,
@@ -33,8 +35,6 @@ from quantplan.catalog.records import (
     Record,
     SchemeRecord,
 )
-from sqlmodel import Session, SQLModel, col, select
-
 from quantplan.errors import QuantplanError, UnknownNameError
 
 WriteOutcome = Literal["inserted", "unchanged", "replaced"]

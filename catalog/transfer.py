@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
 from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_problem
 from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import write_record
-from sqlalchemy import Engine
-from sqlmodel import Session
-
 from quantplan.errors import QuantplanError, did_you_mean, shorten
 from quantplan.inputs import parse_yaml, read_text
 

@@ -13,6 +13,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
+
 from quantplan.catalog.registry import EngineName, MethodName
 
 DeviceKind = Literal["gpu", "cpu"]

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+
 from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.errors import QuantplanError
 from quantplan.planner.compatibility import SupportMatrix
 from quantplan.planner.hardware import (
     MachineShare,
@@ -24,8 +26,6 @@ from quantplan.planner.hardware import (
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
 from quantplan.planner.targets import ModelShape, Targets
-
-from quantplan.errors import QuantplanError
 
 
 @dataclass(frozen=True)

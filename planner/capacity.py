@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 from pydantic import Field
+
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.optimize import Evaluation, cheapest, evaluate
 from quantplan.planner.plan import Deployment, Plan

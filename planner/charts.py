@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
     from quantplan.planner.capacity import CapacityReport
 
 PALETTE = (  # matplotlib's tab10: ten colours told apart on screen and in print

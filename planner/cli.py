@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+
 from quantplan.planner.price_age import (
     DEFAULT_MAX_PRICE_AGE_DAYS,
     describe_price,
@@ -19,14 +21,13 @@ from quantplan.planner.price_age import (
     resolve_regions,
     stale_prices_warning,
 )
-from rich.markup import escape
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
-    from quantplan.planner.plan import Estimate, Plan, PredictedMetrics
-    from quantplan.planner.targets import Targets
 
     from quantplan.errors import QuantplanError
+    from quantplan.planner.plan import Estimate, Plan, PredictedMetrics
+    from quantplan.planner.targets import Targets
 
 PLAN_EPILOG = (
     "Examples:\n\n"
@@ -108,9 +109,9 @@ REPORT_EPILOG = (
 def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
     """Targets from a file (targets or plan) with flags on top, or from flags alone."""
     from pydantic import ValidationError
-    from quantplan.planner.targets import Targets, load_targets
 
     from quantplan.errors import QuantplanError
+    from quantplan.planner.targets import Targets, load_targets
 
     # exclude_unset: a file's omitted fields stay defaults, so the plan can say it assumed them.
     data: dict[str, Any] = load_targets(source).model_dump(exclude_unset=True) if source else {}
@@ -198,7 +199,6 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
 def _family(name: str) -> str:
     """A scheme family from --family, in any case, or an error naming the families."""
     from quantplan.catalog.registry import METHODS
-
     from quantplan.errors import UnknownNameError
 
     found = METHODS.find(name)
@@ -212,7 +212,6 @@ def _invalid_targets(
 ) -> QuantplanError:
     """One line naming the option (or the targets field) that is out of bounds."""
     from quantplan.catalog.records import first_problem
-
     from quantplan.errors import QuantplanError
 
     first = error.errors()[0]

@@ -7,6 +7,7 @@ Costs are arrays ``[option, instance, pricing]``; infeasible capacity gives ``in
 from __future__ import annotations
 
 import numpy as np
+
 from quantplan.planner.targets import HOURS_PER_MONTH, Slos, Workload
 
 PRICINGS = ("on_demand", "spot")

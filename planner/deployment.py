@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_cost
 from quantplan.planner.estimate import BASIS_NAMES, BASIS_NOTES
 from quantplan.planner.optimize import Evaluation, Index

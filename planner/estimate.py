@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+
 from quantplan.catalog.records import HardwareRecord, ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import CandidateSpace

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from quantplan.planner.cost import CAPACITY_TOLERANCE
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.targets import Targets
-
 from quantplan.errors import UnknownNameError
+from quantplan.planner.targets import Targets
 
 FLAG_OF_LIST = {
     "instance_allow": "--instance",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from quantplan.planner.estimate import CONCURRENCY_GRID, PerformanceMap
 from quantplan.planner.targets import Slos, Workload
 from quantplan.planner.uncertainty import ConfidenceFactors

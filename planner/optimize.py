@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.cost import fleet_costs, instances_needed, price_table, replicas_needed
 from quantplan.planner.estimate import PerformanceMap

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
-from quantplan.planner.targets import StrictModel, Targets
 
 from quantplan import __version__
 from quantplan.errors import QuantplanError, shorten
+from quantplan.planner.targets import StrictModel, Targets
 
 SCHEMA_VERSION = 2
 """Bumped on any incompatible change to the plan file. 2 added ``provenance``."""

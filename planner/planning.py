@@ -13,6 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+
+from quantplan import __version__
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner import estimate, hardware, operating, uncertainty
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
@@ -31,8 +33,6 @@ from quantplan.planner.names import canonical_targets
 from quantplan.planner.optimize import Evaluation, Index, cheapest, evaluate, pareto_front, ranked
 from quantplan.planner.plan import Deployment, Plan, PlanProvenance, Relaxation
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
-
-from quantplan import __version__
 
 ASSUMPTIONS = (
     hardware.ASSUMPTIONS

@@ -9,6 +9,7 @@ Every record says ``synthetic`` in its source.
 from __future__ import annotations
 
 import numpy as np
+
 from quantplan.catalog.records import (
     EngineSupportRecord,
     HardwareRecord,

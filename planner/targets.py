@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
 from quantplan.catalog.records import first_problem
 from quantplan.catalog.registry import MethodName
 from quantplan.catalog.vocabulary import (
@@ -39,7 +40,6 @@ from quantplan.catalog.vocabulary import (
     UsdPerMillionTokens,
     UsdPerMonth,
 )
-
 from quantplan.errors import QuantplanError
 
 SchemeFamilyName = MethodName  # the registered quantization methods (catalog/registry.py)

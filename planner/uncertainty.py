@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from quantplan.planner import residual_bands
 from quantplan.planner.estimate import BAND_WIDTH
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from quantplan.catalog.price_history import by_key_accel
 from quantplan.catalog.prices import gcp_machine_price, parse_price_csv, price_flags
-
 from quantplan.inputs import read_text
 
 SEED = Path(__file__).resolve().parents[1] / "catalog" / "seed" / "instances.yaml"

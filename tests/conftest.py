@@ -11,8 +11,9 @@ import pytest
 from catalog_copy import copy_catalog
 from hypothesis import settings
 from hypothesis_budget import PROFILE_VARIABLE
-from quantplan.catalog.db import resolve_database_url
 from sqlalchemy import create_engine, text
+
+from quantplan.catalog.db import resolve_database_url
 
 # "fast" under `make test-fast` (fewer generated examples, see tests/hypothesis_budget.py);
 # hypothesis's own defaults otherwise.

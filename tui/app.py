@@ -10,12 +10,6 @@ import gc
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from quantplan.tui.screens.advisor import AdvisorScreen
-from quantplan.tui.screens.catalog import CatalogScreen
-from quantplan.tui.screens.fleet import FleetScreen
-from quantplan.tui.screens.help import HelpScreen
-from quantplan.tui.services import DashboardServices
-from quantplan.tui.state import CatalogState, Dashboard
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -23,6 +17,12 @@ from textual.screen import Screen
 from textual.signal import Signal
 
 from quantplan.errors import QuantplanError
+from quantplan.tui.screens.advisor import AdvisorScreen
+from quantplan.tui.screens.catalog import CatalogScreen
+from quantplan.tui.screens.fleet import FleetScreen
+from quantplan.tui.screens.help import HelpScreen
+from quantplan.tui.services import DashboardServices
+from quantplan.tui.state import CatalogState, Dashboard
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"

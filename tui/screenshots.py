@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from textual.pilot import Pilot
+from textual.widgets import Input, TabbedContent
+
 from quantplan.planner.plan import Plan
 from quantplan.tui.app import DARK_THEME, LIGHT_THEME, QuantplanApp
 from quantplan.tui.fleet.sample import sample_history
@@ -27,8 +30,6 @@ from quantplan.tui.fleet.sources import (
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.services import CatalogService, DashboardServices
-from textual.pilot import Pilot
-from textual.widgets import Input, TabbedContent
 
 Step = Callable[[Pilot, Plan | None], Awaitable[None]]
 """Brings the app into the scenario's state; a given plan is shown instead of planning anew."""

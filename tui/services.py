@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
-
 from quantplan import services
 from quantplan.services import CatalogService, ImportResult, PlannerService
+from quantplan.tui.fleet.sources import FleetSource, SourceUnavailable
 
 __all__ = [
     "ApplyService",

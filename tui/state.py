@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from textual.signal import Signal
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.tui.services import DashboardServices
-from textual.signal import Signal
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.bench.metrics import RequestSample
 from quantplan.agent.bench.workload import Workload
 

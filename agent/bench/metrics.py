@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from quantplan.catalog.vocabulary import LatencyMs
 
+from quantplan.catalog.vocabulary import LatencyMs
 from quantplan.errors import QuantplanError
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 import httpx
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.bench.client import Endpoint, make_http_client, stream_completion
 from quantplan.agent.bench.metrics import BenchMetrics, RequestSample, Slo, summarize
 from quantplan.agent.bench.workload import Workload, make_prompts

@@ -157,7 +157,6 @@ def error_kind_of(error: BaseException) -> str:
     """The catalog's error kind for a failure: the serving kinds as they are, other errors a
     user can act on (bad model, refused parameters) as bad_input, anything else internal."""
     from quantplan.agent.toolchains import StepError
-
     from quantplan.errors import QuantplanError
 
     if isinstance(error, ServeError):

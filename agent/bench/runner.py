@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from quantplan.agent.bench.client import Endpoint
 from quantplan.agent.bench.metrics import Slo
 from quantplan.agent.bench.protocol import (

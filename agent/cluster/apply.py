@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from quantplan import __version__
 from quantplan.agent.cluster import deployment_state as states
 from quantplan.agent.cluster.events import CostEvent, PlanEvent, ReplicaEvent
 from quantplan.agent.cluster.measure import (
@@ -49,10 +51,8 @@ from quantplan.agent.cluster.validation import (
     cluster_refusals,
     toolchain_refusals,
 )
-from quantplan.planner.plan import Plan, load_plan
-
-from quantplan import __version__
 from quantplan.errors import QuantplanError
+from quantplan.planner.plan import Plan, load_plan
 
 if TYPE_CHECKING:
     from quantplan.agent.cluster.node_agent import AgentRef

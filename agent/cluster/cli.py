@@ -69,6 +69,7 @@ def start_services(state: object, database_url: str | None) -> None:
     """The collector (for ``database_url``) and one agent per node, so a dashboard opened now
     already sees the nodes; both are detached actors and outlive this command."""
     import ray
+
     from quantplan.agent.cluster.collector_actor import start_collector
     from quantplan.agent.cluster.local import connect
     from quantplan.agent.cluster.node_agent import start_node_agents
@@ -106,9 +107,8 @@ def cluster_config_command(
 ) -> None:
     """Write a Ray cluster-launcher YAML or KubeRay manifest for a plan's fleet."""
     from quantplan.agent.cluster.launcher import LauncherOptions, cluster_config
-    from quantplan.planner.plan import load_plan
-
     from quantplan.errors import UnknownNameError
+    from quantplan.planner.plan import load_plan
 
     if provider not in ("aws", "gcp", "kuberay"):
         raise UnknownNameError("provider", provider, ["aws", "gcp", "kuberay"])

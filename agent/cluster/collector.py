@@ -19,15 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
 from quantplan.agent.cluster.events import CatalogEvent, EventBus, FleetEvent, ReportEvent
 from quantplan.agent.cluster.spool import ReportSpool
 from quantplan.catalog.db import CatalogBusyError
 from quantplan.catalog.reports import MeasurementReport, ReportOutcome
 from quantplan.catalog.urls import redact_url
-from sqlalchemy import Engine
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-
 from quantplan.errors import QuantplanError
 
 LOG = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import ray
+
 from quantplan.agent.cluster.collector import CollectorStats, ReportCollector, SubmitResult
 from quantplan.agent.cluster.events import EventBatch, FleetEvent, parse_event
 from quantplan.agent.cluster.naming import NAMESPACE
 from quantplan.catalog.reports import MeasurementReport
-
 from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.toolchains.gpu import accelerator_type_for_hardware
-from quantplan.planner.plan import Deployment, Plan
 
+from quantplan.agent.toolchains.gpu import accelerator_type_for_hardware
 from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
+from quantplan.planner.plan import Deployment, Plan
 
 
 class ReplicaSpec(BaseModel):

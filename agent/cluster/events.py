@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
 from quantplan.agent.toolchains.gpu import AcceleratorInventory
 
 DEFAULT_CAPACITY = 10_000

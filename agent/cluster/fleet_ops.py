@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.cluster import deployment_state as states
 from quantplan.agent.cluster.events import PlanEvent, ReplicaEvent
 
@@ -65,6 +66,7 @@ def _gpu_fields(resources: dict[str, float]) -> dict[str, object]:
 
 def fleet_status(address: str = "auto") -> FleetStatus:
     import ray
+
     from quantplan.agent.cluster.local import attach
     from quantplan.agent.cluster.naming import instance_type_of
     from quantplan.agent.cluster.replicas import healthy_replicas

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.cluster.events import (
     CatalogEvent,
     CostEvent,

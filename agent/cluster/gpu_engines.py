@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.serve import LlamaServer, VllmServer
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
 from quantplan.agent.serve.hardware import HostHardware
 from quantplan.agent.toolchains.gpu import AcceleratorInventory
-
 from quantplan.errors import QuantplanError
 
 # The degrees vLLM shards a replica over; the planner only proposes these (planner/hardware.py).

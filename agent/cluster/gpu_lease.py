@@ -14,9 +14,9 @@ import contextlib
 import os
 
 import ray
-from quantplan.agent.cluster.naming import ACCELERATOR_TYPE_PREFIX, NAMESPACE
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from quantplan.agent.cluster.naming import ACCELERATOR_TYPE_PREFIX, NAMESPACE
 from quantplan.errors import QuantplanError
 
 LEASE_PREFIX = "quantplan-gpus-"

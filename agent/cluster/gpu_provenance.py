@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.toolchains.gpu import AcceleratorInventory
 
+from quantplan.agent.toolchains.gpu import AcceleratorInventory
 from quantplan.errors import QuantplanError
 
 RECORDED = "recorded nvidia-smi output (tests/agent/cluster/nvidia_smi/)"

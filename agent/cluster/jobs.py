@@ -10,8 +10,8 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from quantplan.catalog.registry import EngineName
 
+from quantplan.catalog.registry import EngineName
 from quantplan.errors import QuantplanError
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.cluster.wheel import (
     QuantplanWheel,
     WheelError,
@@ -31,9 +32,8 @@ from quantplan.agent.cluster.wheel import (
     node_dependencies,
     requirement_line,
 )
-from quantplan.planner.plan import Deployment, Plan
-
 from quantplan.errors import QuantplanError
+from quantplan.planner.plan import Deployment, Plan
 
 Provider = Literal["aws", "gcp", "kuberay"]
 RAY_VERSION = "2.60.0"

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from quantplan.agent.cluster.local_host import ClusterRequest, ClusterState, WorkerRequest
 from quantplan.agent.cluster.naming import NAMESPACE
-
 from quantplan.errors import QuantplanError, UnknownNameError
 from quantplan.paths import data_dir
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.planner.plan import Deployment
 
 

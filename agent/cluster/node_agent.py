@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
+
 from quantplan.agent.cluster.collector_actor import CollectorClient
 from quantplan.agent.cluster.events import HardwareFacts, JobEvent, NodeEvent
 from quantplan.agent.cluster.gpu_lease import GpuLeaseError, acquire_gpus, release_gpus
@@ -44,8 +46,6 @@ from quantplan.agent.cluster.naming import (
 from quantplan.agent.cluster.replicas import note_server, replicas_dir, stop_noted_servers
 from quantplan.agent.toolchains.gpu import AcceleratorInventory
 from quantplan.catalog.reports import MeasurementReport, RunInfo
-from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
-
 from quantplan.errors import QuantplanError
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def _isa_flags(flags: frozenset[str]) -> tuple[str, ...]:
 def node_facts(instance_type: str) -> HardwareFacts:
     """This node as Ray and the operating system describe it."""
     import psutil
+
     from quantplan.agent.serve.hardware import detect_host
 
     host = detect_host()

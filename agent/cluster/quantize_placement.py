@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.cluster.naming import NodeOffer
 from quantplan.agent.cluster.validation import QUANTIZE_TOOLCHAINS
 

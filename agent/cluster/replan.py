@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
 from quantplan.agent.cluster import deployment_state as states
 from quantplan.agent.cluster.measure import MetricComparison
 from quantplan.planner.plan import Plan, save_plan

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from quantplan.agent.cluster.jobs import JobResult, StopJob
 from quantplan.agent.cluster.naming import NAMESPACE, agent_name
-
 from quantplan.paths import data_dir
 
 if TYPE_CHECKING:

@@ -14,10 +14,6 @@ import logging
 from collections.abc import Iterable
 
 import ray
-from quantplan.agent.cluster.collector_actor import CollectorClient
-from quantplan.agent.cluster.events import JobEvent, NodeEvent
-from quantplan.agent.cluster.jobs import Job, JobResult
-from quantplan.agent.cluster.node_agent import AgentRef, start_node_agents
 from ray.exceptions import (
     ActorUnavailableError,
     ActorUnschedulableError,
@@ -26,6 +22,10 @@ from ray.exceptions import (
     RayActorError,
 )
 
+from quantplan.agent.cluster.collector_actor import CollectorClient
+from quantplan.agent.cluster.events import JobEvent, NodeEvent
+from quantplan.agent.cluster.jobs import Job, JobResult
+from quantplan.agent.cluster.node_agent import AgentRef, start_node_agents
 from quantplan.errors import QuantplanError
 
 LOG = logging.getLogger(__name__)

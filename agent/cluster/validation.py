@@ -17,9 +17,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from quantplan.agent.cluster.naming import NodeOffer, node_offer
-from quantplan.planner.plan import Deployment, Plan
-
 from quantplan.errors import QuantplanError, did_you_mean
+from quantplan.planner.plan import Deployment, Plan
 
 if TYPE_CHECKING:
     from quantplan.catalog.snapshot import CatalogSnapshot

@@ -20,8 +20,8 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-from quantplan.agent.models import file_sha256
 
+from quantplan.agent.models import file_sha256
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 

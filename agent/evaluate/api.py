@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.evaluate import metrics
 from quantplan.agent.evaluate.engines import (

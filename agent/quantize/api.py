@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+
 from quantplan.agent.artifacts import (
     ArtifactManifest,
     ArtifactStore,
@@ -28,7 +29,6 @@ from quantplan.agent.quantize.registry import get_quantizer
 from quantplan.agent.toolchains import get_spec
 from quantplan.agent.toolchains.build import base_python, python_version_of
 from quantplan.agent.toolchains.locking import exclusive_lock
-
 from quantplan.paths import cache_dir
 
 

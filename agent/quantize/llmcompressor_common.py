@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize.base import (

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.serve.errors import InvalidArtifactError
 from quantplan.agent.serve.hardware import HostHardware
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
 from quantplan.agent.bench.client import Endpoint
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions, inspect_artifact
 from quantplan.agent.serve.errors import (
@@ -42,7 +43,6 @@ from quantplan.agent.toolchains.process import (
     start_in_group,
     stop_group,
 )
-
 from quantplan.paths import cache_dir
 
 HEALTH_POLL_S = 0.5

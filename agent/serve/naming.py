@@ -21,8 +21,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._:+-]+")
 def _manifest_names(path: Path) -> tuple[str, str] | None:
     """(source model, scheme) from the artifact manifest next to ``path``, or None."""
     from pydantic import ValidationError
-    from quantplan.agent.artifacts import ArtifactManifest
 
+    from quantplan.agent.artifacts import ArtifactManifest
     from quantplan.inputs import InputFileError, read_text
 
     directory = path if path.is_dir() else path.parent

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged
 from quantplan.agent.toolchains.specs import TOOLCHAINS, ToolchainSpec, get_spec
@@ -31,7 +32,6 @@ from quantplan.agent.toolchains.wheels import (
     torch_pin,
     wheelhouses,
 )
-
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.toolchains.build import (
     base_python,
     find_toolchain,

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.models import file_sha256
 from quantplan.agent.toolchains.build import ToolchainMissingError, base_python
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged
 from quantplan.agent.toolchains.specs import LLAMA_CPP_CMAKE_ARGS, get_spec
-
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 

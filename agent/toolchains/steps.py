@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from quantplan.agent.toolchains.build import Toolchain
 from quantplan.agent.toolchains.process import forget_group, start_in_group, stop_group
-
 from quantplan.errors import QuantplanError
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)

@@ -27,10 +27,10 @@ from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
+
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged
 from quantplan.agent.toolchains.specs import SourceBuild
-
 from quantplan.paths import cache_dir
 
 # Where the machine image keeps prebuilt wheels; QUANTPLAN_WHEELHOUSE names another folder.

@@ -6,9 +6,10 @@ URL (with its password) never passes through Alembic's configuration.
 """
 
 from alembic import context
-from quantplan.catalog import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
+
+from quantplan.catalog import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

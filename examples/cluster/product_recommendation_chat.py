@@ -15,6 +15,7 @@ import argparse
 import json
 
 import httpx
+
 from quantplan.agent.cluster.deployment_state import all_states
 
 PRODUCTS = [

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+
 from quantplan.agent.artifacts import (
     ArtifactManifest,
     ArtifactStore,
@@ -24,7 +25,6 @@ from quantplan.agent.artifacts import (
     artifact_id_for,
     describe_files,
 )
-
 from quantplan.errors import QuantplanError
 
 GOOD_ID = artifact_id_for({"test": "artifact store safety"})

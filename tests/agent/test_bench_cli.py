@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from quantplan.agent.serve.engine import ServeOptions
-from quantplan.agent.serve.manager import start_server
 from stub_engine import CPU, StubEngine
 from typer.testing import CliRunner
 
+from quantplan.agent.serve.engine import ServeOptions
+from quantplan.agent.serve.manager import start_server
 from quantplan.cli import app, register_commands
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.agent.costs import (
     cost_figures,
     kv_bytes_per_position,

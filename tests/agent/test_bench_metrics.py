@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.agent.bench.metrics import RequestSample, Slo, latency_stats, percentile, summarize
 
 

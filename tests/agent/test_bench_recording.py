@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import Session, select
+
 from quantplan.agent.bench.metrics import RequestSample, summarize
 from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
 from quantplan.agent.bench.recording import (
@@ -21,7 +23,6 @@ from quantplan.agent.serve.hardware import HostHardware
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.models import Profile, Run
 from quantplan.catalog.reports import record_report
-from sqlmodel import Session, select
 
 HOST = HostHardware(
     device_kind="cpu",

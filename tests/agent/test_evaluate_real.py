@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from quantplan.agent.artifacts import ArtifactStore
 from quantplan.agent.evaluate.api import evaluate
 from quantplan.agent.evaluate.engines import EvalSettings

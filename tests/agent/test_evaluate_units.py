@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from quantplan.agent.evaluate.metrics import (
     Position,
     layer_error_summary,

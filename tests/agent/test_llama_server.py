@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from quantplan.agent.bench.client import make_http_client, stream_completion
 from quantplan.agent.bench.workload import Workload, make_prompts
 from quantplan.agent.serve import LlamaServer, engine_for_artifact, get_engine

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from stub_engine import CPU, StubEngine
+
 import quantplan.agent.profile as profile_module
 from quantplan.agent.bench.recording import host_hardware_record
 from quantplan.agent.bench.runner import BenchPlan, benchmark_artifact
@@ -25,10 +29,6 @@ from quantplan.catalog.db import open_catalog
 from quantplan.catalog.models import Profile, Run
 from quantplan.catalog.reports import record_report
 from quantplan.catalog.snapshot import load_snapshot
-from sqlalchemy import Engine
-from sqlmodel import Session, select
-from stub_engine import CPU, StubEngine
-
 from quantplan.errors import UnknownNameError
 
 SHAPE = ModelShape(name="SmolLM2-135M-Instruct", layers=30, kv_heads=3, head_dim=64, parameters=0)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.artifacts import ArtifactStore, ArtifactStoreError
 from quantplan.agent.models import ModelSourceError, inspect_model_dir, resolve_model
 from quantplan.agent.quantize import quantize

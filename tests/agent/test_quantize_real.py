@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+
 from quantplan.agent.artifacts import ArtifactStore
 from quantplan.agent.quantize import quantize
 from quantplan.agent.quantize.gguf import GGUF_TYPES

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from quantplan.agent.quantize import QUANTIZERS, get_quantizer
 from quantplan.agent.quantize.gguf import GgufConfig, GgufQuantizer
 from quantplan.agent.toolchains import get_spec
 from quantplan.catalog.registry import METHODS
-
 from quantplan.errors import UnknownNameError
 
 QUANTIZE_DIR = Path(__file__).resolve().parents[2] / "agent" / "quantize"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore, describe_files
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize import build_config

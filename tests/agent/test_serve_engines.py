@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.serve import (
     LlamaCppServer,
     LlamaServer,
@@ -23,7 +24,6 @@ from quantplan.agent.serve.errors import (
     classify_engine_log,
 )
 from quantplan.agent.serve.hardware import HostHardware
-
 from quantplan.errors import UnknownNameError
 
 AVX512 = HostHardware(

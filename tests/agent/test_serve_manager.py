@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stub_engine import CPU, OLD_CPU, STUB, StubEngine
+
 from quantplan.agent.bench.metrics import Slo
 from quantplan.agent.bench.protocol import (
     ServerWatch,
@@ -34,7 +36,6 @@ from quantplan.agent.serve.errors import (
     UnsupportedHardwareError,
 )
 from quantplan.agent.serve.manager import ServerHandle, port_is_free, start_server
-from stub_engine import CPU, OLD_CPU, STUB, StubEngine
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.artifacts import ArtifactManifest
 from quantplan.agent.serve import get_engine
 from quantplan.agent.serve.engine import ArtifactInfo, ServeOptions
 from quantplan.agent.serve.naming import default_served_name
-
 from quantplan.errors import QuantplanError
 
 

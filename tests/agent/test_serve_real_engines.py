@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from quantplan.agent.bench.metrics import Slo
 from quantplan.agent.bench.protocol import ServerWatch, run_closed_loop, run_open_loop
 from quantplan.agent.bench.runner import BenchPlan, run_plan

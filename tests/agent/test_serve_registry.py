@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.serve import LlamaServer, VllmServer, engine_names, get_engine
 from quantplan.agent.serve.engine import EngineServer
 from quantplan.agent.serve.registry import SERVERS, register_server

@@ -28,12 +28,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from stub_engine import API_KEY_VARIABLE, CPU, STUB, StubEngine
+
 from quantplan.agent.serve import LlamaCppServer, VllmServer
 from quantplan.agent.serve.engine import ServeOptions, inspect_artifact
 from quantplan.agent.serve.errors import EngineDiedError
 from quantplan.agent.serve.manager import engine_environment, port_is_free, start_server
 from quantplan.agent.toolchains.process import command_secrets, redact_command
-from stub_engine import API_KEY_VARIABLE, CPU, STUB, StubEngine
 
 TESTS = Path(__file__).resolve().parent
 QUANTPLAN = Path(sys.executable).with_name("quantplan")

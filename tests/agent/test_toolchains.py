@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
+
 from quantplan.agent.toolchains import StepError, Toolchain, get_spec, run_step
 from quantplan.agent.toolchains.build import (
     _retarget_scripts,
@@ -24,7 +25,6 @@ from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import ToolchainBuildError, run_logged
 from quantplan.agent.toolchains.specs import TOOLCHAINS, requirement_file
 from quantplan.agent.toolchains.wheels import index_reachable, resolve_torch_source, torch_pin
-
 from quantplan.errors import QuantplanError, UnknownNameError
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from api_servers import start_api
-from quantplan.planner.plan import Plan
 
 from quantplan.errors import UnknownNameError
+from quantplan.planner.plan import Plan
 from quantplan.services import PlanStore
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from quantplan.agent.cluster.events import CostEvent, EventBus, ReplicaEvent
-
 from quantplan.services import fleet_costs
 
 

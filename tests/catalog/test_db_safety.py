@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from catalog_copy import copy_catalog
+from sqlalchemy import create_engine, make_url, text
+
 from quantplan.catalog.db import (
     CatalogDamagedError,
     make_engine,
@@ -25,7 +27,6 @@ from quantplan.catalog.db import (
     resolve_database_url,
 )
 from quantplan.catalog.seeding import SEED_DIR
-from sqlalchemy import create_engine, make_url, text
 
 QUANTPLAN = [sys.executable, "-m", "quantplan"]
 PLAN_ARGS = ("plan", "--model", "Llama-3.1-8B", "--rps", "1")
@@ -152,9 +153,8 @@ def test_percent_encoded_password_opens_and_is_never_shown(percent_password_url:
 @pytest.mark.integration
 def test_dashboard_catalog_error_does_not_show_the_password(percent_password_url: str) -> None:
     """The dashboard shows QuantplanError.message as it is: it must already be redacted."""
-    from quantplan.tui.services import CatalogService
-
     from quantplan.errors import QuantplanError
+    from quantplan.tui.services import CatalogService
 
     wrong = percent_password_url.replace("%25z@", "%25y@")
     with pytest.raises(QuantplanError) as refused:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from quantplan.catalog import models  # noqa: F401  (table registration)
-from quantplan.catalog.db import current_revision, downgrade, head_revision, make_engine, upgrade
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
+
+from quantplan.catalog import models  # noqa: F401  (table registration)
+from quantplan.catalog.db import current_revision, downgrade, head_revision, make_engine, upgrade
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 

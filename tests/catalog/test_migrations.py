@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import Session, SQLModel, func, select
+
 from quantplan.catalog import models  # noqa: F401  (table registration)
 from quantplan.catalog.db import (
     current_revision,
@@ -15,8 +18,6 @@ from quantplan.catalog.db import (
     upgrade,
 )
 from quantplan.catalog.models import InstanceType
-from sqlalchemy import inspect, text
-from sqlmodel import Session, SQLModel, func, select
 
 
 def test_upgrade_empty_database_to_head_matches_models(db_url: str) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from quantplan.catalog.prices import parse_price_csv
 from quantplan.catalog.prices_cli import fetch_price_text
 from quantplan.catalog.seeding import SEED_VERSION
-
 from quantplan.errors import QuantplanError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prices"
@@ -128,9 +128,10 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
     engine = catalog_db.make_engine(url)
     catalog_db.upgrade(engine, "0004")
     # Seed version 1 as an older quantplan wrote it: no statistic, no flags, no seed marks.
+    from sqlmodel import Session
+
     from quantplan.catalog.seeding import seed_records
     from quantplan.catalog.store import write_record
-    from sqlmodel import Session
 
     with Session(engine) as session:
         for kind, records in seed_records():

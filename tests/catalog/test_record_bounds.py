@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+
 from quantplan.catalog.records import RECORD_TYPES, Record, first_problem
 from quantplan.catalog.seeding import seed_records
 

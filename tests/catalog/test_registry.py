@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel, ValidationError
+
 from quantplan.catalog.records import EngineSupportRecord
 from quantplan.catalog.registry import ENGINES, METHODS, EngineName, MethodName, Registry
-
 from quantplan.errors import UnknownNameError
 
 

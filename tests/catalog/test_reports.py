@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
+
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.records import HardwareRecord, ProfileRecord, QualityRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo, list_runs, record_report
@@ -117,7 +118,6 @@ def test_batch_of_reports_in_one_transaction(seeded_db_url: str) -> None:
 
 def test_batch_with_a_bad_row_writes_nothing(seeded_sqlite_url: str) -> None:
     from quantplan.catalog.reports import record_reports
-
     from quantplan.errors import UnknownNameError
 
     engine = open_catalog(seeded_sqlite_url)

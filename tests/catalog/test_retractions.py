@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 from cli_output import without_price_age_warning
+from sqlalchemy import inspect
+from sqlmodel import Session, select
+
 from quantplan.catalog.db import downgrade, make_engine, prepare, session_scope, upgrade
 from quantplan.catalog.models import QualityResult
 from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import QualityRecord
 from quantplan.catalog.retractions import retract
 from quantplan.catalog.store import ConflictError, write_record
-from sqlalchemy import inspect
-from sqlmodel import Session, select
 
 QUANTPLAN = [sys.executable, "-m", "quantplan"]
 PLAN = ("plan", "--model", "Llama-3.1-8B", "--rps", "5")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import inspect
+from sqlmodel import Session, func, select
+
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.models import InstanceType, QualityResult
 from quantplan.catalog.seeding import seed_catalog, seed_records
 from quantplan.catalog.snapshot import load_snapshot
-from sqlalchemy import inspect
-from sqlmodel import Session, func, select
 
 REQUIRED_GPUS = {"T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB-SXM", "H100-SXM", "H200"}
 REQUIRED_MODELS = {

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, func, select
+
 from quantplan.catalog.db import make_engine, open_catalog, prepare
 from quantplan.catalog.models import InstanceType, QualityResult
 from quantplan.catalog.records import KIND_ORDER
@@ -23,8 +25,6 @@ from quantplan.catalog.transfer import (
     import_files,
     render,
 )
-from sqlmodel import Session, func, select
-
 from quantplan.errors import QuantplanError
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cli_output import is_price_age_warning
 from fuzz_cases import REPO, Case
+
 from quantplan.planner.cli import INFEASIBLE_EXIT_CODE
 
 SCRIPT = Path(sys.executable).with_name("quantplan")
@@ -166,7 +167,6 @@ def preload_for_fork() -> None:
     import quantplan.catalog.transfer
     import quantplan.planner.plan
     import quantplan.planner.planning  # noqa: F401
-
     from quantplan.cli import register_commands
 
     register_commands()

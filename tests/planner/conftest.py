@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from quantplan.planner.cli import FLAG_OF_FIELD, INFEASIBLE_EXIT_CODE
 from quantplan.planner.defaults import DEFAULTS_HELP
 from quantplan.planner.targets import Targets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import (

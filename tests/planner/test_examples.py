@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import load_targets

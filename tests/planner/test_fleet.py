@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.fleet import FleetType, prune_dominated, solve_mixed_fleet
 from quantplan.planner.oracle import brute_force_fleet

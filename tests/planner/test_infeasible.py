@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.errors import QuantplanError, UnknownNameError
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import (
     Budget,
@@ -14,8 +16,6 @@ from quantplan.planner.targets import (
     Targets,
     Workload,
 )
-
-from quantplan.errors import QuantplanError, UnknownNameError
 
 
 def test_impossible_latency_names_the_slo_and_the_best_achievable(

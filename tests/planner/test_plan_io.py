@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.errors import QuantplanError
 from quantplan.planner.plan import load_plan, save_plan
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Targets, Workload, load_targets
-
-from quantplan.errors import QuantplanError
 
 
 def test_workload_needs_exactly_one_volume() -> None:
@@ -117,9 +117,8 @@ def _small_plan(shipped: CatalogSnapshot, **make: object):  # type: ignore[no-un
 def test_plans_record_quantplan_version_catalog_and_price_dates(
     shipped: CatalogSnapshot, tmp_path: Path
 ) -> None:
-    from quantplan.planner.planning import catalog_fingerprint
-
     from quantplan import __version__
+    from quantplan.planner.planning import catalog_fingerprint
 
     plan = _small_plan(shipped, catalog_revision="0004")
     provenance = plan.provenance

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.optimize import cheapest
 from quantplan.planner.oracle import brute_force_cost

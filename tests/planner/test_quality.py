@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.hardware import model_shape_from_record
 from quantplan.planner.plan import Plan

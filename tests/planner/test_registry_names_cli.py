@@ -23,9 +23,7 @@ def test_unknown_family_in_a_targets_file_is_refused_with_a_suggestion(tmp_path:
     db = f"sqlite:///{tmp_path / 'catalog.db'}"
     targets = tmp_path / "targets.yaml"
     targets.write_text(
-        "model: Llama-3.1-8B\n"
-        "workload: {requests_per_s: 1}\n"
-        "constraints: {families: [gtpq]}\n"
+        "model: Llama-3.1-8B\nworkload: {requests_per_s: 1}\nconstraints: {families: [gtpq]}\n"
     )
     result = _plan(targets, db)
     assert result.returncode == 2, result.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.capacity import CapacityReport, capacity_report
 from quantplan.planner.charts import people

@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+
+from quantplan.errors import QuantplanError
 from quantplan.planner.targets import (
     Budget,
     Constraints,
@@ -28,8 +30,6 @@ from quantplan.planner.targets import (
     Workload,
     load_targets,
 )
-
-from quantplan.errors import QuantplanError
 
 SHAPE = {
     "name": "my-model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import tensor_parallel_problem
 from quantplan.planner.planning import prepare

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner import residual_bands, uncertainty
 from quantplan.planner.defaults import INTERACTIVE_ITL_P95_MS, INTERACTIVE_TTFT_P95_MS

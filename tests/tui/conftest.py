@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from catalog_copy import copy_catalog
+
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot
 from quantplan.tui.app import QuantplanApp

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Input, Static, TabbedContent
+from tui_support import catalog_loaded, plain_text, wait_until
+
 from quantplan.planner.plan import load_plan
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.screens.dialogs import PathPrompt
 from quantplan.tui.widgets.form_field import FormField
-from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Input, Static, TabbedContent
-from tui_support import catalog_loaded, plain_text, wait_until
 
 
 def advisor(app: QuantplanApp) -> AdvisorScreen:

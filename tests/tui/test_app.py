@@ -7,14 +7,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from textual.command import CommandPalette
+from textual.widgets import DataTable
+from tui_support import catalog_loaded, wait_until
+
 from quantplan.tui.app import DARK_THEME, LIGHT_THEME, QuantplanApp
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.screens.catalog import CatalogScreen
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.screens.help import HelpScreen
-from textual.command import CommandPalette
-from textual.widgets import DataTable
-from tui_support import catalog_loaded, wait_until
 
 
 async def test_function_keys_switch_screens(make_app: Callable[..., QuantplanApp]) -> None:

@@ -6,13 +6,14 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static
+from tui_support import catalog_loaded, plain_text, wait_until
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.catalog import CatalogScreen
 from quantplan.tui.screens.dialogs import PathPrompt
-from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Select, Static
-from tui_support import catalog_loaded, plain_text, wait_until
 
 NEW_HARDWARE = """\
 kind: hardware

@@ -11,7 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+from tui_support import catalog_loaded, plain_text, wait_until
+
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.errors import QuantplanError
 from quantplan.planner.plan import Plan
 from quantplan.planner.targets import Targets
 from quantplan.tui.app import QuantplanApp
@@ -20,11 +25,6 @@ from quantplan.tui.screens.catalog import CatalogScreen
 from quantplan.tui.screens.dialogs import PathPrompt
 from quantplan.tui.services import CatalogService, DashboardServices, PlannerService
 from quantplan.tui.widgets.form_field import FormField
-from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
-from tui_support import catalog_loaded, plain_text, wait_until
-
-from quantplan.errors import QuantplanError
 
 HOSTILE = "bad value [bold]x[/ and ["
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual.widgets import DataTable
+from tui_support import catalog_loaded, wait_until
+
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.viewmodels.plan_view import option_rows
-from textual.widgets import DataTable
-from tui_support import catalog_loaded, wait_until
 
 
 async def _plan(pilot) -> AdvisorScreen:  # type: ignore[no-untyped-def]

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import ContentSwitcher, RichLog, Static
+from textual.widgets._footer import FooterKey
+from tui_support import plain_text, wait_until
+
 from quantplan.agent.cluster.events import EventBatch, FleetEvent
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.fleet.simulated import SimulatedFleet, SimulatedFleetSource
@@ -18,10 +23,6 @@ from quantplan.tui.fleet.sources import (
 )
 from quantplan.tui.screens.fleet import FleetScreen
 from quantplan.tui.widgets.live_table import LiveTable
-from textual.pilot import Pilot
-from textual.widgets import ContentSwitcher, RichLog, Static
-from textual.widgets._footer import FooterKey
-from tui_support import plain_text, wait_until
 
 
 async def fleet_screen(pilot: Pilot) -> FleetScreen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from quantplan.agent.cluster.events import CostEvent, JobEvent, NodeEvent
 from quantplan.tui.fleet.sample import START
 from quantplan.tui.fleet.sample import sample_history as recorded_fleet

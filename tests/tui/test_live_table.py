@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from quantplan.tui.widgets.live_table import LiveTable
 from rich.text import Text
 from textual.app import App, ComposeResult
+
+from quantplan.tui.widgets.live_table import LiveTable
 
 COLUMNS = (("name", "name", 8), ("value", "value", 6))
 

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from textual.widgets import Static
+from tui_support import catalog_loaded, plain_text, wait_until
+
 from quantplan.planner.plan import Plan, load_plan
 from quantplan.tui.app import QuantplanApp
 from quantplan.tui.screens.advisor import AdvisorScreen
 from quantplan.tui.viewmodels.plan_view import option_details, option_rows
-from textual.widgets import Static
-from tui_support import catalog_loaded, plain_text, wait_until
 
 FIXED_PLAN = load_plan(Path(__file__).parent / "fixtures" / "plan-llama-3.1-8b.yaml")
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
+
 from quantplan.planner.plan import load_plan
 from quantplan.tui.screenshots import SCENARIOS, Scenario
-from textual.pilot import Pilot
 
 FIXED_PLAN = load_plan(Path(__file__).parent / "fixtures" / "plan-llama-3.1-8b.yaml")
 

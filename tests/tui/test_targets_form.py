@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from quantplan.tui.viewmodels.targets_form import TargetsForm, validate_form
 
 MODELS = ["Llama-3.1-8B", "Qwen2.5-7B"]

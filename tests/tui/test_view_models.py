@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.planning import make_plan
 from quantplan.tui.viewmodels.catalog_view import (

@@ -6,10 +6,11 @@ import asyncio
 import io
 from collections.abc import Callable
 
-from quantplan.tui.app import QuantplanApp
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
+
+from quantplan.tui.app import QuantplanApp
 
 
 async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -10,28 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, cast
 
-from quantplan.planner.plan import Plan
-from quantplan.planner.targets import Targets
-from quantplan.tui.screens.dialogs import PathPrompt
-from quantplan.tui.state import CatalogState, Dashboard
-from quantplan.tui.viewmodels.catalog_view import known_clouds, known_models
-from quantplan.tui.viewmodels.plan_view import (
-    OptionRow,
-    option_details,
-    option_rows,
-    pareto_points,
-    plan_headline,
-    why_not_rows,
-)
-from quantplan.tui.viewmodels.targets_form import (
-    FIELD_LABELS,
-    FormResult,
-    TargetsForm,
-    validate_form,
-)
-from quantplan.tui.widgets.form_field import FormField
-from quantplan.tui.widgets.key_values import KeyValues
-from quantplan.tui.widgets.pareto_chart import ParetoChart
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -55,6 +33,28 @@ from textual.widgets import (
 )
 
 from quantplan.errors import QuantplanError
+from quantplan.planner.plan import Plan
+from quantplan.planner.targets import Targets
+from quantplan.tui.screens.dialogs import PathPrompt
+from quantplan.tui.state import CatalogState, Dashboard
+from quantplan.tui.viewmodels.catalog_view import known_clouds, known_models
+from quantplan.tui.viewmodels.plan_view import (
+    OptionRow,
+    option_details,
+    option_rows,
+    pareto_points,
+    plan_headline,
+    why_not_rows,
+)
+from quantplan.tui.viewmodels.targets_form import (
+    FIELD_LABELS,
+    FormResult,
+    TargetsForm,
+    validate_form,
+)
+from quantplan.tui.widgets.form_field import FormField
+from quantplan.tui.widgets.key_values import KeyValues
+from quantplan.tui.widgets.pareto_chart import ParetoChart
 
 TEXT_FIELDS = (
     "model",

@@ -6,7 +6,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, cast
 
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+
 from quantplan.catalog.records import KIND_ORDER
+from quantplan.errors import QuantplanError
 from quantplan.tui.screens.dialogs import PathPrompt
 from quantplan.tui.state import CatalogState, Dashboard
 from quantplan.tui.viewmodels.catalog_view import (
@@ -17,15 +26,6 @@ from quantplan.tui.viewmodels.catalog_view import (
     record_details,
 )
 from quantplan.tui.widgets.key_values import KeyValues
-from rich.text import Text
-from textual import work
-from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
-
-from quantplan.errors import QuantplanError
 
 
 class CatalogScreen(Screen[None]):

@@ -12,6 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar, cast
 
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Header, RichLog, Static
+
 from quantplan.tui.fleet.sources import FleetSource, FleetUnavailable, SourceUnavailable
 from quantplan.tui.state import Dashboard
 from quantplan.tui.viewmodels.fleet_state import (
@@ -24,13 +32,6 @@ from quantplan.tui.viewmodels.fleet_state import (
 )
 from quantplan.tui.widgets.live_table import Cell, LiveTable
 from quantplan.tui.widgets.steady_footer import SteadyFooter
-from rich.text import Text
-from textual import work
-from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Header, RichLog, Static
 
 REFRESH_PERIOD_S = 0.25
 STATE_STYLES = {

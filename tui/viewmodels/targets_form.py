@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+
+from quantplan.errors import did_you_mean
 from quantplan.planner.targets import (
     Budget,
     Constraints,
@@ -23,8 +25,6 @@ from quantplan.planner.targets import (
     Targets,
     Workload,
 )
-
-from quantplan.errors import did_you_mean
 
 DeviceField = Literal["any", "gpu", "cpu"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quantplan.tui.viewmodels.plan_view import ParetoPoint
 from textual_plotext import PlotextPlot
+
+from quantplan.tui.viewmodels.plan_view import ParetoPoint
 
 
 class ParetoChart(PlotextPlot):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+
 from quantplan.agent.quantize.llmcompressor_common import LlmCompressorConfig, LlmCompressorMethod
 
 

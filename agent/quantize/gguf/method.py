@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.models import ModelSource
 from quantplan.agent.quantize.base import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field
+
 from quantplan.agent.quantize.llmcompressor_common import LlmCompressorConfig, LlmCompressorMethod
 
 

@@ -25,7 +25,6 @@ from quantplan.agent.serve.engine import (
 )
 from quantplan.agent.serve.errors import InvalidArtifactError
 from quantplan.agent.serve.hardware import HostHardware
-
 from quantplan.errors import QuantplanError
 
 # The managed CPU build enables these instruction sets; a CPU without them would SIGILL.

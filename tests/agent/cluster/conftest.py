@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from ray_fixtures import RayTestCluster, start_test_cluster, stop_test_cluster
+
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo
-from ray_fixtures import RayTestCluster, start_test_cluster, stop_test_cluster
 
 
 def benchmark_report(run_id: str | None = None, tokens_per_s: float = 42.0) -> MeasurementReport:

@@ -89,6 +89,8 @@ def start_test_cluster(
 
     use_loopback_driver()
     import ray
+    from ray.cluster_utils import Cluster
+
     from quantplan.agent.cluster.collector_actor import NAMESPACE, start_collector
     from quantplan.agent.cluster.local_host import (
         HEAD_RESOURCE,
@@ -97,7 +99,6 @@ def start_test_cluster(
         worker_resources,
     )
     from quantplan.catalog.db import open_catalog
-    from ray.cluster_utils import Cluster
 
     common = {"object_store_memory": 80 * 1024 * 1024, "node_ip_address": "127.0.0.1"}
     cluster = Cluster(
@@ -142,6 +143,7 @@ def start_test_cluster(
 
 def stop_test_cluster(test_cluster: RayTestCluster) -> None:
     import ray
+
     from quantplan.agent.cluster.replicas import stop_noted_servers
 
     ray.shutdown()

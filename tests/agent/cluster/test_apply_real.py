@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ray_fixtures import RayTestCluster
+
 from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
 from quantplan.agent.cluster.collector_actor import CollectorClient, RayEventSource
 from quantplan.agent.cluster.events import CostEvent, JobEvent, ReplicaEvent
@@ -19,7 +21,6 @@ from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import load_targets
-from ray_fixtures import RayTestCluster
 
 pytestmark = [
     pytest.mark.ray_cluster,
@@ -182,6 +183,7 @@ def test_auto_replan_applies_the_proposed_plan_and_reconciles(
     the old one stops. Which plan the planner proposes is its own (tested in planner tests);
     here the proposal is fixed so the test knows what must run afterwards."""
     from plans import llama_cpp_plan
+
     from quantplan.agent.cluster import apply as apply_module
     from quantplan.agent.cluster import deployment_state as states
     from quantplan.agent.cluster.replan import ReplanProposal, propose_replan

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from conftest import benchmark_report
+from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
+
 from quantplan.agent.cluster.collector import ReportCollector
 from quantplan.agent.cluster.events import CatalogEvent, EventBus, ReportEvent
 from quantplan.catalog.db import open_catalog, resolve_database_url
 from quantplan.catalog.reports import list_runs
 from quantplan.catalog.snapshot import load_snapshot
-from sqlalchemy.engine import make_url
-from tcp_proxy import TcpProxy
 
 
 def profile_rows(url: str, run_ids: set[str]) -> list[str]:

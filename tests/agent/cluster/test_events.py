@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from pydantic import ValidationError
+
 from quantplan.agent.cluster.events import (
     CostEvent,
     EventBus,

@@ -16,13 +16,14 @@ import httpx
 import psutil
 import pytest
 from conftest import benchmark_report
+from ray_fixtures import WORKER_TYPE, RayTestCluster
+
 from quantplan.agent.cluster.collector_actor import CollectorClient, RayEventSource
 from quantplan.agent.cluster.events import JobEvent
 from quantplan.agent.cluster.jobs import ProbeJob
 from quantplan.agent.cluster.scheduler import run_job
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.reports import list_runs
-from ray_fixtures import WORKER_TYPE, RayTestCluster
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.integration, pytest.mark.slow]
 
@@ -61,6 +62,7 @@ def test_dry_run_moves_nothing(ray_cluster: RayTestCluster, monkeypatch) -> None
     starts no agent and publishes no event (the fixture's collector sees nothing)."""
     import ray
     from plans import llama_cpp_plan
+
     from quantplan.agent.cluster import apply as apply_module
     from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
 
@@ -128,6 +130,7 @@ def test_collector_restart_flushes_buffered_reports(ray_cluster: RayTestCluster)
 
 def test_plan_that_cannot_fit_is_refused_before_anything_starts(ray_cluster: RayTestCluster):
     from plans import llama_cpp_plan
+
     from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
     from quantplan.agent.cluster.events import PlanEvent
     from quantplan.agent.cluster.validation import PlanRefusedError
@@ -272,6 +275,7 @@ def test_node_agents_report_hardware_placed_by_instance_type_and_restart(
     ray_cluster: RayTestCluster,
 ) -> None:
     import ray
+
     from quantplan.agent.cluster.events import HardwareFacts, NodeEvent
     from quantplan.agent.cluster.node_agent import start_node_agents
 
@@ -340,11 +344,11 @@ def test_node_lost_while_apply_starts_replicas_is_recorded_and_cleaned_up(
     one failed), and destroy then the cluster-down sweep leave no engine of this test running
     -- the lost node's engine, orphaned in its own process group, included."""
     from plans import llama_cpp_plan
+
     from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
     from quantplan.agent.cluster.fleet_ops import destroy, fleet_status
     from quantplan.agent.cluster.replicas import stop_noted_servers
     from quantplan.agent.cluster.validation import built_toolchains
-
     from quantplan.errors import QuantplanError
 
     if not {"llama-cpp", "llama-server"} <= built_toolchains():

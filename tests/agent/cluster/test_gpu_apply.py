@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 from plans import GPU_INSTANCE, gpu_plan
-from quantplan.agent.cluster.local_host import WorkerRequest
 from ray_fixtures import RayTestCluster, start_test_cluster, stop_test_cluster
+
+from quantplan.agent.cluster.local_host import WorkerRequest
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.integration, pytest.mark.slow]
 
@@ -199,6 +200,7 @@ def test_apply_places_a_two_gpu_vllm_plan_on_the_fake_gpu_worker(
     gpu_cluster: tuple[RayTestCluster, Path], tmp_path: Path
 ) -> None:
     import ray
+
     from quantplan.agent.cluster.apply import ApplyOptions, apply_plan
     from quantplan.agent.cluster.fleet_ops import destroy, fleet_status
 
@@ -259,6 +261,7 @@ def test_gptq_runs_on_the_gpu_worker_with_its_leased_gpu(
     """apply's quantize step, as apply runs it: placed by place_quantize on the alive agents'
     offers, run by run_job; the stand-in quantizer is the llmcompressor-cuda interpreter."""
     import ray
+
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.cluster.jobs import QuantizeJob
     from quantplan.agent.cluster.node_agent import start_node_agents

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.toolchains.build import NoGpuForToolchainError, refuse_without_gpu
 from quantplan.agent.toolchains.gpu import (
     QUERY_COMMAND,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from plans import GPU_INSTANCE, gpu_plan, seed_snapshot
+
 from quantplan.agent.cluster import deployment_state as states
 from quantplan.agent.cluster.gpu_engines import (
     GpuAssignment,
@@ -21,7 +22,6 @@ from quantplan.agent.serve.engine import ArtifactInfo, ServeOptions
 from quantplan.agent.serve.hardware import HostHardware
 from quantplan.agent.serve.manager import engine_environment
 from quantplan.agent.toolchains.gpu import fake_inventory
-
 from quantplan.errors import QuantplanError
 
 CPU_HOST = HostHardware(device_kind="cpu", cpu_model="Xeon", logical_cpus=2, memory_gb=24.0)

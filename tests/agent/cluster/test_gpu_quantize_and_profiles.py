@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
+
 from quantplan.agent.bench.metrics import RequestSample, summarize
 from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
 from quantplan.agent.bench.recording import profile_report
@@ -28,7 +30,6 @@ from quantplan.catalog.db import open_catalog
 from quantplan.catalog.models import Run
 from quantplan.catalog.reports import record_report
 from quantplan.catalog.snapshot import load_snapshot
-from sqlmodel import Session
 
 RECORDED = Path(__file__).parent / "nvidia_smi"
 CPU_NODE = NodeOffer(instance_type="c7i.xlarge")
@@ -192,6 +193,7 @@ def test_fake_gpus_are_never_filed_under_a_catalog_gpu() -> None:
 
 def test_gpu_node_types_build_the_cuda_quantizer_when_the_plan_quantizes() -> None:
     from plans import gpu_plan
+
     from quantplan.agent.cluster.launcher import _gpu_worker_setup
 
     plan = gpu_plan()  # bf16: nothing to quantize

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 from plans import default_model_plan
+
 from quantplan.agent.cluster.launcher import RAY_VERSION, LauncherOptions, cluster_config
 from quantplan.agent.cluster.wheel import QuantplanWheel, WheelError, build_wheel, load_wheel
-from quantplan.planner.plan import Plan, save_plan
-
 from quantplan.errors import QuantplanError
 from quantplan.inputs import parse_yaml
+from quantplan.planner.plan import Plan, save_plan
 
 PROVIDERS = ("aws", "gcp", "kuberay")
 

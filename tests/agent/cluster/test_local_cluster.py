@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from quantplan.agent.cluster.local import (
     cluster_down,
     cluster_environment,
@@ -16,7 +17,6 @@ from quantplan.agent.cluster.local import (
     load_state,
     parse_node_spec,
 )
-
 from quantplan.errors import QuantplanError, UnknownNameError
 
 

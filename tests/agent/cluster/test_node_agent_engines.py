@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from quantplan.agent.cluster.node_agent import built_engine
 from quantplan.agent.serve import get_engine
 from quantplan.agent.toolchains.build import ToolchainMissingError

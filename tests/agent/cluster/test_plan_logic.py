@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from plans import default_model_plan, llama_cpp_plan, seed_snapshot
+
 from quantplan.agent.cluster.deployment_state import (
     DeploymentState,
     ReplicaRecord,
@@ -25,9 +26,8 @@ from quantplan.agent.cluster.validation import (
     cluster_refusals,
     toolchain_refusals,
 )
-from quantplan.planner.plan import InstanceRef
-
 from quantplan.errors import QuantplanError
+from quantplan.planner.plan import InstanceRef
 
 
 def test_plan_that_cannot_fit_is_refused_with_every_reason() -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ray_fixtures import WORKER_TYPE, RayTestCluster
+
 from quantplan.agent.cluster.collector_actor import CollectorClient
 from quantplan.agent.cluster.jobs import ServeJob, StopJob
 from quantplan.agent.cluster.scheduler import run_job
-from ray_fixtures import WORKER_TYPE, RayTestCluster
 
 pytestmark = [
     pytest.mark.ray_cluster,
@@ -98,6 +99,7 @@ def test_a_restarted_agent_stops_the_server_its_old_process_left(
     ray_cluster: RayTestCluster, shipped_gguf
 ):
     import ray
+
     from quantplan.agent.cluster.node_agent import NAMESPACE, agent_name
 
     replica = f"r-{uuid.uuid4().hex[:6]}"
