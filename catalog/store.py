@@ -9,7 +9,7 @@ unless the row it conflicts with was retracted (see :mod:`quantplan.catalog.retr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -259,13 +259,3 @@ def write_record(
     session.add(existing)
     session.flush()
     return "replaced"
-
-
-def write_records(
-    session: Session, kind: str, records: Iterable[Record], *, replace: bool = False
-) -> dict[str, int]:
-    """Write many records in the caller's transaction; counts per outcome."""
-    counts = {"inserted": 0, "unchanged": 0, "replaced": 0}
-    for record in records:
-        counts[write_record(session, kind, record, replace=replace)] += 1
-    return counts

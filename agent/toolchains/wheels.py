@@ -146,12 +146,6 @@ def wheel_key(build: SourceBuild, python_tag: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cached_wheel_dir(build: SourceBuild, python_tag: str) -> Path | None:
-    """The directory holding the cached wheel for ``build``, or None when not built yet."""
-    directory = wheels_root() / wheel_key(build, python_tag)
-    return directory if any(directory.glob("*.whl")) else None
-
-
 def ensure_wheel(
     build: SourceBuild,
     python: Path,
