@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -198,6 +199,16 @@ def _level_cells(level: RunResult, *, best: bool) -> list[str]:
     ]
 
 
+BENCH_FLAGS = {
+    "rate": "--rate",
+    "num_requests": "--requests",
+    "max_concurrency": "--max-concurrency",
+    "input_tokens": "--input-tokens",
+    "output_tokens": "--output-tokens",
+    "concurrencies": "--concurrency",
+}
+
+
 @stops_children_on_signals
 def bench_command(
     target: Annotated[
@@ -211,11 +222,12 @@ def bench_command(
         float | None, typer.Option("--rate", help="Open loop: Poisson requests per second.")
     ] = None,
     requests: Annotated[
-        int | None, typer.Option("--requests", "-n", help="Requests per level.")
+        int | None,
+        typer.Option("--requests", "-n", help="Requests per level.", min=1, max=1_000_000),
     ] = None,
-    input_tokens: Annotated[int, typer.Option("--input-tokens")] = 128,
-    output_tokens: Annotated[int, typer.Option("--output-tokens")] = 64,
-    max_concurrency: Annotated[int, typer.Option("--max-concurrency")] = 64,
+    input_tokens: Annotated[int, typer.Option("--input-tokens", min=1, max=32768)] = 128,
+    output_tokens: Annotated[int, typer.Option("--output-tokens", min=1, max=32768)] = 64,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=4096)] = 64,
     slo_ttft_ms: Annotated[float | None, typer.Option("--slo-ttft-ms")] = None,
     slo_tpot_ms: Annotated[float | None, typer.Option("--slo-tpot-ms")] = None,
     model: Annotated[
@@ -234,15 +246,20 @@ def bench_command(
     if concurrency and rate:
         raise QuantplanError("give --concurrency or --rate, not both")
     slo = slo_from_flags(slo_ttft_ms, slo_tpot_ms)
-    plan = BenchPlan(
-        workload=Workload(input_tokens=input_tokens, output_tokens=output_tokens),
-        mode="open" if rate else "closed" if concurrency else "sweep",
-        concurrencies=_parse_levels(concurrency) if concurrency else [],
-        rate=rate,
-        num_requests=requests,
-        max_concurrency=max_concurrency,
-        slo=slo,
-    )
+    try:
+        plan = BenchPlan(
+            workload=Workload(input_tokens=input_tokens, output_tokens=output_tokens),
+            mode="open" if rate is not None else "closed" if concurrency else "sweep",
+            concurrencies=_parse_levels(concurrency) if concurrency else [],
+            rate=rate,
+            num_requests=requests,
+            max_concurrency=max_concurrency,
+            slo=slo,
+        )
+    except ValidationError as error:  # e.g. --rate nan, which click's ranges let through
+        first = error.errors()[0]
+        flag = BENCH_FLAGS.get(str(first["loc"][-1]), str(first["loc"][-1]))
+        raise QuantplanError(f"{flag}: {first['msg']}", hint="see quantplan bench --help") from None
 
     def show(level: RunResult) -> None:
         if not json_output:

@@ -25,7 +25,7 @@ from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_pr
 from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import write_record
 from quantplan.errors import QuantplanError, did_you_mean, shorten
-from quantplan.inputs import parse_yaml, read_text
+from quantplan.inputs import parse_yaml, read_text, shown_path
 
 FileFormat = Literal["json", "yaml", "csv"]
 NESTED_FIELDS = frozenset({"details"})
@@ -246,8 +246,14 @@ def import_files(
     """
     parsed: list[tuple[str, str, list[Record]]] = []
     for path in paths:
-        if not path.exists():
-            raise QuantplanError(f"no such file: {path}")
+        try:
+            found = path.exists()
+        except OSError as error:  # a name too long for the filesystem, say
+            raise QuantplanError(
+                f"cannot read {shown_path(path)}: {error.strerror}", hint="check the path"
+            ) from None
+        if not found:
+            raise QuantplanError(f"no such file: {shown_path(path)}")
         chosen_format = format_of(path, file_format)
         file_kind = kind
         if file_kind is None and chosen_format == "csv" and path.stem in RECORD_TYPES:

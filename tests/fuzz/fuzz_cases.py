@@ -16,6 +16,7 @@ import io
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,9 @@ def non_finite_number_in(kind: str, rows: Any) -> bool:
     if not isinstance(rows, list):
         return False
     fields = RECORD_TYPES[kind].model_fields
+    # Whole words: an optional name's annotation spells "StringConstraints", which holds "int".
     numeric = {
-        name
-        for name, info in fields.items()
-        if any(t in str(info.annotation) for t in ("float", "int"))
+        name for name, info in fields.items() if re.search(r"\b(float|int)\b", str(info.annotation))
     }
     return any(
         isinstance(row, dict) and any(_non_finite(row.get(name)) for name in numeric)

@@ -80,6 +80,11 @@ PROFILE_INFINITY = (
 # 5,000-character path was echoed whole in a file error.
 @example(data=Case("argv", ["bench", "x", "--slo-ttft-ms", "nan"], what="NaN SLO"))
 @example(data=Case("argv", ["report", "y" * 5000, "-o", "r.html"], what="huge path"))
+# Seed 6: a negative --output-tokens reached bench's Workload model, and a 5,000-character
+# import path made the filesystem's "name too long" an internal error (both exit 70).
+@example(data=Case("argv", ["bench", "x", "--output-tokens", "-1"], what="negative tokens"))
+@example(data=Case("argv", ["bench", "x", "--rate", "nan"], what="NaN rate"))
+@example(data=Case("argv", ["catalog", "import", "y" * 5000], what="huge import path"))
 def test_command_lines(data: Any, sandbox: Sandbox, tree: list[CommandSpec]) -> None:
     case = data if isinstance(data, Case) else argv_case(data, tree)
     check(case, sandbox)
