@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quantplan.errors import QuantplanError, did_you_mean
+from quantplan.errors import QuantplanError, did_you_mean, shorten
 
 if TYPE_CHECKING:  # imported where used, so `quantplan --help` does not load the database layer
     from sqlalchemy import Engine
@@ -204,7 +204,7 @@ def _parse_filters(kind: str, where: list[str]) -> dict[str, str]:
     for clause in where:
         if "=" not in clause:
             raise QuantplanError(
-                f"filter {clause!r} is not FIELD=VALUE", hint="e.g. --where cloud=aws"
+                f"filter {shorten(clause)!r} is not FIELD=VALUE", hint="e.g. --where cloud=aws"
             )
         field, value = clause.split("=", 1)
         if field not in fields:

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from quantplan import __version__
-from quantplan.errors import QuantplanError
+from quantplan.errors import QuantplanError, shorten
 from quantplan.planner.plan import Plan
 from quantplan.planner.targets import StrictModel, Targets
 from quantplan.service_models import (
@@ -208,7 +208,7 @@ def create_app(
                 raise QuantplanErrorWithStatus(
                     ErrorInfo(
                         code="invalid_request",
-                        message=f"filter {clause!r} is not FIELD=VALUE",
+                        message=f"filter {shorten(clause)!r} is not FIELD=VALUE",
                         hint="e.g. ?where=cloud=aws",
                         field="where",
                     )

@@ -85,6 +85,8 @@ PROFILE_INFINITY = (
 @example(data=Case("argv", ["bench", "x", "--output-tokens", "-1"], what="negative tokens"))
 @example(data=Case("argv", ["bench", "x", "--rate", "nan"], what="NaN rate"))
 @example(data=Case("argv", ["catalog", "import", "y" * 5000], what="huge import path"))
+# Seed 7: a 5,000-character --where clause was echoed whole.
+@example(data=Case("argv", ["catalog", "list", "-w", "y" * 5000], what="huge filter"))
 def test_command_lines(data: Any, sandbox: Sandbox, tree: list[CommandSpec]) -> None:
     case = data if isinstance(data, Case) else argv_case(data, tree)
     check(case, sandbox)
