@@ -1,4 +1,4 @@
-"""CLI: ``quantplan toolchain install|list|doctor``, ``quantplan quantize``, ``quantplan evaluate``.
+"""CLI: ``quantplan toolchain install|adopt|list|doctor``, ``quantize`` and ``evaluate``.
 
 Imports stay light here; heavy work happens in the functions these commands call, and heavy
 libraries only inside toolchain subprocesses.
@@ -7,6 +7,7 @@ libraries only inside toolchain subprocesses.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,21 +85,57 @@ def _install_llama_server(console: Console) -> None:
     console.print(f"[green]✓[/] llama-server ({build.backend}) built in {seconds}")
 
 
+@toolchain_app.command("adopt")
+def toolchain_adopt(
+    name: Annotated[
+        str, typer.Argument(help="Toolchain to stand in for, e.g. llmcompressor-cuda.")
+    ],
+    python: Annotated[
+        Path,
+        typer.Option(
+            "--python",
+            help="Interpreter of the existing environment (e.g. a CUDA PyTorch image's python "
+            "with the toolchain's packages added).",
+        ),
+    ],
+) -> None:
+    """Use an environment already on this host as a toolchain, for hosts that cannot install
+    the pinned lock (offline GPU images). Its imports are checked and its real versions
+    recorded; artifacts it makes get their own content address and name those versions.
+
+    Example: quantplan toolchain adopt llmcompressor-cuda --python /opt/venv/bin/python
+    """
+    from quantplan.agent.toolchains.adopt import adopt_toolchain
+
+    console = _console()
+    toolchain = adopt_toolchain(name, python)
+    versions = ", ".join(f"{k} {v}" for k, v in toolchain.versions.items())
+    console.print(f"[green]✓[/] {toolchain.name} adopted: {toolchain.python} ({versions})")
+    for difference in toolchain.lock_differences:
+        console.print(f"[yellow]differs from the lock:[/] {difference}")
+
+
 @toolchain_app.command("list")
 def toolchain_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show each toolchain, whether it is built for the current lock file, and its versions."""
     from quantplan.agent.toolchains import TOOLCHAINS, find_toolchain
+    from quantplan.agent.toolchains.specs import GPU_TOOLCHAINS
 
     rows = []
-    for name, spec in TOOLCHAINS.items():
+    # CUDA toolchains are listed where they are built or adopted (GPU hosts).
+    gpu_here = {name: spec for name, spec in GPU_TOOLCHAINS.items() if find_toolchain(name)}
+    for name, spec in {**TOOLCHAINS, **gpu_here}.items():
         toolchain = find_toolchain(name)
         rows.append(
             {
                 "name": name,
                 "installed": toolchain is not None,
-                "path": str(toolchain.root) if toolchain else None,
+                "path": str(toolchain.python if toolchain.adopted else toolchain.root)
+                if toolchain
+                else None,
+                "adopted": bool(toolchain and toolchain.adopted),
                 "versions": toolchain.versions if toolchain else {},
                 "summary": spec.summary,
             }
@@ -111,7 +148,8 @@ def toolchain_list(
         table.add_column(column)
     for row in rows:
         versions = ", ".join(f"{k} {v}" for k, v in row["versions"].items())
-        table.add_row(row["name"], "yes" if row["installed"] else "no", versions, row["summary"])
+        installed = "adopted" if row["adopted"] else "yes" if row["installed"] else "no"
+        table.add_row(row["name"], installed, versions, row["summary"])
     Console().print(table)
 
 

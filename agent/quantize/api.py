@@ -27,7 +27,7 @@ from quantplan.agent.models import ModelSource, resolve_model
 from quantplan.agent.quantize.base import ProgressCallback, Quantizer, QuantizeRefusal
 from quantplan.agent.quantize.registry import get_quantizer
 from quantplan.agent.toolchains import get_spec
-from quantplan.agent.toolchains.build import base_python, python_version_of
+from quantplan.agent.toolchains.build import toolchain_key as key_of_toolchain
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.paths import cache_dir
 
@@ -69,7 +69,7 @@ def quantize(
     quantizer.check(config, source)
     store = store or ArtifactStore()
     spec = get_spec(quantizer.toolchain)
-    toolchain_key = spec.content_key(python_version_of(base_python()))
+    toolchain_key = key_of_toolchain(spec)
     address = {
         "source_model_sha256": source.content_sha256,
         "method": method,

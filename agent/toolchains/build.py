@@ -52,11 +52,23 @@ class Toolchain(BaseModel):
     versions: dict[str, str] = Field(description="Versions of the toolchain's main packages.")
     built_at: datetime = Field(description="When the build finished (UTC).")
     build_seconds: float = Field(description="Wall time the build took.")
+    adopted_interpreter: Path | None = Field(
+        default=None,
+        description="Set for an environment registered with `toolchain adopt` instead of built "
+        "from the lock: its interpreter.",
+    )
+    lock_differences: tuple[str, ...] = Field(
+        default=(), description="Adopted only: where its versions differ from the lock's pins."
+    )
+
+    @property
+    def adopted(self) -> bool:
+        return self.adopted_interpreter is not None
 
     @property
     def python(self) -> Path:
         """The environment's interpreter: run steps and servers with it."""
-        return self.root / "bin" / "python"
+        return self.adopted_interpreter or self.root / "bin" / "python"
 
 
 class ToolchainMissingError(QuantplanError):
@@ -87,6 +99,17 @@ def python_version_of(python: Path) -> str:
 
 def toolchain_dir(spec: ToolchainSpec) -> Path:
     return toolchains_root() / f"{spec.name}-{spec.content_key(python_version_of(base_python()))}"
+
+
+def toolchain_key(spec: ToolchainSpec) -> str:
+    """The key artifacts made with ``spec`` record: the lock's content key, or an adopted
+    environment's own key (its versions are not the lock's, so its artifacts are others)."""
+    manifest = toolchain_dir(spec) / MANIFEST_NAME
+    if manifest.is_file():
+        found = Toolchain.model_validate_json(manifest.read_text(encoding="utf-8"))
+        if found.adopted:
+            return found.key
+    return spec.content_key(python_version_of(base_python()))
 
 
 def find_toolchain(name: str) -> Toolchain | None:
@@ -196,7 +219,7 @@ def _build(spec: ToolchainSpec, progress: Progress) -> Toolchain:
         progress("checking imports")
         smoke = "; ".join(f"import {module}" for module in spec.smoke_imports)
         run_logged([str(venv_python), "-c", smoke], log_path, what=f"importing {spec.name}")
-        versions = _installed_versions(venv_python, spec.version_of)
+        versions = installed_versions(venv_python, spec.version_of)
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         _retarget_scripts(final, staging)
@@ -228,7 +251,7 @@ def _lock_path(spec: ToolchainSpec) -> Path:
     return requirement_file(f"{spec.name}.txt")
 
 
-def _installed_versions(python: Path, distributions: tuple[str, ...]) -> dict[str, str]:
+def installed_versions(python: Path, distributions: tuple[str, ...]) -> dict[str, str]:
     script = (
         "import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
         "out = {}\nfor name in sys.argv[1:]:\n    try:\n        out[name] = version(name)\n"

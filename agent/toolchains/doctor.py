@@ -154,16 +154,26 @@ def toolchain_checks(name: str) -> list[Check]:
     )
     if result.returncode == 0:
         versions = ", ".join(f"{key} {value}" for key, value in toolchain.versions.items())
-        return [Check(name=f"{name}: imports", status="ok", detail=versions)]
+        checks = [Check(name=f"{name}: imports", status="ok", detail=versions)]
+        if toolchain.adopted:
+            differences = "; ".join(toolchain.lock_differences) or "none"
+            checks.append(
+                Check(
+                    name=f"{name}: adopted",
+                    status="warn" if toolchain.lock_differences else "ok",
+                    detail=f"{toolchain.python} (not built from the lock); differs from the "
+                    f"lock: {differences}",
+                )
+            )
+        return checks
     tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-    return [
-        Check(
-            name=f"{name}: imports",
-            status="fail",
-            detail=f"{tail}\nfix: delete {toolchain.root} and run `quantplan toolchain install "
-            f"{name}`",
-        )
-    ]
+    fix = (
+        f"repair that environment and run `quantplan toolchain adopt {name} --python "
+        f"{toolchain.python}` again"
+        if toolchain.adopted
+        else f"delete {toolchain.root} and run `quantplan toolchain install {name}`"
+    )
+    return [Check(name=f"{name}: imports", status="fail", detail=f"{tail}\nfix: {fix}")]
 
 
 def llama_server_checks() -> list[Check]:
