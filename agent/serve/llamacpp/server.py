@@ -36,31 +36,34 @@ DEFAULT_PARALLEL_SLOTS = 4
 ALL_LAYERS = 999
 
 
-def _can_run_gguf(cuda: bool, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
-    if model.format != "gguf":
-        return (
-            False,
-            "llama.cpp serves GGUF files; convert with `quantplan quantize --method gguf`",
-        )
-    if cuda:
-        if hardware.device_kind != "gpu":
-            return False, "this llama.cpp build offloads to CUDA, and no GPU is visible"
-        return True, f"{model.quant_method} on llama.cpp CUDA ({hardware.gpu_name})"
-    missing = [f for f in CPU_BUILD_FLAGS if f not in hardware.cpu_flags]
-    if missing:
-        return False, f"the llama-cpp CPU build uses {', '.join(missing)}; this CPU lacks it"
-    return True, f"{model.quant_method} on llama.cpp CPU (AVX-512, AMX off)"
+class GgufServer(EngineServer):
+    """A llama.cpp server of GGUF files: what both servers share is which files and hosts they
+    take (the managed build's instruction sets, or a CUDA GPU)."""
+
+    def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
+        if model.format != "gguf":
+            return (
+                False,
+                "llama.cpp serves GGUF files; convert with `quantplan quantize --method gguf`",
+            )
+        if self.cuda:
+            if hardware.device_kind != "gpu":
+                return False, "this llama.cpp build offloads to CUDA, and no GPU is visible"
+            return True, f"{model.quant_method} on llama.cpp CUDA ({hardware.gpu_name})"
+        missing = [f for f in CPU_BUILD_FLAGS if f not in hardware.cpu_flags]
+        if missing:
+            return False, f"the llama-cpp CPU build uses {', '.join(missing)}; this CPU lacks it"
+        return True, f"{model.quant_method} on llama.cpp CPU (AVX-512, AMX off)"
+
+    def check_artifact(self, model: ArtifactInfo) -> None:
+        if model.format != "gguf":
+            raise InvalidArtifactError(
+                f"{model.path} is a Hugging Face checkpoint; llama.cpp serves GGUF files",
+                hint="convert it with `quantplan quantize --method gguf`, or use --engine vllm",
+            )
 
 
-def _check_gguf(model: ArtifactInfo) -> None:
-    if model.format != "gguf":
-        raise InvalidArtifactError(
-            f"{model.path} is a Hugging Face checkpoint; llama.cpp serves GGUF files",
-            hint="convert it with `quantplan quantize --method gguf`, or use --engine vllm",
-        )
-
-
-class LlamaServer(EngineServer):
+class LlamaServer(GgufServer):
     """llama.cpp's ``llama-server``: N parallel slots, continuous batching, ``/metrics``."""
 
     name: ClassVar[str] = "llama.cpp"
@@ -99,12 +102,6 @@ class LlamaServer(EngineServer):
                 )
             self._binary = ensure_llama_server(architecture, install=install).server
         return self._binary
-
-    def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
-        return _can_run_gguf(self.cuda, hardware, model)
-
-    def check_artifact(self, model: ArtifactInfo) -> None:
-        _check_gguf(model)
 
     def command(
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
@@ -163,7 +160,7 @@ class LlamaServer(EngineServer):
         return {"engine_version": version, "build": ("llama-server " + (build or "")).strip()}
 
 
-class LlamaCppServer(EngineServer):
+class LlamaCppServer(GgufServer):
     """llama-cpp-python's server: one request at a time (kept for side-by-side benchmarks)."""
 
     name: ClassVar[str] = "llama-cpp-python"
@@ -176,12 +173,6 @@ class LlamaCppServer(EngineServer):
     # CONFIG_FILE replace the command line altogether (llama_cpp/server/__main__.py, 0.3.36).
     api_key_variable: ClassVar[str | None] = "API_KEY"
     ignored_environment: ClassVar[tuple[str, ...]] = ("HOST", "PORT", "CONFIG_FILE")
-
-    def can_run(self, hardware: HostHardware, model: ArtifactInfo) -> tuple[bool, str]:
-        return _can_run_gguf(self.cuda, hardware, model)
-
-    def check_artifact(self, model: ArtifactInfo) -> None:
-        _check_gguf(model)
 
     def command(
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
