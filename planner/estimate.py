@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantplan.catalog.records import HardwareRecord, ProfileRecord
+from quantplan.catalog.records import HardwareRecord, ProfileRecord, SchemeRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
+    EngineTraits,
     MachineShare,
+    ReplicaHardware,
     active_fraction,
     engine_traits,
     kv_gb_per_token,
@@ -151,6 +153,67 @@ def _step_times(
     return decode, prefill
 
 
+@dataclass(frozen=True)
+class _ProfileRoofline:
+    """One profile's setting as the roofline sees it, with default efficiencies: its model,
+    scheme, replica and engine traits, and the step times at any concurrency."""
+
+    shape: ModelShape
+    scheme: SchemeRecord
+    hardware: HardwareRecord
+    replica: ReplicaHardware
+    traits: EngineTraits
+    workload: Workload
+    overhead_s: float
+
+    def step_times(self, concurrency: float) -> tuple[np.ndarray, np.ndarray]:
+        """Decode step (shape (1,)) and prefill (scalar array) seconds at ``concurrency``."""
+        traits, hardware = self.traits, self.hardware
+        return _step_times(
+            self.shape,
+            self.workload,
+            np.array(weight_gb(self.shape, self.scheme) * active_fraction(self.shape)),
+            np.array(self.replica.bandwidth_gbps * traits.bandwidth_efficiency),
+            np.array(
+                self.replica.tflops
+                * traits.compute_efficiency
+                * w8a8_compute_gain(self.scheme.family, hardware)
+            ),
+            np.array(self.overhead_s),
+            np.array([float(concurrency)]),
+        )
+
+
+def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _ProfileRoofline | None:
+    """The roofline of ``profile``'s setting, or None where the catalog lacks its rows."""
+    model = snapshot.model_by_name.get(profile.model)
+    scheme = snapshot.scheme_by_name.get(profile.scheme)
+    hardware = snapshot.hardware_by_name.get(profile.hardware)
+    if model is None or scheme is None or hardware is None:
+        return None
+    shape = model_shape_from_record(model)
+    gpu = hardware.kind == "gpu"
+    machine = MachineShare(
+        vcpus=profile.hardware_count if not gpu else 8,
+        memory_gib=1024.0,
+        accelerator_count=profile.hardware_count if gpu else 0,
+    )
+    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    return _ProfileRoofline(
+        shape=shape,
+        scheme=scheme,
+        hardware=hardware,
+        replica=replica_hardware(machine, hardware, profile.engine),
+        traits=engine_traits(profile.engine, hardware.kind),
+        workload=Workload(
+            input_tokens=profile.input_tokens,
+            output_tokens=profile.output_tokens,
+            requests_per_s=1,
+        ),
+        overhead_s=base + per_layer * shape.layers,
+    )
+
+
 def _profile_decode_ratio(
     profile: ProfileRecord,
     snapshot: CatalogSnapshot,
@@ -165,36 +228,11 @@ def _profile_decode_ratio(
     was measured. Scaling both the modeled prefill and decode by this ratio makes the planner
     reproduce the measured throughput at the measured point (a ratio of decode steps alone
     would count the prefill twice: the measured tokens/s already paid for it)."""
-    model = snapshot.model_by_name.get(profile.model)
-    scheme = snapshot.scheme_by_name.get(profile.scheme)
-    hardware = snapshot.hardware_by_name.get(profile.hardware)
-    if model is None or scheme is None or hardware is None or profile.output_tokens_per_s <= 0:
+    roofline = _profile_roofline(profile, snapshot)
+    if roofline is None or profile.output_tokens_per_s <= 0:
         return None
-    shape = model_shape_from_record(model)
-    gpu = hardware.kind == "gpu"
-    machine = MachineShare(
-        vcpus=profile.hardware_count if not gpu else 8,
-        memory_gib=1024.0,
-        accelerator_count=profile.hardware_count if gpu else 0,
-    )
-    replica = replica_hardware(machine, hardware, profile.engine)
-    traits = engine_traits(profile.engine, hardware.kind)
-    bw_eff, fl_eff = traits.bandwidth_efficiency, traits.compute_efficiency
-    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
-    profile_workload = Workload(
-        input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
-    )
-    decode, prefill = _step_times(
-        shape,
-        profile_workload,
-        np.array(weight_gb(shape, scheme) * active_fraction(shape)),
-        np.array(replica.bandwidth_gbps * bw_eff),
-        np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
-        np.array(base + per_layer * shape.layers),
-        np.array([float(profile.concurrency)]),
-    )
-    overhead = base + per_layer * shape.layers
-    if roofline_bound_only and float(decode[0]) < 2 * overhead:
+    decode, prefill = roofline.step_times(profile.concurrency)
+    if roofline_bound_only and float(decode[0]) < 2 * roofline.overhead_s:
         # Most of this step is the fixed per-step overhead (a tiny model on a fast device):
         # the measurement says how slow the server loop is, not what share of the device's
         # bandwidth the engine reaches, so it must not scale other models' roofline terms.
@@ -409,34 +447,12 @@ def predict_profile(
     The same calibration the planner's time map uses (class multipliers of engine, family and
     device kind), so validating this on held-out profiles validates the planner's numbers.
     """
-    model = snapshot.model_by_name.get(profile.model)
-    scheme = snapshot.scheme_by_name.get(profile.scheme)
-    hardware = snapshot.hardware_by_name.get(profile.hardware)
-    if model is None or scheme is None or hardware is None:
+    roofline = _profile_roofline(profile, snapshot)
+    if roofline is None:
         return None
-    shape = model_shape_from_record(model)
-    gpu = hardware.kind == "gpu"
-    machine = MachineShare(
-        vcpus=profile.hardware_count if not gpu else 8,
-        memory_gib=1024.0,
-        accelerator_count=profile.hardware_count if gpu else 0,
-    )
-    replica = replica_hardware(machine, hardware, profile.engine)
-    traits = engine_traits(profile.engine, hardware.kind)
-    bw_eff, fl_eff = traits.bandwidth_efficiency, traits.compute_efficiency
-    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
-    workload = Workload(
-        input_tokens=profile.input_tokens, output_tokens=profile.output_tokens, requests_per_s=1
-    )
-    decode, prefill = _step_times(
-        shape,
-        workload,
-        np.array(weight_gb(shape, scheme) * active_fraction(shape)),
-        np.array(replica.bandwidth_gbps * bw_eff),
-        np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
-        np.array(base + per_layer * shape.layers),
-        np.array([float(profile.concurrency)]),
-    )
+    shape, scheme, hardware = roofline.shape, roofline.scheme, roofline.hardware
+    replica, traits, workload = roofline.replica, roofline.traits, roofline.workload
+    decode, prefill = roofline.step_times(profile.concurrency)
     found = class_multiplier(
         _class_ratios(evidence, snapshot, workload), profile.engine, scheme.family, hardware
     )
@@ -461,15 +477,7 @@ def predict_profile(
     fits = max_sequences(replica.usable_memory_gb, weight_gb(shape, scheme), kv_sequence)
     running = max(1, min(profile.concurrency, fits, traits.max_concurrency))
     if running != profile.concurrency:
-        decode, _ = _step_times(
-            shape,
-            workload,
-            np.array(weight_gb(shape, scheme) * active_fraction(shape)),
-            np.array(replica.bandwidth_gbps * bw_eff),
-            np.array(replica.tflops * fl_eff * w8a8_compute_gain(scheme.family, hardware)),
-            np.array(base + per_layer * shape.layers),
-            np.array([float(running)]),
-        )
+        decode, _ = roofline.step_times(running)
     step = float(decode[0]) / multiplier
     pre = float(prefill) / multiplier
     out = profile.output_tokens
