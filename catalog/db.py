@@ -4,6 +4,12 @@ SQLite in the user data directory by default; any SQLAlchemy URL through ``--db`
 ``QUANTPLAN_DB`` (PostgreSQL included). The schema is always brought to the newest Alembic
 revision before use, and an empty catalog is seeded from the data shipped in the package.
 
+Alembic and the seeding code are imported only when there is work for them: a SQLite catalog's
+revision is read with one query and compared with the head that the migration files declare
+(``shipped_versions``), and its seed version with the one ``seeding.py`` declares. Opening a
+catalog that is already current costs no Alembic import (PostgreSQL asks Alembic, which knows
+its schemas).
+
 Safety rules kept here, so no caller has to know them:
 
 * a URL is shown only through :func:`redact_url` (the password never reaches a message);
@@ -32,7 +38,6 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlmodel import Session, create_engine, select
 
 from quantplan.catalog.models import Hardware
-from quantplan.catalog.seeding import seed_catalog, upgrade_seed
 
 # The errors and session_scope live in sessions (below seeding and transfer, which need them);
 # callers have always taken them from db, so db re-exports them.
@@ -42,6 +47,7 @@ from quantplan.catalog.sessions import (
     CatalogDamagedError,
 )
 from quantplan.catalog.sessions import session_scope as session_scope
+from quantplan.catalog.shipped_versions import revision_graph, schema_head, seed_version
 from quantplan.catalog.urls import (
     describe_catalog,
     redact_url,
@@ -190,18 +196,37 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def _sqlite_revisions(connection: Connection) -> list[str]:
+    """Every row of SQLite's ``alembic_version`` table (none if it has no such table)."""
+    exists = connection.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    ).scalar_one()
+    if not exists:
+        return []
+    return list(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
 
+
+def current_revision(engine: Engine) -> str | None:
+    """The catalog's schema revision; None before the first migration."""
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            revisions = _sqlite_revisions(connection)
+            if len(revisions) <= 1:
+                return revisions[0] if revisions else None
+            # Several rows: branches, which Alembic reports in its own words (below).
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
-    return _script().get_current_head()
+    return schema_head() or _script().get_current_head()
 
 
 def known_revisions() -> set[str]:
+    graph = revision_graph() if schema_head() is not None else None
+    if graph is not None:
+        return set(graph)
     return {script.revision for script in _script().walk_revisions()}
 
 
@@ -315,8 +340,12 @@ def prepare(engine: Engine, *, seed: bool = True) -> None:
             with Session(engine) as session:
                 empty = session.exec(select(Hardware.id).limit(1)).first() is None
             if empty:
+                from quantplan.catalog.seeding import seed_catalog
+
                 seed_catalog(engine)
-            else:
+            elif not _seed_is_current(engine):
+                from quantplan.catalog.seeding import upgrade_seed
+
                 upgrade_seed(engine)  # a catalog seeded by an older quantplan gets the new rows
     except OperationalError as error:
         raise QuantplanError(
@@ -329,6 +358,17 @@ def prepare(engine: Engine, *, seed: bool = True) -> None:
             f"{scrub(str(error.orig), engine.url)}",
             hint="point --db / QUANTPLAN_DB at a quantplan catalog, or at a new file to create one",
         ) from None
+
+
+def _seed_is_current(engine: Engine) -> bool:
+    """Whether the catalog has the shipped seed version (False when that cannot be read without
+    importing the seeding module: then ``upgrade_seed`` decides, as it always may)."""
+    shipped = seed_version()
+    if shipped is None:
+        return False
+    with engine.connect() as connection:
+        newest = connection.exec_driver_sql("SELECT max(version) FROM seed_state").scalar()
+    return isinstance(newest, int) and newest >= shipped
 
 
 @lru_cache(maxsize=8)

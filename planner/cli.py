@@ -239,13 +239,25 @@ def _invalid_targets(
 
 
 def _snapshot_and_revision(db: str | None):  # type: ignore[no-untyped-def]
-    """The catalog's snapshot and schema revision; from the snapshot cache when the catalog is
-    unchanged since a command last read it (no SQLAlchemy or Alembic import then)."""
+    """The catalog's snapshot and schema revision, the cheapest safe way: from the snapshot
+    cache when the catalog is unchanged since a command last read it; else, for a SQLite file
+    that needs no migration, seeding or warning, read with the standard library
+    (catalog/sqlite_read.py); else opened in full (checked, migrated, seeded). Only the last
+    imports SQLAlchemy, and Alembic only when a migration is due."""
     from quantplan.catalog import snapshot_cache
 
     cached = snapshot_cache.load(db)
     if cached is not None:
         return cached
+    database = snapshot_cache.sqlite_path(db)
+    if database is not None:
+        from quantplan.catalog.sqlite_read import read_snapshot
+
+        stamp = snapshot_cache.stamp_before_reading(db)
+        read = read_snapshot(database)  # None: the catalog needs the full open
+        if read is not None:
+            snapshot_cache.store(db, stamp, *read)
+            return read
     from quantplan.catalog.db import current_revision, open_catalog
     from quantplan.catalog.snapshot import load_snapshot
 

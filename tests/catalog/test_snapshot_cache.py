@@ -65,8 +65,10 @@ def _stored(env: dict[str, str], data: Path, cache: Path) -> subprocess.Complete
 
 
 def _opened_the_database(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether the plan read the database file: with the standard library (an up-to-date
+    catalog, catalog/sqlite_read.py) or through SQLAlchemy (anything else)."""
     # PYTHONPROFILEIMPORTTIME lists every module imported, on stderr.
-    return "sqlalchemy" in result.stderr
+    return "quantplan.catalog.sqlite_read" in result.stderr or "sqlalchemy" in result.stderr
 
 
 @pytest.mark.slow
