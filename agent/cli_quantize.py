@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from rich.console import Console
@@ -25,6 +25,17 @@ toolchain_app = typer.Typer(
 
 def _console() -> Console:
     return Console(stderr=True)
+
+
+class _ToolchainRow(TypedDict):
+    """One toolchain as ``toolchain list`` shows it (and prints it with ``--json``)."""
+
+    name: str
+    installed: bool
+    path: str | None
+    adopted: bool
+    versions: dict[str, str]
+    summary: str
 
 
 @toolchain_app.command("install")
@@ -123,7 +134,7 @@ def toolchain_list(
     from quantplan.agent.toolchains import TOOLCHAINS, find_toolchain
     from quantplan.agent.toolchains.specs import GPU_TOOLCHAINS
 
-    rows = []
+    rows: list[_ToolchainRow] = []
     # CUDA toolchains are listed where they are built or adopted (GPU hosts).
     gpu_here = {name: spec for name, spec in GPU_TOOLCHAINS.items() if find_toolchain(name)}
     for name, spec in {**TOOLCHAINS, **gpu_here}.items():

@@ -119,9 +119,15 @@ Details = Annotated[dict[str, Any], AfterValidator(_bounded_details)]
 # ---------------------------------------------------------------- numbers
 
 
-def _finite(**bounds: float) -> Any:
-    """Field constraints for a finite number within ``bounds`` (gt/ge/lt/le)."""
-    return Field(allow_inf_nan=False, **bounds)  # type: ignore[arg-type]
+def _finite(
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """Field constraints for a finite number within the given bounds (None: that side open)."""
+    return Field(allow_inf_nan=False, gt=gt, ge=ge, lt=lt, le=le)
 
 
 # Money. The dearest shipped instance is $98/hour (8 x A100 on demand); $10,000 is a cap no

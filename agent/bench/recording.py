@@ -115,7 +115,7 @@ def profile_report(
     profile = ProfileRecord(
         model=model,
         scheme=scheme,
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         hardware=hardware_name,
         hardware_count=count,
         input_tokens=best.workload.input_tokens,
@@ -185,7 +185,7 @@ def failed_report(
             started_at=started_at,
             hardware=hardware.describe(),
             tool_versions=tool_versions or {},
-            error_kind=kind,  # type: ignore[arg-type]
+            error_kind=kind,
             error_message=message[:2000],
         )
     )

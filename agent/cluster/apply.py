@@ -124,7 +124,7 @@ class _Applier:
 
     def event(self, state: str, reasons: tuple[str, ...] = (), detail: str = "") -> None:
         self.client.publish(
-            PlanEvent(plan_id=self.name, state=state, reasons=reasons, detail=detail)  # type: ignore[arg-type]
+            PlanEvent(plan_id=self.name, state=state, reasons=reasons, detail=detail)
         )
         self.progress(state.replace("_", " ") + (f": {detail}" if detail else ""))
 
@@ -226,7 +226,7 @@ class _Applier:
             job = QuantizeJob(
                 job_id=f"quantize-{self.name}-{spec.scheme}-{uuid.uuid4().hex[:8]}",
                 model=self.options.model_dir or "default",
-                method=spec.method,  # type: ignore[arg-type]
+                method=spec.method,
                 options=request,
                 store_url=self.options.store_url,
                 gpus=placement.gpus,
@@ -327,8 +327,8 @@ class _Applier:
                     engine=spec.engine,
                     scheme=spec.scheme,
                     instance_type=spec.instance_type,
-                    state=state,  # type: ignore[arg-type]
-                    **fields,  # type: ignore[arg-type]
+                    state=state,
+                    **fields,
                 )
             )
 
@@ -336,7 +336,7 @@ class _Applier:
         job = ServeJob(
             job_id=f"serve-{spec.replica_id}-{uuid.uuid4().hex[:8]}",
             replica_id=spec.replica_id,
-            engine=spec.engine,  # type: ignore[arg-type]
+            engine=spec.engine,
             artifact_path=artifact[0],
             artifact_id=artifact[1],
             store_url=self.options.store_url if artifact[1] else None,
@@ -414,7 +414,7 @@ class _Applier:
                 started_at=started,
                 hardware=f"{spec.instance_type} node (replica {spec.replica_id})"[:200],
                 tool_versions={"quantplan": __version__},
-                error_kind=error_kind if error_kind in kinds else "internal",  # type: ignore[arg-type]
+                error_kind=error_kind if error_kind in kinds else "internal",
                 error_message=message[:2000],
             )
         )
@@ -439,7 +439,7 @@ class _Applier:
                 served_model=record.served_model,
                 model=record.spec.model,
                 scheme=record.spec.scheme,
-                engine=record.spec.engine,  # type: ignore[arg-type]
+                engine=record.spec.engine,
                 hardware=deployment.hardware,
                 instance=record.spec.instance,
                 usd_per_hour=record.spec.usd_per_hour,
@@ -518,7 +518,7 @@ class _Applier:
             predicted = self.plan.choice.usd_per_million_tokens
         self.client.publish(
             CostEvent(
-                scope=scope,  # type: ignore[arg-type]
+                scope=scope,
                 key=key,
                 plan_id=self.name,
                 output_tokens_per_s=line.output_tokens_per_s,

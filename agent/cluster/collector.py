@@ -78,10 +78,10 @@ def _default_writer() -> ReportWriter:
 def _catalog_batch_writer() -> BatchWriter | None:
     """The catalog's batch writer, where this catalog version has one."""
     try:
-        from quantplan.catalog.reports import record_reports  # type: ignore[attr-defined]
+        from quantplan.catalog.reports import record_reports
     except ImportError:
         return None
-    return record_reports  # type: ignore[no-any-return]
+    return record_reports
 
 
 class ReportCollector:

@@ -9,6 +9,7 @@ catalog), and the spool on the head node's disk carries accepted reports across 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 
@@ -19,6 +20,9 @@ from quantplan.catalog.reports import MeasurementReport
 from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+
 COLLECTOR_NAME = "quantplan-collector"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 """Ray's built-in resource that only the head node has: pins the collector (and its spool)."""
@@ -28,7 +32,9 @@ def default_spool_dir() -> Path:
     return data_dir() / "collector-spool"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+# Ray's typed overloads of remote() omit the actor-only options (max_concurrency), which it
+# accepts at run time.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)  # type: ignore[call-overload]
 class CollectorActor:
     def __init__(self, database_url: str, spool_dir: str) -> None:
         self._collector = ReportCollector(database_url, Path(spool_dir))
@@ -78,6 +84,12 @@ def get_collector() -> ray.actor.ActorHandle:
         ) from None
 
 
+def _json_answer(reference: ObjectRef[str], timeout_s: float) -> str:
+    """A collector method's answer: JSON text (see the module docstring). Said here because Ray
+    types a handle's methods only for actor methods declared with ``ray.method``."""
+    return ray.get(reference, timeout=timeout_s)
+
+
 class NoCollectorError(QuantplanError, ValueError):
     """The cluster runs no collector (a ValueError too, as Ray's lookup raised)."""
 
@@ -90,7 +102,7 @@ class CollectorClient:
 
     def submit(self, reports: list[MeasurementReport], timeout_s: float = 120) -> SubmitResult:
         texts = [report.model_dump_json() for report in reports]
-        answer = ray.get(self.handle.submit.remote(texts), timeout=timeout_s)
+        answer = _json_answer(self.handle.submit.remote(texts), timeout_s)
         return SubmitResult.model_validate_json(answer)
 
     def publish(self, event: FleetEvent) -> None:
@@ -99,7 +111,7 @@ class CollectorClient:
 
     def stats(self, timeout_s: float = 30) -> CollectorStats:
         return CollectorStats.model_validate_json(
-            ray.get(self.handle.stats.remote(), timeout=timeout_s)
+            _json_answer(self.handle.stats.remote(), timeout_s)
         )
 
     def flush(self, timeout_s: float = 120) -> bool:
@@ -113,8 +125,8 @@ class RayEventSource:
         self.handle = handle or get_collector()
 
     def events_since(self, since: int, *, timeout_s: float = 0.0, limit: int = 500) -> EventBatch:
-        answer = ray.get(
-            self.handle.events_since.remote(since, timeout_s, limit), timeout=timeout_s + 30
+        answer = _json_answer(
+            self.handle.events_since.remote(since, timeout_s, limit), timeout_s + 30
         )
         return EventBatch.model_validate_json(answer)
 

@@ -248,7 +248,9 @@ def use_loopback_driver() -> None:
     """
     os.environ.update(LOOPBACK_ENV)
     if "ray._private.ray_constants" in sys.modules:
-        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+        from ray._private import ray_constants  # already imported: no import happens here
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _refresh_ray_auth_config() -> None:
@@ -258,7 +260,8 @@ def _refresh_ray_auth_config() -> None:
     turns token auth on for a new local cluster.
     """
     with contextlib.suppress(ImportError, AttributeError):
-        from ray._raylet import Config
+        # A Cython class that ray's _raylet.pyi does not declare.
+        from ray._raylet import Config  # type: ignore[attr-defined]
 
         Config.initialize("")
 

@@ -20,8 +20,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ray._private.node import Node
 
 LOG = logging.getLogger("quantplan.local_host")
 HEAD_RESOURCE = "quantplan:head"
@@ -106,7 +110,8 @@ def main(state_dir: Path) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    common = {"object_store_memory": request.object_store_mb * 1024 * 1024, "num_gpus": 0}
+    object_store_bytes = request.object_store_mb * 1024 * 1024
+    common = {"object_store_memory": object_store_bytes, "num_gpus": 0}
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -117,19 +122,22 @@ def main(state_dir: Path) -> None:
             "node_ip_address": "127.0.0.1",
         },
     )
+    # Started by Cluster(initialize_head=True); Ray declares the attribute by its first value, None.
+    head_node = cast("Node", cluster.head_node)
     try:
         nodes = [
             NodeRecord(
                 name="head",
-                node_id=cluster.head_node.node_id,
+                node_id=head_node.node_id,
                 instance_type=None,
                 num_cpus=request.head_cpus,
-                raylet_pid=_raylet_pid(cluster.head_node),
+                raylet_pid=_raylet_pid(head_node),
             )
         ]
         for worker in request.workers:
             node = cluster.add_node(
-                **{**common, "num_gpus": worker.fake_gpus},
+                object_store_memory=object_store_bytes,
+                num_gpus=worker.fake_gpus,
                 num_cpus=worker.num_cpus,
                 resources=worker_resources(worker),
                 node_ip_address="127.0.0.1",

@@ -19,6 +19,8 @@ from quantplan.agent.cluster.naming import NAMESPACE, agent_name
 from quantplan.paths import data_dir
 
 if TYPE_CHECKING:
+    from ray import ObjectRef
+
     from quantplan.agent.cluster.deployment_state import DeploymentState, ReplicaRecord
 
 
@@ -143,9 +145,9 @@ def stop_replica(record: ReplicaRecord) -> None:
     job = StopJob(job_id=f"stop-{record.spec.replica_id}", replica_id=record.spec.replica_id)
     try:
         agent = ray.get_actor(agent_name(record.node_id), namespace=NAMESPACE)
-        answer = JobResult.model_validate_json(
-            ray.get(agent.run.remote(job.model_dump_json()), timeout=60)
-        )
+        # The node agent answers a JobResult as JSON; Ray cannot type an undecorated method.
+        reply: ObjectRef[str] = agent.run.remote(job.model_dump_json())
+        answer = JobResult.model_validate_json(ray.get(reply, timeout=60))
         if answer.payload.get("stopped"):
             return
     except Exception:  # the agent or its node is gone: fall back to the noted pid

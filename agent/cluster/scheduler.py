@@ -132,7 +132,7 @@ def run_job(
             collector,
             JobEvent(
                 job_id=job.job_id,
-                kind="serve" if job.kind in ("serve", "stop") else job.kind,  # type: ignore[arg-type]
+                kind="serve" if job.kind in ("serve", "stop") else job.kind,
                 node_id=agent.node_id,
                 instance_type=agent.instance_type,
                 state="retrying",

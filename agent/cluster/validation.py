@@ -205,7 +205,7 @@ def _tensor_parallel_problem(plan: Plan, gpus: int, snapshot: CatalogSnapshot) -
     shape = (
         model_shape_from_record(snapshot.model_by_name[model]) if isinstance(model, str) else model
     )
-    return tensor_parallel_problem(shape, gpus)  # type: ignore[arg-type]
+    return tensor_parallel_problem(shape, gpus)
 
 
 def cluster_refusals(plan: Plan, offers: list[NodeOffer] | list[str]) -> list[str]:

@@ -49,6 +49,8 @@ class LlmCompressorConfig(QuantizerConfig):
     )
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+    # Each method declares its own default and description (GPTQ symmetric, AWQ zero-point).
+    symmetric: bool = Field(description="Symmetric integer weights (no zero point).")
 
 
 class _StepRequest(BaseModel):
