@@ -13,6 +13,7 @@ import numpy as np
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.estimate import PerformanceMap
+from quantplan.planner.operating import OperatingPointsMemo
 from quantplan.planner.optimize import STAGES, Evaluation, Index, cheapest, evaluate
 from quantplan.planner.plan import (
     BindingConstraint,
@@ -244,13 +245,18 @@ Relaxed = tuple[str, Evaluation, Index]
 
 
 def relaxed_optima(
-    ev: Evaluation, space: CandidateSpace, perf: PerformanceMap, reference: float = np.inf
+    ev: Evaluation,
+    space: CandidateSpace,
+    perf: PerformanceMap,
+    reference: float = np.inf,
+    memo: OperatingPointsMemo | None = None,
 ) -> list[Relaxed]:
     """For every target a user set: the cheapest candidate if only that target were dropped.
 
     With a finite ``reference`` (the chosen plan's $/month) the SLO what-ifs only look at
     candidates that could undercut it -- exact for every result cheaper than ``reference``,
-    which is all that binding-constraint analysis needs.
+    which is all that binding-constraint analysis needs. ``memo`` (over ``space`` and
+    ``perf``) lends the what-ifs operating points already selected for their SLOs.
     """
     out: list[Relaxed] = []
     for name in ev.passes:
@@ -267,12 +273,12 @@ def relaxed_optima(
     if np.isfinite(reference) and any(getattr(ev.targets.slos, n[5:]) for n in SLO_TARGETS):
         # No latency objective at all gives each candidate its lowest possible cost.
         free = ev.targets.model_copy(update={"slos": Slos()})
-        floor = evaluate(free, space, perf, live=independent).usd_per_month
+        floor = evaluate(free, space, perf, live=independent, memo=memo).usd_per_month
         independent &= np.nan_to_num(floor, nan=np.inf).min(axis=2) < reference * (1 - 1e-9)
     for name in SLO_TARGETS:
         if getattr(ev.targets.slos, name.split(".", 1)[1]) is None:
             continue
-        relaxed = evaluate(_without_slo(ev.targets, name), space, perf, live=independent)
+        relaxed = evaluate(_without_slo(ev.targets, name), space, perf, live=independent, memo=memo)
         best = cheapest(relaxed)
         if best is not None:
             out.append((name, relaxed, best))

@@ -10,6 +10,9 @@ on the grids is tried; the one carrying the most requests/s inside the SLOs wins
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,3 +193,66 @@ def select_operating_points(
         best_ttft_p95_ms=lowest_ttft,
         best_itl_p95_ms=lowest_itl,
     )
+
+
+def restrict_points(points: OperatingPoints, live: np.ndarray) -> OperatingPoints:
+    """``points`` (selected over some cells) as if only ``live`` (S, I) of them had been
+    searched: elsewhere no operating point, with the fills :func:`select_operating_points`
+    gives. The search is cell by cell, so this equals searching ``live`` alone."""
+    rate = np.where(live, points.requests_per_s, 0.0)
+    ok = rate > 0
+    return OperatingPoints(
+        ok=ok,
+        concurrency=np.where(ok, points.concurrency, 0),
+        grid_index=np.where(live, points.grid_index, 0),
+        requests_per_s=rate,
+        assured_requests_per_s=np.where(live, points.assured_requests_per_s, 0.0),
+        output_tokens_per_s=np.where(live, points.output_tokens_per_s, 0.0),
+        ttft_p95_ms=np.where(live, points.ttft_p95_ms, np.inf),
+        itl_p95_ms=np.where(live, points.itl_p95_ms, np.inf),
+        best_ttft_p95_ms=np.where(live, points.best_ttft_p95_ms, np.inf),
+        best_itl_p95_ms=np.where(live, points.best_itl_p95_ms, np.inf),
+    )
+
+
+def points_key(workload: Workload, slos: Slos) -> tuple[object, ...]:
+    """What operating points depend on besides the time map: the request's output length and
+    the SLOs a replica must meet, at their confidence. Not the volume, budget, quality caps
+    or prices (nor ``min_output_tokens_per_s``, a fleet-level target)."""
+    return (workload.output_tokens, slos.ttft_p95_ms, slos.itl_p95_ms, slos.confidence)
+
+
+class OperatingPointsMemo:
+    """Operating points of one candidate space and time map, per :func:`points_key`: a server
+    asked about the same model at other volumes, and the what-ifs that drop one SLO, select
+    them once per SLO set instead of once per evaluation.
+
+    ``select(workload, slos)`` selects over every candidate worth searching; a narrower
+    search (``live``) is that result restricted (:func:`restrict_points`), which is what
+    searching the narrower set gives. Safe to share between threads: a race only selects
+    twice.
+    """
+
+    def __init__(
+        self, select: Callable[[Workload, Slos], OperatingPoints], capacity: int = 16
+    ) -> None:
+        self._select = select
+        self._capacity = capacity
+        self._points: OrderedDict[tuple[object, ...], OperatingPoints] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def points(
+        self, workload: Workload, slos: Slos, live: np.ndarray | None = None
+    ) -> OperatingPoints:
+        key = points_key(workload, slos)
+        with self._lock:
+            found = self._points.get(key)
+            if found is not None:
+                self._points.move_to_end(key)
+        if found is None:
+            found = self._select(workload, slos)
+            with self._lock:
+                self._points[key] = found
+                while len(self._points) > self._capacity:
+                    self._points.popitem(last=False)
+        return found if live is None else restrict_points(found, live)

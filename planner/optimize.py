@@ -17,8 +17,12 @@ import numpy as np
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.cost import fleet_costs, instances_needed, price_table, replicas_needed
 from quantplan.planner.estimate import PerformanceMap
-from quantplan.planner.operating import OperatingPoints, select_operating_points
-from quantplan.planner.targets import Targets
+from quantplan.planner.operating import (
+    OperatingPoints,
+    OperatingPointsMemo,
+    select_operating_points,
+)
+from quantplan.planner.targets import Slos, Targets, Workload
 from quantplan.planner.uncertainty import confidence_factors
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -85,28 +89,45 @@ class Evaluation:
         return mask
 
 
+def _select_points(
+    space: CandidateSpace, perf: PerformanceMap, workload: Workload, slos: Slos, search: np.ndarray
+) -> OperatingPoints:
+    factors = confidence_factors([o.engine for o in space.options], perf.basis, slos.confidence)
+    return select_operating_points(perf, workload, slos, search, factors)
+
+
+def points_memo(space: CandidateSpace, perf: PerformanceMap) -> OperatingPointsMemo:
+    """A memo of the operating points :func:`evaluate` selects over ``space`` and ``perf``,
+    to pass to it (and to the what-ifs) when the same map is evaluated many times."""
+    return OperatingPointsMemo(
+        lambda workload, slos: _select_points(space, perf, workload, slos, space.compatible)
+    )
+
+
 def evaluate(
     targets: Targets,
     space: CandidateSpace,
     perf: PerformanceMap,
     points: OperatingPoints | None = None,
     live: np.ndarray | None = None,
+    memo: OperatingPointsMemo | None = None,
 ) -> Evaluation:
     """Masks and costs of every candidate under ``targets`` (SLOs pick operating points).
 
     ``points`` may be passed when only the volume, budget, quality or pricing differ from the
     targets they were selected for (operating points depend on the request shape and SLOs).
     ``live`` (S, I) restricts the operating-point search to those candidates (others are then
-    infeasible) -- for what-if solves that only need the optimum.
+    infeasible) -- for what-if solves that only need the optimum. ``memo`` (from
+    :func:`points_memo` over the same ``space`` and ``perf``) gives the points when none are
+    passed: the same points, selected once per SLO set.
     """
     n_s, n_i = len(space.options), len(space.instances)
     full = (n_s, n_i, 2)
-    if points is None:
+    if points is None and memo is not None:
+        points = memo.points(targets.workload, targets.slos, live)
+    elif points is None:
         search = space.compatible if live is None else space.compatible & live
-        factors = confidence_factors(
-            [o.engine for o in space.options], perf.basis, targets.slos.confidence
-        )
-        points = select_operating_points(perf, targets.workload, targets.slos, search, factors)
+        points = _select_points(space, perf, targets.workload, targets.slos, search)
     # Replicas are counted at the low edge of their band: the fleet meets peak load at the
     # targets' confidence, not only when the central estimate is right.
     assured = points.assured_requests_per_s

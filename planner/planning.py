@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,7 +31,16 @@ from quantplan.planner.explain import (
 )
 from quantplan.planner.fleet import FleetSolution, FleetType, prune_dominated, solve_mixed_fleet
 from quantplan.planner.names import canonical_targets
-from quantplan.planner.optimize import Evaluation, Index, cheapest, evaluate, pareto_front, ranked
+from quantplan.planner.operating import OperatingPointsMemo
+from quantplan.planner.optimize import (
+    Evaluation,
+    Index,
+    cheapest,
+    evaluate,
+    pareto_front,
+    points_memo,
+    ranked,
+)
 from quantplan.planner.plan import Deployment, Plan, PlanProvenance, Relaxation
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 
@@ -51,6 +61,9 @@ class PlanningContext:
     space: CandidateSpace
     perf: PerformanceMap
     evaluation: Evaluation
+    memo: OperatingPointsMemo | None = field(default=None, compare=False, repr=False)
+    """Operating points of ``space`` and ``perf`` per SLO set, shared by every context made
+    from this one with :meth:`with_targets` (volume, budget and quality do not change them)."""
 
     def with_targets(self, targets: Targets) -> PlanningContext:
         """A context for other targets, reusing the maps when only volume, SLOs, quality caps
@@ -58,9 +71,9 @@ class PlanningContext:
         new = with_latency_defaults(targets)
         if map_key(new) != map_key(self.targets):
             return prepare(new, self.snapshot)
-        return PlanningContext(
-            new, self.snapshot, self.space, self.perf, evaluate(new, self.space, self.perf)
-        )
+        memo = self.memo or points_memo(self.space, self.perf)
+        evaluation = evaluate(new, self.space, self.perf, memo=memo)
+        return PlanningContext(new, self.snapshot, self.space, self.perf, evaluation, memo)
 
 
 def map_key(targets: Targets) -> str:
@@ -121,7 +134,9 @@ def prepare(targets: Targets, snapshot: CatalogSnapshot) -> PlanningContext:
     targets = with_latency_defaults(canonical_targets(targets, snapshot))
     space = build_candidate_space(targets, snapshot)
     perf = estimate_performance(space, snapshot, targets.workload)
-    return PlanningContext(targets, snapshot, space, perf, evaluate(targets, space, perf))
+    memo = points_memo(space, perf)
+    evaluation = evaluate(targets, space, perf, memo=memo)
+    return PlanningContext(targets, snapshot, space, perf, evaluation, memo)
 
 
 def fleet_types(ev: Evaluation) -> list[FleetType]:
@@ -267,10 +282,22 @@ def _missing_engines_summary(ev: Evaluation, required: tuple[str, ...]) -> str |
     )
 
 
+_last_fingerprint: tuple[weakref.ref[CatalogSnapshot], str] | None = None
+
+
 def catalog_fingerprint(snapshot: CatalogSnapshot) -> str:
     """A short content hash of the snapshot: two plans with the same one saw the same catalog.
-    (About a millisecond for the shipped catalog: the snapshot's JSON, hashed.)"""
-    return hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest()[:16]
+
+    The snapshot's JSON, hashed: over a millisecond for the shipped catalog, so the last
+    snapshot's is kept (by identity: snapshots are frozen) for a server planning against it.
+    """
+    global _last_fingerprint
+    last = _last_fingerprint
+    if last is not None and last[0]() is snapshot:
+        return last[1]
+    fingerprint = hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest()[:16]
+    _last_fingerprint = (weakref.ref(snapshot), fingerprint)
+    return fingerprint
 
 
 def plan_provenance(
@@ -320,7 +347,7 @@ def plan_from_context(
                 build_deployment(ev, t.key, instances=n) for t, n in solution.counts
             ]  # fmt: skip
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
-    relaxed = relaxed_optima(ev, context.space, context.perf, reference)
+    relaxed = relaxed_optima(ev, context.space, context.perf, reference, context.memo)
     feasible = bool(fleet)
     # Relaxations are shown for infeasible plans only; there each latency SLO is relaxed by
     # the least that works (a few more evaluations), ordered by the smallest change.
