@@ -334,8 +334,9 @@ class PlanStore:
         self._directory = directory
         self._lock = threading.Lock()
 
-    def add(self, plan: Plan) -> str:
-        text = plan.model_dump_json()
+    def add(self, plan: Plan, text: str | None = None) -> str:
+        """Keep ``plan`` (whose JSON is ``text``, when the caller has it already); its id."""
+        text = plan.model_dump_json() if text is None else text
         plan_id = hashlib.sha256(text.encode()).hexdigest()[:12]
         if self._directory is not None:
             self._write(plan_id, text)
@@ -446,11 +447,17 @@ class Services:
 
     def plan(self, targets: Targets | Mapping[str, Any]) -> Plan:
         """The plan ``quantplan plan`` makes for these targets, kept for the plan resources."""
+        return self.plan_document(targets)[0]
+
+    def plan_document(self, targets: Targets | Mapping[str, Any]) -> tuple[Plan, str]:
+        """:meth:`plan`, and the plan's JSON (``Plan.model_dump_json``), serialized once: the
+        store keeps it under the plan's id and the HTTP API sends it as it is."""
         wanted = targets_from(targets)
         snapshot, revision = self.catalog.snapshot_and_revision()
         plan = self.planner.make_plan(wanted, snapshot, catalog_revision=revision)
-        self.plans.add(plan)
-        return plan
+        text = plan.model_dump_json()
+        self.plans.add(plan, text)
+        return plan, text
 
     def compare(self, targets: Targets | Mapping[str, Any]) -> Comparison:
         """The fleet, the alternatives and the Pareto front side by side, and why others lost."""

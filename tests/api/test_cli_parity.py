@@ -50,7 +50,11 @@ def test_api_and_cli_make_the_same_plan(catalog_url: str, case: dict) -> None:
     from_cli = json.loads(out.stdout)
 
     client = TestClient(create_app(Services(catalog=CatalogService(catalog_url))))
-    from_http = client.post("/v1/plan", json=targets).json()
-    from_python = quantplan.plan(targets, catalog=catalog_url).model_dump(mode="json")
+    answer = client.post("/v1/plan", json=targets)
+    from_http = answer.json()
+    made = quantplan.plan(targets, catalog=catalog_url)
     assert from_http == from_cli
-    assert from_python == from_cli
+    assert made.model_dump(mode="json") == from_cli
+    # Byte for byte: the API sends the plan's own JSON, which the CLI prints indented.
+    assert answer.content == made.model_dump_json().encode()
+    assert json.dumps(from_http, indent=2) + "\n" == out.stdout
