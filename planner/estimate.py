@@ -4,7 +4,9 @@ The time map is computed for every option x instance x concurrency at once (nump
 
 * decode step at concurrency ``b``: ``max(bytes read / bandwidth, 2 x active params x b / FLOPS)``
   plus a fixed per-step overhead -- memory-bound at small ``b``, compute-bound past the knee;
-* prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read).
+* prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read);
+* a tensor-parallel replica adds its all-reduces to both: two per layer of the pass's
+  activations over the GPUs' links (planner/hardware.py ``allreduce_seconds``).
 
 Bandwidth and compute are spec figures times an efficiency factor per (engine, device kind),
 e.g. 0.8 of GPU bandwidth (NVIDIA AIConfigurator's empirical factor). Measured profiles refine
@@ -25,11 +27,15 @@ from quantplan.catalog.records import HardwareRecord, ProfileRecord, SchemeRecor
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
+    ACTIVATION_BYTES,
+    ALLREDUCES_PER_LAYER,
     EngineTraits,
     MachineShare,
     ReplicaHardware,
     active_fraction,
+    allreduce_seconds,
     engine_traits,
+    interconnect,
     kv_gb_per_token,
     max_sequences,
     method_traits,
@@ -71,13 +77,23 @@ BASIS_NOTES = (
     "measured on this model/scheme/engine/hardware at this concurrency",
     "published figure for this model/scheme/engine/hardware",
 )
+MIN_CALIBRATING_RATIO = 0.25
+"""A profile this many times slower than the default-efficiency roofline (under 0.15-0.2 of
+spec bandwidth or FLOPS) measured something the roofline does not describe -- a broken set-up or
+an engine defect -- not an efficiency other settings share: it pins its own setting but
+calibrates nothing else. Real runs in the seed catalog sit at 0.5 and above (4-bit llama.cpp
+kernels at 64 sequences, Q2_K on a P40); vLLM issue #1888's 8-GPU row, half the 1-GPU speed on
+eight A100s and filed as a suspected bug, sits at 0.1."""
 ASSUMPTIONS: tuple[str, ...] = (
     "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
-    "/ (FLOPS x efficiency)) + per-step overhead; default efficiencies: vLLM GPU 0.8 of "
-    "bandwidth (NVIDIA AIConfigurator), llama.cpp GPU 0.6, vLLM CPU 0.5, llama.cpp CPU 0.6",
+    "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); default "
+    "efficiencies: vLLM GPU 0.8 of bandwidth (NVIDIA AIConfigurator), llama.cpp GPU 0.6, vLLM "
+    "CPU 0.5, llama.cpp CPU 0.6",
     "prefill = 2 x active params x input tokens / (FLOPS x efficiency); 0.5 of GPU FLOPS; "
     "llama.cpp CPU 0.5 (a 22-thread Sapphire Rapids VM prefilled a 7B Q4_K_M at 65 tok/s, "
     "llama.cpp issue #34), vLLM CPU 0.3",
+    f"a profile over {1 / MIN_CALIBRATING_RATIO:.0f}x slower than that roofline pins its own "
+    "setting but calibrates no other (a broken set-up, not an efficiency)",
 )
 
 
@@ -94,8 +110,47 @@ class PerformanceMap:
     usable_memory_gb: np.ndarray  # (S, I)
 
 
-def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
-    """Per (option, instance): spec bandwidth, FLOPS, usable memory, efficiencies, overhead."""
+@dataclass(frozen=True)
+class TensorParallelLinks:
+    """Per (option, instance) -- or one profile's setting -- the GPUs each layer is sharded
+    over and the links their all-reduces cross; arrays broadcast like the bandwidth table."""
+
+    shards: np.ndarray
+    bandwidth_gbps: np.ndarray
+    ring_latency_s: np.ndarray
+    one_shot: np.ndarray
+
+    @staticmethod
+    def of(replica: ReplicaHardware) -> TensorParallelLinks:
+        link = replica.link
+        return TensorParallelLinks(
+            shards=np.array(float(replica.tensor_parallel)),
+            bandwidth_gbps=np.array(link.bandwidth_gbps),
+            ring_latency_s=np.array(link.ring_latency_s),
+            one_shot=np.array(link.one_shot),
+        )
+
+    def seconds_per_pass(self, shape: ModelShape, tokens: np.ndarray | float) -> np.ndarray:
+        """All-reduce seconds of one forward pass over ``tokens`` tokens (a decode step's
+        batch, a prefill's prompt): two per layer of tokens x hidden x 16-bit activations."""
+        message = np.asarray(tokens, dtype=float) * shape.hidden_size * ACTIVATION_BYTES
+        per_allreduce = allreduce_seconds(
+            message,
+            self.shards[..., None] if np.ndim(message) else self.shards,
+            self.bandwidth_gbps[..., None] if np.ndim(message) else self.bandwidth_gbps,
+            self.ring_latency_s[..., None] if np.ndim(message) else self.ring_latency_s,
+            self.one_shot[..., None] if np.ndim(message) else self.one_shot,
+        )
+        return ALLREDUCES_PER_LAYER * shape.layers * per_allreduce
+
+
+def _efficiency_tables(
+    space: CandidateSpace,
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, TensorParallelLinks
+]:
+    """Per (option, instance): spec bandwidth, FLOPS, usable memory, efficiencies, whether a
+    GPU, and the tensor-parallel links."""
     engines = sorted({o.engine for o in space.options})
     n_inst = len(space.instances)
     per_engine: dict[str, np.ndarray] = {}
@@ -105,10 +160,11 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
             for m, h in zip(space.machines, space.hardware, strict=True)
         ]
         per_engine[engine] = np.array(
-            [(r.bandwidth_gbps, r.tflops, r.usable_memory_gb) for r in rows], dtype=float
-        ).reshape(n_inst, 3)
+            [(r.bandwidth_gbps, r.tflops, r.usable_memory_gb, r.tensor_parallel) for r in rows],
+            dtype=float,
+        ).reshape(n_inst, 4)
     engine_of = [o.engine for o in space.options]
-    empty = np.zeros((0, n_inst, 3))
+    empty = np.zeros((0, n_inst, 4))
     stacked = np.stack([per_engine[e] for e in engine_of]) if engine_of else empty
     is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
     capability = np.array([float(h.compute_capability or 0.0) for h in space.hardware])
@@ -125,7 +181,22 @@ def _efficiency_tables(space: CandidateSpace) -> tuple[np.ndarray, ...]:
         if method.w8a8:
             gain = [w8a8_compute_gain(option.family, h) for h in space.hardware]
             fl_eff[s] = fl_eff[s] * np.array(gain, dtype=float)
-    return stacked[..., 0], stacked[..., 1], stacked[..., 2], bw_eff, fl_eff, is_gpu
+    links = [interconnect(h) for h in space.hardware]
+    tensor_parallel = TensorParallelLinks(
+        shards=stacked[..., 3],
+        bandwidth_gbps=np.array([k.bandwidth_gbps for k in links], dtype=float),
+        ring_latency_s=np.array([k.ring_latency_s for k in links], dtype=float),
+        one_shot=np.array([k.one_shot for k in links], dtype=bool),
+    )
+    return (
+        stacked[..., 0],
+        stacked[..., 1],
+        stacked[..., 2],
+        bw_eff,
+        fl_eff,
+        is_gpu,
+        tensor_parallel,
+    )
 
 
 def _step_times(
@@ -136,8 +207,13 @@ def _step_times(
     tflops: np.ndarray,
     overhead_s: np.ndarray,
     batch: np.ndarray,
+    links: TensorParallelLinks | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode step and prefill seconds; arrays broadcast against ``batch`` on the last axis."""
+    """Decode step and prefill seconds; arrays broadcast against ``batch`` on the last axis.
+
+    A tensor-parallel replica (``links``) also waits for its all-reduces: per decode step,
+    those of the batch's activations (latency-bound: about a millisecond for 80 layers);
+    per prefill, those of the prompt's (bandwidth-bound on PCIe)."""
     active_params = shape.parameters_b * 1e9 * active_fraction(shape)
     kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
     flops = np.maximum(tflops, 1e-6) * 1e12
@@ -150,6 +226,9 @@ def _step_times(
     attention = 2 * shape.layers * workload.input_tokens**2 * shape.heads * shape.head_dim
     prefill_compute = (2 * active_params * workload.input_tokens + attention) / flops
     prefill = np.maximum(prefill_compute, weights_read_gb / bandwidth) + overhead_s
+    if links is not None:
+        decode = decode + links.seconds_per_pass(shape, batch)
+        prefill = prefill + links.seconds_per_pass(shape, float(workload.input_tokens))
     return decode, prefill
 
 
@@ -181,6 +260,7 @@ class _ProfileRoofline:
             ),
             np.array(self.overhead_s),
             np.array([float(concurrency)]),
+            TensorParallelLinks.of(self.replica),
         )
 
 
@@ -297,7 +377,7 @@ def _class_ratios(
         if hardware is None or scheme is None:
             continue
         ratio = _profile_decode_ratio(profile, snapshot, workload, roofline_bound_only=True)
-        if ratio is None or ratio <= 0:
+        if ratio is None or ratio < MIN_CALIBRATING_RATIO:
             continue
         for key in calibration_keys(profile.engine, scheme.family, hardware):
             ratios[key].append(ratio)
@@ -379,7 +459,7 @@ def estimate_performance(
 ) -> PerformanceMap:
     """The time map of every option x instance x concurrency, with bases."""
     shape = space.shape
-    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu = _efficiency_tables(space)
+    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu, links = _efficiency_tables(space)
     weights = np.array([weight_gb(shape, o.scheme) for o in space.options], dtype=float)
     overhead = np.array(
         [STEP_OVERHEAD_S["gpu" if g else "cpu"] for g in is_gpu], dtype=float
@@ -395,6 +475,7 @@ def estimate_performance(
         tflops * fl_eff,
         overhead_s,
         CONCURRENCY_GRID,
+        links,
     )
     multiplier, basis = _calibration(space, snapshot, workload)
     decode = decode / multiplier

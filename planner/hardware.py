@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
 from quantplan.catalog.vocabulary import Basis, DeviceKind
 from quantplan.planner.targets import ModelShape
@@ -111,8 +113,118 @@ def method_traits(family: str) -> MethodTraits:
     return METHOD_TRAITS.get(family, DEFAULT_METHOD_TRAITS)
 
 
-TENSOR_PARALLEL_EFFICIENCY = 0.9
-"""Bandwidth/compute kept when vLLM splits a replica over several GPUs (all-reduce cost)."""
+@dataclass(frozen=True)
+class Interconnect:
+    """The links a GPU's tensor-parallel all-reduces cross inside one machine."""
+
+    name: str
+    bandwidth_gbps: float  # per GPU and direction, spec (datasheets print both directions)
+    one_shot: bool  # engines can use a latency-optimised all-reduce over it (NVLink peers)
+    ring_latency_s: float  # fixed cost of one NCCL ring all-reduce (small messages)
+    source: str
+
+
+NVLINK_RING_LATENCY_S = 25e-6
+"""NCCL's own cost model gives 25.2 us for a 64-byte all-reduce on 8 H100s over NVLink
+(NVIDIA/nccl issue #1453, NCCL_DEBUG tuning lines)."""
+PCIE_RING_LATENCY_S = 42e-6
+"""An 8-byte all-reduce on 8 RTX 4090s over PCIe took 42.6 us (NVIDIA/nccl issue #1530)."""
+RING_BUS_EFFICIENCY = 0.7
+"""Share of the per-direction link bandwidth an NCCL ring all-reduce reaches on large messages:
+nccl-tests reported 200-210 GB/s bus bandwidth on 8 A100 SXM over NVLink (300 GB/s per
+direction; NVIDIA/nccl-tests issues #149 and #178)."""
+ONE_SHOT_LATENCY_S = 9e-6
+ONE_SHOT_BUS_EFFICIENCY = 0.11
+"""vLLM's custom (one-shot) all-reduce over NVLink on H100s: 9-10 us for 512 B to 32 KB and
+27-45 us for 1 MB over 2-8 GPUs, about 50 GB/s of ring traffic against 450 GB/s per direction
+(sgl-project/sglang PR #2904, table 'vllm', without CUDA graphs). It wins below about a
+megabyte, the size of a decode step's activations; the ring wins above (prefill)."""
+
+
+def _nvlink(name: str, bandwidth: float, source: str) -> Interconnect:
+    return Interconnect(name, bandwidth, True, NVLINK_RING_LATENCY_S, source)
+
+
+def _pcie(name: str, bandwidth: float, source: str) -> Interconnect:
+    return Interconnect(name, bandwidth, False, PCIE_RING_LATENCY_S, source)
+
+
+PCIE_GEN3 = _pcie(
+    "PCIe 3.0 x16", 16.0, "PCIe 3.0 x16: 8 GT/s x 16 lanes, about 16 GB/s per direction"
+)
+PCIE_GEN4 = _pcie(
+    "PCIe 4.0 x16",
+    32.0,
+    "PCIe 4.0 x16: 16 GT/s x 16 lanes, about 32 GB/s per direction (the 64 GB/s NVIDIA "
+    "datasheets print is both directions)",
+)
+NVLINK2 = _nvlink(
+    "NVLink 2 (SXM2)", 150.0, "NVIDIA V100 datasheet: NVLink 300 GB/s (both directions)"
+)
+NVLINK3 = _nvlink(
+    "NVLink 3 (NVSwitch)",
+    300.0,
+    "NVIDIA A100 datasheet: NVLink 600 GB/s (both directions); 8-GPU A100 machines "
+    "(p4d, ND96asr_v4, a2-highgpu) are HGX SXM4 boards with NVSwitch",
+)
+NVLINK4 = _nvlink(
+    "NVLink 4 (NVSwitch)",
+    450.0,
+    "NVIDIA H100 and H200 datasheets: NVLink 900 GB/s (both directions), HGX boards",
+)
+NVLINK_BRIDGE_H100 = _nvlink(
+    "NVLink bridge (pairs)",
+    300.0,
+    "NVIDIA H100 NVL datasheet: NVLink bridge 600 GB/s (both directions) between a pair; "
+    "the catalog's H100 NVL machines hold at most 2",
+)
+INTERCONNECTS: dict[str, Interconnect] = {
+    "V100-16GB": NVLINK2,
+    "A100-40GB": NVLINK3,
+    "A100-80GB-SXM": NVLINK3,
+    "H100-SXM": NVLINK4,
+    "H200": NVLINK4,
+    "H100-NVL": NVLINK_BRIDGE_H100,
+    "T4": PCIE_GEN3,
+    "P40": PCIE_GEN3,
+    "RTX-2080": PCIE_GEN3,
+}  # fmt: skip
+DEFAULT_INTERCONNECT = PCIE_GEN4
+"""GPUs not in :data:`INTERCONNECTS` (A10G, L4, L40S, A100 PCIe, RTX 30/40) talk over PCIe 4.0
+(no NVLink on these boards as the clouds rent them)."""
+
+
+def interconnect(hardware: HardwareRecord) -> Interconnect:
+    """The links between ``hardware``'s GPUs in one machine (PCIe 4.0 unless listed)."""
+    return INTERCONNECTS.get(hardware.name, DEFAULT_INTERCONNECT)
+
+
+def allreduce_seconds(
+    message_bytes: np.ndarray | float,
+    shards: np.ndarray | int,
+    bandwidth_gbps: np.ndarray | float,
+    ring_latency_s: np.ndarray | float,
+    one_shot: np.ndarray | bool,
+) -> np.ndarray:
+    """Seconds of one all-reduce of ``message_bytes`` over ``shards`` GPUs (0 for one GPU).
+
+    Each GPU sends and receives ``2 (n - 1) / n`` of the message (ring or one-shot alike); the
+    engine takes the faster of NCCL's ring (higher latency, near link speed) and, between
+    NVLink peers, the latency-optimised one-shot kernel (vLLM's custom all-reduce)."""
+    n = np.maximum(np.asarray(shards, dtype=float), 1.0)
+    traffic = 2 * (n - 1) / n * np.asarray(message_bytes, dtype=float)
+    link = np.maximum(np.asarray(bandwidth_gbps, dtype=float), 1e-6) * 1e9
+    ring = ring_latency_s + traffic / (link * RING_BUS_EFFICIENCY)
+    fast = ONE_SHOT_LATENCY_S + traffic / (link * ONE_SHOT_BUS_EFFICIENCY)
+    best = np.where(one_shot, np.minimum(ring, fast), ring)
+    return np.where(n > 1, best, 0.0)
+
+
+ALLREDUCES_PER_LAYER = 2
+"""Megatron-style tensor parallelism reduces each layer's activations twice: after the
+attention output projection and after the MLP down projection."""
+ACTIVATION_BYTES = 2.0
+"""Activations all-reduced in 16-bit."""
 UNTIED_EMBEDDING_COPIES = 2
 """Embeddings and lm_head: GPTQ/AWQ checkpoints keep both at 16 bits."""
 
@@ -125,8 +237,10 @@ ASSUMPTIONS: tuple[str, ...] = (
     "compute in proportion to its physical cores (vCPUs / the family's threads per core)",
     "GPTQ/AWQ keep embeddings and lm_head in 16-bit; GGUF bits per weight are whole-model mixes",
     "a multi-GPU instance holds one replica per GPU subset (1, 2, 4, ... GPUs each; every "
-    "subset size is a candidate); vLLM splits a replica over its GPUs (tensor parallel, "
-    f"{TENSOR_PARALLEL_EFFICIENCY:.0%} efficiency), llama.cpp splits layers (one GPU's speed)",
+    "subset size is a candidate); vLLM splits a replica over its GPUs (tensor parallel: each "
+    "GPU reads its share of the weights, and every layer all-reduces its activations twice "
+    "over the GPUs' links: NVLink where the boards have it, else PCIe), llama.cpp splits "
+    "layers (one GPU's speed)",
 )
 
 
@@ -168,6 +282,8 @@ class ReplicaHardware:
     usable_memory_gb: float
     bandwidth_gbps: float
     tflops: float
+    tensor_parallel: int = 1  # GPUs every layer is sharded over (all-reduces when above 1)
+    link: Interconnect = DEFAULT_INTERCONNECT  # what those all-reduces cross
 
 
 class MachineSlot(Protocol):
@@ -230,14 +346,17 @@ def replica_hardware(
         count = instance.accelerator_count
         memory_per_gpu = hardware.memory_gb or 0.0
         usable = count * (memory_per_gpu * GPU_MEMORY_UTILIZATION - overhead)
-        # vLLM shards each layer over the GPUs; llama.cpp's layer split runs them in turn.
+        # vLLM shards each layer over the GPUs (each reads its share; the all-reduces are
+        # timed in planner/estimate.py); llama.cpp's layer split runs them in turn.
         split = traits.tensor_parallel and count > 1
-        scale = count * TENSOR_PARALLEL_EFFICIENCY if split else 1.0
+        scale = count if split else 1
         return ReplicaHardware(
             kind="gpu",
             usable_memory_gb=max(0.0, usable),
             bandwidth_gbps=hardware.memory_bandwidth_gbps * scale,
             tflops=tflops_per_device * scale,
+            tensor_parallel=scale,
+            link=interconnect(hardware),
         )
     host_gb = instance.memory_gib * GIB_TO_GB
     usable = host_gb * HOST_MEMORY_SHARE - HOST_RESERVED_GB - overhead

@@ -163,3 +163,22 @@ def test_seed_profiles_calibrate_gpus_by_device_then_generation_then_kind(
     assert rtx[1] == ("device", "llama.cpp", "gguf", "RTX-3080")
     assert a10g[1] == ("generation", "llama.cpp", "gguf", "gpu", "8")
     assert a10g[0] != pytest.approx(a100[0]) and a10g[0] != pytest.approx(rtx[0])
+
+
+def test_a_run_far_below_any_efficiency_pins_its_setting_but_calibrates_nothing(
+    shipped: CatalogSnapshot,
+) -> None:
+    """A run ten times slower than the default-efficiency roofline (vLLM issue #1888's 8-GPU
+    row is one) measured a broken set-up, not an efficiency other GPUs share: it does not
+    slow down the modeled L4, but it still pins its own setting."""
+    before = prepare(_targets(), shipped.model_copy(update={"profiles": ()}))
+    s, i = _index(before, SCHEME, "vllm", "g6.xlarge")
+    modeled_step = before.perf.decode_step_s[s, i, _k(8)]
+    broken = _profile(8, 0.1 * 8 / modeled_step, model="Llama-2-7B", hardware="A10G")
+    after = prepare(_targets(), shipped.model_copy(update={"profiles": (broken,)}))
+    assert after.perf.decode_step_s[s, i, _k(8)] == pytest.approx(modeled_step)
+    assert (after.perf.basis[s, i] == UNCALIBRATED).all()
+    own = _profile(8, 0.1 * 8 / modeled_step)  # the same setting as the L4 column
+    pinned = prepare(_targets(), shipped.model_copy(update={"profiles": (own,)}))
+    assert pinned.perf.basis[s, i, _k(8)] == MEASURED
+    assert pinned.perf.decode_step_s[s, i, _k(8)] > 5 * modeled_step
