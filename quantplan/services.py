@@ -104,6 +104,10 @@ class CatalogService:
 
             engine = self.engine()
             snapshot, revision = load_snapshot(engine), current_revision(engine)
+            if self._cached is not None and (snapshot, revision) == self._cached[1:]:
+                # Unchanged (comparing takes well under a millisecond): keep the object, and
+                # with it what is kept per snapshot (the planner's contexts and fingerprint).
+                snapshot = self._cached[1]
             self._cached = (now, snapshot, revision)
             return snapshot, revision
 
