@@ -43,6 +43,7 @@ from quantplan.planner.hardware import (
     replica_hardware,
     weight_gb,
 )
+from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
 from quantplan.planner.targets import ModelShape, Workload
 
 CONCURRENCY_GRID = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
@@ -341,7 +342,6 @@ def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:
     )
 
 
-CalibrationKey = tuple[str, ...]
 
 
 def calibration_keys(
@@ -366,9 +366,9 @@ def _class_ratios(
     profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
     snapshot: CatalogSnapshot,
     workload: Workload,
-) -> dict[CalibrationKey, list[float]]:
+) -> ClassRatios:
     """Modeled-over-measured ratios of ``profiles``, filed under every class they belong to."""
-    ratios: dict[CalibrationKey, list[float]] = defaultdict(list)
+    ratios = ClassRatios()
     for profile in profiles:
         if profile.basis not in ("measured", "published"):
             continue
@@ -379,19 +379,23 @@ def _class_ratios(
         ratio = _profile_decode_ratio(profile, snapshot, workload, roofline_bound_only=True)
         if ratio is None or ratio < MIN_CALIBRATING_RATIO:
             continue
-        for key in calibration_keys(profile.engine, scheme.family, hardware):
-            ratios[key].append(ratio)
+        ratios.add(calibration_keys(profile.engine, scheme.family, hardware), ratio)
     return ratios
 
 
 def class_multiplier(
-    ratios: dict[CalibrationKey, list[float]], engine: str, family: str, hardware: HardwareRecord
+    ratios: dict[CalibrationKey, list[float]],
+    engine: str,
+    family: str,
+    hardware: HardwareRecord,
+    pooled: dict[CalibrationKey, float] | None = None,
 ) -> tuple[float, CalibrationKey] | None:
-    """Geometric mean ratio of the most specific class with evidence, and that class."""
+    """Speed multiplier of the most specific class with evidence (its mean shrunk toward its
+    parents', planner/pooling.py), and that class. ``pooled``: the log means already pooled."""
+    means = pooled_log_means(ratios) if pooled is None else pooled
     for key in calibration_keys(engine, family, hardware):
-        found = ratios.get(key)
-        if found:
-            return math.exp(float(np.mean(np.log(found)))), key
+        if key in means:
+            return math.exp(means[key]), key
     return None
 
 
@@ -422,20 +426,20 @@ def _calibration(
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code))
     # Many options share an engine and scheme family and many instances a device, so each
-    # class's geometric mean is taken once, not once per (option, instance) pair.
-    class_means = {
-        key: math.exp(float(np.mean(np.log(found)))) for key, found in class_ratios.items() if found
-    }
+    # class's pooled mean is taken once, not once per (option, instance) pair.
+    pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
             lookup = (option.engine, option.family, hardware.name)
             if lookup not in by_class:
-                keys = calibration_keys(option.engine, option.family, hardware)
-                by_class[lookup] = next((class_means[k] for k in keys if k in class_means), None)
-            found = by_class[lookup]
-            if found is not None:
-                multiplier[s, i, :] = found
+                found = class_multiplier(
+                    class_ratios, option.engine, option.family, hardware, pooled
+                )
+                by_class[lookup] = found[0] if found else None
+            value = by_class[lookup]
+            if value is not None:
+                multiplier[s, i, :] = value
                 basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
     for (s, i), points in exact.items():
