@@ -10,7 +10,7 @@ import gc
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -71,6 +71,7 @@ class QuantplanApp(App[None]):
         self.services = services or DashboardServices()
         self.catalog_state = CatalogState()
         self.catalog_changed: Signal[CatalogState] = Signal(self, "catalog-changed")
+        self.user_inputs = 0
         self._initial_mode = initial_mode
         self.theme = theme
 
@@ -79,6 +80,13 @@ class QuantplanApp(App[None]):
         self.reload_catalog()
         if self._initial_mode != self.DEFAULT_MODE:
             self.switch_mode(self._initial_mode)
+
+    async def on_event(self, event: events.Event) -> None:
+        # Counted as the app takes each one from its queue, before it goes to the focused
+        # widget: a callback queued behind them (call_later) sees every key typed before it.
+        if isinstance(event, (events.Key, events.MouseDown)) and not event.is_forwarded:
+            self.user_inputs += 1
+        await super().on_event(event)
 
     def on_unmount(self) -> None:
         # Hand the frozen objects back to the collector: whatever runs after the dashboard in

@@ -34,6 +34,9 @@ class Dashboard(Protocol):
     services: DashboardServices
     catalog_state: CatalogState
     catalog_changed: Signal[CatalogState]
+    user_inputs: int
+    """Keys and mouse presses the app has taken from the terminal so far: a screen compares
+    two readings to know whether the user did anything in between."""
 
     def reload_catalog(self) -> object:
         """Read the catalog again off the UI thread; ``catalog_changed`` announces the result."""

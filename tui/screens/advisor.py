@@ -2,6 +2,10 @@
 
 The form is validated on every keystroke by :mod:`~quantplan.tui.viewmodels.targets_form`;
 planning runs in a thread worker through the planner service, so the screen never freezes.
+
+A plan brings its results forward (the options table takes the focus and, below 100 columns,
+the form's width) only if the user has done nothing since asking for it. One who goes on typing
+keeps the field and every key: the results fill in beside the form instead.
 """
 
 from __future__ import annotations
@@ -220,10 +224,11 @@ class AdvisorScreen(Screen[None]):
             self._set_status(f"Fix {count} field(s) in red first.", error=True)
             return
         self._set_status("Planning...")
-        self.run_plan(self.form_result.targets)
+        # The input so far, the key that asked included: anything later means the user moved on.
+        self.run_plan(self.form_result.targets, self.quantplan.user_inputs)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def run_plan(self, targets: Targets) -> None:
+    def run_plan(self, targets: Targets, asked_at: int | None = None) -> None:
         snapshot = self.quantplan.catalog_state.snapshot
         assert snapshot is not None
         try:
@@ -237,17 +242,18 @@ class AdvisorScreen(Screen[None]):
                 self._set_status, f"The planner failed: {type(error).__name__}: {error}", True
             )
             return
-        self.app.call_from_thread(self.show_plan, plan)
+        self.app.call_from_thread(self.show_plan, plan, asked_at)
 
-    def show_plan(self, plan: Plan) -> None:
-        """Render a plan (from the worker, or given directly)."""
+    def show_plan(self, plan: Plan, asked_at: int | None = None) -> None:
+        """Render a plan (from the worker, or given directly). ``asked_at``: the app's
+        ``user_inputs`` when the plan was asked for (None: now)."""
         self.plan = plan
         self._set_status(plan_headline(plan), error=not plan.feasible)
-        self._fill_options(plan)
+        self._fill_options(plan, self.quantplan.user_inputs if asked_at is None else asked_at)
         self.query_one("#pareto", ParetoChart).show_points(pareto_points(plan))
         self._fill_why_not(plan)
 
-    def _fill_options(self, plan: Plan) -> None:
+    def _fill_options(self, plan: Plan, asked_at: int) -> None:
         table = self.query_one("#options", DataTable)
         table.clear()
         rows = option_rows(plan)
@@ -274,14 +280,23 @@ class AdvisorScreen(Screen[None]):
         details = self.query_one("#option-details", KeyValues)
         if rows:
             details.show(self._option_details(rows[0]), title="Chosen option")
-            # Results are what the user looks at next. Below 100 columns the form gives them its
-            # width (ctrl+b brings it back), so the deciding columns stay readable.
             self.query_one("#result-tabs", TabbedContent).active = "tab-options"
-            if self.size.width < NARROW_WIDTH:
-                self.query_one("#targets-form").display = False
-            table.focus()
+            # Decided behind the input already queued: keys typed before the plan landed but
+            # not yet handled must count as typing, and must reach the field they were aimed at.
+            self.app.call_later(self._bring_results_forward, asked_at)
         else:
             details.show(self._infeasible_details(plan), title="Nothing feasible")
+
+    def _bring_results_forward(self, asked_at: int) -> None:
+        """Results are what the user looks at next, unless they went on typing (or clicking):
+        then the focus stays where they put it, and so does the form they are typing in."""
+        if self.quantplan.user_inputs != asked_at or not self.is_attached:
+            return
+        # Below 100 columns the form gives the results its width (ctrl+b brings it back), so
+        # the deciding columns stay readable.
+        if self.size.width < NARROW_WIDTH:
+            self.query_one("#targets-form").display = False
+        self.query_one("#options", DataTable).focus()
 
     def _option_details(self, row: OptionRow) -> list[tuple[str, str]]:
         return option_details(row, today=self.quantplan.services.today())
