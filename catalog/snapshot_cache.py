@@ -1,8 +1,9 @@
 """The snapshot of an unchanged SQLite catalog, kept between commands.
 
-Opening the catalog imports SQLAlchemy, SQLModel and Alembic and checks, migrates and reads the
-database: most of a `quantplan plan`'s start-up. When nothing changed since the last command
-read it, the snapshot it read is loaded from this cache instead, and none of that is imported.
+Reading the catalog means checking it and validating every row (and, unless the file is current
+and clean enough for catalog/sqlite_read.py, importing SQLAlchemy and SQLModel to open it in
+full). When nothing changed since the last command read it, the snapshot it read is loaded from
+this cache instead, and none of that is done.
 
 "Nothing changed" is decided from file metadata, never guessed:
 
