@@ -14,8 +14,10 @@ file, never from the command line, where ``ps`` would show it.
 # runtime, and closures' local names (the key dependencies) cannot be resolved from strings.
 import hmac
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -39,6 +41,7 @@ from quantplan.service_models import (
 from quantplan.services import Services
 
 LOG = logging.getLogger("quantplan.api")
+T = TypeVar("T")
 STATUS_OF_CODE = {
     "unknown_name": 404,
     "no_cluster": 409,
@@ -106,7 +109,8 @@ def create_app(
     bearer = HTTPBearer(auto_error=False)
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def check_key(
+    # async: a plain function would be run in a worker thread for every request.
+    async def check_key(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         key: Annotated[str | None, Depends(header)],
     ) -> None:
@@ -149,6 +153,13 @@ def create_app(
         return _error_response(error_info(error), 500)
 
     guarded = [Depends(check_key)]
+    # Planning is CPU-bound Python and numpy under one GIL: more threads in a process only
+    # take turns, and switching between them cost ~3 ms of CPU a plan under 8 clients. One
+    # planning thread per process (``--workers`` adds processes); the event loop stays free.
+    planning = anyio.CapacityLimiter(1)
+
+    async def planned(call: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(call, *args, limiter=planning)
 
     @app.get("/healthz", tags=["meta"])
     def health() -> dict[str, str]:
@@ -162,27 +173,27 @@ def create_app(
         dependencies=guarded,
         response_model=Plan,
     )
-    def plan(targets: Targets) -> Response:
+    async def plan(targets: Targets) -> Response:
         """The plan `quantplan plan --json` prints for these targets (kept under its id)."""
         # Sent as the store serialized it: the bytes FastAPI would write for the Plan
         # (Plan.model_dump_json), without validating and serializing a 64 KB plan again.
-        _, text = services.plan_document(targets)
+        _, text = await planned(services.plan_document, targets)
         return Response(text, media_type="application/json")
 
     @app.post("/v1/compare", tags=["plan"], responses=ERROR_RESPONSES, dependencies=guarded)
-    def compare(targets: Targets) -> Comparison:
+    async def compare(targets: Targets) -> Comparison:
         """Fleet, alternatives and Pareto front side by side, and why other families lost."""
-        return services.compare(targets)
+        return await planned(services.compare, targets)
 
     @app.post("/v1/explain", tags=["plan"], responses=ERROR_RESPONSES, dependencies=guarded)
-    def explain(request: ExplainRequest) -> RejectionExplanation:
+    async def explain(request: ExplainRequest) -> RejectionExplanation:
         """Why an option (family, scheme or engine) was or was not chosen."""
-        return services.explain_rejection(request.targets, request.option)
+        return await planned(services.explain_rejection, request.targets, request.option)
 
     @app.post("/v1/report", tags=["plan"], responses=ERROR_RESPONSES, dependencies=guarded)
-    def report(targets: Targets) -> ReportDocument:
+    async def report(targets: Targets) -> ReportDocument:
         """The capacity report (HTML and Markdown) for these targets."""
-        return services.report(targets)
+        return await planned(services.report, targets)
 
     @app.get("/v1/plans", tags=["plans"], dependencies=guarded)
     def plans() -> list[StoredPlan]:
