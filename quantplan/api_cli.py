@@ -172,8 +172,8 @@ def api_command(
     workers: Annotated[
         int,
         typer.Option(
-            help="Server processes. A plan takes one core for ~20 ms, so a busy server wants "
-            "about one per core; they share the plans they make.",
+            help="Server processes, each planning on one thread (a plan takes a core for "
+            "~6 ms): about one per core left free of clients; they share the plans they make.",
             min=1,
             max=64,
         ),
