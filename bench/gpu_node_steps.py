@@ -168,7 +168,8 @@ def prepare() -> None:
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     log("$ " + " ".join(command))
-    return subprocess.run(command, check=True, text=True, **kwargs)
+    # Not from the checkout: its quantplan/ folder would shadow the package view.
+    return subprocess.run(command, check=True, text=True, cwd=WORK, **kwargs)
 
 
 def detection() -> dict[str, Any]:
@@ -227,17 +228,27 @@ def adopted_toolchain() -> dict[str, Any]:
         wheels = sorted(str(p) for p in (CARRIED / "whl-toolchain").glob("*.whl"))
         run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
              "--no-compile", "--target", own, *wheels])  # fmt: skip
-    adopt = run(
+    log("quantplan toolchain adopt llmcompressor-cuda --python " + str(python))
+    adopt = subprocess.run(
         [sys.executable, "-m", "quantplan", "toolchain", "adopt", "llmcompressor-cuda",
          "--python", str(python)],
-        capture_output=True,
+        capture_output=True, text=True, env={**os.environ, "QUANTPLAN_DEBUG": "1"}, cwd=WORK,
     )  # fmt: skip
+    print(adopt.stderr[-3000:], flush=True)
+    if adopt.returncode != 0:  # the same function in-process, so the quantize steps can run
+        from quantplan.agent.toolchains.adopt import adopt_toolchain
+
+        adopt_toolchain("llmcompressor-cuda", python)
     doctor = subprocess.run(
         [sys.executable, "-m", "quantplan", "toolchain", "doctor", "llmcompressor-cuda"],
         capture_output=True,
         text=True,
     )
-    return {"adopt": adopt.stderr.strip(), "doctor": doctor.stdout.strip()}
+    return {
+        "adopt_exit": adopt.returncode,
+        "adopt": adopt.stderr.strip()[-3000:],
+        "doctor": doctor.stdout.strip()[-3000:],
+    }
 
 
 def quantize_on_gpu(model_dir: Path, method: str) -> dict[str, Any]:
@@ -347,7 +358,8 @@ def serve_and_bench(gguf: Path, model: str, weights: str, name: str) -> dict[str
         inventory, engine, hardware = fake_inventory("H200", 1), LlamaServer(), host
     engine.binary(install=False)  # built by the step before, as `toolchain install` does
     options = ServeOptions(
-        parallel_slots=max(CONCURRENCY), max_model_len=max(CONCURRENCY) * 256, threads=4
+        # max_model_len is each slot's context (llama-server's --ctx-size is slots x that)
+        parallel_slots=max(CONCURRENCY), max_model_len=256, threads=4
     )
     started = datetime.now(UTC)
     handle = start_server(
@@ -462,6 +474,7 @@ def second_call() -> None:
             ("llama_server_build", build_server),
             ("serve_bench", lambda: serve_and_bench(gguf, model, weights, "smollm2")),
             ("catalog", lambda: record_and_export("smollm2")),
+            ("gptq", lambda: quantize_on_gpu(WORK / "model", "gptq")),
         ],
     )
 
@@ -505,7 +518,7 @@ def report(device: list[Path]) -> None:
             if (folder / name).is_file():
                 results[name.removesuffix(".json")] = json.loads((folder / name).read_text())
         for exported in sorted(folder.glob("profiles-*.yaml")):
-            for row in yaml.safe_load(exported.read_text()) or []:
+            for row in (yaml.safe_load(exported.read_text()) or {}).get("rows", []):
                 if str(row.get("run_id") or "").startswith("gpu-node-steps-"):
                     rows.append(row)
     target = ROOT / "bench" / "results"
@@ -515,7 +528,7 @@ def report(device: list[Path]) -> None:
         "# (bench/gpu_node_steps.py; random weights in real shapes: speed only)\n"
     )
     (target / "gpu_node_steps-profiles.yaml").write_text(
-        header + yaml.safe_dump(rows, sort_keys=False, width=100)
+        header + yaml.safe_dump({"kind": "profiles", "rows": rows}, sort_keys=False, width=100)
     )
     log(f"{len(rows)} profile rows; results in {target}")
 

@@ -84,7 +84,8 @@ def layer_errors(model: Any, reference: dict[str, Any]) -> list[dict[str, Any]]:
                 module.weight.float(), module.weight_scale.float(), zero_point, scheme.weights
             )
             original = reference[name].float()
-            difference = dequantized - original
+            # On a GPU the quantized module sits on the device and the reference copy on the host.
+            difference = dequantized.to(original.device) - original
             mse = float(difference.pow(2).mean())
             relative = float(difference.norm() / original.norm().clamp_min(1e-12))
         rows.append({"layer": name, "mse": mse, "relative_error": relative})
