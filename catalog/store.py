@@ -35,6 +35,7 @@ from quantplan.catalog.records import (
     Record,
     SchemeRecord,
 )
+from quantplan.catalog.sqlite_read import Reference  # one definition, shared with the light reader
 from quantplan.errors import QuantplanError, UnknownNameError
 
 WriteOutcome = Literal["inserted", "unchanged", "replaced"]
@@ -110,15 +111,6 @@ class Resolver:
             ]
             raise UnknownNameError("instance type", key, known)
         return row.id
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A column holding another row's id, and the record field that names that row instead."""
-
-    column: str
-    kind: str
-    field: str
 
 
 @dataclass(frozen=True)
