@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantplan.agent.cli_serve import stops_children_on_signals
+from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def profile_command(
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, max=4096)] = 16,
     requests: Annotated[int | None, typer.Option("--requests", "-n", min=1, max=1_000_000)] = None,
     slo_ttft_ms: Annotated[float | None, typer.Option("--slo-ttft-ms")] = None,
-    db: Annotated[str | None, typer.Option("--db", envvar="QUANTPLAN_DB")] = None,
+    db: DbOption = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Quantize where needed, serve, benchmark, evaluate and record every scheme on this machine."""
@@ -200,3 +201,8 @@ def profile_command(
             f"[yellow]note:[/] the base weights were dequantized from {source.dequantized_from}; "
             "requantizing them looks cheaper in quality than it would on a real 16-bit model."
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``profile`` to the root app."""
+    app.command("profile")(profile_command)

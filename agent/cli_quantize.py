@@ -183,13 +183,6 @@ def toolchain_doctor(
         raise typer.Exit(1)
 
 
-def register_quantize(app: typer.Typer) -> None:
-    """Attach the toolchain, quantize and evaluate commands to the root app."""
+def register(app: typer.Typer) -> None:
+    """Add the ``toolchain`` group to the root app."""
     app.add_typer(toolchain_app, name="toolchain")
-    try:
-        from quantplan.agent.cli_quantize_commands import register_commands
-    except ModuleNotFoundError as missing:  # only while the quantize commands are being built
-        if missing.name != "quantplan.agent.cli_quantize_commands":
-            raise
-        return
-    register_commands(app)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantplan.agent.cli_serve import stops_children_on_signals
+from quantplan.cli_options import DbOption
 
 GGUF_ALL = "all"
 
@@ -139,7 +140,7 @@ def evaluate_command(
         str | None, typer.Option(help="Artifact store directory or fsspec URL.")
     ] = None,
     record: Annotated[bool, typer.Option(help="Write the results to the catalog.")] = True,
-    db: Annotated[str | None, typer.Option(help="Catalog database URL.")] = None,
+    db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Perplexity, KL, top-1 agreement, bits/weight, compression and layer error vs the base."""
@@ -234,6 +235,7 @@ def _record(table: Any, started: Any, manifests: list[Any], db: str | None) -> s
     return text
 
 
-def register_commands(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
+    """Add ``quantize`` and ``evaluate`` to the root app."""
     app.command("quantize")(quantize_command)
     app.command("evaluate")(evaluate_command)

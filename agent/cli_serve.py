@@ -327,10 +327,7 @@ def _bench_endpoint(
     return asyncio.run(run_plan(endpoint, plan, on_level=show))
 
 
-def register_serve(app: typer.Typer) -> None:
-    """Add ``serve``, ``bench`` and ``profile`` to the root CLI."""
-    from quantplan.agent.cli_profile import profile_command
-
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``bench`` to the root app."""
     app.command("serve")(serve_command)
     app.command("bench")(bench_command)
-    app.command("profile")(profile_command)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError, did_you_mean, shorten
 
 if TYPE_CHECKING:  # imported where used, so `quantplan --help` does not load the database layer
@@ -30,15 +31,6 @@ catalog_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="QUANTPLAN_DB",
-        help="SQLAlchemy URL of the catalog (default: SQLite in the user data directory).",
-        show_default=False,
-    ),
-]
 KindOption = Annotated[
     str,
     typer.Option(
@@ -487,6 +479,7 @@ def where(db: DbOption = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``catalog`` group (with ``prices``, ``reseed`` and ``gaps``) to the root app."""
     from quantplan.catalog.gaps import gaps
     from quantplan.catalog.prices_cli import prices_app, reseed
 

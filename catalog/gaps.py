@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
+from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError, did_you_mean
 
 COMMON_SCHEMES: tuple[str, ...] = (
@@ -176,12 +177,7 @@ def gaps(
         bool, typer.Option("--missing", help="List only pairs without same-model evidence.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db", envvar="QUANTPLAN_DB", help="SQLAlchemy URL of the catalog.", show_default=False
-        ),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Where the catalog has no evidence of its own: for every (catalog model, common scheme)
     pair, whether a measured or published figure exists for that very model, a sibling

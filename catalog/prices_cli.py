@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError
 
 prices_app = typer.Typer(
@@ -96,10 +97,7 @@ def refresh(
             "--add-regions", help="Also add regions of known instance types the catalog lacks."
         ),
     ] = False,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", envvar="QUANTPLAN_DB", help="SQLAlchemy URL of the catalog."),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Append the file's prices to the catalog; the rows they replace are kept as history.
 
@@ -139,10 +137,7 @@ def refresh(
 
 
 def reseed(
-    db: Annotated[
-        str | None,
-        typer.Option("--db", envvar="QUANTPLAN_DB", help="SQLAlchemy URL of the catalog."),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Put the shipped seed data back: seeded prices become current again (refreshed prices
     stay in the history), seeded reference rows are restored, missing seed measurements are

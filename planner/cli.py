@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from quantplan.cli_options import DbOption
 from quantplan.planner.price_age import (
     DEFAULT_MAX_PRICE_AGE_DAYS,
     describe_price,
@@ -380,240 +381,236 @@ def _print_plan(
         )
 
 
+def plan_command(
+    model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
+    rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
+    tokens_per_day: Annotated[
+        float | None, typer.Option(help="Mean tokens/day (instead of --rps).")
+    ] = None,
+    input_tokens: Annotated[
+        int | None, typer.Option(help="Mean prompt tokens per request. \\[default: 512]")
+    ] = None,
+    output_tokens: Annotated[
+        int | None, typer.Option(help="Mean output tokens per request. \\[default: 256]")
+    ] = None,
+    peak_to_mean: Annotated[
+        float | None,
+        typer.Option(
+            help="Peak over mean request rate; the fleet is sized for the peak, so 2 "
+            "doubles the bill of a flat load. \\[default: 2]"
+        ),
+    ] = None,
+    output_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--count-output-only/--count-all-tokens",
+            help="Count only output tokens for tokens/day and $/M tokens. "
+            "\\[default: count-all-tokens]",
+        ),
+    ] = None,
+    ttft_p95_ms: Annotated[
+        float | None,
+        typer.Option(help="p95 TTFT objective. \\[default: 2000 unless --batch]"),
+    ] = None,
+    itl_p95_ms: Annotated[
+        float | None,
+        typer.Option(help="p95 ITL objective. \\[default: 200 unless --batch]"),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            help="SLOs must hold at the pessimistic edge of the band at this confidence "
+            "(bands from held-out residuals); replicas get the headroom. \\[default: 0.9]"
+        ),
+    ] = None,
+    batch: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch/--interactive",
+            help="Offline/batch workload: no default latency limits (interactive: p95 "
+            "TTFT 2 s, ITL 200 ms unless given). \\[default: interactive]",
+        ),
+    ] = None,
+    min_throughput: Annotated[
+        float | None, typer.Option(help="Fleet output tokens/s floor.")
+    ] = None,
+    max_ppl_increase: Annotated[
+        float | None, typer.Option(help="Max perplexity increase, %.")
+    ] = None,
+    max_kl: Annotated[float | None, typer.Option(help="Max KL divergence.")] = None,
+    min_recovery: Annotated[
+        float | None,
+        typer.Option(help="Min task-accuracy recovery, % of the baseline's score."),
+    ] = None,
+    recovery_benchmark: Annotated[
+        str | None,
+        typer.Option(help="Benchmark --min-recovery is checked on, e.g. openllm-v1."),
+    ] = None,
+    quality_evidence: Annotated[
+        str | None,
+        typer.Option(
+            help="Quality figures a cap may rely on: same-model, same-family (default) or "
+            "any. Borrowed figures are checked at the pessimistic end of their band."
+        ),
+    ] = None,
+    budget_month: Annotated[float | None, typer.Option(help="Max $/month.")] = None,
+    budget_per_million: Annotated[
+        float | None, typer.Option(help="Max $ per million tokens.")
+    ] = None,
+    cloud: Annotated[list[str] | None, typer.Option(help="Allowed cloud (repeat).")] = None,
+    region: Annotated[list[str] | None, typer.Option(help="Allowed region (repeat).")] = None,
+    spot: Annotated[
+        bool | None, typer.Option("--spot/--no-spot", help="Allow spot. \\[default: no-spot]")
+    ] = None,
+    max_spot_fraction: Annotated[
+        float | None,
+        typer.Option(help="Most share of peak capacity on spot (mixed fleets). \\[default: 1]"),
+    ] = None,
+    cpu_only: Annotated[bool, typer.Option("--cpu-only", help="CPU instances only.")] = False,
+    gpu_only: Annotated[bool, typer.Option("--gpu-only", help="GPU instances only.")] = False,
+    max_replicas: Annotated[
+        int | None, typer.Option(help="Most replicas in the fleet. \\[default: 64]")
+    ] = None,
+    mixed_fleet: Annotated[
+        bool | None,
+        typer.Option(
+            "--mixed-fleet/--single-type",
+            help="Allow a fleet of several instance types/schemes. \\[default: single-type]",
+        ),
+    ] = None,
+    max_fleet_types: Annotated[
+        int | None,
+        typer.Option(help="Most distinct deployments in a mixed fleet. \\[default: 3]"),
+    ] = None,
+    instance: Annotated[
+        list[str] | None, typer.Option(help="Only this instance type, e.g. g6.xlarge (repeat).")
+    ] = None,
+    exclude_instance: Annotated[
+        list[str] | None, typer.Option(help="Never this instance type (repeat).")
+    ] = None,
+    hardware: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this GPU or CPU family, e.g. L4 (repeat)."),
+    ] = None,
+    exclude_hardware: Annotated[
+        list[str] | None, typer.Option(help="Never this GPU or CPU family (repeat).")
+    ] = None,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this quantization family: baseline, gptq, awq, gguf (repeat)."),
+    ] = None,
+    engine: Annotated[
+        list[str] | None, typer.Option(help="Only this serving engine, e.g. vllm (repeat).")
+    ] = None,
+    require_engine: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Engine the (mixed) fleet must run at least one replica on (repeat).",
+        ),
+    ] = None,
+    allow_flagged_prices: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-flagged-prices",
+            help="Use prices the catalog flags as doubtful (skipped by default).",
+        ),
+    ] = None,
+    max_price_age_days: Annotated[
+        int,
+        typer.Option(min=1, max=36500, help="Warn about prices older than this many days."),
+    ] = DEFAULT_MAX_PRICE_AGE_DAYS,
+    targets_file: Annotated[
+        Path | None, typer.Option("--targets", help="Targets (or plan) YAML/JSON file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the plan file (.yaml/.json).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Choose scheme, engine, instance and replicas meeting your targets at least cost."""
+    from quantplan.planner.plan import save_plan
+    from quantplan.planner.planning import make_plan
+
+    flags = dict(locals())
+    targets = _targets_from_flags(targets_file, flags)
+    snapshot, revision = _snapshot_and_revision(db)
+    targets = resolve_regions(targets, snapshot)
+    today = datetime.now(UTC).date()
+    warning = stale_prices_warning(snapshot, max_price_age_days, today)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    plan = make_plan(targets, snapshot, catalog_revision=revision)
+    if output is not None:
+        save_plan(plan, output)
+    if as_json:
+        typer.echo(json.dumps(plan.model_dump(mode="json"), indent=2))
+    else:
+        _print_plan(plan, max_price_age_days, today)
+        if output is not None:
+            typer.echo(f"plan written to {output}")
+    if not plan.feasible:
+        raise typer.Exit(INFEASIBLE_EXIT_CODE)
+
+
+def report_command(
+    source: Annotated[Path | None, typer.Argument(help="Targets or plan file (YAML/JSON).")] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
+    rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
+    tokens_per_day: Annotated[float | None, typer.Option(help="Mean tokens/day.")] = None,
+    ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
+    itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
+    max_ppl_increase: Annotated[
+        float | None, typer.Option(help="Max perplexity increase, %.")
+    ] = None,
+    max_price_age_days: Annotated[
+        int,
+        typer.Option(min=1, max=36500, help="Flag prices older than this many days."),
+    ] = DEFAULT_MAX_PRICE_AGE_DAYS,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="HTML file; Markdown goes next to it.")
+    ] = Path("report.html"),
+    db: DbOption = None,
+) -> None:
+    """Capacity-planning report: cost vs traffic per family, crossovers, Pareto, headroom."""
+    from quantplan.planner.capacity import capacity_report
+    from quantplan.planner.planning import prepare
+    from quantplan.planner.report import render_html, render_markdown
+
+    flags: dict[str, Any] = dict.fromkeys(
+        ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
+         "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
+         "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices",
+         "min_recovery", "recovery_benchmark", "quality_evidence"),
+    )  # fmt: skip
+    flags.update(
+        model=model,
+        rps=rps,
+        tokens_per_day=tokens_per_day,
+        ttft_p95_ms=ttft_p95_ms,
+        itl_p95_ms=itl_p95_ms,
+        max_ppl_increase=max_ppl_increase,
+    )
+    targets = _targets_from_flags(source, flags)
+    snapshot = _snapshot(db)
+    report = capacity_report(prepare(resolve_regions(targets, snapshot), snapshot))
+    markdown = output.with_suffix(".md")
+    today = datetime.now(UTC).date()
+    try:
+        days = max_price_age_days
+        output.write_text(render_html(report, today=today, max_price_age_days=days))
+        markdown.write_text(render_markdown(report, today=today, max_price_age_days=days))
+    except OSError as error:  # a missing folder, no permission: the user's to fix
+        from quantplan.errors import QuantplanError
+
+        raise QuantplanError(
+            f"cannot write the report to {str(output)!r}: {error.strerror}",
+            hint="give -o a path in an existing, writable folder",
+        ) from None
+    typer.echo(f"report written to {output} and {markdown}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``plan`` and ``report`` to the root app."""
-
-    @app.command("plan", epilog=PLAN_EPILOG)
-    def plan_command(
-        model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
-        rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
-        tokens_per_day: Annotated[
-            float | None, typer.Option(help="Mean tokens/day (instead of --rps).")
-        ] = None,
-        input_tokens: Annotated[
-            int | None, typer.Option(help="Mean prompt tokens per request. \\[default: 512]")
-        ] = None,
-        output_tokens: Annotated[
-            int | None, typer.Option(help="Mean output tokens per request. \\[default: 256]")
-        ] = None,
-        peak_to_mean: Annotated[
-            float | None,
-            typer.Option(
-                help="Peak over mean request rate; the fleet is sized for the peak, so 2 "
-                "doubles the bill of a flat load. \\[default: 2]"
-            ),
-        ] = None,
-        output_only: Annotated[
-            bool | None,
-            typer.Option(
-                "--count-output-only/--count-all-tokens",
-                help="Count only output tokens for tokens/day and $/M tokens. "
-                "\\[default: count-all-tokens]",
-            ),
-        ] = None,
-        ttft_p95_ms: Annotated[
-            float | None,
-            typer.Option(help="p95 TTFT objective. \\[default: 2000 unless --batch]"),
-        ] = None,
-        itl_p95_ms: Annotated[
-            float | None,
-            typer.Option(help="p95 ITL objective. \\[default: 200 unless --batch]"),
-        ] = None,
-        confidence: Annotated[
-            float | None,
-            typer.Option(
-                help="SLOs must hold at the pessimistic edge of the band at this confidence "
-                "(bands from held-out residuals); replicas get the headroom. \\[default: 0.9]"
-            ),
-        ] = None,
-        batch: Annotated[
-            bool | None,
-            typer.Option(
-                "--batch/--interactive",
-                help="Offline/batch workload: no default latency limits (interactive: p95 "
-                "TTFT 2 s, ITL 200 ms unless given). \\[default: interactive]",
-            ),
-        ] = None,
-        min_throughput: Annotated[
-            float | None, typer.Option(help="Fleet output tokens/s floor.")
-        ] = None,
-        max_ppl_increase: Annotated[
-            float | None, typer.Option(help="Max perplexity increase, %.")
-        ] = None,
-        max_kl: Annotated[float | None, typer.Option(help="Max KL divergence.")] = None,
-        min_recovery: Annotated[
-            float | None,
-            typer.Option(help="Min task-accuracy recovery, % of the baseline's score."),
-        ] = None,
-        recovery_benchmark: Annotated[
-            str | None,
-            typer.Option(help="Benchmark --min-recovery is checked on, e.g. openllm-v1."),
-        ] = None,
-        quality_evidence: Annotated[
-            str | None,
-            typer.Option(
-                help="Quality figures a cap may rely on: same-model, same-family (default) or "
-                "any. Borrowed figures are checked at the pessimistic end of their band."
-            ),
-        ] = None,
-        budget_month: Annotated[float | None, typer.Option(help="Max $/month.")] = None,
-        budget_per_million: Annotated[
-            float | None, typer.Option(help="Max $ per million tokens.")
-        ] = None,
-        cloud: Annotated[list[str] | None, typer.Option(help="Allowed cloud (repeat).")] = None,
-        region: Annotated[list[str] | None, typer.Option(help="Allowed region (repeat).")] = None,
-        spot: Annotated[
-            bool | None, typer.Option("--spot/--no-spot", help="Allow spot. \\[default: no-spot]")
-        ] = None,
-        max_spot_fraction: Annotated[
-            float | None,
-            typer.Option(help="Most share of peak capacity on spot (mixed fleets). \\[default: 1]"),
-        ] = None,
-        cpu_only: Annotated[bool, typer.Option("--cpu-only", help="CPU instances only.")] = False,
-        gpu_only: Annotated[bool, typer.Option("--gpu-only", help="GPU instances only.")] = False,
-        max_replicas: Annotated[
-            int | None, typer.Option(help="Most replicas in the fleet. \\[default: 64]")
-        ] = None,
-        mixed_fleet: Annotated[
-            bool | None,
-            typer.Option(
-                "--mixed-fleet/--single-type",
-                help="Allow a fleet of several instance types/schemes. \\[default: single-type]",
-            ),
-        ] = None,
-        max_fleet_types: Annotated[
-            int | None,
-            typer.Option(help="Most distinct deployments in a mixed fleet. \\[default: 3]"),
-        ] = None,
-        instance: Annotated[
-            list[str] | None, typer.Option(help="Only this instance type, e.g. g6.xlarge (repeat).")
-        ] = None,
-        exclude_instance: Annotated[
-            list[str] | None, typer.Option(help="Never this instance type (repeat).")
-        ] = None,
-        hardware: Annotated[
-            list[str] | None,
-            typer.Option(help="Only this GPU or CPU family, e.g. L4 (repeat)."),
-        ] = None,
-        exclude_hardware: Annotated[
-            list[str] | None, typer.Option(help="Never this GPU or CPU family (repeat).")
-        ] = None,
-        family: Annotated[
-            list[str] | None,
-            typer.Option(help="Only this quantization family: baseline, gptq, awq, gguf (repeat)."),
-        ] = None,
-        engine: Annotated[
-            list[str] | None, typer.Option(help="Only this serving engine, e.g. vllm (repeat).")
-        ] = None,
-        require_engine: Annotated[
-            list[str] | None,
-            typer.Option(
-                help="Engine the (mixed) fleet must run at least one replica on (repeat).",
-            ),
-        ] = None,
-        allow_flagged_prices: Annotated[
-            bool | None,
-            typer.Option(
-                "--allow-flagged-prices",
-                help="Use prices the catalog flags as doubtful (skipped by default).",
-            ),
-        ] = None,
-        max_price_age_days: Annotated[
-            int,
-            typer.Option(min=1, max=36500, help="Warn about prices older than this many days."),
-        ] = DEFAULT_MAX_PRICE_AGE_DAYS,
-        targets_file: Annotated[
-            Path | None, typer.Option("--targets", help="Targets (or plan) YAML/JSON file.")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-        output: Annotated[
-            Path | None, typer.Option("-o", "--output", help="Write the plan file (.yaml/.json).")
-        ] = None,
-        db: Annotated[
-            str | None, typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.")
-        ] = None,
-    ) -> None:
-        """Choose scheme, engine, instance and replicas meeting your targets at least cost."""
-        from quantplan.planner.plan import save_plan
-        from quantplan.planner.planning import make_plan
-
-        flags = dict(locals())
-        targets = _targets_from_flags(targets_file, flags)
-        snapshot, revision = _snapshot_and_revision(db)
-        targets = resolve_regions(targets, snapshot)
-        today = datetime.now(UTC).date()
-        warning = stale_prices_warning(snapshot, max_price_age_days, today)
-        if warning:
-            typer.echo(f"warning: {warning}", err=True)
-        plan = make_plan(targets, snapshot, catalog_revision=revision)
-        if output is not None:
-            save_plan(plan, output)
-        if as_json:
-            typer.echo(json.dumps(plan.model_dump(mode="json"), indent=2))
-        else:
-            _print_plan(plan, max_price_age_days, today)
-            if output is not None:
-                typer.echo(f"plan written to {output}")
-        if not plan.feasible:
-            raise typer.Exit(INFEASIBLE_EXIT_CODE)
-
-    @app.command("report", epilog=REPORT_EPILOG)
-    def report_command(
-        source: Annotated[
-            Path | None, typer.Argument(help="Targets or plan file (YAML/JSON).")
-        ] = None,
-        model: Annotated[str | None, typer.Option(help="Catalog model name.")] = None,
-        rps: Annotated[float | None, typer.Option("--rps", help="Mean requests/s.")] = None,
-        tokens_per_day: Annotated[float | None, typer.Option(help="Mean tokens/day.")] = None,
-        ttft_p95_ms: Annotated[float | None, typer.Option(help="p95 TTFT objective.")] = None,
-        itl_p95_ms: Annotated[float | None, typer.Option(help="p95 ITL objective.")] = None,
-        max_ppl_increase: Annotated[
-            float | None, typer.Option(help="Max perplexity increase, %.")
-        ] = None,
-        max_price_age_days: Annotated[
-            int,
-            typer.Option(min=1, max=36500, help="Flag prices older than this many days."),
-        ] = DEFAULT_MAX_PRICE_AGE_DAYS,
-        output: Annotated[
-            Path, typer.Option("-o", "--output", help="HTML file; Markdown goes next to it.")
-        ] = Path("report.html"),
-        db: Annotated[
-            str | None, typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.")
-        ] = None,
-    ) -> None:
-        """Capacity-planning report: cost vs traffic per family, crossovers, Pareto, headroom."""
-        from quantplan.planner.capacity import capacity_report
-        from quantplan.planner.planning import prepare
-        from quantplan.planner.report import render_html, render_markdown
-
-        flags: dict[str, Any] = dict.fromkeys(
-            ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
-             "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
-             "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices",
-             "min_recovery", "recovery_benchmark", "quality_evidence"),
-        )  # fmt: skip
-        flags.update(
-            model=model,
-            rps=rps,
-            tokens_per_day=tokens_per_day,
-            ttft_p95_ms=ttft_p95_ms,
-            itl_p95_ms=itl_p95_ms,
-            max_ppl_increase=max_ppl_increase,
-        )
-        targets = _targets_from_flags(source, flags)
-        snapshot = _snapshot(db)
-        report = capacity_report(prepare(resolve_regions(targets, snapshot), snapshot))
-        markdown = output.with_suffix(".md")
-        today = datetime.now(UTC).date()
-        try:
-            days = max_price_age_days
-            output.write_text(render_html(report, today=today, max_price_age_days=days))
-            markdown.write_text(render_markdown(report, today=today, max_price_age_days=days))
-        except OSError as error:  # a missing folder, no permission: the user's to fix
-            from quantplan.errors import QuantplanError
-
-            raise QuantplanError(
-                f"cannot write the report to {str(output)!r}: {error.strerror}",
-                hint="give -o a path in an existing, writable folder",
-            ) from None
-        typer.echo(f"report written to {output} and {markdown}")
+    app.command("plan", epilog=PLAN_EPILOG)(plan_command)
+    app.command("report", epilog=REPORT_EPILOG)(report_command)

@@ -13,16 +13,13 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel, ConfigDict
 
+from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError
 
 API_KEY_ENV = "QUANTPLAN_API_KEY"
 SNAPSHOT_MAX_AGE_S = 5.0
 """How long a server reuses a loaded catalog snapshot: catalog changes show within 5 s."""
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", envvar="QUANTPLAN_DB", help="Catalog URL.", show_default=False),
-]
 AddressOption = Annotated[
     str | None,
     typer.Option(

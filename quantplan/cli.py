@@ -1,7 +1,11 @@
 """The ``quantplan`` command: a thin shell over the packages' own functions.
 
-Each package contributes its commands through a ``register(app)`` function in its ``cli``
-module. Those modules import nothing heavy at import time, so ``quantplan --help`` stays fast.
+Every command module follows one pattern: its commands are module-level functions (a group of
+commands is a ``typer.Typer`` of its own), options that several commands share come from
+:mod:`quantplan.cli_options`, and one ``register(app)`` function attaches them to the root app.
+:data:`COMMAND_MODULES` lists those modules; they import nothing heavy at import time, so
+``quantplan --help`` stays fast, and :func:`register_commands` imports only the one a fast
+command needs.
 
 ``main`` owns every way the process ends: usage errors print click's short usage and one line
 (exit 2), a :class:`QuantplanError` prints its message and hint (exit 2), Ctrl-C exits 130, a
@@ -24,12 +28,17 @@ from rich.markup import escape
 from quantplan import __version__
 from quantplan.errors import QuantplanError
 
+# Each exposes `register(app: typer.Typer) -> None`; the order is the order of `--help`.
 COMMAND_MODULES = (
-    "quantplan.catalog.cli",
-    "quantplan.planner.cli",
-    "quantplan.agent.cli",
-    "quantplan.tui.cli",
-    "quantplan.api_cli",
+    "quantplan.catalog.cli",  # catalog (list, show, import, export, prices, gaps, ...)
+    "quantplan.planner.cli",  # plan, report
+    "quantplan.agent.cli_quantize",  # toolchain
+    "quantplan.agent.cli_quantize_commands",  # quantize, evaluate
+    "quantplan.agent.cli_serve",  # serve, bench
+    "quantplan.agent.cli_profile",  # profile
+    "quantplan.agent.cluster.cli",  # cluster, apply, status, destroy
+    "quantplan.tui.cli",  # dashboard
+    "quantplan.api_cli",  # mcp, api
 )
 # The module of the commands a user types most, so their start skips every other module's
 # imports (about 0.14 s CPU: httpx, the agent's and the dashboard's CLIs). Anything else, or a

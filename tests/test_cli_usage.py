@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 import pytest
 import typer
+import typer.main
+from typer.testing import CliRunner
 
 from quantplan import cli
 
@@ -98,6 +100,60 @@ def test_subcommand_help_exits_0(args: list[str]) -> None:
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def _root_command() -> click.Command:
+    return typer.main.get_command(cli.register_commands())
+
+
+def _every_command(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _every_command(sub, (*path, name))
+    return found
+
+
+def test_every_command_module_adds_its_own_commands_through_register() -> None:
+    # One pattern: each module in COMMAND_MODULES has register(app), and together they make the
+    # whole root command with no name registered twice (a second one would shadow the first).
+    import importlib
+
+    names: list[str] = []
+    for module_name in cli.COMMAND_MODULES:
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        importlib.import_module(module_name).register(app)
+        added = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+        assert added, f"{module_name}.register added no command"
+        names += added
+    assert len(names) == len(set(names)), names
+    assert sorted(names) == sorted(_root_command().commands)  # type: ignore[attr-defined]
+
+
+def test_every_db_option_is_the_shared_one() -> None:
+    from quantplan.cli_options import DB_ENV, DbOption
+
+    shared = DbOption.__metadata__[0]
+    with_db = {
+        " ".join(path): param
+        for path, command in _every_command(_root_command())
+        for param in command.params
+        if "--db" in param.opts
+    }
+    assert {"plan", "report", "catalog list", "apply", "dashboard", "api"} <= set(with_db)
+    for path, param in with_db.items():
+        assert (param.envvar, param.help) == (DB_ENV, shared.help), path  # type: ignore[attr-defined]
+
+
+def test_every_command_and_group_has_help() -> None:
+    runner = CliRunner()
+    app = cli.register_commands()
+    for path, _ in _every_command(_root_command()):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output, path
 
 
 def test_closed_stdout_ends_quietly(seeded_sqlite_url: str) -> None:

@@ -7,17 +7,11 @@ from typing import Annotated
 
 import typer
 
+from quantplan.cli_options import DbOption
+
 
 def dashboard(
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            envvar="QUANTPLAN_DB",
-            help="SQLAlchemy URL of the catalog (default: SQLite in the user data directory).",
-            show_default=False,
-        ),
-    ] = None,
+    db: DbOption = None,
     address: Annotated[
         str | None,
         typer.Option(
@@ -74,4 +68,5 @@ def dashboard(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``dashboard`` to the root app."""
     app.command("dashboard")(dashboard)

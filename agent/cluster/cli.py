@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quantplan.cli_options import DbOption
+
 console = Console()
 cluster_app = typer.Typer(
     name="cluster",
@@ -38,7 +40,7 @@ def cluster_up_command(
         str, typer.Option(help='Worker nodes as INSTANCE[:COUNT],... e.g. "c7i.xlarge:2"')
     ] = "c7i.xlarge:2",
     head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head node")] = 4,
-    db: Annotated[str | None, typer.Option(help="Catalog URL", envvar="QUANTPLAN_DB")] = None,
+    db: DbOption = None,
     fake_gpus: Annotated[
         bool,
         typer.Option(
@@ -128,7 +130,7 @@ def apply_command(
     plan_file: Annotated[Path, typer.Argument(help="Plan file from `quantplan plan -o`")],
     address: AddressOption = "auto",
     name: Annotated[str | None, typer.Option(help="Deployment name (default: model)")] = None,
-    db: Annotated[str | None, typer.Option(help="Catalog URL", envvar="QUANTPLAN_DB")] = None,
+    db: DbOption = None,
     store: Annotated[str | None, typer.Option(help="Shared artifact store URL")] = None,
     model_dir: Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")] = None,
     benchmark: Annotated[bool, typer.Option(help="Benchmark the replicas")] = True,
@@ -258,7 +260,8 @@ def destroy_command(
     )
 
 
-def register_cluster(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
+    """Add the ``cluster`` group, ``apply``, ``status`` and ``destroy`` to the root app."""
     app.add_typer(cluster_app, name="cluster")
     app.command("apply")(apply_command)
     app.command("status")(status_command)
