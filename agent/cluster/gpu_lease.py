@@ -59,14 +59,19 @@ def acquire_gpus(
     A replica's lease is detached: its engine outlives a restarted agent, which releases the
     lease by name. A job's lease (``detached=False``) belongs to the agent's worker process and
     dies with it, so a job cut short by a crash never keeps its GPUs."""
-    resources = {ACCELERATOR_TYPE_PREFIX + accelerator_type: ACCELERATOR_TYPE_SHARE}
+    # A GPU whose type Ray does not name (accelerator_type None) is leased by count alone.
+    resources = (
+        {ACCELERATOR_TYPE_PREFIX + accelerator_type: ACCELERATOR_TYPE_SHARE}
+        if accelerator_type
+        else {}
+    )
     lease = GpuLease.options(  # type: ignore[attr-defined]
         name=lease_name(replica_id),
         namespace=NAMESPACE,
         lifetime="detached" if detached else None,
         get_if_exists=True,
         num_gpus=gpus,
-        resources=resources if accelerator_type else {},
+        resources=resources,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
     ).remote()
     answer = lease.visible_devices.remote()

@@ -75,7 +75,7 @@ def node_facts(instance_type: str) -> HardwareFacts:
     host = detect_host()
     context = ray.get_runtime_context()
     node_id = context.get_node_id()
-    declared = next((n for n in ray.nodes() if n["NodeID"] == node_id), {})
+    declared: dict[str, Any] = next((n for n in ray.nodes() if n["NodeID"] == node_id), {})
     accelerators = node_accelerators(declared.get("Resources", {}))
     return HardwareFacts(
         node_id=node_id,
@@ -112,7 +112,8 @@ def node_accelerators(resources: dict[str, float]) -> AcceleratorInventory:
         return AcceleratorInventory(accelerator_type=None, count=0)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=8)
+# Ray's typed overloads of remote() omit the actor-only options (max_concurrency).
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=8)  # type: ignore[call-overload]
 class NodeAgent:
     """Runs jobs on its node. ``max_task_retries=0``: the driver decides where a job reruns."""
 
@@ -265,7 +266,7 @@ class NodeAgent:
         store = ArtifactStore(job.store_url)
         hardware = f"{self.instance_type} node {self.facts.node_id[:12]}"
         devices: tuple[str, ...] = ()
-        scope = contextlib.nullcontext()
+        scope: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if job.gpus:
             inventory = self._gpus_for(job.job_id, job.gpus, None, hardware)
             lease = quantize_lease_id(job.job_id)

@@ -119,9 +119,10 @@ def _interpreter_check(python: Path, version: str) -> Check:
 
 def _torch_checks(python_version: str) -> list[Check]:
     """Where each lock's CPU-only torch would come from (one line: every lock pins the same)."""
-    sources = {torch_source_for(get_spec(name), python_version) for name in TOOLCHAINS}
+    found = (torch_source_for(get_spec(name), python_version) for name in TOOLCHAINS)
+    sources = {source for source in found if source is not None}
     checks = []
-    for source in sorted(sources - {None}, key=lambda found: found.requirement):
+    for source in sorted(sources, key=lambda source: source.requirement):
         fix = (
             "; put the wheel in a folder and set QUANTPLAN_WHEELHOUSE, or reach PyTorch's CPU "
             "index (QUANTPLAN_TORCH_INDEX names a mirror)"

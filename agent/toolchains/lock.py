@@ -27,7 +27,9 @@ def lock_lines_from_report(report: dict) -> list[str]:
     return [pins[name] for name in sorted(pins)]
 
 
-def write_lock(name: str, *, report_path: Path | None = None, find_links: list[Path] = ()) -> Path:
+def write_lock(
+    name: str, *, report_path: Path | None = None, find_links: tuple[Path, ...] = ()
+) -> Path:
     """Resolve ``<name>.in`` (or reuse an existing pip report) and write ``<name>.txt``."""
     spec = get_spec(name)
     if report_path is None:
@@ -57,4 +59,5 @@ if __name__ == "__main__":
     parser.add_argument("--report", type=Path, default=None, help="Reuse an existing pip report")
     parser.add_argument("--find-links", type=Path, action="append", default=[])
     arguments = parser.parse_args()
-    print(write_lock(arguments.name, report_path=arguments.report, find_links=arguments.find_links))
+    links = tuple(arguments.find_links)
+    print(write_lock(arguments.name, report_path=arguments.report, find_links=links))

@@ -8,6 +8,13 @@ Protocol (see ``quantplan/agent/steps/_stepio.py``, the other half):
   on stderr, and writes ``{"ok": true, "result": {...}}`` or
   ``{"ok": false, "error": {"kind", "message", "hint"}}`` to the response file;
 * the core validates ``result`` against the caller's response model. Nothing is pickled.
+
+Where steps run is one seam, as a transport is in httpx: :func:`run_step` and
+:func:`ensure_toolchain` hand over to the current :class:`StepRunner`. It is the
+:class:`SubprocessStepRunner` (built toolchains, step scripts as subprocesses) unless a test
+installs another with :func:`use_step_runner`, such as ``toolchains.fake.FakeStepRunner``, whose
+steps are Python functions: the quantize and evaluate logic around a step (content addresses,
+refusals, staging, manifests) then runs in milliseconds without a toolchain.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quantplan.agent.toolchains.build import Toolchain
+from quantplan.agent.toolchains import build
+from quantplan.agent.toolchains.build import Progress, Toolchain
 from quantplan.agent.toolchains.process import forget_group, start_in_group, stop_group
 from quantplan.errors import QuantplanError
 
@@ -102,6 +111,87 @@ def step_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return environment
 
 
+ProgressHandler = Callable[[StepProgress], None]
+
+
+class StepRunner(Protocol):
+    """Where toolchains come from and steps run (:class:`SubprocessStepRunner` in production)."""
+
+    def toolchain(self, name: str, *, install: bool, progress: Progress | None) -> Toolchain:
+        """The toolchain ``name``, as :func:`ensure_toolchain` documents."""
+        ...
+
+    def run(
+        self,
+        toolchain: Toolchain,
+        step: str,
+        request: BaseModel,
+        response_type: type[ResponseT],
+        *,
+        timeout_s: float,
+        on_progress: ProgressHandler | None,
+        env: dict[str, str] | None,
+    ) -> ResponseT:
+        """Run ``step`` on ``request`` and return its result validated as ``response_type``,
+        or raise :class:`StepError`."""
+        ...
+
+
+class SubprocessStepRunner:
+    """The real runner: built toolchain environments, each step a subprocess of its
+    interpreter speaking the JSON protocol of this module's docstring."""
+
+    def toolchain(
+        self, name: str, *, install: bool = True, progress: Progress | None = None
+    ) -> Toolchain:
+        return build.ensure_toolchain(name, install=install, progress=progress)
+
+    def run(
+        self,
+        toolchain: Toolchain,
+        step: str,
+        request: BaseModel,
+        response_type: type[ResponseT],
+        *,
+        timeout_s: float,
+        on_progress: ProgressHandler | None,
+        env: dict[str, str] | None,
+    ) -> ResponseT:
+        return _run_in_subprocess(
+            toolchain, step, request, response_type, timeout_s, on_progress, env
+        )
+
+
+_runner: StepRunner = SubprocessStepRunner()
+
+
+def current_step_runner() -> StepRunner:
+    return _runner
+
+
+@contextmanager
+def use_step_runner(runner: StepRunner) -> Iterator[StepRunner]:
+    """Run every step and look up every toolchain through ``runner`` inside the block (in all
+    threads: the seam is process-wide), then go back to the runner before it."""
+    global _runner
+    previous, _runner = _runner, runner
+    try:
+        yield runner
+    finally:
+        _runner = previous
+
+
+def ensure_toolchain(
+    name: str, *, install: bool = True, progress: Progress | None = None
+) -> Toolchain:
+    """Return the toolchain ``name``, building it first when needed (minutes, done once).
+
+    With ``install=False`` a missing toolchain raises ``ToolchainMissingError`` instead. Goes
+    through the current :class:`StepRunner` (see :func:`use_step_runner`).
+    """
+    return _runner.toolchain(name, install=install, progress=progress)
+
+
 def run_step(
     toolchain: Toolchain,
     step: str,
@@ -109,7 +199,7 @@ def run_step(
     response_type: type[ResponseT],
     *,
     timeout_s: float = 3600,
-    on_progress: Callable[[StepProgress], None] | None = None,
+    on_progress: ProgressHandler | None = None,
     env: dict[str, str] | None = None,
 ) -> ResponseT:
     """Run ``agent/steps/<step>.py`` in ``toolchain`` and return its validated response."""
@@ -120,6 +210,27 @@ def run_step(
     script = steps_dir() / f"{step}.py"
     if not script.is_file():
         raise QuantplanError(f"no step script {script}", hint="this is a packaging bug")
+    return _runner.run(
+        toolchain,
+        step,
+        request,
+        response_type,
+        timeout_s=timeout_s,
+        on_progress=on_progress,
+        env=env,
+    )
+
+
+def _run_in_subprocess(
+    toolchain: Toolchain,
+    step: str,
+    request: BaseModel,
+    response_type: type[ResponseT],
+    timeout_s: float,
+    on_progress: ProgressHandler | None,
+    env: dict[str, str] | None,
+) -> ResponseT:
+    script = steps_dir() / f"{step}.py"
     with tempfile.TemporaryDirectory(prefix=f"quantplan-{step}-") as scratch:
         request_path = Path(scratch) / "request.json"
         response_path = Path(scratch) / "response.json"
@@ -228,15 +339,20 @@ def _read_response(
     except json.JSONDecodeError as error:
         raise StepError(step, "crash", f"wrote invalid JSON: {error}", stderr_tail=tail) from None
     if not document.get("ok"):
-        error = document.get("error") or {}
+        refusal = document.get("error") or {}
         raise StepError(
             step,
-            str(error.get("kind", "crash")),
-            str(error.get("message", "failed without a message")),
-            hint=error.get("hint"),
-            stderr_tail=tail if error.get("kind", "crash") == "crash" else "",
+            str(refusal.get("kind", "crash")),
+            str(refusal.get("message", "failed without a message")),
+            hint=refusal.get("hint"),
+            stderr_tail=tail if refusal.get("kind", "crash") == "crash" else "",
         )
+    return validate_result(step, document["result"], response_type)
+
+
+def validate_result(step: str, result: Any, response_type: type[ResponseT]) -> ResponseT:
+    """A step's ``result`` as the caller's response model, or a crash naming what is wrong."""
     try:
-        return response_type.model_validate(document["result"])
+        return response_type.model_validate(result)
     except ValidationError as error:
         raise StepError(step, "crash", f"returned a malformed result: {error}") from None
