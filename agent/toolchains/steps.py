@@ -33,8 +33,8 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quantplan.agent.toolchains import build
 from quantplan.agent.toolchains.build import Progress, Toolchain
+from quantplan.agent.toolchains.build import ensure_toolchain as find_or_build_toolchain
 from quantplan.agent.toolchains.process import forget_group, start_in_group, stop_group
 from quantplan.errors import QuantplanError
 
@@ -144,7 +144,7 @@ class SubprocessStepRunner:
     def toolchain(
         self, name: str, *, install: bool = True, progress: Progress | None = None
     ) -> Toolchain:
-        return build.ensure_toolchain(name, install=install, progress=progress)
+        return find_or_build_toolchain(name, install=install, progress=progress)
 
     def run(
         self,
