@@ -12,7 +12,9 @@ Bandwidth and compute are spec figures times an efficiency factor per (engine, d
 e.g. 0.8 of GPU bandwidth (NVIDIA AIConfigurator's empirical factor). Measured profiles refine
 this: profiles of the same model, scheme, engine and hardware pin the curve at their
 concurrencies (``measured``; ``interpolated`` between them); profiles of the same engine, family
-and device kind on other models/hardware calibrate the efficiency (``modeled``, narrower band).
+and device kind on other models/hardware calibrate the efficiency (``modeled``, narrower band);
+an engine's measured curves over concurrency bend the roofline's batching to the engine's own
+(planner/batching.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ import numpy as np
 
 from quantplan.catalog.records import HardwareRecord, ProfileRecord, SchemeRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.batching import (
+    BatchingCurve,
+    CurveKey,
+    CurvePoint,
+    batching_curve,
+    curve_keys,
+    is_served,
+    measured_curves,
+    pinned_curve,
+)
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
     ACTIVATION_BYTES,
@@ -78,6 +90,11 @@ BASIS_NOTES = (
     "measured on this model/scheme/engine/hardware at this concurrency",
     "published figure for this model/scheme/engine/hardware",
 )
+CURVE_MIN_ROOFLINE_SHARE = 0.5
+"""A measured point joins its engine's batching curve (planner/batching.py) where the modeled
+step's roofline terms are at least this share of its fixed per-step overhead: on an H200 an
+8B model's points (0.65-2.3) do, a 1B model's (0.1-0.4) and a 135M model's (under 0.05) do
+not."""
 MIN_CALIBRATING_RATIO = 0.25
 """A profile this many times slower than the default-efficiency roofline (under 0.15-0.2 of
 spec bandwidth or FLOPS) measured something the roofline does not describe -- a broken set-up or
@@ -309,19 +326,29 @@ def _profile_decode_ratio(
     was measured. Scaling both the modeled prefill and decode by this ratio makes the planner
     reproduce the measured throughput at the measured point (a ratio of decode steps alone
     would count the prefill twice: the measured tokens/s already paid for it)."""
+    found = _decode_ratio_and_share(profile, snapshot)
+    if found is None or (roofline_bound_only and found[1] < 1.0):
+        return None
+    return found[0]
+
+
+def _decode_ratio_and_share(
+    profile: ProfileRecord, snapshot: CatalogSnapshot
+) -> tuple[float, float] | None:
+    """:func:`_profile_decode_ratio`, and the modeled step's roofline terms over its fixed
+    per-step overhead."""
     roofline = _profile_roofline(profile, snapshot)
     if roofline is None or profile.output_tokens_per_s <= 0:
         return None
     decode, prefill = roofline.step_times(profile.concurrency)
-    if roofline_bound_only and float(decode[0]) < 2 * roofline.overhead_s:
-        # Most of this step is the fixed per-step overhead (a tiny model on a fast device):
-        # the measurement says how slow the server loop is, not what share of the device's
-        # bandwidth the engine reaches, so it must not scale other models' roofline terms.
-        return None
+    # Where most of the step is the fixed per-step overhead (a tiny model on a fast device),
+    # the measurement says how slow the server loop is, not what share of the device's
+    # bandwidth the engine reaches, so it must not scale other models' roofline terms.
+    share = (float(decode[0]) - roofline.overhead_s) / roofline.overhead_s
     out = profile.output_tokens
     modeled_cycle = float(prefill) + out * float(decode[0]) / profile.concurrency
     measured_cycle = out / profile.output_tokens_per_s
-    return modeled_cycle / measured_cycle
+    return modeled_cycle / measured_cycle, share
 
 
 def _matches_machine(profile: ProfileRecord, space: CandidateSpace, i: int) -> bool:
@@ -342,8 +369,6 @@ def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:
     )
 
 
-
-
 def calibration_keys(
     engine: str, family: str, hardware: HardwareRecord
 ) -> tuple[CalibrationKey, ...]:
@@ -362,13 +387,21 @@ def calibration_keys(
     )
 
 
-def _class_ratios(
+def _evidence(
     profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
     snapshot: CatalogSnapshot,
     workload: Workload,
-) -> ClassRatios:
-    """Modeled-over-measured ratios of ``profiles``, filed under every class they belong to."""
-    ratios = ClassRatios()
+) -> tuple[ClassRatios, dict[CurveKey, BatchingCurve]]:
+    """Modeled-over-measured ratios of ``profiles`` filed under every class they belong to,
+    each divided by its engine's batching factor at its concurrency (so the classes hold
+    single-stream efficiencies), and the measured batching curves.
+
+    A point calibrates its classes where the roofline terms make at least half its modeled
+    step; it joins a curve where they are at least :data:`CURVE_MIN_ROOFLINE_SHARE` of the
+    fixed overhead (the factor is relative to the setting's own single-stream point, so a
+    mis-modeled overhead matters less there, but a step that is almost all overhead -- a
+    135M model on an H200 -- measures the server loop, not how the engine batches)."""
+    points: list[tuple[CurvePoint, tuple[CalibrationKey, ...] | None]] = []
     for profile in profiles:
         if profile.basis not in ("measured", "published"):
             continue
@@ -376,11 +409,31 @@ def _class_ratios(
         scheme = snapshot.scheme_by_name.get(profile.scheme)
         if hardware is None or scheme is None:
             continue
-        ratio = _profile_decode_ratio(profile, snapshot, workload, roofline_bound_only=True)
-        if ratio is None or ratio < MIN_CALIBRATING_RATIO:
+        found = _decode_ratio_and_share(profile, snapshot)
+        if found is None or found[0] < MIN_CALIBRATING_RATIO:
             continue
-        ratios.add(calibration_keys(profile.engine, scheme.family, hardware), ratio)
-    return ratios
+        ratio, share = found
+        keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits)
+        classes = calibration_keys(profile.engine, scheme.family, hardware)
+        on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
+        points.append((CurvePoint(profile, ratio, keys, on_curve), classes if share >= 1 else None))
+    curves = measured_curves(point for point, _ in points if point.on_curve)
+    ratios = ClassRatios()
+    for point, classes in points:
+        if classes is None:
+            continue
+        factor = batching_curve(curves, point.keys).factor(float(point.profile.concurrency))
+        ratios.add(classes, point.ratio / float(factor))
+    return ratios, curves
+
+
+def _class_ratios(
+    profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
+    snapshot: CatalogSnapshot,
+    workload: Workload,
+) -> ClassRatios:
+    """Single-stream ratios of ``profiles`` per calibration class (see :func:`_evidence`)."""
+    return _evidence(profiles, snapshot, workload)[0]
 
 
 def class_multiplier(
@@ -409,8 +462,8 @@ def _calibration(
     usable = [p for p in snapshot.profiles if p.basis in ("measured", "published")]
     if not usable:
         return multiplier, basis
-    class_ratios = _class_ratios(usable, snapshot, workload)
-    exact: dict[tuple[int, int], list[tuple[float, float, int]]] = defaultdict(list)
+    class_ratios, curves = _evidence(usable, snapshot, workload)
+    exact: dict[tuple[int, int], list[tuple[float, float, int, bool]]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
     for profile in usable:
         s = option_index.get((profile.scheme, profile.engine))
@@ -424,11 +477,12 @@ def _calibration(
         code = MEASURED if profile.basis == "measured" else PUBLISHED
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
-                exact[(s, i)].append((float(profile.concurrency), ratio, code))
+                exact[(s, i)].append((float(profile.concurrency), ratio, code, is_served(profile)))
     # Many options share an engine and scheme family and many instances a device, so each
     # class's pooled mean is taken once, not once per (option, instance) pair.
     pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
+    by_curve: dict[tuple[str, str, str], np.ndarray] = {}
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
             lookup = (option.engine, option.family, hardware.name)
@@ -437,20 +491,24 @@ def _calibration(
                     class_ratios, option.engine, option.family, hardware, pooled
                 )
                 by_class[lookup] = found[0] if found else None
+            bending = (option.engine, hardware.kind, option.scheme.name)
+            if bending not in by_curve:
+                keys = curve_keys(*bending, option.scheme.bits)
+                by_curve[bending] = batching_curve(curves, keys).factor(CONCURRENCY_GRID)
+            multiplier[s, i, :] = by_curve[bending]
             value = by_class[lookup]
             if value is not None:
-                multiplier[s, i, :] = value
+                multiplier[s, i, :] *= value
                 basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
     for (s, i), points in exact.items():
-        points.sort()
-        xs = np.log([p[0] for p in points])
-        ys = np.array([p[1] for p in points])
+        xs, ys, levels = pinned_curve((p[0], p[1], p[3]) for p in points)
         multiplier[s, i, :] = np.interp(log_grid, xs, ys)  # clamps outside the measured range
+        codes = {p[0]: p[2] for p in points if p[0] in levels}
         for k, log_b in enumerate(log_grid):
-            hit = [p for p in points if abs(math.log(p[0]) - log_b) < 1e-9]
+            hit = [code for level, code in codes.items() if abs(math.log(level) - log_b) < 1e-9]
             if hit:
-                basis[s, i, k] = hit[0][2]
+                basis[s, i, k] = hit[0]
             elif xs[0] < log_b < xs[-1]:
                 basis[s, i, k] = INTERPOLATED
             else:
@@ -522,6 +580,7 @@ class PointPrediction:
     output_tokens_per_s: float
     ttft_ms: float  # prefill + one decode step, no queueing
     basis: str
+    batching: str = ""  # the batching curve applied (planner/batching.py), when not pinned
 
 
 def predict_profile(
@@ -538,13 +597,15 @@ def predict_profile(
     shape, scheme, hardware = roofline.shape, roofline.scheme, roofline.hardware
     replica, traits, workload = roofline.replica, roofline.traits, roofline.workload
     decode, prefill = roofline.step_times(profile.concurrency)
-    found = class_multiplier(
-        _class_ratios(evidence, snapshot, workload), profile.engine, scheme.family, hardware
+    class_ratios, curves = _evidence(evidence, snapshot, workload)
+    found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware)
+    curve = batching_curve(
+        curves, curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits)
     )
-    multiplier = found[0] if found else 1.0
+    multiplier = (found[0] if found else 1.0) * float(curve.factor(float(profile.concurrency)))
     basis = f"modeled, calibrated ({found[1][0]})" if found else "modeled, default efficiencies"
     same = sorted(
-        (float(o.concurrency), ratio)
+        (float(o.concurrency), ratio, is_served(o))
         for o in evidence
         if (o.model, o.scheme, o.engine, o.hardware, o.hardware_count)
         == (profile.model, profile.scheme, profile.engine, profile.hardware, profile.hardware_count)
@@ -553,8 +614,8 @@ def predict_profile(
         and (ratio := _profile_decode_ratio(o, snapshot, workload))
     )
     if same:  # the planner pins the curve at these concurrencies (clamped outside them)
-        xs = np.log([c for c, _ in same])
-        multiplier = float(np.interp(math.log(profile.concurrency), xs, [r for _, r in same]))
+        xs, ys, _ = pinned_curve(same)
+        multiplier = float(np.interp(math.log(profile.concurrency), xs, ys))
         basis = "published or measured, same setting"
     # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's
     # max_sequences does; the step at that batch is the one the measurement saw.
@@ -573,4 +634,5 @@ def predict_profile(
         output_tokens_per_s=tokens_per_s,
         ttft_ms=(pre + step) * 1000,
         basis=basis,
+        batching="" if same else f"{curve.basis}: {curve.source}",
     )
