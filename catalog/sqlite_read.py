@@ -29,20 +29,12 @@ from typing import Any
 from urllib.parse import quote
 
 from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record
+from quantplan.catalog.references import Reference
 from quantplan.catalog.shipped_versions import schema_head, seed_version
 from quantplan.catalog.snapshot import RECORD_KINDS, CatalogSnapshot
 
 BUSY_TIMEOUT_MS = 30_000
 """As for every other connection to the catalog (``catalog/db.py``): wait for a writer."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A column holding another row's id, and the record field that names that row."""
-
-    column: str
-    kind: str
-    field: str
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from quantplan.catalog.records import (
     Record,
     SchemeRecord,
 )
-from quantplan.catalog.sqlite_read import Reference  # one definition, shared with the light reader
+from quantplan.catalog.references import Reference
 from quantplan.errors import QuantplanError, UnknownNameError
 
 WriteOutcome = Literal["inserted", "unchanged", "replaced"]
