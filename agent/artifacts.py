@@ -366,8 +366,13 @@ class ArtifactStore:
         marker.write_text(json.dumps(stamp))
         return directory
 
-    def commit(self, staging: Path, manifest: ArtifactManifest) -> ArtifactManifest:
-        """Publish a finished staging directory under its id; the manifest goes in last."""
+    def commit(
+        self, staging: Path, manifest: ArtifactManifest, *, replace: bool = False
+    ) -> ArtifactManifest:
+        """Publish a finished staging directory under its id; the manifest goes in last.
+
+        An artifact already there under that id is kept (an identical build landed meanwhile)
+        unless ``replace`` (a forced rebuild): then the new one takes its place."""
         try:
             manifest_tmp = staging / (MANIFEST + ".tmp")
             manifest_tmp.write_text(manifest.model_dump_json(indent=2))
@@ -376,9 +381,15 @@ class ArtifactStore:
                 final = Path(self._path(manifest.artifact_id))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 self._confined(final)
-                if final.exists() or final.is_symlink():  # an identical one landed meanwhile
+                if (final.exists() or final.is_symlink()) and not replace:
                     shutil.rmtree(staging, ignore_errors=True)
                     return self.get(manifest.artifact_id) or manifest
+                if final.exists() or final.is_symlink():  # moved aside, so a reader never
+                    old = final.with_name(f".replaced-{final.name}-{os.getpid()}")  # sees half
+                    final.rename(old)
+                    staging.rename(final)
+                    shutil.rmtree(old, ignore_errors=True)
+                    return manifest
                 staging.rename(final)
                 return manifest
             for file in manifest.files:

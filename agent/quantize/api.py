@@ -82,7 +82,9 @@ def quantize(
         existing = store.get(artifact_id)
         if existing is not None and not force:
             return existing
-        return _build(quantizer, config, source, store, artifact_id, toolchain_key, on_progress)
+        return _build(
+            quantizer, config, source, store, artifact_id, toolchain_key, on_progress, force
+        )
 
 
 def _build(
@@ -93,6 +95,7 @@ def _build(
     artifact_id: str,
     toolchain_key: str,
     on_progress: ProgressCallback,
+    force: bool = False,
 ) -> ArtifactManifest:
     _check_free_disk(store, source)
     staging = store.staging_dir(artifact_id)
@@ -135,7 +138,7 @@ def _build(
             _write_layer_errors(staging, outcome.layer_errors)
             files, total = describe_files(staging)
             manifest = manifest.model_copy(update={"files": tuple(files), "total_bytes": total})
-        return store.commit(staging, manifest)
+        return store.commit(staging, manifest, replace=force)
     except OSError as error:
         store.discard(staging)
         raise store_write_error(error, store.url) from None

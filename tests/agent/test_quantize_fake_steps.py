@@ -73,7 +73,8 @@ def _quantize_gguf(call: StepCall) -> dict[str, Any]:
 
 
 def _leftovers(store: ArtifactStore) -> list[str]:
-    return sorted(path.name for path in Path(store.root).glob(".staging-*"))
+    root = Path(store.root)
+    return sorted(p.name for p in [*root.glob(".staging-*"), *root.glob(".replaced-*")])
 
 
 def test_an_artifact_is_built_once_then_found_by_its_content_address(
@@ -118,6 +119,9 @@ def test_force_rebuilds_under_the_same_address(model: Path, store: ArtifactStore
     assert runner.steps() == ["gguf_convert"] * 2
     assert forced.artifact_id == flagged.artifact_id == first.artifact_id
     assert len(store.list()) == 1 and _leftovers(store) == []
+    # The rebuild is what the store keeps, not the artifact it was asked to replace.
+    assert forced.created_at > first.created_at
+    assert store.get(first.artifact_id) == forced == flagged
 
 
 def test_k_quants_share_one_f16_artifact(model: Path, store: ArtifactStore) -> None:
