@@ -359,7 +359,9 @@ def serve_and_bench(gguf: Path, model: str, weights: str, name: str) -> dict[str
     engine.binary(install=False)  # built by the step before, as `toolchain install` does
     options = ServeOptions(
         # max_model_len is each slot's context (llama-server's --ctx-size is slots x that)
-        parallel_slots=max(CONCURRENCY), max_model_len=256, threads=4
+        parallel_slots=max(CONCURRENCY),
+        max_model_len=256,
+        threads=4,
     )
     started = datetime.now(UTC)
     handle = start_server(
