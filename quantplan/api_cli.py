@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict
 
 from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from quantplan.services import Services
 
 API_KEY_ENV = "QUANTPLAN_API_KEY"
 SNAPSHOT_MAX_AGE_S = 5.0
@@ -61,9 +66,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _services(  # type: ignore[no-untyped-def]
-    db: str | None, address: str | None, plan_directory: Path | None = None
-):
+def _services(db: str | None, address: str | None, plan_directory: Path | None = None) -> Services:
     from quantplan.services import (
         ApplyService,
         CatalogService,
@@ -100,7 +103,7 @@ class WorkerSettings(BaseModel):
     plan_directory: Path
 
 
-def app_from_environment():  # type: ignore[no-untyped-def]
+def app_from_environment() -> FastAPI:
     """The app of one worker process, built from the parent's WorkerSettings (uvicorn calls
     this factory in every worker it starts)."""
     from quantplan.http_api import create_app

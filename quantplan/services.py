@@ -10,6 +10,7 @@ Heavy imports (the planner's numpy/scipy, Ray) happen inside the methods that ne
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import threading
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from quantplan.errors import QuantplanError, UnknownNameError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from quantplan.agent.cluster.events import EventSource
     from quantplan.catalog.snapshot import CatalogSnapshot
     from quantplan.planner.plan import Deployment, Plan
@@ -89,7 +92,7 @@ class CatalogService:
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         from quantplan.catalog.db import open_catalog
 
         return open_catalog(self.database_url)
@@ -374,7 +377,7 @@ class PlanStore:
                     continue
         else:
             with self._lock:
-                items = list(reversed(self._plans.items()))
+                items = [*reversed(self._plans.items())]
         return [
             StoredPlan(plan_id=k, model=p.model, feasible=p.feasible, summary=p.summary)
             for k, p in items
@@ -385,11 +388,12 @@ class PlanStore:
     # Files are named <time made, ns>-<id>.json: the name orders them (file times are too
     # coarse: two plans written within one clock tick would tie).
 
-    def _files_newest_first(self) -> list[Path]:
+    # builtins.list: inside this class `list` names the method above.
+    def _files_newest_first(self) -> builtins.list[Path]:
         assert self._directory is not None
         return sorted(self._directory.glob("*-*.json"), reverse=True)
 
-    def _ids_newest_first(self) -> list[str]:
+    def _ids_newest_first(self) -> builtins.list[str]:
         return [path.stem.split("-", 1)[1] for path in self._files_newest_first()]
 
     def _write(self, plan_id: str, text: str) -> None:
