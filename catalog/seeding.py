@@ -20,6 +20,9 @@ Seed versions:
    H200 llama-batched-bench rows, and llama-cpp-python's one-request-at-a-time server no longer
    seeded at concurrency > 1. Upgrades and reseeds only add rows, so a catalog seeded earlier
    keeps those 7 rows.
+6. 106 more published profiles, Llama-3-70B and Llama-3.3-70B, RTX 4090/3090, more quality.
+7. llama-server over HTTP on an H200 (SmolLM2-135M and Llama-3.1-8B shapes, F16, concurrency
+   1-64, one row a level, ``details: {served: true}``): llama.cpp's served batching curve.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 6
+SEED_VERSION = 7
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:

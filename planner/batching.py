@@ -100,6 +100,15 @@ class CurvePoint:
     on_curve: bool = True  # the point says how the engine batches (see estimate._evidence)
 
 
+def curve_settings(points: Iterable[CurvePoint]) -> set[tuple[object, ...]]:
+    """The settings among ``points`` measured as a curve: at concurrency 1 and another."""
+    levels: dict[tuple[object, ...], set[int]] = defaultdict(set)
+    for point in points:
+        if point.ratio > 0:
+            levels[setting_of(point.profile)].add(point.profile.concurrency)
+    return {setting for setting, found in levels.items() if 1 in found and len(found) > 1}
+
+
 def measured_curves(points: Iterable[CurvePoint]) -> dict[CurveKey, BatchingCurve]:
     """Every curve key's averaged batching factor from the settings measured at concurrency 1
     and at least one other concurrency (repeated concurrencies of a setting are averaged)."""

@@ -33,9 +33,11 @@ from quantplan.planner.batching import (
     CurvePoint,
     batching_curve,
     curve_keys,
+    curve_settings,
     is_served,
     measured_curves,
     pinned_curve,
+    setting_of,
 )
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
@@ -393,8 +395,9 @@ def _evidence(
     workload: Workload,
 ) -> tuple[ClassRatios, dict[CurveKey, BatchingCurve]]:
     """Modeled-over-measured ratios of ``profiles`` filed under every class they belong to,
-    each divided by its engine's batching factor at its concurrency (so the classes hold
-    single-stream efficiencies), and the measured batching curves.
+    and the measured batching curves. The classes hold single-stream efficiencies: a setting
+    measured as a curve files its concurrency-1 point only (its other levels are its curve),
+    a lone point its ratio divided by its engine's batching factor at its concurrency.
 
     A point calibrates its classes where the roofline terms make at least half its modeled
     step; it joins a curve where they are at least :data:`CURVE_MIN_ROOFLINE_SHARE` of the
@@ -418,9 +421,14 @@ def _evidence(
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
         points.append((CurvePoint(profile, ratio, keys, on_curve), classes if share >= 1 else None))
     curves = measured_curves(point for point, _ in points if point.on_curve)
+    with_curves = curve_settings(point for point, _ in points if point.on_curve)
     ratios = ClassRatios()
     for point, classes in points:
         if classes is None:
+            continue
+        if setting_of(point.profile) in with_curves:
+            if point.profile.concurrency == 1:
+                ratios.add(classes, point.ratio)
             continue
         factor = batching_curve(curves, point.keys).factor(float(point.profile.concurrency))
         ratios.add(classes, point.ratio / float(factor))

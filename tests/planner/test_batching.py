@@ -97,3 +97,18 @@ def test_served_points_pin_a_setting_over_engine_loop_points() -> None:
     assert np.allclose(ys, [1.0, 0.5])  # geometric mean of the repeated served level
     xs, ys, _ = pinned_curve([(4, 2.0, False), (4, 8.0, False)])
     assert np.allclose(ys, [4.0])
+
+
+def test_the_seed_sizes_llama_cpp_on_an_h200_as_served(shipped: CatalogSnapshot) -> None:
+    """The 8B F16 setting on an H200 was measured by llama-batched-bench (4,598 tok/s at 64
+    sequences) and through llama-server over HTTP (1,224): the served curve sizes it."""
+    served = [
+        p
+        for p in shipped.profiles
+        if p.model == "Llama-3.1-8B" and p.scheme == "gguf-f16" and p.details.get("served")
+    ]
+    assert sorted(p.concurrency for p in served) == [1, 2, 4, 8, 16, 32, 64]
+    at_64 = next(p for p in served if p.concurrency == 64)
+    prediction = predict_profile(at_64, shipped, shipped.profiles)
+    assert prediction is not None
+    assert prediction.output_tokens_per_s == pytest.approx(at_64.output_tokens_per_s, rel=0.01)
