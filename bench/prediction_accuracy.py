@@ -33,7 +33,7 @@ import numpy as np
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import predict_profile
-from quantplan.planner.operating import p95_ttft_ms
+from quantplan.planner.queueing import p95_ttft_s
 from quantplan.planner.uncertainty import MODELED_GROUPS, Residuals, band_ratios
 
 RESULTS = Path(__file__).parent / "results"
@@ -89,12 +89,16 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
                 "predicted": prediction.output_tokens_per_s,
             }
         )
+        # Arrivals: an open loop's set rate, up to what the replica is predicted to carry; a
+        # closed loop's clients arrive as fast as the replica serves them, at most
+        # (concurrency - 1) ahead of one.
         rate = prediction.output_tokens_per_s / profile.output_tokens
+        clients = None if profile.request_rate else profile.concurrency
+        if profile.request_rate:
+            rate = min(rate, profile.request_rate)
         if profile.concurrency > 1 and profile.ttft_p95_ms is not None:
-            ttft = float(
-                p95_ttft_ms(
-                    np.array(prediction.prefill_s), np.array(prediction.decode_step_s), rate
-                )
+            ttft = 1000 * float(
+                p95_ttft_s(prediction.prefill_s, prediction.decode_step_s, rate, clients=clients)
             )
             rows.append(
                 common

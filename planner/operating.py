@@ -2,9 +2,10 @@
 
 A replica at concurrency ``b`` spends ``prefill`` seconds per request plus ``output x step / b``
 decoding it, so it saturates at ``1 / (prefill + output x step / b)`` requests/s. It is planned
-at a utilization ``u`` of that (at most :data:`TARGET_UTILIZATION`); p95 TTFT adds the M/M/1 p95
-queueing delay for the prefill of a new request at that load, so a tight TTFT objective is met
-by loading replicas less. p95 ITL is the decode step times a jitter factor. Every (``b``, ``u``)
+at a utilization ``u`` of that (at most :data:`TARGET_UTILIZATION`); p95 TTFT adds the p95 wait
+for the replica's prefill capacity at that load (planner/queueing.py: M/D/1, the workload's
+prompts having one length), so a tight TTFT objective is met by loading replicas less.
+p95 ITL is the decode step times a jitter factor. Every (``b``, ``u``)
 on the grids is tried; the one carrying the most requests/s inside the SLOs wins.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantplan.planner.estimate import CONCURRENCY_GRID, PerformanceMap
+from quantplan.planner.queueing import p95_ttft_s
 from quantplan.planner.targets import Slos, Workload
 from quantplan.planner.uncertainty import ConfidenceFactors
 
@@ -30,19 +32,16 @@ ITL_P95_FACTOR = 1.2
 ASSUMPTIONS: tuple[str, ...] = (
     f"replicas carry peak load at up to {TARGET_UTILIZATION:.0%} of saturated throughput "
     "(less when needed for the TTFT objective)",
-    f"p95 ITL = {ITL_P95_FACTOR} x decode step; p95 TTFT = prefill + M/M/1 p95 wait for the "
-    "prefill queue at that load + one decode step",
+    f"p95 ITL = {ITL_P95_FACTOR} x decode step; p95 TTFT = prefill + p95 wait for the prefill "
+    "queue at that load (M/D/1: Poisson arrivals, one prompt length) + one decode step",
     "SLOs hold at the pessimistic edge of the band at the targets' confidence (TTFT and ITL "
     "high); replicas are counted at the low edge of their requests/s",
 )
 
 
 def p95_ttft_ms(prefill_s: np.ndarray, decode_s: np.ndarray, rate: np.ndarray) -> np.ndarray:
-    """p95 TTFT: prefill, the M/M/1 p95 wait of the prefill queue at ``rate``, one step."""
-    rho = np.minimum(rate * prefill_s, 0.999)
-    # p95 of the M/M/1 wait: ln(rho / 0.05) / (mu - lambda), zero while rho <= 0.05.
-    wait = prefill_s / (1 - rho) * np.log(np.maximum(rho * 20.0, 1.0))
-    return (prefill_s + wait + decode_s) * 1000
+    """p95 TTFT: prefill, the p95 wait of the prefill queue at ``rate`` (M/D/1), one step."""
+    return p95_ttft_s(prefill_s, decode_s, rate) * 1000
 
 
 @dataclass(frozen=True)

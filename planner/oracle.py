@@ -60,7 +60,8 @@ def _best_rate(
         for level in UTILIZATION_LEVELS:
             rate = level * (1.0 / (prefill + out * decode[k] / batch))
             rho = min(rate * prefill, 0.999)
-            wait = prefill / (1 - rho) * math.log(max(rho * 20.0, 1.0))
+            # M/D/1 p95 wait: half the M/M/1 conditional mean, exponential tail from rho.
+            wait = prefill / (2 * (1 - rho)) * math.log(max(rho * 20.0, 1.0))
             ttft_ms = (prefill + wait + decode[k]) * 1000
             if slos.ttft_p95_ms is not None and ttft_ms * ttft_high[k] > slos.ttft_p95_ms:
                 continue

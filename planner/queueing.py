@@ -1,0 +1,71 @@
+"""Time to first token under load: waiting for prefill capacity, then the prefill itself.
+
+A continuous-batching engine (vLLM, SGLang, llama.cpp's server with free slots) starts a new
+request's prefill at the next engine step, in the same step as the running decodes (chunked
+prefill), so a request's first token comes after
+
+* the wait for the prefills queued ahead of it: an M/G/1 queue whose server is the replica's
+  prefill capacity, with Poisson arrivals at the planned rate. The mean wait is
+  Pollaczek-Khinchine's ``rho s (1 + cv^2) / (2 (1 - rho))`` (``s`` the prefill time, ``cv^2``
+  its squared coefficient of variation, ``rho = rate x s``); its tail is taken exponential with
+  ``P(wait > 0) = rho`` (exact for M/M/1, the usual heavy-traffic approximation otherwise), so
+  the p95 wait is ``s (1 + cv^2) / (2 (1 - rho)) x ln(rho / 0.05)`` and zero while
+  ``rho <= 0.05``. A workload of one fixed prompt length has ``cv^2 = 0`` (M/D/1): half the
+  M/M/1 wait, which assumed exponential prefill times. A closed loop of ``c`` clients has at
+  most ``c - 1`` prefills ahead.
+* its own prefill, at the p95 prompt length where the workload gives a spread (prefill time
+  taken proportional to prompt tokens);
+* one decode step: the step in progress when it arrives, and the running decodes that share the
+  prefill's step (interference).
+
+The three p95s are added, which bounds the p95 of the sum from above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TAIL = 0.05
+"""1 - the percentile reported (p95)."""
+MAX_UTILIZATION = 0.999
+"""Prefill utilization is clipped here: at or past 1 the queue grows without bound."""
+
+
+def p95_prefill_wait_s(
+    prefill_s: np.ndarray | float,
+    rate: np.ndarray | float,
+    service_cv2: np.ndarray | float = 0.0,
+    clients: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """p95 wait before a request's prefill starts (M/G/1, exponential tail; see the module).
+
+    ``rate``: arrivals per second at one replica; ``service_cv2``: squared coefficient of
+    variation of the prefill time (0: one prompt length); ``clients``: a closed loop's client
+    count, which caps the queue ahead at ``clients - 1`` prefills.
+    """
+    service = np.asarray(prefill_s, dtype=float)
+    rho = np.minimum(np.asarray(rate, dtype=float) * service, MAX_UTILIZATION)
+    conditional_mean = service * (1.0 + np.asarray(service_cv2)) / (2.0 * (1.0 - rho))
+    wait = conditional_mean * np.log(np.maximum(rho / TAIL, 1.0))
+    if clients is not None:
+        wait = np.minimum(wait, np.maximum(np.asarray(clients, dtype=float) - 1.0, 0.0) * service)
+    return np.asarray(wait)
+
+
+def p95_ttft_s(
+    prefill_s: np.ndarray | float,
+    decode_s: np.ndarray | float,
+    rate: np.ndarray | float,
+    *,
+    prompt_p95_over_mean: float = 1.0,
+    prompt_cv: float = 0.0,
+    clients: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """p95 TTFT (seconds): queue wait + own prefill + one decode step (see the module).
+
+    ``prefill_s`` is the prefill of the mean prompt; ``prompt_p95_over_mean`` and ``prompt_cv``
+    describe the prompt-length spread when the workload gives one (defaults: one length).
+    """
+    service = np.asarray(prefill_s, dtype=float)
+    wait = p95_prefill_wait_s(service, rate, prompt_cv**2, clients)
+    return np.asarray(wait + service * prompt_p95_over_mean + np.asarray(decode_s))

@@ -1,0 +1,63 @@
+"""The TTFT-under-load terms of planner/queueing.py against closed-form queueing results."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from quantplan.planner.operating import p95_ttft_ms
+from quantplan.planner.queueing import p95_prefill_wait_s, p95_ttft_s
+
+
+def test_no_wait_while_the_prefill_queue_is_nearly_idle() -> None:
+    # rho = 0.04 <= 0.05: a request finds the prefill capacity free at least 95 % of the time.
+    assert float(p95_prefill_wait_s(0.02, 2.0)) == 0.0
+
+
+def test_exponential_prefill_times_give_the_exact_mm1_p95_wait() -> None:
+    # M/M/1: P(W > t) = rho exp(-(mu - lambda) t), so p95 = ln(20 rho) / (mu - lambda).
+    service, rate = 0.1, 6.0
+    rho = rate * service
+    exact = math.log(rho / 0.05) / (1 / service - rate)
+    assert float(p95_prefill_wait_s(service, rate, service_cv2=1.0)) == pytest.approx(exact)
+
+
+def test_one_prompt_length_waits_half_as_long_as_exponential_prefills() -> None:
+    # Pollaczek-Khinchine: the mean wait scales with (1 + cv^2) / 2; M/D/1 is half of M/M/1.
+    deterministic = float(p95_prefill_wait_s(0.1, 6.0))
+    exponential = float(p95_prefill_wait_s(0.1, 6.0, service_cv2=1.0))
+    assert deterministic == pytest.approx(exponential / 2)
+    # its mean (P(wait > 0) x the conditional mean) is P-K's rho s / (2 (1 - rho))
+    assert 0.6 * deterministic / math.log(12) == pytest.approx(0.6 * 0.1 / (2 * 0.4))
+
+
+def test_wait_grows_with_load_and_without_bound_near_saturation() -> None:
+    rates = np.array([1.0, 3.0, 6.0, 9.0, 9.9])
+    waits = p95_prefill_wait_s(0.1, rates)
+    assert np.all(np.diff(waits) > 0)
+    assert waits[-1] > 50 * 0.1
+
+
+def test_a_closed_loop_has_at_most_clients_minus_one_prefills_ahead() -> None:
+    assert float(p95_prefill_wait_s(0.1, 9.9, clients=4)) == pytest.approx(0.3)
+    assert float(p95_prefill_wait_s(0.1, 9.9, clients=1)) == 0.0
+    open_loop = float(p95_prefill_wait_s(0.1, 6.0))
+    assert float(p95_prefill_wait_s(0.1, 6.0, clients=64)) == open_loop
+
+
+def test_ttft_adds_wait_own_prefill_and_one_step() -> None:
+    wait = float(p95_prefill_wait_s(0.03, 8.0))
+    assert float(p95_ttft_s(0.03, 0.02, 8.0)) == pytest.approx(wait + 0.03 + 0.02)
+    assert float(p95_ttft_ms(np.array(0.03), np.array(0.02), np.array(8.0))) == pytest.approx(
+        1000 * (wait + 0.05)
+    )
+
+
+def test_a_prompt_length_spread_lengthens_both_the_prefill_and_the_queue() -> None:
+    fixed = float(p95_ttft_s(0.03, 0.02, 8.0))
+    spread = float(p95_ttft_s(0.03, 0.02, 8.0, prompt_p95_over_mean=3.0, prompt_cv=1.0))
+    wait = float(p95_prefill_wait_s(0.03, 8.0, service_cv2=1.0))
+    assert spread == pytest.approx(wait + 0.09 + 0.02)
+    assert spread > fixed
