@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
     from quantplan.planner.capacity import CapacityReport
@@ -67,7 +68,7 @@ def _figure(rows: int = 1, height: float = SIZE[1]) -> tuple[Figure, list[Axes]]
     return figure, list(axes)
 
 
-def _format_axis(axis, unit: str) -> None:  # type: ignore[no-untyped-def]
+def _format_axis(axis: Axis, unit: str) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     axis.set_major_formatter(FuncFormatter(lambda value, _: people(value, unit)))
@@ -112,7 +113,7 @@ def cost_curves_svg(report: CapacityReport) -> str:
             continue
         cost.plot(
             [p.tokens_per_day for p in points],
-            [p.usd_per_month for p in points],
+            [p.usd_per_month or 0.0 for p in points],  # all set: filtered above
             color=color,
             linestyle=style,
             label=curve.series,
@@ -120,7 +121,7 @@ def cost_curves_svg(report: CapacityReport) -> str:
         timed = [p for p in points if p.ttft_p95_ms]
         latency.plot(
             [p.tokens_per_day for p in timed],
-            [p.ttft_p95_ms for p in timed],
+            [p.ttft_p95_ms or 0.0 for p in timed],  # all set: filtered above
             color=color,
             linestyle=style,
             marker=".",
@@ -183,7 +184,7 @@ def _has_positive(series: Iterable[Iterable[object]]) -> bool:
     """Whether any plotted value is a positive finite number (what a log axis can show)."""
     for values in series:
         for value in values:
-            if isinstance(value, numbers.Real) and math.isfinite(value) and value > 0:
+            if isinstance(value, numbers.Real) and math.isfinite(value) and float(value) > 0:
                 return True
     return False
 

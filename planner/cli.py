@@ -26,6 +26,7 @@ from quantplan.planner.price_age import (
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from quantplan.catalog.snapshot import CatalogSnapshot
     from quantplan.errors import QuantplanError
     from quantplan.planner.plan import Estimate, Plan, PredictedMetrics
     from quantplan.planner.targets import Targets
@@ -226,7 +227,7 @@ def _invalid_targets(
             for field, flag in fields.items()
         },
     }
-    flag = options.get(location[:2])
+    flag = options.get((location[0], location[1])) if len(location) >= 2 else None
     if flag is not None and flags.get(flag) is not None:
         message = f"--{flag.replace('_', '-')}: {first['msg']} (got {flags[flag]!r})"
     elif flags.get("targets_file") or flags.get("source"):
@@ -239,7 +240,7 @@ def _invalid_targets(
     )
 
 
-def _snapshot_and_revision(db: str | None):  # type: ignore[no-untyped-def]
+def _snapshot_and_revision(db: str | None) -> tuple[CatalogSnapshot, str | None]:
     """The catalog's snapshot and schema revision, the cheapest safe way: from the snapshot
     cache when the catalog is unchanged since a command last read it; else, for a SQLite file
     that needs no migration, seeding or warning, read with the standard library
@@ -273,7 +274,7 @@ def _snapshot_and_revision(db: str | None):  # type: ignore[no-untyped-def]
     return snapshot, revision
 
 
-def _snapshot(db: str | None):  # type: ignore[no-untyped-def]
+def _snapshot(db: str | None) -> CatalogSnapshot:
     return _snapshot_and_revision(db)[0]
 
 

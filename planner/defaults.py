@@ -15,7 +15,7 @@ INTERACTIVE_ITL_P95_MS = 200.0
 """p95 ITL an interactive workload gets when none is given (5 tokens/s: slower than reading)."""
 
 
-def _default(model: type[Workload] | type[Constraints], field: str) -> object:
+def _default(model: type[Workload] | type[Constraints] | type[Slos], field: str) -> object:
     return model.model_fields[field].default
 
 

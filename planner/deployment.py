@@ -27,7 +27,7 @@ def _speed_estimate(
         value=round(value, 6),
         low=round(max(value * low, 0.0), 6),
         high=round(value * high, 6),
-        basis=BASIS_NAMES[code],  # type: ignore[arg-type]
+        basis=BASIS_NAMES[code],
         note=f"{BASIS_NOTES[code]}; {evidence}",
     )
 
@@ -80,7 +80,7 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         instance=InstanceRef(cloud=instance.cloud, name=instance.name, region=instance.region),
         hardware=hardware.name,
         accelerator_count=machine.accelerator_count,
-        pricing=PRICINGS[p],  # type: ignore[arg-type]
+        pricing=PRICINGS[p],
         replicas=count,
         instances=rented,
         replicas_per_instance=per_instance,

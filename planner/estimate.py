@@ -419,19 +419,20 @@ def _evidence(
         keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits)
         classes = calibration_keys(profile.engine, scheme.family, hardware)
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
-        points.append((CurvePoint(profile, ratio, keys, on_curve), classes if share >= 1 else None))
+        calibrates = classes if share >= 1 else None
+        points.append((CurvePoint(profile, ratio, keys, on_curve), calibrates))
     curves = measured_curves(point for point, _ in points if point.on_curve)
     with_curves = curve_settings(point for point, _ in points if point.on_curve)
     ratios = ClassRatios()
-    for point, classes in points:
-        if classes is None:
+    for point, calibrated in points:
+        if calibrated is None:
             continue
         if setting_of(point.profile) in with_curves:
             if point.profile.concurrency == 1:
-                ratios.add(classes, point.ratio)
+                ratios.add(calibrated, point.ratio)
             continue
         factor = batching_curve(curves, point.keys).factor(float(point.profile.concurrency))
-        ratios.add(classes, point.ratio / float(factor))
+        ratios.add(calibrated, point.ratio / float(factor))
     return ratios, curves
 
 

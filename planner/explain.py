@@ -40,6 +40,12 @@ def label(ev: Evaluation, index: Index) -> str:
     return f"{option.family.upper()} {option.scheme.name} on {instance.name}{split}{spot}"
 
 
+def _index_of(flat_position: np.intp, shape: tuple[int, ...]) -> Index:
+    """The (option, instance, pricing) index of a flat position in an (S, I, 2) array."""
+    s, i, p = np.unravel_index(flat_position, shape)
+    return (int(s), int(i), int(p))
+
+
 def _money(value: float) -> str:
     return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
@@ -50,7 +56,7 @@ def _describe_stage(
     """Why no candidate in ``reached`` (S, I, 2) gets through ``stage``, with numbers, and the
     candidate that came closest (None when the stage is about filters)."""
     t, space, points = ev.targets, ev.space, ev.points
-    pairs = reached.any(axis=2)
+    pairs = np.asarray(reached.any(axis=2))
 
     def at(flat_position: np.intp) -> Index:
         s, i = np.unravel_index(flat_position, pairs.shape)
@@ -102,18 +108,18 @@ def _describe_stage(
             f"needs {need:.0f} replicas > max {t.constraints.max_replicas} ({label(ev, index)})"
         ), index
     costs = np.where(reached, ev.usd_per_month, np.inf)
-    best = tuple(int(v) for v in np.unravel_index(np.argmin(costs), costs.shape))
+    best = _index_of(np.argmin(costs), costs.shape)
     if t.budget.max_usd_per_month is not None and costs.min() > t.budget.max_usd_per_month:
         return (
             f"cheapest {label(ev, best)} costs {_money(costs.min())}/month > budget "
             f"{_money(t.budget.max_usd_per_month)}"
-        ), best  # type: ignore[return-value]
+        ), best
     per_million = np.where(reached, ev.usd_per_million_tokens, np.inf)
-    best = tuple(int(v) for v in np.unravel_index(np.argmin(per_million), per_million.shape))
+    best = _index_of(np.argmin(per_million), per_million.shape)
     return (
         f"cheapest {label(ev, best)} costs {_money(per_million.min())}/M tokens > cap "
         f"${t.budget.max_usd_per_million_tokens}"
-    ), best  # type: ignore[return-value]
+    ), best
 
 
 def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) -> tuple[str, Index]:
@@ -144,17 +150,17 @@ def _describe_quality(ev: Evaluation, reached: np.ndarray, pairs: np.ndarray) ->
             break
         higher = name == "quality.min_recovery_pct"
         still = np.flatnonzero(reached.any(axis=(1, 2)))
-        known = [
-            o for o in still if estimates[o] is not None and policy_allows(estimates[o], q.evidence)
-        ]
+        known = {
+            int(o): figure
+            for o in still
+            if (figure := estimates[o]) is not None and policy_allows(figure, q.evidence)
+        }
         if not known:
             reason = f"no {q.recovery_benchmark} figure for any option of this family"
             break
-        s = int(
-            max(known, key=lambda o: checked_value(estimates[o], higher) * (1 if higher else -1))
-        )
-        e = estimates[s]
-        assert e is not None and cap is not None
+        s = max(known, key=lambda o: checked_value(known[o], higher) * (1 if higher else -1))
+        e = known[s]
+        assert cap is not None
         what = (
             {"%": "perplexity", "": "KL"}[unit]
             if not higher
@@ -181,12 +187,12 @@ def _rejection(
     ev: Evaluation, family: str, stage: str, reason: str, index: Index | None
 ) -> Rejection:
     if index is None:
-        return Rejection(family=family, stage=stage, reason=reason)  # type: ignore[arg-type]
+        return Rejection(family=family, stage=stage, reason=reason)
     s, i, _ = index
     instance = ev.space.instances[i]
     return Rejection(
         family=family,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         reason=reason,
         scheme=ev.space.options[s].scheme.name,
         engine=ev.space.options[s].engine,
@@ -266,10 +272,10 @@ def relaxed_optima(
         if best is not None:
             out.append((name, ev, best))
     # Only candidates meeting every target that does not depend on the SLOs can win.
-    independent = ev.mask_without(
+    independent = np.asarray(ev.mask_without(
         "slos.latency", "constraints.max_replicas", "budget.max_usd_per_month",
         "budget.max_usd_per_million_tokens",
-    ).any(axis=2)  # fmt: skip
+    ).any(axis=2))  # fmt: skip
     if np.isfinite(reference) and any(getattr(ev.targets.slos, n[5:]) for n in SLO_TARGETS):
         # No latency objective at all gives each candidate its lowest possible cost.
         free = ev.targets.model_copy(update={"slos": Slos()})

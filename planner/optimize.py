@@ -78,7 +78,8 @@ class Evaluation:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.usd_per_month.shape  # type: ignore[return-value]
+        s, i, p = self.usd_per_month.shape
+        return (s, i, p)
 
     def mask_without(self, *names: str) -> np.ndarray:
         """Feasibility if the named targets were dropped."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.defaults import with_latency_defaults
@@ -21,6 +22,9 @@ from quantplan.planner.plan import Estimate
 from quantplan.planner.planning import prepare
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 from quantplan.planner.uncertainty import confidence_factors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SLACK = 1 - 1e-9
 
@@ -44,7 +48,7 @@ def _best_rate(
     decode: Sequence[float],
     prefill: float,
     max_seq: int,
-    factors: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    factors: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> float:
     """The most requests/s one replica carries at the low edge of its band, every SLO met at
     the pessimistic edge (``factors``: speed low, TTFT high, ITL high per concurrency)."""

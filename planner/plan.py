@@ -10,7 +10,7 @@ instance type, several for a mixed fleet.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -18,7 +18,7 @@ from quantplan import __version__
 from quantplan.errors import QuantplanError, shorten
 from quantplan.planner.targets import StrictModel, Targets
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Final = 2
 """Bumped on any incompatible change to the plan file. 2 added ``provenance``."""
 READABLE_SCHEMA_VERSIONS = (1, 2)
 """Versions :func:`load_plan` still reads; older ones are brought up to date as they load."""

@@ -19,7 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
 from quantplan.planner.plan import Deployment, Estimate, EvidenceKind
@@ -220,6 +220,24 @@ class QualityIndex:
             for sibling in siblings:
                 yield model, sibling, kind
 
+    @overload
+    def evidence(
+        self,
+        shape: ModelShape,
+        scheme: SchemeRecord,
+        metric: Literal["ppl", "kl"],
+        benchmark: str | None = None,
+    ) -> Estimate: ...
+
+    @overload
+    def evidence(
+        self,
+        shape: ModelShape,
+        scheme: SchemeRecord,
+        metric: Metric,
+        benchmark: str | None = None,
+    ) -> Estimate | None: ...
+
     def evidence(
         self,
         shape: ModelShape,
@@ -245,7 +263,7 @@ class QualityIndex:
                 low, high = direct.value * (1 - width), direct.value * (1 + width)
             return Estimate(
                 value=direct.value, low=low, high=high,
-                basis=direct.basis,  # type: ignore[arg-type]
+                basis=direct.basis,
                 note=direct.note, evidence="same-model",
                 evidence_model=shape.name, evidence_scheme=scheme.name,
             )  # fmt: skip
