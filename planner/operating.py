@@ -5,8 +5,10 @@ decoding it, so it saturates at ``1 / (prefill + output x step / b)`` requests/s
 at a utilization ``u`` of that (at most :data:`TARGET_UTILIZATION`); p95 TTFT adds the p95 wait
 for the replica's prefill capacity at that load (planner/queueing.py: M/D/1, the workload's
 prompts having one length), so a tight TTFT objective is met by loading replicas less.
-p95 ITL is the decode step times a jitter factor. Every (``b``, ``u``)
-on the grids is tried; the one carrying the most requests/s inside the SLOs wins.
+p95 ITL is the decode step stretched by the prefills interleaved into the running batch at that
+load (``step / (1 - rate x prefill)``, the same time sharing the saturated throughput assumes)
+times a jitter factor. Every (``b``, ``u``) on the grids is tried; the one carrying the most
+requests/s inside the SLOs wins.
 """
 
 from __future__ import annotations
@@ -19,21 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantplan.planner.estimate import CONCURRENCY_GRID, PerformanceMap
-from quantplan.planner.queueing import p95_ttft_s
+from quantplan.planner.queueing import itl_under_load_s, p95_ttft_s
 from quantplan.planner.targets import Slos, Workload
 from quantplan.planner.uncertainty import ConfidenceFactors
 
 TARGET_UTILIZATION = 0.85
 """Highest share of a replica's saturated throughput it is planned to carry at peak."""
 UTILIZATION_LEVELS = (0.85, 0.7, 0.55, 0.4, 0.3, 0.2, 0.1, 0.05)
-"""Loads tried, highest first; lower loads shorten the prefill queue (TTFT)."""
+"""Loads tried, highest first; lower loads shorten the prefill queue (TTFT) and interleave
+fewer prefills into the running decodes (ITL)."""
 ITL_P95_FACTOR = 1.2
-"""p95 over mean decode step: prefills interleaved into the batch stretch some steps."""
+"""p95 over mean inter-token gap: step-to-step jitter (the mean gap already counts the
+prefills interleaved at the planned load)."""
 ASSUMPTIONS: tuple[str, ...] = (
     f"replicas carry peak load at up to {TARGET_UTILIZATION:.0%} of saturated throughput "
-    "(less when needed for the TTFT objective)",
-    f"p95 ITL = {ITL_P95_FACTOR} x decode step; p95 TTFT = prefill + p95 wait for the prefill "
-    "queue at that load (M/D/1: Poisson arrivals, one prompt length) + one decode step",
+    "(less when needed for the TTFT or ITL objective)",
+    f"p95 ITL = {ITL_P95_FACTOR} x decode step / (1 - prefill utilization at that load); "
+    "p95 TTFT = prefill + p95 wait for the prefill queue at that load (M/D/1: Poisson "
+    "arrivals, one prompt length) + one decode step",
     "SLOs hold at the pessimistic edge of the band at the targets' confidence (TTFT and ITL "
     "high); replicas are counted at the low edge of their requests/s",
 )
@@ -42,6 +47,11 @@ ASSUMPTIONS: tuple[str, ...] = (
 def p95_ttft_ms(prefill_s: np.ndarray, decode_s: np.ndarray, rate: np.ndarray) -> np.ndarray:
     """p95 TTFT: prefill, the p95 wait of the prefill queue at ``rate`` (M/D/1), one step."""
     return p95_ttft_s(prefill_s, decode_s, rate) * 1000
+
+
+def p95_itl_ms(prefill_s: np.ndarray, decode_s: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """p95 ITL: the decode step stretched by interleaved prefills at ``rate``, with jitter."""
+    return itl_under_load_s(decode_s, prefill_s, rate) * ITL_P95_FACTOR * 1000
 
 
 @dataclass(frozen=True)
@@ -60,34 +70,55 @@ class OperatingPoints:
     best_itl_p95_ms: np.ndarray  # (S, I) lowest ITL over concurrencies that fit memory
 
 
-def _highest_valid_level(
-    prefill: np.ndarray, decode: np.ndarray, saturated: np.ndarray, ttft_limit_ms: np.ndarray
+def _meets(
+    prefill: np.ndarray,
+    decode: np.ndarray,
+    rate: np.ndarray,
+    ttft_limit_ms: np.ndarray,
+    itl_limit_ms: np.ndarray,
 ) -> np.ndarray:
-    """Per cell (1-D arrays): index of the highest load whose p95 TTFT is within the cell's
-    limit (the objective over the cell's pessimistic factor), or the number of levels when
-    none is.
+    """Whether p95 TTFT and p95 ITL at ``rate`` are both within the cells' limits."""
+    return (p95_ttft_ms(prefill, decode, rate) <= ttft_limit_ms) & (
+        p95_itl_ms(prefill, decode, rate) <= itl_limit_ms
+    )
 
-    TTFT only grows with load, so this equals trying every level. Most cells meet it at the
+
+def _highest_valid_level(
+    prefill: np.ndarray,
+    decode: np.ndarray,
+    saturated: np.ndarray,
+    ttft_limit_ms: np.ndarray,
+    itl_limit_ms: np.ndarray,
+) -> np.ndarray:
+    """Per cell (1-D arrays): index of the highest load whose p95 TTFT and p95 ITL are within
+    the cell's limits (the objectives over the cell's pessimistic factors; inf: none), or the
+    number of levels when none is.
+
+    TTFT and ITL only grow with load, so this equals trying every level. Most cells meet it at the
     highest load or miss it at the lowest, so those two are tested first and only the cells
     in between are binary-searched.
     """
     levels = np.array(UTILIZATION_LEVELS)
     count = len(levels)
     result = np.full(decode.shape, count, dtype=np.int64)
-    top = p95_ttft_ms(prefill, decode, levels[0] * saturated) <= ttft_limit_ms
+    top = _meets(prefill, decode, levels[0] * saturated, ttft_limit_ms, itl_limit_ms)
     result[top] = 0
     rest = np.flatnonzero(~top)
-    bottom = (
-        p95_ttft_ms(prefill[rest], decode[rest], levels[-1] * saturated[rest])
-        <= ttft_limit_ms[rest]
+    bottom = _meets(
+        prefill[rest],
+        decode[rest],
+        levels[-1] * saturated[rest],
+        ttft_limit_ms[rest],
+        itl_limit_ms[rest],
     )
     middle = rest[bottom]  # meets the lowest load, misses the highest
     low = np.ones(middle.size, dtype=np.int64)
     high = np.full(middle.size, count - 1, dtype=np.int64)  # count - 1 is known to meet it
-    pre, dec, sat, limit = prefill[middle], decode[middle], saturated[middle], ttft_limit_ms[middle]
+    pre, dec, sat = prefill[middle], decode[middle], saturated[middle]
+    ttft_limit, itl_limit = ttft_limit_ms[middle], itl_limit_ms[middle]
     while (low < high).any():
         mid = (low + high) // 2
-        meets = p95_ttft_ms(pre, dec, levels[mid] * sat) <= limit
+        meets = _meets(pre, dec, levels[mid] * sat, ttft_limit, itl_limit)
         searching = low < high
         high = np.where(searching & meets, mid, high)
         low = np.where(searching & ~meets, mid + 1, low)
@@ -109,19 +140,30 @@ def _search(
     speed_low, ttft_high, itl_high = factors
     prefill = prefill[:, None]
     saturated = 1.0 / (prefill + workload.output_tokens * decode / CONCURRENCY_GRID)
-    itl_ms = decode * ITL_P95_FACTOR * 1000
+    unloaded_itl_ms = decode * ITL_P95_FACTOR * 1000  # ITL only grows with load
     fits = max_sequences[:, None] >= CONCURRENCY_GRID
-    valid = fits if slos.itl_p95_ms is None else fits & (itl_ms * itl_high <= slos.itl_p95_ms)
+    valid = (
+        fits if slos.itl_p95_ms is None else fits & (unloaded_itl_ms * itl_high <= slos.itl_p95_ms)
+    )
     prefill_k = np.broadcast_to(prefill, decode.shape)
     rate = np.full(decode.shape, -1.0)
     cells = np.flatnonzero(valid)  # search only where memory and ITL allow
-    if slos.ttft_p95_ms is None:
+    if slos.ttft_p95_ms is None and slos.itl_p95_ms is None:
         rate.ravel()[cells] = UTILIZATION_LEVELS[0] * saturated.ravel()[cells]
     else:
         cell_saturated = saturated.ravel()[cells]
-        limit = slos.ttft_p95_ms / ttft_high.ravel()[cells]
+        ttft_limit = (
+            np.full(cells.size, np.inf)
+            if slos.ttft_p95_ms is None
+            else slos.ttft_p95_ms / ttft_high.ravel()[cells]
+        )
+        itl_limit = (
+            np.full(cells.size, np.inf)
+            if slos.itl_p95_ms is None
+            else slos.itl_p95_ms / itl_high.ravel()[cells]
+        )
         level = _highest_valid_level(
-            prefill_k.ravel()[cells], decode.ravel()[cells], cell_saturated, limit
+            prefill_k.ravel()[cells], decode.ravel()[cells], cell_saturated, ttft_limit, itl_limit
         )
         levels = np.array(UTILIZATION_LEVELS)
         found = levels[np.minimum(level, len(levels) - 1)] * cell_saturated
@@ -133,17 +175,18 @@ def _search(
     best_assured = np.maximum(assured[rows, best_k], 0.0)
     pick = (rows, best_k)
     best_ttft = p95_ttft_ms(prefill[:, 0], decode[pick], best_rate)
-    # TTFT only grows with load, so the lowest reachable one is at the lowest load.
-    quietest = np.full(decode.shape, np.inf)
+    best_itl = p95_itl_ms(prefill[:, 0], decode[pick], best_rate)
+    # TTFT and ITL only grow with load, so the lowest reachable ones are at the lowest load.
     fitting = np.flatnonzero(fits)
-    quietest.ravel()[fitting] = p95_ttft_ms(
-        prefill_k.ravel()[fitting],
-        decode.ravel()[fitting],
-        UTILIZATION_LEVELS[-1] * saturated.ravel()[fitting],
-    )
-    lowest_ttft = quietest.min(axis=-1)
-    lowest_itl = np.where(fits, itl_ms, np.inf).min(axis=-1)
-    return best_rate, best_assured, best_k, best_ttft, itl_ms[pick], lowest_ttft, lowest_itl
+    quietest_rate = UTILIZATION_LEVELS[-1] * saturated.ravel()[fitting]
+    lowest = []
+    for latency in (p95_ttft_ms, p95_itl_ms):
+        quietest = np.full(decode.shape, np.inf)
+        quietest.ravel()[fitting] = latency(
+            prefill_k.ravel()[fitting], decode.ravel()[fitting], quietest_rate
+        )
+        lowest.append(quietest.min(axis=-1))
+    return best_rate, best_assured, best_k, best_ttft, best_itl, lowest[0], lowest[1]
 
 
 def select_operating_points(

@@ -58,12 +58,13 @@ def _best_rate(
     for k, batch in enumerate(CONCURRENCY_GRID):
         if batch > max_seq:
             continue
-        itl_ms = decode[k] * ITL_P95_FACTOR * 1000 * itl_high[k]
-        if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
-            continue
         for level in UTILIZATION_LEVELS:
             rate = level * (1.0 / (prefill + out * decode[k] / batch))
             rho = min(rate * prefill, 0.999)
+            # decode steps share the replica with the prefills at this rate
+            itl_ms = decode[k] / (1 - rho) * ITL_P95_FACTOR * 1000 * itl_high[k]
+            if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
+                continue
             # M/D/1 p95 wait: half the M/M/1 conditional mean, exponential tail from rho.
             wait = prefill / (2 * (1 - rho)) * math.log(max(rho * 20.0, 1.0))
             ttft_ms = (prefill + wait + decode[k]) * 1000

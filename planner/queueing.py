@@ -19,6 +19,11 @@ prefill), so a request's first token comes after
   prefill's step (interference).
 
 The three p95s are added, which bounds the p95 of the sum from above.
+
+The running decodes pay for the same prefills: with prefills interleaved into the batch, a
+share ``rate x prefill`` of the replica's time goes to them, so the mean gap between a
+sequence's tokens is the decode step over ``1 - rate x prefill`` (the time sharing behind the
+saturated throughput ``1 / (prefill + output x step / batch)``).
 """
 
 from __future__ import annotations
@@ -69,3 +74,12 @@ def p95_ttft_s(
     service = np.asarray(prefill_s, dtype=float)
     wait = p95_prefill_wait_s(service, rate, prompt_cv**2, clients)
     return np.asarray(wait + service * prompt_p95_over_mean + np.asarray(decode_s))
+
+
+def itl_under_load_s(
+    decode_s: np.ndarray | float, prefill_s: np.ndarray | float, rate: np.ndarray | float
+) -> np.ndarray:
+    """Mean inter-token gap (seconds) at ``rate``: the decode step stretched by the prefills
+    interleaved into the running batch (see the module)."""
+    rho = np.minimum(np.asarray(rate, dtype=float) * np.asarray(prefill_s), MAX_UTILIZATION)
+    return np.asarray(np.asarray(decode_s) / (1.0 - rho))

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from quantplan.planner.operating import p95_ttft_ms
-from quantplan.planner.queueing import p95_prefill_wait_s, p95_ttft_s
+from quantplan.planner.estimate import CONCURRENCY_GRID
+from quantplan.planner.operating import _search, p95_itl_ms, p95_ttft_ms
+from quantplan.planner.queueing import itl_under_load_s, p95_prefill_wait_s, p95_ttft_s
+from quantplan.planner.targets import Slos, Workload
 
 
 def test_no_wait_while_the_prefill_queue_is_nearly_idle() -> None:
@@ -61,3 +63,35 @@ def test_a_prompt_length_spread_lengthens_both_the_prefill_and_the_queue() -> No
     wait = float(p95_prefill_wait_s(0.03, 8.0, service_cv2=1.0))
     assert spread == pytest.approx(wait + 0.09 + 0.02)
     assert spread > fixed
+
+
+def test_interleaved_prefills_stretch_the_inter_token_gap() -> None:
+    # A quarter of the replica's time on prefills leaves 3/4 for decode steps.
+    assert float(itl_under_load_s(0.012, 0.05, 5.0)) == pytest.approx(0.012 / 0.75)
+    assert float(itl_under_load_s(0.012, 0.05, 0.0)) == pytest.approx(0.012)
+
+
+def _one_cell(prefill_s: float, step_s: float, slos: Slos) -> tuple[np.ndarray, ...]:
+    k = len(CONCURRENCY_GRID)
+    ones = np.ones((1, k))
+    return _search(
+        np.full((1, k), step_s),
+        np.array([prefill_s]),
+        np.array([int(CONCURRENCY_GRID[-1])]),
+        Workload(requests_per_s=1, output_tokens=100),
+        slos,
+        (ones, ones, ones),
+    )
+
+
+def test_an_itl_objective_loads_a_replica_less_when_prefills_interleave() -> None:
+    # Unloaded, p95 ITL is 1.2 x 10 ms = 12 ms, inside 20 ms at any concurrency; at 85 % load
+    # with long prefills (0.5 s against 100 x 10 ms / batch of decoding) most of the replica's
+    # time goes to prefills and the gap stretches past 20 ms, so a lower load is chosen.
+    rate, _, _, _, itl, _, lowest_itl = _one_cell(0.5, 0.01, Slos(itl_p95_ms=20))
+    free_rate, *_ = _one_cell(0.5, 0.01, Slos())
+    assert 0 < rate[0] < free_rate[0]
+    assert itl[0] <= 20
+    assert float(p95_itl_ms(np.array(0.5), np.array(0.01), rate)[0]) == pytest.approx(itl[0])
+    assert rate[0] * 0.5 <= 1 - 12 / 20 + 1e-9  # prefill share at most 40 %
+    assert lowest_itl[0] < itl[0]
