@@ -325,6 +325,8 @@ def _print_plan(
         table = Table(title=f"Deploy: {d.label}", title_justify="left", show_header=False)
         table.add_column("what")
         table.add_column("value")
+        split = f"{d.gpu_layers} of {d.total_layers} layers on the GPU, the others on the host"
+        offload = [("GPU offload", split)] if d.gpu_layers is not None else []
         rows = [
             ("method / scheme / engine", f"{d.method} / {d.scheme} / {d.engine}"),
             (
@@ -333,6 +335,7 @@ def _print_plan(
                 + (f" x{d.accelerator_count}" if d.accelerator_count else ", CPU")
                 + f"), {d.pricing}",
             ),
+            *offload,
             (
                 "replicas / instances",
                 f"{d.replicas} on {d.instances} ({d.replicas_per_instance} per instance)",

@@ -51,6 +51,9 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
     code = int(perf.basis[s, i, k])
     concurrency = int(points.concurrency[s, i])
     memory = float(perf.weights_gb[s] + concurrency * perf.kv_gb_per_sequence)
+    gpu_layers = int(perf.gpu_layers[s, i]) or None
+    if gpu_layers:  # split by layers: the GPU holds its layers' weights and KV cache
+        memory *= gpu_layers / space.shape.layers
     engine, confidence, speed = option.engine, ev.targets.slos.confidence, speed_category(k)
     metrics = PredictedMetrics(
         ttft_p95_ms=_speed_estimate(
@@ -80,6 +83,8 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         instance=InstanceRef(cloud=instance.cloud, name=instance.name, region=instance.region),
         hardware=hardware.name,
         accelerator_count=machine.accelerator_count,
+        gpu_layers=gpu_layers,
+        total_layers=space.shape.layers if gpu_layers else None,
         pricing=PRICINGS[p],
         replicas=count,
         instances=rented,

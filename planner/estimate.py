@@ -57,6 +57,7 @@ from quantplan.planner.hardware import (
     replica_hardware,
     weight_gb,
 )
+from quantplan.planner.offload import offload_rejected
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
 from quantplan.planner.targets import ModelShape, Workload
 
@@ -128,6 +129,7 @@ class PerformanceMap:
     weights_gb: np.ndarray  # (S,)
     kv_gb_per_sequence: float
     usable_memory_gb: np.ndarray  # (S, I)
+    gpu_layers: np.ndarray  # (S, I) llama.cpp layers on the GPU when split (0 = no split)
 
 
 @dataclass(frozen=True)
@@ -567,7 +569,34 @@ def estimate_performance(
         dtype=np.int64,
     ).reshape(len(space.options), len(space.hardware))
     sequences = np.minimum(sequences, caps)
-    for array in (decode, prefill, basis, sequences, weights, usable):
+    # llama.cpp options the GPU memory rejects may run split by layers (planner/offload.py).
+    split = offload_rejected(
+        engines=tuple(o.engine for o in space.options),
+        machines=space.machines,
+        is_gpu=is_gpu,
+        layers=shape.layers,
+        weights_gb=weights,
+        weights_read_gb=weights * active_fraction(shape),
+        kv_gb_per_sequence=kv_sequence,
+        kv_read_gb_per_sequence=kv_gb_per_token(shape)
+        * (workload.input_tokens + workload.output_tokens / 2),
+        active_params=shape.parameters_b * 1e9 * active_fraction(shape),
+        input_tokens=workload.input_tokens,
+        usable_memory_gb=usable,
+        decode_step_s=decode,
+        prefill_s=prefill,
+        max_sequences=sequences,
+        batch=CONCURRENCY_GRID,
+    )
+    decode, prefill, sequences, gpu_layers = (
+        split.decode_step_s,
+        split.prefill_s,
+        split.max_sequences,
+        split.gpu_layers,
+    )
+    basis = np.where((gpu_layers > 0)[..., None], np.minimum(basis, CALIBRATED), basis)
+    basis = basis.astype(np.int8)
+    for array in (decode, prefill, basis, sequences, weights, usable, gpu_layers):
         array.setflags(write=False)
     return PerformanceMap(
         decode_step_s=decode,
@@ -577,6 +606,7 @@ def estimate_performance(
         weights_gb=weights,
         kv_gb_per_sequence=kv_sequence,
         usable_memory_gb=usable,
+        gpu_layers=gpu_layers,
     )
 
 

@@ -116,6 +116,16 @@ class Deployment(PlanModel):
     instance: InstanceRef = Field(description="Instance type to rent")
     hardware: str = Field(description="GPU or CPU family of the instance")
     accelerator_count: int = Field(ge=0, description="GPUs per replica (0 = CPU)")
+    gpu_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Partial GPU offload (llama.cpp -ngl): the model's first N layers run on the "
+        "replica's GPUs, the rest on the host CPU, because the whole model and its KV cache do "
+        "not fit GPU memory. None: every layer on the GPU, or not applicable (CPU, vLLM)",
+    )
+    total_layers: int | None = Field(
+        default=None, ge=1, description="The model's layers, given with gpu_layers (else None)"
+    )
     pricing: Pricing = Field(description="on_demand or spot capacity")
     replicas: int = Field(ge=1, description="Replicas (engine servers) to run")
     instances: int = Field(ge=1, description="Instances to rent for them")

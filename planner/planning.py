@@ -17,7 +17,7 @@ import numpy as np
 
 from quantplan import __version__
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner import estimate, hardware, operating, uncertainty
+from quantplan.planner import estimate, hardware, offload, operating, uncertainty
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
 from quantplan.planner.defaults import assumed_defaults, with_latency_defaults
 from quantplan.planner.deployment import build_deployment
@@ -378,7 +378,9 @@ def plan_from_context(
         rejected=tuple(family_rejections(ev, choice)),
         binding_constraints=tuple(binding_constraints(ev, choice, relaxed)),
         relaxations=tuple(relaxations[:5]) if not feasible else (),
-        assumptions=ASSUMPTIONS + context.space.price_notes,
+        assumptions=ASSUMPTIONS
+        + (offload.ASSUMPTIONS if any(d.gpu_layers for d in fleet) else ())
+        + context.space.price_notes,
         assumed=assumed_defaults(context.targets),
         candidates_evaluated=int(ev.feasible.size),
         provenance=plan_provenance(context.snapshot, fleet, catalog_revision),

@@ -52,6 +52,12 @@ class ReplicaSpec(BaseModel):
     replicas_per_instance: int = Field(
         default=1, ge=1, description="Replicas side by side on one node (GPU subsets)"
     )
+    gpu_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="llama.cpp layers on the GPU when the plan splits the model with the host "
+        "(-ngl); None = all of them",
+    )
 
 
 class ReplicaRecord(BaseModel):
@@ -124,8 +130,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
+_HASHED_WHEN_SET = ("gpu_layers", "total_layers")
+"""Deployment fields added later: left out of the hash while unset, so a plan written before
+them hashes as it did (an unchanged deployment stays unchanged)."""
+
+
 def plan_hash(plan: Plan) -> str:
-    fleet = [deployment.model_dump(mode="json") for deployment in plan.fleet]
+    fleet = [
+        {
+            key: value
+            for key, value in deployment.model_dump(mode="json").items()
+            if value is not None or key not in _HASHED_WHEN_SET
+        }
+        for deployment in plan.fleet
+    ]
     return hashlib.sha256(json.dumps(fleet, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,6 +184,7 @@ def _spec(
             else None
         ),
         replicas_per_instance=deployment.replicas_per_instance,
+        gpu_layers=deployment.gpu_layers,
     )
 
 
@@ -234,7 +253,8 @@ def serve_shape(spec: ReplicaSpec) -> dict[str, int | float | str]:
     """The engine options a replica starts with, from the plan's operating point: parallel
     slots (llama-server's -np, vLLM's --max-num-seqs) at the planned concurrency, the context
     per sequence, and for a GPU replica its GPUs and the share of their memory the planner
-    sized it with (its KV cache fits there)."""
+    sized it with (its KV cache fits there), and the layers it puts there when the plan splits
+    the model between GPU and host."""
     from quantplan.planner.hardware import GPU_MEMORY_UTILIZATION
 
     shape: dict[str, int | float | str] = {}
@@ -243,6 +263,8 @@ def serve_shape(spec: ReplicaSpec) -> dict[str, int | float | str]:
         shape["gpu_memory_fraction"] = GPU_MEMORY_UTILIZATION
         if spec.accelerator_type:
             shape["accelerator_type"] = spec.accelerator_type
+        if spec.gpu_layers is not None:
+            shape["gpu_layers"] = spec.gpu_layers
     if spec.concurrency is not None:
         shape["parallel_slots"] = spec.concurrency
     if spec.context_tokens is not None:

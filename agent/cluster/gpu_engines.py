@@ -109,8 +109,9 @@ class VllmCudaServer(VllmServer):
 
 
 class LlamaCudaServer(LlamaServer):
-    """llama.cpp's CUDA ``llama-server``: every layer offloaded (``-ngl`` all), the layers split
-    across the replica's GPUs (``--split-mode layer``)."""
+    """llama.cpp's CUDA ``llama-server``: the layers split across the replica's GPUs
+    (``--split-mode layer``), every one of them (``-ngl`` all) unless the plan puts only the
+    first N there and the rest on the host (``gpu_layers`` N, partial offload)."""
 
     def __init__(self, assignment: GpuAssignment, *, binary: Path | None = None) -> None:
         super().__init__(cuda=True, binary=binary)
@@ -123,8 +124,10 @@ class LlamaCudaServer(LlamaServer):
     def command(
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
     ) -> list[str]:
-        full = options.model_copy(update={"gpu_layers": -1})  # -1: all layers (-ngl 999)
-        command = super().command(python, model, full, port)
+        # A GPU replica with no layer on its GPU is no plan's: 0 (and -1) mean all of them.
+        layers = options.gpu_layers if options.gpu_layers > 0 else -1  # -1: -ngl 999
+        placed = options.model_copy(update={"gpu_layers": layers})
+        command = super().command(python, model, placed, port)
         extra = list(options.extra_args)
         head = command[: len(command) - len(extra)] if extra else command
         if self.assignment.count > 1:

@@ -74,6 +74,11 @@ class ServeJob(_Job):
     gpu_memory_fraction: float | None = Field(
         default=None, gt=0, le=1, description="Share of each GPU's memory the engine may take"
     )
+    gpu_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="llama.cpp layers on the GPU, the rest on the host (-ngl); None = all",
+    )
 
 
 class StopJob(_Job):

@@ -356,6 +356,7 @@ class NodeAgent:
             startup_timeout_s=job.startup_timeout_s,
             parallel_slots=job.parallel_slots,
             **({"max_model_len": job.max_model_len} if job.max_model_len else {}),
+            **({"gpu_layers": job.gpu_layers} if job.gpu_layers else {}),
         )
         # No fraction: an engine's start-up has no countable steps, only a health check.
         self._progress(job, f"starting {job.engine} (waiting for its health check)")

@@ -142,6 +142,7 @@ def test_vllm_cuda_refuses_a_host_without_a_gpu_and_invalid_degrees(tmp_path: Pa
 
 
 def test_llama_cpp_offloads_every_layer_split_across_its_gpus(tmp_path: Path) -> None:
+    # No plan puts 0 layers on a GPU replica's GPU: 0, like the default -1, means all of them.
     model = ArtifactInfo(path=tmp_path / "m.gguf", format="gguf", quant_method="F16", size_bytes=1)
     engine = LlamaCudaServer(
         GpuAssignment(visible_devices=("0", "1")), binary=Path("/b/llama-server")
@@ -153,6 +154,32 @@ def test_llama_cpp_offloads_every_layer_split_across_its_gpus(tmp_path: Path) ->
     assert command[command.index("--ctx-size") + 1] == str(8 * 1280)
     assert command[-2:] == ["--split-mode", "layer"]
     assert engine_environment(engine, options)["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_llama_cpp_puts_only_the_plans_gpu_layers_on_the_gpu(tmp_path: Path) -> None:
+    plan = gpu_plan(gpus_per_replica=1, engine="llama.cpp")
+    split = plan.fleet[0].model_copy(update={"gpu_layers": 24, "total_layers": 32})
+    plan = plan.model_copy(update={"fleet": (split,)})
+    spec = states.replica_specs(plan, "llama")[0]
+    job = ServeJob(
+        job_id="serve-1",
+        replica_id=spec.replica_id,
+        engine="llama.cpp",
+        artifact_path="/m.gguf",
+        **states.serve_shape(spec),
+    )
+    assert job.gpu_layers == 24
+    model = ArtifactInfo(
+        path=tmp_path / "m.gguf", format="gguf", quant_method="Q4_K_M", size_bytes=1
+    )
+    engine = LlamaCudaServer(GpuAssignment(visible_devices=("0",)), binary=Path("/b/llama-server"))
+    options = ServeOptions(parallel_slots=4, gpu_layers=job.gpu_layers or -1)
+    command = engine.command(Path("/py"), model, options, 9000)
+    assert command[command.index("--n-gpu-layers") + 1] == "24"  # -ngl 24: the rest on the host
+    assert "--split-mode" not in command
+    # A plan without a split names no layers: every one goes to the GPU, as before.
+    whole = states.serve_shape(states.replica_specs(gpu_plan(engine="llama.cpp"), "llama")[0])
+    assert "gpu_layers" not in whole
 
 
 def test_cluster_up_fake_gpus_declares_the_catalogs_gpus_as_marked_logical_resources() -> None:
