@@ -230,6 +230,13 @@ def _markdown(result: dict[str, Any]) -> str:
         f"the other two) {within('held_out_error_pct')}, planner (fitted to all 9) "
         f"{within('planner_error_pct')}.",
         "",
+        "Caveats: the runs' files have a 49,152-token vocabulary where the catalog's Llama-3.1-8B",
+        "has 128,256, so the modeled weights are larger than the files' (the fit absorbs it); the",
+        "host figures come from one machine's 16 threads and transfer to other hosts per vCPU, an",
+        "assumption no run here checks; llama.cpp keeps the output layer on the host below full",
+        "offload, which the per-layer split does not model (the -ngl 24 runs, over-predicted by",
+        "+15..+18 % fitted and +19..+28 % held out, are where it weighs most).",
+        "",
     ]
     return "\n".join(lines)
 
