@@ -95,3 +95,15 @@ def test_an_itl_objective_loads_a_replica_less_when_prefills_interleave() -> Non
     assert float(p95_itl_ms(np.array(0.5), np.array(0.01), rate)[0]) == pytest.approx(itl[0])
     assert rate[0] * 0.5 <= 1 - 12 / 20 + 1e-9  # prefill share at most 40 %
     assert lowest_itl[0] < itl[0]
+
+
+@pytest.mark.parametrize("rho", [0.2, 0.5, 0.85])
+def test_the_md1_p95_wait_is_close_to_a_simulated_queue(rho: float) -> None:
+    # Lindley's recursion over Poisson arrivals and fixed prefill times (one prompt length).
+    rng = np.random.default_rng(7)
+    gaps = rng.exponential(1 / rho, 100_000)  # service time 1
+    waits = np.zeros(gaps.size)
+    for i in range(1, gaps.size):
+        waits[i] = max(0.0, waits[i - 1] + 1.0 - gaps[i])
+    simulated = float(np.percentile(waits[1000:], 95))
+    assert float(p95_prefill_wait_s(1.0, rho)) == pytest.approx(simulated, rel=0.25)
