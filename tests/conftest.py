@@ -11,6 +11,7 @@ import pytest
 from catalog_copy import copy_catalog
 from hypothesis import settings
 from hypothesis_budget import PROFILE_VARIABLE
+from postgres_databases import drop_database
 from sqlalchemy import create_engine, text
 
 from quantplan.catalog.db import resolve_database_url
@@ -57,8 +58,7 @@ def postgres_url() -> Iterator[str]:
         from quantplan.catalog.db import _prepared_engine
 
         _prepared_engine.cache_clear()
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(engine, name)
         engine.dispose()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from catalog_copy import copy_catalog
+from postgres_databases import drop_database
 from sqlalchemy import create_engine, make_url, text
 
 from quantplan.catalog.db import (
@@ -122,8 +123,8 @@ def percent_password_url() -> Iterator[str]:
         url = database.set(username=name, password=PASSWORD)
         yield url.render_as_string(hide_password=False)  # percent-encodes the password
     finally:
+        drop_database(admin, name)
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f"DROP ROLE IF EXISTS {name}"))
         admin.dispose()
 
