@@ -524,7 +524,11 @@ def report(device: list[Path]) -> None:
                 if str(row.get("run_id") or "").startswith("gpu-node-steps-"):
                     rows.append(row)
     target = ROOT / "bench" / "results"
-    (target / "gpu_node_steps.json").write_text(json.dumps(results, indent=2, default=str))
+    # The machine's own folders say nothing to a reader: named by role, not by path.
+    text = json.dumps(results, indent=2, default=str)
+    for path, role in ((str(ROOT), "<checkout>"), (str(WORK), "<work>")):
+        text = text.replace(path, role)
+    (target / "gpu_node_steps.json").write_text(text)
     header = (
         "# The node agent's GPU steps on one H200, run directly\n"
         "# (bench/gpu_node_steps.py; random weights in real shapes: speed only)\n"
