@@ -104,11 +104,9 @@ def toolchain_dir(spec: ToolchainSpec) -> Path:
 def toolchain_key(spec: ToolchainSpec) -> str:
     """The key artifacts made with ``spec`` record: the lock's content key, or an adopted
     environment's own key (its versions are not the lock's, so its artifacts are others)."""
-    manifest = toolchain_dir(spec) / MANIFEST_NAME
-    if manifest.is_file():
-        found = Toolchain.model_validate_json(manifest.read_text(encoding="utf-8"))
-        if found.adopted:
-            return found.key
+    found = find_toolchain(spec.name)
+    if found is not None and found.adopted:
+        return found.key
     return spec.content_key(python_version_of(base_python()))
 
 

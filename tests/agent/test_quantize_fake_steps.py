@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from safetensors_files import write_safetensors
 
 from quantplan.agent.artifacts import ArtifactStore
 from quantplan.agent.models import resolve_model
@@ -208,25 +209,10 @@ def test_refusals_come_before_any_step(
     assert runner.calls == [] and store.list() == []
 
 
-def _write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
-    header: dict[str, Any] = {}
-    offset, payload = 0, b""
-    for name, (dtype, shape, data) in tensors.items():
-        header[name] = {
-            "dtype": dtype,
-            "shape": shape,
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-        payload += data
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + payload)
-
-
 def _llmc_quantize(call: StepCall) -> dict[str, Any]:
     # One 8x128 layer at 4 bit, group 64: 512 B packed + 16 bf16 scales = 4.25 bits per weight.
     output = Path(call.request["output_dir"])
-    _write_safetensors(
+    write_safetensors(
         output / "model.safetensors",
         {
             "l.weight_packed": ("I32", [8, 16], b"\0" * 512),

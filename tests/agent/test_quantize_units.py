@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from safetensors_files import write_safetensors
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore, describe_files
 from quantplan.agent.models import ModelSource
@@ -102,23 +103,9 @@ def test_unknown_options_are_refused_by_the_strict_config() -> None:
         build_config("gguf", {"type": "Q4_K_Z"})
 
 
-def _write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
-    header, offset, payload = {}, 0, b""
-    for name, (dtype, shape, data) in tensors.items():
-        header[name] = {
-            "dtype": dtype,
-            "shape": shape,
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-        payload += data
-    raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + payload)
-
-
 def test_bits_per_weight_is_measured_from_the_packed_tensors(tmp_path: Path) -> None:
     # One 8x128 layer at 4 bit, group 64: 512 B packed + 16 bf16 scales (32 B) = 4.25 bits.
-    _write_safetensors(
+    write_safetensors(
         tmp_path / "model.safetensors",
         {
             "l.weight_packed": ("I32", [8, 16], b"\0" * 512),
