@@ -33,7 +33,7 @@ def _human_bytes(count: int | None) -> str:
 
 @stops_children_on_signals
 def quantize_command(
-    method: Annotated[str, typer.Option("--method", "-m", help="gptq, awq or gguf.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="gptq, awq, int8 or gguf.")],
     model: Annotated[
         str, typer.Option("--model", help="'default' (SmolLM2-135M) or a local HF directory.")
     ] = "default",
@@ -41,14 +41,14 @@ def quantize_command(
         str,
         typer.Option(
             "--scheme",
-            help="gptq/awq: W4A16 or W8A16. gguf: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, "
-            "Q3_K_M, Q2_K, or 'all'.",
+            help="gptq/awq: W4A16 (default) or W8A16. int8: W8A8. gguf: F16, Q8_0, Q6_K, "
+            "Q5_K_M, Q4_K_M (default), Q4_0, Q3_K_M, Q2_K, or 'all'.",
         ),
     ] = "",
     group_size: Annotated[
         int | None, typer.Option(help="W4A16 group size (default: largest of 128/64/32 dividing)")
     ] = None,
-    samples: Annotated[int, typer.Option(help="Calibration samples (gptq/awq).")] = 64,
+    samples: Annotated[int, typer.Option(help="Calibration samples (gptq/awq/int8).")] = 64,
     sequence_length: Annotated[int, typer.Option(help="Tokens per calibration sample.")] = 256,
     calibration: Annotated[
         str, typer.Option(help="'pydoc-topics' (offline default) or a .txt/.jsonl file.")
@@ -82,8 +82,8 @@ def quantize_command(
             for kind in (GGUF_TYPES if wanted == GGUF_ALL.upper() else (wanted,))
         ]
     else:
+        # Without --scheme each method's config default applies (W4A16; int8: W8A8).
         options: dict[str, Any] = {
-            "scheme": scheme.upper() if scheme else "W4A16",
             "measure_layer_error": layer_error,
             "calibration": {
                 "source": calibration,
@@ -91,6 +91,8 @@ def quantize_command(
                 "sequence_length": sequence_length,
             },
         }
+        if scheme:
+            options["scheme"] = scheme.upper()
         if group_size is not None:
             options["group_size"] = group_size
         runs = [options]

@@ -1,4 +1,4 @@
-"""Shared plumbing of GPTQ and AWQ (llm-compressor -> compressed-tensors, loaded by vLLM).
+"""Shared plumbing of GPTQ, AWQ and INT8 W8A8 (llm-compressor -> compressed-tensors, for vLLM).
 
 Group size: a weight group must tile every quantized Linear's input dimension. SmolLM2-135M has
 hidden 576 and intermediate 1536, so 128 (the usual default) is refused (576 = 4.5 x 128); the
@@ -10,7 +10,7 @@ the weights more closely. W8A16 uses one scale per output channel, which always 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,8 +35,15 @@ from quantplan.catalog.registry import MethodName
 GROUP_CANDIDATES = (128, 64, 32)
 
 
-class LlmCompressorConfig(QuantizerConfig):
-    """Shared knobs of the llm-compressor methods."""
+class CalibratedConfig(QuantizerConfig):
+    """Knobs every llm-compressor method shares: its calibration text and the 16-bit layers."""
+
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+
+
+class LlmCompressorConfig(CalibratedConfig):
+    """Shared knobs of the weight-only llm-compressor methods (GPTQ, AWQ)."""
 
     scheme: Literal["W4A16", "W8A16"] = Field(
         default="W4A16", description="Weight bits / activation bits."
@@ -47,15 +54,13 @@ class LlmCompressorConfig(QuantizerConfig):
         description="Weights per scale group for W4A16; None picks the largest of 128/64/32 "
         "that divides every Linear input dimension. W8A16 is per-channel.",
     )
-    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
-    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
     # Each method declares its own default and description (GPTQ symmetric, AWQ zero-point).
     symmetric: bool = Field(description="Symmetric integer weights (no zero point).")
 
 
 class _StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: MethodName  # gptq or awq: the step script branches on it
+    method: MethodName  # gptq, awq or int8: the step script branches on it
     model_dir: str
     output_dir: str
     bits: int
@@ -63,6 +68,8 @@ class _StepRequest(BaseModel):
     symmetric: bool
     dampening_frac: float = 0.01
     duo_scaling: bool | Literal["both"] = True
+    # int8 only: SmoothQuant's migration strength; the step then quantizes with GPTQ "W8A8".
+    smoothing_strength: float | None = None
     ignore: list[str]
     calibration_texts: list[str]
     num_samples: int
@@ -116,7 +123,10 @@ def resolve_group_size(config: LlmCompressorConfig, model: ModelSource) -> int |
 
 
 class LlmCompressorMethod(Quantizer):
-    """Shared GPTQ/AWQ plumbing: one step script, configs differ in their fields."""
+    """Shared llm-compressor plumbing: one step script, configs differ in their fields.
+
+    A method other than GPTQ/AWQ overrides ``check``, ``scheme_name`` and ``step_fields``.
+    """
 
     toolchain: ClassVar[str] = "llmcompressor"
 
@@ -141,6 +151,17 @@ class LlmCompressorMethod(Quantizer):
         suffix = f"-g{group}" if group else "-ch"
         return f"{self.method}-{config.scheme.lower()}{suffix}"
 
+    def step_fields(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
+        """The method's own fields of the step request (bits, grouping, algorithm knobs)."""
+        assert isinstance(config, LlmCompressorConfig)
+        return {
+            "bits": 4 if config.scheme == "W4A16" else 8,
+            "group_size": resolve_group_size(config, model),
+            "symmetric": config.symmetric,
+            "dampening_frac": getattr(config, "dampening_frac", 0.01),
+            "duo_scaling": getattr(config, "duo_scaling", True),
+        }
+
     def quantize(
         self,
         model: ModelSource,
@@ -152,7 +173,7 @@ class LlmCompressorMethod(Quantizer):
     ) -> QuantizeOutcome:
         from quantplan.agent.toolchains import ensure_toolchain, run_step
 
-        assert isinstance(config, LlmCompressorConfig)
+        assert isinstance(config, CalibratedConfig)
         del store, prerequisite  # made from the source checkpoint alone
         calibration = config.calibration
         text = calibration_text(calibration, default_split("evaluation"))
@@ -160,11 +181,7 @@ class LlmCompressorMethod(Quantizer):
             method=self.method,
             model_dir=str(model.path),
             output_dir=str(staging),
-            bits=4 if config.scheme == "W4A16" else 8,
-            group_size=resolve_group_size(config, model),
-            symmetric=config.symmetric,
-            dampening_frac=getattr(config, "dampening_frac", 0.01),
-            duo_scaling=getattr(config, "duo_scaling", True),
+            **self.step_fields(config, model),
             ignore=list(config.ignore),
             calibration_texts=list(text.documents),
             num_samples=calibration.num_samples,

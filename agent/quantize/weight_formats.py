@@ -15,6 +15,9 @@ from typing import Any
 
 # Parts of one quantized weight in compressed-tensors' pack-quantized format.
 QUANTIZED_PARTS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_g_idx")
+# The int-quantized / float-quantized formats (W8A8) store the 8-bit values unpacked as
+# ``weight``, beside the same scale parts.
+UNPACKED_QUANTIZED_DTYPES = ("I8", "F8_E4M3")
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -45,10 +48,20 @@ def compressed_bits_per_weight(directory: Path) -> dict[str, float]:
             prefix, _, part = name.rpartition(".")
             layers.setdefault(prefix, {})[part] = entry
         for prefix, parts in layers.items():
-            if "weight_packed" in parts:
-                shape_entry = parts.get("weight_shape")
-                count = _shape_from_weight_shape(file, shape_entry) if shape_entry else 0
-                stored = sum(_tensor_bytes(parts[p]) for p in QUANTIZED_PARTS if p in parts)
+            unpacked = (
+                "weight_scale" in parts
+                and parts.get("weight", {}).get("dtype") in UNPACKED_QUANTIZED_DTYPES
+            )
+            if "weight_packed" in parts or unpacked:
+                names: tuple[str, ...]
+                if unpacked:
+                    count = math.prod(parts["weight"]["shape"])
+                    names = ("weight", *QUANTIZED_PARTS)
+                else:
+                    shape_entry = parts.get("weight_shape")
+                    count = _shape_from_weight_shape(file, shape_entry) if shape_entry else 0
+                    names = QUANTIZED_PARTS
+                stored = sum(_tensor_bytes(parts[p]) for p in names if p in parts)
                 quantized_bits += 8 * stored
                 quantized_count += count
                 total_bits += 8 * stored

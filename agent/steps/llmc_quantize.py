@@ -1,4 +1,5 @@
-"""Step (llmcompressor toolchain): GPTQ or AWQ with llm-compressor to a compressed-tensors dir.
+"""Step (llmcompressor toolchain): GPTQ, AWQ or INT8 W8A8 (SmoothQuant + GPTQ) with
+llm-compressor to a compressed-tensors dir.
 
 Order matters for the user: the calibration text is tokenized and counted *before* the model is
 loaded, so a too-small set is refused in seconds, not after a minute of loading.
@@ -55,6 +56,25 @@ def quantization_scheme(request: dict[str, Any]) -> dict[str, Any]:
     if request["group_size"]:
         weights["group_size"] = request["group_size"]
     return {"group_0": {"targets": ["Linear"], "weights": weights}}
+
+
+def capture_weights_before_gptq(reference: dict[str, Any]) -> None:
+    """Copy each Linear's weight into ``reference`` just before GPTQ quantizes it.
+
+    With SmoothQuant first, the loaded weights are not what GPTQ quantizes (smoothing scales
+    their input channels), so the layer error is measured against the smoothed weights, the
+    error GPTQ itself introduced. Patches this step process only.
+    """
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
+    compress = GPTQModifier.compress_module_list
+
+    def copying(self: Any, module_list: list[Any]) -> Any:
+        for module in module_list:
+            reference[self._module_names[module]] = module.weight.detach().clone()
+        return compress(self, module_list)
+
+    GPTQModifier.compress_module_list = copying
 
 
 def linear_weights(model: Any, ignore: list[str]) -> dict[str, Any]:
@@ -117,17 +137,33 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype="auto")
     config_groups = quantization_scheme(request)
     ignore = request["ignore"]
+    measure = request["measure_layer_error"]
+    smoothed: dict[str, Any] = {}
     if request["method"] == "gptq":
         recipe: Any = GPTQModifier(
             config_groups=config_groups, ignore=ignore, dampening_frac=request["dampening_frac"]
         )
+    elif request["method"] == "int8":
+        # llm-compressor's W8A8 recipe: INT8 per-channel weights, dynamic per-token activations.
+        from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+        recipe = [
+            SmoothQuantModifier(smoothing_strength=request["smoothing_strength"]),
+            GPTQModifier(
+                targets="Linear",
+                scheme="W8A8",
+                ignore=ignore,
+                dampening_frac=request["dampening_frac"],
+            ),
+        ]
+        if measure:
+            capture_weights_before_gptq(smoothed)
     else:
         skip_pinning_without_accelerator()
         recipe = [
             AWQModifier(duo_scaling=request["duo_scaling"]),
             QuantizationModifier(config_groups=config_groups, ignore=ignore),
         ]
-    measure = request["measure_layer_error"]
     # GPTQ's error is against the weights as loaded, so they are copied before calibrating.
     loaded = linear_weights(model, ignore) if measure and request["method"] == "gptq" else None
     progress(f"running {request['method']} on {len(windows)} samples (minutes on a CPU)")
@@ -145,9 +181,12 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     if measure:
         progress("measuring per-layer weight error")
-        # AWQ rescales weights before quantizing: its error is against the rescaled weights,
-        # i.e. the error the quantizer itself introduced.
-        reference = loaded if loaded is not None else linear_weights(model, ignore)
+        # AWQ rescales weights before quantizing, SmoothQuant too: their error is against the
+        # rescaled weights, i.e. the error the quantizer itself introduced.
+        if request["method"] == "int8":
+            reference = smoothed
+        else:
+            reference = loaded if loaded is not None else linear_weights(model, ignore)
         errors = layer_errors(model, reference)
     progress("saving the compressed-tensors checkpoint")
     model.save_pretrained(request["output_dir"], save_compressed=True)

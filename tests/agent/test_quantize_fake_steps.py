@@ -198,6 +198,11 @@ def test_a_failed_k_quant_keeps_the_f16_it_was_made_from(model: Path, store: Art
         ("gptq", {"calibration": {"num_samples": 4096, "sequence_length": 8192}}, "calibration"),
         ("gguf", {"type": "Q4_K_Z"}, "type"),
         ("awq", {"group_sise": 64}, "group_sise"),
+        ("int8", {"scheme": "W4A8"}, r"not W4A8 \(4-bit weights, 8-bit activations\)"),
+        ("int8", {"scheme": "W8A16"}, "int8 makes W8A8 only"),
+        ("int8", {"group_size": 64}, "group size"),
+        ("int8", {"smoothing_strength": 1.5}, "smoothing_strength"),
+        ("int8", {"calibration": {"num_samples": 4096, "sequence_length": 8192}}, "calibration"),
     ],
 )
 def test_refusals_come_before_any_step(
@@ -256,6 +261,53 @@ def test_gptq_manifest_carries_the_resolved_config_and_the_calibration(
         "model.safetensors",
         "quantplan-layer-errors.json",
     }
+
+
+def _llmc_quantize_w8a8(call: StepCall) -> dict[str, Any]:
+    # One 8x128 layer in the int-quantized format: 1024 I8 values + 8 bf16 channel scales.
+    output = Path(call.request["output_dir"])
+    write_safetensors(
+        output / "model.safetensors",
+        {
+            "l.weight": ("I8", [8, 128], b"\0" * 1024),
+            "l.weight_scale": ("BF16", [8, 1], b"\0" * 16),
+        },
+    )
+    (output / "config.json").write_text("{}")
+    return {
+        "calibration_tokens": call.request["num_samples"] * call.request["sequence_length"],
+        "calibrate_seconds": 2.0,
+        "total_seconds": 3.0,
+        "peak_rss_mb": 900.0,
+        "layer_errors": [{"layer": "l", "mse": 1e-6, "relative_error": 0.01}],
+    }
+
+
+def test_int8_asks_the_step_for_smoothquant_w8a8_and_records_its_scheme(
+    model: Path, store: ArtifactStore
+) -> None:
+    runner = FakeStepRunner({"llmc_quantize": _llmc_quantize_w8a8})
+    options = {"calibration": {"num_samples": 8, "sequence_length": 32}}
+    with use_step_runner(runner):
+        manifest = quantize(str(model), "int8", options, store=store)
+        again = quantize(str(model), "int8", {**options, "scheme": "w8a8"}, store=store)
+    (call,) = runner.calls
+    request = call.request
+    assert (request["method"], request["bits"], request["group_size"]) == ("int8", 8, None)
+    assert (request["symmetric"], request["smoothing_strength"]) == (True, 0.8)
+    assert (manifest.method, manifest.scheme, manifest.kind) == (
+        "int8",
+        "int8-w8a8",
+        "compressed-tensors",
+    )
+    # 8 bits per value + one 16-bit scale per 128-wide row, read from the safetensors header.
+    assert manifest.bits_per_weight == pytest.approx(8.125)
+    assert manifest.parameters["scheme"] == "W8A8"
+    assert manifest.parameters["resolved"]["group_size"] is None
+    assert manifest.calibration is not None and manifest.calibration["tokens"] == 8 * 32
+    assert manifest.toolchain == "llmcompressor"
+    # The scheme is matched ignoring case: the second call found the first artifact.
+    assert again == manifest
 
 
 def test_the_runner_is_put_back_after_the_block() -> None:

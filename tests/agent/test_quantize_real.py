@@ -93,3 +93,25 @@ def test_every_gguf_type_records_measured_bits_per_weight() -> None:
         assert path.stat().st_size == next(f.bytes for f in manifest.files if f.path == path.name)
         if kind != "F16":
             assert manifest.parameters["resolved"]["f16_artifact"] == manifests["F16"].artifact_id
+
+
+def test_int8_w8a8_quantizes_weights_and_activations_to_int8() -> None:
+    store = ArtifactStore()
+    manifest = quantize("default", "int8", {"calibration": CI_CALIBRATION}, store=store)
+    assert (manifest.method, manifest.scheme) == ("int8", "int8-w8a8")
+    directory = store.local_dir(manifest)
+    quantization = json.loads((directory / "config.json").read_text())["quantization_config"]
+    assert quantization["quant_method"] == "compressed-tensors"
+    assert quantization["format"] == "int-quantized"
+    (group,) = quantization["config_groups"].values()
+    weights, activations = group["weights"], group["input_activations"]
+    assert (weights["type"], weights["num_bits"], weights["strategy"]) == ("int", 8, "channel")
+    assert weights["symmetric"] is True and weights["dynamic"] is False
+    assert (activations["type"], activations["num_bits"]) == ("int", 8)
+    assert (activations["strategy"], activations["dynamic"]) == ("token", True)
+    assert "lm_head" in quantization["ignore"]
+    # 8-bit values + one bf16 scale per output row of 576 or 1536 inputs.
+    assert 8.0 < manifest.bits_per_weight < 8.05
+    errors = json.loads((directory / "quantplan-layer-errors.json").read_text())
+    # Against the smoothed weights GPTQ quantized, not against the loaded ones.
+    assert len(errors) == 30 * 7 and all(0 < row["relative_error"] < 0.05 for row in errors)
