@@ -39,6 +39,7 @@ from quantplan.planner.hardware import (
     weight_gb,
 )
 from quantplan.planner.offload import HOST, PRIOR_HOST, HostFigures, split_step_times
+from quantplan.planner.traits import method_traits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCE = RESULTS / "llamacpp_server_gpu.json"
@@ -88,7 +89,8 @@ def predict(
     model = snapshot.model_by_name[MODEL]
     shape = model_shape_from_record(model)
     scheme = snapshot.scheme_by_name[SCHEME]
-    weights = weight_gb(shape, scheme) * active_fraction(shape)
+    method = method_traits(snapshot, scheme.family)
+    weights = weight_gb(shape, scheme, method) * active_fraction(shape)
     out = []
     for run in runs:
         gpu_step, gpu_prefill, _ = _gpu_part(snapshot, run)

@@ -1,8 +1,9 @@
 """The catalog schema: hardware, prices, models, quantization schemes and measurements.
 
-Reference rows (hardware, instance types, model cards, schemes, engine support) have a natural
-key and are versioned data. Measurement rows (profiles, quality results) are appended with their
-basis and provenance and are never overwritten; a run id makes each report idempotent.
+Reference rows (hardware, instance types, model cards, schemes, engine support, engine and
+method traits) have a natural key and are versioned data. Measurement rows (profiles, quality
+results) are appended with their basis and provenance and are never overwritten; a run id makes
+each report idempotent.
 
 Table classes do not validate on construction. Every row but a run is written from a record of
 ``catalog/records.py``, which holds the bounds (finite numbers within physical limits, bounded
@@ -167,6 +168,45 @@ class EngineSupport(SQLModel, table=True):
     required_isa: str = Field(default="", description="Comma separated CPU flags required")
     kernel: str = Field(description="The kernel or backend that does the work")
     note: str = ""
+    source: str
+
+
+class EngineTrait(SQLModel, table=True):
+    """What the planner assumes of one engine on one device kind: efficiencies, memory it keeps,
+    concurrency, how it batches and splits a replica over GPUs. No row means the planner's
+    generic default for the device kind, marked ``modeled``."""
+
+    __tablename__ = "engine_trait"
+    __table_args__ = (UniqueConstraint("engine", "device_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    engine: str
+    device_kind: str = Field(description="gpu or cpu")
+    bandwidth_efficiency: float = Field(description="Share of spec memory bandwidth reached")
+    compute_efficiency: float = Field(description="Share of spec FLOPS reached")
+    runtime_overhead_gb: float = Field(description="Memory the engine keeps, per GPU or host")
+    max_concurrency: int = Field(description="Most sequences one replica runs at once")
+    tensor_parallel: bool = Field(description="Splits every layer over a replica's GPUs")
+    batching: str = Field(description="continuous, slots or none")
+    basis: str = Field(description="measured, published or modeled")
+    source: str
+
+
+class MethodTrait(SQLModel, table=True):
+    """What the planner assumes of a quantization method's checkpoints and kernels. No row
+    means the default: bits per weight cover the whole model, BF16 math."""
+
+    __tablename__ = "method_trait"
+    __table_args__ = (UniqueConstraint("method"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    method: str
+    embeddings_in_16_bit: bool = Field(description="Embeddings and lm_head stay 16-bit")
+    w8a8: bool = Field(description="8-bit activations times 8-bit weights on tensor cores")
+    slow_kernel_below_capability: float | None = Field(
+        default=None, description="A legacy kernel runs below this compute capability"
+    )
+    basis: str = Field(description="measured, published or modeled")
     source: str
 
 

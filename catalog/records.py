@@ -17,6 +17,7 @@ from quantplan.catalog.vocabulary import (
     AcceleratorCount,
     BandwidthGBps,
     Basis,
+    Batching,
     BitsPerWeight,
     CompressionRatio,
     ComputeCapability,
@@ -24,6 +25,7 @@ from quantplan.catalog.vocabulary import (
     Details,
     DeviceCount,
     DeviceKind,
+    Efficiency,
     Engine,
     Fraction,
     GroupSize,
@@ -34,6 +36,7 @@ from quantplan.catalog.vocabulary import (
     MemoryGB,
     ModelDimension,
     Name,
+    OverheadGB,
     ParametersB,
     Perplexity,
     PerplexityDeltaPct,
@@ -179,6 +182,52 @@ class EngineSupportRecord(Record):
     source: SourceText
 
 
+class EngineTraitRecord(Record):
+    """What the planner assumes of one engine on one device kind, with its basis and source.
+
+    An engine without a row for a device kind gets the planner's generic default for that
+    kind, marked ``modeled`` with a source saying no row exists (planner/traits.py)."""
+
+    engine: Engine
+    device_kind: DeviceKind
+    bandwidth_efficiency: Efficiency = Field(
+        description="Share of the spec memory bandwidth a decode step reaches"
+    )
+    compute_efficiency: Efficiency = Field(
+        description="Share of the spec FLOPS reached (prefill, large batches)"
+    )
+    runtime_overhead_gb: OverheadGB = Field(
+        description="Memory the engine keeps for itself, per GPU (gpu) or per host (cpu)"
+    )
+    max_concurrency: Concurrency = Field(description="Most sequences one replica runs at once")
+    tensor_parallel: bool = Field(
+        description="Splits every layer over a replica's GPUs (false: splits the layers)"
+    )
+    batching: Batching = Field(description="continuous, slots or none")
+    basis: Basis
+    source: SourceText
+
+
+class MethodTraitRecord(Record):
+    """What the planner assumes of a quantization method's checkpoints and kernels.
+
+    A method without a row gets the default: the scheme's bits per weight cover the whole
+    model and the math is BF16 (planner/traits.py)."""
+
+    method: SchemeFamily
+    embeddings_in_16_bit: bool = Field(
+        description="Embeddings and lm_head stay 16-bit beside the quantized layers"
+    )
+    w8a8: bool = Field(description="Multiplies 8-bit activations by 8-bit weights on tensor cores")
+    slow_kernel_below_capability: ComputeCapability | None = Field(
+        default=None,
+        description="GPUs below this compute capability run a legacy kernel at a fraction of "
+        "the compute efficiency (None: no such rule)",
+    )
+    basis: Basis
+    source: SourceText
+
+
 class ProfileRecord(Record):
     model: Name
     scheme: Name
@@ -266,7 +315,17 @@ class QualityRecord(Record):
         return self
 
 
-RecordKind = Literal["hardware", "instances", "models", "schemes", "support", "profiles", "quality"]
+RecordKind = Literal[
+    "hardware",
+    "instances",
+    "models",
+    "schemes",
+    "support",
+    "engine_traits",
+    "method_traits",
+    "profiles",
+    "quality",
+]
 
 RECORD_TYPES: dict[str, type[Record]] = {
     "hardware": HardwareRecord,
@@ -274,6 +333,8 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "models": ModelRecord,
     "schemes": SchemeRecord,
     "support": EngineSupportRecord,
+    "engine_traits": EngineTraitRecord,
+    "method_traits": MethodTraitRecord,
     "profiles": ProfileRecord,
     "quality": QualityRecord,
 }

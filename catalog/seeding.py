@@ -23,6 +23,9 @@ Seed versions:
 6. 106 more published profiles, Llama-3-70B and Llama-3.3-70B, RTX 4090/3090, more quality.
 7. llama-server over HTTP on an H200 (SmolLM2-135M and Llama-3.1-8B shapes, F16, concurrency
    1-64, one row a level, ``details: {served: true}``): llama.cpp's served batching curve.
+8. Engine and method traits (``engine_traits.yaml``, ``method_traits.yaml``): what the planner
+   assumes of each engine per device kind and of each quantization method, as rows with a
+   basis and a source; the values the planner held as constants before.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 7
+SEED_VERSION = 8
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:

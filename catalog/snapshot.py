@@ -12,15 +12,18 @@ every plan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.catalog.records import (
     EngineSupportRecord,
+    EngineTraitRecord,
     HardwareRecord,
     InstanceRecord,
+    MethodTraitRecord,
     ModelRecord,
     ProfileRecord,
     QualityRecord,
@@ -43,11 +46,22 @@ class CatalogSnapshot(BaseModel):
     models: tuple[ModelRecord, ...] = ()
     schemes: tuple[SchemeRecord, ...] = ()
     support: tuple[EngineSupportRecord, ...] = ()
+    engine_traits: tuple[EngineTraitRecord, ...] = ()
+    method_traits: tuple[MethodTraitRecord, ...] = ()
     profiles: tuple[ProfileRecord, ...] = ()
     quality: tuple[QualityRecord, ...] = ()
     skipped: tuple[SkippedRow, ...] = Field(
         default=(), description="Stored rows left out because they do not validate"
     )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied; the lookups cached on this snapshot are not carried
+        over (they would still describe the rows before the update)."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name, member in vars(type(self)).items():
+            if isinstance(member, cached_property):
+                copied.__dict__.pop(name, None)
+        return copied
 
     @cached_property
     def hardware_by_name(self) -> dict[str, HardwareRecord]:
@@ -60,6 +74,15 @@ class CatalogSnapshot(BaseModel):
     @cached_property
     def scheme_by_name(self) -> dict[str, SchemeRecord]:
         return {s.name: s for s in self.schemes}
+
+    @cached_property
+    def engine_trait_by_key(self) -> dict[tuple[str, str], EngineTraitRecord]:
+        """(engine, device kind) -> its row; the planner gives a missing one its default."""
+        return {(t.engine, t.device_kind): t for t in self.engine_traits}
+
+    @cached_property
+    def method_trait_by_name(self) -> dict[str, MethodTraitRecord]:
+        return {t.method: t for t in self.method_traits}
 
     def get_hardware(self, name: str) -> HardwareRecord:
         try:
@@ -80,7 +103,17 @@ class CatalogSnapshot(BaseModel):
             raise UnknownNameError("scheme", name, self.scheme_by_name) from None
 
 
-RECORD_KINDS = ("hardware", "instances", "models", "schemes", "support", "profiles", "quality")
+RECORD_KINDS = (
+    "hardware",
+    "instances",
+    "models",
+    "schemes",
+    "support",
+    "engine_traits",
+    "method_traits",
+    "profiles",
+    "quality",
+)
 
 
 def load_snapshot(engine: Engine) -> CatalogSnapshot:

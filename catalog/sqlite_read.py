@@ -61,6 +61,8 @@ TABLES: dict[str, Table] = {
     "models": Table("model_card"),
     "schemes": Table("quant_scheme"),
     "support": Table("engine_support"),
+    "engine_traits": Table("engine_trait"),
+    "method_traits": Table("method_trait"),
     "profiles": Table(
         "profile",
         (_MODEL, _SCHEME, _HARDWARE, Reference("instance_type_id", "instances", "instance")),

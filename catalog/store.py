@@ -1,7 +1,8 @@
 """Reading and writing catalog rows as records: the one place that maps records onto tables.
 
-Reference kinds (hardware, instances, models, schemes, support) are keyed by natural keys:
-writing an identical record again is a no-op, a different one is refused unless ``replace``.
+Reference kinds (hardware, instances, models, schemes, support, engine and method traits) are
+keyed by natural keys: writing an identical record again is a no-op, a different one is refused
+unless ``replace``.
 Measurement kinds (profiles, quality) are append-only: keyed by what they describe, their
 source and their run id; an identical row is a no-op, a conflicting one is always refused
 unless the row it conflicts with was retracted (see :mod:`quantplan.catalog.retractions`).
@@ -17,8 +18,10 @@ from sqlmodel import Session, SQLModel, col, select
 
 from quantplan.catalog.models import (
     EngineSupport,
+    EngineTrait,
     Hardware,
     InstanceType,
+    MethodTrait,
     ModelCard,
     Profile,
     QualityResult,
@@ -27,8 +30,10 @@ from quantplan.catalog.models import (
 )
 from quantplan.catalog.records import (
     EngineSupportRecord,
+    EngineTraitRecord,
     HardwareRecord,
     InstanceRecord,
+    MethodTraitRecord,
     ModelRecord,
     ProfileRecord,
     QualityRecord,
@@ -167,6 +172,8 @@ KINDS: dict[str, _Kind] = {
         ("engine", "family", "device_kind", "bits"),
         _plain,
     ),
+    "engine_traits": _Kind(EngineTrait, EngineTraitRecord, ("engine", "device_kind"), _plain),
+    "method_traits": _Kind(MethodTrait, MethodTraitRecord, ("method",), _plain),
     "profiles": _Kind(
         Profile,
         ProfileRecord,

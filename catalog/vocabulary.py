@@ -22,6 +22,10 @@ SchemeFamily = MethodName
 Engine = EngineName
 Basis = Literal["measured", "published", "modeled"]
 RunStatus = Literal["running", "succeeded", "failed"]
+Batching = Literal["continuous", "slots", "none"]
+"""How an engine runs requests together: ``continuous`` (a new sequence joins the running batch
+at any step), ``slots`` (a fixed number of server slots, each batched continuously, as
+llama-server's ``-np``) or ``none`` (one request at a time)."""
 
 # ---------------------------------------------------------------- strings
 
@@ -157,6 +161,8 @@ MemoryGB = Annotated[float, _finite(gt=0, lt=1e5)]
 BandwidthGBps = Annotated[float, _finite(gt=0, lt=1e6)]
 TeraOps = Annotated[float, _finite(gt=0, lt=1e6)]  # TFLOPS or TOPS of one device or socket
 ComputeCapability = Annotated[float, _finite(gt=0, lt=100)]
+Efficiency = Annotated[float, _finite(gt=0, le=1)]  # share of a spec figure an engine reaches
+OverheadGB = Annotated[float, _finite(ge=0, lt=1e5)]  # memory an engine keeps for itself
 ParametersB = Annotated[float, _finite(gt=0, lt=1e5)]  # billions: 100 trillion parameters
 
 # Quantization and quality. Bits per weight measured on a file exceed the nominal width by the

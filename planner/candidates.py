@@ -17,15 +17,11 @@ from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeReco
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.errors import QuantplanError
 from quantplan.planner.compatibility import SupportMatrix
-from quantplan.planner.hardware import (
-    MachineShare,
-    engine_traits,
-    machine_shares,
-    model_shape_from_record,
-)
+from quantplan.planner.hardware import MachineShare, machine_shares, model_shape_from_record
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
 from quantplan.planner.targets import ModelShape, Targets
+from quantplan.planner.traits import engine_traits
 
 
 @dataclass(frozen=True)
@@ -184,10 +180,13 @@ def _tensor_parallel_rule(
     compatible: np.ndarray,
     compat_reason: np.ndarray,
     reasons: list[str],
+    snapshot: CatalogSnapshot,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``compatible`` without the tensor-parallel (vLLM) replicas whose GPU count does not
-    divide the heads."""
-    split = np.array([engine_traits(o.engine, "gpu").tensor_parallel for o in options], bool)
+    """``compatible`` without the replicas of tensor-parallel engines (vLLM) whose GPU count
+    does not divide the heads."""
+    split = np.array(
+        [engine_traits(snapshot, o.engine, "gpu").tensor_parallel for o in options], bool
+    )
     if not split.any():
         return compatible, compat_reason
     compatible, compat_reason = compatible.copy(), compat_reason.copy()
@@ -252,7 +251,7 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     compatible = ok_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), bool)
     compat_reason = why_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), int)
     compatible, compat_reason = _tensor_parallel_rule(
-        shape, options, machines, compatible, compat_reason, reasons
+        shape, options, machines, compatible, compat_reason, reasons, snapshot
     )
 
     index = QualityIndex(snapshot.quality, snapshot.models, snapshot.schemes)

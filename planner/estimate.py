@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantplan.catalog.records import HardwareRecord, ProfileRecord, SchemeRecord
+from quantplan.catalog.records import (
+    EngineTraitRecord,
+    HardwareRecord,
+    MethodTraitRecord,
+    ProfileRecord,
+    SchemeRecord,
+)
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.batching import (
     BatchingCurve,
@@ -43,27 +49,25 @@ from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
     ACTIVATION_BYTES,
     ALLREDUCES_PER_LAYER,
-    EngineTraits,
     MachineShare,
     ReplicaHardware,
     active_fraction,
     allreduce_seconds,
-    engine_traits,
     interconnect,
     kv_gb_per_token,
     max_sequences,
-    method_traits,
     model_shape_from_record,
     replica_hardware,
     weight_gb,
 )
-from quantplan.planner.offload import offload_rejected
+from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
 from quantplan.planner.targets import ModelShape, Workload
+from quantplan.planner.traits import engine_traits, method_traits
 
 CONCURRENCY_GRID = np.array([1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256], dtype=float)
-# Efficiencies, overheads and concurrency caps per engine: planner/hardware.py ENGINE_TRAITS.
-# Method rules (16-bit embeddings, W8A8, legacy kernels): planner/hardware.py METHOD_TRAITS.
+# Efficiencies, overheads and concurrency caps per engine, and method rules (16-bit embeddings,
+# W8A8, legacy kernels): the catalog's engine_traits and method_traits rows (planner/traits.py).
 LEGACY_KERNEL_COMPUTE_EFFICIENCY = 0.3
 """A method's legacy kernel on an older GPU (AWQ's GEMM below compute capability 8.0) is far
 slower than Marlin under load (vLLM docs: fit for low concurrency only)."""
@@ -71,11 +75,11 @@ STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
 """Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
 
 
-def w8a8_compute_gain(family: str, hardware: HardwareRecord) -> float:
-    """How much faster a W8A8 scheme computes than BF16 on ``hardware``: the row's dense INT8
+def w8a8_compute_gain(method: MethodTraitRecord, hardware: HardwareRecord) -> float:
+    """How much faster a W8A8 method computes than BF16 on ``hardware``: the row's dense INT8
     TOPS over its BF16 TFLOPS (on Ada and Hopper dense FP8 equals dense INT8, NVIDIA
-    datasheets). 1 for other families, on CPUs, or where either figure is unknown."""
-    if not method_traits(family).w8a8 or hardware.kind != "gpu":
+    datasheets). 1 for other methods, on CPUs, or where either figure is unknown."""
+    if not method.w8a8 or hardware.kind != "gpu":
         return 1.0
     if not hardware.int8_tops or not hardware.bf16_tflops:
         return 1.0
@@ -167,7 +171,7 @@ class TensorParallelLinks:
 
 
 def _efficiency_tables(
-    space: CandidateSpace,
+    space: CandidateSpace, snapshot: CatalogSnapshot
 ) -> tuple[
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, TensorParallelLinks
 ]:
@@ -178,7 +182,7 @@ def _efficiency_tables(
     per_engine: dict[str, np.ndarray] = {}
     for engine in engines:
         rows = [
-            replica_hardware(m, h, engine)
+            replica_hardware(m, h, engine_traits(snapshot, engine, h.kind))
             for m, h in zip(space.machines, space.hardware, strict=True)
         ]
         per_engine[engine] = np.array(
@@ -193,15 +197,16 @@ def _efficiency_tables(
     bw_eff = np.empty((len(space.options), n_inst))
     fl_eff = np.empty_like(bw_eff)
     for s, option in enumerate(space.options):
-        gpu, cpu = engine_traits(option.engine, "gpu"), engine_traits(option.engine, "cpu")
+        gpu = engine_traits(snapshot, option.engine, "gpu")
+        cpu = engine_traits(snapshot, option.engine, "cpu")
         bw_eff[s] = np.where(is_gpu, gpu.bandwidth_efficiency, cpu.bandwidth_efficiency)
         fl_eff[s] = np.where(is_gpu, gpu.compute_efficiency, cpu.compute_efficiency)
-        method = method_traits(option.family)
+        method = method_traits(snapshot, option.family)
         if method.slow_kernel_below_capability is not None:
             legacy = is_gpu & (capability < method.slow_kernel_below_capability)
             fl_eff[s] = np.where(legacy, fl_eff[s] * LEGACY_KERNEL_COMPUTE_EFFICIENCY, fl_eff[s])
         if method.w8a8:
-            gain = [w8a8_compute_gain(option.family, h) for h in space.hardware]
+            gain = [w8a8_compute_gain(method, h) for h in space.hardware]
             fl_eff[s] = fl_eff[s] * np.array(gain, dtype=float)
     links = [interconnect(h) for h in space.hardware]
     tensor_parallel = TensorParallelLinks(
@@ -263,7 +268,8 @@ class _ProfileRoofline:
     scheme: SchemeRecord
     hardware: HardwareRecord
     replica: ReplicaHardware
-    traits: EngineTraits
+    traits: EngineTraitRecord
+    method: MethodTraitRecord
     workload: Workload
     overhead_s: float
 
@@ -273,12 +279,12 @@ class _ProfileRoofline:
         return _step_times(
             self.shape,
             self.workload,
-            np.array(weight_gb(self.shape, self.scheme) * active_fraction(self.shape)),
+            np.array(weight_gb(self.shape, self.scheme, self.method) * active_fraction(self.shape)),
             np.array(self.replica.bandwidth_gbps * traits.bandwidth_efficiency),
             np.array(
                 self.replica.tflops
                 * traits.compute_efficiency
-                * w8a8_compute_gain(self.scheme.family, hardware)
+                * w8a8_compute_gain(self.method, hardware)
             ),
             np.array(self.overhead_s),
             np.array([float(concurrency)]),
@@ -301,12 +307,14 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
         accelerator_count=profile.hardware_count if gpu else 0,
     )
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    traits = engine_traits(snapshot, profile.engine, hardware.kind)
     return _ProfileRoofline(
         shape=shape,
         scheme=scheme,
         hardware=hardware,
-        replica=replica_hardware(machine, hardware, profile.engine),
-        traits=engine_traits(profile.engine, hardware.kind),
+        replica=replica_hardware(machine, hardware, traits),
+        traits=traits,
+        method=method_traits(snapshot, scheme.family),
         workload=Workload(
             input_tokens=profile.input_tokens,
             output_tokens=profile.output_tokens,
@@ -532,8 +540,11 @@ def estimate_performance(
 ) -> PerformanceMap:
     """The time map of every option x instance x concurrency, with bases."""
     shape = space.shape
-    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu, links = _efficiency_tables(space)
-    weights = np.array([weight_gb(shape, o.scheme) for o in space.options], dtype=float)
+    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu, links = _efficiency_tables(space, snapshot)
+    weights = np.array(
+        [weight_gb(shape, o.scheme, method_traits(snapshot, o.family)) for o in space.options],
+        dtype=float,
+    )
     overhead = np.array(
         [STEP_OVERHEAD_S["gpu" if g else "cpu"] for g in is_gpu], dtype=float
     ).reshape(-1, 2)
@@ -561,8 +572,8 @@ def estimate_performance(
         [
             np.where(
                 is_gpu,
-                engine_traits(o.engine, "gpu").max_concurrency,
-                engine_traits(o.engine, "cpu").max_concurrency,
+                engine_traits(snapshot, o.engine, "gpu").max_concurrency,
+                engine_traits(snapshot, o.engine, "cpu").max_concurrency,
             )
             for o in space.options
         ],
@@ -572,6 +583,8 @@ def estimate_performance(
     # llama.cpp options the GPU memory rejects may run split by layers (planner/offload.py).
     split = offload_rejected(
         engines=tuple(o.engine for o in space.options),
+        offload_gpu=engine_traits(snapshot, OFFLOAD_ENGINE, "gpu"),
+        offload_cpu=engine_traits(snapshot, OFFLOAD_ENGINE, "cpu"),
         machines=space.machines,
         is_gpu=is_gpu,
         layers=shape.layers,
@@ -659,7 +672,8 @@ def predict_profile(
     # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's
     # max_sequences does; the step at that batch is the one the measurement saw.
     kv_sequence = kv_gb_per_token(shape) * (profile.input_tokens + profile.output_tokens)
-    fits = max_sequences(replica.usable_memory_gb, weight_gb(shape, scheme), kv_sequence)
+    weights = weight_gb(shape, scheme, roofline.method)
+    fits = max_sequences(replica.usable_memory_gb, weights, kv_sequence)
     running = max(1, min(profile.concurrency, fits, traits.max_concurrency))
     if running != profile.concurrency:
         decode, _ = roofline.step_times(running)

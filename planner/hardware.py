@@ -11,8 +11,13 @@ from typing import Protocol
 
 import numpy as np
 
-from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
-from quantplan.catalog.vocabulary import Basis, DeviceKind
+from quantplan.catalog.records import (
+    EngineTraitRecord,
+    HardwareRecord,
+    InstanceRecord,
+    MethodTraitRecord,
+    SchemeRecord,
+)
 from quantplan.planner.targets import ModelShape
 
 GIB_TO_GB = 1.073741824
@@ -23,94 +28,6 @@ GPU_MEMORY_UTILIZATION = 0.90
 HOST_MEMORY_SHARE = 0.90
 HOST_RESERVED_GB = 1.0
 """Memory a CPU host keeps for the OS and the server process itself."""
-
-
-@dataclass(frozen=True)
-class EngineTraits:
-    """What the planner assumes of one engine on one device kind, with its basis.
-
-    One table keyed by (engine, device kind), read through :func:`engine_traits`, as a step
-    towards keeping these figures as catalog rows; an engine not in it gets the generic
-    default of its device kind, marked ``modeled`` with a source that says so.
-    """
-
-    bandwidth_efficiency: float  # share of the spec memory bandwidth a decode step reaches
-    compute_efficiency: float  # share of the spec FLOPS (prefill, large batches)
-    runtime_overhead_gb: float  # memory the engine keeps for itself, per GPU or per host
-    max_concurrency: int  # parallel sequences one replica runs
-    tensor_parallel: bool  # splits every layer over a replica's GPUs (else splits layers)
-    basis: Basis
-    source: str
-
-
-def _modeled(bandwidth: float, compute: float, overhead_gb: float, max_concurrency: int,
-             tensor_parallel: bool, source: str) -> EngineTraits:  # fmt: skip
-    return EngineTraits(
-        bandwidth_efficiency=bandwidth,
-        compute_efficiency=compute,
-        runtime_overhead_gb=overhead_gb,
-        max_concurrency=max_concurrency,
-        tensor_parallel=tensor_parallel,
-        basis="modeled",
-        source=source,
-    )
-
-
-# bandwidth, compute, overhead GB, max sequences, tensor parallel, source
-ENGINE_TRAITS: dict[tuple[str, DeviceKind], EngineTraits] = {
-    ("vllm", "gpu"): _modeled(0.80, 0.50, 1.5, 256, True,
-        "bandwidth: NVIDIA AIConfigurator's empirical factor; overhead: activations, CUDA "
-        "graphs, sampler buffers per GPU; vLLM batches widely"),
-    ("llama.cpp", "gpu"): _modeled(0.60, 0.40, 0.5, 64, False,
-        "overhead: compute buffers per GPU; concurrency: llama-server slots (-np) with "
-        "continuous batching, output still grew from 32 to 64 sequences on an H200 (8B F16 "
-        "3,035 -> 4,598 tok/s, 1B 9,303 -> 14,873; bench/results/llamacpp_server_gpu.md), "
-        "64 is the most measured"),
-    ("vllm", "cpu"): _modeled(0.50, 0.30, 1.0, 256, True, "vLLM CPU defaults"),
-    ("llama.cpp", "cpu"): _modeled(0.60, 0.50, 0.3, 64, False,
-        "compute: a 22-thread Sapphire Rapids VM prefilled a 7B Q4_K_M at 65 tok/s "
-        "(llama.cpp issue #34); concurrency as on GPU"),
-}  # fmt: skip
-DEFAULT_ENGINE_TRAITS: dict[DeviceKind, EngineTraits] = {
-    "gpu": _modeled(0.60, 0.40, 1.0, 256, False, "generic GPU default: no traits for this engine"),
-    "cpu": _modeled(0.50, 0.30, 1.0, 256, False, "generic CPU default: no traits for this engine"),
-}  # fmt: skip
-
-
-def engine_traits(engine: str, kind: DeviceKind) -> EngineTraits:
-    """The traits of ``engine`` on ``kind``, or the kind's explicit ``modeled`` default."""
-    return ENGINE_TRAITS.get((engine, kind)) or DEFAULT_ENGINE_TRAITS[kind]
-
-
-@dataclass(frozen=True)
-class MethodTraits:
-    """What the planner assumes of a quantization method's checkpoints and kernels."""
-
-    embeddings_in_16_bit: bool  # embeddings and lm_head stay 16-bit beside the quantized layers
-    w8a8: bool  # multiplies 8-bit activations by 8-bit weights on tensor cores
-    slow_kernel_below_capability: float | None  # GPUs below this compute capability run a
-    # legacy kernel at a fraction of the compute efficiency (None: no such rule)
-    source: str
-
-
-METHOD_TRAITS: dict[str, MethodTraits] = {
-    "gptq": MethodTraits(True, False, None, "GPTQ checkpoints keep embeddings/lm_head 16-bit"),
-    "awq": MethodTraits(
-        True, False, 8.0,
-        "AWQ checkpoints keep embeddings/lm_head 16-bit; below compute capability 8.0 vLLM "
-        "runs AWQ's legacy GEMM kernel, fit for low concurrency only (vLLM docs)",
-    ),
-    "fp8": MethodTraits(False, True, None, "W8A8-FP8 on tensor cores"),
-    "int8": MethodTraits(False, True, None, "W8A8-INT8 on tensor cores"),
-}  # fmt: skip
-DEFAULT_METHOD_TRAITS = MethodTraits(
-    False, False, None, "no method rule: the scheme's bits per weight cover the whole model"
-)
-
-
-def method_traits(family: str) -> MethodTraits:
-    """The traits of a scheme family, or the explicit default (whole-model bits, BF16 math)."""
-    return METHOD_TRAITS.get(family, DEFAULT_METHOD_TRAITS)
 
 
 @dataclass(frozen=True)
@@ -250,10 +167,11 @@ def model_shape_from_record(record: object) -> ModelShape:
     return ModelShape(**fields)
 
 
-def weight_gb(shape: ModelShape, scheme: SchemeRecord) -> float:
-    """Bytes of weights (GB) of ``shape`` quantized with ``scheme``."""
+def weight_gb(shape: ModelShape, scheme: SchemeRecord, method: MethodTraitRecord) -> float:
+    """Bytes of weights (GB) of ``shape`` quantized with ``scheme``, whose family's traits are
+    ``method`` (planner/traits.py)."""
     params = shape.parameters_b * 1e9
-    if method_traits(scheme.family).embeddings_in_16_bit:
+    if method.embeddings_in_16_bit:
         embedding = min(
             UNTIED_EMBEDDING_COPIES * shape.vocab_size * shape.hidden_size, 0.5 * params
         )
@@ -336,10 +254,10 @@ def physical_cores(instance: MachineSlot, hardware: HardwareRecord) -> float:
 
 
 def replica_hardware(
-    instance: MachineSlot, hardware: HardwareRecord, engine: str
+    instance: MachineSlot, hardware: HardwareRecord, traits: EngineTraitRecord
 ) -> ReplicaHardware:
-    """Memory, spec bandwidth and compute one replica of ``engine`` gets on ``instance``."""
-    traits = engine_traits(engine, hardware.kind)
+    """Memory, spec bandwidth and compute one replica gets on ``instance``, of the engine whose
+    traits on ``hardware``'s device kind are ``traits`` (planner/traits.py)."""
     overhead = traits.runtime_overhead_gb
     tflops_per_device = hardware.bf16_tflops or 0.0
     if hardware.kind == "gpu" and instance.accelerator_count > 0:

@@ -28,13 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantplan.planner.hardware import (
-    GIB_TO_GB,
-    HOST_MEMORY_SHARE,
-    HOST_RESERVED_GB,
-    MachineShare,
-    engine_traits,
-)
+from quantplan.catalog.records import EngineTraitRecord
+from quantplan.planner.hardware import GIB_TO_GB, HOST_MEMORY_SHARE, HOST_RESERVED_GB, MachineShare
 
 OFFLOAD_ENGINE = "llama.cpp"
 """The engine that splits a model by layers between GPU and host (vLLM's CPU offload differs)."""
@@ -71,10 +66,10 @@ HOST = HostFigures(
 )
 
 
-def host_usable_gb(machine: MachineShare) -> float:
-    """Host memory one replica may fill with the CPU layers and their KV cache."""
-    overhead = engine_traits(OFFLOAD_ENGINE, "cpu").runtime_overhead_gb
-    usable = machine.memory_gib * GIB_TO_GB * HOST_MEMORY_SHARE - HOST_RESERVED_GB - overhead
+def host_usable_gb(machine: MachineShare, overhead_gb: float) -> float:
+    """Host memory one replica may fill with the CPU layers and their KV cache, less the
+    engine's own ``overhead_gb`` on the host."""
+    usable = machine.memory_gib * GIB_TO_GB * HOST_MEMORY_SHARE - HOST_RESERVED_GB - overhead_gb
     return max(0.0, usable)
 
 
@@ -142,6 +137,8 @@ class OffloadedMap:
 def offload_rejected(
     *,
     engines: tuple[str, ...],
+    offload_gpu: EngineTraitRecord,
+    offload_cpu: EngineTraitRecord,
     machines: tuple[MachineShare, ...],
     is_gpu: np.ndarray,
     layers: int,
@@ -160,12 +157,13 @@ def offload_rejected(
     """Every llama.cpp option x GPU column the GPU memory rejects (no sequence fits) but GPU
     plus host memory hold, split by layers; the other cells unchanged. ``engines`` and
     ``weights_*`` are per option, ``machines`` and ``is_gpu`` per column; ``decode_step_s`` and
-    ``prefill_s`` are the all-on-GPU times."""
+    ``prefill_s`` are the all-on-GPU times; ``offload_gpu`` and ``offload_cpu`` are the
+    splitting engine's traits (concurrency cap on the GPU, runtime overhead on the host)."""
     decode, prefill = decode_step_s.copy(), prefill_s.copy()
     sequences = max_sequences.copy()
     gpu_layers = np.zeros(sequences.shape, dtype=np.int64)
-    cap = engine_traits(OFFLOAD_ENGINE, "gpu").max_concurrency
-    host = [host_usable_gb(m) for m in machines]
+    cap = offload_gpu.max_concurrency
+    host = [host_usable_gb(m, offload_cpu.runtime_overhead_gb) for m in machines]
     for s, engine in enumerate(engines):
         if engine != OFFLOAD_ENGINE:
             continue

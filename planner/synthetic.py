@@ -3,17 +3,22 @@
 Rows are random but plausible (GPU and CPU hardware within published spec ranges, prices that
 grow with the hardware) so the planner's code paths all run: compatible and incompatible pairs,
 models that fit and do not, spot prices present or absent, measured profiles for calibration.
-Every record says ``synthetic`` in its source.
+Every record says ``synthetic`` in its source, but for the engine and method traits: the engines
+are the real ones, so their traits are the shipped rows.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 
 from quantplan.catalog.records import (
     EngineSupportRecord,
+    EngineTraitRecord,
     HardwareRecord,
     InstanceRecord,
+    MethodTraitRecord,
     ModelRecord,
     ProfileRecord,
     QualityRecord,
@@ -139,6 +144,22 @@ def _schemes(count: int) -> list[SchemeRecord]:
     return rows
 
 
+@cache
+def shipped_traits() -> tuple[tuple[EngineTraitRecord, ...], tuple[MethodTraitRecord, ...]]:
+    """The shipped engine and method trait rows (catalog/seed), read once."""
+    from quantplan.catalog.seeding import SEED_DIR
+    from quantplan.catalog.transfer import parse
+
+    rows: dict[str, tuple[object, ...]] = {}
+    for kind in ("engine_traits", "method_traits"):
+        path = SEED_DIR / f"{kind}.yaml"
+        _, records = parse(path.read_text(encoding="utf-8"), "yaml", kind, path.name)
+        rows[kind] = tuple(records)
+    engines = tuple(r for r in rows["engine_traits"] if isinstance(r, EngineTraitRecord))
+    methods = tuple(r for r in rows["method_traits"] if isinstance(r, MethodTraitRecord))
+    return engines, methods
+
+
 def synthetic_snapshot(
     seed: int,
     *,
@@ -182,12 +203,15 @@ def synthetic_snapshot(
                 output_tokens_per_s=float(rng.uniform(5, 500)), basis="measured", source=SOURCE,
             )
         )  # fmt: skip
+    engine_traits, method_traits = shipped_traits()
     return CatalogSnapshot(
         hardware=tuple(hw),
         instances=tuple(inst),
         models=tuple(model_rows),
         schemes=tuple(scheme_rows),
         support=SUPPORT,
+        engine_traits=engine_traits,
+        method_traits=method_traits,
         profiles=tuple(profile_rows),
         quality=tuple(quality),
     )

@@ -8,6 +8,7 @@ from quantplan.planner.estimate import w8a8_compute_gain
 from quantplan.planner.hardware import model_shape_from_record, weight_gb
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
+from quantplan.planner.traits import method_traits
 
 
 def test_gpu_kernels_follow_compute_capability(shipped: CatalogSnapshot) -> None:
@@ -80,11 +81,13 @@ def test_w8a8_schemes_are_planned_with_8_bit_weights_and_compute(
 ) -> None:
     shape = model_shape_from_record(shipped.get_model("Llama-3.1-8B"))
     fp8, bf16 = shipped.get_scheme("fp8-w8a8"), shipped.get_scheme("bf16")
-    assert abs(weight_gb(shape, fp8) / weight_gb(shape, bf16) - 0.5) < 0.01
+    fp8_traits, bf16_traits = method_traits(shipped, "fp8"), method_traits(shipped, "baseline")
+    assert abs(weight_gb(shape, fp8, fp8_traits) / weight_gb(shape, bf16, bf16_traits) - 0.5) < 0.01
     h100 = shipped.get_hardware("H100-SXM")
-    assert w8a8_compute_gain("fp8", h100) == h100.int8_tops / h100.bf16_tflops > 1.9
-    assert w8a8_compute_gain("gptq", h100) == 1.0
-    assert w8a8_compute_gain("int8", shipped.get_hardware("EPYC-Genoa")) == 1.0
+    assert w8a8_compute_gain(fp8_traits, h100) == h100.int8_tops / h100.bf16_tflops > 1.9
+    assert w8a8_compute_gain(method_traits(shipped, "gptq"), h100) == 1.0
+    genoa = shipped.get_hardware("EPYC-Genoa")
+    assert w8a8_compute_gain(method_traits(shipped, "int8"), genoa) == 1.0
     targets = Targets(
         model="Llama-3.1-8B",
         workload=Workload(input_tokens=512, output_tokens=128, requests_per_s=2),

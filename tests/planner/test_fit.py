@@ -14,6 +14,7 @@ from quantplan.planner.hardware import (
 )
 from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
+from quantplan.planner.traits import engine_traits, method_traits
 
 
 def _instance(snapshot: CatalogSnapshot, name: str):  # type: ignore[no-untyped-def]
@@ -22,11 +23,16 @@ def _instance(snapshot: CatalogSnapshot, name: str):  # type: ignore[no-untyped-
 
 def test_weight_bytes_match_published_checkpoint_sizes(shipped: CatalogSnapshot) -> None:
     shape = model_shape_from_record(shipped.get_model("Llama-3.1-8B"))
+
+    def weights(scheme_name: str) -> float:
+        scheme = shipped.get_scheme(scheme_name)
+        return weight_gb(shape, scheme, method_traits(shipped, scheme.family))
+
     # W4A16-g128 with 16-bit embeddings and lm_head: about 5.7 GB (reference notes, section 6).
-    assert weight_gb(shape, shipped.get_scheme("gptq-w4a16-g128")) == pytest.approx(5.7, abs=0.15)
+    assert weights("gptq-w4a16-g128") == pytest.approx(5.7, abs=0.15)
     # Q4_K_M is a whole-model mix of 4.8944 bpw: 4.58 GiB = 4.92 GB in llama.cpp's table.
-    assert weight_gb(shape, shipped.get_scheme("gguf-q4_k_m")) == pytest.approx(4.92, abs=0.05)
-    assert weight_gb(shape, shipped.get_scheme("bf16")) == pytest.approx(16.06, abs=0.01)
+    assert weights("gguf-q4_k_m") == pytest.approx(4.92, abs=0.05)
+    assert weights("bf16") == pytest.approx(16.06, abs=0.01)
 
 
 def test_kv_cache_per_token_uses_kv_heads(shipped: CatalogSnapshot) -> None:
@@ -41,17 +47,22 @@ def test_multi_gpu_replica_pools_memory_and_bandwidth_for_vllm_only(
 ) -> None:
     one, four = _instance(shipped, "g6.xlarge"), _instance(shipped, "g6.24xlarge")
     l4 = shipped.get_hardware("L4")
-    single, pooled = replica_hardware(one, l4, "vllm"), replica_hardware(four, l4, "vllm")
+    vllm, llama_cpp = (
+        engine_traits(shipped, "vllm", "gpu"),
+        engine_traits(shipped, "llama.cpp", "gpu"),
+    )
+    single, pooled = replica_hardware(one, l4, vllm), replica_hardware(four, l4, vllm)
     assert pooled.usable_memory_gb == pytest.approx(4 * single.usable_memory_gb)
     assert pooled.bandwidth_gbps > 3 * single.bandwidth_gbps
-    layer_split = replica_hardware(four, l4, "llama.cpp")
+    layer_split = replica_hardware(four, l4, llama_cpp)
     assert layer_split.bandwidth_gbps == pytest.approx(l4.memory_bandwidth_gbps)
 
 
 def test_cpu_vm_gets_a_core_share_of_its_socket(shipped: CatalogSnapshot) -> None:
     spr = shipped.get_hardware("Xeon-SapphireRapids")
-    small = replica_hardware(_instance(shipped, "c7i.2xlarge"), spr, "llama.cpp")
-    large = replica_hardware(_instance(shipped, "c7i.48xlarge"), spr, "llama.cpp")
+    llama_cpp = engine_traits(shipped, "llama.cpp", "cpu")
+    small = replica_hardware(_instance(shipped, "c7i.2xlarge"), spr, llama_cpp)
+    large = replica_hardware(_instance(shipped, "c7i.48xlarge"), spr, llama_cpp)
     assert large.bandwidth_gbps == pytest.approx(2 * spr.memory_bandwidth_gbps)  # 2 sockets
     assert small.bandwidth_gbps == pytest.approx(spr.memory_bandwidth_gbps * 4 / 48)
 

@@ -19,6 +19,8 @@ KIND_TITLES = {
     "models": "Models",
     "schemes": "Schemes",
     "support": "Engine support",
+    "engine_traits": "Engine traits",
+    "method_traits": "Method traits",
     "profiles": "Profiles",
     "quality": "Quality",
 }
