@@ -111,12 +111,9 @@ kernels at 64 sequences, Q2_K on a P40); vLLM issue #1888's 8-GPU row, half the 
 eight A100s and filed as a suspected bug, sits at 0.1."""
 ASSUMPTIONS: tuple[str, ...] = (
     "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
-    "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); default "
-    "efficiencies: vLLM GPU 0.8 of bandwidth (NVIDIA AIConfigurator), llama.cpp GPU 0.6, vLLM "
-    "CPU 0.5, llama.cpp CPU 0.6",
-    "prefill = 2 x active params x input tokens / (FLOPS x efficiency); 0.5 of GPU FLOPS; "
-    "llama.cpp CPU 0.5 (a 22-thread Sapphire Rapids VM prefilled a 7B Q4_K_M at 65 tok/s, "
-    "llama.cpp issue #34), vLLM CPU 0.3",
+    "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); the "
+    "efficiencies before calibration are the engine's traits on the device kind (below)",
+    "prefill = 2 x active params x input tokens / (FLOPS x efficiency)",
     f"a profile over {1 / MIN_CALIBRATING_RATIO:.0f}x slower than that roofline pins its own "
     "setting but calibrates no other (a broken set-up, not an efficiency)",
 )

@@ -147,17 +147,18 @@ UNTIED_EMBEDDING_COPIES = 2
 
 ASSUMPTIONS: tuple[str, ...] = (
     "KV cache in 16-bit; context per sequence = mean input + output tokens",
-    f"GPU replicas may use {GPU_MEMORY_UTILIZATION:.0%} of GPU memory, minus a runtime "
-    "overhead (vLLM 1.5 GB/GPU, llama.cpp 0.5 GB/GPU)",
+    f"GPU replicas may use {GPU_MEMORY_UTILIZATION:.0%} of GPU memory, minus the engine's "
+    "runtime overhead per GPU (its engine traits, below)",
     f"CPU replicas may use {HOST_MEMORY_SHARE:.0%} of host memory minus "
     f"{HOST_RESERVED_GB:.0f} GB; a VM gets a share of its socket's memory bandwidth and "
     "compute in proportion to its physical cores (vCPUs / the family's threads per core)",
-    "GPTQ/AWQ keep embeddings and lm_head in 16-bit; GGUF bits per weight are whole-model mixes",
+    "a scheme's bits per weight cover the whole model (GGUF: whole-model mixes) unless its "
+    "method traits keep embeddings and lm_head in 16-bit (GPTQ, AWQ)",
     "a multi-GPU instance holds one replica per GPU subset (1, 2, 4, ... GPUs each; every "
-    "subset size is a candidate); vLLM splits a replica over its GPUs (tensor parallel: each "
-    "GPU reads its share of the weights, and every layer all-reduces its activations twice "
-    "over the GPUs' links: NVLink where the boards have it, else PCIe), llama.cpp splits "
-    "layers (one GPU's speed)",
+    "subset size is a candidate); a tensor-parallel engine (vLLM) splits a replica over its "
+    "GPUs (each GPU reads its share of the weights, and every layer all-reduces its "
+    "activations twice over the GPUs' links: NVLink where the boards have it, else PCIe), "
+    "the others split layers (one GPU's speed)",
 )
 
 

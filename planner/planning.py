@@ -43,6 +43,7 @@ from quantplan.planner.optimize import (
 )
 from quantplan.planner.plan import Deployment, Plan, PlanProvenance, Relaxation
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
+from quantplan.planner.traits import trait_notes
 
 ASSUMPTIONS = (
     hardware.ASSUMPTIONS
@@ -380,6 +381,13 @@ def plan_from_context(
         relaxations=tuple(relaxations[:5]) if not feasible else (),
         assumptions=ASSUMPTIONS
         + (offload.ASSUMPTIONS if any(d.gpu_layers for d in fleet) else ())
+        + trait_notes(
+            context.snapshot,
+            [
+                (d.engine, "gpu" if d.accelerator_count else "cpu", d.method, bool(d.gpu_layers))
+                for d in fleet
+            ],
+        )
         + context.space.price_notes,
         assumed=assumed_defaults(context.targets),
         candidates_evaluated=int(ev.feasible.size),

@@ -50,8 +50,8 @@ def default_method_traits(method: str) -> MethodTraitRecord:
         embeddings_in_16_bit=False,
         w8a8=False,
         basis="modeled",
-        source=f"no method_traits row for {method}: the scheme's bits per weight cover the "
-        "whole model, BF16 math",
+        source=f"no method_traits row for {method}: the default, the scheme's bits per weight "
+        "cover the whole model",
     )
 
 
@@ -65,3 +65,47 @@ def method_traits(snapshot: CatalogSnapshot, method: str) -> MethodTraitRecord:
     """The catalog's row for a scheme family, or the explicit default."""
     row = snapshot.method_trait_by_name.get(method)
     return row if row is not None else default_method_traits(method)
+
+
+def describe_engine_traits(row: EngineTraitRecord) -> str:
+    """One assumption line: what a plan assumed of an engine on a device kind, and why."""
+    gpu = row.device_kind == "gpu"
+    split = ("tensor parallel" if row.tensor_parallel else "splits layers") if gpu else ""
+    return (
+        f"engine traits, {row.engine} on {row.device_kind} ({row.basis}): "
+        f"{row.bandwidth_efficiency:g} of spec bandwidth, {row.compute_efficiency:g} of spec "
+        f"FLOPS, {row.runtime_overhead_gb:g} GB runtime overhead per "
+        f"{'GPU' if gpu else 'host'}, at most {row.max_concurrency} sequences, {row.batching} "
+        f"batching{', ' + split if split else ''}; source: {row.source}"
+    )
+
+
+def describe_method_traits(row: MethodTraitRecord) -> str:
+    """One assumption line: what a plan assumed of a quantization method, and why."""
+    rules = []
+    if row.embeddings_in_16_bit:
+        rules.append("embeddings and lm_head stay 16-bit")
+    if row.w8a8:
+        rules.append("W8A8 math on tensor cores")
+    below = row.slow_kernel_below_capability
+    if below is not None:
+        rules.append(f"a slower legacy kernel below compute capability {below:g}")
+    said = ", ".join(rules) or "bits per weight cover the whole model, BF16 math"
+    return f"method traits, {row.method} ({row.basis}): {said}; source: {row.source}"
+
+
+def trait_notes(
+    snapshot: CatalogSnapshot, settings: list[tuple[str, DeviceKind, str, bool]]
+) -> tuple[str, ...]:
+    """The trait lines of a plan's deployments, each (engine, device kind, method, split over
+    GPU and host) once: the rows the plan's numbers rest on, or the defaults it fell back to."""
+    engines: dict[tuple[str, DeviceKind], None] = {}
+    methods: dict[str, None] = {}
+    for engine, kind, method, offloaded in settings:
+        engines[(engine, kind)] = None
+        if offloaded:
+            engines[(engine, "cpu")] = None
+        methods[method] = None
+    return tuple(
+        describe_engine_traits(engine_traits(snapshot, engine, kind)) for engine, kind in engines
+    ) + tuple(describe_method_traits(method_traits(snapshot, method)) for method in methods)

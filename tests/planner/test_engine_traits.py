@@ -52,12 +52,23 @@ def test_a_missing_row_gives_the_visible_modeled_default(shipped: CatalogSnapsho
     assert (traits.bandwidth_efficiency, traits.max_concurrency) == (0.5, 256)
     assert not engine_traits(without, "vllm", "gpu").tensor_parallel  # the generic default
     method = method_traits(without, "gptq")
-    assert method.basis == "modeled" and "whole model" in method.source
+    assert method.basis == "modeled" and "no method_traits row for gptq" in method.source
     assert not method.embeddings_in_16_bit
     assert method_traits(shipped, "gguf") == method_traits(without, "gguf")
-    # The plan is still made, on the defaults.
-    targets = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2))
-    assert make_plan(targets, without).feasible
+    # The plan is still made, on the defaults, and says so.
+    targets = Targets(
+        model="Llama-3.1-8B",
+        workload=Workload(requests_per_s=2),
+        constraints=Constraints(engines=("vllm",), families=("gptq",), device="gpu"),
+    )
+    plan = make_plan(targets, without)
+    assert plan.feasible
+    assert any(
+        line.startswith("engine traits, vllm on gpu (modeled)") and "no engine_traits row" in line
+        for line in plan.assumptions
+    )
+    assert any("method traits, gptq" in line and "no method_traits row" in line
+               for line in plan.assumptions)  # fmt: skip
 
 
 def _vllm_only() -> Targets:
@@ -93,8 +104,10 @@ def test_an_imported_trait_row_changes_the_plan(seeded_sqlite_url: str, tmp_path
     assert after_full.engine_trait_by_key[("vllm", "gpu")] == changed
     after = make_plan(_vllm_only(), fast[0])
     assert before.choice is not None and after.choice is not None
-    # One sequence per replica: far more replicas, at a higher price.
+    # One sequence per replica: far more replicas, at a higher price; the plan names the row.
     assert after.choice.usd_per_month > 2 * before.choice.usd_per_month
+    assert any("a one-sequence vLLM, for this test" in line for line in after.assumptions)
+    assert not any("a one-sequence vLLM" in line for line in before.assumptions)
 
 
 def test_trait_records_refuse_unregistered_names_and_impossible_values() -> None:
