@@ -32,6 +32,11 @@ class ArtifactInfo(BaseModel):
     )
     weight_bits: int | None = Field(default=None, description="Quantized weight bits, if known")
     symmetric: bool | None = Field(default=None, description="Symmetric quantization, if known")
+    activations: str | None = Field(
+        default=None,
+        description="Quantized activations as type and bits ('int8' for INT8 W8A8, 'float8' "
+        "for FP8 W8A8); None: 16-bit activations",
+    )
     size_bytes: int = Field(ge=0, description="Bytes on disk (weights + metadata)")
 
 
@@ -79,12 +84,14 @@ def inspect_artifact(path: Path) -> ArtifactInfo:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise InvalidArtifactError(f"{config_path} is not valid JSON: {error}") from error
-    method, bits, symmetric = _hf_quantization(config.get("quantization_config"))
+    qconfig = config.get("quantization_config")
+    method, bits, symmetric = _hf_quantization(qconfig)
     return ArtifactInfo(
         path=path,
         format="hf",
         quant_method=method,
         weight_bits=bits,
+        activations=_quantized_activations(qconfig),
         symmetric=symmetric,
         size_bytes=_size(path),
     )
@@ -105,6 +112,17 @@ def _hf_quantization(qconfig: dict | None) -> tuple[str, int | None, bool | None
     if symmetric is None and "zero_point" in qconfig:
         symmetric = not qconfig["zero_point"]
     return method, int(bits) if bits else None, symmetric
+
+
+def _quantized_activations(qconfig: dict | None) -> str | None:
+    """compressed-tensors' input activations as 'int8' / 'float8' (W8A8); None: weight-only."""
+    if not qconfig or qconfig.get("quant_method") != "compressed-tensors":
+        return None
+    for group in (qconfig.get("config_groups") or {}).values():
+        activations = group.get("input_activations") or {}
+        if activations.get("num_bits") is not None:
+            return f"{activations.get('type', 'int')}{int(activations['num_bits'])}"
+    return None
 
 
 def gguf_eos_token_id(path: Path) -> int | None:

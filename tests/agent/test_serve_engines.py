@@ -48,11 +48,11 @@ def hf_dir(tmp_path: Path, name: str, quantization: dict | None = None) -> Path:
     return directory
 
 
-def compressed(bits: int, symmetric: bool) -> dict:
-    return {
-        "quant_method": "compressed-tensors",
-        "config_groups": {"group_0": {"weights": {"num_bits": bits, "symmetric": symmetric}}},
-    }
+def compressed(bits: int, symmetric: bool, activations: tuple[str, int] | None = None) -> dict:
+    group: dict = {"weights": {"num_bits": bits, "symmetric": symmetric}}
+    if activations:
+        group["input_activations"] = {"type": activations[0], "num_bits": activations[1]}
+    return {"quant_method": "compressed-tensors", "config_groups": {"group_0": group}}
 
 
 @pytest.mark.parametrize(
@@ -108,6 +108,14 @@ def test_vllm_cpu_can_run_matrix(tmp_path: Path) -> None:
     awq = {"quant_method": "awq", "bits": 4, "zero_point": True}
     ok, reason = vllm.can_run(V100, inspect_artifact(hf_dir(tmp_path, "e", awq)))
     assert not ok and "7.5" in reason
+    # W8A8: INT8 weights with INT8 activations have a CPU kernel; FP8 W8A8 has none.
+    int8 = inspect_artifact(hf_dir(tmp_path, "f", compressed(8, True, ("int", 8))))
+    assert int8.activations == "int8"
+    ok, reason = vllm.can_run(AVX512, int8)
+    assert ok and "W8A8" in reason
+    fp8 = inspect_artifact(hf_dir(tmp_path, "g", compressed(8, True, ("float", 8))))
+    ok, reason = vllm.can_run(AVX512, fp8)
+    assert not ok and "float8" in reason
 
 
 def test_llama_cpp_needs_gguf_and_its_build_flags(tmp_path: Path) -> None:

