@@ -42,17 +42,22 @@ def prompt(index: int, words: int) -> str:
     return " ".join(WORDS[(index * 7 + i * (index % 5 + 1)) % len(WORDS)] for i in range(words))
 
 
+# Fields merged into every request body (--extra), e.g. a shorter sampler chain.
+EXTRA: dict = {}
+
+
 def one_request(port: int, text: str, max_tokens: int) -> tuple[float, int, float]:
-    body = json.dumps(
-        {
-            "prompt": text,
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "stream": True,
-            "ignore_eos": True,
-            "cache_prompt": False,
-        }
-    )
+    request = {
+        "prompt": text,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+        "cache_prompt": False,
+    }
+    body = json.dumps(request | EXTRA)
+    if not (request | EXTRA)["stream"]:
+        return whole_request(port, body)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
     connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -69,6 +74,16 @@ def one_request(port: int, text: str, max_tokens: int) -> tuple[float, int, floa
     end = time.perf_counter()
     connection.close()
     return ((first or end) - start) * 1000, tokens, end
+
+
+def whole_request(port: int, body: str) -> tuple[float, int, float]:
+    """One non-streamed request: no per-token events; TTFT is not observable (reported as 0)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    answer = json.loads(connection.getresponse().read())
+    end = time.perf_counter()
+    connection.close()
+    return 0.0, int(answer["usage"]["completion_tokens"]), end
 
 
 def level(port: int, concurrency: int, requests: int, words: int, max_tokens: int) -> dict:
@@ -113,12 +128,14 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=100, help="about 128 prompt tokens")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="requests per worker and level")
+    parser.add_argument("--extra", default="{}", help="JSON merged into every request body")
     args = parser.parse_args()
+    EXTRA.update(json.loads(args.extra))
     one_request(args.port, prompt(999, args.words), 8)  # warm-up
     for concurrency in (int(x) for x in args.levels.split(",")):
         requests = args.rounds * concurrency
         result = level(args.port, concurrency, requests, args.words, args.max_tokens)
-        print(json.dumps({"model": args.label, "http": True, **result}), flush=True)
+        print(json.dumps({"model": args.label, "http": True, "extra": EXTRA, **result}), flush=True)
 
 
 if __name__ == "__main__":

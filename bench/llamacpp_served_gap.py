@@ -1,0 +1,199 @@
+"""Report of bench/llamacpp_served_gap.sh: llama-server over HTTP against its own engine loop.
+
+    python bench/llamacpp_served_gap.py --device DIR --date 2026-12-02T15:53Z --commit abc1234
+
+DIR holds the files of the device call's archive (served-gap.tgz, unpacked). Writes
+bench/results/llamacpp_served_gap.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUTPUT_TOKENS = 64
+VARIANTS = {
+    "stream": "streamed, temperature 0, default sampler chain (quantplan's protocol)",
+    "whole": "one JSON response per request (no per-token events)",
+    "topk1": "sampler chain cut to top-k 1",
+    "pinned": "streamed; server on cores 0-11, client on 12-15",
+}
+
+
+FINDINGS = """## What it says
+
+- **The client is not the limit.** It used 0.4-2.3 CPU seconds in each variant's ~20 s (at
+  most 12 % of one core), and moving it to cores of its own did not raise the output (1,340
+  tok/s at 64 against 1,189 shared; the spread between variants is of that size).
+- **Streaming and the sampler chain cost something, not the gap.** One response per request
+  gave 1,438 tok/s at 64 and a top-k-only chain 1,479 (+21 % and +24 % over streamed; at 16
+  both were below streamed, so part of this is run-to-run spread); the engine loop gives
+  4,456 with its prefill and 6,745 decoding alone. Without streaming the server used half
+  the CPU (22 s against 51 s).
+- **The server is the limit.** The GPU was busy 44-51 % of the samples while the server process
+  used 2-2.5 cores (40-51 CPU seconds per ~20 s variant): its single main loop does the
+  per-step host work for every slot (batch bookkeeping, sampling, detokenizing) and folds the
+  prompts of newly arrived requests into decode steps. Its own log puts a slot's decode at a
+  median 38.7 ms per token over these runs, against the loop's 9.5 ms step at 64 sequences.
+- **For the planner:** served rows are what a replica delivers, and the engine loop's rows
+  describe the engine alone. On this GPU and model, serving reached 27-38 % of the loop's
+  output at 16-64 concurrent requests and about its decode speed at one. The planner keeps
+  the two apart (planner/batching.py): served curves size replicas, and an engine-loop curve
+  is scaled to serving by the ratio measured where a setting was measured both ways.
+"""
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def _metrics(path: Path) -> dict[str, float]:
+    """llama-server's /metrics lines (``name value``)."""
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in path.read_text().splitlines())
+    }
+
+
+def _costs(path: Path) -> dict[str, float]:
+    """client-*.txt: ``client_cpu_s USER SYS wall_s REAL`` then ``server_cpu_s S``."""
+    words = path.read_text().split()
+    at = {word: index for index, word in enumerate(words)}
+    return {
+        "client_cpu_s": float(words[at["client_cpu_s"] + 1]) + float(words[at["client_cpu_s"] + 2]),
+        "wall_s": float(words[at["wall_s"] + 1]),
+        "server_cpu_s": float(words[at["server_cpu_s"] + 1]),
+    }
+
+
+def engine_loop(device: Path) -> list[dict[str, Any]]:
+    rows = []
+    for row in _jsonl(device / "batched.jsonl"):
+        sequences = int(row["pl"])
+        rows.append(
+            {
+                "sequences": sequences,
+                "output_tokens_per_s": round(sequences * row["tg"] / row["t"], 1),
+                "decode_only_tokens_per_s": round(row["speed_tg"], 1),
+                "decode_step_ms": round(1000 * row["t_tg"] / row["tg"], 2),
+            }
+        )
+    return rows
+
+
+def variant(device: Path, name: str) -> dict[str, Any]:
+    gpu = [float(x) for x in (device / f"gpu-{name}.txt").read_text().split()]
+    busy = [x for x in gpu if x > 0]
+    cost = _costs(device / f"client-{name}.txt")
+    metrics = _metrics(device / f"metrics-{name}.txt")
+    return {
+        "variant": name,
+        "what": VARIANTS[name],
+        "levels": _jsonl(device / f"http-{name}.jsonl"),
+        "client_cpu_s": round(cost["client_cpu_s"], 2),
+        "server_cpu_s": cost["server_cpu_s"],
+        "wall_s": cost["wall_s"],
+        "gpu_busy_mean_pct": round(statistics.mean(busy), 1) if busy else None,
+        "busy_slots_per_decode": metrics.get("llamacpp:n_busy_slots_per_decode"),
+    }
+
+
+def report(device: Path, date: str, commit: str) -> dict[str, Any]:
+    loop = engine_loop(device)
+    loop_at = {row["sequences"]: row for row in loop}
+    variants = []
+    for name in VARIANTS:
+        found = variant(device, name)
+        for level in found["levels"]:
+            reference = loop_at.get(level["concurrency"])
+            if reference:
+                rate = level["output_tokens_per_s"]
+                level["share_of_engine_loop"] = round(rate / reference["output_tokens_per_s"], 3)
+                level["share_of_decode_only"] = round(
+                    rate / reference["decode_only_tokens_per_s"], 3
+                )
+        variants.append(found)
+    return {
+        "date": date,
+        "commit": commit,
+        "machine": (device / "machine.txt").read_text().strip().splitlines(),
+        "version": (device / "version.txt").read_text().strip().splitlines()[0],
+        "model": "Llama-3.1-8B layer shapes, default model's tokenizer, random weights, F16",
+        "engine_loop": loop,
+        "served": variants,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# llama-server over HTTP against its own engine loop, one H200",
+        "",
+        f"Run {result['date']} (commit {result['commit']}) on {result['machine'][1]}, "
+        f"{result['machine'][2]} cores; llama.cpp {result['version']}, built there for sm_90 "
+        "from the vendored tree of the pinned llama-cpp-python sdist. Model: "
+        f"{result['model']} (speed only; no quality figure comes from random weights). "
+        "Script: `bench/llamacpp_served_gap.sh` (device) and `.py` (this report); raw figures "
+        "in `llamacpp_served_gap.json`.",
+        "",
+        "**Question.** Served on this GPU, llama-server's output at 64 concurrent requests was a "
+        "third or less of `llama-batched-bench` on the same file "
+        "(bench/results/gpu_node_steps.md, llamacpp_server_gpu.md). Either the measuring client "
+        "was the limit -- then the served rows understate the engine and should not pin the "
+        "planner's curves -- or the server is, and they are the truth a replica delivers.",
+        "",
+        "## The engine loop (llama-batched-bench: 128 prompt + 64 generated tokens, no HTTP)",
+        "",
+        "| sequences | output tok/s (prefill + decode) | decode-only tok/s | decode step ms |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in result["engine_loop"]:
+        lines.append(
+            f"| {row['sequences']} | {row['output_tokens_per_s']:,.0f} | "
+            f"{row['decode_only_tokens_per_s']:,.0f} | {row['decode_step_ms']} |"
+        )
+    lines += [
+        "",
+        "## Served: llama-server -np 64 -c 16384 -ngl 99 --cont-batching, closed loop",
+        "",
+        "Standard-library client (bench/llamacpp_server_gpu_http.py), 4 requests per worker and "
+        "level, about 107 prompt and 64 output tokens (ignore_eos, prompt cache off). Each "
+        "variant removes one suspect. CPU seconds and GPU busy cover the variant's whole run.",
+        "",
+        "| variant | concurrency | output tok/s | of loop (cycle / decode-only) | TTFT p50 ms "
+        "| client CPU s | server CPU s | wall s | GPU busy % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for found in result["served"]:
+        for level in found["levels"]:
+            cycle, decode = level.get("share_of_engine_loop"), level.get("share_of_decode_only")
+            shares = "" if cycle is None else f"{cycle:.0%} / {decode:.0%}"
+            ttft = level["ttft_p50_ms"] or "n/a"
+            lines.append(
+                f"| {found['variant']} | {level['concurrency']} | "
+                f"{level['output_tokens_per_s']:,.0f} | {shares} | {ttft} | "
+                f"{found['client_cpu_s']} | {found['server_cpu_s']:.0f} | {found['wall_s']} | "
+                f"{found['gpu_busy_mean_pct']} |"
+            )
+    lines += ["", "Variants:", ""]
+    lines += [f"- `{name}`: {what}" for name, what in VARIANTS.items()]
+    lines += ["", FINDINGS]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", type=Path, required=True)
+    parser.add_argument("--date", required=True)
+    parser.add_argument("--commit", required=True)
+    args = parser.parse_args()
+    result = report(args.device, args.date, args.commit)
+    (RESULTS / "llamacpp_served_gap.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "llamacpp_served_gap.md").write_text(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
