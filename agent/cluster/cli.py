@@ -1,4 +1,4 @@
-"""Cluster commands: ``cluster up|down|config``, ``apply``, ``status``, ``destroy``.
+"""Cluster commands: ``cluster up|down|config|endpoint``, ``apply``, ``status``, ``destroy``.
 
 Imports stay light here (no Ray); each command imports what it needs when it runs.
 """
@@ -124,6 +124,61 @@ def cluster_config_command(
     else:
         output.write_text(text)
         console.print(f"{provider} config written to {output}")
+
+
+@cluster_app.command("endpoint")
+def cluster_endpoint_command(
+    plan_file: Annotated[Path, typer.Argument(help="Plan file from `quantplan plan -o`")],
+    port: Annotated[int, typer.Option(help="Port of the one OpenAI endpoint")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Bind address. Anything but 127.0.0.1 exposes the endpoint.")
+    ] = "127.0.0.1",
+    address: AddressOption = "auto",
+    name: Annotated[str | None, typer.Option(help="Application name (default: model)")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="QUANTPLAN_API_KEY",
+            help="Require this bearer token. Prefer the QUANTPLAN_API_KEY variable: a flag's "
+            "value shows in the process list to every local user.",
+        ),
+    ] = None,
+    db: DbOption = None,
+    store: Annotated[str | None, typer.Option(help="Shared artifact store URL")] = None,
+    model_dir: Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")] = None,
+) -> None:
+    """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM."""
+    from quantplan.agent.cluster.endpoint import (
+        EndpointOptions,
+        run_until_signalled,
+        start_endpoint,
+    )
+
+    options = EndpointOptions(
+        name=name,
+        host=host,
+        port=port,
+        api_key=api_key,
+        database_url=db,
+        store_url=store,
+        model_dir=model_dir,
+    )
+    with console.status("starting the endpoint") as spinner:
+        endpoint = start_endpoint(
+            plan_file,
+            options,
+            address=address,
+            on_progress=lambda line: spinner.update(f"starting the endpoint: {line}"),
+        )
+    for deployment, capacity in endpoint.deployments.items():
+        console.print(f"  {deployment}: planned {capacity:.2f} req/s", highlight=False)
+    console.print(
+        f"serving [bold]{endpoint.model}[/] at {endpoint.url}/v1 "
+        "(chat/completions, completions, models); Ctrl-C or SIGTERM stops it",
+        highlight=False,
+    )
+    run_until_signalled(endpoint.app_name, on_stop=lambda line: console.print(line))
 
 
 def apply_command(

@@ -1,0 +1,318 @@
+"""``quantplan cluster endpoint``: serve a plan's fleet behind one OpenAI endpoint on Ray Serve.
+
+The plan becomes one Serve application (:mod:`quantplan.agent.cluster.endpoint_app`): an
+ingress on the head node behind Serve's HTTP proxy, and one Serve deployment per plan line
+whose replicas each own an engine server. This module turns the plan into that application
+(checked as ``apply`` checks it, artifacts resolved), runs it, and takes it down again.
+
+Checks before anything starts, each refused in one line: the plan against the catalog; alive
+nodes of every instance type and the engines' toolchains built; a CPU plan (GPU replicas are
+not served this way yet); the port free. Artifacts: the base checkpoint, or a quantized
+artifact from the content-addressed store, made once on this machine by the quantize API when
+the store lacks it (``apply`` makes the same artifact, so one made there is reused here).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quantplan.errors import QuantplanError
+from quantplan.planner.plan import Plan, load_plan
+
+
+class EndpointOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, description="Serve application name (default: model)")
+    host: str = Field(default="127.0.0.1", description="Where Serve's HTTP proxy listens")
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key: str | None = Field(default=None, repr=False, description="Bearer token to require")
+    database_url: str | None = None
+    store_url: str | None = Field(default=None, description="Artifact store (path or URL)")
+    model_dir: str | None = Field(default=None, description="Checkpoint of a non-default model")
+    startup_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class FleetEndpoint(BaseModel):
+    """A running endpoint: where it answers and what it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_name: str
+    url: str
+    model: str
+    deployments: dict[str, float] = Field(description="Serve deployment -> planned capacity")
+
+
+def app_name_for(plan: Plan, options: EndpointOptions) -> str:
+    return _slug(options.name or plan.model)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "fleet"
+
+
+def check_plan(plan: Plan, options: EndpointOptions) -> None:
+    """Refuse, with every reason, a plan this endpoint cannot run on the joined cluster."""
+    from quantplan.agent.cluster.validation import (
+        PlanDoesNotMatchCatalogError,
+        PlanRefusedError,
+        alive_node_offers,
+        built_toolchains,
+        catalog_refusals,
+        cluster_refusals,
+        toolchain_refusals,
+    )
+    from quantplan.catalog.db import open_catalog, resolve_database_url
+    from quantplan.catalog.snapshot import load_snapshot
+
+    snapshot = load_snapshot(open_catalog(resolve_database_url(options.database_url)))
+    reasons = catalog_refusals(plan, snapshot, model_dir=options.model_dir)
+    if reasons:
+        raise PlanDoesNotMatchCatalogError(reasons)
+    gpu = [d for d in plan.fleet if d.accelerator_count]
+    if gpu:
+        raise PlanRefusedError(
+            [f"{d.scheme} on {d.engine} uses {d.accelerator_count} GPU(s)" for d in gpu],
+            hint="the endpoint serves CPU deployments only so far; `quantplan apply` runs GPU "
+            "plans as separate engine servers",
+        )
+    reasons = cluster_refusals(plan, alive_node_offers())
+    reasons += toolchain_refusals(plan, built_toolchains())
+    if reasons:
+        raise PlanRefusedError(reasons)
+
+
+def resolve_artifacts(
+    plan: Plan, options: EndpointOptions, on_progress: Callable[[str], None] | None = None
+) -> dict[str, tuple[str, str | None]]:
+    """scheme -> (path, artifact id or None for the base checkpoint)."""
+    from quantplan.agent.artifacts import ArtifactStore
+    from quantplan.agent.cluster.jobs import quantize_options_for_scheme
+    from quantplan.agent.models import resolve_model
+    from quantplan.agent.quantize.api import quantize
+
+    store = ArtifactStore(options.store_url)
+    model = options.model_dir or "default"
+    artifacts: dict[str, tuple[str, str | None]] = {}
+    for deployment in plan.fleet:
+        if deployment.scheme in artifacts:
+            continue
+        if deployment.method == "baseline":
+            artifacts[deployment.scheme] = (str(resolve_model(model).path), None)
+            continue
+        if on_progress is not None:
+            on_progress(f"artifact {deployment.scheme} (made once if the store lacks it)")
+        request = quantize_options_for_scheme(deployment.method, deployment.scheme)
+        manifest = quantize(model, deployment.method, request, store=store)
+        directory = store.local_dir(manifest)
+        main = directory / manifest.main_file if manifest.main_file else directory
+        artifacts[deployment.scheme] = (str(main), manifest.artifact_id)
+    return artifacts
+
+
+class FleetLine(BaseModel):
+    """One plan deployment as a Serve deployment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    config: Any = Field(description="EngineReplicaConfig of its replicas")
+    route: Any = Field(description="Route: its name and planned capacity")
+    replicas: int = Field(ge=1)
+    replicas_per_instance: int = Field(ge=1)
+    concurrency: int = Field(ge=1, description="Requests one replica takes at once (planned)")
+
+
+def fleet_lines(
+    plan: Plan, options: EndpointOptions, artifacts: dict[str, tuple[str, str | None]]
+) -> list[FleetLine]:
+    """Per plan deployment: its replicas' engine config (the shape ``apply`` starts them with)
+    and its route, weighted by the deployment's planned capacity."""
+    from quantplan.agent.cluster import deployment_state as states
+    from quantplan.agent.cluster.endpoint_app import EngineReplicaConfig, Route
+    from quantplan.agent.serve.engine import ServeOptions
+
+    app = app_name_for(plan, options)
+    specs = states.replica_specs(plan, app)
+    lines = []
+    for index, deployment in enumerate(plan.fleet):
+        spec = next(s for s in specs if s.deployment_index == index)
+        shape = states.serve_shape(spec)
+        name = _slug(f"{index}-{deployment.scheme}-{deployment.engine}-{deployment.instance.name}")
+        path, artifact_id = artifacts[deployment.scheme]
+        context = {"max_model_len": int(shape["max_model_len"])} if "max_model_len" in shape else {}
+        config = EngineReplicaConfig(
+            deployment=name,
+            engine=deployment.engine,
+            instance_type=deployment.instance.name,
+            artifact_path=path,
+            artifact_id=artifact_id,
+            store_url=options.store_url if artifact_id else None,
+            options=ServeOptions(
+                host="127.0.0.1",
+                served_name=plan.model,
+                startup_timeout_s=options.startup_timeout_s,
+                parallel_slots=int(shape.get("parallel_slots") or 1),
+                **context,
+            ),
+            note_prefix=f"{note_prefix(app)}{name}-",
+        )
+        # A plan line that carries nothing still gets a sliver, so its replicas are used.
+        weight = max(deployment.capacity_requests_per_s, 1e-3)
+        lines.append(
+            FleetLine(
+                config=config,
+                route=Route(deployment=name, weight=weight),
+                replicas=deployment.replicas,
+                replicas_per_instance=deployment.replicas_per_instance,
+                concurrency=spec.concurrency or 1,
+            )
+        )
+    return lines
+
+
+def note_prefix(app: str) -> str:
+    """The prefix of the replica notes of ``app``'s engines."""
+    from quantplan.agent.cluster.endpoint_app import NOTE_PREFIX
+
+    return f"{NOTE_PREFIX}{app}-"
+
+
+def build_application(
+    plan: Plan, options: EndpointOptions, artifacts: dict[str, tuple[str, str | None]]
+) -> tuple[Any, dict[str, float]]:
+    """The Serve application, and each deployment's planned capacity."""
+    import ray
+
+    from quantplan.agent.cluster.endpoint_app import engine_deployment, fleet_application
+    from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
+
+    engines = []
+    for line in fleet_lines(plan, options, artifacts):
+        # One node per replica, as apply places them: a replica takes its share of its node's
+        # one unit of instance:<type>. No logical CPUs: the engine's threads are the node's,
+        # and Serve's own actors must still fit beside it.
+        share = 1 / line.replicas_per_instance
+        actor_options = {
+            "num_cpus": 0,
+            "resources": {instance_resource(line.config.instance_type): share},
+        }
+        bound = engine_deployment(line.config, line.replicas, actor_options, line.concurrency)
+        engines.append((line.route, bound))
+    # The ingress next to Serve's proxy, on the head node, when the head says which it is.
+    head = any(
+        node.get("Alive") and HEAD_RESOURCE in node.get("Resources", {}) for node in ray.nodes()
+    )
+    ingress_options: dict[str, Any] = {"num_cpus": 0}
+    if head:
+        ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
+    capacities = {route.deployment: route.weight for route, _ in engines}
+    return fleet_application(plan.model, engines, options.api_key, ingress_options), capacities
+
+
+def start_endpoint(
+    plan: Plan | str | Path,
+    options: EndpointOptions,
+    *,
+    address: str = "auto",
+    on_progress: Callable[[str], None] | None = None,
+) -> FleetEndpoint:
+    """Check, build and run the plan's application; returns once every replica is healthy."""
+    from ray import serve
+    from ray.serve.config import HTTPOptions, ProxyLocation
+
+    from quantplan.agent.cluster.local import attach
+    from quantplan.agent.serve.manager import port_is_free
+
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    progress = on_progress or (lambda line: None)
+    progress("validating")
+    cluster = attach(address)
+    progress(f"joined {cluster}")
+    check_plan(plan, options)
+    app = app_name_for(plan, options)
+    running = _serve_running()
+    if not running and not port_is_free(options.host, options.port):
+        raise QuantplanError(
+            f"port {options.port} on {options.host} is already in use",
+            hint="pick another --port, or stop the process that holds it",
+        )
+    artifacts = resolve_artifacts(plan, options, progress)
+    application, capacities = build_application(plan, options, artifacts)
+    # One proxy, on the head node: on a local cluster every node is 127.0.0.1, and a proxy per
+    # node would contend for the one port.
+    serve.start(
+        http_options=HTTPOptions(host=options.host, port=options.port),
+        proxy_location=ProxyLocation.HeadOnly,
+    )
+    progress(f"starting {sum(1 for _ in capacities)} deployment(s); engines load now")
+    try:
+        serve.run(application, name=app, route_prefix="/", blocking=False)
+    except BaseException:
+        stop_endpoint(app)
+        raise
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
+    return FleetEndpoint(
+        app_name=app, url=f"http://{host}:{options.port}", model=plan.model, deployments=capacities
+    )
+
+
+def _serve_running() -> bool:
+    import ray
+
+    try:
+        ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    except ValueError:
+        return False
+    return True
+
+
+def stop_endpoint(app: str, *, shutdown_serve: bool = True) -> list[str]:
+    """Delete the application (Serve stops its replicas, each its engine), then stop any engine
+    a replica that died hard left behind. Serve itself stops too when nothing else runs on it.
+    Returns the replica notes swept."""
+    from ray import serve
+
+    from quantplan.agent.cluster.replicas import replicas_dir, stop_noted_servers
+
+    try:
+        serve.delete(app)
+        if shutdown_serve and not serve.status().applications:
+            serve.shutdown()
+    finally:
+        directory = replicas_dir()
+        notes = directory.glob(f"{note_prefix(app)}*.json") if directory.is_dir() else []
+        left = {path.stem for path in notes}
+        swept = stop_noted_servers(replica_ids=left) if left else []
+    return swept
+
+
+def run_until_signalled(app: str, on_stop: Callable[[str], None] | None = None) -> None:
+    """Wait for SIGINT or SIGTERM (what service managers and Ray send), then stop the app."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if on_stop is not None:
+            on_stop("stopping: deleting the application and its engines")
+        started = time.monotonic()
+        stop_endpoint(app)
+        if on_stop is not None:
+            on_stop(f"stopped in {time.monotonic() - started:.1f} s")

@@ -1,0 +1,287 @@
+"""The Ray Serve application of a plan's fleet: one OpenAI ingress, one deployment per plan line.
+
+``EngineReplica`` is a Serve replica that owns one engine server process, started by the serve
+manager (``agent.serve.manager.start_server``: the same engines, options, health wait and
+process group as ``quantplan serve`` and the node agents), and proxies requests to it with
+httpx. Its ``check_health`` fails once the engine is gone, so Serve replaces the replica (and
+with it the engine). ``FleetIngress`` answers ``/v1/models``, checks the API key, and forwards
+``/v1/chat/completions`` and ``/v1/completions`` to one plan deployment, chosen in proportion to
+its planned capacity; inside a deployment Serve's router picks the replica with the fewest
+requests in flight (of two sampled). A request whose replica fails before the first byte of its
+answer (the engine refused the connection, the replica died) is sent once more, to another
+deployment where the plan has one.
+
+Bodies pass through as bytes; streamed answers (server-sent events) pass chunk by chunk.
+This module imports Ray Serve: only the endpoint command and Ray's workers import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from quantplan.agent.serve.engine import ServeOptions
+
+FORWARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
+DEPLOYMENT_HEADER = "x-quantplan-deployment"
+"""Response header naming the plan deployment that answered (for operators and tests)."""
+NOTE_PREFIX = "endpoint-"
+"""Replica notes (agent/cluster/replicas.py) of engines that Serve replicas own start with this:
+``cluster down`` and the endpoint's own shutdown stop whatever a killed replica left behind."""
+
+
+class EngineReplicaConfig(BaseModel):
+    """What one Serve replica of a plan deployment starts (JSON into the replica)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str = Field(description="Serve deployment name, unique in the application")
+    engine: str = Field(description="Engine name (agent/serve/registry.py)")
+    instance_type: str
+    artifact_path: str = Field(description="Model directory or GGUF file (the base checkpoint)")
+    artifact_id: str | None = Field(
+        default=None, description="A quantized artifact the replica pulls from store_url"
+    )
+    store_url: str | None = None
+    options: ServeOptions
+    note_prefix: str = Field(description="Prefix of this replica's server note")
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine refused or dropped the connection before answering: safe to send elsewhere."""
+
+
+def _pull_artifact(config: EngineReplicaConfig) -> Path:
+    """The artifact the engine loads: a quantized one pulled from the store and checked against
+    its manifest (as a node agent's serve job does), else the given path."""
+    from quantplan.agent.artifacts import ArtifactStore
+    from quantplan.errors import QuantplanError
+
+    if config.artifact_id is None:
+        return Path(config.artifact_path)
+    store = ArtifactStore(config.store_url)
+    manifest = store.get(config.artifact_id)
+    if manifest is None:
+        raise QuantplanError(f"artifact {config.artifact_id} is not in the store {store.url}")
+    directory = store.pull(manifest)
+    return directory / manifest.main_file if manifest.main_file else directory
+
+
+class EngineReplica:
+    """One engine server, owned by this Serve replica for as long as it lives."""
+
+    def __init__(self, config_json: str) -> None:
+        import ray
+
+        from quantplan.agent.cluster.node_agent import built_engine
+        from quantplan.agent.cluster.replicas import note_server
+        from quantplan.agent.serve import get_engine
+        from quantplan.agent.serve.manager import start_server
+
+        config = EngineReplicaConfig.model_validate_json(config_json)
+        node_id = ray.get_runtime_context().get_node_id()
+        replica = serve.get_replica_context().replica_id.unique_id
+        self.note_id = f"{config.note_prefix}{replica}"
+        engine = get_engine(config.engine)
+        python = built_engine(engine, f"{config.instance_type} node {node_id[:12]}")
+        note = {"node_id": node_id, "engine": config.engine, "job_id": self.note_id}
+
+        def noted(pid: int) -> None:
+            note_server(self.note_id, {**note, "pid": pid, "state": "starting"})
+
+        self.server = start_server(
+            engine, _pull_artifact(config), config.options, python=python, on_launch=noted
+        )
+        note_server(self.note_id, {**note, "pid": self.server.pid, "port": self.server.port})
+        # No read timeout: a long generation streams for as long as it takes; the connect
+        # timeout bounds how long a dead engine can hold a request before it is sent elsewhere.
+        self.client = httpx.AsyncClient(
+            base_url=self.server.endpoint.base_url,
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+
+    async def check_health(self) -> None:
+        """Serve calls this every few seconds; raising makes it replace the replica."""
+        if not self.server.alive():
+            raise RuntimeError(f"engine server (pid {self.server.pid}) exited")
+
+    async def forward(self, path: str, body: bytes) -> AsyncIterator[Any]:
+        """Yield the engine's status and content type first, then its body's chunks."""
+        request = self.client.build_request(
+            "POST", path, content=body, headers={"content-type": "application/json"}
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TransportError as error:
+            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
+        try:
+            yield {
+                "status": response.status_code,
+                "content_type": response.headers.get("content-type", "application/json"),
+            }
+            async for chunk in response.aiter_raw():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    def __del__(self) -> None:
+        # Serve calls this when it stops the replica (scale-down, delete, unhealthy).
+        from quantplan.agent.cluster.replicas import replicas_dir
+
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
+            with contextlib.suppress(OSError):
+                (replicas_dir() / f"{self.note_id}.json").unlink(missing_ok=True)
+
+
+class Route(BaseModel):
+    """One plan deployment as the ingress sees it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str
+    weight: float = Field(gt=0, description="Planned capacity (requests/s of all its replicas)")
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+class FleetIngress:
+    """The one OpenAI endpoint of the plan."""
+
+    def __init__(
+        self,
+        model: str,
+        routes: list[dict[str, Any]],
+        handles: list[Any],
+        api_key_sha256: str | None,
+    ) -> None:
+        self.model = model
+        self.routes = [Route.model_validate(route) for route in routes]
+        pairs = zip(self.routes, handles, strict=True)
+        self.handles = {route.deployment: handle for route, handle in pairs}
+        # Only a digest of the key lives in Serve's configuration (the controller keeps it).
+        self.api_key_sha256 = api_key_sha256
+
+    def _pick(self, exclude: str | None = None) -> Route:
+        candidates = [route for route in self.routes if route.deployment != exclude]
+        candidates = candidates or self.routes
+        return random.choices(candidates, weights=[r.weight for r in candidates])[0]
+
+    def _authorized(self, request: Request) -> bool:
+        if self.api_key_sha256 is None:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return scheme.lower() == "bearer" and hmac.compare_digest(digest, self.api_key_sha256)
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/")
+        if path == "/health":
+            return Response(status_code=200)
+        if not self._authorized(request):
+            return _error(401, "missing or wrong API key", "authentication_error")
+        if path == "/v1/models" and request.method == "GET":
+            listed = {"id": self.model, "object": "model", "owned_by": "quantplan"}
+            return JSONResponse({"object": "list", "data": [listed]})
+        if path not in FORWARDED_PATHS or request.method != "POST":
+            return _error(404, f"{request.method} {path} is not served here", "not_found")
+        body = await request.body()
+        try:
+            asked = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            return _error(400, "the body is not a JSON object", "invalid_request_error")
+        if asked not in (None, self.model):
+            return _error(
+                404,
+                f"model {asked!r} is not served; this fleet serves {self.model!r}",
+                "model_not_found",
+            )
+        return await self._forward(path, body)
+
+    async def _forward(self, path: str, body: bytes) -> Response:
+        route = self._pick()
+        try:
+            stream, first = await self._open(route, path, body)
+        except Exception:
+            # Nothing reached the client yet: once more, on another deployment if there is one.
+            route = self._pick(exclude=route.deployment)
+            try:
+                stream, first = await self._open(route, path, body)
+            except Exception as error:
+                return _error(503, f"no replica answered: {_first_line(error)}", "unavailable")
+
+        async def rest() -> AsyncIterator[bytes]:
+            async for chunk in stream:
+                yield chunk
+
+        return StreamingResponse(
+            rest(),
+            status_code=first["status"],
+            media_type=first["content_type"],
+            headers={DEPLOYMENT_HEADER: route.deployment},
+        )
+
+    async def _open(self, route: Route, path: str, body: bytes) -> tuple[Any, dict[str, Any]]:
+        handle = self.handles[route.deployment].options(stream=True)
+        stream = handle.forward.remote(path, body)
+        first = await stream.__anext__()
+        return stream, first
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def engine_deployment(
+    config: EngineReplicaConfig,
+    replicas: int,
+    actor_options: dict[str, Any],
+    max_ongoing_requests: int,
+) -> Any:
+    """A bound Serve deployment of ``replicas`` engine replicas for one plan deployment."""
+    return serve.deployment(
+        name=config.deployment,
+        num_replicas=replicas,
+        ray_actor_options=actor_options,
+        max_ongoing_requests=max_ongoing_requests,
+        health_check_period_s=2.0,
+        health_check_timeout_s=10.0,
+        graceful_shutdown_timeout_s=5.0,
+    )(EngineReplica).bind(config.model_dump_json())
+
+
+def fleet_application(
+    model: str,
+    engines: list[tuple[Route, Any]],
+    api_key: str | None,
+    ingress_options: dict[str, Any],
+) -> Any:
+    """The application: the ingress bound to the plan deployments' bound engine deployments."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+    ingress = serve.deployment(
+        name="ingress", max_ongoing_requests=1000, ray_actor_options=ingress_options
+    )(FleetIngress)
+    return ingress.bind(
+        model,
+        [route.model_dump() for route, _ in engines],
+        [bound for _, bound in engines],
+        digest,
+    )

@@ -1,0 +1,157 @@
+"""One OpenAI endpoint for a plan's fleet on Ray Serve, on a real multi-node Ray cluster: the
+README demo's plan (one vLLM and one llama.cpp replica of the default model), each engine owned
+by a Serve replica; chat, streamed chat and completions through the one endpoint; an engine
+``kill -9``ed under requests (they keep succeeding; Serve replaces the replica); stopped with
+nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from ray_fixtures import RayTestCluster
+
+from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
+from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
+from quantplan.agent.serve.manager import free_port
+from quantplan.catalog.db import open_catalog
+from quantplan.catalog.snapshot import load_snapshot
+from quantplan.planner.planning import make_plan
+from quantplan.planner.targets import load_targets
+
+pytestmark = [
+    pytest.mark.ray_cluster,
+    pytest.mark.integration,
+    pytest.mark.engine,
+    pytest.mark.toolchain,
+    pytest.mark.slow,
+]
+
+DEMO_TARGETS = Path(__file__).parents[3] / "examples" / "cluster" / "local-demo-targets.yaml"
+KEY = "test-key-not-secret"
+MODEL = "SmolLM2-135M-Instruct"
+
+
+def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
+    """The replica notes of the endpoint's engines of ``engine``."""
+    found = {}
+    for path in (data / "replicas").glob("endpoint-*.json"):
+        note = json.loads(path.read_text())
+        if note.get("engine") == engine and note.get("port"):
+            found[path.stem] = note
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engines note their process groups where the nodes' processes write (their data dir).
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    assert {d.engine for d in plan.fleet} == {"vllm", "llama.cpp"}
+    port = free_port()
+    options = EndpointOptions(
+        name="endpoint-test", port=port, api_key=KEY, database_url=ray_cluster.database_url
+    )
+    started = time.monotonic()
+    endpoint = start_endpoint(plan, options)
+    startup_s = time.monotonic() - started
+    try:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
+            assert httpx.get(f"{endpoint.url}/v1/models").status_code == 401  # no key
+            models = client.get("/v1/models").json()
+            assert [m["id"] for m in models["data"]] == [MODEL]
+
+            chat = client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                    "max_tokens": 8,
+                },
+            )
+            assert chat.status_code == 200, chat.text
+            assert chat.json()["choices"][0]["message"]["content"]
+
+            with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                    "max_tokens": 8,
+                    "stream": True,
+                },
+            ) as streamed:
+                assert streamed.status_code == 200
+                events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+            assert events[-1] == "data: [DONE]" and len(events) >= 3  # chunk by chunk
+
+            completion = client.post(
+                "/v1/completions",
+                json={"model": MODEL, "prompt": "The capital of France is", "max_tokens": 4},
+            )
+            assert completion.status_code == 200, completion.text
+            assert completion.json()["choices"][0]["text"]
+
+            # Both plan deployments answer through the one endpoint.
+            def answered_by() -> str:
+                response = client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+                )
+                assert response.status_code == 200, response.text
+                return response.headers[DEPLOYMENT_HEADER]
+
+            seen = {answered_by() for _ in range(24)}
+            assert len(seen) == 2, seen
+            llama = next(name for name in seen if "llama" in name)
+
+            # kill -9 the llama.cpp engine: requests keep succeeding, Serve replaces it.
+            (killed_note,) = _notes(ray_cluster.data_dir, "llama.cpp").values()
+            killed = int(killed_note["pid"])  # type: ignore[call-overload]
+            os.kill(killed, signal.SIGKILL)
+            killed_at = time.monotonic()
+            answers = [answered_by() for _ in range(12)]  # each one must succeed
+            replaced_s = None
+            deadline = killed_at + 120
+            while time.monotonic() < deadline:
+                notes = _notes(ray_cluster.data_dir, "llama.cpp")
+                pids = {int(n["pid"]) for n in notes.values()}  # type: ignore[call-overload]
+                if pids and killed not in pids and answered_by() == llama:
+                    replaced_s = time.monotonic() - killed_at
+                    break
+                answers.append(answered_by())
+                time.sleep(0.5)
+            assert replaced_s is not None, "the killed engine's replica was never replaced"
+            print(
+                f"endpoint up in {startup_s:.1f} s; engine replaced in {replaced_s:.1f} s; "
+                f"{len(answers)} requests after the kill all succeeded"
+            )
+            engines = {
+                int(note["pid"])  # type: ignore[call-overload]
+                for engine in ("vllm", "llama.cpp")
+                for note in _notes(ray_cluster.data_dir, engine).values()
+            }
+            assert len(engines) == 2
+    finally:
+        stopping = time.monotonic()
+        stop_endpoint(endpoint.app_name)
+    print(f"stopped in {time.monotonic() - stopping:.1f} s")
+    # Every engine stopped with its replica, and no note is left for a sweep to find.
+    assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-*.json"))
+    assert not [pid for pid in (*engines, killed) if _alive(pid)]
