@@ -1,0 +1,114 @@
+"""The fleet endpoint's ingress without a cluster: its Serve deployment handles replaced by
+stand-ins that answer (or fail) as engine replicas do, requests sent through httpx's ASGI
+transport. Key check, model check, weighted choice and the one retry elsewhere."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER, FleetIngress
+
+MODEL = "SmolLM2-135M-Instruct"
+KEY = "k-123"
+
+
+class StandInReplica:
+    """What ``handle.options(stream=True).forward.remote(path, body)`` gives: an async stream
+    whose first item is the engine's status, then the body's chunks; or a failure before it."""
+
+    def __init__(self, chunks: list[bytes], fail: bool = False) -> None:
+        self.chunks = chunks
+        self.fail = fail
+        self.calls = 0
+
+    def options(self, stream: bool) -> StandInReplica:
+        assert stream
+        return self
+
+    @property
+    def forward(self) -> StandInReplica:
+        return self
+
+    def remote(self, path: str, body: bytes) -> AsyncIterator[Any]:
+        self.calls += 1
+        return self._answer()
+
+    async def _answer(self) -> AsyncIterator[Any]:
+        if self.fail:
+            raise ConnectionRefusedError("engine gone")
+        yield {"status": 200, "content_type": "text/event-stream"}
+        for chunk in self.chunks:
+            yield chunk
+
+
+def _client(ingress: FleetIngress) -> httpx.AsyncClient:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        response = await ingress(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://fleet",
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+
+def _ingress(weights: dict[str, float], replicas: dict[str, StandInReplica]) -> FleetIngress:
+    import hashlib
+
+    routes = [{"deployment": name, "weight": weight} for name, weight in weights.items()]
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    return FleetIngress(MODEL, routes, [replicas[name] for name in weights], digest)
+
+
+BODY = {"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+
+
+async def test_key_and_model_are_checked_before_anything_is_forwarded() -> None:
+    replica = StandInReplica([b"{}"])
+    async with _client(_ingress({"a": 1.0}, {"a": replica})) as client:
+        wrong = await client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        models = await client.get("/v1/models")
+        assert [m["id"] for m in models.json()["data"]] == [MODEL]
+        other = await client.post("/v1/completions", json={**BODY, "model": "gpt-4"})
+        assert other.status_code == 404 and MODEL in other.text
+        assert (await client.post("/v1/embeddings", json=BODY)).status_code == 404
+        assert (await client.post("/v1/completions", content=b"[1]")).status_code == 400
+    assert replica.calls == 0
+
+
+async def test_lines_are_picked_in_proportion_to_planned_capacity() -> None:
+    random.seed(7)
+    replicas = {"big": StandInReplica([b"{}"]), "small": StandInReplica([b"{}"])}
+    async with _client(_ingress({"big": 3.0, "small": 1.0}, replicas)) as client:
+        answered: Counter[str] = Counter()
+        for _ in range(400):
+            response = await client.post("/v1/completions", json=BODY)
+            answered[response.headers[DEPLOYMENT_HEADER]] += 1
+    assert answered["big"] / 400 == pytest.approx(0.75, abs=0.06)
+
+
+async def test_a_line_failing_before_its_first_byte_is_retried_once_on_another() -> None:
+    dead, alive = StandInReplica([], fail=True), StandInReplica([b"data: 1\n\n", b"data: 2\n\n"])
+    async with _client(
+        _ingress({"dead": 1000.0, "alive": 0.001}, {"dead": dead, "alive": alive})
+    ) as client:
+        response = await client.post("/v1/chat/completions", json={**BODY, "stream": True})
+        assert response.status_code == 200
+        assert response.headers[DEPLOYMENT_HEADER] == "alive"
+        assert response.text == "data: 1\n\ndata: 2\n\n"  # chunks passed through as they came
+    assert dead.calls == 1 and alive.calls == 1
+
+    both_dead = {"a": StandInReplica([], fail=True), "b": StandInReplica([], fail=True)}
+    async with _client(_ingress({"a": 1.0, "b": 1.0}, both_dead)) as client:
+        response = await client.post("/v1/completions", json=BODY)
+    assert response.status_code == 503 and "engine gone" in response.text
+    assert both_dead["a"].calls + both_dead["b"].calls == 2  # once more, not forever
