@@ -1,9 +1,12 @@
 """Report of bench/llamacpp_served_gap.sh: llama-server over HTTP against its own engine loop.
 
     python bench/llamacpp_served_gap.py --device DIR --date 2026-12-02T15:53Z --commit abc1234
+    python bench/llamacpp_served_gap.py --write-seed
 
 DIR holds the files of the device call's archive (served-gap.tgz, unpacked). Writes
-bench/results/llamacpp_served_gap.{json,md}.
+bench/results/llamacpp_served_gap.{json,md}; ``--write-seed`` writes the run's served
+(streamed) and engine-loop levels as seed profiles, the served ones marked ``served``, from
+that JSON (catalog/seed/profiles_llamacpp_served_gap.yaml).
 """
 
 from __future__ import annotations
@@ -15,6 +18,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SEED = (
+    Path(__file__).resolve().parent.parent
+    / "catalog"
+    / "seed"
+    / "profiles_llamacpp_served_gap.yaml"
+)
+SOURCE = "quantplan bench/results/llamacpp_served_gap.json"
+PROMPT_TOKENS = 107
+"""The client's ~100-word prompts: 34,851 prompt tokens over 325 requests (server metrics)."""
 OUTPUT_TOKENS = 64
 VARIANTS = {
     "stream": "streamed, temperature 0, default sampler chain (quantplan's protocol)",
@@ -184,12 +196,93 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_rows(result: dict[str, Any]) -> list[Any]:
+    """The engine loop's and the streamed variant's levels as profile records of one run."""
+    from quantplan.catalog.records import ProfileRecord
+
+    run = f"llamacpp-served-gap-{result['date'][:10]}"  # + how: two settings of one run
+    common = {
+        "model": "Llama-3.1-8B",
+        "scheme": "gguf-f16",
+        "engine": "llama.cpp",
+        "hardware": "H200",
+        "hardware_count": 1,
+        "output_tokens": OUTPUT_TOKENS,
+        "basis": "measured",
+        "source": SOURCE,
+        "engine_version": result["version"],
+    }
+    weights = (
+        "random weights in Llama-3.1-8B's layer shapes with the default model's 49,152-token "
+        "vocabulary (speed only)"
+    )
+    rows = []
+    for level in result["engine_loop"]:
+        rows.append(
+            ProfileRecord(
+                **common,
+                input_tokens=128,
+                run_id=f"{run}-engine-loop",
+                concurrency=level["sequences"],
+                output_tokens_per_s=level["output_tokens_per_s"],
+                notes="llama-batched-bench (the engine loop, no HTTP), all layers on the GPU; "
+                "output tok/s = sequences x 64 / (prefill + decode time); decode alone "
+                f"{level['decode_only_tokens_per_s']:,} tok/s; {weights}",
+                details={
+                    "url": "bench/results/llamacpp_served_gap.json",
+                    "where": f"engine_loop[sequences={level['sequences']}]",
+                    "date": result["date"][:10],
+                    "commit": result["commit"],
+                    "category": "throughput_at_concurrency",
+                },
+            )
+        )
+    streamed = next(found for found in result["served"] if found["variant"] == "stream")
+    for level in streamed["levels"]:
+        rows.append(
+            ProfileRecord(
+                **common,
+                input_tokens=PROMPT_TOKENS,
+                run_id=f"{run}-served",
+                concurrency=level["concurrency"],
+                output_tokens_per_s=level["output_tokens_per_s"],
+                ttft_p50_ms=level["ttft_p50_ms"],
+                ttft_p95_ms=level["ttft_p95_ms"],
+                notes="llama-server -np 64 --cont-batching over HTTP, closed loop, streamed, "
+                f"standard-library client, {level['requests']} requests at this level; {weights}",
+                details={
+                    "url": "bench/results/llamacpp_served_gap.json",
+                    "where": f"served[stream].levels[concurrency={level['concurrency']}]",
+                    "date": result["date"][:10],
+                    "commit": result["commit"],
+                    "category": "throughput_at_concurrency",
+                    "served": True,
+                },
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", type=Path, required=True)
-    parser.add_argument("--date", required=True)
-    parser.add_argument("--commit", required=True)
+    parser.add_argument("--device", type=Path)
+    parser.add_argument("--date")
+    parser.add_argument("--commit")
+    parser.add_argument("--write-seed", action="store_true", help="the seed file, from the JSON")
     args = parser.parse_args()
+    if args.write_seed:
+        from llamacpp_server_planner import write_seed
+
+        result = json.loads((RESULTS / "llamacpp_served_gap.json").read_text())
+        header = (
+            "llama.cpp on one H200, one run: its engine loop (llama-batched-bench) and\n"
+            "llama-server over HTTP on the same file (random weights in real shapes: speed\n"
+            "only). Written by bench/llamacpp_served_gap.py --write-seed; do not edit."
+        )
+        write_seed(SEED, header, seed_rows(result))
+        return
+    if not (args.device and args.date and args.commit):
+        parser.error("--device, --date and --commit are needed to write the report")
     result = report(args.device, args.date, args.commit)
     (RESULTS / "llamacpp_served_gap.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "llamacpp_served_gap.md").write_text(markdown(result))

@@ -15,9 +15,14 @@ quantized) and per (engine, device kind); a candidate takes the most specific cu
 evidence and interpolates it in log(concurrency), clamped past the measured ends. With no
 curve the factor is 1: the roofline's own batching, ``modeled`` (:data:`MODELED_BATCHING`).
 
-Where a setting was measured both through the server (HTTP, ``details: {served: true}``) and
-through the engine's own loop (llama-batched-bench, no HTTP), the served points pin its curve:
-the planner sizes replicas as they are served (:func:`pinned_curve`).
+Curves measured through the engine's HTTP server (``details: {served: true}``) and through
+its own batched loop (llama-batched-bench, no HTTP) are kept apart: on an H200, llama-server
+gave 27-38 % of its loop's output at 16-64 requests on the same file. A plan's replicas are
+served, so it draws on served curves first and on loop curves where no served one exists
+(:func:`lookup_keys`); where a setting was measured both ways, its served points pin it
+(:func:`pinned_curve`). Beyond a setting's measured levels its pinned ratio bends as its
+engine's curve does (:func:`pinned_values`), so one point at concurrency 1 no longer scales
+ideally to 64.
 
 The planner applies the factor on top of the class efficiency (which is then taken from
 ratios divided by their factor, so a class's points at high concurrency do not drag its
@@ -43,7 +48,7 @@ CurveKey = tuple[str, ...]
 class BatchingCurve:
     """An engine's batching factor against concurrency on one device kind, with its basis."""
 
-    key: CurveKey  # ("scheme", engine, kind, scheme) / ("precision", ...) / ("engine", ...)
+    key: CurveKey  # ("scheme", how, engine, kind, scheme) / ("precision", ...) / ("engine", ...)
     concurrencies: tuple[float, ...]  # increasing, starting at 1
     factors: tuple[float, ...]  # measured over roofline speed, relative to concurrency 1
     settings: int  # measured curves averaged
@@ -72,13 +77,31 @@ def precision_class(bits: float) -> str:
     return "16-bit" if bits >= 16 else "quantized"
 
 
-def curve_keys(engine: str, kind: DeviceKind, scheme: str, bits: float) -> tuple[CurveKey, ...]:
-    """The curves a setting contributes to and a candidate draws on, most specific first."""
+SERVED, ENGINE_LOOP = "served", "engine loop"
+"""How a curve was measured: through the engine's HTTP server, or its own batched loop."""
+
+
+def curve_keys(
+    engine: str, kind: DeviceKind, scheme: str, bits: float, served: bool
+) -> tuple[CurveKey, ...]:
+    """The curves a setting measured this way contributes to, most specific first."""
+    how = SERVED if served else ENGINE_LOOP
     return (
-        ("scheme", engine, kind, scheme),
-        ("precision", engine, kind, precision_class(bits)),
-        ("engine", engine, kind),
+        ("scheme", how, engine, kind, scheme),
+        ("precision", how, engine, kind, precision_class(bits)),
+        ("engine", how, engine, kind),
     )
+
+
+def lookup_keys(keys: tuple[CurveKey, ...]) -> tuple[CurveKey, ...]:
+    """The curves a prediction draws on, best first: at each level of ``keys`` (scheme, weight
+    precision, engine) the curve measured the way the prediction asks for (a plan's replicas
+    are served), then the one measured the other way. Served and engine-loop curves are never
+    averaged together: llama-server on an H200 gave 27-38 % of its engine loop's output at
+    16-64 requests where both were measured on one file (bench/results/llamacpp_served_gap.md),
+    so a mixed curve bends both predictions wrongly."""
+    other = {SERVED: ENGINE_LOOP, ENGINE_LOOP: SERVED}
+    return tuple(k for key in keys for k in (key, (key[0], other[key[1]], *key[2:])))
 
 
 def setting_of(profile: ProfileRecord) -> tuple[object, ...]:
@@ -139,7 +162,7 @@ def measured_curves(points: Iterable[CurvePoint]) -> dict[CurveKey, BatchingCurv
             factors=tuple(min(1.0, math.exp(float(np.mean(levels[x])))) for x in xs),
             settings=settings[key],
             basis="measured",
-            source=f"{settings[key]} measured curve(s) of {' '.join(key[1:])}",
+            source=f"{settings[key]} measured curve(s) of {' '.join(key[2:])}, {key[1]}",
         )
     return curves
 
@@ -160,17 +183,29 @@ def is_served(profile: ProfileRecord) -> bool:
 
 
 def pinned_curve(
-    points: Iterable[tuple[float, float, bool]],
+    points: Iterable[tuple[float, float, bool]], served: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One setting's (concurrency, ratio, served) points as the curve that pins it: the served
-    points where there are any, repeated concurrencies averaged in log space. Returns log
-    concurrencies (increasing), ratios, and the concurrencies themselves."""
+    """One setting's (concurrency, ratio, served) points as the curve that pins it: the points
+    measured the way the prediction asks (a plan's replicas: served) where there are any,
+    repeated concurrencies averaged in log space. Returns log concurrencies (increasing),
+    ratios, and the concurrencies themselves."""
     found = list(points)
-    if any(served for _, _, served in found):
-        found = [p for p in found if p[2]]
+    if any(how == served for _, _, how in found):
+        found = [p for p in found if p[2] == served]
     per_level: dict[float, list[float]] = defaultdict(list)
     for concurrency, ratio, _ in found:
         per_level[concurrency].append(math.log(ratio))
     levels = np.array(sorted(per_level), dtype=float)
     ratios = np.array([math.exp(float(np.mean(per_level[x]))) for x in levels])
     return np.log(levels), ratios, levels
+
+
+def pinned_values(
+    xs: np.ndarray, ys: np.ndarray, concurrency: np.ndarray, curve: BatchingCurve
+) -> np.ndarray:
+    """A pinned curve's ratios at ``concurrency``: interpolated between the measured levels,
+    and beyond them the nearest level's ratio bent as ``curve`` bends from that level on. A
+    setting measured at one request alone thus batches as its engine does, not ideally."""
+    logs = np.log(np.asarray(concurrency, dtype=float))
+    edge = np.exp(np.clip(logs, xs[0], xs[-1]))
+    return np.interp(logs, xs, ys) * curve.factor(np.exp(logs)) / curve.factor(edge)

@@ -41,8 +41,10 @@ from quantplan.planner.batching import (
     curve_keys,
     curve_settings,
     is_served,
+    lookup_keys,
     measured_curves,
     pinned_curve,
+    pinned_values,
     setting_of,
 )
 from quantplan.planner.candidates import CandidateSpace
@@ -423,7 +425,8 @@ def _evidence(
         if found is None or found[0] < MIN_CALIBRATING_RATIO:
             continue
         ratio, share = found
-        keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits)
+        served = is_served(profile)
+        keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, served)
         classes = calibration_keys(profile.engine, scheme.family, hardware)
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
         calibrates = classes if share >= 1 else None
@@ -438,7 +441,9 @@ def _evidence(
             if point.profile.concurrency == 1:
                 ratios.add(calibrated, point.ratio)
             continue
-        factor = batching_curve(curves, point.keys).factor(float(point.profile.concurrency))
+        factor = batching_curve(curves, lookup_keys(point.keys)).factor(
+            float(point.profile.concurrency)
+        )
         ratios.add(calibrated, point.ratio / float(factor))
     return ratios, curves
 
@@ -498,7 +503,7 @@ def _calibration(
     # class's pooled mean is taken once, not once per (option, instance) pair.
     pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
-    by_curve: dict[tuple[str, str, str], np.ndarray] = {}
+    by_curve: dict[tuple[str, str, str], BatchingCurve] = {}
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
             lookup = (option.engine, option.family, hardware.name)
@@ -509,17 +514,20 @@ def _calibration(
                 by_class[lookup] = found[0] if found else None
             bending = (option.engine, hardware.kind, option.scheme.name)
             if bending not in by_curve:
-                keys = curve_keys(*bending, option.scheme.bits)
-                by_curve[bending] = batching_curve(curves, keys).factor(CONCURRENCY_GRID)
-            multiplier[s, i, :] = by_curve[bending]
+                # A plan's replicas are served: served curves first.
+                keys = lookup_keys(curve_keys(*bending, option.scheme.bits, served=True))
+                by_curve[bending] = batching_curve(curves, keys)
+            multiplier[s, i, :] = by_curve[bending].factor(CONCURRENCY_GRID)
             value = by_class[lookup]
             if value is not None:
                 multiplier[s, i, :] *= value
                 basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
     for (s, i), points in exact.items():
-        xs, ys, levels = pinned_curve((p[0], p[1], p[3]) for p in points)
-        multiplier[s, i, :] = np.interp(log_grid, xs, ys)  # clamps outside the measured range
+        xs, ys, levels = pinned_curve(((p[0], p[1], p[3]) for p in points), served=True)
+        option, hardware = space.options[s], space.hardware[i]
+        curve = by_curve[(option.engine, hardware.kind, option.scheme.name)]
+        multiplier[s, i, :] = pinned_values(xs, ys, CONCURRENCY_GRID, curve)
         codes = {p[0]: p[2] for p in points if p[0] in levels}
         for k, log_b in enumerate(log_grid):
             hit = [code for level, code in codes.items() if abs(math.log(level) - log_b) < 1e-9]
@@ -648,9 +656,8 @@ def predict_profile(
     decode, prefill = roofline.step_times(profile.concurrency)
     class_ratios, curves = _evidence(evidence, snapshot, workload)
     found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware)
-    curve = batching_curve(
-        curves, curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits)
-    )
+    keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, is_served(profile))
+    curve = batching_curve(curves, lookup_keys(keys))
     multiplier = (found[0] if found else 1.0) * float(curve.factor(float(profile.concurrency)))
     basis = f"modeled, calibrated ({found[1][0]})" if found else "modeled, default efficiencies"
     same = sorted(
@@ -662,9 +669,9 @@ def predict_profile(
         and _similar_workload(o, workload)
         and (ratio := _profile_decode_ratio(o, snapshot, workload))
     )
-    if same:  # the planner pins the curve at these concurrencies (clamped outside them)
-        xs, ys, _ = pinned_curve(same)
-        multiplier = float(np.interp(math.log(profile.concurrency), xs, ys))
+    if same:  # pinned at these concurrencies, bent as the engine curve beyond them
+        xs, ys, _ = pinned_curve(same, served=is_served(profile))
+        multiplier = float(pinned_values(xs, ys, np.array([profile.concurrency]), curve)[0])
         basis = "published or measured, same setting"
     # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's
     # max_sequences does; the step at that batch is the one the measurement saw.

@@ -15,8 +15,10 @@ from quantplan.planner.batching import (
     CurvePoint,
     batching_curve,
     curve_keys,
+    lookup_keys,
     measured_curves,
     pinned_curve,
+    pinned_values,
 )
 from quantplan.planner.estimate import CONCURRENCY_GRID, _evidence, predict_profile
 from quantplan.planner.planning import prepare
@@ -55,8 +57,10 @@ def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogS
     measured curve: at 32 sequences its step takes twice the unbent one."""
     profiles = _bent_curve(shipped, 0.5)
     _, curves = _evidence(profiles, shipped, WORKLOAD)
-    curve = batching_curve(curves, curve_keys("vllm", "gpu", SCHEME, 4))
-    assert curve.key == ("scheme", "vllm", "gpu", SCHEME) and curve.basis == "measured"
+    # What a plan draws on: served curves first; this one was measured without the flag.
+    curve = batching_curve(curves, lookup_keys(curve_keys("vllm", "gpu", SCHEME, 4, True)))
+    assert curve.key == ("scheme", "engine loop", "vllm", "gpu", SCHEME)
+    assert curve.basis == "measured"
     assert float(curve.factor(32.0)) == pytest.approx(0.5, rel=0.02)
     targets = Targets(model="Llama-3.1-8B", workload=WORKLOAD)
     flat = prepare(targets, shipped.model_copy(update={"profiles": profiles[:1]}))
@@ -70,7 +74,7 @@ def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogS
 
 
 def test_without_a_curve_batching_is_the_roofline_s_and_says_so() -> None:
-    curve = batching_curve({}, curve_keys("llama.cpp", "cpu", "gguf-q4_k_m", 4))
+    curve = batching_curve({}, curve_keys("llama.cpp", "cpu", "gguf-q4_k_m", 4, True))
     assert curve is MODELED_BATCHING and curve.basis == "modeled"
     assert np.allclose(curve.factor(CONCURRENCY_GRID), 1.0)
 
@@ -78,12 +82,12 @@ def test_without_a_curve_batching_is_the_roofline_s_and_says_so() -> None:
 def test_a_curve_only_bends_down_and_needs_a_single_stream_point() -> None:
     def point(concurrency: int, ratio: float, run: str) -> CurvePoint:
         profile = _profile(concurrency, 10.0, run_id=run)
-        return CurvePoint(profile, ratio, curve_keys("vllm", "gpu", SCHEME, 4))
+        return CurvePoint(profile, ratio, curve_keys("vllm", "gpu", SCHEME, 4, False))
 
     curves = measured_curves(
         [point(1, 1.0, "a"), point(16, 1.5, "a"), point(64, 0.5, "a"), point(16, 0.1, "b")]
     )
-    curve = curves[("scheme", "vllm", "gpu", SCHEME)]
+    curve = curves[("scheme", "engine loop", "vllm", "gpu", SCHEME)]
     assert curve.settings == 1  # run b has no concurrency-1 point
     assert curve.factors == (1.0, 1.0, 0.5)  # 1.5 x at 16 is clamped to the roofline's
     assert isinstance(curve, BatchingCurve)
@@ -97,18 +101,66 @@ def test_served_points_pin_a_setting_over_engine_loop_points() -> None:
     assert np.allclose(ys, [1.0, 0.5])  # geometric mean of the repeated served level
     xs, ys, _ = pinned_curve([(4, 2.0, False), (4, 8.0, False)])
     assert np.allclose(ys, [4.0])
+    # An engine-loop prediction (a llama-batched-bench row) is pinned by the loop's points.
+    _, ys, _ = pinned_curve([(1, 2.0, False), (64, 4.0, False), (64, 0.25, True)], served=False)
+    assert np.allclose(ys, [2.0, 4.0])
+
+
+def test_served_and_engine_loop_curves_are_kept_apart() -> None:
+    """Settings measured through the server and through the engine loop make separate curves;
+    a prediction takes the one measured its own way and the other only where none exists."""
+
+    def points(run: str, served: bool, at_64: float) -> list[CurvePoint]:
+        keys = curve_keys("llama.cpp", "gpu", "gguf-f16", 16, served)
+        return [
+            CurvePoint(_profile(1, 10.0, run_id=run, engine="llama.cpp"), 1.0, keys),
+            CurvePoint(_profile(64, 10.0, run_id=run, engine="llama.cpp"), at_64, keys),
+        ]
+
+    curves = measured_curves(points("loop", False, 0.9) + points("http", True, 0.3))
+    served = batching_curve(
+        curves, lookup_keys(curve_keys("llama.cpp", "gpu", "gguf-f16", 16, True))
+    )
+    loop = batching_curve(
+        curves, lookup_keys(curve_keys("llama.cpp", "gpu", "gguf-f16", 16, False))
+    )
+    assert float(served.factor(64.0)) == pytest.approx(0.3)
+    assert float(loop.factor(64.0)) == pytest.approx(0.9)
+    assert served.source.endswith(", served") and loop.source.endswith(", engine loop")
+    only_loop = measured_curves(points("loop", False, 0.9))
+    fallback = batching_curve(
+        only_loop, lookup_keys(curve_keys("llama.cpp", "gpu", "gguf-q8_0", 8, True))
+    )
+    assert fallback.key == ("engine", "engine loop", "llama.cpp", "gpu")
+
+
+def test_a_pinned_setting_bends_as_its_engine_beyond_its_measured_levels() -> None:
+    """One point at concurrency 1 does not scale ideally to 64: past its last level the
+    setting's ratio follows the engine curve's bend from that level on."""
+    curve = BatchingCurve(("engine", "served", "llama.cpp", "gpu"), (1.0, 64.0), (1.0, 0.25),
+                          1, "measured", "test")  # fmt: skip
+    xs, ys, _ = pinned_curve([(1, 2.0, True)])
+    values = pinned_values(xs, ys, np.array([1.0, 8.0, 64.0, 128.0]), curve)
+    assert np.allclose(values, [2.0, 2.0 * 0.25**0.5, 0.5, 0.5])
+    xs, ys, _ = pinned_curve([(1, 2.0, True), (64, 1.0, True)])
+    inside = pinned_values(xs, ys, np.array([8.0]), curve)
+    assert inside == pytest.approx(np.interp(math.log(8), xs, ys))  # measured range: as before
 
 
 def test_the_seed_sizes_llama_cpp_on_an_h200_as_served(shipped: CatalogSnapshot) -> None:
-    """The 8B F16 setting on an H200 was measured by llama-batched-bench (4,598 tok/s at 64
-    sequences) and through llama-server over HTTP (1,224): the served curve sizes it."""
-    served = [
+    """The 8B F16 setting on an H200 was measured by llama-batched-bench (4,598 and 4,456
+    tok/s at 64 sequences in two runs) and through llama-server over HTTP (1,224 and 1,189):
+    the served points size it, the loop's points predict the loop."""
+    rows = [
         p
         for p in shipped.profiles
-        if p.model == "Llama-3.1-8B" and p.scheme == "gguf-f16" and p.details.get("served")
+        if (p.model, p.scheme, p.hardware) == ("Llama-3.1-8B", "gguf-f16", "H200")
     ]
-    assert sorted(p.concurrency for p in served) == [1, 2, 4, 8, 16, 32, 64]
-    at_64 = next(p for p in served if p.concurrency == 64)
-    prediction = predict_profile(at_64, shipped, shipped.profiles)
-    assert prediction is not None
-    assert prediction.output_tokens_per_s == pytest.approx(at_64.output_tokens_per_s, rel=0.01)
+    served = [p for p in rows if p.details.get("served") and p.concurrency == 64]
+    loop = [p for p in rows if not p.details.get("served") and p.concurrency == 64]
+    assert len(served) == 2 and len(loop) == 2
+    for found in (served, loop):
+        mean = math.exp(np.mean([math.log(p.output_tokens_per_s) for p in found]))
+        prediction = predict_profile(found[0], shipped, shipped.profiles)
+        assert prediction is not None
+        assert prediction.output_tokens_per_s == pytest.approx(mean, rel=0.05)
