@@ -26,6 +26,8 @@ Seed versions:
 8. Engine and method traits (``engine_traits.yaml``, ``method_traits.yaml``): what the planner
    assumes of each engine per device kind and of each quantization method, as rows with a
    basis and a source; the values the planner held as constants before.
+9. One H200 run measured both ways on one file (``profiles_llamacpp_served_gap.yaml``): the
+   8B F16 shape through llama-batched-bench and through llama-server over HTTP, at 1/16/64.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 8
+SEED_VERSION = 9
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
