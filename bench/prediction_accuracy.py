@@ -90,8 +90,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             }
         )
         # Arrivals: an open loop's set rate, up to what the replica is predicted to carry; a
-        # closed loop's clients arrive as fast as the replica serves them, at most
-        # (concurrency - 1) ahead of one.
+        # closed loop's clients arrive in step, a burst of ``concurrency`` prompts per round.
         rate = prediction.output_tokens_per_s / profile.output_tokens
         clients = None if profile.request_rate else profile.concurrency
         if profile.request_rate:

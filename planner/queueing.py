@@ -11,8 +11,10 @@ prefill), so a request's first token comes after
   ``P(wait > 0) = rho`` (exact for M/M/1, the usual heavy-traffic approximation otherwise), so
   the p95 wait is ``s (1 + cv^2) / (2 (1 - rho)) x ln(rho / 0.05)`` and zero while
   ``rho <= 0.05``. A workload of one fixed prompt length has ``cv^2 = 0`` (M/D/1): half the
-  M/M/1 wait, which assumed exponential prefill times. A closed loop of ``c`` clients has at
-  most ``c - 1`` prefills ahead.
+  M/M/1 wait, which assumed exponential prefill times. A benchmark's closed loop of ``c``
+  clients with one prompt and one output length is not Poisson: its requests start together
+  and, all taking the same time, stay in step, so each round is a burst of ``c`` prompts and
+  the p95 request waits for the ``0.95 c - 1`` prefills ahead of it in that burst.
 * its own prefill, at the p95 prompt length where the workload gives a spread (prefill time
   taken proportional to prompt tokens);
 * one decode step: the step in progress when it arrives, and the running decodes that share the
@@ -45,15 +47,17 @@ def p95_prefill_wait_s(
     """p95 wait before a request's prefill starts (M/G/1, exponential tail; see the module).
 
     ``rate``: arrivals per second at one replica; ``service_cv2``: squared coefficient of
-    variation of the prefill time (0: one prompt length); ``clients``: a closed loop's client
-    count, which caps the queue ahead at ``clients - 1`` prefills.
+    variation of the prefill time (0: one prompt length); ``clients``: a benchmark's closed
+    loop of that many clients in step (see the module): the wait is the burst's prefills ahead
+    of the p95 request, whatever the rate.
     """
     service = np.asarray(prefill_s, dtype=float)
+    if clients is not None:
+        ahead = np.maximum(np.ceil((1.0 - TAIL) * np.asarray(clients, dtype=float)) - 1.0, 0.0)
+        return np.asarray(ahead * service)
     rho = np.minimum(np.asarray(rate, dtype=float) * service, MAX_UTILIZATION)
     conditional_mean = service * (1.0 + np.asarray(service_cv2)) / (2.0 * (1.0 - rho))
     wait = conditional_mean * np.log(np.maximum(rho / TAIL, 1.0))
-    if clients is not None:
-        wait = np.minimum(wait, np.maximum(np.asarray(clients, dtype=float) - 1.0, 0.0) * service)
     return np.asarray(wait)
 
 
