@@ -117,9 +117,12 @@ def test_same_plan_gives_same_replicas_and_an_empty_diff() -> None:
     assert diff(wanted, state, alive).unchanged
     # A replica that stopped answering is started again; a plan with one more is a diff of one.
     assert len(diff(wanted, state, set()).add) == len(wanted)
-    grown = plan.model_copy(update={"fleet": (plan.fleet[0].model_copy(update={"replicas": 2}),)})
+    more = plan.fleet[0].replicas + 1
+    grown = plan.model_copy(
+        update={"fleet": (plan.fleet[0].model_copy(update={"replicas": more}),)}
+    )
     grown_diff = diff(replica_specs(grown, "demo"), state, alive)
-    assert [s.replica_id for s in grown_diff.add] == [wanted[0].replica_id[:-1] + "2"]
+    assert [s.replica_id for s in grown_diff.add] == [wanted[0].replica_id[:-1] + str(more)]
     assert grown_diff.describe()[0].startswith("+ ")
     assert plan_hash(grown) != plan_hash(plan)
 
