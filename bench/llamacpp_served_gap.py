@@ -28,6 +28,8 @@ SOURCE = "quantplan bench/results/llamacpp_served_gap.json"
 PROMPT_TOKENS = 107
 """The client's ~100-word prompts: 34,851 prompt tokens over 325 requests (server metrics)."""
 OUTPUT_TOKENS = 64
+QUANTIZED = ("Q8_0", "Q4_K_M")
+"""The second call's files: llama-quantize of the same F16 file (`... quantized`)."""
 VARIANTS = {
     "stream": "streamed, temperature 0, default sampler chain (quantplan's protocol)",
     "whole": "one JSON response per request (no per-token events)",
@@ -51,6 +53,10 @@ FINDINGS = """## What it says
   per-step host work for every slot (batch bookkeeping, sampling, detokenizing) and folds the
   prompts of newly arrived requests into decode steps. Its own log puts a slot's decode at a
   median 38.7 ms per token over these runs, against the loop's 9.5 ms step at 64 sequences.
+- **Quantized files bend the same way.** Q8_0 and Q4_K_M of the same file, served, gave 38-49 %
+  of their own engine loop at 4-64 requests and all of it at one (second call, table above):
+  about 1,000 tok/s at 64 for both, against 2,400-2,600 in the loop. The server's share of a
+  step is nearly the same whatever the weights' format.
 - **For the planner:** served rows are what a replica delivers, and the engine loop's rows
   describe the engine alone. On this GPU and model, serving reached 27-38 % of the loop's
   output at 16-64 concurrent requests and about its decode speed at one. The planner keeps
@@ -82,9 +88,9 @@ def _costs(path: Path) -> dict[str, float]:
     }
 
 
-def engine_loop(device: Path) -> list[dict[str, Any]]:
+def engine_loop(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for row in _jsonl(device / "batched.jsonl"):
+    for row in _jsonl(path):
         sequences = int(row["pl"])
         rows.append(
             {
@@ -97,14 +103,14 @@ def engine_loop(device: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def variant(device: Path, name: str) -> dict[str, Any]:
+def variant(device: Path, name: str, what: str) -> dict[str, Any]:
     gpu = [float(x) for x in (device / f"gpu-{name}.txt").read_text().split()]
     busy = [x for x in gpu if x > 0]
     cost = _costs(device / f"client-{name}.txt")
     metrics = _metrics(device / f"metrics-{name}.txt")
     return {
         "variant": name,
-        "what": VARIANTS[name],
+        "what": what,
         "levels": _jsonl(device / f"http-{name}.jsonl"),
         "client_cpu_s": round(cost["client_cpu_s"], 2),
         "server_cpu_s": cost["server_cpu_s"],
@@ -114,21 +120,33 @@ def variant(device: Path, name: str) -> dict[str, Any]:
     }
 
 
-def report(device: Path, date: str, commit: str) -> dict[str, Any]:
-    loop = engine_loop(device)
+def _shares(levels: list[dict[str, Any]], loop: list[dict[str, Any]]) -> None:
+    """Each served level's output as a share of the engine loop's at the same concurrency."""
     loop_at = {row["sequences"]: row for row in loop}
+    for level in levels:
+        reference = loop_at.get(level["concurrency"])
+        if reference:
+            rate = level["output_tokens_per_s"]
+            level["share_of_engine_loop"] = round(rate / reference["output_tokens_per_s"], 3)
+            level["share_of_decode_only"] = round(rate / reference["decode_only_tokens_per_s"], 3)
+
+
+def report(
+    device: Path, date: str, commit: str, quantized: Path | None, quantized_date: str | None
+) -> dict[str, Any]:
+    loop = engine_loop(device / "batched.jsonl")
     variants = []
-    for name in VARIANTS:
-        found = variant(device, name)
-        for level in found["levels"]:
-            reference = loop_at.get(level["concurrency"])
-            if reference:
-                rate = level["output_tokens_per_s"]
-                level["share_of_engine_loop"] = round(rate / reference["output_tokens_per_s"], 3)
-                level["share_of_decode_only"] = round(
-                    rate / reference["decode_only_tokens_per_s"], 3
-                )
+    for name, what in VARIANTS.items():
+        found = variant(device, name, what)
+        _shares(found["levels"], loop)
         variants.append(found)
+    files = []
+    if quantized is not None:
+        for weights in QUANTIZED:
+            quantized_loop = engine_loop(quantized / f"batched-{weights}.jsonl")
+            served = variant(quantized, f"stream-{weights}", VARIANTS["stream"])
+            _shares(served["levels"], quantized_loop)
+            files.append({"file": weights, "engine_loop": quantized_loop, "served": served})
     return {
         "date": date,
         "commit": commit,
@@ -137,6 +155,8 @@ def report(device: Path, date: str, commit: str) -> dict[str, Any]:
         "model": "Llama-3.1-8B layer shapes, default model's tokenizer, random weights, F16",
         "engine_loop": loop,
         "served": variants,
+        "quantized_date": quantized_date,
+        "quantized": files,
     }
 
 
@@ -190,6 +210,29 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{found['client_cpu_s']} | {found['server_cpu_s']:.0f} | {found['wall_s']} | "
                 f"{found['gpu_busy_mean_pct']} |"
             )
+    if result["quantized"]:
+        lines += [
+            "",
+            f"## Quantized files, a second call ({result['quantized_date']})",
+            "",
+            "The same F16 file quantized there with llama-quantize, each through the engine loop "
+            "and streamed through llama-server (`bench/llamacpp_served_gap.sh quantized`).",
+            "",
+            "| file | concurrency | engine loop tok/s | served tok/s | served / loop | "
+            "served TTFT p50 / p95 ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for found in result["quantized"]:
+            loop_at = {row["sequences"]: row for row in found["engine_loop"]}
+            for level in found["served"]["levels"]:
+                reference = loop_at[level["concurrency"]]
+                lines.append(
+                    f"| {found['file']} | {level['concurrency']} | "
+                    f"{reference['output_tokens_per_s']:,.0f} | "
+                    f"{level['output_tokens_per_s']:,.0f} | "
+                    f"{level['share_of_engine_loop']:.0%} | "
+                    f"{level['ttft_p50_ms']:,.0f} / {level['ttft_p95_ms']:,.0f} |"
+                )
     lines += ["", "Variants:", ""]
     lines += [f"- `{name}`: {what}" for name, what in VARIANTS.items()]
     lines += ["", FINDINGS]
@@ -197,13 +240,35 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def seed_rows(result: dict[str, Any]) -> list[Any]:
-    """The engine loop's and the streamed variant's levels as profile records of one run."""
+    """Each file's engine-loop and streamed levels as profile records, one run per setting."""
+    settings = [("gguf-f16", result["date"], result["engine_loop"], _streamed(result["served"]))]
+    for found in result["quantized"]:
+        scheme = f"gguf-{found['file'].lower()}"
+        settings.append((scheme, result["quantized_date"], found["engine_loop"], found["served"]))
+    rows = []
+    for scheme, date, loop, streamed in settings:
+        rows += _setting_rows(result, scheme, date, loop, streamed)
+    return rows
+
+
+def _streamed(variants: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(found for found in variants if found["variant"] == "stream")
+
+
+def _setting_rows(
+    result: dict[str, Any],
+    scheme: str,
+    date: str,
+    loop: list[dict[str, Any]],
+    streamed: dict[str, Any],
+) -> list[Any]:
     from quantplan.catalog.records import ProfileRecord
 
-    run = f"llamacpp-served-gap-{result['date'][:10]}"  # + how: two settings of one run
+    # + how: two settings of one file (the first call's F16 rows keep their shipped ids)
+    run = f"llamacpp-served-gap-{date[:10]}" + ("" if scheme == "gguf-f16" else f"-{scheme}")
     common = {
         "model": "Llama-3.1-8B",
-        "scheme": "gguf-f16",
+        "scheme": scheme,
         "engine": "llama.cpp",
         "hardware": "H200",
         "hardware_count": 1,
@@ -216,8 +281,9 @@ def seed_rows(result: dict[str, Any]) -> list[Any]:
         "random weights in Llama-3.1-8B's layer shapes with the default model's 49,152-token "
         "vocabulary (speed only)"
     )
+    where = "" if scheme == "gguf-f16" else f"quantized[{scheme}]."
     rows = []
-    for level in result["engine_loop"]:
+    for level in loop:
         rows.append(
             ProfileRecord(
                 **common,
@@ -230,14 +296,13 @@ def seed_rows(result: dict[str, Any]) -> list[Any]:
                 f"{level['decode_only_tokens_per_s']:,} tok/s; {weights}",
                 details={
                     "url": "bench/results/llamacpp_served_gap.json",
-                    "where": f"engine_loop[sequences={level['sequences']}]",
-                    "date": result["date"][:10],
+                    "where": f"{where}engine_loop[sequences={level['sequences']}]",
+                    "date": date[:10],
                     "commit": result["commit"],
                     "category": "throughput_at_concurrency",
                 },
             )
         )
-    streamed = next(found for found in result["served"] if found["variant"] == "stream")
     for level in streamed["levels"]:
         rows.append(
             ProfileRecord(
@@ -252,8 +317,8 @@ def seed_rows(result: dict[str, Any]) -> list[Any]:
                 f"standard-library client, {level['requests']} requests at this level; {weights}",
                 details={
                     "url": "bench/results/llamacpp_served_gap.json",
-                    "where": f"served[stream].levels[concurrency={level['concurrency']}]",
-                    "date": result["date"][:10],
+                    "where": f"{where}served[stream].levels[concurrency={level['concurrency']}]",
+                    "date": date[:10],
                     "commit": result["commit"],
                     "category": "throughput_at_concurrency",
                     "served": True,
@@ -268,6 +333,8 @@ def main() -> None:
     parser.add_argument("--device", type=Path)
     parser.add_argument("--date")
     parser.add_argument("--commit")
+    parser.add_argument("--quantized", type=Path, help="the second call's files (quantized)")
+    parser.add_argument("--quantized-date")
     parser.add_argument("--write-seed", action="store_true", help="the seed file, from the JSON")
     args = parser.parse_args()
     if args.write_seed:
@@ -283,7 +350,7 @@ def main() -> None:
         return
     if not (args.device and args.date and args.commit):
         parser.error("--device, --date and --commit are needed to write the report")
-    result = report(args.device, args.date, args.commit)
+    result = report(args.device, args.date, args.commit, args.quantized, args.quantized_date)
     (RESULTS / "llamacpp_served_gap.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "llamacpp_served_gap.md").write_text(markdown(result))
 
