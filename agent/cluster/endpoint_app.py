@@ -11,7 +11,9 @@ requests in flight (of two sampled). A request whose replica fails before the fi
 answer (the engine refused the connection, the replica died) is sent once more, to another
 deployment where the plan has one.
 
-Bodies pass through as bytes; streamed answers (server-sent events) pass chunk by chunk.
+Bodies pass through as bytes. A request without ``"stream": true`` is one call to a replica
+and one reply (its answer exists whole before the client sees any of it); a streamed one
+passes its server-sent events chunk by chunk.
 This module imports Ray Serve: only the endpoint command and Ray's workers import it.
 """
 
@@ -118,6 +120,20 @@ class EngineReplica:
         if not self.server.alive():
             raise RuntimeError(f"engine server (pid {self.server.pid}) exited")
 
+    async def complete(self, path: str, body: bytes) -> dict[str, Any]:
+        """A request answered in one piece: the engine's status, content type and body."""
+        try:
+            response = await self.client.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.TransportError as error:
+            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
+        return {
+            "status": response.status_code,
+            "content_type": response.headers.get("content-type", "application/json"),
+            "body": response.content,
+        }
+
     async def forward(self, path: str, body: bytes) -> AsyncIterator[Any]:
         """Yield the engine's status and content type first, then its body's chunks."""
         request = self.client.build_request(
@@ -204,7 +220,8 @@ class FleetIngress:
             return _error(404, f"{request.method} {path} is not served here", "not_found")
         body = await request.body()
         try:
-            asked = json.loads(body).get("model")
+            fields = json.loads(body)
+            asked, stream = fields.get("model"), fields.get("stream") is True
         except (ValueError, AttributeError):
             return _error(400, "the body is not a JSON object", "invalid_request_error")
         if asked not in (None, self.model):
@@ -213,36 +230,43 @@ class FleetIngress:
                 f"model {asked!r} is not served; this fleet serves {self.model!r}",
                 "model_not_found",
             )
-        return await self._forward(path, body)
+        return await self._forward(path, body, stream)
 
-    async def _forward(self, path: str, body: bytes) -> Response:
+    async def _forward(self, path: str, body: bytes, stream: bool) -> Response:
         route = self._pick()
         try:
-            stream, first = await self._open(route, path, body)
+            return await self._send(route, path, body, stream)
         except Exception:
             # Nothing reached the client yet: once more, on another deployment if there is one.
             route = self._pick(exclude=route.deployment)
             try:
-                stream, first = await self._open(route, path, body)
+                return await self._send(route, path, body, stream)
             except Exception as error:
                 return _error(503, f"no replica answered: {_first_line(error)}", "unavailable")
 
+    async def _send(self, route: Route, path: str, body: bytes, stream: bool) -> Response:
+        """The answer of one engine replica of ``route``; raises while nothing was sent on."""
+        headers = {DEPLOYMENT_HEADER: route.deployment}
+        handle = self.handles[route.deployment]
+        if not stream:
+            # One call, one reply: the whole answer exists before anything goes to the client.
+            answer = await handle.complete.remote(path, body)
+            return Response(
+                answer["body"],
+                status_code=answer["status"],
+                media_type=answer["content_type"],
+                headers=headers,
+            )
+        chunks = handle.options(stream=True).forward.remote(path, body)
+        first = await chunks.__anext__()
+
         async def rest() -> AsyncIterator[bytes]:
-            async for chunk in stream:
+            async for chunk in chunks:
                 yield chunk
 
         return StreamingResponse(
-            rest(),
-            status_code=first["status"],
-            media_type=first["content_type"],
-            headers={DEPLOYMENT_HEADER: route.deployment},
+            rest(), status_code=first["status"], media_type=first["content_type"], headers=headers
         )
-
-    async def _open(self, route: Route, path: str, body: bytes) -> tuple[Any, dict[str, Any]]:
-        handle = self.handles[route.deployment].options(stream=True)
-        stream = handle.forward.remote(path, body)
-        first = await stream.__anext__()
-        return stream, first
 
 
 def _first_line(error: BaseException) -> str:

@@ -20,8 +20,10 @@ KEY = "k-123"
 
 
 class StandInReplica:
-    """What ``handle.options(stream=True).forward.remote(path, body)`` gives: an async stream
-    whose first item is the engine's status, then the body's chunks; or a failure before it."""
+    """An engine replica's handle as the ingress uses it: ``complete.remote(path, body)``
+    answers a request in one piece, ``options(stream=True).forward.remote(path, body)`` is a
+    stream whose first item is the engine's status, then the body's chunks. A failing one
+    raises before any of that."""
 
     def __init__(self, chunks: list[bytes], fail: bool = False) -> None:
         self.chunks = chunks
@@ -29,12 +31,15 @@ class StandInReplica:
         self.calls = 0
 
     def options(self, stream: bool) -> StandInReplica:
-        assert stream
         return self
 
     @property
     def forward(self) -> StandInReplica:
         return self
+
+    @property
+    def complete(self) -> _Whole:
+        return _Whole(self)
 
     def remote(self, path: str, body: bytes) -> AsyncIterator[Any]:
         self.calls += 1
@@ -46,6 +51,18 @@ class StandInReplica:
         yield {"status": 200, "content_type": "text/event-stream"}
         for chunk in self.chunks:
             yield chunk
+
+
+class _Whole:
+    def __init__(self, replica: StandInReplica) -> None:
+        self.replica = replica
+
+    async def remote(self, path: str, body: bytes) -> dict[str, Any]:
+        self.replica.calls += 1
+        if self.replica.fail:
+            raise ConnectionRefusedError("engine gone")
+        content = b"".join(self.replica.chunks)
+        return {"status": 200, "content_type": "application/json", "body": content}
 
 
 def _client(ingress: FleetIngress) -> httpx.AsyncClient:
