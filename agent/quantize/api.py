@@ -72,7 +72,7 @@ def quantize(
     toolchain_key = key_of_toolchain(spec)
     address = {
         "source_model_sha256": source.content_sha256,
-        "method": method,
+        "method": quantizer.method,  # canonical: "INT8" and "int8" are one artifact
         "config": config.model_dump(mode="json"),
         "toolchain_key": toolchain_key,
     }

@@ -108,6 +108,19 @@ def test_an_artifact_is_built_once_then_found_by_its_content_address(
     assert _leftovers(store) == []
 
 
+def test_a_method_named_in_another_case_finds_the_same_artifact(
+    model: Path, store: ArtifactStore
+) -> None:
+    """Method names match ignoring case (the registry's aliases): the content address holds
+    the canonical name, so "GGUF" reuses what "gguf" built instead of building it again."""
+    runner = FakeStepRunner({"gguf_convert": _convert}, versions=LLAMA_CPP_VERSIONS)
+    with use_step_runner(runner):
+        first = quantize(str(model), "gguf", {"type": "F16"}, store=store)
+        again = quantize(str(model), "GGUF", {"type": "F16"}, store=store)
+    assert runner.steps() == ["gguf_convert"]
+    assert again == first
+
+
 def test_force_rebuilds_under_the_same_address(model: Path, store: ArtifactStore) -> None:
     runner = FakeStepRunner({"gguf_convert": _convert})
     with use_step_runner(runner):

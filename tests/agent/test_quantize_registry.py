@@ -18,7 +18,7 @@ QUANTIZE_DIR = Path(__file__).resolve().parents[2] / "agent" / "quantize"
 
 
 def test_every_quantizer_is_a_catalog_method_with_a_strict_config() -> None:
-    assert set(QUANTIZERS.names()) == {"gptq", "awq", "gguf"}
+    assert set(QUANTIZERS.names()) == {"gptq", "awq", "gguf", "int8"}
     for name, quantizer in QUANTIZERS.items():
         assert quantizer.method == name and name in METHODS.names()
         assert get_spec(quantizer.toolchain).name == quantizer.toolchain
