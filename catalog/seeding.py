@@ -29,6 +29,7 @@ Seed versions:
 9. One H200 run measured both ways on one file (``profiles_llamacpp_served_gap.yaml``): the
    8B F16 shape through llama-batched-bench and through llama-server over HTTP, at 1/16/64.
 10. The same file's Q8_0 and Q4_K_M measured both ways at 1/4/16/64 (same seed file).
+11. The default model's INT8 W8A8 quality, measured (``quality_measured.yaml``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 10
+SEED_VERSION = 11
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
