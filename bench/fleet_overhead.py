@@ -84,6 +84,13 @@ def measure(router: str, direct: str, requests: int) -> dict[str, object]:
                 elapsed = (time.perf_counter() - started) * 1000
                 response.raise_for_status()
                 times[name].append(elapsed)
+        # Where the overhead lies: GET /v1/models is answered by the ingress itself (proxy and
+        # ingress, no engine replica) and by the engine directly.
+        for _ in range(requests):
+            for name, url in (("router_models", router), ("direct_models", direct)):
+                started = time.perf_counter()
+                client.get(url + "/v1/models").raise_for_status()
+                times.setdefault(name, []).append((time.perf_counter() - started) * 1000)
     pairs = [r - d for r, d in zip(times["router"], times["direct"], strict=True)]
     router_s, direct_s = summary(times["router"]), summary(times["direct"])
     return {
@@ -93,6 +100,8 @@ def measure(router: str, direct: str, requests: int) -> dict[str, object]:
         "overhead_p50_ms": round(router_s["p50_ms"] - direct_s["p50_ms"], 3),
         "overhead_p99_ms": round(router_s["p99_ms"] - direct_s["p99_ms"], 3),
         "paired_difference_median_ms": round(statistics.median(pairs), 3),
+        "models_via_proxy_and_ingress": summary(times["router_models"]),
+        "models_direct_from_engine": summary(times["direct_models"]),
     }
 
 
@@ -181,6 +190,11 @@ direct = the same engine server, on the port its Serve replica started it on.
 | through the endpoint | {router["p50_ms"]} | {router["p99_ms"]} | {router["mean_ms"]} |
 | direct to the replica's engine | {direct["p50_ms"]} | {direct["p99_ms"]} | {direct["mean_ms"]} |
 | **overhead** | **{r["overhead_p50_ms"]}** | {r["overhead_p99_ms"]} | |
+
+Where it lies: `GET /v1/models`, which the ingress answers itself (Serve's proxy and the
+ingress replica, no engine replica), took p50 {r["models_via_proxy_and_ingress"]["p50_ms"]} ms
+(p99 {r["models_via_proxy_and_ingress"]["p99_ms"]}); the engine's own `/v1/models` p50
+{r["models_direct_from_engine"]["p50_ms"]} ms (p99 {r["models_direct_from_engine"]["p99_ms"]}).
 
 Median of the per-pair differences: {r["paired_difference_median_ms"]} ms. Target: < 5 ms at
 p50 -- {"met" if r["overhead_p50_ms"] < 5 else "not met"}.
