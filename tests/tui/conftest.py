@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import textual._wait
 from catalog_copy import copy_catalog
 
 from quantplan.catalog.db import open_catalog
@@ -14,6 +15,21 @@ from quantplan.tui.app import QuantplanApp
 from quantplan.tui.fleet.sample import sample_history as recorded_fleet
 from quantplan.tui.fleet.sources import FleetSource, ReplayFleetSource, SourceUnavailable
 from quantplan.tui.services import CatalogService, DashboardServices
+
+# Pilot waits for the app to go idle after every key and pause: it sleeps in slices of
+# SLEEP_GRANULARITY (20 ms) until a slice in which the process used less than SLEEP_IDLE of CPU
+# (a twentieth of the slice). A key that makes the app re-render costs a few slices, about 0.1 s
+# per key, which the typing tests (80-character names, one key at a time) pay hundreds of times.
+# Slices of 5 ms keep the same rule (idle = under 5 % of a slice busy) and cut the wait per key
+# to what the app's own work takes; tests never rely on it for correctness (Pilot still drains
+# the screen's message queues after each key, and state is awaited with wait_until).
+PILOT_IDLE_SLICE_S = 0.005
+
+
+@pytest.fixture(autouse=True)
+def quick_pilot_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(textual._wait, "SLEEP_GRANULARITY", PILOT_IDLE_SLICE_S)
+    monkeypatch.setattr(textual._wait, "SLEEP_IDLE", PILOT_IDLE_SLICE_S / 20)
 
 
 @pytest.fixture(scope="session")

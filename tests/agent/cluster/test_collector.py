@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_postgres_outage_queues_reports_and_flushes_them(postgres_url: str, tmp_
 def test_locked_sqlite_queues_reports_and_flushes_them(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("quantplan.catalog.db.SQLITE_BUSY_TIMEOUT_S", 2.0)  # 30 s by default
+    monkeypatch.setattr("quantplan.catalog.db.SQLITE_BUSY_TIMEOUT_S", 0.5)  # 30 s by default
     open_catalog(sqlite_url)
     path = sqlite_url.removeprefix("sqlite:///")
     blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
@@ -120,7 +121,13 @@ def test_locked_sqlite_queues_reports_and_flushes_them(
     reports = [benchmark_report() for _ in range(10)]
     try:
         collector.submit([r.model_dump_json() for r in reports])
-        assert not collector.wait_drained(7)  # writes give up after the 2 s busy timeout
+        # Writes give up after the 0.5 s busy timeout and the catalog is marked unavailable ...
+        deadline = time.monotonic() + 7
+        while collector.stats().catalog_available and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not collector.stats().catalog_available
+        # ... and the reports stay queued through further tries (each waits the busy timeout).
+        assert not collector.wait_drained(1.5)
         assert not collector.stats().catalog_available
         blocker.rollback()
         blocker.close()
