@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -156,6 +157,7 @@ def run(requests: int) -> dict[str, object]:
         if endpoint is not None and endpoint.poll() is None:
             endpoint.kill()
         subprocess.run([QUANTPLAN, "cluster", "down"], env=env, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)  # kept when a step failed, for its logs
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
