@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from cli_output import without_price_age_warning
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 
-from quantplan.catalog.db import downgrade, make_engine, prepare, session_scope, upgrade
+from quantplan.catalog.db import downgrade, make_engine, session_scope, upgrade
 from quantplan.catalog.models import QualityResult
 from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import QualityRecord
@@ -30,17 +31,16 @@ def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*QUANTPLAN, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def seeded(path: Path) -> str:
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    prepare(engine)
-    engine.dispose()
-    return url
+def seeded(path: Path, seeded_catalog_file: Path) -> str:
+    """A seeded catalog at ``path``: a copy of the session's (conftest's seeded_catalog_file)."""
+    return f"sqlite:///{copy_catalog(seeded_catalog_file, path)}"
 
 
-def test_retracting_a_bad_row_silences_it_and_keeps_it(tmp_path: Path) -> None:
+def test_retracting_a_bad_row_silences_it_and_keeps_it(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     path = tmp_path / "catalog.db"
-    url = seeded(path)
+    url = seeded(path, seeded_catalog_file)
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE quality_result SET perplexity_delta_pct = 'NaN' WHERE id = 2")
 
@@ -72,8 +72,10 @@ def test_retracting_a_bad_row_silences_it_and_keeps_it(tmp_path: Path) -> None:
     assert retraction == [("quality", 2, "eval crashed: NaN", "alice")]
 
 
-def test_valid_retracted_row_is_listed_with_its_mark_but_not_exported(tmp_path: Path) -> None:
-    url = seeded(tmp_path / "catalog.db")
+def test_valid_retracted_row_is_listed_with_its_mark_but_not_exported(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
+    url = seeded(tmp_path / "catalog.db", seeded_catalog_file)
     done = run("catalog", "retract", "quality", "5", "--reason", "wrong baseline", db=url)
     assert done.returncode == 0, done.stderr
 
@@ -86,9 +88,10 @@ def test_valid_retracted_row_is_listed_with_its_mark_but_not_exported(tmp_path: 
     assert "left out 1 retracted" in exported.stderr
 
 
-def test_a_retracted_measurement_may_be_replaced_by_its_correction(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
-    prepare(engine)
+def test_a_retracted_measurement_may_be_replaced_by_its_correction(
+    seeded_sqlite_url: str,
+) -> None:
+    engine = make_engine(seeded_sqlite_url)
     first = QualityRecord(
         model="Llama-3.1-8B", scheme="awq-w4a16-g128", eval_set="held-out", perplexity=7.0,
         basis="measured", source="bench", run_id="run-1",

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from sqlmodel import Session, func, select
 
 from quantplan.catalog.db import make_engine, open_catalog, prepare
@@ -298,11 +299,10 @@ def test_an_alias_bomb_is_refused_before_it_expands(seeded_sqlite_url: str, tmp_
 
 
 @pytest.fixture(scope="module")
-def cli_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A seeded catalog of this module's own, never the user's."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'c.db'}"
-    open_catalog(url)
-    return url
+def cli_db(tmp_path_factory: pytest.TempPathFactory, seeded_catalog_file: Path) -> str:
+    """A seeded catalog of this module's own, never the user's (a copy of the session's)."""
+    path = copy_catalog(seeded_catalog_file, tmp_path_factory.mktemp("cli") / "c.db")
+    return f"sqlite:///{path}"
 
 
 def _quantplan(*args: str) -> subprocess.CompletedProcess[str]:

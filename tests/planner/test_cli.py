@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 from typer.testing import CliRunner
 
 from quantplan.cli import app, register_commands
@@ -15,8 +16,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}"
+def db_url(tmp_path_factory: pytest.TempPathFactory, seeded_catalog_file: Path) -> str:
+    """A seeded catalog of this module's own (a copy of the session's, as the first plan on a
+    new file would have seeded it)."""
+    path = copy_catalog(seeded_catalog_file, tmp_path_factory.mktemp("catalog") / "catalog.db")
+    return f"sqlite:///{path}"
 
 
 def _run(*args: str):  # type: ignore[no-untyped-def]

@@ -32,15 +32,15 @@ def report_outcomes(bus: EventBus) -> dict[str, list[str]]:
     return outcomes
 
 
-def test_reports_are_written_once_even_when_sent_twice(db_url: str, tmp_path: Path) -> None:
-    collector = ReportCollector(db_url, tmp_path / "spool")
+def test_reports_are_written_once_even_when_sent_twice(seeded_db_url: str, tmp_path: Path) -> None:
+    collector = ReportCollector(seeded_db_url, tmp_path / "spool")
     reports = [benchmark_report() for _ in range(5)]
     texts = [r.model_dump_json() for r in reports]
     assert collector.submit(texts).accepted == 5
     assert collector.submit(texts[:2]).accepted == 2  # a retried delivery
     assert collector.flush()
     ids = {r.run.run_id for r in reports}
-    assert sorted(profile_rows(db_url, ids)) == sorted(ids)
+    assert sorted(profile_rows(seeded_db_url, ids)) == sorted(ids)
     outcomes = report_outcomes(collector.bus)
     resent = {r.run.run_id for r in reports[:2]}
     assert all(outcomes[r] == ["recorded", "duplicate"] for r in resent)
@@ -49,8 +49,8 @@ def test_reports_are_written_once_even_when_sent_twice(db_url: str, tmp_path: Pa
     assert collector.spool.pending() == []
 
 
-def test_bad_reports_are_refused_without_blocking_good_ones(sqlite_url: str, tmp_path: Path):
-    collector = ReportCollector(sqlite_url, tmp_path / "spool")
+def test_bad_reports_are_refused_without_blocking_good_ones(seeded_sqlite_url: str, tmp_path: Path):
+    collector = ReportCollector(seeded_sqlite_url, tmp_path / "spool")
     good = benchmark_report()
     unknown_hardware = benchmark_report().model_copy(deep=True)
     bad_profile = unknown_hardware.profiles[0].model_copy(update={"hardware": "Xeon-Typo"})
@@ -65,7 +65,7 @@ def test_bad_reports_are_refused_without_blocking_good_ones(sqlite_url: str, tmp
     )
     assert result.accepted == 2 and len(result.rejected) == 2
     assert collector.flush()
-    assert profile_rows(sqlite_url, {good.run.run_id}) == [good.run.run_id]
+    assert profile_rows(seeded_sqlite_url, {good.run.run_id}) == [good.run.run_id]
     rejected = collector.spool.rejected()
     assert len(rejected) == 3
     assert any("Xeon-Typo" in r.reason for r in rejected)
@@ -109,14 +109,14 @@ def test_postgres_outage_queues_reports_and_flushes_them(postgres_url: str, tmp_
 
 
 def test_locked_sqlite_queues_reports_and_flushes_them(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seeded_sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr("quantplan.catalog.db.SQLITE_BUSY_TIMEOUT_S", 0.5)  # 30 s by default
-    open_catalog(sqlite_url)
-    path = sqlite_url.removeprefix("sqlite:///")
+    open_catalog(seeded_sqlite_url)
+    path = seeded_sqlite_url.removeprefix("sqlite:///")
     blocker = sqlite3.connect(path, timeout=0, check_same_thread=False)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file: writes must wait
-    collector = ReportCollector(sqlite_url, tmp_path / "spool")
+    collector = ReportCollector(seeded_sqlite_url, tmp_path / "spool")
     collector.start()
     reports = [benchmark_report() for _ in range(10)]
     try:
@@ -135,10 +135,10 @@ def test_locked_sqlite_queues_reports_and_flushes_them(
     finally:
         collector.close()
     ids = {r.run.run_id for r in reports}
-    assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+    assert sorted(profile_rows(seeded_sqlite_url, ids)) == sorted(ids)
 
 
-def test_a_restarted_collector_flushes_what_the_old_one_spooled(sqlite_url: str, tmp_path):
+def test_a_restarted_collector_flushes_what_the_old_one_spooled(seeded_sqlite_url: str, tmp_path):
     spool = tmp_path / "spool"
     unreachable = "postgresql+psycopg://nobody:x@127.0.0.1:9/none?connect_timeout=1"
     old = ReportCollector(unreachable, spool)
@@ -146,15 +146,15 @@ def test_a_restarted_collector_flushes_what_the_old_one_spooled(sqlite_url: str,
     assert old.submit([r.model_dump_json() for r in reports]).accepted == 12
     assert not old.flush()  # nothing could be written; the collector then dies
     del old
-    new = ReportCollector(sqlite_url, spool)
+    new = ReportCollector(seeded_sqlite_url, spool)
     assert new.stats().pending == 12
     assert new.flush()
     ids = {r.run.run_id for r in reports}
-    assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+    assert sorted(profile_rows(seeded_sqlite_url, ids)) == sorted(ids)
 
 
-def test_submissions_from_many_threads_lose_nothing(sqlite_url: str, tmp_path: Path) -> None:
-    collector = ReportCollector(sqlite_url, tmp_path / "spool")
+def test_submissions_from_many_threads_lose_nothing(seeded_sqlite_url: str, tmp_path: Path) -> None:
+    collector = ReportCollector(seeded_sqlite_url, tmp_path / "spool")
     collector.start()
     reports = [benchmark_report() for _ in range(40)]
 
@@ -170,11 +170,11 @@ def test_submissions_from_many_threads_lose_nothing(sqlite_url: str, tmp_path: P
     assert collector.wait_drained(60)
     collector.close()
     ids = {r.run.run_id for r in reports}
-    assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+    assert sorted(profile_rows(seeded_sqlite_url, ids)) == sorted(ids)
 
 
 def test_a_batch_writer_gets_whole_spool_batches_and_bad_reports_fall_back(
-    sqlite_url: str, tmp_path: Path
+    seeded_sqlite_url: str, tmp_path: Path
 ) -> None:
     from quantplan.catalog.reports import record_report
 
@@ -184,7 +184,7 @@ def test_a_batch_writer_gets_whole_spool_batches_and_bad_reports_fall_back(
         batches.append(len(reports))
         return [record_report(engine, report) for report in reports]
 
-    collector = ReportCollector(sqlite_url, tmp_path / "spool", batch_writer=write_in_one_go)
+    collector = ReportCollector(seeded_sqlite_url, tmp_path / "spool", batch_writer=write_in_one_go)
     good = [benchmark_report() for _ in range(5)]
     collector.submit([r.model_dump_json() for r in good])
     assert collector.flush()
@@ -197,6 +197,6 @@ def test_a_batch_writer_gets_whole_spool_batches_and_bad_reports_fall_back(
     collector.submit([r.model_dump_json() for r in more])
     assert collector.flush()  # the batch fails on the bad report; one by one sets it aside
     ids = {r.run.run_id for r in good} | {more[0].run.run_id, more[2].run.run_id}
-    assert sorted(profile_rows(sqlite_url, ids)) == sorted(ids)
+    assert sorted(profile_rows(seeded_sqlite_url, ids)) == sorted(ids)
     assert len(collector.spool.rejected()) == 1
     assert collector.stats().pending == 0
