@@ -16,6 +16,7 @@ import click
 import pytest
 import typer
 import typer.main
+from catalog_copy import copy_catalog
 from typer.testing import CliRunner
 
 from quantplan import cli
@@ -71,7 +72,9 @@ def test_dashboard_without_a_terminal_is_one_error(tmp_path: Path) -> None:
     assert "needs an interactive terminal" in " ".join(result.stderr.split())
 
 
-def test_report_of_an_unreachable_latency_target_is_written(tmp_path: Path) -> None:
+def test_report_of_an_unreachable_latency_target_is_written(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
     # Found by the fuzz bench: a 5e-324 ms TTFT target left the latency chart nothing positive
     # to put on its log axis, and matplotlib refused (exit 70).
     targets = tmp_path / "t.yaml"
@@ -79,6 +82,7 @@ def test_report_of_an_unreachable_latency_target_is_written(tmp_path: Path) -> N
         "model: Mistral-7B\nworkload: {tokens_per_day: 1000000}\n"
         "slos: {ttft_p95_ms: 5.0e-324, itl_p95_ms: 60}\n"
     )
+    copy_catalog(seeded_catalog_file, tmp_path / "catalog.db")  # the default catalog, seeded
     env = {**os.environ, "QUANTPLAN_DATA_DIR": str(tmp_path)}
     result = subprocess.run(
         [QUANTPLAN, "report", str(targets), "-o", str(tmp_path / "r.html")],

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from catalog_copy import copy_catalog
 
 from quantplan.planner.cli import FLAG_OF_FIELD, INFEASIBLE_EXIT_CODE
 from quantplan.planner.defaults import DEFAULTS_HELP
@@ -18,8 +19,11 @@ from quantplan.planner.targets import Targets
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}"
+def db(tmp_path_factory: pytest.TempPathFactory, seeded_catalog_file: Path) -> str:
+    """A seeded catalog of this module's own (a copy of the session's, as the first plan on a
+    new file would have seeded it)."""
+    path = copy_catalog(seeded_catalog_file, tmp_path_factory.mktemp("catalog") / "catalog.db")
+    return f"sqlite:///{path}"
 
 
 def _plan(db: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,10 @@ def _plan(targets: Path, db: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_unknown_family_in_a_targets_file_is_refused_with_a_suggestion(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+def test_unknown_family_in_a_targets_file_is_refused_with_a_suggestion(
+    tmp_path: Path, seeded_sqlite_url: str
+) -> None:
+    db = seeded_sqlite_url
     targets = tmp_path / "targets.yaml"
     targets.write_text(
         "model: Llama-3.1-8B\nworkload: {requests_per_s: 1}\nconstraints: {families: [gtpq]}\n"
