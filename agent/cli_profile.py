@@ -112,17 +112,17 @@ def profile_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Quantize where needed, serve, benchmark, evaluate and record every scheme on this machine."""
-    from quantplan.agent.bench.metrics import slo_from_flags
-    from quantplan.agent.bench.recording import host_hardware_record
-    from quantplan.agent.bench.runner import BenchPlan
-    from quantplan.agent.bench.workload import Workload
+    from quantplan.agent.benchmark.metrics import slo_from_flags
+    from quantplan.agent.benchmark.recording import host_hardware_record
+    from quantplan.agent.benchmark.runner import BenchPlan
+    from quantplan.agent.benchmark.workload import Workload
     from quantplan.agent.profile import (
         DEFAULT_MATRIX,
         ProfileContext,
         default_providers,
         run_profile,
     )
-    from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
+    from quantplan.agent.serve.host import detect_host, measure_memory_bandwidth_gbps
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.reports import record_report
     from quantplan.catalog.snapshot import load_snapshot
@@ -152,7 +152,7 @@ def profile_command(
         )
     with err_console.status("measuring this host's memory bandwidth ..."):
         bandwidth = measure_memory_bandwidth_gbps()
-    from quantplan.agent.models import resolve_model
+    from quantplan.agent.model_source import resolve_model
 
     with err_console.status("preparing the base model ..."):
         source = resolve_model(model)

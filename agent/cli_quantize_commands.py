@@ -158,7 +158,7 @@ def evaluate_command(
     started = datetime.now(UTC)
     artifact_store = ArtifactStore(store)
     if artifacts == ["all"]:
-        from quantplan.agent.models import resolve_model
+        from quantplan.agent.model_source import resolve_model
 
         source_hash = resolve_model(model).content_sha256
         manifests = [m for m in artifact_store.list() if m.source_model_sha256 == source_hash]
@@ -213,7 +213,7 @@ def evaluate_command(
 
 def _record(table: Any, started: Any, manifests: list[Any], db: str | None) -> str:
     from quantplan.agent.evaluate.report import quality_report
-    from quantplan.agent.serve.hardware import detect_host
+    from quantplan.agent.serve.host import detect_host
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.reports import record_report
     from quantplan.catalog.snapshot import load_snapshot

@@ -21,8 +21,8 @@ from quantplan.errors import QuantplanError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from quantplan.agent.bench.protocol import RunResult, SweepResult
-    from quantplan.agent.bench.runner import BenchPlan
+    from quantplan.agent.benchmark.protocol import RunResult, SweepResult
+    from quantplan.agent.benchmark.runner import BenchPlan
     from quantplan.agent.serve.engine import EngineServer
 
 console = Console()
@@ -239,9 +239,9 @@ def bench_command(
     json_output: JsonOption = False,
 ) -> None:
     """Benchmark an endpoint or an artifact with the one protocol every engine gets."""
-    from quantplan.agent.bench.metrics import slo_from_flags
-    from quantplan.agent.bench.runner import BenchPlan
-    from quantplan.agent.bench.workload import Workload
+    from quantplan.agent.benchmark.metrics import slo_from_flags
+    from quantplan.agent.benchmark.runner import BenchPlan
+    from quantplan.agent.benchmark.workload import Workload
 
     if concurrency and rate:
         raise QuantplanError("give --concurrency or --rate, not both")
@@ -275,7 +275,7 @@ def bench_command(
         payload: dict[str, object] = result.model_dump(mode="json")
         title = target
     else:
-        from quantplan.agent.bench.runner import benchmark_artifact
+        from quantplan.agent.benchmark.runner import benchmark_artifact
         from quantplan.agent.serve.engine import ServeOptions
 
         artifact = Path(target)
@@ -309,8 +309,8 @@ def _bench_endpoint(
 
     import httpx
 
-    from quantplan.agent.bench.client import Endpoint
-    from quantplan.agent.bench.runner import run_plan
+    from quantplan.agent.benchmark.client import Endpoint
+    from quantplan.agent.benchmark.runner import run_plan
 
     base = url.rstrip("/").removesuffix("/v1")
     if model is None:

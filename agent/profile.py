@@ -16,24 +16,24 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantplan.agent.bench.recording import (
+from quantplan.agent.benchmark.recording import (
     error_kind_of,
     failed_report,
     new_run_id,
     profile_report,
 )
-from quantplan.agent.bench.runner import ArtifactBench, BenchPlan, benchmark_artifact
+from quantplan.agent.benchmark.runner import ArtifactBench, BenchPlan, benchmark_artifact
 from quantplan.agent.costs import (
     cost_figures,
     kv_bytes_per_position,
     latency_reduction_pct,
     roofline_figures,
 )
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.serve import get_engine
 from quantplan.agent.serve.engine import ServeOptions
 from quantplan.agent.serve.errors import ServeError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.catalog.records import HardwareRecord
 from quantplan.catalog.registry import EngineName, MethodName
 from quantplan.catalog.reports import MeasurementReport

@@ -40,8 +40,8 @@ def estimated_output_tokens_per_s(
     snapshot, targets, measurement, instance: str
 ) -> tuple[float, str]:  # type: ignore[no-untyped-def]
     """The planner's closed-loop estimate for a measured replica at its concurrency."""
+    from quantplan.planner.decide import prepare
     from quantplan.planner.estimate import BASIS_NAMES, CONCURRENCY_GRID
-    from quantplan.planner.planning import prepare
 
     context = prepare(targets, snapshot)
     space, perf = context.space, context.perf
@@ -128,7 +128,7 @@ def run() -> dict[str, object]:
     from quantplan.agent.cluster.local import cluster_down, cluster_up, load_state
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.snapshot import load_snapshot
-    from quantplan.planner.planning import make_plan
+    from quantplan.planner.decide import make_plan
     from quantplan.planner.targets import load_targets
 
     started_here = load_state() is None

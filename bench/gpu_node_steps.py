@@ -126,7 +126,7 @@ def _download(requirements: list[str], target: Path) -> None:
 
 def prepare() -> None:
     """Fill .devcarry/ (git-ignored) with what the two device calls need."""
-    from quantplan.agent.models import default_gguf, resolve_model
+    from quantplan.agent.model_source import default_gguf, resolve_model
     from quantplan.agent.toolchains.llama_server import SDIST_NAME, SDIST_SHA256, _sdist
 
     shutil.rmtree(CARRY, ignore_errors=True)
@@ -334,13 +334,13 @@ def random_gguf(target: Path) -> dict[str, Any]:
 def serve_and_bench(gguf: Path, model: str, weights: str, name: str) -> dict[str, Any]:
     """The serve job and the benchmark job of a 1-GPU llama.cpp replica serving ``gguf`` (F16),
     recorded as ``model``'s profile; the report goes to $OUT/report-<name>.json."""
-    from quantplan.agent.bench.recording import host_hardware_record, profile_report
-    from quantplan.agent.bench.runner import BenchPlan, run_plan
-    from quantplan.agent.bench.workload import Workload
+    from quantplan.agent.benchmark.recording import host_hardware_record, profile_report
+    from quantplan.agent.benchmark.runner import BenchPlan, run_plan
+    from quantplan.agent.benchmark.workload import Workload
     from quantplan.agent.cluster.gpu_engines import GpuAssignment, gpu_engine, gpu_host_hardware
     from quantplan.agent.cluster.gpu_provenance import gpu_profile_placement
     from quantplan.agent.serve.engine import ServeOptions
-    from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
+    from quantplan.agent.serve.host import detect_host, measure_memory_bandwidth_gbps
     from quantplan.agent.serve.manager import start_server
     from quantplan.agent.toolchains.gpu import detect_accelerators
 

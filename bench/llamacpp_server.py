@@ -2,7 +2,7 @@
 
 Side by side in one run, on the default model's Q4_K_M and Q8_0 GGUFs (made by ``quantplan
 quantize --model default --method gguf --scheme ...`` and taken from the artifact cache), with
-quantplan's own closed-loop client (agent/bench) at concurrency 1, 2, 4, 8, 16: 128 prompt and
+quantplan's own closed-loop client (agent/benchmark) at concurrency 1, 2, 4, 8, 16: 128 prompt and
 64 output tokens per request (EOS ignored), output tok/s, TTFT and ITL p50/p95. One server at a
 time, each with 1 thread (see THREADS); llama-server with 16 slots of 512 tokens. The 1-minute
 load average is recorded before and after every level: this machine is shared with other work.
@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantplan.agent.bench.protocol import ServerWatch, run_closed_loop
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.protocol import ServerWatch, run_closed_loop
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve import LlamaCppServer, LlamaServer
 from quantplan.agent.serve.engine import EngineServer, ServeOptions
-from quantplan.agent.serve.hardware import detect_host
+from quantplan.agent.serve.host import detect_host
 from quantplan.agent.serve.manager import engine_provenance, start_server
 
 HERE = Path(__file__).parent

@@ -354,7 +354,7 @@ def main() -> None:
     elif args.step == "tokenizer":
         source = args.source
         if source is None:
-            from quantplan.agent.models import default_gguf
+            from quantplan.agent.model_source import default_gguf
 
             source = default_gguf()
         tokenizer_only(source, args.out)

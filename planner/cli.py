@@ -533,8 +533,8 @@ def plan_command(
     db: DbOption = None,
 ) -> None:
     """Choose scheme, engine, instance and replicas meeting your targets at least cost."""
+    from quantplan.planner.decide import make_plan
     from quantplan.planner.plan import save_plan
-    from quantplan.planner.planning import make_plan
 
     flags = dict(locals())
     targets = _targets_from_flags(targets_file, flags)
@@ -578,7 +578,7 @@ def report_command(
 ) -> None:
     """Capacity-planning report: cost vs traffic per family, crossovers, Pareto, headroom."""
     from quantplan.planner.capacity import capacity_report
-    from quantplan.planner.planning import prepare
+    from quantplan.planner.decide import prepare
     from quantplan.planner.report import render_html, render_markdown
 
     flags: dict[str, Any] = dict.fromkeys(

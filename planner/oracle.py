@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import prepare
 from quantplan.planner.defaults import with_latency_defaults
 from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
 from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
 from quantplan.planner.plan import Estimate
-from quantplan.planner.planning import prepare
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 from quantplan.planner.uncertainty import confidence_factors
 

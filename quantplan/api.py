@@ -111,7 +111,7 @@ def report(
     """The capacity-planning report for targets (or a plan's targets): cost against traffic
     per family, crossovers, Pareto front, headroom and spot sensitivity."""
     from quantplan.planner.capacity import capacity_report
-    from quantplan.planner.planning import prepare
+    from quantplan.planner.decide import prepare
     from quantplan.planner.report import render_html, render_markdown
 
     wanted = targets.targets if isinstance(targets, Plan) else _targets(targets)

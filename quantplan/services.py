@@ -184,14 +184,14 @@ class CatalogService:
 @dataclass
 class PlannerService:
     """Calls the planner's own functions; holds no planning logic beyond reusing the maps of
-    recent questions about the same model and snapshot (planner.planning.ContextCache)."""
+    recent questions about the same model and snapshot (planner.decide.ContextCache)."""
 
     _contexts: Any = field(default=None, init=False, repr=False)
 
     def make_plan(
         self, targets: Targets, snapshot: CatalogSnapshot, *, catalog_revision: str | None = None
     ) -> Plan:
-        from quantplan.planner.planning import ContextCache, plan_from_context
+        from quantplan.planner.decide import ContextCache, plan_from_context
 
         if self._contexts is None:  # made on first use: the planner loads numpy; a race
             # between two first requests only costs one of them its cache entry
@@ -204,7 +204,7 @@ class PlannerService:
         from datetime import UTC, datetime
 
         from quantplan.planner.capacity import capacity_report
-        from quantplan.planner.planning import prepare
+        from quantplan.planner.decide import prepare
         from quantplan.planner.report import render_html, render_markdown
 
         report = capacity_report(prepare(targets, snapshot))

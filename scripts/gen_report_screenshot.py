@@ -11,7 +11,7 @@ from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
 from quantplan.planner.capacity import capacity_report
 from quantplan.planner.charts import cost_curves_svg
-from quantplan.planner.planning import prepare
+from quantplan.planner.decide import prepare
 from quantplan.planner.targets import Slos, Targets, Workload
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "report-cost-curves.svg"

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from quantplan.agent.bench.metrics import RequestSample, summarize
-from quantplan.agent.bench.protocol import RunResult, SweepResult, best_level
-from quantplan.agent.bench.recording import profile_report
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.metrics import RequestSample, summarize
+from quantplan.agent.benchmark.protocol import RunResult, SweepResult, best_level
+from quantplan.agent.benchmark.recording import profile_report
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.catalog.reports import MeasurementReport
 
 REQUESTS_PER_LEVEL = 4

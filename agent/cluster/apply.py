@@ -251,7 +251,7 @@ class _Applier:
         return paths
 
     def _base_checkpoint(self) -> str:
-        from quantplan.agent.models import resolve_model
+        from quantplan.agent.model_source import resolve_model
 
         return str(resolve_model(self.options.model_dir or "default").path)
 

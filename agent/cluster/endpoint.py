@@ -97,7 +97,7 @@ def resolve_artifacts(
     """scheme -> (path, artifact id or None for the base checkpoint)."""
     from quantplan.agent.artifacts import ArtifactStore
     from quantplan.agent.cluster.jobs import quantize_options_for_scheme
-    from quantplan.agent.models import resolve_model
+    from quantplan.agent.model_source import resolve_model
     from quantplan.agent.quantize.api import quantize
 
     store = ArtifactStore(options.store_url)

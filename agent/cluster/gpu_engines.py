@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.serve import LlamaServer, VllmServer
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.agent.toolchains.gpu import AcceleratorInventory
 from quantplan.errors import QuantplanError
 

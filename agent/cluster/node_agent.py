@@ -70,7 +70,7 @@ def node_facts(instance_type: str) -> HardwareFacts:
     """This node as Ray and the operating system describe it."""
     import psutil
 
-    from quantplan.agent.serve.hardware import detect_host
+    from quantplan.agent.serve.host import detect_host
 
     host = detect_host()
     context = ray.get_runtime_context()
@@ -427,7 +427,7 @@ class NodeAgent:
             gpu_engine,
             gpu_host_hardware,
         )
-        from quantplan.agent.serve.hardware import detect_host
+        from quantplan.agent.serve.host import detect_host
 
         inventory = self._gpus_for(job.replica_id, job.gpus, job.accelerator_type, where)
         devices = acquire_gpus(job.replica_id, self.facts.node_id, job.gpus, job.accelerator_type)
@@ -499,13 +499,13 @@ class NodeAgent:
             release_gpus(replica_id)
 
     def _benchmark(self, job: BenchmarkJob) -> dict[str, Any]:
-        from quantplan.agent.bench.client import Endpoint
-        from quantplan.agent.bench.protocol import RunResult
-        from quantplan.agent.bench.recording import host_hardware_record, profile_report
-        from quantplan.agent.bench.runner import BenchPlan, run_plan
-        from quantplan.agent.bench.workload import Workload
+        from quantplan.agent.benchmark.client import Endpoint
+        from quantplan.agent.benchmark.protocol import RunResult
+        from quantplan.agent.benchmark.recording import host_hardware_record, profile_report
+        from quantplan.agent.benchmark.runner import BenchPlan, run_plan
+        from quantplan.agent.benchmark.workload import Workload
         from quantplan.agent.costs import cost_figures
-        from quantplan.agent.serve.hardware import detect_host, measure_memory_bandwidth_gbps
+        from quantplan.agent.serve.host import detect_host, measure_memory_bandwidth_gbps
 
         started = datetime.now(UTC)
         # Refused before any request: a GPU the catalog cannot name would misfile the profile.

@@ -36,7 +36,7 @@ def propose_replan(
     """
     from quantplan.catalog.db import current_revision, open_catalog
     from quantplan.catalog.snapshot import load_snapshot
-    from quantplan.planner.planning import make_plan
+    from quantplan.planner.decide import make_plan
 
     reason = "; ".join(
         f"{c.deployment} {c.metric}: predicted {c.predicted:g}, measured {c.measured:g} "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantplan.agent.models import file_sha256
+from quantplan.agent.model_source import file_sha256
 from quantplan.errors import QuantplanError
 from quantplan.paths import cache_dir
 

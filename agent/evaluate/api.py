@@ -21,7 +21,7 @@ from quantplan.agent.evaluate.engines import (
     llamacpp_scores,
     vllm_positions,
 )
-from quantplan.agent.models import ModelSource, resolve_model
+from quantplan.agent.model_source import ModelSource, resolve_model
 from quantplan.agent.toolchains import StepError
 from quantplan.catalog.registry import EngineName
 

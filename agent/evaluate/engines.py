@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.evaluate.metrics import Position
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.calibration import default_split
 from quantplan.agent.toolchains import ensure_toolchain, run_step
 from quantplan.paths import cache_dir

@@ -23,7 +23,7 @@ from quantplan.agent.artifacts import (
     describe_files,
     store_write_error,
 )
-from quantplan.agent.models import ModelSource, resolve_model
+from quantplan.agent.model_source import ModelSource, resolve_model
 from quantplan.agent.quantize.base import ProgressCallback, Quantizer, QuantizeRefusal
 from quantplan.agent.quantize.registry import get_quantizer
 from quantplan.agent.toolchains import get_spec
@@ -58,7 +58,7 @@ def quantize(
     force: bool = False,
 ) -> ArtifactManifest:
     """Quantize ``model`` ('default' or a local HF directory) with ``method``; cached by content."""
-    from quantplan.agent.serve.hardware import detect_host
+    from quantplan.agent.serve.host import detect_host
 
     quantizer = get_quantizer(method)
     config = build_config(method, options or {})

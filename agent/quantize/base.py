@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
-from quantplan.agent.models import ModelSource
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.model_source import ModelSource
+from quantplan.agent.serve.host import HostHardware
 from quantplan.agent.toolchains.steps import StepProgress
 from quantplan.errors import QuantplanError
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import (
     ProgressCallback,
     QuantizeOutcome,
@@ -29,7 +29,7 @@ from quantplan.agent.quantize.calibration import (
     default_split,
 )
 from quantplan.agent.quantize.weight_formats import compressed_bits_per_weight
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.catalog.registry import MethodName
 
 GROUP_CANDIDATES = (128, 64, 32)

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.serve.errors import InvalidArtifactError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 
 GGUF_MAGIC = b"GGUF"
 

@@ -23,7 +23,7 @@ from types import TracebackType
 
 import httpx
 
-from quantplan.agent.bench.client import Endpoint
+from quantplan.agent.benchmark.client import Endpoint
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions, inspect_artifact
 from quantplan.agent.serve.errors import (
     EngineDiedError,
@@ -34,7 +34,7 @@ from quantplan.agent.serve.errors import (
     classify_engine_log,
     last_lines,
 )
-from quantplan.agent.serve.hardware import HostHardware, detect_host
+from quantplan.agent.serve.host import HostHardware, detect_host
 from quantplan.agent.toolchains.process import (
     STOP_GRACE_S,
     command_secrets,

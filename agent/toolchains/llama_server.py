@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantplan.agent.models import file_sha256
+from quantplan.agent.model_source import file_sha256
 from quantplan.agent.toolchains.build import ToolchainMissingError, base_python
 from quantplan.agent.toolchains.locking import exclusive_lock
 from quantplan.agent.toolchains.process import run_logged

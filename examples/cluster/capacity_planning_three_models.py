@@ -17,7 +17,7 @@ from pathlib import Path
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
 from quantplan.planner.capacity import capacity_report
-from quantplan.planner.planning import make_plan, prepare
+from quantplan.planner.decide import make_plan, prepare
 from quantplan.planner.report import render_html, render_markdown
 from quantplan.planner.targets import Targets
 

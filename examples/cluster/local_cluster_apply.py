@@ -27,8 +27,8 @@ from quantplan.agent.cluster.fleet_ops import destroy
 from quantplan.agent.cluster.local import cluster_down, cluster_up, load_state
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.plan import Plan, save_plan
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Targets, load_targets
 
 DEMO_TARGETS = Path(__file__).with_name("local-demo-targets.yaml")

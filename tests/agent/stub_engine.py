@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 
 STUB = Path(__file__).with_name("serving_stub.py")
 API_KEY_VARIABLE = "QUANTPLAN_STUB_API_KEY"  # read by serving_stub.py, as engines read theirs

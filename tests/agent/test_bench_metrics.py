@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from quantplan.agent.bench.metrics import RequestSample, Slo, latency_stats, percentile, summarize
+from quantplan.agent.benchmark.metrics import (
+    RequestSample,
+    Slo,
+    latency_stats,
+    percentile,
+    summarize,
+)
 
 
 def sample(

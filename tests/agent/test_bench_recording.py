@@ -8,8 +8,8 @@ import pytest
 from bench_sweeps import sweep_level, sweep_of, sweep_profile_report
 from sqlmodel import Session, select
 
-from quantplan.agent.bench.protocol import SweepResult
-from quantplan.agent.bench.recording import (
+from quantplan.agent.benchmark.protocol import SweepResult
+from quantplan.agent.benchmark.recording import (
     failed_report,
     host_hardware_name,
     host_hardware_record,
@@ -17,7 +17,7 @@ from quantplan.agent.bench.recording import (
 )
 from quantplan.agent.costs import cost_figures
 from quantplan.agent.serve.errors import EngineDiedError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.models import Profile, Run
 from quantplan.catalog.reports import record_report

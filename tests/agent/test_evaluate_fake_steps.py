@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from quantplan.agent.evaluate.engines import EvalSettings, evaluation_windows, vllm_positions
-from quantplan.agent.models import resolve_model
+from quantplan.agent.model_source import resolve_model
 from quantplan.agent.toolchains import use_step_runner
 from quantplan.agent.toolchains.fake import FakeStepRunner, StepCall
 

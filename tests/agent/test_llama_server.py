@@ -19,8 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from quantplan.agent.bench.client import make_http_client, stream_completion
-from quantplan.agent.bench.workload import Workload, make_prompts
+from quantplan.agent.benchmark.client import make_http_client, stream_completion
+from quantplan.agent.benchmark.workload import Workload, make_prompts
 from quantplan.agent.serve import LlamaServer, engine_for_artifact, get_engine
 from quantplan.agent.serve.engine import ServeOptions, inspect_artifact
 from quantplan.agent.serve.manager import engine_environment, port_is_free, start_server
@@ -121,7 +121,7 @@ def server_binary() -> Path:
 
 @pytest.fixture(scope="module")
 def default_gguf() -> Path:
-    from quantplan.agent.models import default_gguf
+    from quantplan.agent.model_source import default_gguf
 
     return default_gguf()
 

@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 from stub_engine import CPU, StubEngine
 
 import quantplan.agent.profile as profile_module
-from quantplan.agent.bench.recording import host_hardware_record
-from quantplan.agent.bench.runner import BenchPlan, benchmark_artifact
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.recording import host_hardware_record
+from quantplan.agent.benchmark.runner import BenchPlan, benchmark_artifact
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.cli_profile import instance_price, model_shape, rows_table
 from quantplan.agent.profile import (
     MatrixCell,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from quantplan.agent.artifacts import ArtifactStore, ArtifactStoreError
-from quantplan.agent.models import ModelSourceError, inspect_model_dir, resolve_model
+from quantplan.agent.model_source import ModelSourceError, inspect_model_dir, resolve_model
 from quantplan.agent.quantize import quantize
 from quantplan.agent.quantize.base import QuantizeRefusal
 from quantplan.agent.quantize.calibration import CalibrationError

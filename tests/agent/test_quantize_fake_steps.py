@@ -16,7 +16,7 @@ import pytest
 from safetensors_files import write_safetensors
 
 from quantplan.agent.artifacts import ArtifactStore
-from quantplan.agent.models import resolve_model
+from quantplan.agent.model_source import resolve_model
 from quantplan.agent.quantize import quantize
 from quantplan.agent.toolchains import StepError, StepProgress, use_step_runner
 from quantplan.agent.toolchains.fake import FakeStepRunner, StepCall

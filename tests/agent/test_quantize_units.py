@@ -11,7 +11,7 @@ import pytest
 from safetensors_files import write_safetensors
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore, describe_files
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize import build_config
 from quantplan.agent.quantize.base import QuantizeRefusal
 from quantplan.agent.quantize.calibration import (

@@ -23,7 +23,7 @@ from quantplan.agent.serve.errors import (
     UnsupportedHardwareError,
     classify_engine_log,
 )
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.errors import UnknownNameError
 
 AVX512 = HostHardware(

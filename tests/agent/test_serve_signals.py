@@ -247,7 +247,7 @@ def test_engines_take_the_key_from_their_environment_and_drop_stray_settings(
 @pytest.mark.slow
 @pytest.mark.integration
 def test_real_llama_cpp_serve_keeps_the_key_secret_and_stops_on_sigterm(tmp_path: Path) -> None:
-    from quantplan.agent.models import default_gguf
+    from quantplan.agent.model_source import default_gguf
     from quantplan.agent.toolchains import ensure_toolchain
 
     ensure_toolchain("llama-cpp")

@@ -20,7 +20,7 @@ from quantplan.services import PlanStore
 def test_stores_sharing_a_directory_see_each_others_plans(tmp_path: Path, catalog_url: str) -> None:
     from quantplan.catalog.db import open_catalog
     from quantplan.catalog.snapshot import load_snapshot
-    from quantplan.planner.planning import make_plan
+    from quantplan.planner.decide import make_plan
     from quantplan.planner.targets import Targets, Workload
 
     snapshot = load_snapshot(open_catalog(catalog_url))

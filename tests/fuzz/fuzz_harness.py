@@ -163,10 +163,6 @@ def run_script(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) 
 
 def preload_for_fork() -> None:
     """Import what every command needs once, in the parent, so each forked child starts warm."""
-    import quantplan.catalog.db
-    import quantplan.catalog.transfer
-    import quantplan.planner.plan
-    import quantplan.planner.planning  # noqa: F401
     from quantplan.cli import register_commands
 
     register_commands()

@@ -20,8 +20,8 @@ from quantplan.planner.batching import (
     pinned_curve,
     pinned_values,
 )
+from quantplan.planner.decide import prepare
 from quantplan.planner.estimate import CONCURRENCY_GRID, _evidence, predict_profile
-from quantplan.planner.planning import prepare
 from quantplan.planner.targets import Targets, Workload
 
 SCHEME = "gptq-w4a16-g128"

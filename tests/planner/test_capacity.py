@@ -6,7 +6,7 @@ import itertools
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.capacity import capacity_report
-from quantplan.planner.planning import prepare
+from quantplan.planner.decide import prepare
 from quantplan.planner.targets import Slos, Targets, Workload
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.compatibility import SupportMatrix
+from quantplan.planner.decide import make_plan
 from quantplan.planner.estimate import w8a8_compute_gain
 from quantplan.planner.hardware import model_shape_from_record, weight_gb
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
 from quantplan.planner.traits import method_traits
 

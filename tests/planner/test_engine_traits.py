@@ -10,7 +10,7 @@ import yaml
 from quantplan.catalog.records import EngineTraitRecord, MethodTraitRecord
 from quantplan.catalog.registry import ENGINES, METHODS
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
 from quantplan.planner.traits import engine_traits, method_traits
 

@@ -7,6 +7,7 @@ import pytest
 
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan, prepare
 from quantplan.planner.estimate import (
     CALIBRATED,
     CONCURRENCY_GRID,
@@ -15,7 +16,6 @@ from quantplan.planner.estimate import (
     PUBLISHED,
     UNCALIBRATED,
 )
-from quantplan.planner.planning import make_plan, prepare
 from quantplan.planner.targets import Constraints, Targets, Workload
 from quantplan.planner.uncertainty import MIN_POINTS, TTFT_CATEGORY, shipped_band
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import load_targets
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "planner"

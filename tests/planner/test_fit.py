@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.hardware import (
     kv_gb_per_token,
     max_sequences,
@@ -12,7 +13,6 @@ from quantplan.planner.hardware import (
     replica_hardware,
     weight_gb,
 )
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
 from quantplan.planner.traits import engine_traits, method_traits
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.fleet import FleetType, prune_dominated, solve_mixed_fleet
 from quantplan.planner.oracle import brute_force_fleet
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Constraints, Slos, Targets, Workload
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.errors import QuantplanError, UnknownNameError
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import (
     Budget,
     Constraints,

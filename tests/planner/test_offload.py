@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan, prepare
 from quantplan.planner.offload import HOST, layers_on_gpu, split_step_times
-from quantplan.planner.planning import make_plan, prepare
 from quantplan.planner.targets import Constraints, Slos, Targets, Workload
 
 

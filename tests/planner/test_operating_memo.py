@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import PlanningContext, plan_from_context, prepare
 from quantplan.planner.explain import relaxed_optima
 from quantplan.planner.operating import OperatingPoints, restrict_points
 from quantplan.planner.optimize import evaluate, points_memo
-from quantplan.planner.planning import PlanningContext, plan_from_context, prepare
 from quantplan.planner.targets import Slos, Targets, Workload
 
 

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.errors import QuantplanError
+from quantplan.planner.decide import make_plan
 from quantplan.planner.plan import load_plan, save_plan
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Targets, Workload, load_targets
 
 
@@ -58,7 +58,7 @@ def test_bad_targets_file_says_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_context_re_solves_under_other_targets(shipped: CatalogSnapshot) -> None:
-    from quantplan.planner.planning import plan_from_context, prepare
+    from quantplan.planner.decide import plan_from_context, prepare
     from quantplan.planner.targets import Constraints, Slos
 
     base = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=2))
@@ -71,7 +71,7 @@ def test_context_re_solves_under_other_targets(shipped: CatalogSnapshot) -> None
 
 
 def test_context_cache_gives_the_plans_make_plan_gives(shipped: CatalogSnapshot) -> None:
-    from quantplan.planner.planning import ContextCache, plan_from_context
+    from quantplan.planner.decide import ContextCache, plan_from_context
     from quantplan.planner.targets import QualityTarget, Slos
 
     cache = ContextCache(capacity=2)
@@ -118,7 +118,7 @@ def test_plans_record_quantplan_version_catalog_and_price_dates(
     shipped: CatalogSnapshot, tmp_path: Path
 ) -> None:
     from quantplan import __version__
-    from quantplan.planner.planning import catalog_fingerprint
+    from quantplan.planner.decide import catalog_fingerprint
 
     plan = _small_plan(shipped, catalog_revision="0004")
     provenance = plan.provenance

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan, prepare
 from quantplan.planner.optimize import cheapest
 from quantplan.planner.oracle import brute_force_cost
-from quantplan.planner.planning import make_plan, prepare
 from quantplan.planner.synthetic import synthetic_snapshot
 from quantplan.planner.targets import Budget, Constraints, QualityTarget, Slos, Targets, Workload
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.hardware import model_shape_from_record
 from quantplan.planner.plan import Plan
-from quantplan.planner.planning import make_plan
 from quantplan.planner.quality import QualityIndex, describe_quality, fleet_quality
 from quantplan.planner.targets import ModelShape, Targets
 

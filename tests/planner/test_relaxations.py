@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.planning import make_plan, prepare
+from quantplan.planner.decide import make_plan, prepare
 from quantplan.planner.targets import Targets
 
 

@@ -16,7 +16,7 @@ import pytest
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.capacity import CapacityReport, capacity_report
 from quantplan.planner.charts import people
-from quantplan.planner.planning import prepare
+from quantplan.planner.decide import prepare
 from quantplan.planner.report import render_html
 from quantplan.planner.targets import Slos, Targets, Workload
 

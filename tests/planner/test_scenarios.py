@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.plan import Deployment, Plan
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import (
     Budget,
     Constraints,

@@ -7,7 +7,7 @@ import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.candidates import tensor_parallel_problem
-from quantplan.planner.planning import prepare
+from quantplan.planner.decide import prepare
 from quantplan.planner.targets import ModelShape, Targets, Workload
 
 

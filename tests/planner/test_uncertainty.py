@@ -12,9 +12,9 @@ import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner import residual_bands, uncertainty
+from quantplan.planner.decide import make_plan
 from quantplan.planner.defaults import INTERACTIVE_ITL_P95_MS, INTERACTIVE_TTFT_P95_MS
 from quantplan.planner.estimate import CALIBRATED, MEASURED, UNCALIBRATED
-from quantplan.planner.planning import make_plan
 from quantplan.planner.targets import Slos, Targets, Workload
 from quantplan.planner.uncertainty import PRIOR_WIDTH, band_ratios, confidence_factors
 

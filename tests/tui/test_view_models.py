@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.tui.viewmodels.catalog_view import (
     catalog_table,
     known_clouds,

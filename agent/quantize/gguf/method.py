@@ -16,14 +16,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import (
     ProgressCallback,
     QuantizeOutcome,
     Quantizer,
     QuantizerConfig,
 )
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 
 GgufType = Literal["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"]
 GGUF_TYPES: tuple[str, ...] = GgufType.__args__  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from quantplan.agent.models import ModelSource
+from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import QuantizerConfig, QuantizeRefusal
 from quantplan.agent.quantize.calibration import calibration_text, default_split
 from quantplan.agent.quantize.llmcompressor_common import CalibratedConfig, LlmCompressorMethod

@@ -24,7 +24,7 @@ from quantplan.agent.serve.engine import (
     gguf_eos_token_id,
 )
 from quantplan.agent.serve.errors import InvalidArtifactError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.errors import QuantplanError
 
 # The managed CPU build enables these instruction sets; a CPU without them would SIGILL.

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
 from quantplan.agent.serve.errors import InvalidArtifactError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 
 # vLLM CPU's weight-only kernel (cpu_wna16) takes 4-bit weights; GPTQ's CPU config refuses
 # asymmetric weights ("GPTQ asym quant is not supported on CPU").

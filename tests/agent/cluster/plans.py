@@ -20,7 +20,7 @@ def seed_snapshot() -> CatalogSnapshot:
 @lru_cache(maxsize=1)
 def default_model_plan() -> Plan:
     """A CPU-only plan for the default model (llama.cpp on c7i.xlarge on the seed catalog)."""
-    from quantplan.planner.planning import make_plan
+    from quantplan.planner.decide import make_plan
     from quantplan.planner.targets import Targets
 
     targets = Targets.model_validate(
@@ -66,7 +66,7 @@ GPU_INSTANCE = "g6.24xlarge"  # 4x L4 in the seed catalog
 
 @lru_cache(maxsize=1)
 def _gpu_model_plan() -> Plan:
-    from quantplan.planner.planning import make_plan
+    from quantplan.planner.decide import make_plan
     from quantplan.planner.targets import Targets
 
     targets = Targets.model_validate(

@@ -19,7 +19,7 @@ from quantplan.agent.cluster.events import CostEvent, JobEvent, ReplicaEvent
 from quantplan.agent.cluster.fleet_ops import destroy
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import load_targets
 
 pytestmark = [

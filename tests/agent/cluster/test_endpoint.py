@@ -21,7 +21,7 @@ from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
 from quantplan.agent.serve.manager import free_port
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
-from quantplan.planner.planning import make_plan
+from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import load_targets
 
 pytestmark = [

@@ -19,7 +19,7 @@ from quantplan.agent.cluster.jobs import ServeJob
 from quantplan.agent.cluster.naming import NodeOffer, node_offer
 from quantplan.agent.cluster.validation import catalog_refusals, cluster_refusals
 from quantplan.agent.serve.engine import ArtifactInfo, ServeOptions
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.agent.serve.manager import engine_environment
 from quantplan.agent.toolchains.gpu import fake_inventory
 from quantplan.errors import QuantplanError

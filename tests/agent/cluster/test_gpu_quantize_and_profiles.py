@@ -18,7 +18,7 @@ from quantplan.agent.cluster.gpu_provenance import (
 )
 from quantplan.agent.cluster.naming import NodeOffer
 from quantplan.agent.cluster.quantize_placement import place_quantize
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.agent.toolchains import Toolchain, get_spec, run_step
 from quantplan.agent.toolchains.gpu import fake_inventory, inventory_from_outputs
 from quantplan.agent.toolchains.gpu_scope import NoGpuForStepError, using_gpus

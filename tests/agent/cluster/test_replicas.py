@@ -46,7 +46,7 @@ def wait_gone(pid: int, timeout_s: float = 30) -> bool:
 
 @pytest.fixture(scope="module")
 def shipped_gguf():
-    from quantplan.agent.models import default_gguf
+    from quantplan.agent.model_source import default_gguf
     from quantplan.agent.toolchains import find_toolchain
 
     if find_toolchain("llama-cpp") is None:

@@ -11,10 +11,10 @@ import re
 import uuid
 from datetime import datetime
 
-from quantplan.agent.bench.protocol import RunResult, SweepResult
+from quantplan.agent.benchmark.protocol import RunResult, SweepResult
 from quantplan.agent.costs import CostFigures, RooflineFigures
 from quantplan.agent.serve.errors import ServeError
-from quantplan.agent.serve.hardware import HostHardware
+from quantplan.agent.serve.host import HostHardware
 from quantplan.catalog.records import HardwareRecord, ProfileRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 

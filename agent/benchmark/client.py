@@ -13,8 +13,8 @@ import time
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantplan.agent.bench.metrics import RequestSample
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.metrics import RequestSample
+from quantplan.agent.benchmark.workload import Workload
 
 
 class Endpoint(BaseModel):

@@ -17,9 +17,9 @@ import httpx
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantplan.agent.bench.client import Endpoint, make_http_client, stream_completion
-from quantplan.agent.bench.metrics import BenchMetrics, RequestSample, Slo, summarize
-from quantplan.agent.bench.workload import Workload, make_prompts
+from quantplan.agent.benchmark.client import Endpoint, make_http_client, stream_completion
+from quantplan.agent.benchmark.metrics import BenchMetrics, RequestSample, Slo, summarize
+from quantplan.agent.benchmark.workload import Workload, make_prompts
 from quantplan.agent.serve.errors import EngineDiedError
 
 MEMORY_POLL_S = 0.25

@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quantplan.agent.bench.client import Endpoint
-from quantplan.agent.bench.metrics import Slo
-from quantplan.agent.bench.protocol import (
+from quantplan.agent.benchmark.client import Endpoint
+from quantplan.agent.benchmark.metrics import Slo
+from quantplan.agent.benchmark.protocol import (
     RunResult,
     ServerWatch,
     SweepResult,
@@ -28,7 +28,7 @@ from quantplan.agent.bench.protocol import (
     run_open_loop,
     sweep_concurrency,
 )
-from quantplan.agent.bench.workload import Workload
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
 from quantplan.agent.serve.manager import (
     engine_provenance,
