@@ -58,7 +58,8 @@ def seed_records() -> list[tuple[str, list[Record]]]:
     """Every seed file's records, in dependency order."""
     loaded: dict[str, list[Record]] = {}
     for path in sorted(SEED_DIR.glob("*.yaml")):
-        kind, records = parse(path.read_text(encoding="utf-8"), "yaml", None, path.name)
+        text = path.read_text(encoding="utf-8")
+        kind, records = parse(text, "yaml", None, path.name, shipped=True)
         loaded.setdefault(kind, []).extend(records)
     return [(kind, loaded[kind]) for kind in KIND_ORDER if kind in loaded]
 

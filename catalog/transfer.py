@@ -25,7 +25,7 @@ from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_pr
 from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import write_record
 from quantplan.errors import QuantplanError, did_you_mean, shorten
-from quantplan.inputs import parse_yaml, read_text, shown_path
+from quantplan.inputs import parse_shipped_yaml, parse_yaml, read_text, shown_path
 
 FileFormat = Literal["json", "yaml", "csv"]
 NESTED_FIELDS = frozenset({"details"})
@@ -163,10 +163,11 @@ def _nested_cell(value: str, source: str, number: int, key: str) -> Any:
         ) from None
 
 
-def _load_document(text: str, file_format: FileFormat, source: str) -> Any:
-    """A JSON or YAML document, parsed without expanding aliases or recursing without bound."""
+def _load_document(text: str, file_format: FileFormat, source: str, shipped: bool) -> Any:
+    """A JSON or YAML document, parsed without expanding aliases or recursing without bound
+    (``shipped``: the package's own seed file, read with the fast C parser)."""
     if file_format == "yaml":
-        return parse_yaml(text, source)
+        return parse_shipped_yaml(text, source) if shipped else parse_yaml(text, source)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -197,9 +198,10 @@ def _row_error(
 
 
 def parse(
-    text: str, file_format: FileFormat, kind: str | None, source: str
+    text: str, file_format: FileFormat, kind: str | None, source: str, *, shipped: bool = False
 ) -> tuple[str, list[Record]]:
-    """Parse and validate a whole file; raise ImportError_ naming the first bad row and field."""
+    """Parse and validate a whole file; raise ImportError_ naming the first bad row and field.
+    ``shipped``: a seed file of the package itself (see ``parse_shipped_yaml``)."""
     if file_format == "csv":
         if kind is None:
             raise ImportError_(
@@ -208,7 +210,7 @@ def parse(
             )
         raw_rows = _csv_rows(text, source)
     else:
-        loaded = _load_document(text, file_format, source)
+        loaded = _load_document(text, file_format, source, shipped)
         try:
             envelope = CatalogFile.model_validate(loaded)
         except ValidationError as error:

@@ -105,6 +105,18 @@ def parse_yaml(text: str, what: str) -> Any:
         ) from None
 
 
+def parse_shipped_yaml(text: str, what: str) -> Any:
+    """Parse YAML that ships inside the package (the seed catalog) with libyaml's C parser where
+    PyYAML has it: about 9x faster on the seed (0.04 s against 0.37 s), which every first use,
+    reseed and seeded test pays. Only for the package's own files: libyaml composes in C, so the
+    anchor and alias refusal of :func:`parse_yaml` cannot run there, and users' files keep it."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # a safe loader: no tags
+    except yaml.YAMLError as error:
+        raise InputFileError(f"{what} is not valid YAML: {_one_line(error)}") from None
+
+
 def parse_json(text: str, what: str) -> Any:
     """Parse strict JSON: NaN and Infinity are refused, not read as numbers or as names.
 
