@@ -88,12 +88,14 @@ class SeedReport:
     added: dict[str, int] = field(default_factory=dict)
     prices_superseded: int = 0
     kept_user_rows: int = 0
+    seed_rows: dict[str, int] = field(default_factory=dict)  # the seed's rows per kind, read
 
 
 def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
     """Write the seed rows. ``mode``: ``fresh`` (empty catalog), ``upgrade`` or ``reseed``."""
     report = SeedReport()
     for kind, records in seed_records():
+        report.seed_rows[kind] = len(records)
         for number, record in enumerate(records, start=1):
             try:
                 if kind == "instances" and mode != "fresh":
@@ -138,8 +140,8 @@ def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
 def seed_catalog(engine: Engine) -> dict[str, int]:
     """Write the seed rows into an empty catalog in one transaction; counts per kind."""
     with session_scope(engine) as session:
-        _write_seed(session, mode="fresh", now=datetime.now(UTC))
-    return {kind: len(records) for kind, records in seed_records()}
+        report = _write_seed(session, mode="fresh", now=datetime.now(UTC))
+    return report.seed_rows  # counted while writing: the seed is parsed once
 
 
 def seed_version_of(session: Session) -> int:

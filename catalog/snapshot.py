@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.catalog.records import (
+    KIND_ORDER,
     EngineSupportRecord,
     EngineTraitRecord,
     HardwareRecord,
@@ -103,17 +104,8 @@ class CatalogSnapshot(BaseModel):
             raise UnknownNameError("scheme", name, self.scheme_by_name) from None
 
 
-RECORD_KINDS = (
-    "hardware",
-    "instances",
-    "models",
-    "schemes",
-    "support",
-    "engine_traits",
-    "method_traits",
-    "profiles",
-    "quality",
-)
+RECORD_KINDS = KIND_ORDER
+"""Every kind a snapshot holds, in the catalog's dependency order."""
 
 
 def load_snapshot(engine: Engine) -> CatalogSnapshot:

@@ -33,6 +33,9 @@ AddressOption = Annotated[
     ),
 ]
 
+StoreOption = Annotated[str | None, typer.Option(help="Shared artifact store URL")]
+ModelDirOption = Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")]
+
 
 @cluster_app.command("up")
 def cluster_up_command(
@@ -145,8 +148,8 @@ def cluster_endpoint_command(
         ),
     ] = None,
     db: DbOption = None,
-    store: Annotated[str | None, typer.Option(help="Shared artifact store URL")] = None,
-    model_dir: Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")] = None,
+    store: StoreOption = None,
+    model_dir: ModelDirOption = None,
 ) -> None:
     """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM."""
     from quantplan.agent.cluster.endpoint import (
@@ -186,8 +189,8 @@ def apply_command(
     address: AddressOption = "auto",
     name: Annotated[str | None, typer.Option(help="Deployment name (default: model)")] = None,
     db: DbOption = None,
-    store: Annotated[str | None, typer.Option(help="Shared artifact store URL")] = None,
-    model_dir: Annotated[str | None, typer.Option(help="Checkpoint of a non-default model")] = None,
+    store: StoreOption = None,
+    model_dir: ModelDirOption = None,
     benchmark: Annotated[bool, typer.Option(help="Benchmark the replicas")] = True,
     threshold: Annotated[float, typer.Option(help="Re-plan when off by more than %")] = 25.0,
     auto: Annotated[bool, typer.Option("--auto", help="Apply a better plan at once")] = False,

@@ -227,25 +227,34 @@ def test_refusals_come_before_any_step(
     assert runner.calls == [] and store.list() == []
 
 
-def _llmc_quantize(call: StepCall) -> dict[str, Any]:
-    # One 8x128 layer at 4 bit, group 64: 512 B packed + 16 bf16 scales = 4.25 bits per weight.
-    output = Path(call.request["output_dir"])
-    write_safetensors(
-        output / "model.safetensors",
-        {
-            "l.weight_packed": ("I32", [8, 16], b"\0" * 512),
-            "l.weight_scale": ("BF16", [8, 2], b"\0" * 32),
-            "l.weight_shape": ("I64", [2], struct.pack("<2q", 8, 128)),
-        },
-    )
-    (output / "config.json").write_text("{}")
-    return {
-        "calibration_tokens": call.request["num_samples"] * call.request["sequence_length"],
-        "calibrate_seconds": 2.0,
-        "total_seconds": 3.0,
-        "peak_rss_mb": 900.0,
-        "layer_errors": [{"layer": "l", "mse": 1e-5, "relative_error": 0.03}],
-    }
+def _llmc_step(tensors: dict[str, Any], mse: float, relative_error: float) -> Any:
+    """A fake llm-compressor step writing ``tensors`` as its checkpoint."""
+
+    def step(call: StepCall) -> dict[str, Any]:
+        output = Path(call.request["output_dir"])
+        write_safetensors(output / "model.safetensors", tensors)
+        (output / "config.json").write_text("{}")
+        return {
+            "calibration_tokens": call.request["num_samples"] * call.request["sequence_length"],
+            "calibrate_seconds": 2.0,
+            "total_seconds": 3.0,
+            "peak_rss_mb": 900.0,
+            "layer_errors": [{"layer": "l", "mse": mse, "relative_error": relative_error}],
+        }
+
+    return step
+
+
+# One 8x128 layer at 4 bit, group 64: 512 B packed + 16 bf16 scales = 4.25 bits per weight.
+_llmc_quantize = _llmc_step(
+    {
+        "l.weight_packed": ("I32", [8, 16], b"\0" * 512),
+        "l.weight_scale": ("BF16", [8, 2], b"\0" * 32),
+        "l.weight_shape": ("I64", [2], struct.pack("<2q", 8, 128)),
+    },
+    1e-5,
+    0.03,
+)
 
 
 def test_gptq_manifest_carries_the_resolved_config_and_the_calibration(
@@ -276,24 +285,12 @@ def test_gptq_manifest_carries_the_resolved_config_and_the_calibration(
     }
 
 
-def _llmc_quantize_w8a8(call: StepCall) -> dict[str, Any]:
-    # One 8x128 layer in the int-quantized format: 1024 I8 values + 8 bf16 channel scales.
-    output = Path(call.request["output_dir"])
-    write_safetensors(
-        output / "model.safetensors",
-        {
-            "l.weight": ("I8", [8, 128], b"\0" * 1024),
-            "l.weight_scale": ("BF16", [8, 1], b"\0" * 16),
-        },
-    )
-    (output / "config.json").write_text("{}")
-    return {
-        "calibration_tokens": call.request["num_samples"] * call.request["sequence_length"],
-        "calibrate_seconds": 2.0,
-        "total_seconds": 3.0,
-        "peak_rss_mb": 900.0,
-        "layer_errors": [{"layer": "l", "mse": 1e-6, "relative_error": 0.01}],
-    }
+# One 8x128 layer in the int-quantized format: 1024 I8 values + 8 bf16 channel scales.
+_llmc_quantize_w8a8 = _llmc_step(
+    {"l.weight": ("I8", [8, 128], b"\0" * 1024), "l.weight_scale": ("BF16", [8, 1], b"\0" * 16)},
+    1e-6,
+    0.01,
+)
 
 
 def test_int8_asks_the_step_for_smoothquant_w8a8_and_records_its_scheme(
