@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError
+
+if TYPE_CHECKING:  # imported where used: `quantplan catalog list` has no use for an HTTP client
+    import httpx
 
 prices_app = typer.Typer(
     help="Keep prices current: refresh them from SkyPilot's public catalog or a price CSV.",
@@ -28,6 +30,8 @@ def fetch_price_text(
     url: str, *, transport: httpx.BaseTransport | None = None, max_bytes: int = MAX_PRICE_FILE_BYTES
 ) -> str:
     """A price file's text over HTTP(S), bounded in size and time (``transport``: tests)."""
+    import httpx
+
     try:
         with (
             httpx.Client(

@@ -3,9 +3,9 @@
 Every command module follows one pattern: its commands are module-level functions (a group of
 commands is a ``typer.Typer`` of its own), options that several commands share come from
 :mod:`quantplan.cli_options`, and one ``register(app)`` function attaches them to the root app.
-:data:`COMMAND_MODULES` lists those modules; they import nothing heavy at import time, so
-``quantplan --help`` stays fast, and :func:`register_commands` imports only the one a fast
-command needs.
+:data:`COMMAND_MODULES` lists those modules and their commands; they import nothing heavy at
+import time, so ``quantplan --help`` stays fast, and :func:`register_commands` imports only the
+module of the command typed.
 
 ``main`` owns every way the process ends: usage errors print click's short usage and one line
 (exit 2), a :class:`QuantplanError` prints its message and hint (exit 2), Ctrl-C exits 130, a
@@ -29,21 +29,24 @@ from quantplan import __version__
 from quantplan.errors import QuantplanError
 
 # Each exposes `register(app: typer.Typer) -> None`; the order is the order of `--help`.
-COMMAND_MODULES = (
-    "quantplan.catalog.cli",  # catalog (list, show, import, export, prices, gaps, ...)
-    "quantplan.planner.cli",  # plan, report
-    "quantplan.agent.cli_quantize",  # toolchain
-    "quantplan.agent.cli_quantize_commands",  # quantize, evaluate
-    "quantplan.agent.cli_serve",  # serve, bench
-    "quantplan.agent.cli_profile",  # profile
-    "quantplan.agent.cluster.cli",  # cluster, apply, status, destroy
-    "quantplan.tui.cli",  # dashboard
-    "quantplan.api_cli",  # mcp, api
-)
-# The module of the commands a user types most, so their start skips every other module's
-# imports (about 0.14 s CPU: httpx, the agent's and the dashboard's CLIs). Anything else, or a
-# bare `quantplan`/`--help`, registers every module. A test checks this against `register`.
-FAST_COMMANDS = {"plan": "quantplan.planner.cli", "report": "quantplan.planner.cli"}
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "quantplan.catalog.cli": ("catalog",),  # list, show, import, export, prices, gaps, ...
+    "quantplan.planner.cli": ("plan", "report"),
+    "quantplan.agent.cli_quantize": ("toolchain",),
+    "quantplan.agent.cli_quantize_commands": ("quantize", "evaluate"),
+    "quantplan.agent.cli_serve": ("serve", "bench"),
+    "quantplan.agent.cli_profile": ("profile",),
+    "quantplan.agent.cluster.cli": ("cluster", "apply", "status", "destroy"),
+    "quantplan.tui.cli": ("dashboard",),
+    "quantplan.api_cli": ("mcp", "api"),
+}
+"""Each command module and the top-level commands its ``register`` adds. A command's start
+imports only its own module (the others cost up to 0.4 s CPU: httpx, the agent's and the
+dashboard's CLIs); a bare ``quantplan``, ``--help`` or an unknown name registers all of them.
+A test checks the names against what each ``register`` adds."""
+MODULE_OF_COMMAND = {
+    command: module for module, commands in COMMAND_MODULES.items() for command in commands
+}
 DEBUG_ENV = "QUANTPLAN_DEBUG"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of ours, not a mistake of the user's
@@ -96,12 +99,13 @@ def _root_options(
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:
-    """Attach every package's commands to the root app (once); with ``argv`` naming one of
-    :data:`FAST_COMMANDS`, only the module holding it."""
+    """Attach every package's commands to the root app (once); with ``argv`` naming a command,
+    only the module holding it (:data:`COMMAND_MODULES`)."""
     global _registered
     if not _registered:
         command = next((a for a in argv or () if not a.startswith("-")), None)
-        modules = (FAST_COMMANDS[command],) if command in FAST_COMMANDS else COMMAND_MODULES
+        module = MODULE_OF_COMMAND.get(command or "")
+        modules = (module,) if module else tuple(COMMAND_MODULES)
         for module_name in modules:
             importlib.import_module(module_name).register(app)
         _registered = True
