@@ -1,4 +1,8 @@
-"""Shared plumbing of GPTQ, AWQ and INT8 W8A8 (llm-compressor -> compressed-tensors, for vLLM).
+"""Shared plumbing of the llm-compressor methods (-> compressed-tensors, for vLLM).
+
+A method here is its config plus the llm-compressor recipe it asks for: a list of modifiers,
+each named by its import path with its arguments (:class:`ModifierSpec`). The one step script
+(``agent/steps/llmc_quantize.py``) builds and runs any such recipe, so it names no method.
 
 Group size: a weight group must tile every quantized Linear's input dimension. SmolLM2-135M has
 hidden 576 and intermediate 1536, so 128 (the usual default) is refused (576 = 4.5 x 128); the
@@ -58,18 +62,41 @@ class LlmCompressorConfig(CalibratedConfig):
     symmetric: bool = Field(description="Symmetric integer weights (no zero point).")
 
 
+GPTQ_MODIFIER = "llmcompressor.modifiers.gptq:GPTQModifier"
+AWQ_MODIFIER = "llmcompressor.modifiers.transform.awq:AWQModifier"
+QUANTIZATION_MODIFIER = "llmcompressor.modifiers.quantization:QuantizationModifier"
+SMOOTHQUANT_MODIFIER = "llmcompressor.modifiers.transform.smoothquant:SmoothQuantModifier"
+"""llm-compressor's modifiers the methods use, by import path (``module:Class``)."""
+
+
+class ModifierSpec(BaseModel):
+    """One llm-compressor modifier of a recipe: its class by import path, and its arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+    modifier: str = Field(pattern=r"^llmcompressor(\.\w+)+:\w+$")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def weight_groups(bits: int, group_size: int | None, symmetric: bool) -> dict[str, Any]:
+    """compressed-tensors' ``config_groups`` for integer weights on every Linear: grouped scales
+    with ``group_size``, else one per output channel."""
+    weights: dict[str, Any] = {
+        "num_bits": bits,
+        "type": "int",
+        "symmetric": symmetric,
+        "strategy": "group" if group_size else "channel",
+    }
+    if group_size:
+        weights["group_size"] = group_size
+    return {"group_0": {"targets": ["Linear"], "weights": weights}}
+
+
 class _StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: MethodName  # gptq, awq or int8: the step script branches on it
+    method: MethodName  # for progress lines and records only: the recipe says what runs
+    recipe: list[ModifierSpec] = Field(min_length=1)
     model_dir: str
     output_dir: str
-    bits: int
-    group_size: int | None
-    symmetric: bool
-    dampening_frac: float = 0.01
-    duo_scaling: bool | Literal["both"] = True
-    # int8 only: SmoothQuant's migration strength; the step then quantizes with GPTQ "W8A8".
-    smoothing_strength: float | None = None
     ignore: list[str]
     calibration_texts: list[str]
     num_samples: int
@@ -123,9 +150,10 @@ def resolve_group_size(config: LlmCompressorConfig, model: ModelSource) -> int |
 
 
 class LlmCompressorMethod(Quantizer):
-    """Shared llm-compressor plumbing: one step script, configs differ in their fields.
+    """Shared llm-compressor plumbing: one step script, methods differ in config and recipe.
 
-    A method other than GPTQ/AWQ overrides ``check``, ``scheme_name`` and ``step_fields``.
+    The weight-only methods (GPTQ, AWQ) share ``check`` and ``scheme_name``; every method
+    gives its ``recipe`` and the ``resolved`` settings its manifest records.
     """
 
     toolchain: ClassVar[str] = "llmcompressor"
@@ -151,16 +179,20 @@ class LlmCompressorMethod(Quantizer):
         suffix = f"-g{group}" if group else "-ch"
         return f"{self.method}-{config.scheme.lower()}{suffix}"
 
-    def step_fields(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
-        """The method's own fields of the step request (bits, grouping, algorithm knobs)."""
+    def recipe(self, config: QuantizerConfig, model: ModelSource) -> list[ModifierSpec]:
+        """The llm-compressor modifiers to run, in order (``config`` resolved for ``model``)."""
+        raise NotImplementedError(f"{type(self).__name__} gives no recipe")
+
+    def resolved(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
+        """The weights' grouping and symmetry as quantized, for the manifest's details."""
         assert isinstance(config, LlmCompressorConfig)
-        return {
-            "bits": 4 if config.scheme == "W4A16" else 8,
-            "group_size": resolve_group_size(config, model),
-            "symmetric": config.symmetric,
-            "dampening_frac": getattr(config, "dampening_frac", 0.01),
-            "duo_scaling": getattr(config, "duo_scaling", True),
-        }
+        return {"group_size": resolve_group_size(config, model), "symmetric": config.symmetric}
+
+    def weight_only_groups(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
+        """compressed-tensors' ``config_groups`` of a weight-only config (W4A16 / W8A16)."""
+        assert isinstance(config, LlmCompressorConfig)
+        bits = 4 if config.scheme == "W4A16" else 8
+        return weight_groups(bits, resolve_group_size(config, model), config.symmetric)
 
     def quantize(
         self,
@@ -179,9 +211,9 @@ class LlmCompressorMethod(Quantizer):
         text = calibration_text(calibration, default_split("evaluation"))
         request = _StepRequest(
             method=self.method,
+            recipe=self.recipe(config, model),
             model_dir=str(model.path),
             output_dir=str(staging),
-            **self.step_fields(config, model),
             ignore=list(config.ignore),
             calibration_texts=list(text.documents),
             num_samples=calibration.num_samples,
@@ -215,7 +247,6 @@ class LlmCompressorMethod(Quantizer):
             details={
                 "bits_per_weight_all": round(bits["all_weights"], 4),
                 "calibrate_seconds": response.calibrate_seconds,
-                "group_size": request.group_size,
-                "symmetric": request.symmetric,
+                **self.resolved(config, model),
             },
         )

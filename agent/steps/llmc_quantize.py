@@ -1,5 +1,8 @@
-"""Step (llmcompressor toolchain): GPTQ, AWQ or INT8 W8A8 (SmoothQuant + GPTQ) with
-llm-compressor to a compressed-tensors dir.
+"""Step (llmcompressor toolchain): run an llm-compressor recipe to a compressed-tensors dir.
+
+The request's recipe is a list of modifiers, each named by import path with its arguments (the
+method's folder under ``agent/quantize/`` builds it), so this script names no method: GPTQ,
+AWQ and INT8 W8A8 (SmoothQuant + GPTQ) all run the same lines.
 
 Order matters for the user: the calibration text is tokenized and counted *before* the model is
 loaded, so a too-small set is refused in seconds, not after a minute of loading.
@@ -7,6 +10,7 @@ loaded, so a too-small set is refused in seconds, not after a minute of loading.
 
 from __future__ import annotations
 
+import importlib
 import resource
 import time
 from typing import Any
@@ -15,7 +19,7 @@ from _stepio import StepRefusal, progress, run_step_main
 
 
 def skip_pinning_without_accelerator() -> None:
-    """Workaround for llm-compressor 0.13/0.14 on CPU-only hosts (AWQ).
+    """Workaround for llm-compressor 0.13/0.14 on CPU-only hosts (AWQ's pipeline needs it).
 
     ``IntermediatesCache._pin_intermediate`` calls ``Tensor.pin_memory()`` unconditionally;
     without an accelerator torch raises "Cannot access accelerator device when none is
@@ -46,16 +50,20 @@ def calibration_windows(tokenizer: Any, texts: list[str], samples: int, length: 
     return [ids[start : start + length] for start in starts]
 
 
-def quantization_scheme(request: dict[str, Any]) -> dict[str, Any]:
-    weights: dict[str, Any] = {
-        "num_bits": request["bits"],
-        "type": "int",
-        "symmetric": request["symmetric"],
-        "strategy": "group" if request["group_size"] else "channel",
-    }
-    if request["group_size"]:
-        weights["group_size"] = request["group_size"]
-    return {"group_0": {"targets": ["Linear"], "weights": weights}}
+def build_recipe(specs: list[dict[str, Any]]) -> list[Any]:
+    """The modifiers of ``specs`` (``{"modifier": "package.module:Class", "args": {...}}``)."""
+    recipe = []
+    for spec in specs:
+        module_name, _, class_name = spec["modifier"].partition(":")
+        if not module_name.startswith("llmcompressor."):
+            raise StepRefusal(
+                "bad_recipe",
+                f"{spec['modifier']} is not an llm-compressor modifier",
+                "a method's recipe names modifiers as llmcompressor.<module>:<Class>",
+            )
+        modifier = getattr(importlib.import_module(module_name), class_name)
+        recipe.append(modifier(**spec["args"]))
+    return recipe
 
 
 def capture_weights_before_gptq(reference: dict[str, Any]) -> None:
@@ -125,47 +133,24 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     from datasets import Dataset
     from llmcompressor import oneshot
     from llmcompressor.modifiers.gptq import GPTQModifier
-    from llmcompressor.modifiers.quantization import QuantizationModifier
-    from llmcompressor.modifiers.transform.awq import AWQModifier
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
+    skip_pinning_without_accelerator()
     dataset = Dataset.from_dict(
         {"input_ids": windows, "attention_mask": [[1] * len(window) for window in windows]}
     )
     progress("loading the model")
     model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype="auto")
-    config_groups = quantization_scheme(request)
-    ignore = request["ignore"]
+    recipe = build_recipe(request["recipe"])
     measure = request["measure_layer_error"]
-    smoothed: dict[str, Any] = {}
-    if request["method"] == "gptq":
-        recipe: Any = GPTQModifier(
-            config_groups=config_groups, ignore=ignore, dampening_frac=request["dampening_frac"]
-        )
-    elif request["method"] == "int8":
-        # llm-compressor's W8A8 recipe: INT8 per-channel weights, dynamic per-token activations.
-        from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
-
-        recipe = [
-            SmoothQuantModifier(smoothing_strength=request["smoothing_strength"]),
-            GPTQModifier(
-                targets="Linear",
-                scheme="W8A8",
-                ignore=ignore,
-                dampening_frac=request["dampening_frac"],
-            ),
-        ]
-        if measure:
-            capture_weights_before_gptq(smoothed)
-    else:
-        skip_pinning_without_accelerator()
-        recipe = [
-            AWQModifier(duo_scaling=request["duo_scaling"]),
-            QuantizationModifier(config_groups=config_groups, ignore=ignore),
-        ]
-    # GPTQ's error is against the weights as loaded, so they are copied before calibrating.
-    loaded = linear_weights(model, ignore) if measure and request["method"] == "gptq" else None
+    # The layer error is the error the quantizer itself introduced, so its reference is the
+    # weights it quantized: GPTQ's as it takes each layer (after any smoothing before it);
+    # otherwise (AWQ, round-to-nearest) the weights after calibration, rescaling included.
+    before_gptq: dict[str, Any] = {}
+    gptq_runs = any(isinstance(modifier, GPTQModifier) for modifier in recipe)
+    if measure and gptq_runs:
+        capture_weights_before_gptq(before_gptq)
     progress(f"running {request['method']} on {len(windows)} samples (minutes on a CPU)")
     calibrate_started = time.monotonic()
     oneshot(
@@ -181,12 +166,7 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     if measure:
         progress("measuring per-layer weight error")
-        # AWQ rescales weights before quantizing, SmoothQuant too: their error is against the
-        # rescaled weights, i.e. the error the quantizer itself introduced.
-        if request["method"] == "int8":
-            reference = smoothed
-        else:
-            reference = loaded if loaded is not None else linear_weights(model, ignore)
+        reference = before_gptq if gptq_runs else linear_weights(model, request["ignore"])
         errors = layer_errors(model, reference)
     progress("saving the compressed-tensors checkpoint")
     model.save_pretrained(request["output_dir"], save_compressed=True)

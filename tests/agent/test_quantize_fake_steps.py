@@ -18,6 +18,11 @@ from safetensors_files import write_safetensors
 from quantplan.agent.artifacts import ArtifactStore
 from quantplan.agent.model_source import resolve_model
 from quantplan.agent.quantize import quantize
+from quantplan.agent.quantize.llmcompressor_common import (
+    GPTQ_MODIFIER,
+    SMOOTHQUANT_MODIFIER,
+    ModifierSpec,
+)
 from quantplan.agent.toolchains import StepError, StepProgress, use_step_runner
 from quantplan.agent.toolchains.fake import FakeStepRunner, StepCall
 from quantplan.errors import QuantplanError
@@ -266,11 +271,11 @@ def test_gptq_manifest_carries_the_resolved_config_and_the_calibration(
         manifest = quantize(str(model), "gptq", options, store=store)
     (call,) = runner.calls
     # The group size was chosen before the step: 64 is the largest that tiles 576 and 1536.
-    assert (call.request["method"], call.request["bits"], call.request["group_size"]) == (
-        "gptq",
-        4,
-        64,
-    )
+    (gptq,) = call.request["recipe"]
+    assert (call.request["method"], gptq["modifier"]) == ("gptq", GPTQ_MODIFIER)
+    weights = gptq["args"]["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 64, True)
+    assert gptq["args"]["ignore"] == ["lm_head"]
     assert call.request["num_samples"] == 8 and call.request["calibration_texts"]
     assert (manifest.scheme, manifest.kind) == ("gptq-w4a16-g64", "compressed-tensors")
     assert manifest.bits_per_weight == pytest.approx(4.25)
@@ -302,9 +307,12 @@ def test_int8_asks_the_step_for_smoothquant_w8a8_and_records_its_scheme(
         manifest = quantize(str(model), "int8", options, store=store)
         again = quantize(str(model), "int8", {**options, "scheme": "w8a8"}, store=store)
     (call,) = runner.calls
-    request = call.request
-    assert (request["method"], request["bits"], request["group_size"]) == ("int8", 8, None)
-    assert (request["symmetric"], request["smoothing_strength"]) == (True, 0.8)
+    smoothquant, gptq = call.request["recipe"]
+    assert (smoothquant["modifier"], smoothquant["args"]) == (
+        SMOOTHQUANT_MODIFIER,
+        {"smoothing_strength": 0.8},
+    )
+    assert (gptq["modifier"], gptq["args"]["scheme"]) == (GPTQ_MODIFIER, "W8A8")
     assert (manifest.method, manifest.scheme, manifest.kind) == (
         "int8",
         "int8-w8a8",
@@ -314,10 +322,20 @@ def test_int8_asks_the_step_for_smoothquant_w8a8_and_records_its_scheme(
     assert manifest.bits_per_weight == pytest.approx(8.125)
     assert manifest.parameters["scheme"] == "W8A8"
     assert manifest.parameters["resolved"]["group_size"] is None
+    assert manifest.parameters["resolved"]["symmetric"] is True
     assert manifest.calibration is not None and manifest.calibration["tokens"] == 8 * 32
     assert manifest.toolchain == "llmcompressor"
     # The scheme is matched ignoring case: the second call found the first artifact.
     assert again == manifest
+
+
+@pytest.mark.parametrize(
+    "path", ["os:system", "llmcompressor.modifiers.gptq", "llmcompressor:", "torch.nn:Linear"]
+)
+def test_a_recipe_names_only_llm_compressor_classes(path: str) -> None:
+    # The step imports what the recipe names: nothing but llm-compressor's modules.
+    with pytest.raises(ValueError, match="modifier"):
+        ModifierSpec(modifier=path)
 
 
 def test_the_runner_is_put_back_after_the_block() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from quantplan.agent.quantize.llmcompressor_common import LlmCompressorConfig, LlmCompressorMethod
+from quantplan.agent.model_source import ModelSource
+from quantplan.agent.quantize.base import QuantizerConfig
+from quantplan.agent.quantize.llmcompressor_common import (
+    GPTQ_MODIFIER,
+    LlmCompressorConfig,
+    LlmCompressorMethod,
+    ModifierSpec,
+)
 
 
 class GptqConfig(LlmCompressorConfig):
@@ -17,3 +24,12 @@ class GptqConfig(LlmCompressorConfig):
 class GptqQuantizer(LlmCompressorMethod):
     method = "gptq"
     config_type = GptqConfig
+
+    def recipe(self, config: QuantizerConfig, model: ModelSource) -> list[ModifierSpec]:
+        assert isinstance(config, GptqConfig)
+        args = {
+            "config_groups": self.weight_only_groups(config, model),
+            "ignore": list(config.ignore),
+            "dampening_frac": config.dampening_frac,
+        }
+        return [ModifierSpec(modifier=GPTQ_MODIFIER, args=args)]

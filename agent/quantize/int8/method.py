@@ -19,7 +19,13 @@ from pydantic import Field, field_validator
 from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import QuantizerConfig, QuantizeRefusal
 from quantplan.agent.quantize.calibration import calibration_text, default_split
-from quantplan.agent.quantize.llmcompressor_common import CalibratedConfig, LlmCompressorMethod
+from quantplan.agent.quantize.llmcompressor_common import (
+    GPTQ_MODIFIER,
+    SMOOTHQUANT_MODIFIER,
+    CalibratedConfig,
+    LlmCompressorMethod,
+    ModifierSpec,
+)
 
 SCHEME = "W8A8"
 
@@ -82,13 +88,25 @@ class Int8Quantizer(LlmCompressorMethod):
         del config, model
         return "int8-w8a8"
 
-    def step_fields(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
+    def recipe(self, config: QuantizerConfig, model: ModelSource) -> list[ModifierSpec]:
+        # llm-compressor's W8A8 example: SmoothQuant, then GPTQ's "W8A8" preset (INT8 weights
+        # per channel, dynamic per-token INT8 activations).
         assert isinstance(config, Int8Config)
         del model
-        return {
-            "bits": 8,
-            "group_size": None,
-            "symmetric": True,
+        gptq = {
+            "targets": "Linear",
+            "scheme": SCHEME,
+            "ignore": list(config.ignore),
             "dampening_frac": config.dampening_frac,
-            "smoothing_strength": config.smoothing_strength,
         }
+        return [
+            ModifierSpec(
+                modifier=SMOOTHQUANT_MODIFIER,
+                args={"smoothing_strength": config.smoothing_strength},
+            ),
+            ModifierSpec(modifier=GPTQ_MODIFIER, args=gptq),
+        ]
+
+    def resolved(self, config: QuantizerConfig, model: ModelSource) -> dict[str, Any]:
+        del config, model
+        return {"group_size": None, "symmetric": True}
