@@ -33,7 +33,7 @@ def _human_bytes(count: int | None) -> str:
 
 @stops_children_on_signals
 def quantize_command(
-    method: Annotated[str, typer.Option("--method", "-m", help="gptq, awq, int8 or gguf.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="gptq, awq, int8, fp8 or gguf.")],
     model: Annotated[
         str, typer.Option("--model", help="'default' (SmolLM2-135M) or a local HF directory.")
     ] = "default",
@@ -41,7 +41,7 @@ def quantize_command(
         str,
         typer.Option(
             "--scheme",
-            help="gptq/awq: W4A16 (default) or W8A16. int8: W8A8. gguf: F16, Q8_0, Q6_K, "
+            help="gptq/awq: W4A16 (default) or W8A16. int8, fp8: W8A8. gguf: F16, Q8_0, Q6_K, "
             "Q5_K_M, Q4_K_M (default), Q4_0, Q3_K_M, Q2_K, or 'all'.",
         ),
     ] = "",
@@ -72,7 +72,7 @@ def quantize_command(
     from rich.status import Status
 
     from quantplan.agent.artifacts import ArtifactStore
-    from quantplan.agent.quantize import quantize
+    from quantplan.agent.quantize import get_quantizer, quantize
     from quantplan.agent.quantize.gguf import GGUF_TYPES
 
     if method == "gguf":
@@ -91,6 +91,8 @@ def quantize_command(
                 "sequence_length": sequence_length,
             },
         }
+        if "calibration" not in get_quantizer(method).config_type.model_fields:
+            del options["calibration"]  # computed from the weights alone (fp8)
         if scheme:
             options["scheme"] = scheme.upper()
         if group_size is not None:

@@ -98,7 +98,7 @@ class _StepRequest(BaseModel):
     model_dir: str
     output_dir: str
     ignore: list[str]
-    calibration_texts: list[str]
+    calibration_texts: list[str]  # empty, with num_samples 0: the recipe needs no data
     num_samples: int
     sequence_length: int
     measure_layer_error: bool
@@ -205,19 +205,19 @@ class LlmCompressorMethod(Quantizer):
     ) -> QuantizeOutcome:
         from quantplan.agent.toolchains import ensure_toolchain, run_step
 
-        assert isinstance(config, CalibratedConfig)
         del store, prerequisite  # made from the source checkpoint alone
-        calibration = config.calibration
-        text = calibration_text(calibration, default_split("evaluation"))
+        # A method whose config has no calibration settings (FP8 dynamic) runs without data.
+        calibration = getattr(config, "calibration", None)
+        text = calibration_text(calibration, default_split("evaluation")) if calibration else None
         request = _StepRequest(
             method=self.method,
             recipe=self.recipe(config, model),
             model_dir=str(model.path),
             output_dir=str(staging),
-            ignore=list(config.ignore),
-            calibration_texts=list(text.documents),
-            num_samples=calibration.num_samples,
-            sequence_length=calibration.sequence_length,
+            ignore=list(getattr(config, "ignore", ())),
+            calibration_texts=list(text.documents) if text else [],
+            num_samples=calibration.num_samples if calibration else 0,
+            sequence_length=calibration.sequence_length if calibration else 0,
             measure_layer_error=config.measure_layer_error,
         )
         toolchain = ensure_toolchain(self.toolchain)
@@ -236,7 +236,9 @@ class LlmCompressorMethod(Quantizer):
             bits_per_weight=round(bits.get("quantized_layers", bits["all_weights"]), 4),
             quantize_seconds=response.total_seconds,
             peak_memory_mb=response.peak_rss_mb,
-            calibration={
+            calibration=None
+            if calibration is None or text is None
+            else {
                 "text": text.name,
                 "fingerprint": text.fingerprint,
                 "num_samples": calibration.num_samples,

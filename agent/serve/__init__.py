@@ -1,16 +1,22 @@
 """Serving engines behind one interface, and a manager that starts, watches and stops them.
 
 Each engine is a folder here (``vllm/``, ``llamacpp/``) that registers its server class in
-``registry.SERVERS``; importing this package imports every engine folder.
+``registry.SERVERS``; importing this package imports every engine folder it finds, so a new
+engine is its folder and nothing here. The servers named below are re-exported for callers.
 """
 
 from __future__ import annotations
 
-from quantplan.agent.serve import llamacpp, vllm  # noqa: F401  (each registers its servers)
+import importlib
+import pkgutil
+
 from quantplan.agent.serve.engine import EngineServer
 from quantplan.agent.serve.llamacpp import LlamaCppServer, LlamaServer
 from quantplan.agent.serve.registry import SERVERS
 from quantplan.agent.serve.vllm import VllmServer
+
+for _folder in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
+    importlib.import_module(f"{__name__}.{_folder}")  # each engine folder registers itself
 
 
 def engine_names() -> tuple[str, ...]:

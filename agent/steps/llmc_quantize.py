@@ -126,8 +126,16 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(request["model_dir"])
-    windows = calibration_windows(
-        tokenizer, request["calibration_texts"], request["num_samples"], request["sequence_length"]
+    # No samples asked: the recipe computes its scales from the weights alone (FP8 dynamic).
+    windows = (
+        calibration_windows(
+            tokenizer,
+            request["calibration_texts"],
+            request["num_samples"],
+            request["sequence_length"],
+        )
+        if request["num_samples"]
+        else []
     )
     import torch
     from datasets import Dataset
@@ -137,9 +145,16 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     skip_pinning_without_accelerator()
-    dataset = Dataset.from_dict(
-        {"input_ids": windows, "attention_mask": [[1] * len(window) for window in windows]}
-    )
+    calibration: dict[str, Any] = {}
+    if windows:
+        calibration = {
+            "dataset": Dataset.from_dict(
+                {"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]}
+            ),
+            "max_seq_length": request["sequence_length"],
+            "num_calibration_samples": len(windows),
+            "shuffle_calibration_samples": False,
+        }
     progress("loading the model")
     model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype="auto")
     recipe = build_recipe(request["recipe"])
@@ -151,17 +166,10 @@ def main(request: dict[str, Any]) -> dict[str, Any]:
     gptq_runs = any(isinstance(modifier, GPTQModifier) for modifier in recipe)
     if measure and gptq_runs:
         capture_weights_before_gptq(before_gptq)
-    progress(f"running {request['method']} on {len(windows)} samples (minutes on a CPU)")
+    samples = f"on {len(windows)} samples (minutes on a CPU)" if windows else "without data"
+    progress(f"running {request['method']} {samples}")
     calibrate_started = time.monotonic()
-    oneshot(
-        model=model,
-        dataset=dataset,
-        recipe=recipe,
-        processor=tokenizer,
-        max_seq_length=request["sequence_length"],
-        num_calibration_samples=len(windows),
-        shuffle_calibration_samples=False,
-    )
+    oneshot(model=model, recipe=recipe, processor=tokenizer, **calibration)
     calibrate_seconds = time.monotonic() - calibrate_started
     errors: list[dict[str, Any]] = []
     if measure:

@@ -358,3 +358,30 @@ def test_an_unknown_toolchain_or_step_is_refused_as_by_the_real_runner() -> None
             run_step(
                 ensure_toolchain("llama-cpp"), "gguf_nope", StepProgress(message=""), StepProgress
             )
+
+
+# One 8x128 layer in the float-quantized format: 1024 FP8 values + 8 bf16 channel scales.
+_llmc_quantize_fp8 = _llmc_step(
+    {
+        "l.weight": ("F8_E4M3", [8, 128], b"\0" * 1024),
+        "l.weight_scale": ("BF16", [8, 1], b"\0" * 16),
+    },
+    1e-6,
+    0.02,
+)
+
+
+def test_fp8_asks_for_the_dynamic_preset_without_calibration_data(
+    model: Path, store: ArtifactStore
+) -> None:
+    runner = FakeStepRunner({"llmc_quantize": _llmc_quantize_fp8})
+    with use_step_runner(runner):
+        manifest = quantize(str(model), "fp8", {}, store=store)
+        with pytest.raises(QuantplanError, match="fp8 makes W8A8 only"):
+            quantize(str(model), "fp8", {"scheme": "W4A16"}, store=store)
+    (call,) = runner.calls
+    (modifier,) = call.request["recipe"]
+    assert modifier["args"]["scheme"] == "FP8_DYNAMIC"
+    assert (call.request["num_samples"], call.request["calibration_texts"]) == (0, [])
+    assert (manifest.method, manifest.scheme, manifest.calibration) == ("fp8", "fp8-w8a8", None)
+    assert manifest.bits_per_weight == pytest.approx(8.125)

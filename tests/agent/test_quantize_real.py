@@ -115,3 +115,38 @@ def test_int8_w8a8_quantizes_weights_and_activations_to_int8() -> None:
     errors = json.loads((directory / "quantplan-layer-errors.json").read_text())
     # Against the smoothed weights GPTQ quantized, not against the loaded ones.
     assert len(errors) == 30 * 7 and all(0 < row["relative_error"] < 0.05 for row in errors)
+
+
+def test_fp8_quantizes_through_the_cli_without_calibration_data(tmp_path) -> None:
+    # As a user runs it: the installed script, no calibration options (fp8 has none to take).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "quantplan"
+    result = subprocess.run(
+        [str(script), "quantize", "--method", "FP8", "--json"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (manifest,) = json.loads(result.stdout)
+    assert (manifest["method"], manifest["scheme"]) == ("fp8", "fp8-w8a8")
+    assert manifest["calibration"] is None
+    store = ArtifactStore()
+    stored = store.get(manifest["artifact_id"])
+    assert stored is not None
+    directory = store.local_dir(stored)
+    quantization = json.loads((directory / "config.json").read_text())["quantization_config"]
+    assert quantization["format"] == "float-quantized"
+    (group,) = quantization["config_groups"].values()
+    weights, activations = group["weights"], group["input_activations"]
+    assert (weights["type"], weights["num_bits"], weights["strategy"]) == ("float", 8, "channel")
+    assert (activations["type"], activations["strategy"], activations["dynamic"]) == (
+        "float",
+        "token",
+        True,
+    )
+    # 8-bit values + one bf16 scale per output row.
+    assert 8.0 < manifest["bits_per_weight"] < 8.05
+    errors = json.loads((directory / "quantplan-layer-errors.json").read_text())
+    assert len(errors) == 30 * 7 and all(0 < row["relative_error"] < 0.1 for row in errors)

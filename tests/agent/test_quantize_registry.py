@@ -18,7 +18,7 @@ QUANTIZE_DIR = Path(__file__).resolve().parents[2] / "agent" / "quantize"
 
 
 def test_every_quantizer_is_a_catalog_method_with_a_strict_config() -> None:
-    assert set(QUANTIZERS.names()) == {"gptq", "awq", "gguf", "int8"}
+    assert set(QUANTIZERS.names()) == {"gptq", "awq", "gguf", "int8", "fp8"}
     for name, quantizer in QUANTIZERS.items():
         assert quantizer.method == name and name in METHODS.names()
         assert get_spec(quantizer.toolchain).name == quantizer.toolchain
@@ -29,8 +29,8 @@ def test_every_quantizer_is_a_catalog_method_with_a_strict_config() -> None:
 
 def test_a_catalog_method_without_a_quantizer_is_refused_with_near_misses() -> None:
     with pytest.raises(UnknownNameError) as caught:
-        get_quantizer("fp8")  # a catalog family, but nothing here makes it
-    assert str(caught.value).startswith("unknown quantization method 'fp8'")
+        get_quantizer("baseline")  # a catalog method, but nothing here makes it
+    assert str(caught.value).startswith("unknown quantization method 'baseline'")
     with pytest.raises(UnknownNameError) as near:
         get_quantizer("gtpq")
     assert near.value.hint == "did you mean gptq?"
