@@ -1,7 +1,8 @@
-"""The architecture as a checked contract (``[tool.importlinter]``) and the type checker
-(``[tool.mypy]``), both in pyproject.toml.
+"""The architecture as a checked contract (``[tool.importlinter]``), the type checker
+(``[tool.mypy]``) and ruff (``[tool.ruff]``), all in pyproject.toml, so `make test` (CI) checks
+what `make lint` checks.
 
-Both run as ``make lint`` runs them: in the symlink view that lays the folders out as the
+The first two run as ``make lint`` runs them: in the symlink view that lays the folders out as the
 installed ``quantplan`` package (scripts/package_view.py), since neither tool can see setup.py's
 folder mapping from the source tree.
 """
@@ -19,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 MYPY = Path(sys.executable).with_name("mypy")
+RUFF = Path(sys.executable).with_name("ruff")
 build_view = runpy.run_path(str(ROOT / "scripts" / "package_view.py"))["build_view"]
 
 
@@ -67,3 +69,15 @@ def test_the_clean_packages_type_check() -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("check", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_is_clean(check: list[str]) -> None:
+    result = subprocess.run(
+        [str(RUFF), *check, "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
