@@ -30,6 +30,8 @@ Seed versions:
    8B F16 shape through llama-batched-bench and through llama-server over HTTP, at 1/16/64.
 10. The same file's Q8_0 and Q4_K_M measured both ways at 1/4/16/64 (same seed file).
 11. The default model's INT8 W8A8 quality, measured (``quality_measured.yaml``).
+12. Published recovery of Llama-3.3-70B (FP8, INT8), Qwen2.5-7B (INT8, GPTQ) and Mistral-7B
+    (GPTQ) releases (``quality_recovery.yaml``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 11
+SEED_VERSION = 12
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
