@@ -20,9 +20,10 @@ its own batched loop (llama-batched-bench, no HTTP) are kept apart: on an H200, 
 gave 27-38 % of its loop's output at 16-64 requests on the same file. A plan's replicas are
 served, so it draws on served curves first and on loop curves where no served one exists
 (:func:`lookup_keys`); where a setting was measured both ways, its served points pin it
-(:func:`pinned_curve`). Beyond a setting's measured levels its pinned ratio bends as its
-engine's curve does (:func:`pinned_values`), so one point at concurrency 1 no longer scales
-ideally to 64.
+(:func:`pinned_curve`), and where it was measured only the other way its points are read
+through the engine's served-over-loop bend (:func:`served_over_loop`). Beyond a setting's
+measured levels its pinned ratio bends as its engine's curve does (:func:`pinned_values`),
+so one point at concurrency 1 no longer scales ideally to 64.
 
 The planner applies the factor on top of the class efficiency (which is then taken from
 ratios divided by their factor, so a class's points at high concurrency do not drag its
@@ -182,16 +183,48 @@ def is_served(profile: ProfileRecord) -> bool:
     return bool(profile.details.get("served"))
 
 
+def served_over_loop(
+    curves: dict[CurveKey, BatchingCurve], keys: tuple[CurveKey, ...]
+) -> BatchingCurve | None:
+    """How the asked way of measuring (``keys``: :func:`curve_keys` of the prediction) bends
+    against the other way, at the most specific level measured both ways: the asked curve's
+    factor over the other's, per concurrency (both are 1 at one request, where llama-server
+    and its loop agree). None where no level has both."""
+    other = {SERVED: ENGINE_LOOP, ENGINE_LOOP: SERVED}
+    for key in keys:
+        twin = (key[0], other[key[1]], *key[2:])
+        if key in curves and twin in curves:
+            asked, measured = curves[key], curves[twin]
+            levels = sorted(set(asked.concurrencies) | set(measured.concurrencies))
+            ratios = asked.factor(np.array(levels)) / measured.factor(np.array(levels))
+            return BatchingCurve(
+                key=("conversion", *key[1:]),
+                concurrencies=tuple(levels),
+                factors=tuple(float(r) for r in ratios),
+                settings=min(asked.settings, measured.settings),
+                basis="measured",
+                source=f"{asked.source} over {measured.source}",
+            )
+    return None
+
+
 def pinned_curve(
-    points: Iterable[tuple[float, float, bool]], served: bool = True
+    points: Iterable[tuple[float, float, bool]],
+    served: bool = True,
+    conversion: BatchingCurve | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One setting's (concurrency, ratio, served) points as the curve that pins it: the points
     measured the way the prediction asks (a plan's replicas: served) where there are any,
-    repeated concurrencies averaged in log space. Returns log concurrencies (increasing),
-    ratios, and the concurrencies themselves."""
+    repeated concurrencies averaged in log space. A setting measured only the other way is
+    read through ``conversion`` (:func:`served_over_loop`) where one is known: an 8B GGUF
+    measured in llama-batched-bench alone would otherwise pin its served replicas at 2-3x what
+    llama-server gives. Returns log concurrencies (increasing), ratios, and the concurrencies
+    themselves."""
     found = list(points)
     if any(how == served for _, _, how in found):
         found = [p for p in found if p[2] == served]
+    elif conversion is not None:
+        found = [(c, r * float(conversion.factor(c)), how) for c, r, how in found]
     per_level: dict[float, list[float]] = defaultdict(list)
     for concurrency, ratio, _ in found:
         per_level[concurrency].append(math.log(ratio))

@@ -45,6 +45,7 @@ from quantplan.planner.batching import (
     measured_curves,
     pinned_curve,
     pinned_values,
+    served_over_loop,
     setting_of,
 )
 from quantplan.planner.candidates import CandidateSpace
@@ -523,9 +524,16 @@ def _calibration(
                 multiplier[s, i, :] *= value
                 basis[s, i, :] = CALIBRATED
     log_grid = np.log(CONCURRENCY_GRID)
+    conversions: dict[tuple[str, str, str], BatchingCurve | None] = {}
     for (s, i), points in exact.items():
-        xs, ys, levels = pinned_curve(((p[0], p[1], p[3]) for p in points), served=True)
         option, hardware = space.options[s], space.hardware[i]
+        bending = (option.engine, hardware.kind, option.scheme.name)
+        if bending not in conversions:
+            keys = curve_keys(*bending, option.scheme.bits, served=True)
+            conversions[bending] = served_over_loop(curves, keys)
+        xs, ys, levels = pinned_curve(
+            ((p[0], p[1], p[3]) for p in points), served=True, conversion=conversions[bending]
+        )
         curve = by_curve[(option.engine, hardware.kind, option.scheme.name)]
         multiplier[s, i, :] = pinned_values(xs, ys, CONCURRENCY_GRID, curve)
         codes = {p[0]: p[2] for p in points if p[0] in levels}
@@ -670,7 +678,8 @@ def predict_profile(
         and (ratio := _profile_decode_ratio(o, snapshot, workload))
     )
     if same:  # pinned at these concurrencies, bent as the engine curve beyond them
-        xs, ys, _ = pinned_curve(same, served=is_served(profile))
+        conversion = served_over_loop(curves, keys)
+        xs, ys, _ = pinned_curve(same, served=is_served(profile), conversion=conversion)
         multiplier = float(pinned_values(xs, ys, np.array([profile.concurrency]), curve)[0])
         basis = "published or measured, same setting"
     # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's

@@ -19,6 +19,7 @@ from quantplan.planner.batching import (
     measured_curves,
     pinned_curve,
     pinned_values,
+    served_over_loop,
 )
 from quantplan.planner.decide import prepare
 from quantplan.planner.estimate import CONCURRENCY_GRID, _evidence, predict_profile
@@ -132,6 +133,38 @@ def test_served_and_engine_loop_curves_are_kept_apart() -> None:
         only_loop, lookup_keys(curve_keys("llama.cpp", "gpu", "gguf-q8_0", 8, True))
     )
     assert fallback.key == ("engine", "engine loop", "llama.cpp", "gpu")
+
+
+def test_a_setting_measured_only_in_the_loop_is_read_as_served_through_the_engine() -> None:
+    """An 8B GGUF measured only with llama-batched-bench must not pin its served replicas at
+    the loop's speed: its points are read through the engine's served-over-loop bend, taken at
+    the most specific level measured both ways."""
+
+    def points(run: str, scheme: str, served: bool, at_64: float) -> list[CurvePoint]:
+        keys = curve_keys("llama.cpp", "gpu", scheme, 16 if scheme == "gguf-f16" else 8, served)
+        return [
+            CurvePoint(_profile(1, 10.0, run_id=run, engine="llama.cpp"), 1.0, keys),
+            CurvePoint(_profile(64, 10.0, run_id=run, engine="llama.cpp"), at_64, keys),
+        ]
+
+    curves = measured_curves(
+        points("loop", "gguf-f16", False, 0.8) + points("http", "gguf-f16", True, 0.2)
+    )
+    keys = curve_keys("llama.cpp", "gpu", "gguf-q8_0", 8, True)
+    conversion = served_over_loop(curves, keys)
+    assert conversion is not None and conversion.key[1:3] == ("served", "llama.cpp")
+    assert float(conversion.factor(1.0)) == pytest.approx(1.0)
+    assert float(conversion.factor(64.0)) == pytest.approx(0.25)
+    loop_only = [(1, 2.0, False), (64, 8.0, False)]
+    _, ys, _ = pinned_curve(loop_only, served=True, conversion=conversion)
+    assert np.allclose(ys, [2.0, 2.0])  # 8.0 x 0.25 at 64 requests
+    # Served points of the setting itself win; without a conversion the loop points stand.
+    _, ys, _ = pinned_curve([*loop_only, (64, 1.0, True)], served=True, conversion=conversion)
+    assert np.allclose(ys, [1.0])
+    _, ys, _ = pinned_curve(loop_only, served=True)
+    assert np.allclose(ys, [2.0, 8.0])
+    # No level measured both ways: nothing to convert with.
+    assert served_over_loop(measured_curves(points("loop", "gguf-f16", False, 0.8)), keys) is None
 
 
 def test_a_pinned_setting_bends_as_its_engine_beyond_its_measured_levels() -> None:
