@@ -7,7 +7,7 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "2abfeaa + uncommitted planner/batching.py, planner/estimate.py",
+    "commit": "e4524d8 + uncommitted planner/uncertainty.py",
     "date": "2026-12-02",
     "points": 238,
     "sources": 16,

@@ -8,9 +8,12 @@ one-sided bound that held for a share ``c`` of the held-out points. An SLO is me
 ``c`` when it holds at the pessimistic edge (TTFT and ITL high, throughput low), so a replica's
 capacity is counted at the low edge and the fleet gets the headroom that implies.
 
-Two rules keep small samples from flattering a plan: an edge never lies on the optimistic side
-of the central estimate (a model that over-predicted TTFT on three points earns no discount),
-and a group needs :data:`MIN_POINTS` residuals; with fewer, the lookup widens (both modeled
+Three rules keep small samples from flattering a plan or its band: an edge never lies on the
+optimistic side of the central estimate (a model that over-predicted TTFT on three points earns
+no discount); the optimistic edge reaches at least as far as the pessimistic one, mirrored in
+log space (residuals from a few sources lean whichever way those sources erred, and the next
+source may err the other way; the pessimistic edge, the one SLOs are checked at, stays as
+fitted); and a group needs :data:`MIN_POINTS` residuals; with fewer, the lookup widens (both modeled
 bases pooled, then every engine, then every category of the basis), and with none at all it
 falls back to the stated prior width of the basis, marked ``prior``.
 """
@@ -37,6 +40,8 @@ estimates all rest on profiles of the same setting)."""
 MODELED_GROUPS = ("default", "calibrated")
 SPEED_CATEGORIES = ("batch1_decode", "throughput_at_concurrency")
 TTFT_CATEGORY = "ttft_under_load"
+OPTIMISTIC_HIGH = SPEED_CATEGORIES
+"""Categories whose high edge is the optimistic one (speeds); for TTFT it is the low edge."""
 Residuals = Mapping[tuple[str, str, str], Sequence[float]]
 
 
@@ -73,6 +78,10 @@ def band_ratios(
             values = np.asarray(found, dtype=float)
             low = math.exp(float(np.quantile(values, 1 - confidence)))
             high = math.exp(float(np.quantile(values, confidence)))
+            if category in OPTIMISTIC_HIGH:
+                high = max(high, 1 / low)
+            else:
+                low = min(low, 1 / high)
             return BandRatios(min(low, 1.0), max(high, 1.0), len(found), " / ".join(key))
     width = PRIOR_WIDTH[code]
     return BandRatios(max(1 - width, 0.0), 1 + width, 0, "prior")

@@ -20,15 +20,25 @@ from quantplan.planner.uncertainty import PRIOR_WIDTH, band_ratios, confidence_f
 
 
 def test_band_edges_are_residual_quantiles_never_optimistic() -> None:
-    residuals = {("vllm", "calibrated", "throughput_at_concurrency"): (-1.0, -0.5, 0.0, 0.2)}
+    values = [-1.0, -0.5, 0.0, 0.2]
+    residuals = {("vllm", "calibrated", "throughput_at_concurrency"): tuple(values)}
     band = band_ratios("vllm", CALIBRATED, "throughput_at_concurrency", 0.9, residuals)
-    assert band.low == pytest.approx(math.exp(np.quantile([-1.0, -0.5, 0.0, 0.2], 0.1)))
-    assert band.high == pytest.approx(math.exp(np.quantile([-1.0, -0.5, 0.0, 0.2], 0.9)))
+    # The pessimistic (low) edge of a speed is its residual quantile; the optimistic edge
+    # reaches at least as far, mirrored: these sources erred high, the next may err low.
+    assert band.low == pytest.approx(math.exp(np.quantile(values, 0.1)))
+    assert band.high == pytest.approx(1 / band.low)
+    assert band.high > math.exp(np.quantile(values, 0.9))
     assert band.points == 4 and band.group == "vllm / calibrated / throughput_at_concurrency"
-    # Every residual over-predicts TTFT: the pessimistic edge stays at the estimate.
+    # Every residual over-predicts TTFT: the pessimistic (high) edge stays at the estimate,
+    # and the optimistic one keeps its quantile (wider than the mirror of 1.0).
     over = {("vllm", "default", "ttft_under_load"): (-2.0, -1.9, -1.6)}
     ttft = band_ratios("vllm", UNCALIBRATED, "ttft_under_load", 0.9, over)
     assert ttft.high == 1.0 and ttft.low < 0.2
+    # Every residual under-predicts TTFT: the optimistic (low) edge mirrors the high one.
+    under = {("vllm", "default", "ttft_under_load"): (0.4, 0.6, 0.7)}
+    ttft = band_ratios("vllm", UNCALIBRATED, "ttft_under_load", 0.9, under)
+    assert ttft.high == pytest.approx(math.exp(np.quantile([0.4, 0.6, 0.7], 0.9)))
+    assert ttft.low == pytest.approx(1 / ttft.high)
 
 
 def test_small_groups_widen_and_no_evidence_falls_back_to_the_prior() -> None:
