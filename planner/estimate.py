@@ -134,6 +134,7 @@ class PerformanceMap:
     kv_gb_per_sequence: float
     usable_memory_gb: np.ndarray  # (S, I)
     gpu_layers: np.ndarray  # (S, I) llama.cpp layers on the GPU when split (0 = no split)
+    request_overhead_s: np.ndarray  # (S, I) per request before its first token, see below
 
 
 @dataclass(frozen=True)
@@ -474,16 +475,51 @@ def class_multiplier(
     return None
 
 
+def request_overheads(
+    profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
+    snapshot: CatalogSnapshot,
+    class_ratios: ClassRatios,
+    pooled: dict[CalibrationKey, float] | None = None,
+) -> dict[tuple[str, str], float]:
+    """Per (engine, device kind): what a request spends before its first token beyond its
+    prefill and one decode step -- the HTTP request, tokenization, the server loop's turn --
+    fitted from the profiles measured through a client at one request (closed loop): the median
+    of TTFT p50 minus the calibrated prefill and the measured step, floored at 0. llama-server
+    on an H200 spent 15-30 ms so (bench/results/llamacpp_served_gap.md, gpu_node_steps.md)
+    where the prefill of 128 tokens takes 3-11 ms. The engine's one loop spends it once per
+    request, so it queues like the prefill (planner/queueing.py); kinds without such a profile
+    get 0."""
+    means = pooled_log_means(class_ratios) if pooled is None else pooled
+    found: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for profile in profiles:
+        if profile.basis not in ("measured", "published") or profile.concurrency != 1:
+            continue
+        if profile.ttft_p50_ms is None or profile.request_rate is not None:
+            continue
+        roofline = _profile_roofline(profile, snapshot)
+        if roofline is None:
+            continue
+        _, prefill = roofline.step_times(1)
+        hardware = roofline.hardware
+        multiplier = class_multiplier(
+            class_ratios, profile.engine, roofline.scheme.family, hardware, means
+        )
+        prefill_s = float(prefill) / (multiplier[0] if multiplier else 1.0)
+        spent = profile.ttft_p50_ms / 1000 - prefill_s - 1 / profile.output_tokens_per_s
+        found[(profile.engine, hardware.kind)].append(max(spent, 0.0))
+    return {key: float(np.median(values)) for key, values in found.items()}
+
+
 def _calibration(
     space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], float]]:
     """Speed multipliers (S, I, K) and basis codes (S, I, K) from the catalog's profiles."""
     shape_s, shape_i, k = len(space.options), len(space.instances), len(CONCURRENCY_GRID)
     multiplier = np.ones((shape_s, shape_i, k))
     basis = np.zeros((shape_s, shape_i, k), dtype=np.int8)
     usable = [p for p in snapshot.profiles if p.basis in ("measured", "published")]
     if not usable:
-        return multiplier, basis
+        return multiplier, basis, {}
     class_ratios, curves = _evidence(usable, snapshot, workload)
     exact: dict[tuple[int, int], list[tuple[float, float, int, bool]]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
@@ -545,7 +581,7 @@ def _calibration(
                 basis[s, i, k] = INTERPOLATED
             else:
                 basis[s, i, k] = CALIBRATED
-    return multiplier, basis
+    return multiplier, basis, request_overheads(usable, snapshot, class_ratios, pooled)
 
 
 def estimate_performance(
@@ -574,7 +610,7 @@ def estimate_performance(
         CONCURRENCY_GRID,
         links,
     )
-    multiplier, basis = _calibration(space, snapshot, workload)
+    multiplier, basis, overheads = _calibration(space, snapshot, workload)
     decode = decode / multiplier
     prefill = prefill / multiplier[..., 0]
     kv_sequence = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens)
@@ -622,7 +658,11 @@ def estimate_performance(
     )
     basis = np.where((gpu_layers > 0)[..., None], np.minimum(basis, CALIBRATED), basis)
     basis = basis.astype(np.int8)
-    for array in (decode, prefill, basis, sequences, weights, usable, gpu_layers):
+    request = np.array(
+        [[overheads.get((o.engine, h.kind), 0.0) for h in space.hardware] for o in space.options],
+        dtype=float,
+    ).reshape(prefill.shape)
+    for array in (decode, prefill, basis, sequences, weights, usable, gpu_layers, request):
         array.setflags(write=False)
     return PerformanceMap(
         decode_step_s=decode,
@@ -633,6 +673,7 @@ def estimate_performance(
         kv_gb_per_sequence=kv_sequence,
         usable_memory_gb=usable,
         gpu_layers=gpu_layers,
+        request_overhead_s=request,
     )
 
 
@@ -643,9 +684,10 @@ class PointPrediction:
     decode_step_s: float
     prefill_s: float
     output_tokens_per_s: float
-    ttft_ms: float  # prefill + one decode step, no queueing
+    ttft_ms: float  # request overhead + prefill + one decode step, no queueing
     basis: str
     batching: str = ""  # the batching curve applied (planner/batching.py), when not pinned
+    request_overhead_s: float = 0.0  # before the first token, beyond prefill and a step
 
 
 def predict_profile(
@@ -664,6 +706,9 @@ def predict_profile(
     decode, prefill = roofline.step_times(profile.concurrency)
     class_ratios, curves = _evidence(evidence, snapshot, workload)
     found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware)
+    overhead = request_overheads(evidence, snapshot, class_ratios).get(
+        (profile.engine, hardware.kind), 0.0
+    )
     keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, is_served(profile))
     curve = batching_curve(curves, lookup_keys(keys))
     multiplier = (found[0] if found else 1.0) * float(curve.factor(float(profile.concurrency)))
@@ -698,7 +743,8 @@ def predict_profile(
         decode_step_s=step,
         prefill_s=pre,
         output_tokens_per_s=tokens_per_s,
-        ttft_ms=(pre + step) * 1000,
+        ttft_ms=(overhead + pre + step) * 1000,
         basis=basis,
         batching="" if same else f"{curve.basis}: {curve.source}",
+        request_overhead_s=overhead,
     )

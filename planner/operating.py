@@ -37,7 +37,8 @@ ASSUMPTIONS: tuple[str, ...] = (
     f"replicas carry peak load at up to {TARGET_UTILIZATION:.0%} of saturated throughput "
     "(less when needed for the TTFT or ITL objective)",
     f"p95 ITL = {ITL_P95_FACTOR} x decode step / (1 - prefill utilization at that load); "
-    "p95 TTFT = prefill + p95 wait for the prefill queue at that load (M/D/1: Poisson "
+    "p95 TTFT = the engine's per-request overhead (fitted from profiles measured through a "
+    "client at one request) + prefill + p95 wait for that queue at that load (M/D/1: Poisson "
     "arrivals, one prompt length) + one decode step",
     "SLOs hold at the pessimistic edge of the band at the targets' confidence (TTFT and ITL "
     "high); replicas are counted at the low edge of their requests/s",
@@ -71,19 +72,24 @@ class OperatingPoints:
 
 
 def _meets(
+    service: np.ndarray,
     prefill: np.ndarray,
     decode: np.ndarray,
     rate: np.ndarray,
     ttft_limit_ms: np.ndarray,
     itl_limit_ms: np.ndarray,
 ) -> np.ndarray:
-    """Whether p95 TTFT and p95 ITL at ``rate`` are both within the cells' limits."""
-    return (p95_ttft_ms(prefill, decode, rate) <= ttft_limit_ms) & (
+    """Whether p95 TTFT and p95 ITL at ``rate`` are both within the cells' limits.
+    ``service``: what each request holds the engine for before its first token (its request
+    overhead and prefill: the TTFT queue's service time); ``prefill``: what the running
+    decodes share their steps with."""
+    return (p95_ttft_ms(service, decode, rate) <= ttft_limit_ms) & (
         p95_itl_ms(prefill, decode, rate) <= itl_limit_ms
     )
 
 
 def _highest_valid_level(
+    service: np.ndarray,
     prefill: np.ndarray,
     decode: np.ndarray,
     saturated: np.ndarray,
@@ -101,10 +107,11 @@ def _highest_valid_level(
     levels = np.array(UTILIZATION_LEVELS)
     count = len(levels)
     result = np.full(decode.shape, count, dtype=np.int64)
-    top = _meets(prefill, decode, levels[0] * saturated, ttft_limit_ms, itl_limit_ms)
+    top = _meets(service, prefill, decode, levels[0] * saturated, ttft_limit_ms, itl_limit_ms)
     result[top] = 0
     rest = np.flatnonzero(~top)
     bottom = _meets(
+        service[rest],
         prefill[rest],
         decode[rest],
         levels[-1] * saturated[rest],
@@ -114,11 +121,11 @@ def _highest_valid_level(
     middle = rest[bottom]  # meets the lowest load, misses the highest
     low = np.ones(middle.size, dtype=np.int64)
     high = np.full(middle.size, count - 1, dtype=np.int64)  # count - 1 is known to meet it
-    pre, dec, sat = prefill[middle], decode[middle], saturated[middle]
+    serv, pre, dec, sat = service[middle], prefill[middle], decode[middle], saturated[middle]
     ttft_limit, itl_limit = ttft_limit_ms[middle], itl_limit_ms[middle]
     while (low < high).any():
         mid = (low + high) // 2
-        meets = _meets(pre, dec, levels[mid] * sat, ttft_limit, itl_limit)
+        meets = _meets(serv, pre, dec, levels[mid] * sat, ttft_limit, itl_limit)
         searching = low < high
         high = np.where(searching & meets, mid, high)
         low = np.where(searching & ~meets, mid + 1, low)
@@ -129,6 +136,7 @@ def _highest_valid_level(
 def _search(
     decode: np.ndarray,
     prefill: np.ndarray,
+    request_overhead: np.ndarray,
     max_sequences: np.ndarray,
     workload: Workload,
     slos: Slos,
@@ -138,6 +146,7 @@ def _search(
     (rows x K). ``factors`` (speed low, TTFT high, ITL high; rows x K) put each objective at
     the pessimistic edge of the band; the best cell carries the most requests/s there."""
     speed_low, ttft_high, itl_high = factors
+    service = (prefill + request_overhead)[:, None]
     prefill = prefill[:, None]
     saturated = 1.0 / (prefill + workload.output_tokens * decode / CONCURRENCY_GRID)
     unloaded_itl_ms = decode * ITL_P95_FACTOR * 1000  # ITL only grows with load
@@ -146,6 +155,7 @@ def _search(
         fits if slos.itl_p95_ms is None else fits & (unloaded_itl_ms * itl_high <= slos.itl_p95_ms)
     )
     prefill_k = np.broadcast_to(prefill, decode.shape)
+    service_k = np.broadcast_to(service, decode.shape)
     rate = np.full(decode.shape, -1.0)
     cells = np.flatnonzero(valid)  # search only where memory and ITL allow
     if slos.ttft_p95_ms is None and slos.itl_p95_ms is None:
@@ -163,7 +173,12 @@ def _search(
             else slos.itl_p95_ms / itl_high.ravel()[cells]
         )
         level = _highest_valid_level(
-            prefill_k.ravel()[cells], decode.ravel()[cells], cell_saturated, ttft_limit, itl_limit
+            service_k.ravel()[cells],
+            prefill_k.ravel()[cells],
+            decode.ravel()[cells],
+            cell_saturated,
+            ttft_limit,
+            itl_limit,
         )
         levels = np.array(UTILIZATION_LEVELS)
         found = levels[np.minimum(level, len(levels) - 1)] * cell_saturated
@@ -174,16 +189,16 @@ def _search(
     best_rate = np.maximum(rate[rows, best_k], 0.0)
     best_assured = np.maximum(assured[rows, best_k], 0.0)
     pick = (rows, best_k)
-    best_ttft = p95_ttft_ms(prefill[:, 0], decode[pick], best_rate)
+    best_ttft = p95_ttft_ms(service[:, 0], decode[pick], best_rate)
     best_itl = p95_itl_ms(prefill[:, 0], decode[pick], best_rate)
     # TTFT and ITL only grow with load, so the lowest reachable ones are at the lowest load.
     fitting = np.flatnonzero(fits)
     quietest_rate = UTILIZATION_LEVELS[-1] * saturated.ravel()[fitting]
     lowest = []
-    for latency in (p95_ttft_ms, p95_itl_ms):
+    for latency, first in ((p95_ttft_ms, service_k), (p95_itl_ms, prefill_k)):
         quietest = np.full(decode.shape, np.inf)
         quietest.ravel()[fitting] = latency(
-            prefill_k.ravel()[fitting], decode.ravel()[fitting], quietest_rate
+            first.ravel()[fitting], decode.ravel()[fitting], quietest_rate
         )
         lowest.append(quietest.min(axis=-1))
     return best_rate, best_assured, best_k, best_ttft, best_itl, lowest[0], lowest[1]
@@ -213,7 +228,8 @@ def select_operating_points(
         row_factors = factors.for_rows(rows)
     found = _search(
         perf.decode_step_s.reshape(-1, k_count)[rows], perf.prefill_s.reshape(-1)[rows],
-        perf.max_sequences.reshape(-1)[rows], workload, slos, row_factors,
+        perf.request_overhead_s.reshape(-1)[rows], perf.max_sequences.reshape(-1)[rows],
+        workload, slos, row_factors,
     )  # fmt: skip
     fills = (0.0, 0.0, 0, np.inf, np.inf, np.inf, np.inf)
     full = []

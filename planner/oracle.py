@@ -47,6 +47,7 @@ def _best_rate(
     targets: Targets,
     decode: Sequence[float],
     prefill: float,
+    request_overhead: float,
     max_seq: int,
     factors: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> float:
@@ -65,9 +66,12 @@ def _best_rate(
             itl_ms = decode[k] / (1 - rho) * ITL_P95_FACTOR * 1000 * itl_high[k]
             if slos.itl_p95_ms is not None and itl_ms > slos.itl_p95_ms:
                 continue
-            # M/D/1 p95 wait: half the M/M/1 conditional mean, exponential tail from rho.
-            wait = prefill / (2 * (1 - rho)) * math.log(max(rho * 20.0, 1.0))
-            ttft_ms = (prefill + wait + decode[k]) * 1000
+            # M/D/1 p95 wait: half the M/M/1 conditional mean, exponential tail from rho; a
+            # request holds the engine for its overhead and prefill before its first token.
+            service = prefill + request_overhead
+            busy = min(rate * service, 0.999)
+            wait = service / (2 * (1 - busy)) * math.log(max(busy * 20.0, 1.0))
+            ttft_ms = (service + wait + decode[k]) * 1000
             if slos.ttft_p95_ms is not None and ttft_ms * ttft_high[k] > slos.ttft_p95_ms:
                 continue
             best = max(best, rate * speed_low[k])
@@ -131,7 +135,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
                 continue
             rate = _best_rate(
                 targets, list(perf.decode_step_s[s, i]), float(perf.prefill_s[s, i]),
-                int(perf.max_sequences[s, i]),
+                float(perf.request_overhead_s[s, i]), int(perf.max_sequences[s, i]),
                 factors.at(s, i),
             )  # fmt: skip
             if rate <= 0:

@@ -73,12 +73,15 @@ def test_interleaved_prefills_stretch_the_inter_token_gap() -> None:
     assert float(itl_under_load_s(0.012, 0.05, 0.0)) == pytest.approx(0.012)
 
 
-def _one_cell(prefill_s: float, step_s: float, slos: Slos) -> tuple[np.ndarray, ...]:
+def _one_cell(
+    prefill_s: float, step_s: float, slos: Slos, overhead_s: float = 0.0
+) -> tuple[np.ndarray, ...]:
     k = len(CONCURRENCY_GRID)
     ones = np.ones((1, k))
     return _search(
         np.full((1, k), step_s),
         np.array([prefill_s]),
+        np.array([overhead_s]),
         np.array([int(CONCURRENCY_GRID[-1])]),
         Workload(requests_per_s=1, output_tokens=100),
         slos,
@@ -109,3 +112,18 @@ def test_the_md1_p95_wait_is_close_to_a_simulated_queue(rho: float) -> None:
         waits[i] = max(0.0, waits[i - 1] + 1.0 - gaps[i])
     simulated = float(np.percentile(waits[1000:], 95))
     assert float(p95_prefill_wait_s(1.0, rho)) == pytest.approx(simulated, rel=0.25)
+
+
+def test_a_request_overhead_queues_like_the_prefill_for_ttft_only() -> None:
+    # 20 ms of server time per request before its first token (llama-server on an H200 spends
+    # 15-30 ms) on a 10 ms prefill: TTFT's queue is served in 30 ms, so a 100 ms p95 TTFT
+    # allows less load; the running decodes' gaps do not change.
+    plain = _one_cell(0.01, 0.01, Slos(ttft_p95_ms=100))
+    loaded = _one_cell(0.01, 0.01, Slos(ttft_p95_ms=100), overhead_s=0.02)
+    assert 0 < loaded[0][0] < plain[0][0]
+    assert loaded[3][0] <= 100
+    assert float(p95_ttft_ms(np.array(0.03), np.array(0.01), loaded[0])[0]) == pytest.approx(
+        loaded[3][0]
+    )
+    assert loaded[5][0] == pytest.approx(plain[5][0] + 20)  # unloaded TTFT: + the overhead
+    assert loaded[6][0] == pytest.approx(plain[6][0])  # lowest ITL: unchanged
