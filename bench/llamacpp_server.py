@@ -170,6 +170,7 @@ def profile_rows(report: dict[str, Any]) -> list[Any]:
                         "date": report["date"][:10],
                         "commit": report["commit"],
                         "category": "throughput_at_concurrency",
+                        "served": True,  # over HTTP: a served curve (planner/batching.py)
                     },
                 )
             )
@@ -195,10 +196,15 @@ def write_md(report: dict[str, Any], path: Path) -> None:
         "(each decode step waits at llama.cpp's thread barrier for both threads to be "
         "scheduled on the two shared cores).",
         "",
-        "**The machine is shared and was busy**: the 1-minute load average before each level is "
-        "in the tables (2 would mean the 2 cores were fully used). Absolute numbers move with "
-        "it; the ratio between the servers at one level is the finding. Run under "
-        "`flock /tmp/quantplan-heavy.lock`.",
+        (
+            "**The machine is shared and was busy**: "
+            if not report.get("seeded")
+            else "**The machine is shared; it was quiet for this run**: "
+        )
+        + "the 1-minute load average before each level is "
+        "in the tables (2 would mean the 2 cores were fully used; the benchmark's own server "
+        "and client make about 1). Absolute numbers move with it; the ratio between the "
+        "servers at one level is the finding. Run under `flock /tmp/quantplan-heavy.lock`.",
         "",
         f"llama-server: {report['engines']['llama.cpp'].get('engine_version')} "
         f"({report['engines']['llama.cpp'].get('build')}); llama-cpp-python "

@@ -32,6 +32,8 @@ Seed versions:
 11. The default model's INT8 W8A8 quality, measured (``quality_measured.yaml``).
 12. Published recovery of Llama-3.3-70B (FP8, INT8), Qwen2.5-7B (INT8, GPTQ) and Mistral-7B
     (GPTQ) releases (``quality_recovery.yaml``).
+13. llama-server on this project's 2-core CPU machine, default model Q4_K_M and Q8_0 at
+    concurrency 1-16, measured quiet (``profiles_llamacpp_server_cpu.yaml``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 12
+SEED_VERSION = 13
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
