@@ -375,11 +375,11 @@ READING = [
     "seeded (catalog/seed/profiles_llamacpp_server_cpu.yaml). Sized as measured settings "
     "(point out) they are within 20 % at every level; held out whole, at 8 of 10 levels "
     "(+29 % at one request for Q4_K_M, -24 % for Q8_0), each predicted from the other file's "
-    "curve. Before the planner saw them it over-predicted concurrency 8-16 by 84-113 %. "
-    "Part of that is the set-up, not the model: the server ran one engine thread (-t 1, the "
-    "client shares the two cores), so once batches turn compute-bound (about 4 requests, "
-    "50 tok/s) it had one core's FLOPs, while the rows, like a plan, count the machine's two "
-    "cores. A run with the client on a separate host and -t 2 would separate the two.",
+    "curve. Before the planner saw them it over-predicted concurrency 8-16 by 84-113 %: the "
+    "roofline batches the VM's one physical core (2 vCPUs) ideally up to its FLOPs, while "
+    "llama-server saturated at about 50 tok/s by 4 requests, and no other served CPU curve "
+    "existed to bend it. The run gave the engine one thread (-t 1; the client shares the "
+    "cores), which is that one physical core.",
 ]
 
 
