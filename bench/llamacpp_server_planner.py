@@ -185,15 +185,14 @@ def served_rows() -> list[ProfileRecord]:
     return rows
 
 
-def cpu_rows() -> list[ProfileRecord]:
-    """llama-server's CPU curves (bench/results/llamacpp_server.json; seeded only when that run
-    had the 2 cores to itself)."""
+def cpu_rows(report: dict[str, Any]) -> list[ProfileRecord]:
+    """llama-server's CPU curves from ``report`` (bench/results/llamacpp_server.json; seeded
+    only when that run had the 2 cores to itself)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from llamacpp_server import profile_rows
 
-    report = json.loads((RESULTS / "llamacpp_server.json").read_text(encoding="utf-8"))
     return list(profile_rows(report))
 
 
@@ -295,10 +294,9 @@ def main() -> None:
         ):
             groups["GPU, llama-batched-bench"].append(p)
     groups["GPU, llama-server over HTTP"] = served
-    cpu = cpu_rows()
-    quiet = json.loads((RESULTS / "llamacpp_server.json").read_text(encoding="utf-8"))
-    label = "CPU, llama-server over HTTP" + ("" if quiet.get("seeded") else " (loaded machine)")
-    groups[label] = cpu
+    cpu = json.loads((RESULTS / "llamacpp_server.json").read_text(encoding="utf-8"))
+    label = "CPU, llama-server over HTTP" + ("" if cpu.get("seeded") else " (loaded machine)")
+    groups[label] = cpu_rows(cpu)
     points = held_out(groups, snapshot)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False

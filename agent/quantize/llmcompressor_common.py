@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
 from quantplan.agent.model_source import ModelSource
@@ -39,11 +39,28 @@ from quantplan.catalog.registry import MethodName
 GROUP_CANDIDATES = (128, 64, 32)
 
 
-class CalibratedConfig(QuantizerConfig):
-    """Knobs every llm-compressor method shares: its calibration text and the 16-bit layers."""
+class RecipeConfig(QuantizerConfig):
+    """What every llm-compressor method's config has: the layers left in 16 bit."""
+
+    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+
+
+class CalibratedConfig(RecipeConfig):
+    """An llm-compressor method that calibrates on text."""
 
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
-    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
+
+
+class W8A8Config(RecipeConfig):
+    """8-bit weights and 8-bit activations (INT8 or FP8): ``scheme`` is W8A8 in any case."""
+
+    scheme: str = Field(default="W8A8", description="Weight bits / activation bits: W8A8.")
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        # 'w8a8' and 'W8A8' are one scheme, so one content address.
+        return value.upper() if isinstance(value, str) else value
 
 
 class LlmCompressorConfig(CalibratedConfig):

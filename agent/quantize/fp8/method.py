@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import QuantizerConfig, QuantizeRefusal
@@ -19,6 +19,7 @@ from quantplan.agent.quantize.llmcompressor_common import (
     QUANTIZATION_MODIFIER,
     LlmCompressorMethod,
     ModifierSpec,
+    W8A8Config,
 )
 
 SCHEME = "W8A8"
@@ -26,20 +27,13 @@ PRESET = "FP8_DYNAMIC"
 """compressed-tensors' preset: FP8 per-channel weights, dynamic per-token FP8 activations."""
 
 
-class Fp8Config(QuantizerConfig):
+class Fp8Config(W8A8Config):
     """FP8 weights per channel and FP8 activations per token (no calibration)."""
 
     scheme: str = Field(
         default=SCHEME,
         description="Weight bits / activation bits. Only W8A8 (FP8 weights and activations).",
     )
-    ignore: tuple[str, ...] = Field(default=("lm_head",), description="Layers left in 16 bit.")
-
-    @field_validator("scheme", mode="before")
-    @classmethod
-    def _upper_case(cls, value: object) -> object:
-        # 'w8a8' and 'W8A8' are one scheme, so one content address.
-        return value.upper() if isinstance(value, str) else value
 
 
 class Fp8Quantizer(LlmCompressorMethod):

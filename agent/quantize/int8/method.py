@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from quantplan.agent.model_source import ModelSource
 from quantplan.agent.quantize.base import QuantizerConfig, QuantizeRefusal
@@ -25,12 +25,13 @@ from quantplan.agent.quantize.llmcompressor_common import (
     CalibratedConfig,
     LlmCompressorMethod,
     ModifierSpec,
+    W8A8Config,
 )
 
 SCHEME = "W8A8"
 
 
-class Int8Config(CalibratedConfig):
+class Int8Config(CalibratedConfig, W8A8Config):
     """INT8 weights per channel and INT8 activations per token (SmoothQuant + GPTQ)."""
 
     scheme: str = Field(
@@ -52,12 +53,6 @@ class Int8Config(CalibratedConfig):
         "(0.8 is llm-compressor's W8A8 example).",
     )
     dampening_frac: float = Field(default=0.01, gt=0, lt=1, description="GPTQ Hessian damping.")
-
-    @field_validator("scheme", mode="before")
-    @classmethod
-    def _upper_case(cls, value: object) -> object:
-        # 'w8a8' and 'W8A8' are one scheme, so one content address.
-        return value.upper() if isinstance(value, str) else value
 
 
 class Int8Quantizer(LlmCompressorMethod):
