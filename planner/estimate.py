@@ -705,8 +705,9 @@ def predict_profile(
     replica, traits, workload = roofline.replica, roofline.traits, roofline.workload
     decode, prefill = roofline.step_times(profile.concurrency)
     class_ratios, curves = _evidence(evidence, snapshot, workload)
-    found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware)
-    overhead = request_overheads(evidence, snapshot, class_ratios).get(
+    pooled = pooled_log_means(class_ratios)  # once, for the multiplier and the overheads
+    found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware, pooled)
+    overhead = request_overheads(evidence, snapshot, class_ratios, pooled).get(
         (profile.engine, hardware.kind), 0.0
     )
     keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, is_served(profile))
