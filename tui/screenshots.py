@@ -100,7 +100,9 @@ async def fleet_replayed(pilot: Pilot, plan: Plan | None = None) -> None:
     await catalog_ready(pilot)
     await _until(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)
     await _until(pilot, lambda: _fleet_events_applied(pilot) == len(sample_history()))
-    await pilot.pause(0.6)  # one refresh tick paints what arrived
+    # The replay ends after the last event, and its end repaints every view: waiting for that
+    # (not for a refresh tick) keeps the picture the same on a loaded machine.
+    await _until(pilot, lambda: getattr(pilot.app.screen, "stream_note", None) is not None)
 
 
 def fleet_tab(key: str) -> Step:
@@ -126,6 +128,15 @@ class Scenario:
     step: Step
     fleet: str = "none"  # "none" (no cluster) or "sample" (the recorded history)
     theme: str = DARK_THEME
+
+    async def reach(self, pilot: Pilot, plan: Plan | None = None) -> None:
+        """Run the scenario's step, then stop the text cursors blinking: a loaded machine can
+        take longer than a blink between the last key and the picture, and the picture must not
+        depend on which half of the blink it caught."""
+        await self.step(pilot, plan)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
 
     def build_app(self, catalog_url: str) -> QuantplanApp:
         fleet: FleetSource | SourceUnavailable = (
@@ -157,7 +168,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 async def save(scenario: Scenario, catalog_url: str, folder: Path) -> Path:
     app = scenario.build_app(catalog_url)
     async with app.run_test(size=scenario.size) as pilot:
-        await scenario.step(pilot, None)
+        await scenario.reach(pilot, None)
         await pilot.pause(0.2)
         return Path(app.save_screenshot(f"{scenario.name}.svg", path=str(folder)))
 

@@ -27,7 +27,7 @@ def test_screen_matches_snapshot(
     scenario: Scenario, catalog_url: str, snap_compare: Callable[..., Any]
 ) -> None:
     async def run_before(pilot: Pilot) -> None:
-        await scenario.step(pilot, FIXED_PLAN)
+        await scenario.reach(pilot, FIXED_PLAN)
 
     app = scenario.build_app(catalog_url)
     assert snap_compare(app, terminal_size=scenario.size, run_before=run_before)
