@@ -35,7 +35,7 @@ RESULTS = Path(__file__).parent / "results"
 QUANTPLAN = str(Path(sys.executable).parent / "quantplan")
 MODEL = "SmolLM2-135M-Instruct"
 TARGETS = f"""model: {MODEL}
-workload: {{input_tokens: 64, output_tokens: 32, requests_per_s: 1}}
+workload: {{input_tokens: 64, output_tokens: 32, requests_per_s: 0.5}}
 constraints:
   device: cpu
   clouds: [aws]

@@ -150,6 +150,15 @@ def cluster_endpoint_command(
     db: DbOption = None,
     store: StoreOption = None,
     model_dir: ModelDirOption = None,
+    report_every: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds of live traffic summed into one cost event of the plan (tokens/s "
+            "served and $ per million tokens at that rate), shown on the dashboard's fleet "
+            "screen; needs the collector `cluster up` starts",
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM."""
     from quantplan.agent.cluster.endpoint import (
@@ -166,6 +175,7 @@ def cluster_endpoint_command(
         database_url=db,
         store_url=store,
         model_dir=model_dir,
+        traffic_window_s=report_every,
     )
     with console.status("starting the endpoint") as spinner:
         endpoint = start_endpoint(

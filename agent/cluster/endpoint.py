@@ -39,6 +39,9 @@ class EndpointOptions(BaseModel):
     store_url: str | None = Field(default=None, description="Artifact store (path or URL)")
     model_dir: str | None = Field(default=None, description="Checkpoint of a non-default model")
     startup_timeout_s: float = Field(default=300.0, gt=0)
+    traffic_window_s: float = Field(
+        default=10.0, gt=0, description="Seconds of live traffic summed into one cost event"
+    )
 
 
 class FleetEndpoint(BaseModel):
@@ -194,6 +197,7 @@ def build_application(
 
     from quantplan.agent.cluster.endpoint_app import engine_deployment, fleet_application
     from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
+    from quantplan.agent.cluster.traffic import TrafficConfig
 
     engines = []
     for line in fleet_lines(plan, options, artifacts):
@@ -215,7 +219,16 @@ def build_application(
     if head:
         ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
     capacities = {route.deployment: route.weight for route, _ in engines}
-    return fleet_application(plan.model, engines, options.api_key, ingress_options), capacities
+    traffic = TrafficConfig(
+        plan_id=app_name_for(plan, options),
+        usd_per_hour=sum(d.usd_per_hour * d.instances for d in plan.fleet),
+        predicted_usd_per_million_tokens=(
+            plan.choice.usd_per_million_tokens if plan.choice is not None else None
+        ),
+        window_s=options.traffic_window_s,
+    )
+    application = fleet_application(plan.model, engines, options.api_key, ingress_options, traffic)
+    return application, capacities
 
 
 def start_endpoint(

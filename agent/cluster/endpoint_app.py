@@ -14,6 +14,11 @@ deployment where the plan has one.
 Bodies pass through as bytes. A request without ``"stream": true`` is one call to a replica
 and one reply (its answer exists whole before the client sees any of it); a streamed one
 passes its server-sent events chunk by chunk.
+
+The ingress also meters what it serves (:mod:`quantplan.agent.cluster.traffic`): each window
+of requests becomes a cost event of the plan, published to the cluster's collector, so the
+dashboard shows the cost per token of live traffic beside the benchmark's.
+
 This module imports Ray Serve: only the endpoint command and Ray's workers import it.
 """
 
@@ -23,7 +28,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,17 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from quantplan.agent.cluster.events import CostEvent
+from quantplan.agent.cluster.traffic import (
+    StreamTally,
+    TrafficConfig,
+    TrafficMeter,
+    cost_event,
+    usage_of_body,
+)
 from quantplan.agent.serve.engine import ServeOptions
+
+logger = logging.getLogger(__name__)
 
 FORWARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
 DEPLOYMENT_HEADER = "x-quantplan-deployment"
@@ -186,6 +203,7 @@ class FleetIngress:
         routes: list[dict[str, Any]],
         handles: list[Any],
         api_key_sha256: str | None,
+        traffic: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.routes = [Route.model_validate(route) for route in routes]
@@ -193,6 +211,35 @@ class FleetIngress:
         self.handles = {route.deployment: handle for route, handle in pairs}
         # Only a digest of the key lives in Serve's configuration (the controller keeps it).
         self.api_key_sha256 = api_key_sha256
+        self.traffic = TrafficConfig.model_validate(traffic) if traffic else None
+        self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
+        self._collector: Any = None
+
+    def publish(self, event: CostEvent) -> None:
+        """Hand a cost event to the cluster's collector without waiting for it; without a
+        collector (a cluster that ``cluster up`` did not start) the window is dropped."""
+        if self._collector is None:
+            from quantplan.agent.cluster.collector_actor import NoCollectorError, get_collector
+
+            try:
+                self._collector = get_collector()
+            except NoCollectorError:
+                logger.warning("no quantplan collector on this cluster: traffic not reported")
+                return
+        self._collector.publish.remote(event.model_dump_json())
+
+    def _note(self, **request: Any) -> None:
+        """Meter one finished request (``TrafficMeter.record``'s fields); publish a window
+        that has run its length."""
+        if self.meter is None or self.traffic is None:
+            return
+        self.meter.record(**request)
+        window = self.meter.take()
+        if window is not None:
+            try:
+                self.publish(cost_event(window, self.traffic))
+            except Exception:  # metering must never fail a request
+                logger.exception("could not publish the traffic window")
 
     def _pick(self, exclude: str | None = None) -> Route:
         candidates = [route for route in self.routes if route.deployment != exclude]
@@ -233,24 +280,31 @@ class FleetIngress:
         return await self._forward(path, body, stream)
 
     async def _forward(self, path: str, body: bytes, stream: bool) -> Response:
+        started = time.monotonic()
         route = self._pick()
         try:
-            return await self._send(route, path, body, stream)
+            return await self._send(route, path, body, stream, started)
         except Exception:
             # Nothing reached the client yet: once more, on another deployment if there is one.
             route = self._pick(exclude=route.deployment)
             try:
-                return await self._send(route, path, body, stream)
+                return await self._send(route, path, body, stream, started)
             except Exception as error:
+                self._note(ok=False, output_tokens=None)
                 return _error(503, f"no replica answered: {_first_line(error)}", "unavailable")
 
-    async def _send(self, route: Route, path: str, body: bytes, stream: bool) -> Response:
+    async def _send(
+        self, route: Route, path: str, body: bytes, stream: bool, started: float
+    ) -> Response:
         """The answer of one engine replica of ``route``; raises while nothing was sent on."""
         headers = {DEPLOYMENT_HEADER: route.deployment}
         handle = self.handles[route.deployment]
         if not stream:
             # One call, one reply: the whole answer exists before anything goes to the client.
             answer = await handle.complete.remote(path, body)
+            ok = 200 <= answer["status"] < 300
+            output, prompt = usage_of_body(answer["body"]) if ok else (None, None)
+            self._note(ok=ok, output_tokens=output, prompt_tokens=prompt)
             return Response(
                 answer["body"],
                 status_code=answer["status"],
@@ -259,10 +313,28 @@ class FleetIngress:
             )
         chunks = handle.options(stream=True).forward.remote(path, body)
         first = await chunks.__anext__()
+        tally = StreamTally() if self.meter is not None else None
 
         async def rest() -> AsyncIterator[bytes]:
-            async for chunk in chunks:
-                yield chunk
+            first_token_s: float | None = None
+            broke = False  # the replica's stream failed (a client hanging up is not a failure)
+            try:
+                async for chunk in chunks:
+                    if tally is not None:
+                        tally.feed(chunk)
+                        if first_token_s is None and tally.text_events:
+                            first_token_s = time.monotonic() - started
+                    yield chunk
+            except Exception:
+                broke = True
+                raise
+            finally:
+                if tally is not None:
+                    output, prompt = tally.tokens()
+                    ok = not broke and 200 <= first["status"] < 300
+                    self._note(
+                        ok=ok, output_tokens=output, prompt_tokens=prompt, ttft_s=first_token_s
+                    )
 
         return StreamingResponse(
             rest(), status_code=first["status"], media_type=first["content_type"], headers=headers
@@ -297,6 +369,7 @@ def fleet_application(
     engines: list[tuple[Route, Any]],
     api_key: str | None,
     ingress_options: dict[str, Any],
+    traffic: TrafficConfig | None = None,
 ) -> Any:
     """The application: the ingress bound to the plan deployments' bound engine deployments."""
     digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
@@ -308,4 +381,5 @@ def fleet_application(
         [route.model_dump() for route, _ in engines],
         [bound for _, bound in engines],
         digest,
+        traffic.model_dump() if traffic else None,
     )

@@ -127,7 +127,10 @@ class CostEvent(_Event):
     usd_per_million_tokens: float | None = Field(default=None, ge=0)
     predicted_usd_per_million_tokens: float | None = Field(default=None, ge=0)
     ttft_p95_ms: float | None = Field(
-        default=None, ge=0, description="Measured p95 time to first token (replica scope)"
+        default=None,
+        ge=0,
+        description="Measured p95 time to first token (a replica's benchmark; or the plan's "
+        "streamed requests over a traffic window)",
     )
     itl_p95_ms: float | None = Field(
         default=None, ge=0, description="Measured p95 inter-token latency (replica scope)"
@@ -135,6 +138,14 @@ class CostEvent(_Event):
     predicted_ttft_p95_ms: float | None = Field(
         default=None, ge=0, description="The plan's p95 TTFT for this replica's deployment"
     )
+    measured_by: Literal["benchmark", "traffic"] = Field(
+        default="benchmark",
+        description="benchmark: apply's run at the planned load; traffic: the requests users "
+        "sent through the fleet endpoint over the last window (agent/cluster/traffic.py)",
+    )
+    window_s: float | None = Field(default=None, gt=0, description="Traffic: the window's length")
+    requests: int | None = Field(default=None, ge=0, description="Traffic: requests it saw")
+    failed_requests: int | None = Field(default=None, ge=0, description="Traffic: of those, failed")
 
 
 class PlanEvent(_Event):

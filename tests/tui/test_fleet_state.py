@@ -159,3 +159,31 @@ def test_a_retry_on_the_same_node_is_logged() -> None:
     )
     assert state.jobs["bench-1"].state == "retrying"
     assert "bench-1 retrying on node-1" in state.log[-1].message
+
+
+def test_the_summary_says_when_its_cost_comes_from_live_traffic() -> None:
+    from quantplan.tui.screens.fleet import summary_line
+
+    state = FleetState()
+    state.apply_all(recorded_fleet())
+    assert not state.summary().live  # apply's benchmark priced the plan
+    state.apply_all(
+        [
+            CostEvent(
+                scope="plan",
+                key="plan-a",
+                plan_id="plan-a",
+                measured_by="traffic",
+                window_s=10.0,
+                requests=42,
+                output_tokens_per_s=120.0,
+                total_tokens_per_s=300.0,
+                usd_per_hour=1.61,
+                usd_per_million_tokens=1.61 / (300 * 3600) * 1e6,
+            )
+        ]
+    )
+    summary = state.summary()
+    assert summary.live and summary.output_tokens_per_s == 120.0
+    line = summary_line("cluster", summary)
+    assert "120 out tok/s" in line and "(live traffic)" in line

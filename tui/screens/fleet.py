@@ -162,6 +162,7 @@ def summary_line(description: str, summary: FleetSummary) -> str:
         f"replicas healthy: {summary.replicas_healthy} | "
         f"{summary.output_tokens_per_s:,.0f} out tok/s | ${summary.usd_per_hour:,.2f}/h | "
         f"${_number(summary.usd_per_million_tokens, 3)}/M tok"
+        + (" (live traffic)" if summary.live else "")
     )
 
 

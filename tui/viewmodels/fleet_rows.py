@@ -60,6 +60,7 @@ class PlanRow:
     usd_per_hour: float | None = None
     usd_per_million_tokens: float | None = None
     predicted_usd_per_million_tokens: float | None = None
+    measured_by: str | None = None  # "benchmark" (apply) or "traffic" (the fleet endpoint)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class FleetSummary:
     output_tokens_per_s: float
     usd_per_hour: float
     usd_per_million_tokens: float | None
+    live: bool = False  # every plan's cost comes from the live traffic through its endpoint
 
 
 @dataclass(frozen=True)

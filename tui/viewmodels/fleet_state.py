@@ -220,6 +220,7 @@ class FleetState:
             plan.usd_per_hour = event.usd_per_hour
             plan.usd_per_million_tokens = event.usd_per_million_tokens
             plan.predicted_usd_per_million_tokens = event.predicted_usd_per_million_tokens
+            plan.measured_by = event.measured_by
             self.deployments_dirty = True
 
     def _apply_plan(self, event: PlanEvent) -> None:
@@ -317,6 +318,7 @@ class FleetState:
             output_tokens_per_s=tokens,
             usd_per_hour=cost,
             usd_per_million_tokens=per_million,
+            live=bool(plans) and all(p.measured_by == "traffic" for p in plans),
         )
 
 

@@ -16,8 +16,10 @@ import httpx
 import pytest
 from ray_fixtures import RayTestCluster
 
+from quantplan.agent.cluster.collector_actor import RayEventSource
 from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
+from quantplan.agent.cluster.events import CostEvent
 from quantplan.agent.serve.manager import free_port
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
@@ -47,6 +49,21 @@ def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
     return found
 
 
+def _traffic_events(cluster: RayTestCluster, plan_id: str) -> list[CostEvent]:
+    """The plan's traffic cost events the collector holds (waiting a little for the first)."""
+    source = RayEventSource(cluster.collector)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while True:
+        batch = source.events_since(0, timeout_s=1.0, limit=10_000)
+        found = [
+            e
+            for e in batch.events
+            if isinstance(e, CostEvent) and e.measured_by == "traffic" and e.key == plan_id
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -65,7 +82,11 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
     assert {d.engine for d in plan.fleet} == {"vllm", "llama.cpp"}
     port = free_port()
     options = EndpointOptions(
-        name="endpoint-test", port=port, api_key=KEY, database_url=ray_cluster.database_url
+        name="endpoint-test",
+        port=port,
+        api_key=KEY,
+        database_url=ray_cluster.database_url,
+        traffic_window_s=1.0,
     )
     started = time.monotonic()
     endpoint = start_endpoint(plan, options)
@@ -119,6 +140,19 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
 
             seen = {answered_by() for _ in range(24)}
             assert len(seen) == 2, seen
+
+            # The traffic so far reached the collector as the plan's measured cost.
+            traffic = _traffic_events(ray_cluster, endpoint.app_name)
+            assert traffic, "no traffic window reached the collector"
+            assert all(e.output_tokens_per_s > 0 and e.usd_per_million_tokens for e in traffic)
+            assert sum(e.requests or 0 for e in traffic) >= 20
+            last = traffic[-1]
+            print(
+                f"traffic: {len(traffic)} window(s); last {last.requests} requests in "
+                f"{last.window_s:.1f} s, {last.output_tokens_per_s:.1f} out tok/s, "
+                f"${last.usd_per_million_tokens:.2f}/M tokens at that load "
+                f"(plan: ${last.predicted_usd_per_million_tokens}/M at its planned load)"
+            )
             llama = next(name for name in seen if "llama" in name)
 
             # kill -9 the llama.cpp engine: requests keep succeeding, Serve replaces it.

@@ -4,6 +4,7 @@ transport. Key check, model check, weighted choice and the one retry elsewhere."
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from starlette.requests import Request
 
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER, FleetIngress
+from quantplan.agent.cluster.traffic import TrafficConfig
 
 MODEL = "SmolLM2-135M-Instruct"
 KEY = "k-123"
@@ -129,3 +131,43 @@ async def test_a_line_failing_before_its_first_byte_is_retried_once_on_another()
         response = await client.post("/v1/completions", json=BODY)
     assert response.status_code == 503 and "engine gone" in response.text
     assert both_dead["a"].calls + both_dead["b"].calls == 2  # once more, not forever
+
+
+class StandInEngine(StandInReplica):
+    """Answers as an engine does: a whole answer with its usage, or a stream of text events."""
+
+    WHOLE = json.dumps(
+        {"choices": [{"text": "Paris"}], "usage": {"completion_tokens": 4, "prompt_tokens": 6}}
+    ).encode()
+
+    def __init__(self) -> None:
+        super().__init__([b'data: {"choices": [{"text": "a"}]}\n\n', b'data: {"choices": []}\n\n'])
+
+    @property
+    def complete(self) -> _Whole:
+        return _Whole(StandInReplica([self.WHOLE]))
+
+
+async def test_served_traffic_becomes_the_plans_cost_events() -> None:
+    from quantplan.agent.cluster.events import CostEvent
+    from quantplan.agent.cluster.traffic import TrafficMeter
+
+    ingress = _ingress({"only": 1.0}, {"only": StandInEngine()})
+    ingress.traffic = TrafficConfig(plan_id="demo", usd_per_hour=0.36)
+    now = [0.0]
+    ingress.meter = TrafficMeter(10.0, clock=lambda: now[0])
+    published: list[CostEvent] = []
+    ingress.publish = published.append  # type: ignore[method-assign]
+    async with _client(ingress) as client:
+        for _ in range(4):
+            await client.post("/v1/completions", json=BODY)
+            await client.post("/v1/completions", json={**BODY, "stream": True})
+        assert published == []  # the window has not run yet
+        now[0] = 10.0
+        await client.post("/v1/completions", json=BODY)
+    (event,) = published
+    assert event.key == "demo" and event.measured_by == "traffic" and event.requests == 9
+    # Whole answers count their usage (4 tokens each), streams their text events (1 each).
+    assert event.output_tokens_per_s * 10 == pytest.approx(5 * 4 + 4 * 1)
+    assert event.total_tokens_per_s * 10 == pytest.approx(5 * (4 + 6) + 4 * 1)
+    assert event.usd_per_million_output_tokens == pytest.approx(0.36 / (2.4 * 3600) * 1e6)

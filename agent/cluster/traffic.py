@@ -1,0 +1,218 @@
+"""Live traffic through the fleet endpoint, summed per window into the plan's measured cost.
+
+The endpoint's ingress sees every request the plan serves. Per request it notes whether an
+answer came, the tokens it carried and, for a streamed answer, the time to its first token.
+Each window that saw requests becomes one :class:`~quantplan.agent.cluster.events.CostEvent`
+of the plan, marked ``measured_by="traffic"``: the tokens per second the fleet actually served
+and, the whole fleet being rented whether busy or not, what a million of them cost at that
+rate. A benchmark (``quantplan apply``) measures the same at the planned load; this measures it
+at the load users bring.
+
+Token counts are the engines' own ``usage`` where the answer has one (every non-streamed
+OpenAI answer; a streamed one only when the client asked for it), else, for a stream, one per
+event that carries text: both engines stream one token per event. A request with neither (an
+error body, say) counts as a request but adds no tokens, and the window says how many did so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quantplan.agent.cluster.events import CostEvent
+from quantplan.agent.costs import usd_per_million_tokens
+
+
+class TrafficConfig(BaseModel):
+    """What the ingress needs to price its traffic (JSON into the Serve replica)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan_id: str = Field(description="Key of the plan's cost events (the Serve application)")
+    usd_per_hour: float = Field(ge=0, description="Every instance of the plan's fleet, per hour")
+    predicted_usd_per_million_tokens: float | None = Field(default=None, ge=0)
+    window_s: float = Field(default=10.0, gt=0, description="Seconds summed into one event")
+
+
+class TrafficWindow(BaseModel):
+    """The requests of one window, summed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seconds: float = Field(gt=0)
+    requests: int = Field(ge=0)
+    failed: int = Field(ge=0, description="Answered with an error status, or not at all")
+    uncounted: int = Field(ge=0, description="Requests whose tokens could not be counted")
+    prompt_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    ttft_p95_ms: float | None = Field(default=None, description="Over the streamed requests")
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        return self.output_tokens / self.seconds
+
+    @property
+    def total_tokens_per_s(self) -> float:
+        return (self.prompt_tokens + self.output_tokens) / self.seconds
+
+
+def cost_event(window: TrafficWindow, config: TrafficConfig) -> CostEvent:
+    """The plan's cost at the window's traffic."""
+    return CostEvent(
+        scope="plan",
+        key=config.plan_id,
+        plan_id=config.plan_id,
+        measured_by="traffic",
+        window_s=window.seconds,
+        requests=window.requests,
+        failed_requests=window.failed,
+        output_tokens_per_s=window.output_tokens_per_s,
+        total_tokens_per_s=window.total_tokens_per_s,
+        usd_per_hour=config.usd_per_hour,
+        usd_per_million_output_tokens=usd_per_million_tokens(
+            config.usd_per_hour, window.output_tokens_per_s
+        ),
+        usd_per_million_tokens=usd_per_million_tokens(
+            config.usd_per_hour, window.total_tokens_per_s
+        ),
+        predicted_usd_per_million_tokens=config.predicted_usd_per_million_tokens,
+        ttft_p95_ms=window.ttft_p95_ms,
+    )
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+class TrafficMeter:
+    """Requests noted as they finish; :meth:`take` hands over a window once it has passed."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self._reset(clock())
+
+    def _reset(self, start: float) -> None:
+        self.started = start
+        self.requests = self.failed = self.uncounted = 0
+        self.prompt_tokens = self.output_tokens = 0
+        self.ttfts_ms: list[float] = []
+
+    def record(
+        self,
+        *,
+        ok: bool,
+        output_tokens: int | None,
+        prompt_tokens: int | None = None,
+        ttft_s: float | None = None,
+    ) -> None:
+        self.requests += 1
+        self.failed += 0 if ok else 1
+        if output_tokens is None:
+            self.uncounted += 1
+        else:
+            self.output_tokens += output_tokens
+        self.prompt_tokens += prompt_tokens or 0
+        if ttft_s is not None:
+            self.ttfts_ms.append(1000 * ttft_s)
+
+    def take(self) -> TrafficWindow | None:
+        """The window so far, if it has run its length and saw requests (then a new one
+        starts); else None."""
+        now = self.clock()
+        elapsed = now - self.started
+        if elapsed < self.window_s or self.requests == 0:
+            if self.requests == 0 and elapsed >= self.window_s:
+                self._reset(now)  # an idle window: the next one starts with its first request
+            return None
+        window = TrafficWindow(
+            seconds=elapsed,
+            requests=self.requests,
+            failed=self.failed,
+            uncounted=self.uncounted,
+            prompt_tokens=self.prompt_tokens,
+            output_tokens=self.output_tokens,
+            ttft_p95_ms=_p95(self.ttfts_ms),
+        )
+        self._reset(now)
+        return window
+
+
+def _usage(answer: Any) -> tuple[int | None, int | None]:
+    """(completion, prompt) tokens of an OpenAI answer's ``usage``, where it has one."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    completion, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+    return (
+        completion if isinstance(completion, int) and completion >= 0 else None,
+        prompt if isinstance(prompt, int) and prompt >= 0 else None,
+    )
+
+
+def usage_of_body(body: bytes) -> tuple[int | None, int | None]:
+    """(completion, prompt) tokens of a non-streamed answer; (None, None) if it has none."""
+    try:
+        return _usage(json.loads(body))
+    except ValueError:
+        return None, None
+
+
+def _carries_text(event: Any) -> bool:
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    choice = choices[0]
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return isinstance(text, str) and text != ""
+
+
+class StreamTally:
+    """Counts the tokens of a server-sent event stream as its chunks pass through."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self.text_events = 0
+        self.output_tokens: int | None = None  # from a usage event, when one comes
+        self.prompt_tokens: int | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        # Events end with a blank line; a chunk may end inside one, so the tail waits.
+        *events, self._pending = (self._pending + chunk).split(b"\n\n")
+        for event in events:
+            self._event(event)
+
+    def _event(self, raw: bytes) -> None:
+        for line in raw.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                continue
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            completion, prompt = _usage(event)
+            if completion is not None:
+                self.output_tokens, self.prompt_tokens = completion, prompt
+            if _carries_text(event):
+                self.text_events += 1
+
+    def tokens(self) -> tuple[int, int | None]:
+        """(output, prompt) tokens: the usage event's, else one per event with text."""
+        if self._pending.strip():
+            self._event(self._pending)
+            self._pending = b""
+        if self.output_tokens is not None:
+            return self.output_tokens, self.prompt_tokens
+        return self.text_events, None

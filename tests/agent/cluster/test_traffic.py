@@ -1,0 +1,119 @@
+"""The endpoint's traffic meter: windows, token counts from answers and streams, the plan's
+cost at the window's rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quantplan.agent.cluster.traffic import (
+    StreamTally,
+    TrafficConfig,
+    TrafficMeter,
+    cost_event,
+    usage_of_body,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sse(*events: object) -> bytes:
+    return b"".join(
+        b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n"
+        for e in events
+    )
+
+
+def test_a_window_is_handed_over_once_it_has_run_and_then_starts_anew() -> None:
+    clock = Clock()
+    meter = TrafficMeter(10.0, clock)
+    meter.record(ok=True, output_tokens=30, prompt_tokens=10, ttft_s=0.2)
+    clock.now += 4
+    meter.record(ok=False, output_tokens=None)
+    assert meter.take() is None  # 4 s of a 10 s window
+    clock.now += 6
+    meter.record(ok=True, output_tokens=70, prompt_tokens=20, ttft_s=0.4)
+    window = meter.take()
+    assert window is not None
+    assert (window.requests, window.failed, window.uncounted) == (3, 1, 1)
+    assert window.output_tokens_per_s == pytest.approx(10.0)  # 100 tokens in 10 s
+    assert window.total_tokens_per_s == pytest.approx(13.0)
+    assert window.ttft_p95_ms == pytest.approx(400.0)
+    assert meter.take() is None and meter.requests == 0  # a new window
+
+
+def test_an_idle_window_gives_nothing_and_the_next_starts_with_traffic() -> None:
+    clock = Clock()
+    meter = TrafficMeter(10.0, clock)
+    clock.now += 60
+    assert meter.take() is None
+    meter.record(ok=True, output_tokens=10)
+    clock.now += 10
+    window = meter.take()
+    assert window is not None and window.seconds == pytest.approx(10.0)  # not 70 s
+
+
+def test_cost_per_million_tokens_is_the_fleets_hourly_price_at_the_served_rate() -> None:
+    clock = Clock()
+    meter = TrafficMeter(1.0, clock)
+    meter.record(ok=True, output_tokens=1000, prompt_tokens=1000)
+    clock.now += 1.0
+    window = meter.take()
+    assert window is not None
+    config = TrafficConfig(plan_id="demo", usd_per_hour=3.6, predicted_usd_per_million_tokens=0.2)
+    event = cost_event(window, config)
+    assert event.scope == "plan" and event.key == "demo" and event.measured_by == "traffic"
+    # $3.6/h at 1,000 output tokens/s: 3.6 M tokens an hour, $1 per million.
+    assert event.usd_per_million_output_tokens == pytest.approx(1.0)
+    assert event.usd_per_million_tokens == pytest.approx(0.5)
+    assert (event.requests, event.failed_requests, event.window_s) == (1, 0, 1.0)
+    assert event.predicted_usd_per_million_tokens == 0.2
+
+    clock.now += 1.0
+    meter.record(ok=False, output_tokens=None)
+    clock.now += 1.0
+    idle = cost_event(meter.take(), config)  # type: ignore[arg-type]
+    assert idle.output_tokens_per_s == 0 and idle.usd_per_million_tokens is None  # not infinite
+
+
+def test_usage_of_a_whole_answer() -> None:
+    body = {"choices": [{"text": "Paris"}], "usage": {"completion_tokens": 3, "prompt_tokens": 7}}
+    assert usage_of_body(json.dumps(body).encode()) == (3, 7)
+    assert usage_of_body(b'{"choices": []}') == (None, None)
+    assert usage_of_body(b"not json") == (None, None)
+    assert usage_of_body(b'{"usage": {"completion_tokens": -1}}') == (None, None)
+
+
+def test_a_stream_counts_its_text_events_across_chunk_boundaries() -> None:
+    stream = _sse(
+        {"choices": [{"delta": {"role": "assistant"}}]},  # no text: not a token
+        {"choices": [{"delta": {"content": "Hel"}}]},
+        {"choices": [{"delta": {"content": "lo"}}]},
+        {"choices": [{"text": "!"}]},  # completions stream text, not deltas
+        {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+        b"[DONE]",
+    )
+    tally = StreamTally()
+    for start in range(0, len(stream), 7):  # chunks that cut events apart
+        tally.feed(stream[start : start + 7])
+    assert tally.tokens() == (3, None)
+
+
+def test_a_streams_usage_event_is_taken_over_the_count() -> None:
+    tally = StreamTally()
+    tally.feed(_sse({"choices": [{"delta": {"content": "a"}}]}))
+    tally.feed(_sse({"choices": [], "usage": {"completion_tokens": 5, "prompt_tokens": 9}}))
+    assert tally.tokens() == (5, 9)
+
+
+def test_a_last_event_without_its_blank_line_still_counts() -> None:
+    tally = StreamTally()
+    tally.feed(b'data: {"choices": [{"text": "x"}]}')
+    assert tally.tokens() == (1, None)
