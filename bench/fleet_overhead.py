@@ -3,7 +3,7 @@
 A local cluster (`quantplan cluster up --nodes c7i.xlarge:1`) runs a one-replica llama.cpp plan
 of the default model behind the endpoint, started as the command line starts it (a separate
 `quantplan cluster endpoint` process). The same short request (completions, max_tokens=1) is then
-sent, one at a time and alternating, to the endpoint (Serve's proxy -> ingress -> engine replica
+sent, one at a time and alternating, to the endpoint (HAProxy -> ingress -> engine replica
 -> engine) and straight to the engine server the replica owns, so both see the same load. Per
 path: p50, p99 and mean latency; the overhead is the difference of the p50s, and the median of
 the per-pair differences. Then the endpoint is stopped with SIGTERM: how long it took, and
@@ -184,7 +184,7 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
 Plan: {r["plan"]}, behind `quantplan cluster endpoint` on a local cluster
 (`cluster up --nodes c7i.xlarge:1`). Request: {r["request"]};
 {r["requests_per_path"]} requests per path after 10 warm-ups each.
-Router = Serve's HTTP proxy -> ingress replica -> engine replica (a Serve deployment) -> engine;
+Router = HAProxy (Serve's) -> ingress replica -> engine replica (a Serve deployment) -> engine;
 direct = the same engine server, on the port its Serve replica started it on.
 
 | path | p50 ms | p99 ms | mean ms |
@@ -193,7 +193,7 @@ direct = the same engine server, on the port its Serve replica started it on.
 | direct to the replica's engine | {direct["p50_ms"]} | {direct["p99_ms"]} | {direct["mean_ms"]} |
 | **overhead** | **{r["overhead_p50_ms"]}** | {r["overhead_p99_ms"]} | |
 
-Where it lies: `GET /v1/models`, which the ingress answers itself (Serve's proxy and the
+Where it lies: `GET /v1/models`, which the ingress answers itself (HAProxy and the
 ingress replica, no engine replica), took p50 {r["models_via_proxy_and_ingress"]["p50_ms"]} ms
 (p99 {r["models_via_proxy_and_ingress"]["p99_ms"]}); the engine's own `/v1/models` p50
 {r["models_direct_from_engine"]["p50_ms"]} ms (p99 {r["models_direct_from_engine"]["p99_ms"]}).

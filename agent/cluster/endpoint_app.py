@@ -204,6 +204,7 @@ class FleetIngress:
         handles: list[Any],
         api_key_sha256: str | None,
         traffic: dict[str, Any] | None = None,
+        local_only: bool = False,
     ) -> None:
         self.model = model
         self.routes = [Route.model_validate(route) for route in routes]
@@ -214,6 +215,9 @@ class FleetIngress:
         self.traffic = TrafficConfig.model_validate(traffic) if traffic else None
         self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
         self._collector: Any = None
+        # Serve's direct ingress opens this replica's own port on every interface: an endpoint
+        # bound to loopback must still not answer the network.
+        self.local_only = local_only
 
     def publish(self, event: CostEvent) -> None:
         """Hand a cost event to the cluster's collector without waiting for it; without a
@@ -256,6 +260,9 @@ class FleetIngress:
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path.rstrip("/")
+        caller = request.client.host if request.client is not None else None
+        if self.local_only and caller not in (None, "127.0.0.1", "::1", "localhost"):
+            return _error(403, "this endpoint answers local callers only", "forbidden")
         if path == "/health":
             return Response(status_code=200)
         if not self._authorized(request):
@@ -370,6 +377,8 @@ def fleet_application(
     api_key: str | None,
     ingress_options: dict[str, Any],
     traffic: TrafficConfig | None = None,
+    *,
+    local_only: bool = False,
 ) -> Any:
     """The application: the ingress bound to the plan deployments' bound engine deployments."""
     digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
@@ -382,4 +391,5 @@ def fleet_application(
         [bound for _, bound in engines],
         digest,
         traffic.model_dump() if traffic else None,
+        local_only,
     )

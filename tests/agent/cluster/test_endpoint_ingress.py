@@ -171,3 +171,41 @@ async def test_served_traffic_becomes_the_plans_cost_events() -> None:
     assert event.output_tokens_per_s * 10 == pytest.approx(5 * 4 + 4 * 1)
     assert event.total_tokens_per_s * 10 == pytest.approx(5 * (4 + 6) + 4 * 1)
     assert event.usd_per_million_output_tokens == pytest.approx(0.36 / (2.4 * 3600) * 1e6)
+
+
+async def test_a_loopback_endpoint_refuses_callers_from_the_network() -> None:
+    # Serve's direct ingress opens the ingress replica's port on every interface.
+    import hashlib
+
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    replica = StandInReplica([b"{}"])
+    routes = [{"deployment": "a", "weight": 1.0}]
+    ingress = FleetIngress(MODEL, routes, [replica], digest, None, True)
+
+    def client_from(host: str) -> httpx.AsyncClient:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scope = {**scope, "client": (host, 40000)}
+            response = await ingress(Request(scope, receive))
+            await response(scope, receive, send)
+
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://fleet",
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+
+    async with client_from("10.1.2.3") as remote:
+        assert (await remote.post("/v1/completions", json=BODY)).status_code == 403
+    async with client_from("127.0.0.1") as local:
+        assert (await local.post("/v1/completions", json=BODY)).status_code == 200
+    assert replica.calls == 1
+
+
+def test_haproxys_socket_path_fits_for_the_longest_application_name() -> None:
+    # Serve puts a 56-character node id below the folder; HAProxy refuses sockets over 97.
+    from quantplan.agent.cluster.endpoint import router_env
+
+    env = router_env("x" * 60)
+    folder, _, name = env["RAY_SERVE_HAPROXY_SOCKET_PATH"].rpartition("/")
+    assert len(f"{folder}/{'0' * 56}/{name}") <= 97
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
