@@ -100,6 +100,13 @@ class Served:
         self.process.wait(10)
 
 
+def hangup_as_default() -> None:
+    """Runs in each started process before it executes: a suite run under ``nohup`` hands
+    its children an ignored SIGHUP, and these tests are about a service started the usual
+    way (``quantplan`` itself keeps an ignored SIGHUP ignored, as nohup asks)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def launch(command: list[str], tmp_path: Path, env: dict[str, str]) -> Served:
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     environment = {**os.environ, **env}
@@ -111,6 +118,7 @@ def launch(command: list[str], tmp_path: Path, env: dict[str, str]) -> Served:
             stdin=subprocess.DEVNULL,
             env=environment,
             start_new_session=True,  # as a service manager starts it; the test kills it whole
+            preexec_fn=hangup_as_default,
         )
     return Served(process, stdout, stderr)
 
@@ -311,7 +319,10 @@ def test_long_command_stops_its_grandchildren_unless_the_signal_was_ignored(
 ) -> None:
     command = [sys.executable, "-c", LONG_COMMAND, str(tmp_path / "work.log")]
     process = subprocess.Popen(
-        [*command, "nohup" if ignored else "-"], stderr=subprocess.PIPE, start_new_session=True
+        [*command, "nohup" if ignored else "-"],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=hangup_as_default,
     )
     descendants: list[psutil.Process] = []
     try:
