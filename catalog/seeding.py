@@ -55,7 +55,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 13
+SEED_VERSION = 14
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
