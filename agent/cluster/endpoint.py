@@ -233,7 +233,7 @@ def build_application(
 
     from quantplan.agent.cluster.endpoint_app import engine_deployment, fleet_application
     from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
-    from quantplan.agent.cluster.traffic import TrafficConfig
+    from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
     app = app_name_for(plan, options)
     engines = []
@@ -260,6 +260,14 @@ def build_application(
     if head:
         ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
     capacities = {route.deployment: route.weight for route, _ in engines}
+    lines = {
+        route.deployment: LinePrice(
+            label=f"{deployment.scheme} {deployment.engine} {deployment.instance.name}",
+            usd_per_hour=deployment.usd_per_hour * deployment.instances,
+            predicted_usd_per_million_tokens=deployment.usd_per_million_tokens,
+        )
+        for (route, _), deployment in zip(engines, plan.fleet, strict=True)
+    }
     traffic = TrafficConfig(
         plan_id=app,
         usd_per_hour=sum(d.usd_per_hour * d.instances for d in plan.fleet),
@@ -267,6 +275,7 @@ def build_application(
             plan.choice.usd_per_million_tokens if plan.choice is not None else None
         ),
         window_s=options.traffic_window_s,
+        lines=lines,
     )
     application = fleet_application(
         plan.model,

@@ -47,6 +47,7 @@ from quantplan.agent.cluster.traffic import (
     TrafficConfig,
     TrafficMeter,
     cost_event,
+    line_cost_events,
     usage_of_body,
 )
 from quantplan.agent.serve.engine import ServeOptions
@@ -241,7 +242,11 @@ class FleetIngress:
         window = self.meter.take()
         if window is not None:
             try:
-                self.publish(cost_event(window, self.traffic))
+                for event in [
+                    cost_event(window, self.traffic),
+                    *line_cost_events(window, self.traffic),
+                ]:
+                    self.publish(event)
             except Exception:  # metering must never fail a request
                 logger.exception("could not publish the traffic window")
 
@@ -311,7 +316,7 @@ class FleetIngress:
             answer = await handle.complete.remote(path, body)
             ok = 200 <= answer["status"] < 300
             output, prompt = usage_of_body(answer["body"]) if ok else (None, None)
-            self._note(ok=ok, output_tokens=output, prompt_tokens=prompt)
+            self._note(ok=ok, output_tokens=output, prompt_tokens=prompt, line=route.deployment)
             return Response(
                 answer["body"],
                 status_code=answer["status"],
@@ -340,7 +345,11 @@ class FleetIngress:
                     output, prompt = tally.tokens()
                     ok = not broke and 200 <= first["status"] < 300
                     self._note(
-                        ok=ok, output_tokens=output, prompt_tokens=prompt, ttft_s=first_token_s
+                        ok=ok,
+                        output_tokens=output,
+                        prompt_tokens=prompt,
+                        ttft_s=first_token_s,
+                        line=route.deployment,
                     )
 
         return StreamingResponse(

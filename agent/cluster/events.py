@@ -114,12 +114,19 @@ class ReplicaEvent(_Event):
 
 
 class CostEvent(_Event):
-    """Measured cost per token of a replica, a node, or a whole plan."""
+    """Measured cost per token of a replica, a node, a plan line, or a whole plan."""
 
     type: Literal["cost"] = "cost"
-    scope: Literal["replica", "node", "plan"]
-    key: str = Field(description="replica id, node id or plan id, as scope says")
+    scope: Literal["replica", "node", "line", "plan"]
+    key: str = Field(
+        description="replica id, node id, '<plan id>|<deployment>' or plan id, as scope says"
+    )
     plan_id: str
+    deployment: str | None = Field(
+        default=None,
+        description="Line scope: the plan line, 'scheme engine instance-type' (as replicas "
+        "are grouped on the dashboard)",
+    )
     output_tokens_per_s: float = Field(ge=0)
     total_tokens_per_s: float = Field(ge=0)
     usd_per_hour: float = Field(ge=0)

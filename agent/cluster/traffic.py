@@ -5,8 +5,10 @@ answer came, the tokens it carried and, for a streamed answer, the time to its f
 Each window that saw requests becomes one :class:`~quantplan.agent.cluster.events.CostEvent`
 of the plan, marked ``measured_by="traffic"``: the tokens per second the fleet actually served
 and, the whole fleet being rented whether busy or not, what a million of them cost at that
-rate. A benchmark (``quantplan apply``) measures the same at the planned load; this measures it
-at the load users bring.
+rate; and one per plan line that answered requests in it (``scope="line"``), priced with that
+line's instances only, so a line that carries little shows its own high $ per token. A
+benchmark (``quantplan apply``) measures the same at the planned load; this measures it at the
+load users bring.
 
 Token counts are the engines' own ``usage`` where the answer has one (every non-streamed
 OpenAI answer; a streamed one only when the client asked for it), else, for a stream, one per
@@ -20,12 +22,22 @@ import json
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.cluster.events import CostEvent
 from quantplan.agent.costs import usd_per_million_tokens
+
+
+class LinePrice(BaseModel):
+    """One plan line (a Serve deployment of the fleet) as its cost events name and price it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(description="scheme engine instance-type, as the dashboard groups replicas")
+    usd_per_hour: float = Field(ge=0, description="The line's instances, per hour")
+    predicted_usd_per_million_tokens: float | None = Field(default=None, ge=0)
 
 
 class TrafficConfig(BaseModel):
@@ -37,6 +49,9 @@ class TrafficConfig(BaseModel):
     usd_per_hour: float = Field(ge=0, description="Every instance of the plan's fleet, per hour")
     predicted_usd_per_million_tokens: float | None = Field(default=None, ge=0)
     window_s: float = Field(default=10.0, gt=0, description="Seconds summed into one event")
+    lines: dict[str, LinePrice] = Field(
+        default_factory=dict, description="Per Serve deployment name: its plan line"
+    )
 
 
 class TrafficWindow(BaseModel):
@@ -51,6 +66,11 @@ class TrafficWindow(BaseModel):
     prompt_tokens: int = Field(ge=0)
     output_tokens: int = Field(ge=0)
     ttft_p95_ms: float | None = Field(default=None, description="Over the streamed requests")
+    by_line: dict[str, TrafficWindow] = Field(
+        default_factory=dict,
+        description="The same, per Serve deployment that answered (a request no line answered "
+        "counts in the plan's sums only)",
+    )
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -63,24 +83,65 @@ class TrafficWindow(BaseModel):
 
 def cost_event(window: TrafficWindow, config: TrafficConfig) -> CostEvent:
     """The plan's cost at the window's traffic."""
-    return CostEvent(
+    return _priced(
+        window,
+        config,
         scope="plan",
         key=config.plan_id,
+        usd_per_hour=config.usd_per_hour,
+        predicted=config.predicted_usd_per_million_tokens,
+    )
+
+
+def line_cost_events(window: TrafficWindow, config: TrafficConfig) -> list[CostEvent]:
+    """Each plan line's cost at the share of the window's traffic it answered (lines the
+    config does not name are left out: they cannot be priced)."""
+    events = []
+    for deployment, part in sorted(window.by_line.items()):
+        line = config.lines.get(deployment)
+        if line is None:
+            continue
+        events.append(
+            _priced(
+                part,
+                config,
+                scope="line",
+                key=f"{config.plan_id}|{line.label}",
+                usd_per_hour=line.usd_per_hour,
+                predicted=line.predicted_usd_per_million_tokens,
+                deployment=line.label,
+            )
+        )
+    return events
+
+
+def _priced(
+    window: TrafficWindow,
+    config: TrafficConfig,
+    *,
+    scope: Literal["plan", "line"],
+    key: str,
+    usd_per_hour: float,
+    predicted: float | None,
+    deployment: str | None = None,
+) -> CostEvent:
+    return CostEvent(
+        scope=scope,
+        key=key,
         plan_id=config.plan_id,
+        deployment=deployment,
         measured_by="traffic",
         window_s=window.seconds,
         requests=window.requests,
         failed_requests=window.failed,
         output_tokens_per_s=window.output_tokens_per_s,
         total_tokens_per_s=window.total_tokens_per_s,
-        usd_per_hour=config.usd_per_hour,
+        usd_per_hour=usd_per_hour,
         usd_per_million_output_tokens=usd_per_million_tokens(
-            config.usd_per_hour, window.output_tokens_per_s
+            usd_per_hour, window.output_tokens_per_s
         ),
-        usd_per_million_tokens=usd_per_million_tokens(
-            config.usd_per_hour, window.total_tokens_per_s
-        ),
-        predicted_usd_per_million_tokens=config.predicted_usd_per_million_tokens,
+        usd_per_million_tokens=usd_per_million_tokens(usd_per_hour, window.total_tokens_per_s),
+        predicted_usd_per_million_tokens=predicted,
         ttft_p95_ms=window.ttft_p95_ms,
     )
 
@@ -90,6 +151,40 @@ def _p95(values: list[float]) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+class _Tally:
+    """Requests summed since a window began."""
+
+    def __init__(self) -> None:
+        self.requests = self.failed = self.uncounted = 0
+        self.prompt_tokens = self.output_tokens = 0
+        self.ttfts_ms: list[float] = []
+
+    def add(
+        self, ok: bool, output_tokens: int | None, prompt_tokens: int | None, ttft_s: float | None
+    ) -> None:
+        self.requests += 1
+        self.failed += 0 if ok else 1
+        if output_tokens is None:
+            self.uncounted += 1
+        else:
+            self.output_tokens += output_tokens
+        self.prompt_tokens += prompt_tokens or 0
+        if ttft_s is not None:
+            self.ttfts_ms.append(1000 * ttft_s)
+
+    def window(self, seconds: float, by_line: dict[str, TrafficWindow]) -> TrafficWindow:
+        return TrafficWindow(
+            seconds=seconds,
+            requests=self.requests,
+            failed=self.failed,
+            uncounted=self.uncounted,
+            prompt_tokens=self.prompt_tokens,
+            output_tokens=self.output_tokens,
+            ttft_p95_ms=_p95(self.ttfts_ms),
+            by_line=by_line,
+        )
 
 
 class TrafficMeter:
@@ -102,9 +197,12 @@ class TrafficMeter:
 
     def _reset(self, start: float) -> None:
         self.started = start
-        self.requests = self.failed = self.uncounted = 0
-        self.prompt_tokens = self.output_tokens = 0
-        self.ttfts_ms: list[float] = []
+        self.total = _Tally()
+        self.lines: dict[str, _Tally] = {}
+
+    @property
+    def requests(self) -> int:
+        return self.total.requests
 
     def record(
         self,
@@ -113,35 +211,24 @@ class TrafficMeter:
         output_tokens: int | None,
         prompt_tokens: int | None = None,
         ttft_s: float | None = None,
+        line: str | None = None,
     ) -> None:
-        self.requests += 1
-        self.failed += 0 if ok else 1
-        if output_tokens is None:
-            self.uncounted += 1
-        else:
-            self.output_tokens += output_tokens
-        self.prompt_tokens += prompt_tokens or 0
-        if ttft_s is not None:
-            self.ttfts_ms.append(1000 * ttft_s)
+        """One finished request; ``line``: the Serve deployment that answered it, if any."""
+        self.total.add(ok, output_tokens, prompt_tokens, ttft_s)
+        if line is not None:
+            self.lines.setdefault(line, _Tally()).add(ok, output_tokens, prompt_tokens, ttft_s)
 
     def take(self) -> TrafficWindow | None:
         """The window so far, if it has run its length and saw requests (then a new one
         starts); else None."""
         now = self.clock()
         elapsed = now - self.started
-        if elapsed < self.window_s or self.requests == 0:
-            if self.requests == 0 and elapsed >= self.window_s:
+        if elapsed < self.window_s or self.total.requests == 0:
+            if self.total.requests == 0 and elapsed >= self.window_s:
                 self._reset(now)  # an idle window: the next one starts with its first request
             return None
-        window = TrafficWindow(
-            seconds=elapsed,
-            requests=self.requests,
-            failed=self.failed,
-            uncounted=self.uncounted,
-            prompt_tokens=self.prompt_tokens,
-            output_tokens=self.output_tokens,
-            ttft_p95_ms=_p95(self.ttfts_ms),
-        )
+        by_line = {name: tally.window(elapsed, {}) for name, tally in self.lines.items()}
+        window = self.total.window(elapsed, by_line)
         self._reset(now)
         return window
 

@@ -187,3 +187,40 @@ def test_the_summary_says_when_its_cost_comes_from_live_traffic() -> None:
     assert summary.live and summary.output_tokens_per_s == 120.0
     line = summary_line("cluster", summary)
     assert "120 out tok/s" in line and "(live traffic)" in line
+
+
+def test_a_line_metered_by_the_endpoint_shows_its_live_traffic_in_place_of_the_benchmark() -> None:
+    from quantplan.tui.screens.fleet import LIVE_MARK, deployment_cells
+
+    state = FleetState()
+    state.apply_all(recorded_fleet())
+    (benchmarked,) = state.deployment_rows()
+    assert not benchmarked.live
+
+    def line(deployment: str, tokens: float, usd_per_hour: float) -> CostEvent:
+        return CostEvent(
+            scope="line",
+            key=f"plan-a|{deployment}",
+            plan_id="plan-a",
+            deployment=deployment,
+            measured_by="traffic",
+            output_tokens_per_s=tokens,
+            total_tokens_per_s=2 * tokens,
+            usd_per_hour=usd_per_hour,
+            usd_per_million_tokens=usd_per_hour / (2 * tokens * 3600) * 1e6,
+            predicted_usd_per_million_tokens=0.25,
+            ttft_p95_ms=180.0,
+        )
+
+    state.apply_all(
+        [line(benchmarked.deployment, 50.0, 1.61), line("bf16 vllm g6.xlarge", 5.0, 0.8)]
+    )
+    rows = {row.deployment: row for row in state.deployment_rows()}
+    assert len(rows) == 2 and state.plans.keys() == {"plan-a"}  # lines are not plans
+    metered = rows[benchmarked.deployment]
+    assert metered.live and metered.output_tokens_per_s == 50.0 and metered.usd_per_hour == 1.61
+    assert (metered.ttft_p95_ms, metered.predicted_usd_per_million_tokens) == (180.0, 0.25)
+    assert metered.replicas_total == benchmarked.replicas_total  # replicas still counted
+    # A line the dashboard knows only from the endpoint (no replica events) still gets a row.
+    other = deployment_cells(rows["bf16 vllm g6.xlarge"])
+    assert other[2] == "-" and other[3] == (f"{LIVE_MARK}5", "green")

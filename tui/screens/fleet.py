@@ -74,6 +74,7 @@ DEPLOYMENT_COLUMNS = (
     ("ttft", "p95 TTFT ms", 13),
 )
 PROGRESS_BAR_WIDTH = 8
+LIVE_MARK = "● "  # a deployment row measured on the endpoint's live traffic
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -122,8 +123,10 @@ def deployment_cells(row: DeploymentRow) -> tuple[Cell, ...]:
     return (
         row.deployment,
         row.plan_id,
-        f"{row.replicas_healthy}/{row.replicas_total}",
-        _number(row.output_tokens_per_s),
+        f"{row.replicas_healthy}/{row.replicas_total}" if row.replicas_total else "-",
+        (f"{LIVE_MARK}{_number(row.output_tokens_per_s)}", "green")
+        if row.live
+        else _number(row.output_tokens_per_s),
         _number(row.usd_per_hour, 2),
         f"{_number(row.usd_per_million_tokens, 3)} | "
         f"{_number(row.predicted_usd_per_million_tokens, 3)}",

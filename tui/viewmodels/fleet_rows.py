@@ -78,6 +78,7 @@ class DeploymentRow:
     predicted_usd_per_million_tokens: float | None
     ttft_p95_ms: float | None = None  # the worst replica's: an SLO holds only if it holds there
     predicted_ttft_p95_ms: float | None = None
+    live: bool = False  # tokens, $ and TTFT from the endpoint's live traffic on this line
 
 
 @dataclass(frozen=True)

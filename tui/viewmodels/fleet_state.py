@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from quantplan.agent.cluster.events import (
@@ -52,6 +52,8 @@ class FleetState:
     jobs: dict[str, JobRow] = field(default_factory=dict)
     replicas: dict[str, ReplicaRow] = field(default_factory=dict)
     plans: dict[str, PlanRow] = field(default_factory=dict)
+    # (plan id, deployment): the line's latest live-traffic cost event (the fleet endpoint's)
+    lines: dict[tuple[str, str], CostEvent] = field(default_factory=dict)
     events_applied: int = 0
     log_total: int = 0  # log lines ever written; the log keeps only the newest
     catalog_available: bool = True
@@ -213,6 +215,10 @@ class FleetState:
                 replica.itl_p95_ms = event.itl_p95_ms
                 replica.predicted_ttft_p95_ms = event.predicted_ttft_p95_ms
                 self.deployments_dirty = True
+        elif event.scope == "line":
+            if event.deployment is not None:
+                self.lines[(event.plan_id, event.deployment)] = event
+                self.deployments_dirty = True
         else:
             plan = self.plans.setdefault(event.key, PlanRow(event.key))
             plan.output_tokens_per_s = event.output_tokens_per_s
@@ -270,7 +276,9 @@ class FleetState:
         )
 
     def deployment_rows(self) -> list[DeploymentRow]:
-        groups: dict[tuple[str, str], list[ReplicaRow]] = {}
+        """One row per plan line: its replicas' benchmark figures, or, where the fleet
+        endpoint meters the line, its live traffic's."""
+        groups: dict[tuple[str, str], list[ReplicaRow]] = {key: [] for key in self.lines}
         for replica in self.replicas.values():
             groups.setdefault((replica.plan_id, replica.deployment), []).append(replica)
         rows = []
@@ -282,27 +290,38 @@ class FleetState:
             predicted_ttfts = [
                 r.predicted_ttft_p95_ms for r in live if r.predicted_ttft_p95_ms is not None
             ]
-            rows.append(
-                DeploymentRow(
-                    key=f"{plan_id}|{deployment}",
-                    plan_id=plan_id,
-                    deployment=deployment,
-                    replicas_healthy=sum(1 for r in live if r.state == "healthy"),
-                    replicas_total=len(live),
-                    output_tokens_per_s=(
-                        sum(r.output_tokens_per_s or 0.0 for r in measured) if measured else None
-                    ),
-                    usd_per_hour=(
-                        sum(r.usd_per_hour or 0.0 for r in measured) if measured else None
-                    ),
-                    usd_per_million_tokens=_combined_cost(measured),
-                    predicted_usd_per_million_tokens=(
-                        plan.predicted_usd_per_million_tokens if plan else None
-                    ),
-                    ttft_p95_ms=max(ttfts) if ttfts else None,
-                    predicted_ttft_p95_ms=max(predicted_ttfts) if predicted_ttfts else None,
-                )
+            row = DeploymentRow(
+                key=f"{plan_id}|{deployment}",
+                plan_id=plan_id,
+                deployment=deployment,
+                replicas_healthy=sum(1 for r in live if r.state == "healthy"),
+                replicas_total=len(live),
+                output_tokens_per_s=(
+                    sum(r.output_tokens_per_s or 0.0 for r in measured) if measured else None
+                ),
+                usd_per_hour=(sum(r.usd_per_hour or 0.0 for r in measured) if measured else None),
+                usd_per_million_tokens=_combined_cost(measured),
+                predicted_usd_per_million_tokens=(
+                    plan.predicted_usd_per_million_tokens if plan else None
+                ),
+                ttft_p95_ms=max(ttfts) if ttfts else None,
+                predicted_ttft_p95_ms=max(predicted_ttfts) if predicted_ttfts else None,
             )
+            traffic = self.lines.get((plan_id, deployment))
+            if traffic is not None:
+                row = replace(
+                    row,
+                    output_tokens_per_s=traffic.output_tokens_per_s,
+                    usd_per_hour=traffic.usd_per_hour,
+                    usd_per_million_tokens=traffic.usd_per_million_tokens,
+                    predicted_usd_per_million_tokens=(
+                        traffic.predicted_usd_per_million_tokens
+                        or row.predicted_usd_per_million_tokens
+                    ),
+                    ttft_p95_ms=traffic.ttft_p95_ms,
+                    live=True,
+                )
+            rows.append(row)
         return rows
 
     def summary(self) -> FleetSummary:

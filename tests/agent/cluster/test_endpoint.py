@@ -50,7 +50,8 @@ def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
 
 
 def _traffic_events(cluster: RayTestCluster, plan_id: str) -> list[CostEvent]:
-    """The plan's traffic cost events the collector holds (waiting a little for the first)."""
+    """The plan's traffic cost events the collector holds, the plan's and its lines'
+    (waiting a little for the first)."""
     source = RayEventSource(cluster.collector)  # type: ignore[arg-type]
     deadline = time.monotonic() + 30
     while True:
@@ -58,7 +59,7 @@ def _traffic_events(cluster: RayTestCluster, plan_id: str) -> list[CostEvent]:
         found = [
             e
             for e in batch.events
-            if isinstance(e, CostEvent) and e.measured_by == "traffic" and e.key == plan_id
+            if isinstance(e, CostEvent) and e.measured_by == "traffic" and e.plan_id == plan_id
         ]
         if found or time.monotonic() > deadline:
             return found
@@ -142,8 +143,14 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
             assert len(seen) == 2, seen
 
             # The traffic so far reached the collector as the plan's measured cost.
-            traffic = _traffic_events(ray_cluster, endpoint.app_name)
+            events = _traffic_events(ray_cluster, endpoint.app_name)
+            traffic = [e for e in events if e.scope == "plan"]
+            lines = [e for e in events if e.scope == "line"]
             assert traffic, "no traffic window reached the collector"
+            # Each plan line is priced at the traffic it answered, with its own instances.
+            assert len({e.deployment for e in lines}) == 2, {e.key for e in lines}
+            assert sum(e.requests or 0 for e in lines) <= sum(e.requests or 0 for e in traffic)
+            assert all(e.usd_per_hour < traffic[-1].usd_per_hour for e in lines)
             assert all(e.output_tokens_per_s > 0 and e.usd_per_million_tokens for e in traffic)
             assert sum(e.requests or 0 for e in traffic) >= 20
             last = traffic[-1]

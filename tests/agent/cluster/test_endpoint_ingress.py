@@ -15,7 +15,7 @@ import pytest
 from starlette.requests import Request
 
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER, FleetIngress
-from quantplan.agent.cluster.traffic import TrafficConfig
+from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
 MODEL = "SmolLM2-135M-Instruct"
 KEY = "k-123"
@@ -153,7 +153,8 @@ async def test_served_traffic_becomes_the_plans_cost_events() -> None:
     from quantplan.agent.cluster.traffic import TrafficMeter
 
     ingress = _ingress({"only": 1.0}, {"only": StandInEngine()})
-    ingress.traffic = TrafficConfig(plan_id="demo", usd_per_hour=0.36)
+    only = LinePrice(label="q4 llama.cpp c7i.xlarge", usd_per_hour=0.36)
+    ingress.traffic = TrafficConfig(plan_id="demo", usd_per_hour=0.36, lines={"only": only})
     now = [0.0]
     ingress.meter = TrafficMeter(10.0, clock=lambda: now[0])
     published: list[CostEvent] = []
@@ -165,8 +166,11 @@ async def test_served_traffic_becomes_the_plans_cost_events() -> None:
         assert published == []  # the window has not run yet
         now[0] = 10.0
         await client.post("/v1/completions", json=BODY)
-    (event,) = published
+    event, line = published
     assert event.key == "demo" and event.measured_by == "traffic" and event.requests == 9
+    # The one line answered everything: its own event says the same, under its own key.
+    assert (line.scope, line.key, line.requests) == ("line", "demo|q4 llama.cpp c7i.xlarge", 9)
+    assert line.output_tokens_per_s == event.output_tokens_per_s
     # Whole answers count their usage (4 tokens each), streams their text events (1 each).
     assert event.output_tokens_per_s * 10 == pytest.approx(5 * 4 + 4 * 1)
     assert event.total_tokens_per_s * 10 == pytest.approx(5 * (4 + 6) + 4 * 1)

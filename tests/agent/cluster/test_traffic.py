@@ -8,10 +8,12 @@ import json
 import pytest
 
 from quantplan.agent.cluster.traffic import (
+    LinePrice,
     StreamTally,
     TrafficConfig,
     TrafficMeter,
     cost_event,
+    line_cost_events,
     usage_of_body,
 )
 
@@ -47,6 +49,46 @@ def test_a_window_is_handed_over_once_it_has_run_and_then_starts_anew() -> None:
     assert window.total_tokens_per_s == pytest.approx(13.0)
     assert window.ttft_p95_ms == pytest.approx(400.0)
     assert meter.take() is None and meter.requests == 0  # a new window
+
+
+def test_each_plan_line_is_priced_with_its_own_instances_at_the_traffic_it_answered() -> None:
+    clock = Clock()
+    meter = TrafficMeter(10.0, clock)
+    for _ in range(3):
+        meter.record(ok=True, output_tokens=300, prompt_tokens=100, ttft_s=0.1, line="0-gpu")
+    meter.record(ok=True, output_tokens=100, ttft_s=0.9, line="1-cpu")
+    meter.record(ok=False, output_tokens=None)  # no line answered: the plan's sums only
+    meter.record(ok=False, output_tokens=None, line="unpriced")  # a line the config lacks
+    clock.now += 10
+    window = meter.take()
+    assert window is not None and window.requests == 6
+    assert sorted(window.by_line) == ["0-gpu", "1-cpu", "unpriced"]
+    config = TrafficConfig(
+        plan_id="demo",
+        usd_per_hour=4.0,
+        lines={
+            "0-gpu": LinePrice(
+                label="awq vllm g5.xlarge", usd_per_hour=3.6, predicted_usd_per_million_tokens=1.5
+            ),
+            "1-cpu": LinePrice(label="q4 llama.cpp c7i.xlarge", usd_per_hour=0.4),
+        },
+    )
+    gpu, cpu = line_cost_events(window, config)
+    assert (gpu.scope, gpu.key, gpu.deployment) == (
+        "line",
+        "demo|awq vllm g5.xlarge",
+        "awq vllm g5.xlarge",
+    )
+    assert gpu.plan_id == "demo" and gpu.measured_by == "traffic"
+    # 900 output tokens in 10 s on $3.6/h: 324,000 tokens an hour, $11.11 per million.
+    assert gpu.output_tokens_per_s == pytest.approx(90.0)
+    assert gpu.usd_per_million_output_tokens == pytest.approx(3.6 / (90 * 3600) * 1e6)
+    assert (gpu.requests, gpu.ttft_p95_ms, gpu.predicted_usd_per_million_tokens) == (3, 100.0, 1.5)
+    assert cpu.key == "demo|q4 llama.cpp c7i.xlarge" and cpu.ttft_p95_ms == pytest.approx(900.0)
+    assert cpu.usd_per_hour == 0.4 and cpu.predicted_usd_per_million_tokens is None
+    plan = cost_event(window, config)
+    assert (plan.requests, plan.failed_requests, plan.output_tokens_per_s) == (6, 2, 100.0)
+    assert plan.deployment is None
 
 
 def test_an_idle_window_gives_nothing_and_the_next_starts_with_traffic() -> None:
