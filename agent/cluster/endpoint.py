@@ -203,6 +203,8 @@ def fleet_lines(
                 **context,
             ),
             note_prefix=f"{note_prefix(app)}{name}-",
+            plan_id=app,
+            scheme=deployment.scheme,
         )
         # A plan line that carries nothing still gets a sliver, so its replicas are used.
         weight = max(deployment.capacity_requests_per_s, 1e-3)

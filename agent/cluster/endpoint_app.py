@@ -32,8 +32,9 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,7 +42,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from quantplan.agent.cluster.events import CostEvent
+from quantplan.agent.cluster.events import CostEvent, FleetEvent, ReplicaEvent
 from quantplan.agent.cluster.traffic import (
     StreamTally,
     TrafficConfig,
@@ -77,6 +78,36 @@ class EngineReplicaConfig(BaseModel):
     store_url: str | None = None
     options: ServeOptions
     note_prefix: str = Field(description="Prefix of this replica's server note")
+    plan_id: str = Field(description="The Serve application: key of the replica's events")
+    scheme: str = Field(description="The plan line's scheme (named in the replica's events)")
+
+
+class CollectorLink:
+    """Fire-and-forget publishing to the cluster's collector, found on first use. Without one
+    (a cluster that ``cluster up`` did not start) events are dropped, with one warning, and the
+    collector is looked for again a little later."""
+
+    RETRY_S = 30.0
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._missing_since: float | None = None
+
+    def publish(self, event: FleetEvent) -> None:
+        if self._handle is None:
+            from quantplan.agent.cluster.collector_actor import NoCollectorError, get_collector
+
+            now = time.monotonic()
+            if self._missing_since is not None and now - self._missing_since < self.RETRY_S:
+                return
+            try:
+                self._handle = get_collector()
+            except NoCollectorError:
+                if self._missing_since is None:
+                    logger.warning("no quantplan collector on this cluster: events not reported")
+                self._missing_since = now
+                return
+        self._handle.publish.remote(event.model_dump_json())
 
 
 class EngineUnavailableError(RuntimeError):
@@ -114,17 +145,33 @@ class EngineReplica:
         node_id = ray.get_runtime_context().get_node_id()
         replica = serve.get_replica_context().replica_id.unique_id
         self.note_id = f"{config.note_prefix}{replica}"
+        self.collector = CollectorLink()
+        self.event = ReplicaEvent(
+            plan_id=config.plan_id,
+            replica_id=self.note_id,
+            engine=config.engine,
+            scheme=config.scheme,
+            node_id=node_id,
+            instance_type=config.instance_type,
+            state="starting",
+        )
+        self._report("starting")
         engine = get_engine(config.engine)
-        python = built_engine(engine, f"{config.instance_type} node {node_id[:12]}")
         note = {"node_id": node_id, "engine": config.engine, "job_id": self.note_id}
 
         def noted(pid: int) -> None:
             note_server(self.note_id, {**note, "pid": pid, "state": "starting"})
 
-        self.server = start_server(
-            engine, _pull_artifact(config), config.options, python=python, on_launch=noted
-        )
+        try:
+            python = built_engine(engine, f"{config.instance_type} node {node_id[:12]}")
+            self.server = start_server(
+                engine, _pull_artifact(config), config.options, python=python, on_launch=noted
+            )
+        except BaseException as error:
+            self._report("failed", _first_line(error))
+            raise
         note_server(self.note_id, {**note, "pid": self.server.pid, "port": self.server.port})
+        self._report("healthy", endpoint=self.server.endpoint.base_url)
         # No read timeout: a long generation streams for as long as it takes; the connect
         # timeout bounds how long a dead engine can hold a request before it is sent elsewhere.
         self.client = httpx.AsyncClient(
@@ -133,10 +180,30 @@ class EngineReplica:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
 
+    def _report(
+        self,
+        state: Literal["starting", "healthy", "failed", "stopped"],
+        detail: str = "",
+        endpoint: str | None = None,
+    ) -> None:
+        """Tell the dashboard this replica's state (its fleet screen's Deployments and events);
+        reporting never stops the replica."""
+        update: dict[str, Any] = {"state": state, "detail": detail, "at": datetime.now(UTC)}
+        if endpoint is not None:
+            update["endpoint"] = endpoint
+        self.event = self.event.model_copy(update=update)
+        try:
+            self.collector.publish(self.event)
+        except Exception:
+            logger.exception("could not report replica %s %s", self.note_id, state)
+
     async def check_health(self) -> None:
         """Serve calls this every few seconds; raising makes it replace the replica."""
         if not self.server.alive():
-            raise RuntimeError(f"engine server (pid {self.server.pid}) exited")
+            detail = f"engine server (pid {self.server.pid}) exited"
+            if self.event.state != "failed":
+                self._report("failed", f"{detail}; Serve replaces the replica")
+            raise RuntimeError(detail)
 
     async def complete(self, path: str, body: bytes) -> dict[str, Any]:
         """A request answered in one piece: the engine's status, content type and body."""
@@ -172,7 +239,8 @@ class EngineReplica:
             await response.aclose()
 
     def __del__(self) -> None:
-        # Serve calls this when it stops the replica (scale-down, delete, unhealthy).
+        # Serve calls this when it stops the replica (scale-down, delete, unhealthy); Python
+        # also calls it when __init__ raised (the engine never started).
         from quantplan.agent.cluster.replicas import replicas_dir
 
         server = getattr(self, "server", None)
@@ -180,6 +248,10 @@ class EngineReplica:
             server.stop()
             with contextlib.suppress(OSError):
                 (replicas_dir() / f"{self.note_id}.json").unlink(missing_ok=True)
+        if getattr(self, "event", None) is not None:
+            # A failed replica is stopped too (Serve replaces it): the dashboard stops counting
+            # it, and its failure stays in the event log.
+            self._report("stopped", "after failing" if self.event.state == "failed" else "")
 
 
 class Route(BaseModel):
@@ -215,23 +287,14 @@ class FleetIngress:
         self.api_key_sha256 = api_key_sha256
         self.traffic = TrafficConfig.model_validate(traffic) if traffic else None
         self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
-        self._collector: Any = None
+        self.collector = CollectorLink()
         # Serve's direct ingress opens this replica's own port on every interface: an endpoint
         # bound to loopback must still not answer the network.
         self.local_only = local_only
 
     def publish(self, event: CostEvent) -> None:
-        """Hand a cost event to the cluster's collector without waiting for it; without a
-        collector (a cluster that ``cluster up`` did not start) the window is dropped."""
-        if self._collector is None:
-            from quantplan.agent.cluster.collector_actor import NoCollectorError, get_collector
-
-            try:
-                self._collector = get_collector()
-            except NoCollectorError:
-                logger.warning("no quantplan collector on this cluster: traffic not reported")
-                return
-        self._collector.publish.remote(event.model_dump_json())
+        """Hand a cost event to the cluster's collector without waiting for it."""
+        self.collector.publish(event)
 
     def _note(self, **request: Any) -> None:
         """Meter one finished request (``TrafficMeter.record``'s fields); publish a window

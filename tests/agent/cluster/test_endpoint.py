@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from ray_fixtures import RayTestCluster
 from quantplan.agent.cluster.collector_actor import RayEventSource
 from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
-from quantplan.agent.cluster.events import CostEvent
+from quantplan.agent.cluster.events import CostEvent, FleetEvent, ReplicaEvent
 from quantplan.agent.serve.manager import free_port
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
@@ -52,16 +53,20 @@ def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
 def _traffic_events(cluster: RayTestCluster, plan_id: str) -> list[CostEvent]:
     """The plan's traffic cost events the collector holds, the plan's and its lines'
     (waiting a little for the first)."""
+    events = _collected(cluster, lambda e: isinstance(e, CostEvent) and e.plan_id == plan_id)
+    return [e for e in events if isinstance(e, CostEvent) and e.measured_by == "traffic"]
+
+
+def _collected(
+    cluster: RayTestCluster, wanted: Callable[[FleetEvent], bool], until: int = 1
+) -> list[FleetEvent]:
+    """The wanted events the collector holds, waiting up to 30 s for at least ``until``."""
     source = RayEventSource(cluster.collector)  # type: ignore[arg-type]
     deadline = time.monotonic() + 30
     while True:
         batch = source.events_since(0, timeout_s=1.0, limit=10_000)
-        found = [
-            e
-            for e in batch.events
-            if isinstance(e, CostEvent) and e.measured_by == "traffic" and e.plan_id == plan_id
-        ]
-        if found or time.monotonic() > deadline:
+        found = [e for e in batch.events if wanted(e)]
+        if len(found) >= until or time.monotonic() > deadline:
             return found
 
 
@@ -193,6 +198,27 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
         stopping = time.monotonic()
         stop_endpoint(endpoint.app_name)
     print(f"stopped in {time.monotonic() - stopping:.1f} s")
+    # The dashboard saw each replica's life: both lines healthy, the killed engine's replica
+    # failed and stopped, its replacement healthy, and every replica stopped at the end.
+    app = endpoint.app_name
+
+    def lives() -> dict[str, list[ReplicaEvent]]:
+        events = _collected(
+            ray_cluster, lambda e: isinstance(e, ReplicaEvent) and e.plan_id == app, until=10
+        )
+        by_replica: dict[str, list[ReplicaEvent]] = {}
+        for event in events:
+            assert isinstance(event, ReplicaEvent)
+            by_replica.setdefault(event.replica_id, []).append(event)
+        return by_replica
+
+    states = {replica: [e.state for e in events] for replica, events in lives().items()}
+    print(f"replica events: {states}")
+    assert len(states) == 3, states  # two lines, one replacement
+    assert all(s[0] == "starting" and s[-1] == "stopped" for s in states.values()), states
+    assert sum(s == ["starting", "healthy", "failed", "stopped"] for s in states.values()) == 1
+    failed = next(e for events in lives().values() for e in events if e.state == "failed")
+    assert failed.engine == "llama.cpp" and "exited" in failed.detail
     # Every engine stopped with its replica, and no note is left for a sweep to find.
     assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-*.json"))
     assert not [pid for pid in (*engines, killed) if _alive(pid)]

@@ -213,3 +213,41 @@ def test_haproxys_socket_path_fits_for_the_longest_application_name() -> None:
     folder, _, name = env["RAY_SERVE_HAPROXY_SOCKET_PATH"].rpartition("/")
     assert len(f"{folder}/{'0' * 56}/{name}") <= 97
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+
+
+def test_without_a_collector_events_are_dropped_with_one_warning_and_looked_for_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import quantplan.agent.cluster.collector_actor as collector_actor
+    from quantplan.agent.cluster.endpoint_app import CollectorLink
+    from quantplan.agent.cluster.events import PlanEvent
+
+    class Handle:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+            self.publish = self  # handle.publish.remote(...)
+
+        def remote(self, event: str) -> None:
+            self.sent.append(event)
+
+    handle: Handle | None = None
+    looked = []
+
+    def get_collector() -> Handle:
+        looked.append(1)
+        if handle is None:
+            raise collector_actor.NoCollectorError("no collector yet")
+        return handle
+
+    monkeypatch.setattr(collector_actor, "get_collector", get_collector)
+    link = CollectorLink()
+    event = PlanEvent(plan_id="demo", state="running")
+    for _ in range(3):
+        link.publish(event)
+    assert len(looked) == 1  # not looked for on every event
+    assert sum("no quantplan collector" in r.message for r in caplog.records) == 1
+    handle = Handle()
+    link._missing_since = -1e9  # the retry interval has passed: the new collector is found
+    link.publish(event)
+    link.publish(event)
+    assert len(looked) == 2 and len(handle.sent) == 2
