@@ -160,12 +160,21 @@ def cluster_endpoint_command(
         ),
     ] = 10.0,
 ) -> None:
-    """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM."""
+    """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM.
+
+    The plan file is watched. Save a changed plan of the same model (more
+    replicas, another line) and the endpoint rolls over to it while it keeps
+    answering; a plan it cannot run is refused with its reasons, and the
+    running fleet stays as it was.
+    """
     from quantplan.agent.cluster.endpoint import (
         EndpointOptions,
+        plan_watch,
         run_until_signalled,
         start_endpoint,
+        update_endpoint,
     )
+    from quantplan.errors import QuantplanError
 
     options = EndpointOptions(
         name=name,
@@ -188,10 +197,47 @@ def cluster_endpoint_command(
         console.print(f"  {deployment}: planned {capacity:.2f} req/s", highlight=False)
     console.print(
         f"serving [bold]{endpoint.model}[/] at {endpoint.url}/v1 "
-        "(chat/completions, completions, models); Ctrl-C or SIGTERM stops it",
+        "(chat/completions, completions, models); Ctrl-C or SIGTERM stops it; "
+        f"a changed {plan_file.name} is rolled out",
         highlight=False,
     )
-    run_until_signalled(endpoint.app_name, on_stop=lambda line: console.print(line))
+    changed = plan_watch(plan_file)
+
+    def roll_out_a_changed_plan() -> None:
+        nonlocal endpoint
+        if not changed():
+            return
+        console.print(f"{plan_file} changed: updating the fleet", highlight=False)
+        try:
+            with console.status("updating") as spinner:
+                endpoint = update_endpoint(
+                    endpoint,
+                    plan_file,
+                    options,
+                    on_progress=lambda line: spinner.update(f"updating: {line}"),
+                )
+        except QuantplanError as error:  # checked before anything changed
+            console.print(f"[red]changed plan refused:[/] {error}", highlight=False)
+            console.print("still serving the previous plan", highlight=False)
+            return
+        except Exception as error:  # Serve could not deploy it
+            lines = [line for line in str(error).splitlines() if line.strip()] or [repr(error)]
+            console.print(f"[red]update failed:[/] {lines[-1][:300]}", highlight=False)
+            console.print(
+                "the endpoint keeps what Serve could keep running; save a plan that runs, "
+                "or stop it",
+                highlight=False,
+            )
+            return
+        for deployment, capacity in endpoint.deployments.items():
+            console.print(f"  {deployment}: planned {capacity:.2f} req/s", highlight=False)
+        console.print(f"serving the changed plan at {endpoint.url}/v1", highlight=False)
+
+    run_until_signalled(
+        endpoint.app_name,
+        on_stop=lambda line: console.print(line),
+        on_tick=roll_out_a_changed_plan,
+    )
 
 
 def apply_command(

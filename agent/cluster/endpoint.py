@@ -341,6 +341,62 @@ def start_endpoint(
     )
 
 
+def update_endpoint(
+    endpoint: FleetEndpoint,
+    plan: Plan | str | Path,
+    options: EndpointOptions,
+    *,
+    on_progress: Callable[[str], None] | None = None,
+) -> FleetEndpoint:
+    """Roll a running endpoint over to a changed plan of the same model.
+
+    The new plan is checked like a first one and refused whole (the running fleet untouched)
+    if anything is wrong with it. Serve then updates the application in place under the same
+    name: the replicas of changed lines (and the ingress, whose routes changed) start before
+    the old ones stop, so requests keep being answered. Returns once the new fleet serves."""
+    from ray import serve
+
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    progress = on_progress or (lambda line: None)
+    if plan.model != endpoint.model:
+        raise QuantplanError(
+            f"the changed plan serves {plan.model}, this endpoint {endpoint.model}",
+            hint="an endpoint serves one model: start another endpoint (--name, --port) for it",
+        )
+    options = options.model_copy(update={"name": endpoint.app_name})
+    progress("validating the changed plan")
+    check_plan(plan, options)
+    artifacts = resolve_artifacts(plan, options, progress)
+    application, capacities = build_application(plan, options, artifacts)
+    progress(f"rolling over to {len(capacities)} deployment(s)")
+    serve.run(application, name=endpoint.app_name, route_prefix="/", blocking=False)
+    return endpoint.model_copy(update={"deployments": capacities})
+
+
+def plan_watch(path: Path) -> Callable[[], bool]:
+    """A check that says whether ``path``'s content changed since the last check (or since
+    this was made); an unreadable file is no change (an editor may be writing it)."""
+
+    def digest() -> str | None:
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    last = digest()
+
+    def changed() -> bool:
+        nonlocal last
+        now = digest()
+        if now is None or now == last:
+            return False
+        last = now
+        return True
+
+    return changed
+
+
 def _serve_running() -> bool:
     import ray
 
@@ -372,8 +428,13 @@ def stop_endpoint(app: str, *, shutdown_serve: bool = True) -> list[str]:
     return swept
 
 
-def run_until_signalled(app: str, on_stop: Callable[[str], None] | None = None) -> None:
-    """Wait for SIGINT or SIGTERM (what service managers and Ray send), then stop the app."""
+def run_until_signalled(
+    app: str,
+    on_stop: Callable[[str], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Wait for SIGINT or SIGTERM (what service managers and Ray send), then stop the app;
+    ``on_tick`` runs every half second meanwhile (the plan file's watch)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -382,7 +443,8 @@ def run_until_signalled(app: str, on_stop: Callable[[str], None] | None = None) 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(0.5):
-            pass
+            if on_tick is not None:
+                on_tick()
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

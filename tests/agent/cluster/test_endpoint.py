@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +28,7 @@ from quantplan.agent.serve.manager import free_port
 from quantplan.catalog.db import open_catalog
 from quantplan.catalog.snapshot import load_snapshot
 from quantplan.planner.decide import make_plan
+from quantplan.planner.plan import Plan, save_plan
 from quantplan.planner.targets import load_targets
 
 pytestmark = [
@@ -37,6 +41,7 @@ pytestmark = [
 
 DEMO_TARGETS = Path(__file__).parents[3] / "examples" / "cluster" / "local-demo-targets.yaml"
 KEY = "test-key-not-secret"
+QUANTPLAN = Path(sys.executable).with_name("quantplan")
 MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -222,3 +227,118 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
     # Every engine stopped with its replica, and no note is left for a sweep to find.
     assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-*.json"))
     assert not [pid for pid in (*engines, killed) if _alive(pid)]
+
+
+def _lines_of(path: Path, marker: str, process: subprocess.Popen[str], timeout_s: float) -> str:
+    """Wait until the command's output (written to ``path``) holds ``marker``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = path.read_text()
+        if marker in text:
+            return text
+        assert process.poll() is None, f"the endpoint exited early:\n{text}"
+        time.sleep(0.5)
+    raise AssertionError(f"{marker!r} not printed within {timeout_s} s:\n{path.read_text()}")
+
+
+def _save_atomically(plan: Plan, path: Path) -> None:
+    """As an editor saves: a new file moved over the old (the watch never sees half a plan)."""
+    written = save_plan(plan, path.with_suffix(".new.yaml"))
+    written.replace(path)
+
+
+def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
+    ray_cluster: RayTestCluster, tmp_path: Path
+) -> None:
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    one = plan.model_copy(update={"fleet": (llama,)})
+    two = plan.model_copy(
+        update={
+            "fleet": (
+                llama.model_copy(
+                    update={
+                        "replicas": 2,
+                        "instances": 2,
+                        "capacity_requests_per_s": 2 * llama.capacity_requests_per_s,
+                    }
+                ),
+            )
+        }
+    )
+    plan_file = tmp_path / "plan.yaml"
+    save_plan(one, plan_file)
+    port = free_port()
+    address = ray_cluster.cluster.address  # type: ignore[attr-defined]
+    output = tmp_path / "endpoint.out"
+    with output.open("w") as out:
+        process = subprocess.Popen(
+            [
+                *(str(QUANTPLAN), "cluster", "endpoint", str(plan_file), "--address", address),
+                *("--db", ray_cluster.database_url, "--port", str(port), "--name", "roll"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "QUANTPLAN_API_KEY": KEY,
+                "QUANTPLAN_DATA_DIR": str(ray_cluster.data_dir),
+                "COLUMNS": "300",
+            },
+        )
+    statuses: list[int] = []
+    sending = threading.Event()
+    try:
+        _lines_of(output, "serving", process, 240)
+        url = f"http://127.0.0.1:{port}"
+
+        def keep_asking() -> None:
+            headers = {"Authorization": f"Bearer {KEY}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+                while sending.is_set():
+                    response = client.post(
+                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+                    )
+                    statuses.append(response.status_code)
+                    time.sleep(0.1)
+
+        sending.set()
+        asker = threading.Thread(target=keep_asking, daemon=True)
+        asker.start()
+        started = time.monotonic()
+        _save_atomically(two, plan_file)
+        text = _lines_of(output, "serving the changed plan", process, 240)
+        rolled_s = time.monotonic() - started
+        assert len(_notes(ray_cluster.data_dir, "llama.cpp")) == 2  # the added replica runs
+        # A plan it cannot run is refused whole; the fleet keeps serving as it was.
+        plan_file.write_text("fleet: [")
+        text = _lines_of(output, "still serving the previous plan", process, 60)
+        assert "changed plan refused" in text and "Traceback" not in text
+        time.sleep(2)
+        sending.clear()
+        asker.join(timeout=60)
+        print(
+            f"rolled over to 2 replicas in {rolled_s:.1f} s; {len(statuses)} requests "
+            f"meanwhile, statuses {sorted(set(statuses))}"
+        )
+        assert statuses and set(statuses) == {200}, statuses
+        assert len(_notes(ray_cluster.data_dir, "llama.cpp")) == 2
+    finally:
+        sending.clear()
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert returncode == 0, output.read_text()
+    assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-roll-*.json"))
+    lives: dict[str, list[str]] = {}
+    for event in _collected(
+        ray_cluster, lambda e: isinstance(e, ReplicaEvent) and e.plan_id == "roll", until=6
+    ):
+        assert isinstance(event, ReplicaEvent)
+        lives.setdefault(event.replica_id[-8:], []).append(event.state)
+    print(f"replica events of the roll-over: {lives}")
+    assert all(states[-1] == "stopped" for states in lives.values()), lives

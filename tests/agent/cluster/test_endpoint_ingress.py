@@ -8,6 +8,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -251,3 +252,24 @@ def test_without_a_collector_events_are_dropped_with_one_warning_and_looked_for_
     link.publish(event)
     link.publish(event)
     assert len(looked) == 2 and len(handle.sent) == 2
+
+
+def test_the_plan_watch_sees_a_changed_content_once_and_ignores_a_missing_file(
+    tmp_path: Path,
+) -> None:
+    from quantplan.agent.cluster.endpoint import plan_watch
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("model: a\n")
+    changed = plan_watch(plan)
+    assert not changed()
+    plan.write_text("model: a\n")  # saved again, same content: nothing to roll out
+    assert not changed()
+    plan.write_text("model: b\n")
+    assert changed() and not changed()
+    plan.unlink()  # an editor between removing and writing: no change yet
+    assert not changed()
+    plan.write_text("model: b\n")
+    assert not changed()
+    plan.write_text("model: c\n")
+    assert changed()
