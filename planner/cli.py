@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from quantplan.catalog.snapshot import CatalogSnapshot
     from quantplan.errors import QuantplanError
-    from quantplan.planner.plan import Estimate, Plan, PredictedMetrics
+    from quantplan.planner.plan import Deployment, Estimate, Plan, PredictedMetrics
     from quantplan.planner.targets import Targets
 
 PLAN_EPILOG = (
@@ -316,6 +316,18 @@ def _print_plan(
     from rich.console import Console
     from rich.table import Table
 
+    def scaling_row(d: Deployment) -> list[tuple[str, str]]:
+        if d.min_replicas is None or d.min_replicas >= d.replicas:
+            return []
+        return [
+            (
+                "with the load",
+                f"{d.min_replicas} replica(s) carry the mean load, {d.replicas} the peak "
+                f"(`cluster endpoint` scales between them at {d.metrics.concurrency} in flight "
+                "per replica)",
+            )
+        ]
+
     console = Console()
     verdict = "[bold green]feasible[/]" if plan.feasible else "[bold red]infeasible[/]"
     console.print(f"{verdict} {flag_words(plan.summary)}")
@@ -340,6 +352,7 @@ def _print_plan(
                 "replicas / instances",
                 f"{d.replicas} on {d.instances} ({d.replicas_per_instance} per instance)",
             ),
+            *scaling_row(d),
             ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
             ("price", escape(describe_price(d, max_price_age_days, today))),
             (

@@ -20,7 +20,7 @@ from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner import estimate, hardware, offload, operating, uncertainty
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
 from quantplan.planner.defaults import assumed_defaults, with_latency_defaults
-from quantplan.planner.deployment import build_deployment
+from quantplan.planner.deployment import build_deployment, with_scaling_bounds
 from quantplan.planner.estimate import PerformanceMap, estimate_performance
 from quantplan.planner.explain import (
     binding_constraints,
@@ -347,6 +347,14 @@ def plan_from_context(
             fleet = [] if solution is None else [
                 build_deployment(ev, t.key, instances=n) for t, n in solution.counts
             ]  # fmt: skip
+    mean_rate = context.targets.workload.mean_requests_per_s
+
+    def alone(deployment: Deployment) -> Deployment:
+        """A deployment as the whole fleet: its floor for scaling carries all the mean load."""
+        return with_scaling_bounds([deployment], mean_rate)[0]
+
+    fleet = with_scaling_bounds(fleet, mean_rate)
+    chosen = alone(chosen) if chosen is not None else None
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
     relaxed = relaxed_optima(ev, context.space, context.perf, reference, context.memo)
     feasible = bool(fleet)
@@ -373,9 +381,9 @@ def plan_from_context(
         fleet=tuple(fleet),
         fleet_usd_per_month=round(sum(d.usd_per_month for d in fleet), 4) if fleet else None,
         alternatives=tuple(
-            build_deployment(ev, x) for x in _alternatives(ev, choice, alternatives)
+            alone(build_deployment(ev, x)) for x in _alternatives(ev, choice, alternatives)
         ),
-        pareto_front=tuple(build_deployment(ev, x) for x in pareto_front(ev)),
+        pareto_front=tuple(alone(build_deployment(ev, x)) for x in pareto_front(ev)),
         rejected=tuple(family_rejections(ev, choice)),
         binding_constraints=tuple(binding_constraints(ev, choice, relaxed)),
         relaxations=tuple(relaxations[:5]) if not feasible else (),

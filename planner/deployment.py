@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_cost
@@ -105,3 +107,18 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         capacity_requests_per_s=round(count * float(points.assured_requests_per_s[s, i]), 6),
         metrics=metrics,
     )
+
+
+def with_scaling_bounds(fleet: list[Deployment], mean_requests_per_s: float) -> list[Deployment]:
+    """The fleet with each line's floor for scaling with load: the replicas its share of the
+    mean load needs. A line's share is its part of the fleet's planned capacity (the router
+    spreads requests that way), so its floor is ``ceil(replicas x mean / fleet capacity)``,
+    at least one and at most ``replicas``."""
+    capacity = sum(d.capacity_requests_per_s for d in fleet)
+    bounded = []
+    for deployment in fleet:
+        needed = deployment.replicas * mean_requests_per_s / capacity if capacity > 0 else 0.0
+        # A hair under an integer is that integer (capacities are rounded to 6 places).
+        floor = min(deployment.replicas, max(1, math.ceil(needed - 1e-9)))
+        bounded.append(deployment.model_copy(update={"min_replicas": floor}))
+    return bounded

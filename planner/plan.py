@@ -128,6 +128,14 @@ class Deployment(PlanModel):
     )
     pricing: Pricing = Field(description="on_demand or spot capacity")
     replicas: int = Field(ge=1, description="Replicas (engine servers) to run")
+    min_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas the mean load needs (its share of it, in a mixed fleet): the floor "
+        "a fleet that scales with its load may go down to; ``replicas`` (sized for the peak) is "
+        "the ceiling, and ``metrics.concurrency`` the target load per replica. None: plans "
+        "before 0.x, which run ``replicas`` throughout",
+    )
     instances: int = Field(ge=1, description="Instances to rent for them")
     replicas_per_instance: int = Field(
         default=1, ge=1, description="Replicas side by side on one instance (GPU subsets)"

@@ -159,6 +159,22 @@ def cluster_endpoint_command(
             "screen; needs the collector `cluster up` starts",
         ),
     ] = 10.0,
+    fixed_replicas: Annotated[
+        bool,
+        typer.Option(
+            "--fixed-replicas",
+            help="Run each line's planned replicas throughout. By default a line scales with "
+            "its load between the plan's min_replicas (the mean load's) and replicas (the "
+            "peak's), starting at the floor, aiming at the plan's concurrency per replica",
+        ),
+    ] = False,
+    scale_up_after: Annotated[
+        float, typer.Option(min=1.0, help="Seconds of load over target before a replica is added")
+    ] = 10.0,
+    scale_down_after: Annotated[
+        float,
+        typer.Option(min=1.0, help="Seconds of load under target before a replica is removed"),
+    ] = 300.0,
 ) -> None:
     """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM.
 
@@ -185,6 +201,9 @@ def cluster_endpoint_command(
         store_url=store,
         model_dir=model_dir,
         traffic_window_s=report_every,
+        scale_with_load=not fixed_replicas,
+        scale_up_after_s=scale_up_after,
+        scale_down_after_s=scale_down_after,
     )
     with console.status("starting the endpoint") as spinner:
         endpoint = start_endpoint(
@@ -193,8 +212,8 @@ def cluster_endpoint_command(
             address=address,
             on_progress=lambda line: spinner.update(f"starting the endpoint: {line}"),
         )
-    for deployment, capacity in endpoint.deployments.items():
-        console.print(f"  {deployment}: planned {capacity:.2f} req/s", highlight=False)
+    for deployment, runs in endpoint.deployments.items():
+        console.print(f"  {deployment}: {runs}", highlight=False)
     console.print(
         f"serving [bold]{endpoint.model}[/] at {endpoint.url}/v1 "
         "(chat/completions, completions, models); Ctrl-C or SIGTERM stops it; "
@@ -229,8 +248,8 @@ def cluster_endpoint_command(
                 highlight=False,
             )
             return
-        for deployment, capacity in endpoint.deployments.items():
-            console.print(f"  {deployment}: planned {capacity:.2f} req/s", highlight=False)
+        for deployment, runs in endpoint.deployments.items():
+            console.print(f"  {deployment}: {runs}", highlight=False)
         console.print(f"serving the changed plan at {endpoint.url}/v1", highlight=False)
 
     run_until_signalled(

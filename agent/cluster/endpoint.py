@@ -78,6 +78,15 @@ class EndpointOptions(BaseModel):
     traffic_window_s: float = Field(
         default=10.0, gt=0, description="Seconds of live traffic summed into one cost event"
     )
+    scale_with_load: bool = Field(
+        default=True,
+        description="Lines scale between the plan's min_replicas and replicas on their load "
+        "(False, or a plan without min_replicas: the plan's replicas throughout)",
+    )
+    scale_up_after_s: float = Field(default=10.0, gt=0, description="Load over target this long")
+    scale_down_after_s: float = Field(
+        default=300.0, gt=0, description="Load under target this long"
+    )
 
 
 class FleetEndpoint(BaseModel):
@@ -88,7 +97,10 @@ class FleetEndpoint(BaseModel):
     app_name: str
     url: str
     model: str
-    deployments: dict[str, float] = Field(description="Serve deployment -> planned capacity")
+    deployments: dict[str, str] = Field(
+        description="Serve deployment -> what it runs: planned capacity, replicas (and the "
+        "range it scales in)"
+    )
 
 
 def app_name_for(plan: Plan, options: EndpointOptions) -> str:
@@ -168,6 +180,7 @@ class FleetLine(BaseModel):
     replicas: int = Field(ge=1)
     replicas_per_instance: int = Field(ge=1)
     concurrency: int = Field(ge=1, description="Requests one replica takes at once (planned)")
+    min_replicas: int | None = Field(default=None, ge=1, description="The plan's floor")
 
 
 def fleet_lines(
@@ -215,6 +228,7 @@ def fleet_lines(
                 replicas=deployment.replicas,
                 replicas_per_instance=deployment.replicas_per_instance,
                 concurrency=spec.concurrency or 1,
+                min_replicas=deployment.min_replicas,
             )
         )
     return lines
@@ -229,17 +243,22 @@ def note_prefix(app: str) -> str:
 
 def build_application(
     plan: Plan, options: EndpointOptions, artifacts: dict[str, tuple[str, str | None]]
-) -> tuple[Any, dict[str, float]]:
-    """The Serve application, and each deployment's planned capacity."""
+) -> tuple[Any, dict[str, str]]:
+    """The Serve application, and what each deployment runs (FleetEndpoint.deployments)."""
     import ray
 
-    from quantplan.agent.cluster.endpoint_app import engine_deployment, fleet_application
+    from quantplan.agent.cluster.endpoint_app import (
+        Scaling,
+        engine_deployment,
+        fleet_application,
+    )
     from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
     from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
     app = app_name_for(plan, options)
     engines = []
-    for line in fleet_lines(plan, options, artifacts):
+    lines_of_fleet = fleet_lines(plan, options, artifacts)
+    for line in lines_of_fleet:
         # One node per replica, as apply places them: a replica takes its share of its node's
         # one unit of instance:<type>. No logical CPUs: the engine's threads are the node's,
         # and Serve's own actors must still fit beside it.
@@ -249,7 +268,19 @@ def build_application(
             "resources": {instance_resource(line.config.instance_type): share},
             "runtime_env": {"env_vars": router_env(app)},
         }
-        bound = engine_deployment(line.config, line.replicas, actor_options, line.concurrency)
+        scaling = (
+            Scaling(
+                min_replicas=line.min_replicas,
+                target_ongoing_requests=line.concurrency,
+                up_delay_s=options.scale_up_after_s,
+                down_delay_s=options.scale_down_after_s,
+            )
+            if options.scale_with_load and line.min_replicas is not None
+            else None
+        )
+        bound = engine_deployment(
+            line.config, line.replicas, actor_options, line.concurrency, scaling
+        )
         engines.append((line.route, bound))
     # The ingress next to Serve's proxy, on the head node, when the head says which it is.
     head = any(
@@ -261,7 +292,18 @@ def build_application(
     }
     if head:
         ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
-    capacities = {route.deployment: route.weight for route, _ in engines}
+    described = {
+        line.route.deployment: f"planned {line.route.weight:.2f} req/s, "
+        + (
+            f"{line.min_replicas}-{line.replicas} replicas with its load "
+            f"(target {line.concurrency} in flight per replica)"
+            if options.scale_with_load
+            and line.min_replicas is not None
+            and line.min_replicas < line.replicas
+            else f"{line.replicas} replica(s)"
+        )
+        for line in lines_of_fleet
+    }
     lines = {
         route.deployment: LinePrice(
             label=f"{deployment.scheme} {deployment.engine} {deployment.instance.name}",
@@ -289,7 +331,7 @@ def build_application(
         # endpoint's ingress answers loopback callers only.
         local_only=options.host in LOOPBACK_HOSTS,
     )
-    return application, capacities
+    return application, described
 
 
 def start_endpoint(
@@ -321,7 +363,7 @@ def start_endpoint(
             hint="pick another --port, or stop the process that holds it",
         )
     artifacts = resolve_artifacts(plan, options, progress)
-    application, capacities = build_application(plan, options, artifacts)
+    application, described = build_application(plan, options, artifacts)
     # One proxy, on the head node: on a local cluster every node is 127.0.0.1, and a proxy per
     # node would contend for the one port.
     serve.start(
@@ -329,7 +371,7 @@ def start_endpoint(
         proxy_location=ProxyLocation.HeadOnly,
         controller_options=ControllerOptions(runtime_env={"env_vars": router_env(app)}),
     )
-    progress(f"starting {sum(1 for _ in capacities)} deployment(s); engines load now")
+    progress(f"starting {len(described)} deployment(s); engines load now")
     try:
         serve.run(application, name=app, route_prefix="/", blocking=False)
     except BaseException:
@@ -337,7 +379,7 @@ def start_endpoint(
         raise
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
     return FleetEndpoint(
-        app_name=app, url=f"http://{host}:{options.port}", model=plan.model, deployments=capacities
+        app_name=app, url=f"http://{host}:{options.port}", model=plan.model, deployments=described
     )
 
 
@@ -368,10 +410,10 @@ def update_endpoint(
     progress("validating the changed plan")
     check_plan(plan, options)
     artifacts = resolve_artifacts(plan, options, progress)
-    application, capacities = build_application(plan, options, artifacts)
-    progress(f"rolling over to {len(capacities)} deployment(s)")
+    application, described = build_application(plan, options, artifacts)
+    progress(f"rolling over to {len(described)} deployment(s)")
     serve.run(application, name=endpoint.app_name, route_prefix="/", blocking=False)
-    return endpoint.model_copy(update={"deployments": capacities})
+    return endpoint.model_copy(update={"deployments": described})
 
 
 def plan_watch(path: Path) -> Callable[[], bool]:

@@ -425,21 +425,50 @@ def _first_line(error: BaseException) -> str:
     return (lines[-1] if lines else type(error).__name__)[:300]
 
 
+class Scaling(BaseModel):
+    """Bounds and pace of a plan line that scales with its load (Serve's autoscaling)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_replicas: int = Field(ge=1, description="The mean load's replicas (the plan's floor)")
+    target_ongoing_requests: float = Field(
+        gt=0, description="Requests per replica the plan's SLOs were predicted at"
+    )
+    up_delay_s: float = Field(gt=0, description="Load above target this long adds replicas")
+    down_delay_s: float = Field(gt=0, description="Load below target this long removes them")
+
+
 def engine_deployment(
     config: EngineReplicaConfig,
     replicas: int,
     actor_options: dict[str, Any],
     max_ongoing_requests: int,
+    scaling: Scaling | None = None,
 ) -> Any:
-    """A bound Serve deployment of ``replicas`` engine replicas for one plan deployment."""
+    """A bound Serve deployment for one plan line: ``replicas`` engine replicas, or, with
+    ``scaling``, between its floor and ``replicas`` as Serve's autoscaler sees the requests
+    in flight and queued per replica against the target. It starts at the floor: the peak's
+    replicas come with the peak."""
+    sizing: dict[str, Any] = {"num_replicas": replicas}
+    if scaling is not None and scaling.min_replicas < replicas:
+        sizing = {
+            "autoscaling_config": {
+                "min_replicas": scaling.min_replicas,
+                "initial_replicas": scaling.min_replicas,
+                "max_replicas": replicas,
+                "target_ongoing_requests": scaling.target_ongoing_requests,
+                "upscale_delay_s": scaling.up_delay_s,
+                "downscale_delay_s": scaling.down_delay_s,
+            }
+        }
     return serve.deployment(
         name=config.deployment,
-        num_replicas=replicas,
         ray_actor_options=actor_options,
         max_ongoing_requests=max_ongoing_requests,
         health_check_period_s=2.0,
         health_check_timeout_s=10.0,
         graceful_shutdown_timeout_s=5.0,
+        **sizing,
     )(EngineReplica).bind(config.model_dump_json())
 
 

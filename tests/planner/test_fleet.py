@@ -180,3 +180,28 @@ def test_required_engines_are_checked(constraints: dict[str, object], message: s
 
     with pytest.raises(ValidationError, match=message):
         Constraints(**constraints)  # type: ignore[arg-type]
+
+
+def test_each_line_scales_down_to_what_its_share_of_the_mean_load_needs(
+    shipped: CatalogSnapshot,
+) -> None:
+    from quantplan.planner.deployment import with_scaling_bounds
+
+    targets = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=20, peak_to_mean=3))
+    plan = make_plan(targets, shipped)
+    (line,) = plan.fleet
+    per_replica = line.capacity_requests_per_s / line.replicas
+    # Sized for the peak (60 req/s); the floor carries the mean (20 req/s), no more.
+    assert line.min_replicas is not None and line.min_replicas < line.replicas
+    assert (line.min_replicas - 1) * per_replica < 20 <= line.min_replicas * per_replica
+    assert plan.choice is not None and plan.choice.min_replicas == line.min_replicas
+    assert all(d.min_replicas is not None for d in (*plan.alternatives, *plan.pareto_front))
+    # Two lines split the mean load by their capacity; each keeps at least one replica.
+    big = line.model_copy(update={"replicas": 6, "capacity_requests_per_s": 30.0})
+    small = line.model_copy(update={"replicas": 2, "capacity_requests_per_s": 10.0})
+    bounded = with_scaling_bounds([big, small], mean_requests_per_s=20.0)
+    assert [d.min_replicas for d in bounded] == [3, 1]  # 15 of 20 req/s at 5 each; 5 at 5
+    idle = with_scaling_bounds([big, small], mean_requests_per_s=0.0)
+    assert [d.min_replicas for d in idle] == [1, 1]
+    busy = with_scaling_bounds([big, small], mean_requests_per_s=40.0)  # past the capacity
+    assert [d.min_replicas for d in busy] == [6, 2]

@@ -259,6 +259,7 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
                 llama.model_copy(
                     update={
                         "replicas": 2,
+                        "min_replicas": 2,  # the floor rises too: two from the start
                         "instances": 2,
                         "capacity_requests_per_s": 2 * llama.capacity_requests_per_s,
                     }
@@ -342,3 +343,84 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
         lives.setdefault(event.replica_id[-8:], []).append(event.state)
     print(f"replica events of the roll-over: {lives}")
     assert all(states[-1] == "stopped" for states in lives.values()), lives
+
+
+def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    # One replica for the mean load, two for the peak; two requests in flight per replica is
+    # the target (the plan's operating concurrency, small here so a few clients exceed it).
+    line = llama.model_copy(
+        update={
+            "replicas": 2,
+            "min_replicas": 1,
+            "instances": 2,
+            "capacity_requests_per_s": 2 * llama.capacity_requests_per_s,
+            "metrics": llama.metrics.model_copy(update={"concurrency": 2}),
+        }
+    )
+    options = EndpointOptions(
+        name="scale",
+        port=free_port(),
+        api_key=KEY,
+        database_url=ray_cluster.database_url,
+        scale_up_after_s=2.0,
+        scale_down_after_s=10.0,
+    )
+    endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
+    statuses: list[int] = []
+    sending = threading.Event()
+
+    def engines() -> int:
+        return len(_notes(ray_cluster.data_dir, "llama.cpp"))
+
+    def keep_asking() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
+            while sending.is_set():
+                response = client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 24}
+                )
+                statuses.append(response.status_code)
+
+    try:
+        assert "1-2 replicas with its load" in next(iter(endpoint.deployments.values()))
+        assert engines() == 1  # the floor: the mean load's replica
+        sending.set()
+        clients = [threading.Thread(target=keep_asking, daemon=True) for _ in range(8)]
+        for client in clients:
+            client.start()
+        started = time.monotonic()
+        while engines() < 2 and time.monotonic() - started < 120:
+            time.sleep(1)
+        up_s = time.monotonic() - started
+        assert engines() == 2, "eight clients against a target of two never added a replica"
+        time.sleep(5)  # both replicas answer a while
+        sending.clear()
+        for client in clients:
+            client.join(timeout=120)
+        stopped = time.monotonic()
+        while engines() > 1 and time.monotonic() - stopped < 180:
+            time.sleep(1)
+        down_s = time.monotonic() - stopped
+        assert engines() == 1, "with no load the line never went back to its floor"
+        print(
+            f"scaled up in {up_s:.1f} s under 8 clients, down in {down_s:.1f} s after; "
+            f"{len(statuses)} requests, statuses {sorted(set(statuses))}"
+        )
+        assert statuses and set(statuses) == {200}, statuses
+    finally:
+        sending.clear()
+        stop_endpoint(endpoint.app_name)
+    lives: dict[str, list[str]] = {}
+    for event in _collected(
+        ray_cluster, lambda e: isinstance(e, ReplicaEvent) and e.plan_id == "scale", until=6
+    ):
+        assert isinstance(event, ReplicaEvent)
+        lives.setdefault(event.replica_id[-8:], []).append(event.state)
+    print(f"replica events while scaling: {lives}")
+    # The dashboard saw the added replica come and go.
+    assert len(lives) == 2 and all(s == ["starting", "healthy", "stopped"] for s in lives.values())
