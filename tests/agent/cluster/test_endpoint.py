@@ -424,3 +424,81 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     print(f"replica events while scaling: {lives}")
     # The dashboard saw the added replica come and go.
     assert len(lives) == 2 and all(s == ["starting", "healthy", "stopped"] for s in lives.values())
+
+
+def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Last in the module: it swaps a worker node for a fresh one of the same type."""
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    line = llama.model_copy(
+        update={
+            "replicas": 2,
+            "min_replicas": 2,
+            "instances": 2,
+            "capacity_requests_per_s": 2 * llama.capacity_requests_per_s,
+        }
+    )
+    options = EndpointOptions(
+        name="node-kill", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
+    )
+    endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
+    statuses: list[int] = []
+    sending = threading.Event()
+
+    def keep_asking() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
+            while sending.is_set():
+                response = client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 8}
+                )
+                statuses.append(response.status_code)
+
+    engines: set[int] = set()
+    try:
+        notes = _notes(ray_cluster.data_dir, "llama.cpp")
+        assert len(notes) == 2
+        engines |= {int(n["pid"]) for n in notes.values()}  # type: ignore[call-overload]
+        killed_node = str(next(iter(notes.values()))["node_id"])
+        sending.set()
+        clients = [threading.Thread(target=keep_asking, daemon=True) for _ in range(2)]
+        for client in clients:
+            client.start()
+        time.sleep(3)  # requests in flight on both replicas
+        before = len(statuses)
+        ray_cluster.kill_and_replace(killed_node)
+        killed_at = time.monotonic()
+        replaced_s = None
+        while time.monotonic() - killed_at < 180:
+            alive = [
+                n
+                for n in _notes(ray_cluster.data_dir, "llama.cpp").values()
+                if n["node_id"] != killed_node
+            ]
+            engines |= {int(n["pid"]) for n in alive}  # type: ignore[call-overload]
+            if len(alive) == 2:
+                replaced_s = time.monotonic() - killed_at
+                break
+            time.sleep(1)
+        time.sleep(3)  # both replicas answer again
+        sending.clear()
+        for client in clients:
+            client.join(timeout=120)
+        after = statuses[before:]
+        failed = [s for s in after if s != 200]
+        print(
+            f"node kill under load: replica replaced in {replaced_s or 0:.1f} s; {len(after)} requests "
+            f"from the kill on, {len(failed)} failed ({sorted(set(failed))})"
+        )
+        assert replaced_s is not None, "the killed node's replica was never replaced"
+        assert len(after) > len(failed)  # the endpoint kept answering
+    finally:
+        sending.clear()
+        stop_endpoint(endpoint.app_name)
+    # The killed node's engine lost its replica with the node; the endpoint's stop found its
+    # note and stopped it: no engine of this endpoint is left.
+    assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-node-kill-*.json"))
+    assert not [pid for pid in engines if _alive(pid)]
