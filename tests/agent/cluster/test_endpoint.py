@@ -490,8 +490,8 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
         after = statuses[before:]
         failed = [s for s in after if s != 200]
         print(
-            f"node kill under load: replica replaced in {replaced_s or 0:.1f} s; {len(after)} requests "
-            f"from the kill on, {len(failed)} failed ({sorted(set(failed))})"
+            f"node kill under load: replica replaced in {replaced_s or 0:.1f} s; "
+            f"{len(after)} requests from the kill on, {len(failed)} failed ({sorted(set(failed))})"
         )
         assert replaced_s is not None, "the killed node's replica was never replaced"
         assert len(after) > len(failed)  # the endpoint kept answering
