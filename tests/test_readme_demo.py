@@ -2,8 +2,10 @@
 
 `quantplan cluster up` starts real `ray start` processes on this machine, `plan` writes the demo
 plan (one vLLM and one llama.cpp replica), `apply` deploys, benchmarks and costs it, `status`
-shows it, the product-recommendation example chats with each replica, and `destroy` /
-`cluster down` leave nothing running. Everything user-level lives in a temporary data directory.
+shows it, the product-recommendation example chats with each replica, `destroy` stops them,
+`cluster endpoint` serves the same plan behind one endpoint that the example chats through,
+SIGTERM stops it, and `cluster down` leaves nothing running. Everything user-level lives in a
+temporary data directory.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +36,12 @@ ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _demo_commands() -> list[str]:
     """The shell block of the README that starts with `quantplan cluster up`."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
@@ -39,12 +50,15 @@ def _demo_commands() -> list[str]:
 
 
 def test_the_readme_demo_commands_are_the_ones_tested() -> None:
-    assert _demo_commands()[:6] == [
+    assert _demo_commands()[:9] == [
         'quantplan cluster up --nodes "c7i.xlarge:2,c7i.large:1"',
         "quantplan plan --targets examples/cluster/local-demo-targets.yaml -o plan.yaml",
         "quantplan apply plan.yaml",
         "quantplan status",
         "quantplan destroy",
+        "quantplan cluster endpoint plan.yaml --port 8000 &",
+        "python examples/cluster/product_recommendation_chat.py --base-url http://127.0.0.1:8000",
+        "kill %1",
         "quantplan cluster down",
     ]
 
@@ -99,6 +113,32 @@ def test_readme_cluster_demo(tmp_path: Path) -> None:
         for url in outcome["endpoints"].values():
             with pytest.raises(httpx.TransportError):
                 httpx.get(f"{url}/v1/models", timeout=5)
+
+        # The same plan behind one endpoint; the chat client finds the model through it.
+        port = _free_port()
+        output = tmp_path / "endpoint.out"
+        with output.open("w") as out:
+            endpoint = subprocess.Popen(
+                [*quantplan, "cluster", "endpoint", "plan.yaml", "--port", str(port)],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while "serving" not in output.read_text():
+                assert endpoint.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(1)
+            base = f"http://127.0.0.1:{port}"
+            done = subprocess.run(
+                [sys.executable, str(chat), "--base-url", base, "A gift?"],
+                env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip(), "no answer through the endpoint"
+        finally:
+            endpoint.send_signal(signal.SIGTERM)  # the README's `kill %1`
+            returncode = endpoint.wait(timeout=120)
+        assert returncode == 0, output.read_text()
     finally:
         subprocess.run([*quantplan, "destroy"], cwd=tmp_path, env=env, capture_output=True)
         run("cluster", "down", timeout=300)
