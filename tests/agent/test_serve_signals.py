@@ -100,11 +100,14 @@ class Served:
         self.process.wait(10)
 
 
-def hangup_as_default() -> None:
-    """Runs in each started process before it executes: a suite run under ``nohup`` hands
-    its children an ignored SIGHUP, and these tests are about a service started the usual
-    way (``quantplan`` itself keeps an ignored SIGHUP ignored, as nohup asks)."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+def signals_at_their_defaults() -> None:
+    """Runs in each started process before it executes. A suite run under ``nohup`` hands its
+    children an ignored SIGHUP, and one started in the background of a non-interactive shell
+    an ignored SIGINT (Python then installs no KeyboardInterrupt handler); these tests are
+    about a service started the usual way (``quantplan`` keeps an ignored signal ignored, as
+    whoever started it asked)."""
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def launch(command: list[str], tmp_path: Path, env: dict[str, str]) -> Served:
@@ -118,7 +121,7 @@ def launch(command: list[str], tmp_path: Path, env: dict[str, str]) -> Served:
             stdin=subprocess.DEVNULL,
             env=environment,
             start_new_session=True,  # as a service manager starts it; the test kills it whole
-            preexec_fn=hangup_as_default,
+            preexec_fn=signals_at_their_defaults,
         )
     return Served(process, stdout, stderr)
 
@@ -322,7 +325,7 @@ def test_long_command_stops_its_grandchildren_unless_the_signal_was_ignored(
         [*command, "nohup" if ignored else "-"],
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=hangup_as_default,
+        preexec_fn=signals_at_their_defaults,
     )
     descendants: list[psutil.Process] = []
     try:
