@@ -32,7 +32,7 @@ import numpy as np
 
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.estimate import predict_profile
+from quantplan.planner.estimate import SUPERSEDED_ENGINE, predict_profile
 from quantplan.planner.queueing import itl_under_load_s, p95_ttft_s
 from quantplan.planner.uncertainty import MODELED_GROUPS, Residuals, band_ratios
 
@@ -79,6 +79,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             "concurrency": profile.concurrency,
             "basis": prediction.basis,
             "group": GROUP_OF_BASIS[prediction.basis.split(" (")[0]][0],
+            "release": "superseded" if profile.details.get(SUPERSEDED_ENGINE) else "deployed",
         }
         category = "batch1_decode" if profile.concurrency == 1 else "throughput_at_concurrency"
         rows.append(
@@ -164,9 +165,12 @@ def _itl_points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
 
 def residual_table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[float]]:
     """ln(measured / predicted) filed under every group the planner may look up: (engine,
-    basis group, category), both modeled groups pooled, every engine, every category."""
+    basis group, category), both modeled groups pooled, every engine, every category. Points of
+    a superseded engine release are left out: the planner's bands are for the deployed one."""
     table: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in rows:
+        if row.get("release") == "superseded":
+            continue
         groups = [row["group"]] + (["modeled"] if row["group"] in MODELED_GROUPS else [])
         keys = [(engine, g, row["category"]) for engine in (row["engine"], "*") for g in groups]
         for key in [*keys, ("*", row["group"], "*")]:
@@ -216,7 +220,7 @@ def evaluate() -> dict[str, Any]:
     rows = _points(snapshot)
     itl = _itl_points(snapshot)
     by: dict[str, dict[str, Any]] = {}
-    for key in ("category", "engine", "family", "hardware", "count", "source", "basis"):
+    for key in ("category", "engine", "release", "family", "hardware", "count", "source", "basis"):
         groups: dict[str, list[float]] = defaultdict(list)
         for row in rows:
             groups[str(row[key])].append(row["error"])
@@ -369,6 +373,9 @@ def _commit() -> str:
 def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     """The planner's residual table (a Python module: no file I/O at plan time)."""
     table = residual_table(rows)
+    # The commit alone: the uncommitted files' names would overrun a line of the module.
+    base, _, changed = commit.partition(" + ")
+    commit = f"{base} + uncommitted changes" if changed else base
     lines = [
         '"""Held-out residuals ln(measured / predicted) of the performance model.',
         "",

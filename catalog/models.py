@@ -117,6 +117,10 @@ class ModelCard(SQLModel, table=True):
     active_parameters_b: float | None = Field(
         default=None, description="Parameters read per token in billions (MoE); None = all"
     )
+    experts: int | None = Field(default=None, description="Experts per MoE layer; None = dense")
+    experts_per_token: int | None = Field(
+        default=None, description="Experts each token is routed to (MoE)"
+    )
     layers: int
     hidden_size: int
     heads: int

@@ -27,6 +27,8 @@ from quantplan.catalog.vocabulary import (
     DeviceKind,
     Efficiency,
     Engine,
+    ExpertCount,
+    ExpertsPerToken,
     Fraction,
     GroupSize,
     IsaFlags,
@@ -144,11 +146,37 @@ class InstanceRecord(Record):
     )
 
 
+def expert_problem(
+    parameters_b: float,
+    active_parameters_b: float | None,
+    experts: int | None,
+    experts_per_token: int | None,
+) -> str | None:
+    """What is wrong with a model's mixture-of-experts fields, or None: experts and
+    experts_per_token come together, with fewer experts per token than experts and the active
+    parameters below the total (the planner splits them into shared and per-expert weights)."""
+    if experts is None and experts_per_token is None:
+        return None
+    if experts is None or experts_per_token is None:
+        return "give both experts and experts_per_token, or neither"
+    if experts_per_token >= experts:
+        return "experts_per_token must be below experts"
+    if active_parameters_b is None or active_parameters_b >= parameters_b:
+        return "a mixture-of-experts model needs active_parameters_b below parameters_b"
+    return None
+
+
 class ModelRecord(Record):
     name: Name
     family: Name
     parameters_b: ParametersB = Field(description="Parameters in billions")
     active_parameters_b: ParametersB | None = None
+    experts: ExpertCount | None = Field(
+        default=None, description="Experts per MoE layer (None: a dense model)"
+    )
+    experts_per_token: ExpertsPerToken | None = Field(
+        default=None, description="Experts each token is routed to (MoE)"
+    )
     layers: ModelDimension
     hidden_size: ModelDimension
     heads: ModelDimension
@@ -157,6 +185,15 @@ class ModelRecord(Record):
     vocab_size: ModelDimension
     max_context: TokenCount
     source: SourceText
+
+    @model_validator(mode="after")
+    def _experts_complete(self) -> ModelRecord:
+        problem = expert_problem(
+            self.parameters_b, self.active_parameters_b, self.experts, self.experts_per_token
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SchemeRecord(Record):

@@ -34,6 +34,10 @@ Seed versions:
     (GPTQ) releases (``quality_recovery.yaml``).
 13. llama-server on this project's 2-core CPU machine, default model Q4_K_M and Q8_0 at
     concurrency 1-16, measured quiet (``profiles_llamacpp_server_cpu.yaml``).
+14. Published recovery of Llama-3.1-70B (GPTQ W8A16, INT8 W8A8) and Qwen2.5-14B (INT8 W8A8)
+    releases (``quality_recovery.yaml``).
+15. 25 published vLLM runs: its performance CI on H200, an AWQ pull request on an A100, BF16 and
+    FP8 W8A8 sweeps on L40S, BF16 on H100 SXM (``profiles_published_vllm_benchmarks.yaml``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from quantplan.catalog.store import ConflictError, write_record
 from quantplan.catalog.transfer import parse
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 14
+SEED_VERSION = 15
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:

@@ -185,6 +185,9 @@ PeakToMean = Annotated[float, _finite(ge=1, le=1000)]
 # Counts: positive integers with caps far above any real value.
 TokenCount = Annotated[int, Field(ge=1, le=100_000_000)]  # tokens per request or context
 ModelDimension = Annotated[int, Field(ge=1, le=100_000_000)]  # layers, heads, widths, vocab
+# A mixture-of-experts layer has at least two experts, and a token picks fewer than all of them.
+ExpertCount = Annotated[int, Field(ge=2, le=100_000)]
+ExpertsPerToken = Annotated[int, Field(ge=1, le=99_999)]
 Concurrency = Annotated[int, Field(ge=1, le=1_000_000)]
 DeviceCount = Annotated[int, Field(ge=1, le=100_000)]  # vCPUs, cores, accelerators used
 AcceleratorCount = Annotated[int, Field(ge=0, le=1024)]  # 0 for CPU-only machines

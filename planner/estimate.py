@@ -3,7 +3,8 @@
 The time map is computed for every option x instance x concurrency at once (numpy arrays):
 
 * decode step at concurrency ``b``: ``max(bytes read / bandwidth, 2 x active params x b / FLOPS)``
-  plus a fixed per-step overhead -- memory-bound at small ``b``, compute-bound past the knee;
+  plus a fixed per-step overhead -- memory-bound at small ``b``, compute-bound past the knee; a
+  mixture-of-experts step reads the experts its batch is routed to (``read_fraction``);
 * prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read);
 * a tensor-parallel replica adds its all-reduces to both: two per layer of the pass's
   activations over the GPUs' links (planner/hardware.py ``allreduce_seconds``).
@@ -60,6 +61,7 @@ from quantplan.planner.hardware import (
     kv_gb_per_token,
     max_sequences,
     model_shape_from_record,
+    read_fraction,
     replica_hardware,
     weight_gb,
 )
@@ -112,13 +114,33 @@ an engine defect -- not an efficiency other settings share: it pins its own sett
 calibrates nothing else. Real runs in the seed catalog sit at 0.5 and above (4-bit llama.cpp
 kernels at 64 sequences, Q2_K on a P40); vLLM issue #1888's 8-GPU row, half the 1-GPU speed on
 eight A100s and filed as a suspected bug, sits at 0.1."""
+SUPERSEDED_ENGINE = "superseded_engine"
+"""A profile whose ``details`` carry this key (the reason, in words) was measured on an engine
+release whose behaviour the deployed release no longer has: it stays in the catalog and in the
+validation, but neither pins, calibrates nor shapes a batching curve for plans. The seed marks
+vLLM runs before 0.6.0 so: vLLM's v0.6.0 release notes (blog.vllm.ai, 2024-09-05) measured the
+HTTP server at 33 % and scheduling at 29 % of the time for Llama 3 8B on one H100, removed most
+of it (2.7x the throughput of 0.5.3 there, 1.8x for 70B on four H100s), and the seed's vLLM 0.5.4
+runs on H100 SXM reach 0.3-0.5 of what the same catalog predicts at 54-146 sequences."""
+
+
+def plans_from(profile: ProfileRecord) -> bool:
+    """Whether ``profile`` is evidence for plans: measured or published, on an engine release
+    that still behaves as deployed (see :data:`SUPERSEDED_ENGINE`)."""
+    return profile.basis in ("measured", "published") and not profile.details.get(SUPERSEDED_ENGINE)
+
+
 ASSUMPTIONS: tuple[str, ...] = (
     "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
     "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); the "
     "efficiencies before calibration are the engine's traits on the device kind (below)",
     "prefill = 2 x active params x input tokens / (FLOPS x efficiency)",
+    "a mixture-of-experts step reads the shared weights and every expert its batch is routed to "
+    "(routing spread evenly over the experts)",
     f"a profile over {1 / MIN_CALIBRATING_RATIO:.0f}x slower than that roofline pins its own "
     "setting but calibrates no other (a broken set-up, not an efficiency)",
+    "profiles of a superseded engine release (vLLM before 0.6.0) are checked against, not "
+    "planned from",
 )
 
 
@@ -230,7 +252,7 @@ def _efficiency_tables(
 def _step_times(
     shape: ModelShape,
     workload: Workload,
-    weights_read_gb: np.ndarray,
+    weights_gb: np.ndarray,
     bandwidth_gbps: np.ndarray,
     tflops: np.ndarray,
     overhead_s: np.ndarray,
@@ -246,14 +268,17 @@ def _step_times(
     kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
     flops = np.maximum(tflops, 1e-6) * 1e12
     bandwidth = np.maximum(bandwidth_gbps, 1e-6)
-    memory_s = (weights_read_gb[..., None] + batch * kv_read_gb) / bandwidth[..., None]
+    # A mixture-of-experts step reads the experts its batch is routed to (planner/hardware.py).
+    weights_read_gb = weights_gb[..., None] * read_fraction(shape, batch)
+    memory_s = (weights_read_gb + batch * kv_read_gb) / bandwidth[..., None]
     compute_s = 2 * active_params * batch / flops[..., None]
     decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
     # Causal self-attention adds 2 x layers x L^2 x (heads x head_dim) FLOPs for an L-token
     # prompt (QK^T and AV, half masked): +20 % for a 16k prompt on a 14B model.
     attention = 2 * shape.layers * workload.input_tokens**2 * shape.heads * shape.head_dim
     prefill_compute = (2 * active_params * workload.input_tokens + attention) / flops
-    prefill = np.maximum(prefill_compute, weights_read_gb / bandwidth) + overhead_s
+    prompt_read_gb = weights_gb * read_fraction(shape, workload.input_tokens)
+    prefill = np.maximum(prefill_compute, prompt_read_gb / bandwidth) + overhead_s
     if links is not None:
         decode = decode + links.seconds_per_pass(shape, batch)
         prefill = prefill + links.seconds_per_pass(shape, float(workload.input_tokens))
@@ -280,7 +305,7 @@ class _ProfileRoofline:
         return _step_times(
             self.shape,
             self.workload,
-            np.array(weight_gb(self.shape, self.scheme, self.method) * active_fraction(self.shape)),
+            np.array(weight_gb(self.shape, self.scheme, self.method)),
             np.array(self.replica.bandwidth_gbps * traits.bandwidth_efficiency),
             np.array(
                 self.replica.tflops
@@ -417,7 +442,7 @@ def _evidence(
     135M model on an H200 -- measures the server loop, not how the engine batches)."""
     points: list[tuple[CurvePoint, tuple[CalibrationKey, ...] | None]] = []
     for profile in profiles:
-        if profile.basis not in ("measured", "published"):
+        if not plans_from(profile):
             continue
         hardware = snapshot.hardware_by_name.get(profile.hardware)
         scheme = snapshot.scheme_by_name.get(profile.scheme)
@@ -492,7 +517,7 @@ def request_overheads(
     means = pooled_log_means(class_ratios) if pooled is None else pooled
     found: dict[tuple[str, str], list[float]] = defaultdict(list)
     for profile in profiles:
-        if profile.basis not in ("measured", "published") or profile.concurrency != 1:
+        if not plans_from(profile) or profile.concurrency != 1:
             continue
         if profile.ttft_p50_ms is None or profile.request_rate is not None:
             continue
@@ -517,7 +542,7 @@ def _calibration(
     shape_s, shape_i, k = len(space.options), len(space.instances), len(CONCURRENCY_GRID)
     multiplier = np.ones((shape_s, shape_i, k))
     basis = np.zeros((shape_s, shape_i, k), dtype=np.int8)
-    usable = [p for p in snapshot.profiles if p.basis in ("measured", "published")]
+    usable = [p for p in snapshot.profiles if plans_from(p)]
     if not usable:
         return multiplier, basis, {}
     class_ratios, curves = _evidence(usable, snapshot, workload)
@@ -603,7 +628,7 @@ def estimate_performance(
     decode, prefill = _step_times(
         shape,
         workload,
-        np.broadcast_to((weights * active_fraction(shape))[:, None], bandwidth.shape),
+        np.broadcast_to(weights[:, None], bandwidth.shape),
         bandwidth * bw_eff,
         tflops * fl_eff,
         overhead_s,
@@ -704,6 +729,7 @@ def predict_profile(
     shape, scheme, hardware = roofline.shape, roofline.scheme, roofline.hardware
     replica, traits, workload = roofline.replica, roofline.traits, roofline.workload
     decode, prefill = roofline.step_times(profile.concurrency)
+    evidence = tuple(o for o in evidence if plans_from(o))
     class_ratios, curves = _evidence(evidence, snapshot, workload)
     pooled = pooled_log_means(class_ratios)  # once, for the multiplier and the overheads
     found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware, pooled)
@@ -719,7 +745,6 @@ def predict_profile(
         for o in evidence
         if (o.model, o.scheme, o.engine, o.hardware, o.hardware_count)
         == (profile.model, profile.scheme, profile.engine, profile.hardware, profile.hardware_count)
-        and o.basis in ("measured", "published")
         and _similar_workload(o, workload)
         and (ratio := _profile_decode_ratio(o, snapshot, workload))
     )

@@ -188,6 +188,24 @@ def active_fraction(shape: ModelShape) -> float:
     return min(1.0, shape.active_parameters_b / shape.parameters_b)
 
 
+def read_fraction(shape: ModelShape, tokens: np.ndarray | float) -> np.ndarray:
+    """Share of the weights one forward pass over ``tokens`` tokens reads (a decode step's
+    batch, or a prompt). A mixture-of-experts layer reads its shared weights and every expert
+    at least one token is routed to; with routing spread evenly over E experts, k a token, an
+    expert escapes all t tokens with probability (1 - k/E)^t. So a batch of 8 reads about 90 %
+    of Mixtral-8x7B's experts (2 of 8 a token), where one token reads 25 %. A card without
+    expert counts reads its active share at every batch size."""
+    tokens = np.asarray(tokens, dtype=float)
+    active = shape.active_parameters_b
+    if shape.experts is None or shape.experts_per_token is None or active is None:
+        return np.full(tokens.shape, active_fraction(shape))
+    experts, chosen = shape.experts, shape.experts_per_token
+    per_expert = (shape.parameters_b - active) / (experts - chosen)
+    shared = shape.parameters_b - experts * per_expert
+    touched = experts * (1 - (1 - chosen / experts) ** np.maximum(tokens, 1.0))
+    return np.minimum(1.0, (shared + per_expert * touched) / shape.parameters_b)
+
+
 def kv_gb_per_token(shape: ModelShape) -> float:
     """KV cache per token of context, in GB."""
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * KV_BYTES_PER_ELEMENT / 1e9

@@ -19,9 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from quantplan.catalog.records import first_problem
+from quantplan.catalog.records import expert_problem, first_problem
 from quantplan.catalog.registry import MethodName
 from quantplan.catalog.vocabulary import (
+    ExpertCount,
+    ExpertsPerToken,
     FleetTokensPerS,
     FleetTypeCount,
     Fraction,
@@ -70,6 +72,15 @@ class ModelShape(StrictModel):
     active_parameters_b: ParametersB | None = Field(
         default=None, description="Parameters read per token in billions (MoE); None = all"
     )
+    experts: ExpertCount | None = Field(
+        default=None,
+        description="Experts per MoE layer, with experts_per_token: a batch reads the experts "
+        "its tokens are routed to, not only the active ones (None: as if every token read the "
+        "same active parameters)",
+    )
+    experts_per_token: ExpertsPerToken | None = Field(
+        default=None, description="Experts each token is routed to (MoE)"
+    )
     layers: ModelDimension = Field(description="Transformer layers")
     hidden_size: ModelDimension = Field(description="Hidden (model) dimension")
     heads: ModelDimension = Field(description="Attention heads")
@@ -77,6 +88,15 @@ class ModelShape(StrictModel):
     head_dim: ModelDimension = Field(description="Dimension of one attention head")
     vocab_size: ModelDimension = Field(description="Vocabulary size (sizes embeddings and lm_head)")
     max_context: TokenCount = Field(description="Longest context the model supports, in tokens")
+
+    @model_validator(mode="after")
+    def _experts_complete(self) -> ModelShape:
+        problem = expert_problem(
+            self.parameters_b, self.active_parameters_b, self.experts, self.experts_per_token
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class Workload(StrictModel):

@@ -156,6 +156,12 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
                         f"INSERT INTO instance_type ({keys}) VALUES ({marks})",
                         (*columns.values(), hw),
                     )
+                elif kind == "models":  # schema 0004's model card: no expert counts
+                    columns = record.model_dump(exclude={"experts", "experts_per_token"})
+                    keys, marks = ", ".join(columns), ", ".join("?" * len(columns))
+                    session.connection().exec_driver_sql(
+                        f"INSERT INTO model_card ({keys}) VALUES ({marks})", tuple(columns.values())
+                    )
                 elif kind not in {"profiles", "quality", "engine_traits", "method_traits"}:
                     write_record(session, kind, record)  # the kinds schema 0004 had
         session.commit()
@@ -171,6 +177,9 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
     assert json.loads(result.stdout)["rows"], "seed quality rows were appended"
     connection = sqlite3.connect(path)
     assert connection.execute("SELECT max(version) FROM seed_state").fetchone() == (SEED_VERSION,)
+    assert connection.execute(  # migration 0008 completed the seed's one MoE card
+        "SELECT experts, experts_per_token FROM model_card WHERE name = 'Mixtral-8x7B'"
+    ).fetchall() == [(8, 2)]
     assert connection.execute(
         "SELECT price_per_hour, price_source, superseded_at FROM instance_type "
         "WHERE name = 'g5.xlarge' AND region = 'us-east-1'"

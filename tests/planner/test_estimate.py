@@ -16,7 +16,8 @@ from quantplan.planner.estimate import (
     PUBLISHED,
     UNCALIBRATED,
 )
-from quantplan.planner.targets import Constraints, Targets, Workload
+from quantplan.planner.hardware import read_fraction
+from quantplan.planner.targets import Constraints, ModelShape, Targets, Workload
 from quantplan.planner.uncertainty import MIN_POINTS, TTFT_CATEGORY, shipped_band
 
 MODEL, SCHEME = "Llama-3.1-8B", "gptq-w4a16-g128"
@@ -182,3 +183,41 @@ def test_a_run_far_below_any_efficiency_pins_its_setting_but_calibrates_nothing(
     pinned = prepare(_targets(), shipped.model_copy(update={"profiles": (own,)}))
     assert pinned.perf.basis[s, i, _k(8)] == MEASURED
     assert pinned.perf.decode_step_s[s, i, _k(8)] > 5 * modeled_step
+
+
+def test_a_superseded_engine_release_neither_pins_nor_calibrates(
+    shipped: CatalogSnapshot,
+) -> None:
+    """A run of an engine release the deployed one no longer resembles (vLLM before 0.6.0)
+    stays in the catalog for validation, but plans are made as if it were not there."""
+    bare = prepare(_targets(), shipped.model_copy(update={"profiles": ()}))
+    s, i = _index(bare, SCHEME, "vllm", "g6.xlarge")
+    modeled_step = bare.perf.decode_step_s[s, i, _k(8)]
+    old = _profile(8, 0.5 * 8 / modeled_step, details={"superseded_engine": "vLLM 0.5.4"})
+    after = prepare(_targets(), shipped.model_copy(update={"profiles": (old,)}))
+    assert after.perf.decode_step_s[s, i, _k(8)] == pytest.approx(modeled_step)
+    assert (after.perf.basis[s, i] == UNCALIBRATED).all()
+    current = old.model_copy(update={"details": {}})
+    pinned = prepare(_targets(), shipped.model_copy(update={"profiles": (current,)}))
+    assert pinned.perf.basis[s, i, _k(8)] == MEASURED
+
+
+def test_a_mixture_of_experts_batch_reads_the_experts_its_tokens_pick() -> None:
+    """Mixtral-8x7B routes each token to 2 of 8 experts: one token reads the active 12.9B of
+    46.7B parameters, a batch of 8 about 90 % of them, a long prompt all of them. A card
+    without expert counts keeps its active share at every batch."""
+    fields = dict(
+        name="moe", parameters_b=46.703, active_parameters_b=12.879, layers=32,
+        hidden_size=4096, heads=32, kv_heads=8, head_dim=128, vocab_size=32000,
+        max_context=32768,
+    )  # fmt: skip
+    moe = ModelShape(**fields, experts=8, experts_per_token=2)  # type: ignore[arg-type]
+    read = read_fraction(moe, np.array([1, 2, 8, 64, 512]))
+    assert read[0] == pytest.approx(12.879 / 46.703)
+    assert np.all(np.diff(read) > 0) and read[2] == pytest.approx(0.903, abs=0.002)
+    assert read[-1] == pytest.approx(1.0)
+    unknown = ModelShape(**fields)  # type: ignore[arg-type]
+    assert read_fraction(unknown, np.array([1, 64])) == pytest.approx([12.879 / 46.703] * 2)
+    for bad in ({"experts": 8}, {"experts": 8, "experts_per_token": 8}):
+        with pytest.raises(ValueError, match="experts"):
+            ModelShape(**fields, **bad)  # type: ignore[arg-type]
