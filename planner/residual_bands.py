@@ -7,7 +7,7 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "ffac9e8 + uncommitted changes",
+    "commit": "9f851cb",
     "date": "2026-12-03",
     "points": 297,
     "sources": 21,
