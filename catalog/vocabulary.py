@@ -181,6 +181,7 @@ Fraction = Annotated[float, _finite(ge=0, le=1)]
 TaskScore = Annotated[float, _finite(ge=0, le=100)]
 RecoveryPct = Annotated[float, _finite(ge=0, le=1e4)]
 PeakToMean = Annotated[float, _finite(ge=1, le=1000)]
+HourlyLoad = Annotated[float, _finite(ge=0, le=1e9)]  # one hour of a daily shape, any scale
 
 # Counts: positive integers with caps far above any real value.
 TokenCount = Annotated[int, Field(ge=1, le=100_000_000)]  # tokens per request or context

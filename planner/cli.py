@@ -7,6 +7,7 @@ and hands both to the planner. Heavy imports happen inside the commands.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -53,6 +54,7 @@ FLAG_OF_FIELD = {
     "workload.input_tokens": "--input-tokens",
     "workload.output_tokens": "--output-tokens",
     "workload.peak_to_mean": "--peak-to-mean",
+    "workload.daily_shape": "--daily-shape",
     "workload.requests_per_s": "--rps",
     "workload.tokens_per_day": "--tokens-per-day",
     "workload.token_accounting": "--count-output-only",
@@ -124,6 +126,8 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             "no model given", hint="pass --model NAME (see `quantplan catalog list -k models`)"
         )
     workload = data.setdefault("workload", {})
+    if isinstance(flags.get("daily_shape"), str):
+        flags = {**flags, "daily_shape": _hourly_numbers(flags["daily_shape"])}
     if flags["rps"] is not None or flags["tokens_per_day"] is not None:
         workload["requests_per_s"] = flags["rps"]
         workload["tokens_per_day"] = flags["tokens_per_day"]
@@ -136,6 +140,7 @@ def _targets_from_flags(source: Path | None, flags: dict[str, Any]) -> Targets:
             "input_tokens": "input_tokens",
             "output_tokens": "output_tokens",
             "peak_to_mean": "peak_to_mean",
+            "daily_shape": "daily_shape",
         },
         "slos": {
             "ttft_p95_ms": "ttft_p95_ms",
@@ -209,6 +214,24 @@ def _family(name: str) -> str:
     raise UnknownNameError("family (--family)", name, METHODS.names())
 
 
+def _hourly_numbers(text: str) -> list[float]:
+    """``--daily-shape``'s 24 numbers, separated by commas or spaces."""
+    from quantplan.errors import QuantplanError
+
+    parts = [part for part in text.replace(",", " ").split() if part]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 24 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise QuantplanError(
+            f"--daily-shape: give 24 numbers of 0 or more, the load hour by hour "
+            f"(got {len(parts)} value(s): {text[:60]!r})",
+            hint='e.g. --daily-shape "$(seq -s, 1 24)" ; any scale: their mean is the mean rate',
+        )
+    return values
+
+
 def _invalid_targets(
     error: ValidationError, sections: dict[str, dict[str, str]], flags: dict[str, Any]
 ) -> QuantplanError:
@@ -229,7 +252,10 @@ def _invalid_targets(
     }
     flag = options.get((location[0], location[1])) if len(location) >= 2 else None
     if flag is not None and flags.get(flag) is not None:
-        message = f"--{flag.replace('_', '-')}: {first['msg']} (got {flags[flag]!r})"
+        given = flags[flag]
+        shown = repr(given) if len(repr(given)) <= 80 else f"{repr(given)[:77]}..."
+        text = str(first["msg"]).removeprefix("Value error, ")
+        message = f"--{flag.replace('_', '-')}: {flag_words(text)} (got {shown})"
     elif flags.get("targets_file") or flags.get("source"):
         message = f"invalid targets: {first_problem(error)}"  # the file's field names
     else:
@@ -319,12 +345,21 @@ def _print_plan(
     def scaling_row(d: Deployment) -> list[tuple[str, str]]:
         if d.min_replicas is None or d.min_replicas >= d.replicas:
             return []
+        if d.expected_usd_per_month is not None:
+            cost = f"; ${d.expected_usd_per_month:,.0f}/month over the daily shape"
+        elif d.floor_usd_per_month is not None:
+            cost = (
+                f"; ${d.floor_usd_per_month:,.0f}/month at the mean load all day to "
+                f"${d.usd_per_month:,.0f} at the peak (--daily-shape prices a day)"
+            )
+        else:
+            cost = ""
         return [
             (
                 "with the load",
                 f"{d.min_replicas} replica(s) carry the mean load, {d.replicas} the peak "
                 f"(`cluster endpoint` scales between them at {d.metrics.concurrency} in flight "
-                "per replica)",
+                f"per replica){cost}",
             )
         ]
 
@@ -415,6 +450,15 @@ def plan_command(
         typer.Option(
             help="Peak over mean request rate; the fleet is sized for the peak, so 2 "
             "doubles the bill of a flat load. \\[default: 2]"
+        ),
+    ] = None,
+    daily_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="The day's load hour by hour: 24 numbers separated by commas, any scale (their "
+            "mean is the mean rate; the busiest may be at most --peak-to-mean times it). The "
+            "plan then prices its fleet scaling with the load over such a day. \\[default: "
+            "none: the plan gives the range from the mean load to the peak all day]"
         ),
     ] = None,
     output_only: Annotated[
@@ -595,7 +639,7 @@ def report_command(
     from quantplan.planner.report import render_html, render_markdown
 
     flags: dict[str, Any] = dict.fromkeys(
-        ("input_tokens", "output_tokens", "peak_to_mean", "min_throughput", "max_kl",
+        ("input_tokens", "output_tokens", "peak_to_mean", "daily_shape", "min_throughput", "max_kl",
          "budget_month", "budget_per_million", "cloud", "region", "spot", "max_replicas",
          "mixed_fleet", "require_engine", "cpu_only", "gpu_only", "allow_flagged_prices",
          "min_recovery", "recovery_benchmark", "quality_evidence"),

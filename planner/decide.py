@@ -348,12 +348,13 @@ def plan_from_context(
                 build_deployment(ev, t.key, instances=n) for t, n in solution.counts
             ]  # fmt: skip
     mean_rate = context.targets.workload.mean_requests_per_s
+    hourly = context.targets.workload.hourly_load
 
     def alone(deployment: Deployment) -> Deployment:
         """A deployment as the whole fleet: its floor for scaling carries all the mean load."""
-        return with_scaling_bounds([deployment], mean_rate)[0]
+        return with_scaling_bounds([deployment], mean_rate, hourly)[0]
 
-    fleet = with_scaling_bounds(fleet, mean_rate)
+    fleet = with_scaling_bounds(fleet, mean_rate, hourly)
     chosen = alone(chosen) if chosen is not None else None
     reference = float(ev.usd_per_month[choice]) if choice is not None else np.inf
     relaxed = relaxed_optima(ev, context.space, context.perf, reference, context.memo)

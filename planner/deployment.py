@@ -109,16 +109,41 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
     )
 
 
-def with_scaling_bounds(fleet: list[Deployment], mean_requests_per_s: float) -> list[Deployment]:
-    """The fleet with each line's floor for scaling with load: the replicas its share of the
-    mean load needs. A line's share is its part of the fleet's planned capacity (the router
-    spreads requests that way), so its floor is ``ceil(replicas x mean / fleet capacity)``,
-    at least one and at most ``replicas``."""
+def with_scaling_bounds(
+    fleet: list[Deployment],
+    mean_requests_per_s: float,
+    hourly_load: tuple[float, ...] | None = None,
+) -> list[Deployment]:
+    """The fleet with each line's floor for scaling with load and what scaling costs.
+
+    The floor is the replicas the line's share of the mean load needs. A line's share is its
+    part of the fleet's planned capacity (the router spreads requests that way), so at a load
+    of ``f`` times the mean it needs ``ceil(replicas x f x mean / fleet capacity)``, at least
+    one and at most ``replicas``; the floor is that at ``f = 1``. ``hourly_load`` (the day's
+    load over the mean, hour by hour) prices a day of such scaling: each hour the instances
+    its replicas need, kept at the floor below the mean as the endpoint's autoscaler does."""
     capacity = sum(d.capacity_requests_per_s for d in fleet)
+
+    def replicas_at(deployment: Deployment, load: float, floor: int) -> int:
+        needed = deployment.replicas * load * mean_requests_per_s / capacity if capacity else 0.0
+        # A hair under an integer is that integer (capacities are rounded to 6 places).
+        return min(deployment.replicas, max(floor, math.ceil(needed - 1e-9)))
+
+    def monthly(deployment: Deployment, replicas: int) -> float:
+        instances = math.ceil(replicas / deployment.replicas_per_instance)
+        return monthly_cost(instances, deployment.usd_per_hour)
+
     bounded = []
     for deployment in fleet:
-        needed = deployment.replicas * mean_requests_per_s / capacity if capacity > 0 else 0.0
-        # A hair under an integer is that integer (capacities are rounded to 6 places).
-        floor = min(deployment.replicas, max(1, math.ceil(needed - 1e-9)))
-        bounded.append(deployment.model_copy(update={"min_replicas": floor}))
+        floor = replicas_at(deployment, 1.0, 1)
+        expected = None
+        if hourly_load:
+            hours = [monthly(deployment, replicas_at(deployment, f, floor)) for f in hourly_load]
+            expected = round(sum(hours) / len(hours), 4)
+        update = {
+            "min_replicas": floor,
+            "floor_usd_per_month": round(monthly(deployment, floor), 4),
+            "expected_usd_per_month": expected,
+        }
+        bounded.append(deployment.model_copy(update=update))
     return bounded

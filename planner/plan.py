@@ -136,6 +136,19 @@ class Deployment(PlanModel):
         "the ceiling, and ``metrics.concurrency`` the target load per replica. None: plans "
         "before 0.x, which run ``replicas`` throughout",
     )
+    floor_usd_per_month: float | None = Field(
+        default=None,
+        ge=0,
+        description="The instances ``min_replicas`` need, per month: the line at its floor all "
+        "month (None: plans without a floor)",
+    )
+    expected_usd_per_month: float | None = Field(
+        default=None,
+        ge=0,
+        description="Per month, scaling with the load over workload.daily_shape: each hour the "
+        "replicas that hour's share of the load needs, between min_replicas and replicas "
+        "(None: no daily shape given)",
+    )
     instances: int = Field(ge=1, description="Instances to rent for them")
     replicas_per_instance: int = Field(
         default=1, ge=1, description="Replicas side by side on one instance (GPU subsets)"

@@ -16,6 +16,8 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -27,6 +29,7 @@ from quantplan.catalog.vocabulary import (
     FleetTokensPerS,
     FleetTypeCount,
     Fraction,
+    HourlyLoad,
     KlDivergence,
     LatencyMs,
     ModelDimension,
@@ -120,12 +123,49 @@ class Workload(StrictModel):
         default="input_and_output",
         description="Which tokens count for tokens/day and $/million tokens",
     )
+    daily_shape: list[HourlyLoad] | None = Field(
+        default=None,
+        min_length=24,
+        max_length=24,
+        description="The day's load hour by hour (24 numbers, any scale: their mean is the mean "
+        "rate). With it, a plan prices its fleet scaling with the load over such a day; its "
+        "busiest hour may not exceed peak_to_mean times the mean. None: the plan gives the "
+        "range from the mean load all day to the peak all day",
+    )
 
     @model_validator(mode="after")
     def _one_volume(self) -> Workload:
         if (self.requests_per_s is None) == (self.tokens_per_day is None):
             raise ValueError("give exactly one of requests_per_s or tokens_per_day")
         return self
+
+    @field_validator("daily_shape")
+    @classmethod
+    def _shape_within_the_peak(
+        cls, shape: list[float] | None, info: ValidationInfo
+    ) -> list[float] | None:
+        if shape is None:
+            return None
+        mean = sum(shape) / len(shape)
+        if mean <= 0:
+            raise ValueError("the day needs some load: all 24 hours are 0")
+        busiest = max(shape) / mean
+        peak_to_mean = info.data.get("peak_to_mean")
+        if peak_to_mean is not None and busiest > peak_to_mean * (1 + 1e-9):
+            raise ValueError(
+                f"the busiest hour is {busiest:.3g}x the day's mean, above peak_to_mean "
+                f"{peak_to_mean:g}: the fleet would be sized below that hour; raise "
+                f"peak_to_mean to at least {busiest:.3g}"
+            )
+        return shape
+
+    @property
+    def hourly_load(self) -> tuple[float, ...] | None:
+        """Each hour's load over the mean (daily_shape scaled to mean 1), or None."""
+        if self.daily_shape is None:
+            return None
+        mean = sum(self.daily_shape) / len(self.daily_shape)
+        return tuple(value / mean for value in self.daily_shape)
 
     @property
     def counted_tokens_per_request(self) -> int:

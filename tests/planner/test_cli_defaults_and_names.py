@@ -163,3 +163,19 @@ def test_a_command_starts_without_the_other_commands_modules(
     others = [name for name in COMMAND_MODULES if name != own]
     for heavy in ("httpx", *others):
         assert f"| {heavy}\n" not in imports and f" {heavy}\n" not in imports, heavy
+
+
+def test_a_daily_shape_prices_the_scaling_fleet_and_bad_shapes_are_one_line(db: str) -> None:
+    day = ",".join(["1"] * 8 + ["2"] * 8 + ["0.5"] * 8)  # mean 1.1667: busiest 1.71x
+    base = ("--model", "Llama-3.1-70B", "--rps", "10")
+    shaped = _plan(db, *base, "--daily-shape", day, "--json")
+    assert shaped.returncode == 0, shaped.stderr
+    choice = json.loads(shaped.stdout)["choice"]
+    assert choice["floor_usd_per_month"] <= choice["expected_usd_per_month"]
+    assert choice["expected_usd_per_month"] <= choice["usd_per_month"]
+    text = _plan(db, *base, "--daily-shape", day).stdout
+    assert "over the daily shape" in " ".join(text.replace("│", " ").split())
+    short = _one_line_error(_plan(db, *base, "--daily-shape", "1,2,3"))
+    assert "--daily-shape: give 24 numbers" in short and "got 3 value(s)" in short
+    steep = _one_line_error(_plan(db, *base, "--daily-shape", day, "--peak-to-mean", "1.5"))
+    assert "busiest hour is 1.71x" in steep and "--peak-to-mean to at least 1.71" in steep

@@ -205,3 +205,33 @@ def test_each_line_scales_down_to_what_its_share_of_the_mean_load_needs(
     assert [d.min_replicas for d in idle] == [1, 1]
     busy = with_scaling_bounds([big, small], mean_requests_per_s=40.0)  # past the capacity
     assert [d.min_replicas for d in busy] == [6, 2]
+
+
+def test_a_daily_shape_prices_the_fleet_hour_by_hour(shipped: CatalogSnapshot) -> None:
+    """Each hour runs the instances that hour's load needs, never below the floor the mean
+    load needs (the endpoint's autoscaler floor): a flat day costs the floor, a day at the peak
+    every hour the peak fleet, a real day something between."""
+    from pydantic import ValidationError
+
+    from quantplan.planner.deployment import with_scaling_bounds
+
+    targets = Targets(model="Llama-3.1-8B", workload=Workload(requests_per_s=20, peak_to_mean=3))
+    (line,) = make_plan(targets, shipped).fleet
+    assert line.floor_usd_per_month is not None and line.expected_usd_per_month is None
+    assert line.min_replicas is not None and line.min_replicas < line.replicas
+    hourly_price = line.usd_per_month / line.instances  # one instance a month
+    assert line.floor_usd_per_month == pytest.approx(hourly_price * line.min_replicas)
+    flat = with_scaling_bounds([line], 20.0, (1.0,) * 24)[0]
+    assert flat.expected_usd_per_month == pytest.approx(flat.floor_usd_per_month)
+    night = with_scaling_bounds([line], 20.0, (0.0,) * 12 + (2.0,) * 12)[0]
+    assert flat.expected_usd_per_month < night.expected_usd_per_month < line.usd_per_month
+    peak = with_scaling_bounds([line], 20.0, (3.0,) * 24)[0]
+    assert peak.expected_usd_per_month == pytest.approx(line.usd_per_month)
+    # Through the targets: the shape's scale does not matter, its busiest hour must fit the peak.
+    shaped = Workload(requests_per_s=20, peak_to_mean=3, daily_shape=[0] * 12 + [50] * 12)
+    (priced,) = make_plan(targets.model_copy(update={"workload": shaped}), shipped).fleet
+    assert priced.expected_usd_per_month == pytest.approx(night.expected_usd_per_month)
+    with pytest.raises(ValidationError, match="busiest hour is 24x"):
+        Workload(requests_per_s=1, peak_to_mean=3, daily_shape=[0] * 23 + [1])
+    with pytest.raises(ValidationError, match="24"):
+        Workload(requests_per_s=1, daily_shape=[1.0] * 23)
