@@ -216,13 +216,18 @@ def _ranking(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate() -> dict[str, Any]:
+    """The held-out errors. The headline figures and the groups other than source and release
+    cover the points of the deployed engine releases, which the planner claims to predict;
+    a superseded release's points (planner/estimate.py SUPERSEDED_ENGINE) are listed, and
+    summed up under release and source, but are not what plans rest on."""
     snapshot = _snapshot()
-    rows = _points(snapshot)
+    every = _points(snapshot)
+    rows = [r for r in every if r["release"] == "deployed"]
     itl = _itl_points(snapshot)
     by: dict[str, dict[str, Any]] = {}
     for key in ("category", "engine", "release", "family", "hardware", "count", "source", "basis"):
         groups: dict[str, list[float]] = defaultdict(list)
-        for row in rows:
+        for row in every if key in ("release", "source") else rows:
             groups[str(row[key])].append(row["error"])
         by[key] = {name: _summary(errors) for name, errors in sorted(groups.items())}
     throughput = [r["error"] for r in rows if r["category"] == "throughput_at_concurrency"]
@@ -234,6 +239,7 @@ def evaluate() -> dict[str, Any]:
     band_needed = {key: float(np.quantile(v, 0.9)) for key, v in sorted(needed.items())}
     return {
         "points": len(rows),
+        "superseded_points": len(every) - len(rows),
         "sources": len({r["source"] for r in rows}),
         "overall": _summary([r["error"] for r in rows]),
         "by": by,
@@ -241,7 +247,7 @@ def evaluate() -> dict[str, Any]:
         "band_needed_for_90pct": band_needed,
         "band_coverage": sum(r["inside_band"] for r in rows) / len(rows) if rows else None,
         "ranking": _ranking(rows),
-        "rows": rows,
+        "rows": every,
         "itl_under_load": {
             "step_only": _summary([r["error_step"] for r in itl]),
             "with_prefill_interference": _summary([r["error"] for r in itl]),
@@ -261,6 +267,13 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
         "Each seed profile (catalog/seed/profiles.yaml) predicted from a catalog without its own "
         "source; error = predicted / measured - 1. Produced by `bench/prediction_accuracy.py`.",
         "",
+        "From the run that added the superseded-release rule (vLLM before 0.6.0) on, the headline "
+        "columns and the "
+        "groups below (except release and source) count the points of deployed engine "
+        "releases, the ones plans rest on; runs of a superseded release are predicted and "
+        "listed too, and summed up under release and source. Earlier runs "
+        "counted every point.",
+        "",
         "| run | commit | points | sources | batch-1 decode median | throughput median / p90 "
         "| TTFT under load median | inside band | ranking agreement (pairs) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -268,7 +281,9 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
     for label, run in runs.items():
         cat = run["by"]["category"]
         lines.append(
-            f"| {label} | {run['commit']} | {run['points']} | {run['sources']} "
+            f"| {label} | {run['commit']} | {run['points']}"
+            + (f" (+{run['superseded_points']} superseded)" if run.get("superseded_points") else "")
+            + f" | {run['sources']} "
             f"| {_pct(cat.get('batch1_decode', {}).get('median_abs'))} "
             f"| {_pct(cat.get('throughput_at_concurrency', {}).get('median_abs'))} / "
             f"{_pct(run['throughput_p90_abs'])} "
@@ -373,6 +388,7 @@ def _commit() -> str:
 def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     """The planner's residual table (a Python module: no file I/O at plan time)."""
     table = residual_table(rows)
+    used = [r for r in rows if r.get("release") != "superseded"]  # what the table holds
     # The commit alone: the uncommitted files' names would overrun a line of the module.
     base, _, changed = commit.partition(" + ")
     commit = f"{base} + uncommitted changes" if changed else base
@@ -388,8 +404,8 @@ def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
         '    "bench": "bench/prediction_accuracy.py",',
         f'    "commit": "{commit}",',
         f'    "date": "{datetime.date.today().isoformat()}",',
-        f'    "points": {len(rows)},',
-        f'    "sources": {len({r["source"] for r in rows})},',
+        f'    "points": {len(used)},',
+        f'    "sources": {len({r["source"] for r in used})},',
         "}",
         "RESIDUALS: dict[tuple[str, str, str], tuple[float, ...]] = {",
     ]

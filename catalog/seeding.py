@@ -36,8 +36,9 @@ Seed versions:
     concurrency 1-16, measured quiet (``profiles_llamacpp_server_cpu.yaml``).
 14. Published recovery of Llama-3.1-70B (GPTQ W8A16, INT8 W8A8) and Qwen2.5-14B (INT8 W8A8)
     releases (``quality_recovery.yaml``).
-15. 25 published vLLM runs: its performance CI on H200, an AWQ pull request on an A100, BF16 and
-    FP8 W8A8 sweeps on L40S, BF16 on H100 SXM (``profiles_published_vllm_benchmarks.yaml``).
+15. 43 published vLLM runs: its performance CI on H200, an AWQ pull request on an A100, BF16 and
+    FP8 W8A8 sweeps on L40S, BF16 on H100 SXM, FP16 / GPTQ / AWQ on an A100 40GB
+    (``profiles_published_vllm_benchmarks.yaml``); vLLM before 0.6.0 marked superseded.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "9f851cb",
+    "commit": "7aa3931 + uncommitted changes",
     "date": "2026-12-03",
-    "points": 297,
-    "sources": 21,
+    "points": 315,
+    "sources": 22,
 }
 RESIDUALS: dict[tuple[str, str, str], tuple[float, ...]] = {
     ("*", "calibrated", "*"): (
