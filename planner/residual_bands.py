@@ -7,10 +7,10 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "7aa3931 + uncommitted changes",
+    "commit": "a78d385",
     "date": "2026-12-03",
-    "points": 315,
-    "sources": 22,
+    "points": 259,
+    "sources": 17,
 }
 RESIDUALS: dict[tuple[str, str, str], tuple[float, ...]] = {
     ("*", "calibrated", "*"): (
