@@ -6,6 +6,7 @@ nothing left running."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,9 @@ import httpx
 import pytest
 from ray_fixtures import RayTestCluster
 
+from quantplan.agent.benchmark.client import Endpoint
+from quantplan.agent.benchmark.protocol import RunResult, run_open_loop
+from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.cluster.collector_actor import RayEventSource
 from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
@@ -371,49 +375,45 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
         scale_down_after_s=10.0,
     )
     endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
-    statuses: list[int] = []
-    sending = threading.Event()
+    target = Endpoint(base_url=endpoint.url, model=MODEL, api_key=KEY)
+    workload = Workload(input_tokens=32, output_tokens=24, ignore_eos=False)
+    runs: list[RunResult] = []
 
     def engines() -> int:
         return len(_notes(ray_cluster.data_dir, "llama.cpp"))
 
-    def keep_asking() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
-            while sending.is_set():
-                response = client.post(
-                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 24}
-                )
-                statuses.append(response.status_code)
+    def ramp() -> None:
+        """The benchmark's open loop at a rising rate: a trickle the floor carries, then more
+        arrivals a second than one replica answers, so requests pile up in flight."""
+        for rate, count in ((0.2, 3), (2.0, 30)):
+            runs.append(asyncio.run(run_open_loop(target, workload, rate=rate, num_requests=count)))
 
     try:
         assert "1-2 replicas with its load" in next(iter(endpoint.deployments.values()))
         assert engines() == 1  # the floor: the mean load's replica
-        sending.set()
-        clients = [threading.Thread(target=keep_asking, daemon=True) for _ in range(8)]
-        for client in clients:
-            client.start()
+        load = threading.Thread(target=ramp, daemon=True)
         started = time.monotonic()
+        load.start()
         while engines() < 2 and time.monotonic() - started < 120:
             time.sleep(1)
         up_s = time.monotonic() - started
-        assert engines() == 2, "eight clients against a target of two never added a replica"
-        time.sleep(5)  # both replicas answer a while
-        sending.clear()
-        for client in clients:
-            client.join(timeout=120)
+        assert engines() == 2, "a rate above one replica's never added the second"
+        load.join(timeout=300)
+        assert not load.is_alive() and len(runs) == 2
         stopped = time.monotonic()
         while engines() > 1 and time.monotonic() - stopped < 180:
             time.sleep(1)
         down_s = time.monotonic() - stopped
         assert engines() == 1, "with no load the line never went back to its floor"
+        sent = sum(run.metrics.requests for run in runs)
+        failed = sum(run.metrics.failed for run in runs)
         print(
-            f"scaled up in {up_s:.1f} s under 8 clients, down in {down_s:.1f} s after; "
-            f"{len(statuses)} requests, statuses {sorted(set(statuses))}"
+            f"open loop at 0.2 then 2 req/s: scaled up {up_s:.1f} s after the ramp began, "
+            f"down {down_s:.1f} s after the last answer; {failed} of {sent} requests failed "
+            f"({[e for run in runs for e in run.metrics.errors]})"
         )
-        assert statuses and set(statuses) == {200}, statuses
+        assert sent == 33 and failed == 0
     finally:
-        sending.clear()
         stop_endpoint(endpoint.app_name)
     lives: dict[str, list[str]] = {}
     for event in _collected(
