@@ -175,13 +175,23 @@ def cluster_endpoint_command(
         float,
         typer.Option(min=1.0, help="Seconds of load under target before a replica is removed"),
     ] = 300.0,
+    update_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds a changed plan's new replicas may take to run before the endpoint "
+            "rolls back to the previous plan",
+        ),
+    ] = 600.0,
 ) -> None:
     """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM.
 
     The plan file is watched. Save a changed plan of the same model (more
     replicas, another line) and the endpoint rolls over to it while it keeps
-    answering; a plan it cannot run is refused with its reasons, and the
-    running fleet stays as it was.
+    answering: each changed line's new replicas start before its old ones stop.
+    A plan it cannot run is refused with its reasons, and the running fleet
+    stays as it was; one whose new replicas fail to start (or are not running
+    within --update-timeout) is rolled back to the previous plan.
     """
     from quantplan.agent.cluster.endpoint import (
         EndpointOptions,
@@ -191,6 +201,7 @@ def cluster_endpoint_command(
         update_endpoint,
     )
     from quantplan.errors import QuantplanError
+    from quantplan.planner.plan import load_plan
 
     options = EndpointOptions(
         name=name,
@@ -204,6 +215,7 @@ def cluster_endpoint_command(
         scale_with_load=not fixed_replicas,
         scale_up_after_s=scale_up_after,
         scale_down_after_s=scale_down_after,
+        update_timeout_s=update_timeout,
     )
     with console.status("starting the endpoint") as spinner:
         endpoint = start_endpoint(
@@ -221,17 +233,19 @@ def cluster_endpoint_command(
         highlight=False,
     )
     changed = plan_watch(plan_file)
+    serving = load_plan(plan_file)  # what a changed plan that fails to start rolls back to
 
     def roll_out_a_changed_plan() -> None:
-        nonlocal endpoint
+        nonlocal endpoint, serving
         if not changed():
             return
         console.print(f"{plan_file} changed: updating the fleet", highlight=False)
         try:
+            candidate = load_plan(plan_file)
             with console.status("updating") as spinner:
                 endpoint = update_endpoint(
                     endpoint,
-                    plan_file,
+                    candidate,
                     options,
                     on_progress=lambda line: spinner.update(f"updating: {line}"),
                 )
@@ -239,15 +253,27 @@ def cluster_endpoint_command(
             console.print(f"[red]changed plan refused:[/] {error}", highlight=False)
             console.print("still serving the previous plan", highlight=False)
             return
-        except Exception as error:  # Serve could not deploy it
+        except Exception as error:  # Serve could not start it: back to the plan that ran
             lines = [line for line in str(error).splitlines() if line.strip()] or [repr(error)]
             console.print(f"[red]update failed:[/] {lines[-1][:300]}", highlight=False)
+            console.print("rolling back to the previous plan", highlight=False)
+            try:
+                with console.status("rolling back"):
+                    endpoint = update_endpoint(endpoint, serving, options)
+            except Exception as again:
+                lines = [line for line in str(again).splitlines() if line.strip()] or [repr(again)]
+                console.print(f"[red]rollback failed:[/] {lines[-1][:300]}", highlight=False)
+                console.print(
+                    "the endpoint keeps what Serve could keep running; save a plan that runs, "
+                    "or stop it",
+                    highlight=False,
+                )
+                return
             console.print(
-                "the endpoint keeps what Serve could keep running; save a plan that runs, "
-                "or stop it",
-                highlight=False,
+                f"rolled back: serving the previous plan at {endpoint.url}/v1", highlight=False
             )
             return
+        serving = candidate
         for deployment, runs in endpoint.deployments.items():
             console.print(f"  {deployment}: {runs}", highlight=False)
         console.print(f"serving the changed plan at {endpoint.url}/v1", highlight=False)

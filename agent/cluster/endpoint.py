@@ -75,6 +75,12 @@ class EndpointOptions(BaseModel):
     store_url: str | None = Field(default=None, description="Artifact store (path or URL)")
     model_dir: str | None = Field(default=None, description="Checkpoint of a non-default model")
     startup_timeout_s: float = Field(default=300.0, gt=0)
+    update_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a changed plan's new replicas may take to run before the change "
+        "counts as failed (replicas no node can take wait forever otherwise)",
+    )
     traffic_window_s: float = Field(
         default=10.0, gt=0, description="Seconds of live traffic summed into one cost event"
     )
@@ -412,7 +418,25 @@ def update_endpoint(
     artifacts = resolve_artifacts(plan, options, progress)
     application, described = build_application(plan, options, artifacts)
     progress(f"rolling over to {len(described)} deployment(s)")
-    serve.run(application, name=endpoint.app_name, route_prefix="/", blocking=False)
+    failed: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            serve.run(application, name=endpoint.app_name, route_prefix="/", blocking=False)
+        except BaseException as error:  # Serve reports DEPLOY_FAILED as a RuntimeError
+            failed.append(error)
+
+    # serve.run waits for the application to run, with no end if new replicas cannot be
+    # placed; a waiter left behind returns once a rollback makes the application run again.
+    waiter = threading.Thread(target=deploy, name=f"deploy-{endpoint.app_name}", daemon=True)
+    waiter.start()
+    waiter.join(options.update_timeout_s)
+    if failed:
+        raise failed[0]
+    if waiter.is_alive():
+        raise TimeoutError(
+            f"the changed plan's replicas were not all running after {options.update_timeout_s:g} s"
+        )
     return endpoint.model_copy(update={"deployments": described})
 
 

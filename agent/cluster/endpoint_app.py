@@ -438,6 +438,10 @@ class Scaling(BaseModel):
     down_delay_s: float = Field(gt=0, description="Load below target this long removes them")
 
 
+ENGINE_START_TRIES = 3
+"""Tries Serve gives a replica's engine to start before the deployment counts as failed."""
+
+
 def engine_deployment(
     config: EngineReplicaConfig,
     replicas: int,
@@ -468,6 +472,9 @@ def engine_deployment(
         health_check_period_s=2.0,
         health_check_timeout_s=10.0,
         graceful_shutdown_timeout_s=5.0,
+        # A replica whose engine cannot start fails the deployment after this many tries (Serve
+        # tries 20 by default), so a changed plan that cannot run is rolled back in seconds.
+        max_constructor_retry_count=ENGINE_START_TRIES,
         **sizing,
     )(EngineReplica).bind(config.model_dump_json())
 

@@ -320,12 +320,25 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
         plan_file.write_text("fleet: [")
         text = _lines_of(output, "still serving the previous plan", process, 60)
         assert "changed plan refused" in text and "Traceback" not in text
+        # A changed plan that passes the checks but whose new replicas cannot start (its
+        # context, four million tokens a request, is more KV cache than any host allocates:
+        # the engine exits at start) is rolled back; the replicas that run keep answering.
+        workload = two.targets.workload.model_copy(update={"input_tokens": 4_000_000})
+        huge = two.model_copy(
+            update={"targets": two.targets.model_copy(update={"workload": workload})}
+        )
+        started = time.monotonic()
+        _save_atomically(huge, plan_file)
+        text = _lines_of(output, "rolled back: serving the previous plan", process, 300)
+        rollback_s = time.monotonic() - started
+        assert "update failed" in text and "Traceback" not in text, text
         time.sleep(2)
         sending.clear()
         asker.join(timeout=60)
         print(
-            f"rolled over to 2 replicas in {rolled_s:.1f} s; {len(statuses)} requests "
-            f"meanwhile, statuses {sorted(set(statuses))}"
+            f"rolled over to 2 replicas in {rolled_s:.1f} s, rolled back a plan whose new "
+            f"replicas failed in {rollback_s:.1f} s; {len(statuses)} requests meanwhile, "
+            f"statuses {sorted(set(statuses))}"
         )
         assert statuses and set(statuses) == {200}, statuses
         assert len(_notes(ray_cluster.data_dir, "llama.cpp")) == 2
