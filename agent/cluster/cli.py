@@ -188,8 +188,8 @@ def cluster_endpoint_command(
 
     The plan file is watched. Save a changed plan of the same model (more
     replicas, another line) and the endpoint rolls over to it while it keeps
-    answering: each changed line's new replicas start before its old ones stop.
-    A plan it cannot run is refused with its reasons, and the running fleet
+    answering: Serve replaces a changed line's replicas a few at a time. A
+    plan it cannot run is refused with its reasons, and the running fleet
     stays as it was; one whose new replicas fail to start (or are not running
     within --update-timeout) is rolled back to the previous plan.
     """
@@ -254,15 +254,13 @@ def cluster_endpoint_command(
             console.print("still serving the previous plan", highlight=False)
             return
         except Exception as error:  # Serve could not start it: back to the plan that ran
-            lines = [line for line in str(error).splitlines() if line.strip()] or [repr(error)]
-            console.print(f"[red]update failed:[/] {lines[-1][:300]}", highlight=False)
+            console.print(f"[red]update failed:[/] {_last_line(error)}", highlight=False)
             console.print("rolling back to the previous plan", highlight=False)
             try:
                 with console.status("rolling back"):
                     endpoint = update_endpoint(endpoint, serving, options)
             except Exception as again:
-                lines = [line for line in str(again).splitlines() if line.strip()] or [repr(again)]
-                console.print(f"[red]rollback failed:[/] {lines[-1][:300]}", highlight=False)
+                console.print(f"[red]rollback failed:[/] {_last_line(again)}", highlight=False)
                 console.print(
                     "the endpoint keeps what Serve could keep running; save a plan that runs, "
                     "or stop it",
@@ -283,6 +281,12 @@ def cluster_endpoint_command(
         on_stop=lambda line: console.print(line),
         on_tick=roll_out_a_changed_plan,
     )
+
+
+def _last_line(error: BaseException) -> str:
+    """The last non-blank line of ``error`` (Serve's failures end with their cause), cut short."""
+    lines = [line for line in str(error).splitlines() if line.strip()] or [repr(error)]
+    return lines[-1][:300]
 
 
 def apply_command(
