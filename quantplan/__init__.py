@@ -15,14 +15,9 @@ start-up stay light:
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    # pyproject.toml is the one place the version is written; the install records it.
-    __version__ = version("quantplan")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+from quantplan._version import __version__
 
 _EXPORTS = {
     "plan": "quantplan.api",

@@ -34,6 +34,34 @@ def isolated_user_dirs(
     monkeypatch.delenv("QUANTPLAN_DB", raising=False)
 
 
+# Tests with one of these markers may build toolchains and llama-server; the others run under
+# `make test-fast` on machines that have built nothing, where a build costs 15-20 minutes.
+BUILDING_MARKERS = ("toolchain", "engine", "ray_cluster", "slow")
+BUILD_ENTRY_POINTS = (
+    "quantplan.agent.toolchains.build._build",
+    "quantplan.agent.toolchains.llama_server._build",
+    "quantplan.agent.toolchains.wheels.ensure_wheel",
+)
+
+
+@pytest.fixture(autouse=True)
+def builds_only_where_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail a test that would build a toolchain or binary in-process unless it is marked so."""
+    if any(request.node.get_closest_marker(name) for name in BUILDING_MARKERS):
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail(
+            "this test started a toolchain or llama-server build: mark it `toolchain` "
+            "(or give the code a built binary) so `make test-fast` never builds"
+        )
+
+    for target in BUILD_ENTRY_POINTS:
+        monkeypatch.setattr(target, refuse)
+
+
 def postgres_admin_url() -> str | None:
     """The PostgreSQL URL that `make test` exports (scripts/postgres-up), if any."""
     return os.environ.get("QUANTPLAN_TEST_POSTGRES_URL")

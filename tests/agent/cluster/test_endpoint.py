@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from ray_fixtures import RayTestCluster
 
@@ -107,51 +108,46 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
     endpoint = start_endpoint(plan, options)
     startup_s = time.monotonic() - started
     try:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
-            assert httpx.get(f"{endpoint.url}/v1/models").status_code == 401  # no key
-            models = client.get("/v1/models").json()
-            assert [m["id"] for m in models["data"]] == [MODEL]
+        # OpenAI's own client, as users talk to the endpoint (no retries: a failure must show).
+        client = openai.OpenAI(base_url=f"{endpoint.url}/v1", api_key=KEY, max_retries=0)
+        with client:
+            with (
+                openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0) as keyless,
+                pytest.raises(openai.AuthenticationError),
+            ):
+                keyless.models.list()
+            assert [m.id for m in client.models.list()] == [MODEL]
 
-            chat = client.post(
-                "/v1/chat/completions",
-                json={
-                    "model": MODEL,
-                    "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                    "max_tokens": 8,
-                },
+            chat = client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                max_tokens=8,
+                timeout=120,
             )
-            assert chat.status_code == 200, chat.text
-            assert chat.json()["choices"][0]["message"]["content"]
+            assert chat.choices[0].message.content
 
-            with client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={
-                    "model": MODEL,
-                    "messages": [{"role": "user", "content": "Say hello."}],
-                    "max_tokens": 8,
-                    "stream": True,
-                },
-            ) as streamed:
-                assert streamed.status_code == 200
-                events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
-            assert events[-1] == "data: [DONE]" and len(events) >= 3  # chunk by chunk
-
-            completion = client.post(
-                "/v1/completions",
-                json={"model": MODEL, "prompt": "The capital of France is", "max_tokens": 4},
+            streamed = client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=8,
+                stream=True,
+                timeout=120,
             )
-            assert completion.status_code == 200, completion.text
-            assert completion.json()["choices"][0]["text"]
+            pieces = [c.choices[0].delta.content for c in streamed if c.choices]
+            assert len(pieces) >= 2 and "".join(p or "" for p in pieces)  # chunk by chunk
+
+            completion = client.completions.create(
+                model=MODEL, prompt="The capital of France is", max_tokens=4, timeout=120
+            )
+            assert completion.choices[0].text
 
             # Both plan deployments answer through the one endpoint.
             def answered_by() -> str:
-                response = client.post(
-                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+                raw = client.completions.with_raw_response.create(
+                    model=MODEL, prompt="Hi", max_tokens=1, timeout=120
                 )
-                assert response.status_code == 200, response.text
-                return response.headers[DEPLOYMENT_HEADER]
+                raw.parse()  # a well-formed completion, not only a 200
+                return raw.headers[DEPLOYMENT_HEADER]
 
             seen = {answered_by() for _ in range(24)}
             assert len(seen) == 2, seen
