@@ -35,8 +35,9 @@ def isolated_user_dirs(
 
 
 # Tests with one of these markers may build toolchains and llama-server; the others run under
-# `make test-fast` on machines that have built nothing, where a build costs 15-20 minutes.
-BUILDING_MARKERS = ("toolchain", "engine", "ray_cluster", "slow")
+# `make test-fast` on machines that have built nothing, where a build costs 15-20 minutes
+# (`builds` marks the few that start a build which must refuse within seconds).
+BUILDING_MARKERS = ("toolchain", "engine", "ray_cluster", "slow", "builds")
 BUILD_ENTRY_POINTS = (
     "quantplan.agent.toolchains.build._build",
     "quantplan.agent.toolchains.llama_server._build",

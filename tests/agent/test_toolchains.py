@@ -308,6 +308,7 @@ def test_index_probe_answers_quickly_either_way() -> None:
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.builds
 def test_build_without_any_torch_source_fails_in_seconds_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
