@@ -105,7 +105,12 @@ def register_commands(argv: list[str] | None = None) -> typer.Typer:
     if not _registered:
         command = next((a for a in argv or () if not a.startswith("-")), None)
         module = MODULE_OF_COMMAND.get(command or "")
-        modules = (module,) if module else tuple(COMMAND_MODULES)
+        if module:
+            modules: tuple[str, ...] = (module,)
+        elif command is None and "--version" in (argv or ()):
+            modules = ()  # the eager --version answers before any command is looked up
+        else:
+            modules = tuple(COMMAND_MODULES)
         for module_name in modules:
             importlib.import_module(module_name).register(app)
         _registered = True

@@ -107,6 +107,19 @@ def test_version_is_the_one_the_install_records() -> None:
     assert result.stdout.strip() == f"quantplan {expected}"
 
 
+def test_version_loads_no_command_module() -> None:
+    # `quantplan --version` answers in the eager option, before any command is looked up.
+    probe = (
+        "import sys; import quantplan.cli as cli; cli.register_commands(['--version']); "
+        "print(sorted(m for m in cli.COMMAND_MODULES if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("args", [["plan", "--help"], ["toolchain", "doctor", "--help"]])
 def test_subcommand_help_exits_0(args: list[str]) -> None:
     result = run(*args)
