@@ -24,6 +24,7 @@ This module imports Ray Serve: only the endpoint command and Ray's workers impor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -287,6 +288,7 @@ class FleetIngress:
         self.api_key_sha256 = api_key_sha256
         self.traffic = TrafficConfig.model_validate(traffic) if traffic else None
         self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
+        self._window_clock: asyncio.Task[None] | None = None
         self.collector = CollectorLink()
         # Serve's direct ingress opens this replica's own port on every interface: an endpoint
         # bound to loopback must still not answer the network.
@@ -299,19 +301,36 @@ class FleetIngress:
     def _note(self, **request: Any) -> None:
         """Meter one finished request (``TrafficMeter.record``'s fields); publish a window
         that has run its length."""
-        if self.meter is None or self.traffic is None:
+        if self.meter is None:
             return
         self.meter.record(**request)
+        self._publish_window()
+        if self._window_clock is None and self.traffic is not None:
+            # Without it the last window of a burst would wait for the next request to be
+            # reported: traffic that stops would never show its last seconds.
+            loop = asyncio.get_running_loop()
+            self._window_clock = loop.create_task(self._close_windows(self.traffic.window_s))
+
+    async def _close_windows(self, window_s: float) -> None:
+        """Publish each window that has run its length, requests arriving or not."""
+        while True:
+            await asyncio.sleep(window_s)
+            self._publish_window()
+
+    def _publish_window(self) -> None:
+        if self.meter is None or self.traffic is None:
+            return
         window = self.meter.take()
-        if window is not None:
-            try:
-                for event in [
-                    cost_event(window, self.traffic),
-                    *line_cost_events(window, self.traffic),
-                ]:
-                    self.publish(event)
-            except Exception:  # metering must never fail a request
-                logger.exception("could not publish the traffic window")
+        if window is None:
+            return
+        try:
+            for event in [
+                cost_event(window, self.traffic),
+                *line_cost_events(window, self.traffic),
+            ]:
+                self.publish(event)
+        except Exception:  # metering must never fail a request
+            logger.exception("could not publish the traffic window")
 
     def _pick(self, exclude: str | None = None) -> Route:
         candidates = [route for route in self.routes if route.deployment != exclude]

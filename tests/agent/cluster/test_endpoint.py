@@ -60,11 +60,18 @@ def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
     return found
 
 
-def _traffic_events(cluster: RayTestCluster, plan_id: str) -> list[CostEvent]:
-    """The plan's traffic cost events the collector holds, the plan's and its lines'
-    (waiting a little for the first)."""
-    events = _collected(cluster, lambda e: isinstance(e, CostEvent) and e.plan_id == plan_id)
-    return [e for e in events if isinstance(e, CostEvent) and e.measured_by == "traffic"]
+def _traffic_events(cluster: RayTestCluster, plan_id: str, requests: int = 0) -> list[CostEvent]:
+    """The plan's traffic cost events the collector holds, the plan's and its lines', waiting
+    up to 30 s until the plan's windows count ``requests`` answers (each replica sends its
+    window when it closes, so the last answers arrive a window or two after they were served)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = _collected(cluster, lambda e: isinstance(e, CostEvent) and e.plan_id == plan_id)
+        events = [e for e in found if isinstance(e, CostEvent) and e.measured_by == "traffic"]
+        counted = sum(e.requests or 0 for e in events if e.scope == "plan")
+        if counted >= requests or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
 
 
 def _collected(
@@ -153,7 +160,7 @@ def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
             assert len(seen) == 2, seen
 
             # The traffic so far reached the collector as the plan's measured cost.
-            events = _traffic_events(ray_cluster, endpoint.app_name)
+            events = _traffic_events(ray_cluster, endpoint.app_name, requests=20)
             traffic = [e for e in events if e.scope == "plan"]
             lines = [e for e in events if e.scope == "line"]
             assert traffic, "no traffic window reached the collector"

@@ -4,6 +4,7 @@ transport. Key check, model check, weighted choice and the one retry elsewhere."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -16,7 +17,7 @@ import pytest
 from starlette.requests import Request
 
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER, FleetIngress
-from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
+from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig, TrafficMeter
 
 MODEL = "SmolLM2-135M-Instruct"
 KEY = "k-123"
@@ -176,6 +177,25 @@ async def test_served_traffic_becomes_the_plans_cost_events() -> None:
     assert event.output_tokens_per_s * 10 == pytest.approx(5 * 4 + 4 * 1)
     assert event.total_tokens_per_s * 10 == pytest.approx(5 * (4 + 6) + 4 * 1)
     assert event.usd_per_million_output_tokens == pytest.approx(0.36 / (2.4 * 3600) * 1e6)
+
+
+async def test_the_last_window_of_a_burst_is_published_without_another_request() -> None:
+    from quantplan.agent.cluster.events import CostEvent
+
+    ingress = _ingress({"only": 1.0}, {"only": StandInEngine()})
+    only = LinePrice(label="q4 llama.cpp c7i.xlarge", usd_per_hour=0.36)
+    ingress.traffic = TrafficConfig(
+        plan_id="demo", usd_per_hour=0.36, lines={"only": only}, window_s=0.05
+    )
+    ingress.meter = TrafficMeter(0.05)
+    published: list[CostEvent] = []
+    ingress.publish = published.append  # type: ignore[method-assign]
+    async with _client(ingress) as client:
+        for _ in range(3):
+            await client.post("/v1/completions", json=BODY)
+        await asyncio.sleep(0.3)  # traffic stops: the window closes on its own
+    plan_events = [e for e in published if e.scope == "plan"]
+    assert sum(e.requests or 0 for e in plan_events) == 3
 
 
 async def test_a_loopback_endpoint_refuses_callers_from_the_network() -> None:
