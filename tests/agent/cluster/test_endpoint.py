@@ -62,28 +62,40 @@ def _notes(data: Path, engine: str) -> dict[str, dict[str, object]]:
 
 def _traffic_events(cluster: RayTestCluster, plan_id: str, requests: int = 0) -> list[CostEvent]:
     """The plan's traffic cost events the collector holds, the plan's and its lines', waiting
-    up to 30 s until the plan's windows count ``requests`` answers (each replica sends its
-    window when it closes, so the last answers arrive a window or two after they were served)."""
-    deadline = time.monotonic() + 30
-    while True:
-        found = _collected(cluster, lambda e: isinstance(e, CostEvent) and e.plan_id == plan_id)
-        events = [e for e in found if isinstance(e, CostEvent) and e.measured_by == "traffic"]
-        counted = sum(e.requests or 0 for e in events if e.scope == "plan")
-        if counted >= requests or time.monotonic() > deadline:
-            return events
-        time.sleep(0.5)
+    up to 30 s until the plan's windows count ``requests`` answers (the ingress sends a window
+    when it closes, so the last answers arrive a window or two after they were served)."""
+
+    def traffic(event: FleetEvent) -> bool:
+        return (
+            isinstance(event, CostEvent)
+            and event.plan_id == plan_id
+            and event.measured_by == "traffic"
+        )
+
+    def counted(found: list[FleetEvent]) -> bool:
+        answered = sum(
+            e.requests or 0 for e in found if isinstance(e, CostEvent) and e.scope == "plan"
+        )
+        return bool(found) and answered >= requests
+
+    return [e for e in _collected(cluster, traffic, enough=counted) if isinstance(e, CostEvent)]
 
 
 def _collected(
-    cluster: RayTestCluster, wanted: Callable[[FleetEvent], bool], until: int = 1
+    cluster: RayTestCluster,
+    wanted: Callable[[FleetEvent], bool],
+    until: int = 1,
+    enough: Callable[[list[FleetEvent]], bool] | None = None,
 ) -> list[FleetEvent]:
-    """The wanted events the collector holds, waiting up to 30 s for at least ``until``."""
+    """The wanted events the collector holds, waiting up to 30 s for at least ``until`` (or
+    until ``enough`` says the found events are enough)."""
+    done = enough or (lambda found: len(found) >= until)
     source = RayEventSource(cluster.collector)  # type: ignore[arg-type]
     deadline = time.monotonic() + 30
     while True:
         batch = source.events_since(0, timeout_s=1.0, limit=10_000)
         found = [e for e in batch.events if wanted(e)]
-        if len(found) >= until or time.monotonic() > deadline:
+        if done(found) or time.monotonic() > deadline:
             return found
 
 
