@@ -377,6 +377,10 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
     assert all(states[-1] == "stopped" for states in lives.values()), lives
 
 
+RAMP_RATES = (0.2, 2.0, 4.0, 8.0, 16.0)
+"""Requests a second of the scaling test's open loop, step by step (it stops once scaled)."""
+
+
 def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -410,24 +414,35 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     def engines() -> int:
         return len(_notes(ray_cluster.data_dir, "llama.cpp"))
 
-    def ramp() -> None:
-        """The benchmark's open loop at a rising rate: a trickle the floor carries, then more
-        arrivals a second than one replica answers, so requests pile up in flight."""
-        for rate, count in ((0.2, 3), (2.0, 30)):
+    def ramp(stop: threading.Event) -> None:
+        """The benchmark's open loop at a rising rate: a trickle the floor carries, then steps
+        of about ten seconds of arrivals, the rate doubling until the second replica has come.
+        Whatever one replica answers on this machine, some step sends more arrivals a second
+        than that, and requests pile up in flight (a single fixed rate exceeded it only where
+        answers were slow: a faster machine never scaled)."""
+        for rate in RAMP_RATES:
+            if stop.is_set():
+                return
+            count = 3 if rate < 1 else int(rate * 10)
             runs.append(asyncio.run(run_open_loop(target, workload, rate=rate, num_requests=count)))
 
     try:
         assert "1-2 replicas with its load" in next(iter(endpoint.deployments.values()))
         assert engines() == 1  # the floor: the mean load's replica
-        load = threading.Thread(target=ramp, daemon=True)
+        stop_load = threading.Event()
+        load = threading.Thread(target=ramp, args=(stop_load,), daemon=True)
         started = time.monotonic()
         load.start()
-        while engines() < 2 and time.monotonic() - started < 120:
+        while engines() < 2 and time.monotonic() - started < 180:
             time.sleep(1)
         up_s = time.monotonic() - started
-        assert engines() == 2, "a rate above one replica's never added the second"
+        scaled = engines() == 2
+        stop_load.set()
         load.join(timeout=300)
-        assert not load.is_alive() and len(runs) == 2
+        assert scaled, (
+            f"the open loop rose to {runs[-1].request_rate} req/s and never added a replica"
+        )
+        assert not load.is_alive()
         stopped = time.monotonic()
         while engines() > 1 and time.monotonic() - stopped < 180:
             time.sleep(1)
@@ -436,11 +451,13 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
         sent = sum(run.metrics.requests for run in runs)
         failed = sum(run.metrics.failed for run in runs)
         print(
-            f"open loop at 0.2 then 2 req/s: scaled up {up_s:.1f} s after the ramp began, "
+            f"open loop at {[run.request_rate for run in runs]} req/s: scaled up {up_s:.1f} s "
+            f"after the ramp began, "
             f"down {down_s:.1f} s after the last answer; {failed} of {sent} requests failed "
             f"({[e for run in runs for e in run.metrics.errors]})"
         )
-        assert sent == 33 and failed == 0
+        assert sent == sum(3 if r < 1 else int(r * 10) for r in RAMP_RATES[: len(runs)])
+        assert failed == 0
     finally:
         stop_endpoint(endpoint.app_name)
     lives: dict[str, list[str]] = {}
