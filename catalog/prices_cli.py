@@ -151,7 +151,13 @@ def reseed(
 
     report = reseed_catalog(open_catalog(db))
     added = ", ".join(f"{n} {kind}" for kind, n in sorted(report.added.items())) or "nothing"
+    taken_back = (
+        f"; {report.retracted} shipped measurement(s) found wrong since taken back "
+        "(`quantplan catalog list --kind quality --include-retracted` shows why)"
+        if report.retracted
+        else ""
+    )
     Console(highlight=False).print(
         f"seed version {SEED_VERSION}: added or restored {added}; "
-        f"{report.prices_superseded} prices put back to the shipped ones"
+        f"{report.prices_superseded} prices put back to the shipped ones{taken_back}"
     )

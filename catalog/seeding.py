@@ -39,14 +39,25 @@ Seed versions:
 15. 43 published vLLM runs: its performance CI on H200, an AWQ pull request on an A100, BF16 and
     FP8 W8A8 sweeps on L40S, BF16 on H100 SXM, FP16 / GPTQ / AWQ on an A100 40GB
     (``profiles_published_vllm_benchmarks.yaml``); vLLM before 0.6.0 marked superseded.
+16. More published quality: FP8 releases of Mixtral-8x7B, Mistral-7B, Llama-2-7B and
+    Llama-3-70B, Llama-3-70B's W8A16, Mistral-7B's GGUF Q3_K_M / Q4_K_M perplexity and a
+    community 8-bit GPTQ card; and the first seed retraction (``seed_retractions.yaml``):
+    Llama-3-8B's W8A16 row had its two averages swapped, as the card's intro sentence has them.
+
+A shipped measurement found wrong later is not edited in catalogs that have it (measurements
+are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
+(readers leave it out; the corrected row is shipped beside it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
@@ -54,13 +65,16 @@ from sqlmodel import Session, col, select
 from quantplan import __version__
 from quantplan.catalog.models import InstanceType, SeedState
 from quantplan.catalog.price_history import PRICE_FIELDS, supersede
-from quantplan.catalog.records import KIND_ORDER, InstanceRecord, Record
+from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, InstanceRecord, Record
+from quantplan.catalog.retractions import RETRACTABLE_TABLES, retract, retractions_of
 from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
-from quantplan.catalog.store import ConflictError, write_record
+from quantplan.catalog.store import ConflictError, current_row_id, write_record
 from quantplan.catalog.transfer import parse
+from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 15
+SEED_VERSION = 16
+SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
 def seed_records() -> list[tuple[str, list[Record]]]:
@@ -71,6 +85,56 @@ def seed_records() -> list[tuple[str, list[Record]]]:
         kind, records = parse(text, "yaml", None, path.name, shipped=True)
         loaded.setdefault(kind, []).extend(records)
     return [(kind, loaded[kind]) for kind in KIND_ORDER if kind in loaded]
+
+
+class SeedRetraction(BaseModel):
+    """A measurement an earlier seed shipped, taken back by a later one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="profiles or quality")
+    seed_version: int = Field(ge=1, description="The seed version that took it back")
+    reason: str = Field(min_length=1, description="Why, and where the corrected figure is")
+    row: dict[str, Any] = Field(description="The row as the earlier seed shipped it")
+
+    def record(self) -> Record:
+        return RECORD_TYPES[self.kind].model_validate(self.row)
+
+
+class _SeedRetractions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retractions: tuple[SeedRetraction, ...]
+
+
+@lru_cache(maxsize=1)
+def seed_retractions() -> tuple[SeedRetraction, ...]:
+    """The shipped rows later seeds took back (``seed_retractions.yaml``)."""
+    text = SEED_RETRACTIONS.read_text(encoding="utf-8")
+    loaded = _SeedRetractions.model_validate(parse_shipped_yaml(text, SEED_RETRACTIONS.name))
+    for entry in loaded.retractions:
+        if entry.kind not in RETRACTABLE_TABLES:
+            raise ValueError(f"{SEED_RETRACTIONS.name}: {entry.kind!r} rows cannot be retracted")
+        entry.record()  # a row that no longer validates is a broken file, said at once
+    return loaded.retractions
+
+
+def _retract_shipped_mistakes(session: Session) -> int:
+    """Retract every row an earlier seed shipped and a later one took back; how many were."""
+    retracted = 0
+    for entry in seed_retractions():
+        row_id = current_row_id(session, entry.kind, entry.record())
+        if row_id is None or row_id in retractions_of(session, entry.kind):
+            continue  # never shipped to this catalog, or already taken back
+        retract(
+            session,
+            entry.kind,
+            row_id,
+            entry.reason,
+            retracted_by=f"quantplan seed version {entry.seed_version}",
+        )
+        retracted += 1
+    return retracted
 
 
 def _current(session: Session, record: InstanceRecord) -> InstanceType | None:
@@ -97,12 +161,16 @@ class SeedReport:
     added: dict[str, int] = field(default_factory=dict)
     prices_superseded: int = 0
     kept_user_rows: int = 0
+    retracted: int = 0  # shipped measurements a later seed took back (seed_retractions.yaml)
     seed_rows: dict[str, int] = field(default_factory=dict)  # the seed's rows per kind, read
 
 
 def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
     """Write the seed rows. ``mode``: ``fresh`` (empty catalog), ``upgrade`` or ``reseed``."""
     report = SeedReport()
+    if mode != "fresh":  # a fresh catalog never held a row an earlier seed shipped
+        # First, so that a corrected row with the retracted one's key is appended, not refused.
+        report.retracted = _retract_shipped_mistakes(session)
     for kind, records in seed_records():
         report.seed_rows[kind] = len(records)
         for number, record in enumerate(records, start=1):

@@ -222,10 +222,10 @@ def describe_key(kind: str, record: Record) -> str:
     return ", ".join(f"{n}={data.get(n)!s}" for n in names if n in data)
 
 
-def write_record(
-    session: Session, kind: str, record: Record, *, replace: bool = False
-) -> WriteOutcome:
-    """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch."""
+def _current_row(
+    session: Session, kind: str, record: Record
+) -> tuple[dict[str, Any], SQLModel | None]:
+    """``record``'s columns and the row that speaks for its key now (None: no such row)."""
     spec = KINDS[kind]
     columns = spec.to_columns(record, Resolver(session))
     table = spec.table
@@ -237,7 +237,27 @@ def write_record(
         retracted = select(Retraction.row_id).where(Retraction.kind == kind)
         # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
         condition.append(table.id.not_in(retracted))  # type: ignore[attr-defined]
-    existing = session.exec(select(table).where(*condition)).first()
+    return columns, session.exec(select(table).where(*condition)).first()
+
+
+def current_row_id(session: Session, kind: str, record: Record) -> int | None:
+    """Database id of the unretracted row with ``record``'s key, or None where there is none
+    (or where a name it refers to is not in this catalog)."""
+    try:
+        _, row = _current_row(session, kind, record)
+    except UnknownNameError:
+        return None
+    # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
+    return None if row is None else row.id  # type: ignore[attr-defined]
+
+
+def write_record(
+    session: Session, kind: str, record: Record, *, replace: bool = False
+) -> WriteOutcome:
+    """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch."""
+    columns, existing = _current_row(session, kind, record)
+    spec = KINDS[kind]
+    table = spec.table
     if existing is None:
         session.add(table.model_validate(columns))
         session.flush()

@@ -120,3 +120,89 @@ def test_migration_0004_creates_and_drops_the_retraction_table(tmp_path: Path) -
     downgrade(engine, "0003")
     assert "retraction" not in inspect(engine).get_table_names()
     assert "quality_result" in inspect(engine).get_table_names()
+
+
+def _shipped_key(record: QualityRecord) -> tuple[object, ...]:
+    return (
+        record.model,
+        record.scheme,
+        record.eval_set,
+        record.engine,
+        record.basis,
+        record.source,
+    )
+
+
+def test_seed_retractions_take_back_no_row_the_seed_still_ships() -> None:
+    from quantplan.catalog.seeding import seed_records, seed_retractions
+
+    shipped = {
+        _shipped_key(r)
+        for kind, rows in seed_records()
+        if kind == "quality"
+        for r in rows
+        if isinstance(r, QualityRecord)
+    }
+    for entry in seed_retractions():
+        record = entry.record()
+        assert isinstance(record, QualityRecord)
+        assert _shipped_key(record) not in shipped, f"{entry.reason}: the seed still ships it"
+
+
+def test_a_catalog_seeded_before_a_correction_gets_the_wrong_row_retracted(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
+    """A catalog an earlier quantplan seeded holds the row the seed later took back: opening it
+    with this quantplan retracts that row (kept, with the reason), the corrected row reads in
+    its place, and a reseed finds nothing more to take back."""
+    from quantplan.catalog.models import Retraction, SeedState
+    from quantplan.catalog.seeding import SEED_VERSION, seed_retractions
+
+    url = seeded(tmp_path / "older.db", seeded_catalog_file)
+    entry = seed_retractions()[0]
+    wrong = entry.record()
+    assert isinstance(wrong, QualityRecord)
+    with session_scope(make_engine(url)) as session:
+        assert session.exec(select(Retraction)).all() == []  # a fresh seed retracts nothing
+        write_record(session, "quality", wrong)  # what the earlier seed wrote
+        session.delete(session.get(SeedState, SEED_VERSION))  # ... and the version it stopped at
+
+    listed = run("catalog", "list", "--kind", "quality", "--json", db=url)
+    assert listed.returncode == 0, listed.stderr
+
+    with Session(make_engine(url)) as session:
+        taken_back = session.exec(select(Retraction)).all()
+        assert [(r.reason, r.retracted_by) for r in taken_back] == [
+            (entry.reason, f"quantplan seed version {entry.seed_version}")
+        ]
+        kept = session.get(QualityResult, taken_back[0].row_id)
+        assert kept is not None and kept.task_score == wrong.task_score  # the row stays
+        readers_see = [
+            r
+            for r in read_records(session, "quality")
+            if isinstance(r, QualityRecord)
+            and (r.model, r.scheme, r.eval_set) == (wrong.model, wrong.scheme, wrong.eval_set)
+        ]
+    assert [(r.task_score, r.baseline_task_score) for r in readers_see] == [
+        (wrong.baseline_task_score, wrong.task_score)  # the corrected row: the pair unswapped
+    ]
+    reseed = run("catalog", "reseed", db=url)
+    assert reseed.returncode == 0, reseed.stderr
+    assert "taken back" not in reseed.stdout  # already retracted: nothing more to say
+
+
+def test_reseed_takes_back_a_shipped_mistake_and_says_so(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
+    from quantplan.catalog.seeding import seed_retractions
+
+    url = seeded(tmp_path / "current.db", seeded_catalog_file)
+    with session_scope(make_engine(url)) as session:
+        write_record(session, "quality", seed_retractions()[0].record())
+    reseed = run("catalog", "reseed", db=url)
+    assert reseed.returncode == 0, reseed.stderr
+    assert "1 shipped measurement(s) found wrong since taken back" in " ".join(
+        reseed.stdout.split()
+    )
+    listed = run("catalog", "list", "--kind", "quality", "--include-retracted", db=url)
+    assert "swapped" in " ".join(listed.stdout.split())
