@@ -250,8 +250,8 @@ def render(result: dict[str, Any]) -> str:
         *_md_counts(before["common_by_evidence"], after["common_by_evidence"]),
         "",
         "The 80 % target is not met: no published figure was found for most (model, scheme) "
-        "pairs (Qwen2.5 GGUF, Mistral GGUF other than Q3_K_M and Q4_K_M, GPTQ/AWQ on Llama-3.x, "
-        "anything on Llama-3.2-1B and Qwen3-14B). `quantplan catalog gaps --kind quality` "
+        "pairs (almost anything on Qwen2.5, Qwen3-14B and Llama-3.2-1B; GGUF of Llama-3.1-70B, "
+        "Llama-3.3-70B, Mixtral and Llama-2-13B). `quantplan catalog gaps --kind quality` "
         "lists them; each is borrowed (with its source shown and the cap checked at the "
         "band's pessimistic end) or refused under `--quality-evidence same-model`.",
         "",

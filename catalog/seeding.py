@@ -40,8 +40,9 @@ Seed versions:
     FP8 W8A8 sweeps on L40S, BF16 on H100 SXM, FP16 / GPTQ / AWQ on an A100 40GB
     (``profiles_published_vllm_benchmarks.yaml``); vLLM before 0.6.0 marked superseded.
 16. More published quality: FP8 releases of Mixtral-8x7B, Mistral-7B, Llama-2-7B and
-    Llama-3-70B, Llama-3-70B's W8A16, Mistral-7B's GGUF Q3_K_M / Q4_K_M perplexity and a
-    community 8-bit GPTQ card; and the first seed retraction (``seed_retractions.yaml``):
+    Llama-3-70B, Llama-3-70B's W8A16, a community 8-bit GPTQ card, and llama.cpp perplexity of
+    Llama-3.1-8B and Llama-3-70B (Q8_0 to Q2_K) and of Mistral-7B (Q2_K to Q6_K); and the
+    first seed retraction (``seed_retractions.yaml``):
     Llama-3-8B's W8A16 row had its two averages swapped, as the card's intro sentence has them.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
