@@ -67,7 +67,7 @@ from quantplan import __version__
 from quantplan.catalog.models import InstanceType, SeedState
 from quantplan.catalog.price_history import PRICE_FIELDS, supersede
 from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, InstanceRecord, Record
-from quantplan.catalog.retractions import RETRACTABLE_TABLES, retract, retractions_of
+from quantplan.catalog.retractions import RETRACTABLE_TABLES, retract
 from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.store import ConflictError, current_row_id, write_record
 from quantplan.catalog.transfer import parse
@@ -125,8 +125,8 @@ def _retract_shipped_mistakes(session: Session) -> int:
     retracted = 0
     for entry in seed_retractions():
         row_id = current_row_id(session, entry.kind, entry.record())
-        if row_id is None or row_id in retractions_of(session, entry.kind):
-            continue  # never shipped to this catalog, or already taken back
+        if row_id is None:
+            continue  # never shipped to this catalog, or already taken back (no longer current)
         retract(
             session,
             entry.kind,
