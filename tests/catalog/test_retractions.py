@@ -19,7 +19,7 @@ from quantplan.catalog.models import QualityResult
 from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import QualityRecord
 from quantplan.catalog.retractions import retract
-from quantplan.catalog.store import ConflictError, write_record
+from quantplan.catalog.store import ConflictError, describe_key, write_record
 
 QUANTPLAN = [sys.executable, "-m", "quantplan"]
 PLAN = ("plan", "--model", "Llama-3.1-8B", "--rps", "5")
@@ -122,31 +122,15 @@ def test_migration_0004_creates_and_drops_the_retraction_table(tmp_path: Path) -
     assert "quality_result" in inspect(engine).get_table_names()
 
 
-def _shipped_key(record: QualityRecord) -> tuple[object, ...]:
-    return (
-        record.model,
-        record.scheme,
-        record.eval_set,
-        record.engine,
-        record.basis,
-        record.source,
-    )
-
-
 def test_seed_retractions_take_back_no_row_the_seed_still_ships() -> None:
     from quantplan.catalog.seeding import seed_records, seed_retractions
 
     shipped = {
-        _shipped_key(r)
-        for kind, rows in seed_records()
-        if kind == "quality"
-        for r in rows
-        if isinstance(r, QualityRecord)
+        (kind, describe_key(kind, record)) for kind, records in seed_records() for record in records
     }
     for entry in seed_retractions():
-        record = entry.record()
-        assert isinstance(record, QualityRecord)
-        assert _shipped_key(record) not in shipped, f"{entry.reason}: the seed still ships it"
+        key = (entry.kind, describe_key(entry.kind, entry.record()))
+        assert key not in shipped, f"{entry.reason}: the seed still ships it"
 
 
 def test_a_catalog_seeded_before_a_correction_gets_the_wrong_row_retracted(

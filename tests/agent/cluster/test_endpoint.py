@@ -393,6 +393,11 @@ RAMP_RATES = (0.2, 2.0, 4.0, 8.0, 16.0)
 """Requests a second of the scaling test's open loop, step by step (it stops once scaled)."""
 
 
+def _ramp_requests(rate: float) -> int:
+    """A step's requests: a trickle of three, else about ten seconds of arrivals."""
+    return 3 if rate < 1 else int(rate * 10)
+
+
 def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -435,7 +440,7 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
         for rate in RAMP_RATES:
             if stop.is_set():
                 return
-            count = 3 if rate < 1 else int(rate * 10)
+            count = _ramp_requests(rate)
             runs.append(asyncio.run(run_open_loop(target, workload, rate=rate, num_requests=count)))
 
     try:
@@ -468,7 +473,7 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
             f"down {down_s:.1f} s after the last answer; {failed} of {sent} requests failed "
             f"({[e for run in runs for e in run.metrics.errors]})"
         )
-        assert sent == sum(3 if r < 1 else int(r * 10) for r in RAMP_RATES[: len(runs)])
+        assert sent == sum(_ramp_requests(rate) for rate in RAMP_RATES[: len(runs)])
         assert failed == 0
     finally:
         stop_endpoint(endpoint.app_name)
