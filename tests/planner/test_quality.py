@@ -165,10 +165,13 @@ def test_w8a8_recovery_is_the_models_own_published_figure(shipped: CatalogSnapsh
     assert borrowed is not None and borrowed.evidence == "same-family"
     assert borrowed.evidence_model in ("Qwen2.5-14B", "Qwen2.5-72B", "Qwen2.5-7B")
     assert "FP8-dynamic" in shipped_notes(shipped, "Qwen2.5-14B", "fp8-w8a8")
-    # Qwen2.5-7B's card shows 100.1 %: borrowed (Qwen2.5-14B's own figure held out), it still
-    # gets a band below 100 % (the noise floor), so a --min-recovery cap is not checked
-    # against a perfect score.
-    rest = [q for q in shipped.quality if (q.model, q.scheme) != ("Qwen2.5-14B", "fp8-w8a8")]
+    # Qwen2.5-7B's earlier card revision shows 100.1 %: borrowed (Qwen2.5-14B's own figure held
+    # out, and the later revision's 99.7 % too), it still gets a band below 100 % (the noise
+    # floor), so a --min-recovery cap is not checked against a perfect score.
+    rest = [
+        q for q in shipped.quality
+        if (q.model, q.scheme) != ("Qwen2.5-14B", "fp8-w8a8") and q.task_score != 72.94
+    ]  # fmt: skip
     held = QualityIndex(rest, shipped.models, shipped.schemes).evidence(
         model_shape_from_record(shipped.get_model("Qwen2.5-14B")),
         shipped.get_scheme("fp8-w8a8"), "recovery", "openllm-v1",
