@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from quantplan.agent.benchmark.protocol import RunResult, SweepResult
     from quantplan.agent.benchmark.runner import BenchPlan
     from quantplan.agent.serve.engine import EngineServer
+    from quantplan.agent.serve.host import HostHardware
 
 console = Console()
 err_console = Console(stderr=True)
@@ -75,6 +76,27 @@ ParallelOption = Annotated[
         help="llama.cpp: requests batched together (slots), each with --max-model-len context.",
     ),
 ]
+GpusOption = Annotated[
+    int,
+    typer.Option(
+        "--gpus",
+        min=0,
+        max=16,
+        help="Serve on this many of the host's NVIDIA GPUs (the first ones CUDA_VISIBLE_DEVICES "
+        "allows) with the engine's CUDA build: llama.cpp splits the layers over them, vLLM runs "
+        "tensor parallel. 0: the CPU.",
+    ),
+]
+GpuLayersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        min=1,
+        help="llama.cpp with --gpus: keep only the first N layers on the GPUs and run the rest "
+        "on the host (partial offload, for a model larger than the GPUs' memory). The output "
+        "layer goes to the GPU only when N exceeds the model's layers. Default: all.",
+    ),
+]
 TimeoutOption = Annotated[
     float, typer.Option("--startup-timeout", help="Seconds to wait for the health check.")
 ]
@@ -85,6 +107,46 @@ def _engine_for(engine: str, artifact: Path) -> EngineServer:
     from quantplan.agent.serve import engine_for_artifact, get_engine
 
     return engine_for_artifact(artifact) if engine == "auto" else get_engine(engine)
+
+
+def _on_gpus(
+    chosen: EngineServer, gpus: int, gpu_layers: int | None
+) -> tuple[EngineServer, HostHardware | None, str]:
+    """The engine's CUDA server on the first ``gpus`` GPUs this process may use, the host as
+    that server sees it, and a few words on the placement; the CPU server where ``gpus`` is 0."""
+    if gpu_layers is not None and not gpus:
+        raise QuantplanError(
+            "--gpu-layers places layers on GPUs: it needs --gpus",
+            hint="e.g. --gpus 1 --gpu-layers 20",
+        )
+    if gpu_layers is not None and not chosen.partial_offload:
+        raise QuantplanError(
+            f"--gpu-layers (partial offload) does not apply to {chosen.name}: it keeps the "
+            "whole model on its GPUs",
+            hint="leave out --gpu-layers, or serve a .gguf file (llama.cpp offloads layers)",
+        )
+    if not gpus:
+        return chosen, None, "the CPU"
+    import os
+
+    from quantplan.agent.cluster.gpu_engines import (
+        gpu_engine,
+        gpu_host_hardware,
+        host_gpu_assignment,
+    )
+    from quantplan.agent.serve.host import detect_host
+    from quantplan.agent.toolchains.gpu import detect_accelerators
+
+    inventory = detect_accelerators()
+    assignment = host_gpu_assignment(inventory, gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    where = f"GPU {', '.join(assignment.visible_devices)}"
+    if gpu_layers is not None:
+        where += f", first {gpu_layers} layers"
+    return (
+        gpu_engine(chosen.name, assignment),
+        gpu_host_hardware(detect_host(), inventory),
+        where,
+    )
 
 
 @stops_children_on_signals
@@ -106,11 +168,19 @@ def serve_command(
             "manifest, else the file or directory name).",
         ),
     ] = None,
+    gpus: GpusOption = 0,
+    gpu_layers: GpuLayersOption = None,
 ) -> None:
     """Serve an artifact in the foreground with an OpenAI-compatible API.
 
     Ctrl-C, SIGTERM or SIGHUP stops the engine server and its children, then exits
     128 + the signal number (130 for Ctrl-C).
+
+    Examples:
+
+      quantplan serve model.gguf --parallel 8
+
+      quantplan serve model.gguf --gpus 1 --gpu-layers 20   # the other layers on the CPU
     """
     import time
 
@@ -118,7 +188,7 @@ def serve_command(
     from quantplan.agent.serve.manager import start_server
     from quantplan.agent.serve.naming import check_served_name
 
-    chosen = _engine_for(engine, artifact)
+    chosen, hardware, where = _on_gpus(_engine_for(engine, artifact), gpus, gpu_layers)
     options = ServeOptions(
         host=host,
         port=port,
@@ -128,11 +198,12 @@ def serve_command(
         startup_timeout_s=startup_timeout,
         parallel_slots=parallel,
         served_name=None if served_name is None else check_served_name(served_name),
+        gpu_layers=-1 if gpu_layers is None else gpu_layers,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] binding {host}: reachable from other machines")
-    with console.status(f"starting {chosen.name} on {artifact.name} ..."):
-        server = start_server(chosen, artifact, options)
+    with console.status(f"starting {chosen.name} on {artifact.name} ({where}) ..."):
+        server = start_server(chosen, artifact, options, hardware=hardware)
     with server:
         console.print(f"[green]ready[/] in {server.startup_s:.1f} s")
         # soft_wrap: a long path stays one line, to copy or to parse.

@@ -52,23 +52,25 @@ def _runs() -> list[dict[str, Any]]:
     return list(json.loads(SOURCE.read_text(encoding="utf-8"))["partial_offload"])
 
 
-def _gpu_part(snapshot: CatalogSnapshot, run: dict[str, Any]) -> tuple[float, float, str]:
+def _gpu_part(
+    snapshot: CatalogSnapshot, run: dict[str, Any], scheme: str = SCHEME
+) -> tuple[float, float, str]:
     """The planner's all-on-GPU decode step and prefill for the run's setting."""
-    key = (id(snapshot), int(run["pp"]), int(run["tg"]), int(run["pl"]))
+    key = (id(snapshot), scheme, int(run["pp"]), int(run["tg"]), int(run["pl"]))
     if key not in _GPU_PARTS:
-        _GPU_PARTS[key] = _gpu_part_of(snapshot, *key[1:])
+        _GPU_PARTS[key] = _gpu_part_of(snapshot, scheme, *key[2:])
     return _GPU_PARTS[key]
 
 
-_GPU_PARTS: dict[tuple[int, int, int, int], tuple[float, float, str]] = {}
+_GPU_PARTS: dict[tuple[int, str, int, int, int], tuple[float, float, str]] = {}
 
 
 def _gpu_part_of(
-    snapshot: CatalogSnapshot, prompt: int, output: int, sequences: int
+    snapshot: CatalogSnapshot, scheme: str, prompt: int, output: int, sequences: int
 ) -> tuple[float, float, str]:
     row = ProfileRecord(
         model=MODEL,
-        scheme=SCHEME,
+        scheme=scheme,
         engine="llama.cpp",
         hardware=HARDWARE,
         input_tokens=prompt,
@@ -84,16 +86,21 @@ def _gpu_part_of(
 
 
 def predict(
-    snapshot: CatalogSnapshot, runs: list[dict[str, Any]], host: HostFigures
+    snapshot: CatalogSnapshot,
+    runs: list[dict[str, Any]],
+    host: HostFigures,
+    scheme_name: str = SCHEME,
 ) -> list[float]:
+    """Output tok/s of each run (``pl`` sequences of ``pp`` + ``tg`` tokens, ``n_gpu_layers``
+    of the model's layers on the H200) as the planner sizes such a replica."""
     model = snapshot.model_by_name[MODEL]
     shape = model_shape_from_record(model)
-    scheme = snapshot.scheme_by_name[SCHEME]
+    scheme = snapshot.scheme_by_name[scheme_name]
     method = method_traits(snapshot, scheme.family)
     weights = weight_gb(shape, scheme, method) * active_fraction(shape)
     out = []
     for run in runs:
-        gpu_step, gpu_prefill, _ = _gpu_part(snapshot, run)
+        gpu_step, gpu_prefill, _ = _gpu_part(snapshot, run, scheme_name)
         sequences, output = int(run["pl"]), int(run["tg"])
         decode, prefill = split_step_times(
             int(run["n_gpu_layers"]) / shape.layers,

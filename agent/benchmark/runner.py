@@ -31,8 +31,8 @@ from quantplan.agent.benchmark.protocol import (
 from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve.engine import ArtifactInfo, EngineServer, ServeOptions
 from quantplan.agent.serve.manager import (
+    engine_interpreter,
     engine_provenance,
-    resolve_toolchain_python,
     start_server,
 )
 
@@ -155,7 +155,7 @@ def benchmark_artifact(
     """
     options = options or ServeOptions(prefix_caching=False)
     started = time.perf_counter()
-    python = python or resolve_toolchain_python(engine.toolchain)
+    python = python or engine_interpreter(engine)
     with start_server(engine, artifact, options, python=python) as server:
         watch = ServerWatch(pid=server.pid, raise_if_dead=server.raise_if_dead)
         result = asyncio.run(run_plan(server.endpoint, plan, watch=watch, on_level=on_level))

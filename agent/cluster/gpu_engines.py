@@ -50,6 +50,41 @@ class GpuAssignment(BaseModel):
         }
 
 
+def host_gpu_assignment(
+    inventory: AcceleratorInventory, count: int, visible: str | None
+) -> GpuAssignment:
+    """The first ``count`` GPUs this process may use, for a replica started outside Ray
+    (``quantplan serve --gpus``): the devices ``CUDA_VISIBLE_DEVICES`` (``visible``) names, in
+    its order, else every GPU nvidia-smi lists. Refused in one line when there are fewer."""
+    if not inventory.count:
+        raise QuantplanError(
+            f"--gpus {count}: nvidia-smi lists no NVIDIA GPU on this host",
+            hint="serve on the CPU (leave out --gpus), or run this on a GPU host",
+        )
+    if visible is None:
+        usable = [str(device.index) for device in inventory.devices]
+    else:
+        # CUDA reads the list up to its first invalid entry; -1 or nothing hides every GPU.
+        usable = []
+        for entry in (part.strip() for part in visible.split(",")):
+            if not entry or entry == "-1":
+                break
+            usable.append(entry)
+    if len(usable) < count:
+        found = f"this host has {inventory.describe()}"
+        if visible is not None:
+            found = f"CUDA_VISIBLE_DEVICES={visible!r} leaves {len(usable)} of them ({found})"
+        raise QuantplanError(
+            f"--gpus {count}: {found}",
+            hint=f"ask for at most {len(usable)}, or widen CUDA_VISIBLE_DEVICES"
+            if usable
+            else "unset CUDA_VISIBLE_DEVICES, or name the GPUs to use in it",
+        )
+    return GpuAssignment(
+        visible_devices=tuple(usable[:count]), accelerator_type=inventory.accelerator_type
+    )
+
+
 def _refuse_without_gpu(engine: str, hardware: HostHardware) -> tuple[bool, str] | None:
     if hardware.device_kind != "gpu":
         return False, (

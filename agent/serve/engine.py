@@ -218,6 +218,11 @@ class EngineServer(ABC):
     ignored_environment: ClassVar[tuple[str, ...]] = ()
     # The same for whole families of variables (matched by prefix, ignoring case).
     ignored_environment_prefixes: ClassVar[tuple[str, ...]] = ()
+    # A native server binary, not a program of the toolchain's Python: serving needs the
+    # binary's build, not the toolchain's environment (which a GPU image may never get).
+    native_binary: ClassVar[bool] = False
+    # Whether a CUDA build can keep only the first N layers on the GPUs (``gpu_layers``).
+    partial_offload: ClassVar[bool] = False
 
     def __init__(self, *, cuda: bool = False) -> None:
         # A CUDA build of the engine rather than its CPU build (where the engine has both).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -198,6 +199,15 @@ def resolve_toolchain_python(toolchain: str, *, install: bool = True) -> Path:
     return Path(ensure_toolchain(toolchain, install=install).python)
 
 
+def engine_interpreter(engine: EngineServer, *, install: bool = True) -> Path:
+    """The interpreter ``engine``'s command is given: its toolchain's, built on first use unless
+    ``install`` is off; for a native server binary, which runs under none, this process's own
+    (so serving it never builds a Python environment it does not use)."""
+    if engine.native_binary:
+        return Path(sys.executable)
+    return resolve_toolchain_python(engine.toolchain, install=install)
+
+
 def engine_provenance(engine: EngineServer, python: Path) -> dict[str, str | None]:
     """Engine version and build flags, asked of the toolchain (or the engine's binary)."""
     return engine.provenance(python)
@@ -234,7 +244,7 @@ def start_server(
             hint=_HINTS["port_in_use"],
         )
     port = options.port or free_port(options.host)
-    python = python or resolve_toolchain_python(engine.toolchain)
+    python = python or engine_interpreter(engine)
     log_path = (logs or log_dir()) / (
         f"{engine.name}-{model.path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{port}.log"
     )

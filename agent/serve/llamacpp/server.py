@@ -81,6 +81,8 @@ class LlamaServer(GgufServer):
     # Every option has an LLAMA_ARG_* variable (common/arg.cpp); one we do not pass, such as
     # LLAMA_ARG_HF_REPO or LLAMA_ARG_MODEL_URL, would change what the server loads or fetches.
     ignored_environment_prefixes: ClassVar[tuple[str, ...]] = ("LLAMA_ARG_",)
+    native_binary: ClassVar[bool] = True
+    partial_offload: ClassVar[bool] = True
 
     def __init__(self, *, cuda: bool = False, binary: Path | None = None) -> None:
         super().__init__(cuda=cuda)
@@ -106,7 +108,7 @@ class LlamaServer(GgufServer):
     def command(
         self, python: Path, model: ArtifactInfo, options: ServeOptions, port: int
     ) -> list[str]:
-        # ``python`` is the llama-cpp toolchain's interpreter; the server is a native binary.
+        # ``python`` goes unused: the server is a native binary (``native_binary``).
         slots = options.parallel_slots or DEFAULT_PARALLEL_SLOTS
         layers = options.gpu_layers if options.gpu_layers >= 0 else ALL_LAYERS
         command = [
