@@ -8,6 +8,7 @@ import numpy as np
 
 from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_cost
 from quantplan.planner.estimate import BASIS_NAMES, BASIS_NOTES
+from quantplan.planner.offload import output_layer_gb
 from quantplan.planner.optimize import Evaluation, Index
 from quantplan.planner.plan import Deployment, Estimate, InstanceRef, PredictedMetrics
 from quantplan.planner.uncertainty import TTFT_CATEGORY, shipped_band, speed_category
@@ -54,8 +55,11 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
     concurrency = int(points.concurrency[s, i])
     memory = float(perf.weights_gb[s] + concurrency * perf.kv_gb_per_sequence)
     gpu_layers = int(perf.gpu_layers[s, i]) or None
-    if gpu_layers:  # split by layers: the GPU holds its layers' weights and KV cache
-        memory *= gpu_layers / space.shape.layers
+    if gpu_layers:  # split by layers: the GPU holds its layers' weights and KV cache, and the
+        # host the output layer (planner/offload.py)
+        blocks = float(perf.weights_gb[s]) - output_layer_gb(space.shape, option.scheme)
+        share = gpu_layers / space.shape.layers
+        memory = share * (blocks + concurrency * perf.kv_gb_per_sequence)
     engine, confidence, speed = option.engine, ev.targets.slos.confidence, speed_category(k)
     metrics = PredictedMetrics(
         ttft_p95_ms=_speed_estimate(

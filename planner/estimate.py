@@ -65,7 +65,7 @@ from quantplan.planner.hardware import (
     replica_hardware,
     weight_gb,
 )
-from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected
+from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected, output_layer_gb
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
 from quantplan.planner.targets import ModelShape, Workload
 from quantplan.planner.traits import engine_traits, method_traits
@@ -664,6 +664,7 @@ def estimate_performance(
         layers=shape.layers,
         weights_gb=weights,
         weights_read_gb=weights * active_fraction(shape),
+        output_gb=np.array([output_layer_gb(shape, o.scheme) for o in space.options], dtype=float),
         kv_gb_per_sequence=kv_sequence,
         kv_read_gb_per_sequence=kv_gb_per_token(shape)
         * (workload.input_tokens + workload.output_tokens / 2),

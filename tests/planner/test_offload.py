@@ -7,7 +7,7 @@ import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.decide import make_plan, prepare
-from quantplan.planner.offload import HOST, layers_on_gpu, split_step_times
+from quantplan.planner.offload import HOST, layers_on_gpu, output_layer_gb, split_step_times
 from quantplan.planner.targets import Constraints, Slos, Targets, Workload
 
 
@@ -40,6 +40,36 @@ def test_the_step_is_the_sum_of_the_gpu_and_host_parts() -> None:
     host_compute = 0.75 * 2 * 8e9 * batch / (16 * HOST.tflops_per_vcpu * 1e12)
     assert np.allclose(quarter, 0.25 * gpu + np.maximum(host_read, host_compute))
     assert pre_quarter == pytest.approx(0.25 * 0.01 + 0.75 * 4.0 / HOST.copy_gbps)
+
+
+def test_the_output_layer_stays_on_the_host_in_any_split() -> None:
+    """llama.cpp moves the output layer to the GPU only past the block count: with every block
+    on the GPU, the host still reads it each step and copies it for each prompt."""
+    batch = np.array([1.0])
+    common = dict(
+        weights_read_gb=16.0,
+        kv_read_gb_per_sequence=0.0,
+        active_params=8e9,
+        input_tokens=128,
+        batch=batch,
+        vcpus=16.0,
+    )
+    gpu = np.array([0.005])
+    blocks_only, prefill = split_step_times(  # type: ignore[arg-type]
+        1.0, gpu, 0.01, output_read_gb=1.0, **common
+    )
+    host_share = 1.0 / 16.0
+    host_step = 16.0 / (16 * HOST.bandwidth_gbps_per_vcpu)
+    assert np.allclose(blocks_only, (1 - host_share) * gpu + host_share * host_step)
+    assert blocks_only[0] > gpu[0]  # slower than a full offload
+    assert prefill == pytest.approx((1 - host_share) * 0.01 + 1.0 / HOST.copy_gbps)
+    half, _ = split_step_times(0.5, gpu, 0.01, output_read_gb=1.0, **common)  # type: ignore[arg-type]
+    without, _ = split_step_times(0.5, gpu, 0.01, **common)  # type: ignore[arg-type]
+    assert half[0] > without[0]  # the host holds half the blocks and the whole output layer
+    # Memory: the output layer's 4 GB stay on the host, so the GPU takes more blocks of the rest
+    # and the host needs room for them.
+    assert layers_on_gpu(80, 40.0, 0.8, 20.1, 100.0, 64, output_gb=4.0)[0] == 43
+    assert layers_on_gpu(80, 40.0, 0.8, 20.1, 21.0, 64, output_gb=4.0) == (0, 0)
 
 
 def _l4_plan(shipped: CatalogSnapshot) -> Targets:
@@ -80,10 +110,12 @@ def test_a_70b_gguf_on_one_l4_is_planned_with_part_of_its_layers_on_the_gpu(
     )
     on_gpu = int(perf.gpu_layers[s, i])
     assert on_gpu == deployment.gpu_layers and perf.max_sequences[s, i] >= 1
-    # At least the host's read of its layers: far slower than the L4's 300 GB/s.
-    host_share = 1 - on_gpu / 80
+    # At least the host's read of its layers and the output layer: far slower than the L4's
+    # 300 GB/s.
+    output = output_layer_gb(space.shape, space.options[s].scheme)
+    host_gb = (1 - on_gpu / 80) * (perf.weights_gb[s] - output) + output
     vcpus = space.machines[i].vcpus
-    host_read = host_share * perf.weights_gb[s] / (vcpus * HOST.bandwidth_gbps_per_vcpu)
+    host_read = host_gb / (vcpus * HOST.bandwidth_gbps_per_vcpu)
     assert perf.decode_step_s[s, i, 0] >= host_read > 2 * perf.weights_gb[s] / 300
 
 
