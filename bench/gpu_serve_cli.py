@@ -56,28 +56,13 @@ THREADS = 14  # of the host's 16 cores: the client and the server's HTTP loop ke
 # checks the harness before device time is spent on it.
 REHEARSAL = bool(os.environ.get("QP_REHEARSAL"))
 
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def out_dir() -> Path:
-    path = Path(os.environ.get("OUT", "/tmp/out"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save(name: str, payload: Any) -> None:
-    (out_dir() / name).write_text(json.dumps(payload, indent=2, default=str))
-
+# Run as a script, this folder is on the path: the device-run helpers are gpu_node_steps's.
+from gpu_node_steps import CORE_WHEELS, _download, log, save  # noqa: E402
 
 # -- here --------------------------------------------------------------------------------------
 
 
 def prepare() -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_node_steps import CORE_WHEELS, _download
-
     from quantplan.agent.model_source import default_gguf
     from quantplan.agent.toolchains.llama_server import SDIST_NAME, _sdist
 
