@@ -24,7 +24,8 @@ catalog_app = typer.Typer(
         "Browse and edit the catalog: hardware, instance types and prices, model cards, "
         "quantization schemes, the engine support matrix, measured profiles and quality "
         "results.\n\n"
-        "Kinds: hardware, instances, models, schemes, support, profiles, quality.\n\n"
+        "Kinds: hardware, instances, models, schemes, support, engine_traits, method_traits, "
+        "spot_interruptions, profiles, quality.\n\n"
         "Measurements (profiles, quality) are append-only: a wrong one is taken back with "
         "`catalog retract`, and stored rows that do not validate are skipped with a warning."
     ),
@@ -36,7 +37,8 @@ KindOption = Annotated[
     typer.Option(
         "--kind",
         "-k",
-        help="Which rows: hardware, instances, models, schemes, support, profiles or quality.",
+        help="Which rows: hardware, instances, models, schemes, support, engine_traits, "
+        "method_traits, spot_interruptions, profiles or quality.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
@@ -101,6 +103,15 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "slow_kernel_below_capability",
         "basis",
     ),
+    "spot_interruptions": (
+        "cloud",
+        "device_kind",
+        "instance_type",
+        "monthly_rate_low",
+        "monthly_rate_high",
+        "as_of",
+        "basis",
+    ),
     "profiles": (
         "model",
         "scheme",
@@ -127,6 +138,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # Short column labels keep the tables readable in 80 columns.
 LABELS = {
+    "monthly_rate_low": "low/month",
+    "monthly_rate_high": "high/month",
     "memory_gb": "mem GB",
     "memory_bandwidth_gbps": "GB/s",
     "bf16_tflops": "TFLOPS",

@@ -214,6 +214,25 @@ class MethodTrait(SQLModel, table=True):
     source: str
 
 
+class SpotInterruption(SQLModel, table=True):
+    """How often a cloud takes spot capacity back: the share of spot instances interrupted in
+    a month, as the band the cloud publishes. An empty ``instance_type`` covers every instance
+    of the cloud and device kind without a row of its own."""
+
+    __tablename__ = "spot_interruption"
+    __table_args__ = (UniqueConstraint("cloud", "device_kind", "instance_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cloud: str
+    device_kind: str = Field(description="gpu or cpu")
+    instance_type: str = Field(default="", description="One instance type; empty = any other")
+    monthly_rate_low: float = Field(description="Low edge: share interrupted in a month")
+    monthly_rate_high: float = Field(description="High edge: share interrupted in a month")
+    as_of: str | None = Field(default=None, description="Date the band was true")
+    basis: str = Field(description="measured, published or modeled")
+    source: str
+
+
 class Run(SQLModel, table=True):
     """One unit of agent work (quantize, serve, benchmark, evaluate), failed ones included."""
 

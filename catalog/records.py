@@ -265,6 +265,33 @@ class MethodTraitRecord(Record):
     source: SourceText
 
 
+class SpotInterruptionRecord(Record):
+    """How often spot capacity is taken back: the share of spot instances interrupted in a
+    month, as a band (clouds publish bands, not rates), with the date it was true.
+
+    ``instance_type`` names one instance type; empty, the row covers every instance of its
+    cloud and device kind that has no row of its own. The planner weighs a spot price with it
+    (planner/spot.py); a cloud without any row gets a visible ``modeled`` default."""
+
+    cloud: Name
+    device_kind: DeviceKind
+    instance_type: Text = Field(default="", description="One instance type; empty = any other")
+    monthly_rate_low: Fraction = Field(description="Low edge: share interrupted in a month")
+    monthly_rate_high: Fraction = Field(description="High edge: share interrupted in a month")
+    as_of: Name | None = Field(default=None, description="Date the band was true (YYYY-MM-DD)")
+    basis: Basis
+    source: SourceText
+
+    @model_validator(mode="after")
+    def _ordered_band(self) -> SpotInterruptionRecord:
+        if self.monthly_rate_low > self.monthly_rate_high:
+            raise ValueError(
+                f"monthly_rate_low {self.monthly_rate_low} is above monthly_rate_high "
+                f"{self.monthly_rate_high}"
+            )
+        return self
+
+
 class ProfileRecord(Record):
     model: Name
     scheme: Name
@@ -360,6 +387,7 @@ RecordKind = Literal[
     "support",
     "engine_traits",
     "method_traits",
+    "spot_interruptions",
     "profiles",
     "quality",
 ]
@@ -372,6 +400,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "support": EngineSupportRecord,
     "engine_traits": EngineTraitRecord,
     "method_traits": MethodTraitRecord,
+    "spot_interruptions": SpotInterruptionRecord,
     "profiles": ProfileRecord,
     "quality": QualityRecord,
 }

@@ -44,6 +44,12 @@ Seed versions:
     Llama-3.1-8B and Llama-3-70B (Q8_0 to Q2_K) and of Mistral-7B (Q2_K to Q6_K); and the
     first seed retraction (``seed_retractions.yaml``):
     Llama-3-8B's W8A16 row had its two averages swapped, as the card's intro sentence has them.
+17. Published quality from papers (a Qwen3 quantization study, "Give Me BF16", Lee et al.'s
+    OpenLLM evaluations), Mixtral GGUF perplexity, and a retracted Qwen2.5-72B INT8 row (the
+    base model's figures under the Instruct release) shipped again under its own model.
+18. How often spot capacity is taken back (``spot_interruptions.yaml``): AWS's published
+    monthly interruption bands for p5.48xlarge and p4d.24xlarge, and AWS-wide spans for GPU
+    and CPU instances without a band of their own.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -74,7 +80,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 17
+SEED_VERSION = 18
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -29,6 +29,7 @@ from quantplan.catalog.records import (
     ProfileRecord,
     QualityRecord,
     SchemeRecord,
+    SpotInterruptionRecord,
 )
 from quantplan.catalog.skipped import SkippedRow
 from quantplan.errors import UnknownNameError
@@ -49,6 +50,7 @@ class CatalogSnapshot(BaseModel):
     support: tuple[EngineSupportRecord, ...] = ()
     engine_traits: tuple[EngineTraitRecord, ...] = ()
     method_traits: tuple[MethodTraitRecord, ...] = ()
+    spot_interruptions: tuple[SpotInterruptionRecord, ...] = ()
     profiles: tuple[ProfileRecord, ...] = ()
     quality: tuple[QualityRecord, ...] = ()
     skipped: tuple[SkippedRow, ...] = Field(

@@ -63,6 +63,7 @@ TABLES: dict[str, Table] = {
     "support": Table("engine_support"),
     "engine_traits": Table("engine_trait"),
     "method_traits": Table("method_trait"),
+    "spot_interruptions": Table("spot_interruption"),
     "profiles": Table(
         "profile",
         (_MODEL, _SCHEME, _HARDWARE, Reference("instance_type_id", "instances", "instance")),

@@ -27,6 +27,7 @@ from quantplan.catalog.models import (
     QualityResult,
     QuantScheme,
     Retraction,
+    SpotInterruption,
 )
 from quantplan.catalog.records import (
     EngineSupportRecord,
@@ -39,6 +40,7 @@ from quantplan.catalog.records import (
     QualityRecord,
     Record,
     SchemeRecord,
+    SpotInterruptionRecord,
 )
 from quantplan.catalog.references import Reference
 from quantplan.errors import QuantplanError, UnknownNameError
@@ -174,6 +176,12 @@ KINDS: dict[str, _Kind] = {
     ),
     "engine_traits": _Kind(EngineTrait, EngineTraitRecord, ("engine", "device_kind"), _plain),
     "method_traits": _Kind(MethodTrait, MethodTraitRecord, ("method",), _plain),
+    "spot_interruptions": _Kind(
+        SpotInterruption,
+        SpotInterruptionRecord,
+        ("cloud", "device_kind", "instance_type"),
+        _plain,
+    ),
     "profiles": _Kind(
         Profile,
         ProfileRecord,

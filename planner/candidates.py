@@ -8,7 +8,7 @@ Nothing here mutates the snapshot or the targets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -20,6 +20,7 @@ from quantplan.planner.compatibility import SupportMatrix
 from quantplan.planner.hardware import MachineShare, machine_shares, model_shape_from_record
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
+from quantplan.planner.spot import SpotTerms, spot_interruption
 from quantplan.planner.targets import ModelShape, Targets
 from quantplan.planner.traits import engine_traits
 
@@ -56,11 +57,20 @@ class CandidateSpace:
     compat_reason: np.ndarray  # (S, I) index into reasons
     reasons: tuple[str, ...]
     price_on_demand: np.ndarray  # (I,) $/h
-    price_spot: np.ndarray  # (I,) $/h, NaN where no spot price
+    price_spot: np.ndarray  # (I,) expected $/h of a spot slot, its on-demand fallback counted;
+    # NaN where no spot price (planner/spot.py)
     ppl: tuple[Estimate, ...]  # (S,) perplexity increase %
     kl: tuple[Estimate, ...]  # (S,) KL divergence
     recovery: tuple[Estimate | None, ...] = ()  # (S,) task recovery % on the asked benchmark
     price_notes: tuple[str, ...] = ()  # doubtful prices left out, in words
+    price_spot_listed: np.ndarray | None = None  # (I,) the catalog's spot $/h (None: as price_spot)
+    spot_terms: tuple[SpotTerms, ...] = ()  # (I,) interruption band and fallback share
+
+    def with_spot_prices(self, listed: np.ndarray) -> CandidateSpace:
+        """This space with spot listed at ``listed`` $/h, the fallback priced in again."""
+        shares = np.array([t.share_high for t in self.spot_terms], dtype=float)
+        expected = listed + shares * np.maximum(self.price_on_demand - listed, 0.0)
+        return replace(self, price_spot=_readonly(expected), price_spot_listed=_readonly(listed))
 
 
 MAX_NAMED_EXCLUSIONS = 5
@@ -265,7 +275,11 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     }
 
     spot = [np.nan if i.spot_price_per_hour is None else i.spot_price_per_hour for i in instances]
-    return CandidateSpace(
+    terms = tuple(
+        SpotTerms.of(spot_interruption(snapshot, i, h.kind))
+        for i, h in zip(instances, hardware, strict=True)
+    )
+    space = CandidateSpace(
         shape=shape,
         options=options,
         instances=instances,
@@ -285,4 +299,6 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
         kl=tuple(kl_by_scheme[o.scheme.name] for o in options),
         recovery=tuple(recovery_by_scheme[o.scheme.name] for o in options),
         price_notes=price_notes,
+        spot_terms=terms,
     )
+    return space.with_spot_prices(np.array(spot, dtype=float))

@@ -7,7 +7,6 @@ one changes, the Pareto front, headroom against traffic growth and sensitivity t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 
@@ -237,7 +236,10 @@ def capacity_report(context: PlanningContext) -> CapacityReport:
     )
     spot = []
     for multiplier in SPOT_MULTIPLIERS:
-        space = dataclasses.replace(context.space, price_spot=context.space.price_spot * multiplier)
+        listed = context.space.price_spot_listed
+        space = context.space.with_spot_prices(
+            (context.space.price_spot if listed is None else listed) * multiplier
+        )
         ev = evaluate(spot_targets, space, context.perf, points)
         best = cheapest(ev)
         spot.append(

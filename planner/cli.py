@@ -23,6 +23,7 @@ from quantplan.planner.price_age import (
     resolve_regions,
     stale_prices_warning,
 )
+from quantplan.planner.spot import describe_spot_risk
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -390,6 +391,7 @@ def _print_plan(
             *scaling_row(d),
             ("cost", f"{_money(d.usd_per_month)}/month, ${d.usd_per_million_tokens:.4f}/M tokens"),
             ("price", escape(describe_price(d, max_price_age_days, today))),
+            *([("spot risk", escape(describe_spot_risk(d.spot)))] if d.spot else []),
             (
                 "on-demand / spot",
                 f"{_money(d.on_demand_usd_per_month)} / "

@@ -10,7 +10,14 @@ from quantplan.planner.cost import PRICINGS, cost_per_million_tokens, monthly_co
 from quantplan.planner.estimate import BASIS_NAMES, BASIS_NOTES
 from quantplan.planner.offload import output_layer_gb
 from quantplan.planner.optimize import Evaluation, Index
-from quantplan.planner.plan import Deployment, Estimate, InstanceRef, PredictedMetrics
+from quantplan.planner.plan import (
+    Deployment,
+    Estimate,
+    InstanceRef,
+    PredictedMetrics,
+    SpotFallback,
+)
+from quantplan.planner.spot import SpotTerms
 from quantplan.planner.uncertainty import TTFT_CATEGORY, shipped_band, speed_category
 
 
@@ -35,6 +42,32 @@ def _speed_estimate(
     )
 
 
+def spot_fallback(terms: SpotTerms, listed: float, instance_name: str, rented: int) -> SpotFallback:
+    """A spot line's risk in the plan: the band it was priced with, and the fallback."""
+    row = terms.row
+    source = row.source + (f" (as of {row.as_of})" if row.as_of else "")
+    return SpotFallback(
+        listed_usd_per_hour=round(listed, 6),
+        fallback=f"on-demand {instance_name}",
+        monthly_interruption_rate=Estimate(
+            value=row.monthly_rate_high,
+            low=row.monthly_rate_low,
+            high=row.monthly_rate_high,
+            basis=row.basis,
+            note=source,
+        ),
+        fallback_share=Estimate(
+            value=round(terms.share_high, 6),
+            low=round(terms.share_low, 6),
+            high=round(terms.share_high, 6),
+            basis="modeled",
+            note="an interrupted replica's on-demand stand-in serves the rest of the month "
+            "(constant hazard over the band; planner/spot.py)",
+        ),
+        interruptions_per_month=round(rented * row.monthly_rate_high, 4),
+    )
+
+
 def build_deployment(ev: Evaluation, index: Index, instances: int | None = None) -> Deployment:
     """The Deployment for candidate ``index``; ``instances`` fills that many instances (mixed
     fleets) instead of the replicas the evaluation needs."""
@@ -49,6 +82,7 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
     else:
         count, rented = instances * per_instance, instances
     price = float(space.price_on_demand[i] if p == 0 else space.price_spot[i])
+    listed = space.price_spot if space.price_spot_listed is None else space.price_spot_listed
     usd_month = monthly_cost(rented, price)
     k = int(points.grid_index[s, i])
     code = int(perf.basis[s, i, k])
@@ -99,6 +133,9 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         price_date=instance.price_date,
         price_source=instance.price_source
         + (f"; spot: {instance.spot_statistic}" if p == 1 and instance.spot_statistic else ""),
+        spot=spot_fallback(space.spot_terms[i], float(listed[i]), instance.name, rented)
+        if p == 1
+        else None,
         usd_per_month=round(usd_month, 4),
         on_demand_usd_per_month=round(monthly_cost(rented, float(space.price_on_demand[i])), 4),
         spot_usd_per_month=(

@@ -20,6 +20,7 @@ from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
 from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
 from quantplan.planner.plan import Estimate
+from quantplan.planner.spot import fallback_share, spot_interruption
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 from quantplan.planner.uncertainty import confidence_factors
 
@@ -142,7 +143,11 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
                 continue
             prices = [instance.price_per_hour]
             if c.spot_allowed and c.max_spot_fraction >= 1 and instance.spot_price_per_hour:
-                prices.append(instance.spot_price_per_hour)
+                # The spot price with its on-demand fallback counted (planner/spot.py).
+                row = spot_interruption(snapshot, instance, space.hardware[i].kind)
+                share = fallback_share(row.monthly_rate_high)
+                spot = instance.spot_price_per_hour
+                prices.append(spot + share * max(instance.price_per_hour - spot, 0.0))
             for price in prices:
                 per_instance = space.machines[i].replicas_per_instance
                 for n in range(1, c.max_replicas + 1):

@@ -70,6 +70,24 @@ class Estimate(PlanModel):
     )
 
 
+class SpotFallback(PlanModel):
+    """A spot line's interruption risk and what replaces an interrupted replica."""
+
+    listed_usd_per_hour: float = Field(ge=0, description="The catalog's spot price per hour")
+    fallback: str = Field(description="What replaces an interrupted spot replica")
+    monthly_interruption_rate: Estimate = Field(
+        description="Share of spot instances of this type interrupted in a month; the value "
+        "is the band's high edge, which the plan prices"
+    )
+    fallback_share: Estimate = Field(
+        description="Expected share of the month a replica runs on its on-demand stand-in "
+        "(it serves until the plan is applied again)"
+    )
+    interruptions_per_month: float = Field(
+        ge=0, description="Expected interruptions a month across the line's instances (high edge)"
+    )
+
+
 class InstanceRef(PlanModel):
     """One rentable machine type in one place."""
 
@@ -153,7 +171,14 @@ class Deployment(PlanModel):
     replicas_per_instance: int = Field(
         default=1, ge=1, description="Replicas side by side on one instance (GPU subsets)"
     )
-    usd_per_hour: float = Field(ge=0, description="Price of one instance per hour")
+    usd_per_hour: float = Field(
+        ge=0,
+        description="Price of one instance per hour (spot: expected, its on-demand fallback "
+        "counted; the listed price is in spot.listed_usd_per_hour)",
+    )
+    spot: SpotFallback | None = Field(
+        default=None, description="Spot lines: interruption risk and fallback (None: on-demand)"
+    )
     price_date: str | None = Field(
         default=None, description="Date the instance's price was true (None: unknown)"
     )
@@ -168,7 +193,10 @@ class Deployment(PlanModel):
         ge=0, description="The same replicas at on-demand prices, per month"
     )
     spot_usd_per_month: float | None = Field(
-        default=None, ge=0, description="The same replicas at spot prices (None: no spot price)"
+        default=None,
+        ge=0,
+        description="The same replicas on spot, their on-demand fallback counted (None: no "
+        "spot price)",
     )
     capacity_requests_per_s: float = Field(
         ge=0,

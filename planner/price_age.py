@@ -38,7 +38,13 @@ def describe_price(deployment: Deployment, max_age_days: int, today: date) -> st
         )
     source = deployment.price_source or "source not recorded"
     where = deployment.instance.region
-    return f"${deployment.usd_per_hour:,.4g}/h {deployment.pricing} in {where}, {when}; {source}"
+    price = f"${deployment.usd_per_hour:,.4g}/h {deployment.pricing}"
+    if deployment.spot is not None:
+        price += (
+            f" expected (${deployment.spot.listed_usd_per_hour:,.4g}/h listed, its on-demand "
+            "fallback counted)"
+        )
+    return f"{price} in {where}, {when}; {source}"
 
 
 def excluded_price_notes(plan: Plan) -> tuple[str, ...]:

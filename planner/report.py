@@ -15,6 +15,7 @@ from quantplan.planner.price_age import (
     price_age_days,
 )
 from quantplan.planner.quality import describe_quality
+from quantplan.planner.spot import describe_spot_risk
 
 
 def _money(value: float | None) -> str:
@@ -73,7 +74,19 @@ def _price_section(
     elif shown:
         notes.append(f"Every price below is at most {max_age_days} days old (as of {today}).")
     notes += [f"Flagged prices: {note}." for note in excluded_price_notes(plan)]
-    rows = [[label, describe_price(d, max_age_days, today)] for label, d in shown.items()]
+    rows = [
+        [
+            label,
+            describe_price(d, max_age_days, today)
+            + (
+                f". Spot risk: {describe_spot_risk(d.spot)}; band: "
+                f"{d.spot.monthly_interruption_rate.note}"
+                if d.spot
+                else ""
+            ),
+        ]
+        for label, d in shown.items()
+    ]
     return ("Prices: date and source", ["deployment", "price"], rows, " ".join(notes))
 
 

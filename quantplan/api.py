@@ -53,8 +53,9 @@ class Catalog:
         return self.service.load()
 
     def rows(self, kind: str, **where: str) -> CatalogRows:
-        """Rows of one kind (hardware, instances, models, schemes, support, profiles,
-        quality) whose fields equal ``where``'s values, e.g. ``rows("instances", cloud="aws")``."""
+        """Rows of one kind (hardware, instances, models, schemes, support, engine_traits,
+        method_traits, spot_interruptions, profiles, quality) whose fields equal ``where``'s
+        values, e.g. ``rows("instances", cloud="aws")``."""
         return self.service.rows(kind, where)
 
     def show(self, name: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -119,7 +119,10 @@ def build_server(services: Services, *, allow_changes: bool = False) -> MCPServe
     def list_catalog_rows(
         kind: Annotated[
             str,
-            Field(description="hardware, instances, models, schemes, support, profiles or quality"),
+            Field(
+                description="hardware, instances, models, schemes, support, engine_traits, "
+                "method_traits, spot_interruptions, profiles or quality"
+            ),
         ],
         where: Annotated[
             dict[str, str] | None,

@@ -162,7 +162,13 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
                     session.connection().exec_driver_sql(
                         f"INSERT INTO model_card ({keys}) VALUES ({marks})", tuple(columns.values())
                     )
-                elif kind not in {"profiles", "quality", "engine_traits", "method_traits"}:
+                elif kind not in {
+                    "profiles",
+                    "quality",
+                    "engine_traits",
+                    "method_traits",
+                    "spot_interruptions",
+                }:
                     write_record(session, kind, record)  # the kinds schema 0004 had
         session.commit()
         # The user's own row: an imported price for a seeded type.
@@ -177,6 +183,9 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
     assert json.loads(result.stdout)["rows"], "seed quality rows were appended"
     connection = sqlite3.connect(path)
     assert connection.execute("SELECT max(version) FROM seed_state").fetchone() == (SEED_VERSION,)
+    assert connection.execute(  # migration 0009's table, filled by seed version 18
+        "SELECT count(*) FROM spot_interruption WHERE cloud = 'aws'"
+    ).fetchone() == (4,)
     assert connection.execute(  # migration 0008 completed the seed's one MoE card
         "SELECT experts, experts_per_token FROM model_card WHERE name = 'Mixtral-8x7B'"
     ).fetchall() == [(8, 2)]

@@ -179,8 +179,10 @@ def within_bounds(draw: st.DrawFn) -> tuple[str, str, float]:
 
 # Fields a cross-field rule ties to others: the partners that keep the rule whatever the value
 # (a mixture-of-experts card gives both expert counts, fewer a token than experts, and its
-# active parameters below the total).
+# active parameters below the total; a spot band's low edge is at most its high one).
 PARTNERS: dict[tuple[str, str], Any] = {
+    ("spot_interruptions", "monthly_rate_low"): lambda v: {"monthly_rate_high": 1.0},
+    ("spot_interruptions", "monthly_rate_high"): lambda v: {"monthly_rate_low": 0.0},
     ("models", "experts"): lambda v: {"experts_per_token": 1, "active_parameters_b": 0.05},
     ("models", "experts_per_token"): lambda v: {"experts": v + 1, "active_parameters_b": 0.05},
 }

@@ -21,6 +21,7 @@ KIND_TITLES = {
     "support": "Engine support",
     "engine_traits": "Engine traits",
     "method_traits": "Method traits",
+    "spot_interruptions": "Spot interruptions",
     "profiles": "Profiles",
     "quality": "Quality",
 }

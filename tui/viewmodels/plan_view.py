@@ -11,6 +11,7 @@ from datetime import date
 
 from quantplan.planner.plan import Deployment, Estimate, Plan
 from quantplan.planner.price_age import DEFAULT_MAX_PRICE_AGE_DAYS, describe_price
+from quantplan.planner.spot import describe_spot_risk
 
 BASIS_SHORT = {"measured": "meas", "interpolated": "interp", "modeled": "model", "published": "pub"}
 
@@ -174,6 +175,7 @@ def option_details(
         ("instance", f"{d.instance} ({d.hardware}, {d.pricing}, ${d.usd_per_hour:.3f}/h)"),
         ("cost", f"${d.usd_per_month:,.0f}/month, ${d.usd_per_million_tokens:.3f}/M tokens"),
         ("price", describe_price(d, max_price_age_days, today)),
+        *([("spot risk", describe_spot_risk(d.spot))] if d.spot else []),
         ("p95 TTFT", format_estimate(metrics.ttft_p95_ms, " ms")),
         ("p95 ITL", format_estimate(metrics.itl_p95_ms, " ms", 1)),
         ("tok/s/replica", format_estimate(metrics.output_tokens_per_s, "")),
