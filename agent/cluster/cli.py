@@ -40,7 +40,13 @@ ModelDirOption = Annotated[str | None, typer.Option(help="Checkpoint of a non-de
 @cluster_app.command("up")
 def cluster_up_command(
     nodes: Annotated[
-        str, typer.Option(help='Worker nodes as INSTANCE[:COUNT],... e.g. "c7i.xlarge:2"')
+        str,
+        typer.Option(
+            help="Worker nodes as INSTANCE[@spot][:COUNT],... e.g. "
+            '"c7i.xlarge:2,c7i.xlarge@spot": @spot nodes stand for spot capacity (Ray\'s '
+            "market-type label), where a plan's spot lines go first; kill one to see its "
+            "replica replaced on on-demand"
+        ),
     ] = "c7i.xlarge:2",
     head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head node")] = 4,
     db: DbOption = None,
@@ -60,11 +66,17 @@ def cluster_up_command(
         state = cluster_up(nodes, head_cpus=head_cpus, database_url=db, fake_gpus=fake_gpus)
     with console.status("starting the collector and the node agents..."):
         start_services(state, db)
-    table = Table("node", "instance type", "logical CPUs", "GPUs", "node id")
+    table = Table("node", "instance type", "market", "logical CPUs", "GPUs", "node id")
     for node in state.nodes:
         gpus = f"{node.fake_gpus} {node.accelerator_type} (fake)" if node.fake_gpus else "-"
+        market = "-" if node.instance_type is None else "spot" if node.spot else "on-demand"
         table.add_row(
-            node.name, node.instance_type or "(head)", str(node.num_cpus), gpus, node.node_id[:12]
+            node.name,
+            node.instance_type or "(head)",
+            market,
+            str(node.num_cpus),
+            gpus,
+            node.node_id[:12],
         )
     console.print(table)
     console.print(f"cluster at [bold]{state.address}[/]; stop it with `quantplan cluster down`")
@@ -388,7 +400,7 @@ def status_command(
         gpus = f"{node.gpus} {node.accelerator_type or ''}".strip() if node.gpus else "-"
         nodes.add_row(
             node.node_id[:12],
-            node.instance_type or "(head)",
+            (node.instance_type or "(head)") + (" (spot)" if node.spot else ""),
             str(node.alive),
             f"{node.cpus:g}",
             gpus + (" (fake)" if node.fake_gpus else ""),

@@ -224,6 +224,7 @@ def fleet_lines(
             note_prefix=f"{note_prefix(app)}{name}-",
             plan_id=app,
             scheme=deployment.scheme,
+            pricing=deployment.pricing,
         )
         # A plan line that carries nothing still gets a sliver, so its replicas are used.
         weight = max(deployment.capacity_requests_per_s, 1e-3)
@@ -259,6 +260,7 @@ def build_application(
         fleet_application,
     )
     from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
+    from quantplan.agent.cluster.naming import market_placement
     from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
     app = app_name_for(plan, options)
@@ -273,6 +275,9 @@ def build_application(
             "num_cpus": 0,
             "resources": {instance_resource(line.config.instance_type): share},
             "runtime_env": {"env_vars": router_env(app)},
+            # Spot lines on spot nodes first, else on-demand ones (the plan's fallback): Serve
+            # replaces an interrupted spot node's replica wherever the label rules allow.
+            **market_placement(line.config.pricing),
         }
         scaling = (
             Scaling(

@@ -32,7 +32,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +81,21 @@ class EngineReplicaConfig(BaseModel):
     note_prefix: str = Field(description="Prefix of this replica's server note")
     plan_id: str = Field(description="The Serve application: key of the replica's events")
     scheme: str = Field(description="The plan line's scheme (named in the replica's events)")
+    pricing: Literal["on_demand", "spot"] = Field(
+        default="on_demand", description="The plan line's market: spot lines fall back to on-demand"
+    )
+
+
+def placement_detail(config: EngineReplicaConfig, labels: Mapping[str, object]) -> str:
+    """Where a replica landed, in words its events carry: a spot line's replica on a spot node,
+    or on on-demand capacity as the plan's fallback."""
+    from quantplan.agent.cluster.naming import is_spot
+
+    if config.pricing != "spot":
+        return ""
+    if is_spot(labels):
+        return f"on a spot {config.instance_type} node"
+    return f"spot fallback: on an on-demand {config.instance_type} node (no spot node free)"
 
 
 class CollectorLink:
@@ -143,7 +158,9 @@ class EngineReplica:
         from quantplan.agent.serve.manager import start_server
 
         config = EngineReplicaConfig.model_validate_json(config_json)
-        node_id = ray.get_runtime_context().get_node_id()
+        context = ray.get_runtime_context()
+        node_id = context.get_node_id()
+        placement = placement_detail(config, context.get_node_labels())
         replica = serve.get_replica_context().replica_id.unique_id
         self.note_id = f"{config.note_prefix}{replica}"
         self.collector = CollectorLink()
@@ -156,7 +173,7 @@ class EngineReplica:
             instance_type=config.instance_type,
             state="starting",
         )
-        self._report("starting")
+        self._report("starting", placement)
         engine = get_engine(config.engine)
         note = {"node_id": node_id, "engine": config.engine, "job_id": self.note_id}
 
@@ -172,7 +189,7 @@ class EngineReplica:
             self._report("failed", _first_line(error))
             raise
         note_server(self.note_id, {**note, "pid": self.server.pid, "port": self.server.port})
-        self._report("healthy", endpoint=self.server.endpoint.base_url)
+        self._report("healthy", placement, endpoint=self.server.endpoint.base_url)
         # No read timeout: a long generation streams for as long as it takes; the connect
         # timeout bounds how long a dead engine can hold a request before it is sent elsewhere.
         self.client = httpx.AsyncClient(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,7 @@ class NodeStatus(BaseModel):
     gpus: int = Field(default=0, ge=0, description="GPUs the node declares to Ray")
     accelerator_type: str | None = Field(default=None, description="Ray accelerator type")
     fake_gpus: bool = Field(default=False, description="Logical GPUs only (a test node)")
+    spot: bool = Field(default=False, description="Spot capacity (Ray's market-type label)")
 
 
 class FleetStatus(BaseModel):
@@ -51,16 +53,19 @@ class FleetStatus(BaseModel):
     collector: dict[str, object] | None = None
 
 
-def _gpu_fields(resources: dict[str, float]) -> dict[str, object]:
+def _offer_fields(
+    resources: dict[str, float], labels: Mapping[str, object] | None
+) -> dict[str, object]:
     from quantplan.agent.cluster.naming import node_offer
 
-    offer = node_offer(resources)
+    offer = node_offer(resources, labels)
     if offer is None:
         return {}
     return {
         "gpus": offer.gpus,
         "accelerator_type": offer.accelerator_type,
         "fake_gpus": offer.fake_gpus,
+        "spot": offer.spot,
     }
 
 
@@ -79,7 +84,7 @@ def fleet_status(address: str = "auto") -> FleetStatus:
             alive=bool(node.get("Alive")),
             cpus=float(node.get("Resources", {}).get("CPU", 0.0)),
             address=node.get("NodeManagerAddress", ""),
-            **_gpu_fields(node.get("Resources", {})),
+            **_offer_fields(node.get("Resources", {}), node.get("Labels")),
         )
         for node in ray.nodes()
     )

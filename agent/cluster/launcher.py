@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from quantplan.agent.cluster.naming import MARKET_LABEL, SPOT
 from quantplan.agent.cluster.wheel import (
     QuantplanWheel,
     WheelError,
@@ -71,9 +73,43 @@ def _name(plan: Plan, options: LauncherOptions) -> str:
     return "".join(c if c.isalnum() else "-" for c in base.lower()).strip("-")[:50]
 
 
-def _group(deployment: Deployment, index: int) -> str:
+def _group(deployment: Deployment, index: int, role: str = "") -> str:
     slug = "".join(c if c.isalnum() else "-" for c in deployment.instance.name.lower())
-    return f"qp-{index}-{slug}"[:60]
+    return f"qp-{index}-{role}{slug}"[:60]
+
+
+def _worker_types(
+    plan: Plan, node_config: Callable[[Deployment, bool], dict[str, Any]]
+) -> dict[str, Any]:
+    """One node group per plan line, labelled with its market as Ray's scheduler reads it. A
+    spot line also gets an on-demand group of its instance type that starts empty: where the
+    autoscaler puts the plan's fallback when the cloud takes spot nodes back (the line's
+    replicas ask for spot nodes first, then any other; agent/cluster/naming.py)."""
+    types: dict[str, Any] = {}
+    for index, d in enumerate(plan.fleet):
+        spot = d.pricing == "spot"
+        common = {"resources": _replica_slots(d), **_gpu_worker_setup(d, plan)}
+        types[_group(d, index)] = {
+            "min_workers": d.instances,
+            "max_workers": d.instances,
+            **common,
+            "labels": {MARKET_LABEL: SPOT if spot else "on-demand"},
+            "node_config": node_config(d, spot),
+        }
+        if spot:
+            types[_group(d, index, "fallback-")] = {
+                "min_workers": 0,
+                "max_workers": d.instances,
+                **common,
+                "labels": {MARKET_LABEL: "on-demand"},
+                "node_config": node_config(d, False),
+            }
+    return types
+
+
+def _max_workers(plan: Plan) -> int:
+    """Every line's instances, and room for a spot line's on-demand fallback."""
+    return sum(d.instances * (2 if d.pricing == "spot" else 1) for d in plan.fleet)
 
 
 def _check(plan: Plan, provider: Provider) -> None:
@@ -126,24 +162,16 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "node_config": {"InstanceType": options.head_instance or "m7i.large"},
         }
     }
-    for index, deployment in enumerate(plan.fleet):
-        node_types[_group(deployment, index)] = {
-            "min_workers": deployment.instances,
-            "max_workers": deployment.instances,
-            "resources": _replica_slots(deployment),
-            **_gpu_worker_setup(deployment, plan),
-            "node_config": {
-                "InstanceType": deployment.instance.name,
-                **(
-                    {"InstanceMarketOptions": {"MarketType": "spot"}}
-                    if deployment.pricing == "spot"
-                    else {}
-                ),
-            },
-        }
+    node_types |= _worker_types(
+        plan,
+        lambda d, spot: {
+            "InstanceType": d.instance.name,
+            **({"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}),
+        },
+    )
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": sum(d.instances for d in plan.fleet),
+        "max_workers": _max_workers(plan),
         "provider": {
             "type": "aws",
             "region": region,
@@ -175,20 +203,13 @@ def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "node_config": {"machineType": options.head_instance or "e2-standard-2"},
         }
     }
-    for index, deployment in enumerate(plan.fleet):
-        node_types[_group(deployment, index)] = {
-            "min_workers": deployment.instances,
-            "max_workers": deployment.instances,
-            "resources": _replica_slots(deployment),
-            **_gpu_worker_setup(deployment, plan),
-            "node_config": {
-                "machineType": deployment.instance.name,
-                "scheduling": [{"preemptible": deployment.pricing == "spot"}],
-            },
-        }
+    node_types |= _worker_types(
+        plan,
+        lambda d, spot: {"machineType": d.instance.name, "scheduling": [{"preemptible": spot}]},
+    )
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": sum(d.instances for d in plan.fleet),
+        "max_workers": _max_workers(plan),
         "provider": {
             "type": "gcp",
             "region": region,
@@ -257,6 +278,10 @@ def kuberay_manifest(
                 "maxReplicas": deployment.instances,
                 "rayStartParams": {
                     "resources": f"'{resources}'",
+                    # Spot lines prefer spot-labelled nodes; which pods are spot is the
+                    # cluster's node pool, chosen outside this manifest.
+                    "labels": f"{MARKET_LABEL}="
+                    + (SPOT if deployment.pricing == "spot" else "on-demand"),
                     **({"num-gpus": str(_gpus_per_node(deployment))} if gpus else {}),
                 },
                 "template": _pod(

@@ -37,23 +37,26 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("QUANTPLAN_CLUSTER_DIR", str(data_dir() / "local-cluster")))
 
 
-def parse_node_spec(spec: str) -> list[tuple[str, int]]:
-    """``"c7i.xlarge:2,c7i.2xlarge"`` -> ``[("c7i.xlarge", 2), ("c7i.2xlarge", 1)]``."""
-    nodes: list[tuple[str, int]] = []
+def parse_node_spec(spec: str) -> list[tuple[str, int, bool]]:
+    """``"c7i.xlarge:2,c7i.xlarge@spot"`` -> ``[("c7i.xlarge", 2, False), ("c7i.xlarge", 1,
+    True)]``: instance type, count, and whether the nodes stand for spot capacity."""
+    nodes: list[tuple[str, int, bool]] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        name, _, count_text = part.partition(":")
+        kind, _, count_text = part.partition(":")
+        name, at, market = kind.partition("@")
         try:
             count = int(count_text) if count_text else 1
         except ValueError:
             count = 0
-        if not name or count < 1:
+        if not name or count < 1 or (at and market != "spot"):
             raise QuantplanError(
                 f"cannot read node spec {part!r}",
-                hint='write INSTANCE[:COUNT] items separated by commas, e.g. "c7i.xlarge:2"',
+                hint="write INSTANCE[@spot][:COUNT] items separated by commas, e.g. "
+                '"c7i.xlarge:2,c7i.xlarge@spot"',
             )
-        nodes.append((name, count))
+        nodes.append((name, count, bool(at)))
     if not nodes:
         raise QuantplanError("no nodes requested", hint='e.g. --nodes "c7i.xlarge:2"')
     return nodes
@@ -96,19 +99,25 @@ def build_request(
     """Workers as ``spec`` asks; with ``fake_gpus``, a GPU instance type's node declares the
     catalog's GPUs as logical Ray resources (no device: for tests of GPU plans)."""
     nodes = parse_node_spec(spec)
-    vcpus = instance_vcpus([name for name, _ in nodes], database_url)
-    gpus = instance_gpus([name for name, _ in nodes], database_url) if fake_gpus else {}
-    workers = [
-        WorkerRequest(
-            name=f"{name}-{index}",
-            instance_type=name,
-            num_cpus=vcpus[name],
-            fake_gpus=gpus[name][0] if name in gpus else 0,
-            accelerator_type=gpus[name][1] if name in gpus else None,
-        )
-        for name, count in nodes
-        for index in range(1, count + 1)
-    ]
+    names = sorted({name for name, _, _ in nodes})
+    vcpus = instance_vcpus(names, database_url)
+    gpus = instance_gpus(names, database_url) if fake_gpus else {}
+    numbered: dict[str, int] = {}
+    workers = []
+    for name, count, spot in nodes:
+        for _ in range(count):
+            label = f"{name}-spot" if spot else name
+            numbered[label] = numbered.get(label, 0) + 1
+            workers.append(
+                WorkerRequest(
+                    name=f"{label}-{numbered[label]}",
+                    instance_type=name,
+                    num_cpus=vcpus[name],
+                    fake_gpus=gpus[name][0] if name in gpus else 0,
+                    accelerator_type=gpus[name][1] if name in gpus else None,
+                    spot=spot,
+                )
+            )
     return ClusterRequest(head_cpus=head_cpus, workers=tuple(workers))
 
 

@@ -49,6 +49,14 @@ class WorkerRequest(BaseModel):
     accelerator_type: str | None = Field(
         default=None, description="Ray accelerator type of the fake GPUs, e.g. L4"
     )
+    spot: bool = Field(default=False, description="Stands for spot capacity (TYPE@spot)")
+
+
+def worker_labels(worker: WorkerRequest) -> dict[str, str]:
+    """Ray's market-type label, as a cloud node group sets it: spot or on-demand."""
+    from quantplan.agent.cluster.naming import MARKET_LABEL, SPOT
+
+    return {MARKET_LABEL: SPOT if worker.spot else "on-demand"}
 
 
 class ClusterRequest(BaseModel):
@@ -69,6 +77,7 @@ class NodeRecord(BaseModel):
     raylet_pid: int | None = None
     fake_gpus: int = Field(default=0, ge=0, description="Logical GPUs only: no device exists")
     accelerator_type: str | None = None
+    spot: bool = False
 
 
 class ClusterState(BaseModel):
@@ -140,6 +149,7 @@ def main(state_dir: Path) -> None:
                 num_gpus=worker.fake_gpus,
                 num_cpus=worker.num_cpus,
                 resources=worker_resources(worker),
+                labels=worker_labels(worker),
                 node_ip_address="127.0.0.1",
                 node_name=worker.name,
             )
@@ -152,6 +162,7 @@ def main(state_dir: Path) -> None:
                     raylet_pid=_raylet_pid(node),
                     fake_gpus=worker.fake_gpus,
                     accelerator_type=worker.accelerator_type,
+                    spot=worker.spot,
                 )
             )
         cluster.wait_for_nodes()

@@ -8,6 +8,8 @@ importing one another.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
 
 NAMESPACE = "quantplan"
@@ -30,6 +32,32 @@ def instance_type_of(resources: dict[str, float]) -> str | None:
     return None
 
 
+MARKET_LABEL = "ray.io/market-type"
+"""Ray's own node label for how a node was bought: ``spot`` or ``on-demand`` (KubeRay and the
+autoscaler set it from the node group; `cluster up` sets it from ``TYPE@spot``). A node without
+it counts as on-demand."""
+SPOT = "spot"
+
+
+def is_spot(labels: Mapping[str, object] | None) -> bool:
+    """Whether a node with these Ray labels is spot capacity (values are strings; Ray's
+    runtime context types them loosely)."""
+    return (labels or {}).get(MARKET_LABEL) == SPOT
+
+
+def market_placement(pricing: str) -> dict[str, object]:
+    """Ray actor options that put a plan line's replica on its market. A spot replica asks for
+    a spot node and falls back to any other (an interrupted spot node's replica is replaced on
+    on-demand capacity: the plan's fallback); an on-demand one never takes a spot node."""
+    not_spot = {MARKET_LABEL: f"!{SPOT}"}
+    if pricing == SPOT:
+        return {
+            "label_selector": {MARKET_LABEL: SPOT},
+            "fallback_strategy": [{"label_selector": not_spot}],
+        }
+    return {"label_selector": not_spot}
+
+
 FAKE_GPU_RESOURCE = "quantplan:fake_gpus"
 """Declared (with the fake GPUs' count) by a test node whose ``GPU`` resources are logical only:
 Ray schedules on them, no device exists. Agents, ``cluster status`` and refusals say "fake"."""
@@ -45,16 +73,22 @@ class NodeOffer(BaseModel):
     gpus: int = Field(default=0, ge=0, description="GPUs the node declares to Ray")
     accelerator_type: str | None = Field(default=None, description="Ray's accelerator type")
     fake_gpus: bool = Field(default=False, description="The GPUs are logical only (tests)")
+    spot: bool = Field(default=False, description="Spot capacity (Ray's market-type label)")
 
     def describe(self) -> str:
+        market = ", spot" if self.spot else ""
         if not self.gpus:
-            return f"{self.instance_type} (no GPU)"
+            return f"{self.instance_type} (no GPU{market})"
         fake = " (fake)" if self.fake_gpus else ""
-        return f"{self.instance_type} with {self.gpus} {self.accelerator_type or '?'} GPU{fake}"
+        gpus = f"{self.gpus} {self.accelerator_type or '?'} GPU{fake}"
+        return f"{self.instance_type} with {gpus}" + (" (spot)" if self.spot else "")
 
 
-def node_offer(resources: dict[str, float]) -> NodeOffer | None:
-    """The offer of a node with these Ray resources; None for a node of no instance type."""
+def node_offer(
+    resources: dict[str, float], labels: Mapping[str, object] | None = None
+) -> NodeOffer | None:
+    """The offer of a node with these Ray resources and labels; None for a node of no
+    instance type."""
     instance_type = instance_type_of(resources)
     if instance_type is None:
         return None
@@ -68,4 +102,5 @@ def node_offer(resources: dict[str, float]) -> NodeOffer | None:
         gpus=int(resources.get("GPU", 0)),
         accelerator_type=types[0] if types else None,
         fake_gpus=resources.get(FAKE_GPU_RESOURCE, 0) > 0,
+        spot=is_spot(labels),
     )

@@ -672,7 +672,7 @@ def start_node_agents(timeout_s: float = 60.0) -> list[AgentRef]:
             get_if_exists=True,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
         ).remote(instance_type)
-        offer = node_offer(node.get("Resources", {}))
+        offer = node_offer(node.get("Resources", {}), node.get("Labels"))
         refs.append(
             AgentRef(node_id=node_id, instance_type=instance_type, handle=handle, offer=offer)
         )

@@ -229,12 +229,31 @@ def cluster_refusals(plan: Plan, offers: list[NodeOffer] | list[str]) -> list[st
             )
     if reasons:
         return reasons
+    reasons = _on_demand_refusals(plan, nodes)
+    if reasons:
+        return reasons
     for deployment in plan.fleet:
         if deployment.accelerator_count:
             reason = _gpu_refusal(deployment, nodes)
             if reason is not None:
                 reasons.append(reason)
     return reasons
+
+
+def _on_demand_refusals(plan: Plan, nodes: list[NodeOffer]) -> list[str]:
+    """An on-demand line never runs on a spot node (a spot line may fall back to any node)."""
+    have = Counter(node.instance_type for node in nodes if not node.spot)
+    need: Counter[str] = Counter()
+    for deployment in plan.fleet:
+        if deployment.pricing != "spot":
+            need[deployment.instance.name] += deployment.instances
+    return [
+        f"on-demand line(s) need {count} on-demand node(s) of {instance_type}; the cluster has "
+        f"{have[instance_type]} (its other nodes of that type are spot, which an on-demand "
+        "line never takes)"
+        for instance_type, count in sorted(need.items())
+        if have[instance_type] < count
+    ]
 
 
 def _gpu_refusal(d: Deployment, nodes: list[NodeOffer]) -> str | None:
@@ -260,7 +279,11 @@ def alive_node_offers() -> list[NodeOffer]:
     """What every alive node offers (instance type, GPUs): a read-only look at the cluster."""
     import ray
 
-    offers = [node_offer(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+    offers = [
+        node_offer(node.get("Resources", {}), node.get("Labels"))
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
     return [o for o in offers if o is not None]
 
 

@@ -45,32 +45,45 @@ class RayTestCluster:
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    def kill_and_replace(self, node_id: str) -> None:
-        """Kill a worker node outright (no graceful shutdown), then add a fresh one of the same
-        type, as a cloud autoscaler would after losing an instance."""
-        from quantplan.agent.cluster.local_host import NODE_RESOURCE, instance_resource
-
+    def kill(self, node_id: str) -> None:
+        """Kill a worker node outright (no graceful shutdown), as a cloud losing an instance
+        (or taking a spot one back) would."""
         self.cluster.remove_node(self.node_of(node_id), allow_graceful=False)  # type: ignore[attr-defined]
         self.workers = [n for n in self.workers if n.node_id != node_id]
+
+    def kill_and_replace(self, node_id: str) -> None:
+        """Kill a worker node outright, then add a fresh one of the same type, as a cloud
+        autoscaler would after losing an instance."""
+        self.kill(node_id)
+        self.add_worker()
+
+    def add_worker(self, *, spot: bool = False):  # type: ignore[no-untyped-def]
+        """A fresh WORKER_TYPE node; ``spot`` labels it spot capacity, as `cluster up`'s
+        ``TYPE@spot`` does. Returns Ray's node."""
+        from quantplan.agent.cluster.local_host import NODE_RESOURCE, instance_resource
+        from quantplan.agent.cluster.naming import MARKET_LABEL
+
         # The new node's processes inherit this environment, where the autouse fixture has
         # put the running test's own data directory: its agent must note servers where the
         # other agents do.
         previous = os.environ.get("QUANTPLAN_DATA_DIR")
         os.environ["QUANTPLAN_DATA_DIR"] = str(self.data_dir)
         try:
-            self.workers.append(
-                self.cluster.add_node(  # type: ignore[attr-defined]
-                    object_store_memory=80 * 1024 * 1024,
-                    node_ip_address="127.0.0.1",
-                    num_cpus=4,
-                    resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
-                )
+            node = self.cluster.add_node(  # type: ignore[attr-defined]
+                object_store_memory=80 * 1024 * 1024,
+                node_ip_address="127.0.0.1",
+                num_cpus=4,
+                resources={instance_resource(WORKER_TYPE): 1, NODE_RESOURCE: 1},
+                labels={MARKET_LABEL: "spot"} if spot else {},
             )
         finally:
             if previous is None:
                 os.environ.pop("QUANTPLAN_DATA_DIR", None)
             else:
                 os.environ["QUANTPLAN_DATA_DIR"] = previous
+        self.workers.append(node)
+        self.cluster.wait_for_nodes()  # type: ignore[attr-defined]
+        return node
 
 
 def start_test_cluster(

@@ -564,3 +564,96 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
     # note and stopped it: no engine of this endpoint is left.
     assert not list((ray_cluster.data_dir / "replicas").glob("endpoint-node-kill-*.json"))
     assert not [pid for pid in engines if _alive(pid)]
+
+
+def test_a_spot_replica_whose_node_is_taken_back_is_replaced_on_demand(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spot line's replica runs on the spot node; the cloud takes that node back (killed
+    outright); Serve replaces the replica on an on-demand node of the same type, the plan's
+    fallback, and the replica events say so."""
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    line = llama.model_copy(
+        update={"pricing": "spot", "replicas": 1, "min_replicas": 1, "instances": 1}
+    )
+    spot_node = ray_cluster.add_worker(spot=True)
+    options = EndpointOptions(
+        name="spot", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
+    )
+    endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
+    statuses: list[tuple[float, int]] = []
+    sending = threading.Event()
+
+    def keep_asking() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
+            while sending.is_set():
+                try:
+                    response = client.post(
+                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 8}
+                    )
+                    statuses.append((time.monotonic(), response.status_code))
+                except httpx.HTTPError:
+                    statuses.append((time.monotonic(), 0))
+                    time.sleep(0.2)
+
+    engines: set[int] = set()
+    client = threading.Thread(target=keep_asking, daemon=True)
+    try:
+        (note,) = _notes(ray_cluster.data_dir, "llama.cpp").values()
+        assert note["node_id"] == spot_node.node_id, "the spot line's replica is not on spot"
+        engines.add(int(note["pid"]))  # type: ignore[call-overload]
+        sending.set()
+        client.start()
+        time.sleep(2)
+        ray_cluster.kill(spot_node.node_id)
+        taken_at = time.monotonic()
+        replaced_s = None
+        while time.monotonic() - taken_at < 180:
+            moved = [
+                n
+                for n in _notes(ray_cluster.data_dir, "llama.cpp").values()
+                if n["node_id"] != spot_node.node_id
+            ]
+            engines |= {int(n["pid"]) for n in moved}  # type: ignore[call-overload]
+            if moved:
+                replaced_s = time.monotonic() - taken_at
+                break
+            time.sleep(1)
+        assert replaced_s is not None, "the spot replica was never replaced"
+        (fallback,) = moved
+        assert fallback["node_id"] in {n.node_id for n in ray_cluster.workers}
+        answered_again = None
+        while time.monotonic() - taken_at < replaced_s + 60:
+            if any(s == 200 and t > taken_at + replaced_s for t, s in statuses):
+                answered_again = True
+                break
+            time.sleep(0.5)
+        sending.clear()
+        client.join(timeout=60)
+        after = [s for t, s in statuses if t >= taken_at]
+        failed = [s for s in after if s != 200]
+        print(
+            f"spot node taken back: replica replaced on on-demand in {replaced_s:.1f} s; "
+            f"{len(after)} requests from then on, {len(failed)} failed ({sorted(set(failed))}): "
+            "the line had one replica"
+        )
+        assert answered_again, "the endpoint never answered again after the fallback started"
+    finally:
+        sending.clear()
+        stop_endpoint(endpoint.app_name)
+    details = [
+        (e.state, e.detail)
+        for e in _collected(
+            ray_cluster,
+            lambda e: isinstance(e, ReplicaEvent) and e.plan_id == "spot" and e.state == "healthy",
+            until=2,
+        )
+        if isinstance(e, ReplicaEvent)
+    ]
+    print(f"healthy replica events: {details}")
+    assert details[0] == ("healthy", "on a spot c7i.xlarge node")
+    assert details[-1][1].startswith("spot fallback: on an on-demand c7i.xlarge node")
+    assert not [pid for pid in engines if _alive(pid)]

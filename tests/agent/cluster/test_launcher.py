@@ -273,3 +273,31 @@ def test_gpu_workers_get_their_gpus_and_build_the_cuda_toolchain(
         assert container["resources"] == {"limits": {"nvidia.com/gpu": "4"}}
         head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
         assert "resources" not in head
+
+
+@pytest.mark.parametrize("provider", ["aws", "kuberay"])
+def test_a_spot_line_s_nodes_say_spot_and_an_empty_on_demand_group_waits_as_its_fallback(
+    provider: str, wheel: QuantplanWheel
+) -> None:
+    plan = default_model_plan()
+    on_demand = plan.fleet[0]
+    spot = on_demand.model_copy(update={"pricing": "spot", "instances": 2, "replicas": 2})
+    plan = plan.model_copy(update={"fleet": (spot, on_demand)})
+    text = cluster_config(plan, provider, LauncherOptions(wheel=wheel.path))  # type: ignore[arg-type]
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    if provider == "aws":
+        config = documents[0]
+        workers = {n: t for n, t in config["available_node_types"].items() if n.startswith("qp-")}
+        spot_group, fallback, plain = workers.values()
+        assert spot_group["node_config"]["InstanceMarketOptions"] == {"MarketType": "spot"}
+        assert spot_group["labels"] == {"ray.io/market-type": "spot"}
+        assert (fallback["min_workers"], fallback["max_workers"]) == (0, 2)
+        assert fallback["labels"] == {"ray.io/market-type": "on-demand"}
+        assert "InstanceMarketOptions" not in fallback["node_config"]
+        assert fallback["resources"] == spot_group["resources"]
+        assert plain["labels"] == {"ray.io/market-type": "on-demand"}
+        assert config["max_workers"] == 2 * 2 + on_demand.instances
+    else:
+        groups = documents[1]["spec"]["workerGroupSpecs"]
+        labels = [g["rayStartParams"]["labels"] for g in groups]
+        assert labels == ["ray.io/market-type=spot", "ray.io/market-type=on-demand"]

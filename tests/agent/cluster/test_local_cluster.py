@@ -21,12 +21,36 @@ from quantplan.errors import QuantplanError, UnknownNameError
 
 
 def test_node_specs_are_read_and_checked() -> None:
-    assert parse_node_spec("c7i.xlarge:2, c7i.large") == [("c7i.xlarge", 2), ("c7i.large", 1)]
-    with pytest.raises(QuantplanError, match="cannot read node spec"):
-        parse_node_spec("c7i.xlarge:zero")
+    assert parse_node_spec("c7i.xlarge:2, c7i.large, c7i.xlarge@spot:3") == [
+        ("c7i.xlarge", 2, False),
+        ("c7i.large", 1, False),
+        ("c7i.xlarge", 3, True),
+    ]
+    for bad in ("c7i.xlarge:zero", "c7i.xlarge@preemptible", "@spot:2", "c7i.xlarge@"):
+        with pytest.raises(QuantplanError, match="cannot read node spec") as caught:
+            parse_node_spec(bad)
+        assert "INSTANCE[@spot][:COUNT]" in (caught.value.hint or "")
     with pytest.raises(UnknownNameError) as unknown:
         cluster_up("c7i.xlarg:1", state_dir=Path("/nonexistent-never-created"))
     assert "c7i.xlarge" in (unknown.value.hint or "")
+
+
+def test_spot_nodes_are_named_and_labelled_apart_from_on_demand_ones() -> None:
+    from quantplan.agent.cluster.local import build_request
+    from quantplan.agent.cluster.local_host import worker_labels
+
+    request = build_request("c7i.xlarge,c7i.xlarge@spot:2", database_url="sqlite://")
+    names = [(w.name, w.spot) for w in request.workers]
+    assert names == [
+        ("c7i.xlarge-1", False),
+        ("c7i.xlarge-spot-1", True),
+        ("c7i.xlarge-spot-2", True),
+    ]
+    assert [worker_labels(w)["ray.io/market-type"] for w in request.workers] == [
+        "on-demand",
+        "spot",
+        "spot",
+    ]
 
 
 @pytest.mark.ray_cluster
@@ -34,11 +58,11 @@ def test_node_specs_are_read_and_checked() -> None:
 @pytest.mark.slow
 def test_cluster_up_binds_loopback_only_requires_the_token_and_comes_down(tmp_path: Path):
     state_dir = tmp_path / "cluster"
-    state = cluster_up("c7i.xlarge:1,c7i.large:1", state_dir=state_dir, head_cpus=2)
+    state = cluster_up("c7i.xlarge:1,c7i.large@spot:1", state_dir=state_dir, head_cpus=2)
     try:
         assert state.address.startswith("127.0.0.1:")
-        types = sorted(n.instance_type or "head" for n in state.nodes)
-        assert types == ["c7i.large", "c7i.xlarge", "head"]
+        types = sorted((n.instance_type or "head", n.spot) for n in state.nodes)
+        assert types == [("c7i.large", True), ("c7i.xlarge", False), ("head", False)]
         with pytest.raises(QuantplanError, match="already running"):
             cluster_up("c7i.xlarge:1", state_dir=state_dir)
 
@@ -92,6 +116,7 @@ def test_cluster_up_binds_loopback_only_requires_the_token_and_comes_down(tmp_pa
         assert f"cluster: the local cluster (`quantplan cluster up`) at {state.address}" in (
             status.stdout
         )
+        assert "c7i.large (spot)" in status.stdout  # Ray's market-type label, read back
         # With no cluster recorded, "auto" does not join this one (Ray's process scan finds
         # it): it says there is nothing to attach to.
         unrecorded = subprocess.run(
