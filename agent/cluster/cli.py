@@ -195,6 +195,16 @@ def cluster_endpoint_command(
             "rolls back to the previous plan",
         ),
     ] = 600.0,
+    surge_percent: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Share of a changed line's replicas (%) whose new ones start and become "
+            "healthy before old ones stop. Default: as many as the spare nodes of the line's "
+            "type hold; 0: an old replica stops before its new one starts",
+        ),
+    ] = None,
 ) -> None:
     """Serve a plan's fleet behind one OpenAI endpoint (Ray Serve) until SIGINT or SIGTERM.
 
@@ -228,6 +238,7 @@ def cluster_endpoint_command(
         scale_up_after_s=scale_up_after,
         scale_down_after_s=scale_down_after,
         update_timeout_s=update_timeout,
+        surge_percent=surge_percent,
     )
     with console.status("starting the endpoint") as spinner:
         endpoint = start_endpoint(

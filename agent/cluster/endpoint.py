@@ -21,12 +21,14 @@ import signal
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quantplan.agent.cluster.naming import NodeOffer
 from quantplan.errors import QuantplanError
 from quantplan.planner.plan import Plan, load_plan
 
@@ -92,6 +94,14 @@ class EndpointOptions(BaseModel):
     scale_up_after_s: float = Field(default=10.0, gt=0, description="Load over target this long")
     scale_down_after_s: float = Field(
         default=300.0, gt=0, description="Load under target this long"
+    )
+    surge_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="A changed line's new replicas that may start beside its old ones, in % of "
+        "its replicas (None: as many as the spare nodes of its type hold; 0: an old replica "
+        "stops before its new one starts)",
     )
 
 
@@ -176,6 +186,28 @@ def resolve_artifacts(
     return artifacts
 
 
+def surge_percents(plan: Plan, offers: list[NodeOffer]) -> list[int]:
+    """Per plan line, Serve's ``max_surge_percent``: how many of a changed line's new replicas
+    start (and become healthy) before its old ones stop. New replicas need nodes the old ones do
+    not hold, so it is what the spare nodes of the line's type hold: alive nodes it may take
+    (on-demand lines no spot ones) beyond what the plan needs, shared among the lines of that
+    type. With none spare Serve replaces a line a fifth at a time, an old replica first."""
+    need: Counter[str] = Counter(d.instance.name for d in plan.fleet for _ in range(d.instances))
+    lines: Counter[str] = Counter(d.instance.name for d in plan.fleet)
+    percents = []
+    for d in plan.fleet:
+        usable = sum(
+            1
+            for offer in offers
+            if offer.instance_type == d.instance.name and (d.pricing == "spot" or not offer.spot)
+        )
+        spare_nodes = max(usable - need[d.instance.name], 0) // lines[d.instance.name]
+        surge = min(spare_nodes * d.replicas_per_instance, d.replicas)
+        # Serve rounds percent x replicas up: the floor of the share never asks for more.
+        percents.append(min(100, 100 * surge // d.replicas) if surge else 0)
+    return percents
+
+
 class FleetLine(BaseModel):
     """One plan deployment as a Serve deployment."""
 
@@ -187,6 +219,9 @@ class FleetLine(BaseModel):
     replicas_per_instance: int = Field(ge=1)
     concurrency: int = Field(ge=1, description="Requests one replica takes at once (planned)")
     min_replicas: int | None = Field(default=None, ge=1, description="The plan's floor")
+    surge_percent: int = Field(
+        default=0, ge=0, le=100, description="New replicas started beside old ones (Serve's %)"
+    )
 
 
 def fleet_lines(
@@ -196,10 +231,16 @@ def fleet_lines(
     and its route, weighted by the deployment's planned capacity."""
     from quantplan.agent.cluster import deployment_state as states
     from quantplan.agent.cluster.endpoint_app import EngineReplicaConfig, Route
+    from quantplan.agent.cluster.validation import alive_node_offers
     from quantplan.agent.serve.engine import ServeOptions
 
     app = app_name_for(plan, options)
     specs = states.replica_specs(plan, app)
+    surges = (
+        [options.surge_percent] * len(plan.fleet)
+        if options.surge_percent is not None
+        else surge_percents(plan, alive_node_offers())
+    )
     lines = []
     for index, deployment in enumerate(plan.fleet):
         spec = next(s for s in specs if s.deployment_index == index)
@@ -236,6 +277,7 @@ def fleet_lines(
                 replicas_per_instance=deployment.replicas_per_instance,
                 concurrency=spec.concurrency or 1,
                 min_replicas=deployment.min_replicas,
+                surge_percent=surges[index],
             )
         )
     return lines
@@ -290,7 +332,7 @@ def build_application(
             else None
         )
         bound = engine_deployment(
-            line.config, line.replicas, actor_options, line.concurrency, scaling
+            line.config, line.replicas, actor_options, line.concurrency, scaling, line.surge_percent
         )
         engines.append((line.route, bound))
     # The ingress next to Serve's proxy, on the head node, when the head says which it is.

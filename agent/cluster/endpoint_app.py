@@ -484,6 +484,7 @@ def engine_deployment(
     actor_options: dict[str, Any],
     max_ongoing_requests: int,
     scaling: Scaling | None = None,
+    surge_percent: int = 0,
 ) -> Any:
     """A bound Serve deployment for one plan line: ``replicas`` engine replicas, or, with
     ``scaling``, between its floor and ``replicas`` as Serve's autoscaler sees the requests
@@ -511,6 +512,9 @@ def engine_deployment(
         # A replica whose engine cannot start fails the deployment after this many tries (Serve
         # tries 20 by default), so a changed plan that cannot run is rolled back in seconds.
         max_constructor_retry_count=ENGINE_START_TRIES,
+        # A changed line's new replicas start beside its old ones, up to this share, and the
+        # old ones stop once the new are running (Serve's surge); 0: an old one stops first.
+        max_surge_percent=surge_percent,
         **sizing,
     )(EngineReplica).bind(config.model_dump_json())
 

@@ -26,7 +26,12 @@ from quantplan.agent.benchmark.client import Endpoint
 from quantplan.agent.benchmark.protocol import RunResult, run_open_loop
 from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.cluster.collector_actor import RayEventSource
-from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
+from quantplan.agent.cluster.endpoint import (
+    EndpointOptions,
+    start_endpoint,
+    stop_endpoint,
+    update_endpoint,
+)
 from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER
 from quantplan.agent.cluster.events import CostEvent, FleetEvent, ReplicaEvent
 from quantplan.agent.serve.manager import free_port
@@ -657,3 +662,73 @@ def test_a_spot_replica_whose_node_is_taken_back_is_replaced_on_demand(
     assert details[0] == ("healthy", "on a spot c7i.xlarge node")
     assert details[-1][1].startswith("spot fallback: on an on-demand c7i.xlarge node")
     assert not [pid for pid in engines if _alive(pid)]
+
+
+def test_a_changed_line_starts_its_new_replica_before_the_old_one_stops(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolling update with a spare node of the line's type: Serve starts the changed line's
+    new replica beside the old one, and stops the old one once the new one runs."""
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    line = llama.model_copy(update={"replicas": 1, "min_replicas": 1, "instances": 1})
+    one = plan.model_copy(update={"fleet": (line,)})
+    # A longer request needs a longer context: the engine restarts with another command line.
+    workload = one.targets.workload.model_copy(
+        update={"input_tokens": one.targets.workload.input_tokens + 64}
+    )
+    changed = one.model_copy(
+        update={"targets": one.targets.model_copy(update={"workload": workload})}
+    )
+    options = EndpointOptions(
+        name="surge", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
+    )
+    endpoint = start_endpoint(one, options)
+    statuses: list[int] = []
+    seen: list[set[str]] = []
+    sending = threading.Event()
+
+    def keep_asking() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
+            while sending.is_set():
+                response = client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 4}
+                )
+                statuses.append(response.status_code)
+                time.sleep(0.1)
+
+    def watch() -> None:
+        while sending.is_set():
+            seen.append(set(_notes(ray_cluster.data_dir, "llama.cpp")))
+            time.sleep(0.3)
+
+    try:
+        (old,) = _notes(ray_cluster.data_dir, "llama.cpp")
+        sending.set()
+        threads = [threading.Thread(target=f, daemon=True) for f in (keep_asking, watch)]
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
+        update_endpoint(endpoint, changed, options)
+        running_s = time.monotonic() - started
+        while old in _notes(ray_cluster.data_dir, "llama.cpp") and time.monotonic() - started < 90:
+            time.sleep(0.5)
+        time.sleep(2)
+        sending.clear()
+        for thread in threads:
+            thread.join(timeout=60)
+        (new,) = _notes(ray_cluster.data_dir, "llama.cpp")
+        both = [s for s in seen if old in s and new in s]
+        print(
+            f"rolling update with a spare node: new replica running {running_s:.1f} s after the "
+            f"change, beside the old one in {len(both)} of {len(seen)} looks; {len(statuses)} "
+            f"requests, statuses {sorted(set(statuses))}"
+        )
+        assert new != old
+        assert both, "the old replica stopped before the new one was up"
+        assert statuses and set(statuses) == {200}, statuses
+    finally:
+        sending.clear()
+        stop_endpoint(endpoint.app_name)

@@ -58,3 +58,24 @@ def test_a_spot_replica_says_whether_it_runs_on_spot_or_as_the_fallback() -> Non
     assert placement_detail(config, {}).startswith("spot fallback: on an on-demand c7i.xlarge")
     on_demand = config.model_copy(update={"pricing": "on_demand"})
     assert placement_detail(on_demand, {MARKET_LABEL: "spot"}) == ""
+
+
+def test_a_changed_line_surges_onto_the_spare_nodes_of_its_type_only() -> None:
+    from quantplan.agent.cluster.endpoint import surge_percents
+
+    plan = default_model_plan()
+    line = plan.fleet[0].model_copy(update={"replicas": 4, "instances": 4})
+    kind = line.instance.name
+    one_line = plan.model_copy(update={"fleet": (line,)})
+    nodes = [NodeOffer(instance_type=kind)] * 5
+    assert surge_percents(one_line, nodes) == [25]  # one spare node: one of four replicas
+    assert surge_percents(one_line, nodes * 2) == [100]  # as many spare as replicas
+    assert surge_percents(one_line, nodes[:4]) == [0]  # none spare: an old one stops first
+    spot_nodes = [NodeOffer(instance_type=kind, spot=True)] * 3
+    assert surge_percents(one_line, nodes[:4] + spot_nodes) == [0]  # on-demand never on spot
+    spot_line = line.model_copy(update={"pricing": "spot"})
+    spot_plan = plan.model_copy(update={"fleet": (spot_line,)})
+    assert surge_percents(spot_plan, nodes[:4] + spot_nodes) == [75]
+    # Two lines of one type share the spare nodes.
+    two = plan.model_copy(update={"fleet": (line, line)})
+    assert surge_percents(two, [NodeOffer(instance_type=kind)] * 10) == [25, 25]
