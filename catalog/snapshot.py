@@ -84,6 +84,11 @@ class CatalogSnapshot(BaseModel):
         return {(t.engine, t.device_kind): t for t in self.engine_traits}
 
     @cached_property
+    def spot_interruption_by_key(self) -> dict[tuple[str, str, str], SpotInterruptionRecord]:
+        """(cloud, device kind, instance type or "") -> its row (planner/spot.py)."""
+        return {(r.cloud, r.device_kind, r.instance_type): r for r in self.spot_interruptions}
+
+    @cached_property
     def method_trait_by_name(self) -> dict[str, MethodTraitRecord]:
         return {t.method: t for t in self.method_traits}
 

@@ -20,7 +20,7 @@ from quantplan.planner.compatibility import SupportMatrix
 from quantplan.planner.hardware import MachineShare, machine_shares, model_shape_from_record
 from quantplan.planner.plan import Estimate
 from quantplan.planner.quality import QualityIndex
-from quantplan.planner.spot import SpotTerms, spot_interruption
+from quantplan.planner.spot import SpotTerms, expected_spot_price, spot_interruption
 from quantplan.planner.targets import ModelShape, Targets
 from quantplan.planner.traits import engine_traits
 
@@ -69,7 +69,7 @@ class CandidateSpace:
     def with_spot_prices(self, listed: np.ndarray) -> CandidateSpace:
         """This space with spot listed at ``listed`` $/h, the fallback priced in again."""
         shares = np.array([t.share_high for t in self.spot_terms], dtype=float)
-        expected = listed + shares * np.maximum(self.price_on_demand - listed, 0.0)
+        expected = expected_spot_price(listed, self.price_on_demand, shares)
         return replace(self, price_spot=_readonly(expected), price_spot_listed=_readonly(listed))
 
 

@@ -20,7 +20,7 @@ from quantplan.planner.estimate import CONCURRENCY_GRID
 from quantplan.planner.fleet import FleetType
 from quantplan.planner.operating import ITL_P95_FACTOR, UTILIZATION_LEVELS
 from quantplan.planner.plan import Estimate
-from quantplan.planner.spot import fallback_share, spot_interruption
+from quantplan.planner.spot import expected_spot_price, fallback_share, spot_interruption
 from quantplan.planner.targets import HOURS_PER_MONTH, Targets
 from quantplan.planner.uncertainty import confidence_factors
 
@@ -147,7 +147,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
                 row = spot_interruption(snapshot, instance, space.hardware[i].kind)
                 share = fallback_share(row.monthly_rate_high)
                 spot = instance.spot_price_per_hour
-                prices.append(spot + share * max(instance.price_per_hour - spot, 0.0))
+                prices.append(float(expected_spot_price(spot, instance.price_per_hour, share)))
             for price in prices:
                 per_instance = space.machines[i].replicas_per_instance
                 for n in range(1, c.max_replicas + 1):

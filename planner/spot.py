@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
 
 from quantplan.catalog.records import InstanceRecord, SpotInterruptionRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
@@ -24,6 +27,7 @@ from quantplan.catalog.vocabulary import DeviceKind
 from quantplan.planner.plan import SpotFallback
 
 DEFAULT_MONTHLY_RATE = (0.0, 0.25)
+Price = TypeVar("Price", float, np.ndarray)
 
 
 def default_spot_interruption(cloud: str, kind: DeviceKind) -> SpotInterruptionRecord:
@@ -44,7 +48,7 @@ def spot_interruption(
     snapshot: CatalogSnapshot, instance: InstanceRecord, kind: DeviceKind
 ) -> SpotInterruptionRecord:
     """The instance type's own row, else its cloud's row for the device kind, else the default."""
-    rows = {(r.cloud, r.device_kind, r.instance_type): r for r in snapshot.spot_interruptions}
+    rows = snapshot.spot_interruption_by_key
     return (
         rows.get((instance.cloud, kind, instance.name))
         or rows.get((instance.cloud, kind, ""))
@@ -62,9 +66,10 @@ def fallback_share(monthly_rate: float) -> float:
     return 1.0 - monthly_rate / -math.log1p(-monthly_rate)
 
 
-def expected_spot_price(spot: float, on_demand: float, share: float) -> float:
-    """$/h of a spot slot that spends ``share`` of the month on an on-demand stand-in."""
-    return spot + share * max(on_demand - spot, 0.0)
+def expected_spot_price(spot: Price, on_demand: Price, share: Price) -> Price:
+    """$/h of a spot slot that spends ``share`` of the month on an on-demand stand-in (scalars
+    or arrays alike)."""
+    return spot + share * np.maximum(on_demand - spot, 0.0)
 
 
 @dataclass(frozen=True)
