@@ -48,9 +48,9 @@ WORK = Path(os.environ.get("QP_WORK", "/tmp/qpw"))
 RESULTS = ROOT / "bench" / "results"
 GGUF = WORK / "llama8b-random-F16.gguf"
 LAYERS = 32
-# (gpu layers, concurrency levels): half the layers on the GPU, then all of them.
-SETTINGS = ((16, (1, 8)), (LAYERS, (1, 8)))
-REQUESTS = 8
+# (gpu layers, concurrency levels): half the layers on the GPU, then all of them. Requests per
+# level: the bench command's default, 4 per worker and at least 8.
+SETTINGS = ((16, (1, 2, 4, 8, 16)), (LAYERS, (1, 8)))
 THREADS = 14  # of the host's 16 cores: the client and the server's HTTP loop keep two
 # The same serve / bench / SIGTERM path on a CPU host, on the default model, without --gpus:
 # checks the harness before device time is spent on it.
@@ -152,10 +152,10 @@ def serve_and_bench(layers: int, levels: tuple[int, ...]) -> dict[str, Any]:
         return result
     bench = subprocess.run(
         _quantplan(
-            "bench", url, "-c", ",".join(map(str, levels)), "-n", str(REQUESTS),
+            "bench", url, "-c", ",".join(map(str, levels)),
             "--input-tokens", "128", "--output-tokens", "64", "--json",
         ),
-        cwd=WORK, capture_output=True, text=True, timeout=400,
+        cwd=WORK, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     result["bench_exit_code"] = bench.returncode
     try:

@@ -262,7 +262,7 @@ async def sweep_concurrency(
     stop_reason = f"reached the maximum concurrency {max_concurrency}"
     concurrency = 1
     while concurrency <= max_concurrency:
-        # Fresh prompts per level, so no level is served from an earlier level's prefix cache.
+        # Each level its own text as well as its own run tag (agent/benchmark/workload.py).
         level_workload = workload.model_copy(update={"seed": workload.seed + len(levels)})
         result = await run_closed_loop(
             endpoint,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quantplan.agent.benchmark.client import Endpoint
@@ -76,12 +77,19 @@ async def run_plan(
     *,
     watch: ServerWatch | None = None,
     on_level: Callable[[RunResult], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> SweepResult:
-    """Run ``plan`` against a live endpoint; every mode returns levels, best and stop reason."""
+    """Run ``plan`` against a live endpoint; every mode returns levels, best and stop reason.
+    ``transport`` stands in for the network (tests)."""
     if plan.warmup_requests:
         warmup = plan.workload.model_copy(update={"output_tokens": 4})
         await run_closed_loop(
-            endpoint, warmup, concurrency=1, num_requests=plan.warmup_requests, watch=watch
+            endpoint,
+            warmup,
+            concurrency=1,
+            num_requests=plan.warmup_requests,
+            watch=watch,
+            transport=transport,
         )
     if plan.mode == "sweep":
         return await sweep_concurrency(
@@ -93,6 +101,7 @@ async def run_plan(
             requests_per_level=plan.requests_at,
             watch=watch,
             on_level=on_level,
+            transport=transport,
         )
     levels: list[RunResult] = []
     if plan.mode == "open":
@@ -104,6 +113,7 @@ async def run_plan(
             num_requests=plan.num_requests or 32,
             slo=plan.slo,
             watch=watch,
+            transport=transport,
         )
         levels.append(result)
         if on_level:
@@ -117,6 +127,7 @@ async def run_plan(
                 num_requests=plan.requests_at(concurrency),
                 slo=plan.slo,
                 watch=watch,
+                transport=transport,
             )
             levels.append(result)
             if on_level:
