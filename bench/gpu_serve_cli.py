@@ -25,6 +25,7 @@ run back to back while the machine keeps /tmp:
     bash bench/gpu_serve_cli.sh install   # carry .devcarry/s1
     bash bench/gpu_serve_cli.sh build     # carry .devcarry/s2 (~6 min)
     bash bench/gpu_serve_cli.sh serve     # (~5 min)
+    bash bench/gpu_serve_cli.sh sweeps    # (~4 min) the 135M and 8B sweeps, all on the GPU
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ CARRY = ROOT / ".devcarry"
 WORK = Path(os.environ.get("QP_WORK", "/tmp/qpw"))
 RESULTS = ROOT / "bench" / "results"
 GGUF = WORK / "llama8b-random-F16.gguf"
+WEIGHTS_8B = (
+    "random N(0, 0.02) in Llama-3.1-8B's layer shapes with the default model's 49,152-token "
+    "tokenizer (about 4 % fewer weights than the real model; speed only)"
+)
 LAYERS = 32
 # (gpu layers, concurrency levels): half the layers on the GPU, then all of them. Requests per
 # level: the bench command's default, 4 per worker and at least 8.
@@ -74,6 +79,11 @@ def prepare() -> None:
     data = sdist.read_bytes()
     half = len(data) // 2
     (CARRY / "s1" / "sdist.part1").write_bytes(data[:half])
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "serving_gguf_skeleton.py"), "export",
+         str(default_gguf()), str(CARRY / "s1" / "gguf-skeleton.json")],
+        check=True,
+    )  # fmt: skip
     (CARRY / "s2").mkdir(parents=True)
     (CARRY / "s2" / "sdist.part2").write_bytes(data[half:])
     subprocess.run(
@@ -190,6 +200,29 @@ def serve() -> None:
     log(json.dumps([{k: v for k, v in run.items() if k != "serve_output"} for run in runs])[:4000])
 
 
+def sweeps() -> None:
+    """The node agent's serve and benchmark steps (bench/gpu_node_steps.py's), again, on the
+    default model's shape and on the 8B file, F16, all layers on the GPU: the seed's H200 HTTP
+    rows came from their first run, whose levels sent the same prompts to a server with its
+    prompt cache on (bench/results/prompt_cache_bias.md). Their reports and profile rows go to
+    $OUT, as the first run's did."""
+    import gpu_node_steps as steps
+
+    small = WORK / "smollm2-random-F16.gguf"
+    small_weights = "random, in the default model's GGUF shapes and tokenizer (speed only)"
+    steps.run_steps(
+        "sweeps.json",
+        [
+            ("gguf", lambda: steps.random_gguf(small)),
+            ("smollm2", lambda: steps.serve_and_bench(
+                small, "SmolLM2-135M-Instruct", small_weights, "smollm2")),
+            ("smollm2_catalog", lambda: steps.record_and_export("smollm2")),
+            ("llama8b", lambda: steps.serve_and_bench(GGUF, "Llama-3.1-8B", WEIGHTS_8B, "llama8b")),
+            ("llama8b_catalog", lambda: steps.record_and_export("llama8b")),
+        ],
+    )  # fmt: skip
+
+
 # -- here, after the calls -----------------------------------------------------------------------
 
 
@@ -243,13 +276,13 @@ def report(device: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("prepare", "build", "serve", "report"))
+    parser.add_argument("step", choices=("prepare", "build", "serve", "sweeps", "report"))
     parser.add_argument("--device", type=Path, help="report: the folder of the calls' files")
     arguments = parser.parse_args()
     if arguments.step == "report":
         report(arguments.device)
         return
-    {"prepare": prepare, "build": build, "serve": serve}[arguments.step]()
+    {"prepare": prepare, "build": build, "serve": serve, "sweeps": sweeps}[arguments.step]()
 
 
 if __name__ == "__main__":

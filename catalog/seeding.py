@@ -50,6 +50,9 @@ Seed versions:
 18. How often spot capacity is taken back (``spot_interruptions.yaml``): AWS's published
     monthly interruption bands for p5.48xlarge and p4d.24xlarge, and AWS-wide spans for GPU
     and CPU instances without a band of their own.
+19. llama-server's H200 HTTP curves remeasured (``profiles_llamacpp_server_http_gpu.yaml``):
+    the shipped ones came from benchmark levels that sent the same prompts to a server whose
+    prompt cache was on; those 14 rows are retracted.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -80,7 +83,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 18
+SEED_VERSION = 19
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -190,3 +190,40 @@ def test_reseed_takes_back_a_shipped_mistake_and_says_so(
     )
     listed = run("catalog", "list", "--kind", "quality", "--include-retracted", db=url)
     assert "swapped" in " ".join(listed.stdout.split())
+
+
+def test_a_catalog_with_the_cached_h200_curves_reads_the_remeasured_ones_instead(
+    tmp_path: Path, seeded_catalog_file: Path
+) -> None:
+    """Seed version 19 took back the 14 llama-server H200 rows whose levels repeated prompts to
+    a cache-on server: a catalog seeded before holds them; opened by this quantplan, they are
+    retracted and readers see the rerun's rows (their own source, so no key is shared)."""
+    from quantplan.catalog.models import Retraction, SeedState
+    from quantplan.catalog.records import ProfileRecord
+    from quantplan.catalog.seeding import SEED_VERSION, seed_retractions
+
+    url = seeded(tmp_path / "v18.db", seeded_catalog_file)
+    cached = [entry for entry in seed_retractions() if entry.seed_version == 19]
+    assert len(cached) == 14 and {entry.kind for entry in cached} == {"profiles"}
+    with session_scope(make_engine(url)) as session:
+        for entry in cached:
+            write_record(session, "profiles", entry.record())
+        session.delete(session.get(SeedState, SEED_VERSION))
+
+    listed = run("catalog", "list", "--kind", "profiles", "--json", db=url)
+    assert listed.returncode == 0, listed.stderr
+
+    with Session(make_engine(url)) as session:
+        taken_back = session.exec(select(Retraction).where(Retraction.kind == "profiles")).all()
+        served = [
+            r
+            for r in read_records(session, "profiles")
+            if isinstance(r, ProfileRecord)
+            and r.hardware == "H200"
+            and (r.run_id or "").startswith("gpu-node-steps-")
+        ]
+    assert len(taken_back) == 14
+    assert len(served) == 14 and all(r.source.endswith("2026-12-04 rerun") for r in served)
+    # The 8B shape at 8 requests: 656 tok/s with cached prompts, 530 remeasured.
+    at_8 = [r for r in served if r.model == "Llama-3.1-8B" and r.concurrency == 8]
+    assert [r.output_tokens_per_s for r in at_8] == [530.4]
