@@ -6,10 +6,12 @@ whose replicas each own an engine server. This module turns the plan into that a
 (checked as ``apply`` checks it, artifacts resolved), runs it, and takes it down again.
 
 Checks before anything starts, each refused in one line: the plan against the catalog; alive
-nodes of every instance type and the engines' toolchains built; a CPU plan (GPU replicas are
-not served this way yet); the port free. Artifacts: the base checkpoint, or a quantized
-artifact from the content-addressed store, made once on this machine by the quantize API when
-the store lacks it (``apply`` makes the same artifact, so one made there is reused here).
+nodes of every instance type (with the GPUs a GPU line needs, of its type) and the engines'
+toolchains built; the port free. A GPU line's replica actors hold their GPUs from Ray, and
+their engines are the CUDA builds ``apply`` starts on exactly those GPUs. Artifacts: the base
+checkpoint, or a quantized artifact from the content-addressed store, made once on this machine
+by the quantize API when the store lacks it (``apply`` makes the same artifact, so one made
+there is reused here).
 """
 
 from __future__ import annotations
@@ -145,13 +147,6 @@ def check_plan(plan: Plan, options: EndpointOptions) -> None:
     reasons = catalog_refusals(plan, snapshot, model_dir=options.model_dir)
     if reasons:
         raise PlanDoesNotMatchCatalogError(reasons)
-    gpu = [d for d in plan.fleet if d.accelerator_count]
-    if gpu:
-        raise PlanRefusedError(
-            [f"{d.scheme} on {d.engine} uses {d.accelerator_count} GPU(s)" for d in gpu],
-            hint="the endpoint serves CPU deployments only so far; `quantplan apply` runs GPU "
-            "plans as separate engine servers",
-        )
     reasons = cluster_refusals(plan, alive_node_offers())
     reasons += toolchain_refusals(plan, built_toolchains())
     if reasons:
@@ -248,6 +243,17 @@ def fleet_lines(
         name = _slug(f"{index}-{deployment.scheme}-{deployment.engine}-{deployment.instance.name}")
         path, artifact_id = artifacts[deployment.scheme]
         context = {"max_model_len": int(shape["max_model_len"])} if "max_model_len" in shape else {}
+        if "gpu_layers" in shape:
+            context["gpu_layers"] = int(shape["gpu_layers"])
+        gpu = (
+            {
+                "gpus": int(shape["gpus"]),
+                "accelerator_type": shape.get("accelerator_type"),
+                "gpu_memory_fraction": float(shape["gpu_memory_fraction"]),
+            }
+            if "gpus" in shape
+            else {}
+        )
         config = EngineReplicaConfig(
             deployment=name,
             engine=deployment.engine,
@@ -266,6 +272,7 @@ def fleet_lines(
             plan_id=app,
             scheme=deployment.scheme,
             pricing=deployment.pricing,
+            **gpu,
         )
         # A plan line that carries nothing still gets a sliver, so its replicas are used.
         weight = max(deployment.capacity_requests_per_s, 1e-3)
@@ -301,8 +308,9 @@ def build_application(
         engine_deployment,
         fleet_application,
     )
+    from quantplan.agent.cluster.gpu_lease import ACCELERATOR_TYPE_SHARE
     from quantplan.agent.cluster.local_host import HEAD_RESOURCE, instance_resource
-    from quantplan.agent.cluster.naming import market_placement
+    from quantplan.agent.cluster.naming import ACCELERATOR_TYPE_PREFIX, market_placement
     from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
     app = app_name_for(plan, options)
@@ -313,14 +321,22 @@ def build_application(
         # one unit of instance:<type>. No logical CPUs: the engine's threads are the node's,
         # and Serve's own actors must still fit beside it.
         share = 1 / line.replicas_per_instance
-        actor_options = {
+        resources = {instance_resource(line.config.instance_type): share}
+        actor_options: dict[str, Any] = {
             "num_cpus": 0,
-            "resources": {instance_resource(line.config.instance_type): share},
+            "resources": resources,
             "runtime_env": {"env_vars": router_env(app)},
             # Spot lines on spot nodes first, else on-demand ones (the plan's fallback): Serve
             # replaces an interrupted spot node's replica wherever the label rules allow.
             **market_placement(line.config.pricing),
         }
+        if line.config.gpus:
+            # The replica's actor holds its GPUs, of the plan's type, for as long as it lives:
+            # Ray picks free ones and sets its CUDA_VISIBLE_DEVICES, which its engine gets.
+            actor_options["num_gpus"] = line.config.gpus
+            if line.config.accelerator_type:
+                accelerator = ACCELERATOR_TYPE_PREFIX + line.config.accelerator_type
+                resources[accelerator] = ACCELERATOR_TYPE_SHARE
         scaling = (
             Scaling(
                 min_replicas=line.min_replicas,

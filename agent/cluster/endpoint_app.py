@@ -84,6 +84,13 @@ class EngineReplicaConfig(BaseModel):
     pricing: Literal["on_demand", "spot"] = Field(
         default="on_demand", description="The plan line's market: spot lines fall back to on-demand"
     )
+    gpus: int = Field(
+        default=0, ge=0, description="GPUs per replica (0: a CPU replica), held by its actor"
+    )
+    accelerator_type: str | None = Field(default=None, description="Ray accelerator type, e.g. L4")
+    gpu_memory_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="Share of each GPU's memory the engine may take"
+    )
 
 
 def placement_detail(config: EngineReplicaConfig, labels: Mapping[str, object]) -> str:
@@ -146,6 +153,37 @@ def _pull_artifact(config: EngineReplicaConfig) -> Path:
     return directory / manifest.main_file if manifest.main_file else directory
 
 
+def _gpu_engine(config: EngineReplicaConfig, node_id: str) -> tuple[Any, Any]:
+    """The CUDA engine of a GPU line's replica on exactly the GPUs Serve gave this replica's
+    actor (Ray set its ``CUDA_VISIBLE_DEVICES``, as it does a node agent's GPU lease), and the
+    host as that engine sees it (the node's GPUs, fake ones named so)."""
+    import os
+
+    import ray
+
+    from quantplan.agent.cluster.gpu_engines import GpuAssignment, gpu_engine, gpu_host_hardware
+    from quantplan.agent.cluster.node_agent import node_accelerators
+    from quantplan.agent.serve.host import detect_host
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    devices = tuple(d.strip() for d in visible.split(",") if d.strip())
+    if len(devices) != config.gpus:
+        raise EngineUnavailableError(
+            f"{config.deployment} asked Ray for {config.gpus} GPU(s) and was given "
+            f"{visible!r} as CUDA_VISIBLE_DEVICES"
+        )
+    resources: dict[str, float] = next(
+        (n.get("Resources", {}) for n in ray.nodes() if n.get("NodeID") == node_id), {}
+    )
+    assignment = GpuAssignment(
+        visible_devices=devices,
+        accelerator_type=config.accelerator_type,
+        memory_fraction=config.gpu_memory_fraction,
+    )
+    hardware = gpu_host_hardware(detect_host(), node_accelerators(resources))
+    return gpu_engine(config.engine, assignment), hardware
+
+
 class EngineReplica:
     """One engine server, owned by this Serve replica for as long as it lives."""
 
@@ -181,9 +219,17 @@ class EngineReplica:
             note_server(self.note_id, {**note, "pid": pid, "state": "starting"})
 
         try:
+            hardware = None
+            if config.gpus:
+                engine, hardware = _gpu_engine(config, node_id)
             python = built_engine(engine, f"{config.instance_type} node {node_id[:12]}")
             self.server = start_server(
-                engine, _pull_artifact(config), config.options, python=python, on_launch=noted
+                engine,
+                _pull_artifact(config),
+                config.options,
+                python=python,
+                hardware=hardware,
+                on_launch=noted,
             )
         except BaseException as error:
             self._report("failed", _first_line(error))

@@ -307,3 +307,55 @@ def test_gptq_runs_on_the_gpu_worker_with_its_leased_gpu(
     while ray.available_resources().get("GPU") != 4.0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("GPU") == 4.0
+
+
+def test_the_endpoint_serves_a_gpu_plan_each_replica_on_gpus_of_its_own(
+    gpu_cluster: tuple[RayTestCluster, Path], tmp_path: Path
+) -> None:
+    """`cluster endpoint` of the same 2 x 2-GPU plan: each Serve replica's actor holds two of
+    the worker's four GPUs, its engine is the vllm-cuda build on exactly those, requests answer
+    through the one endpoint, and stopping it gives the GPUs back."""
+    import httpx
+    import ray
+
+    from quantplan.agent.cluster.endpoint import EndpointOptions, start_endpoint, stop_endpoint
+    from quantplan.agent.serve.manager import free_port
+
+    test_cluster, toolchain = gpu_cluster
+    for stale in (toolchain / "records").glob("*.json"):
+        stale.unlink()  # the apply test's engines
+    plan = gpu_plan()
+    options = EndpointOptions(
+        name="gpu-endpoint",
+        port=free_port(),
+        database_url=test_cluster.database_url,
+        model_dir=str(fake_checkpoint(tmp_path / "llama")),
+        startup_timeout_s=120,
+        scale_with_load=False,  # both replicas now, not the plan's floor
+    )
+    endpoint = start_endpoint(plan, options)
+    try:
+        assert ray.available_resources().get("GPU", 0.0) == 0.0  # two replicas, two GPUs each
+        body = {"model": plan.model, "prompt": "a b c", "max_tokens": 3, "stream": True}
+        for _ in range(6):
+            answer = httpx.post(f"{endpoint.url}/v1/completions", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.text.count('"text"') == 3 and "[DONE]" in answer.text
+        records = [json.loads(p.read_text()) for p in (toolchain / "records").glob("*.json")]
+    finally:
+        stop_endpoint(endpoint.app_name)
+    assert len(records) == 2
+    devices = []
+    for record in records:
+        argv = record["argv"]
+        assert argv[0] == str(toolchain / "bin" / "python")  # the vllm-cuda toolchain
+        flags = dict(itertools.pairwise(argv[3:]))
+        assert flags["--tensor-parallel-size"] == "2"
+        assert flags["--gpu-memory-utilization"] == "0.9"
+        assert record["env"]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        devices.append(record["env"]["CUDA_VISIBLE_DEVICES"].split(","))
+    assert sorted(d for pair in devices for d in pair) == ["0", "1", "2", "3"]
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("GPU") != 4.0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("GPU") == 4.0
