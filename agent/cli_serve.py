@@ -309,7 +309,19 @@ def bench_command(
     threads: ThreadsOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Benchmark an endpoint or an artifact with the one protocol every engine gets."""
+    """Benchmark an endpoint or an artifact with the one protocol every engine gets.
+
+    Closed loop at fixed levels (-c), a sweep (1, 2, 4, ... requests at once
+    until throughput stops growing), or Poisson arrivals (--rate). Every prompt
+    opens with its run's tag, so a server's prompt cache never answers one:
+    each level pays for its own prefills.
+
+    Examples:
+
+      quantplan bench http://127.0.0.1:8000 -c 1,8
+
+      quantplan bench model.gguf --rate 2 -n 64   # serves it, measures, stops it
+    """
     from quantplan.agent.benchmark.metrics import slo_from_flags
     from quantplan.agent.benchmark.runner import BenchPlan
     from quantplan.agent.benchmark.workload import Workload
