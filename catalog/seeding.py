@@ -53,6 +53,10 @@ Seed versions:
 19. llama-server's H200 HTTP curves remeasured (``profiles_llamacpp_server_http_gpu.yaml``):
     the shipped ones came from benchmark levels that sent the same prompts to a server whose
     prompt cache was on; those 14 rows are retracted.
+20. More published quality where the catalog had none for the model: Qwen2.5-7B/32B/72B GPTQ,
+    AWQ, 8-bit GPTQ and FP8 on four long-context tasks (Mekala et al.'s results file), 8-bit GPTQ
+    of Llama-2-7B and Mistral-7B (model cards) and of LLaMA-7B/13B, SmoothQuant W8A8 of
+    LLaMA-7B/13B, FP8 of Llama-2-70B (TensorRT-LLM's blog), Q8_0 of Llama-3.2-1B.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -83,7 +87,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 19
+SEED_VERSION = 20
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

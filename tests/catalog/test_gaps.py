@@ -27,7 +27,7 @@ def test_every_model_and_common_scheme_is_listed_with_its_evidence(seeded_sqlite
     pairs = {(r["model"], r["scheme"]): r for r in payload["rows"]}
     fp8_70b = pairs[("Llama-3.1-70B", "fp8-w8a8")]
     assert fp8_70b["evidence"] == "published" and fp8_70b["metrics"] == ["recovery:openllm-v1"]
-    assert pairs[("Qwen2.5-32B", "fp8-w8a8")]["evidence"] == "none"
+    assert pairs[("Qwen2.5-32B", "int8-w8a8")]["evidence"] == "none"
     smol = pairs[("SmolLM2-135M-Instruct", "gptq-w4a16-g128")]  # the project measured g64 only
     assert smol["evidence"] == "sibling" and smol["source_scheme"] == "gptq-w4a16-g64"
     assert pairs[("SmolLM2-135M-Instruct", "gguf-q4_k_m")]["evidence"] == "measured"
