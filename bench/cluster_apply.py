@@ -76,6 +76,8 @@ def calibration_rows(database_url: str, plan, measurements) -> list[dict[str, ob
     from quantplan.catalog.snapshot import CatalogSnapshot, load_snapshot
 
     after = load_snapshot(open_catalog(database_url))
+    applied = {m.run_id for m in measurements}
+    earlier = tuple(p for p in after.profiles if p.run_id not in applied)
     rows = []
     for m in measurements:
         profile = next(p for p in after.profiles if p.run_id == m.run_id)
@@ -92,7 +94,7 @@ def calibration_rows(database_url: str, plan, measurements) -> list[dict[str, ob
         fields = {name: getattr(after, name) for name in CatalogSnapshot.model_fields}
         fields["instances"] = (*after.instances, host)
         with_profiles = CatalogSnapshot(**fields)
-        without = CatalogSnapshot(**{**fields, "profiles": ()})
+        without = CatalogSnapshot(**{**fields, "profiles": earlier})
         constraints = plan.targets.constraints.model_copy(
             update={"clouds": ("local",), "instance_allow": ("this-host",)}
         )
