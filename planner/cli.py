@@ -507,7 +507,10 @@ def plan_command(
     ] = None,
     recovery_benchmark: Annotated[
         str | None,
-        typer.Option(help="Benchmark --min-recovery is checked on, e.g. openllm-v1."),
+        typer.Option(
+            help="Benchmark --min-recovery is checked on, e.g. openllm-v1 (an unknown name "
+            "lists the catalog's; `quantplan catalog list --kind quality` shows each figure)."
+        ),
     ] = None,
     quality_evidence: Annotated[
         str | None,

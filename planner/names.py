@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.errors import UnknownNameError
+from quantplan.errors import UnknownNameError, near_misses
 from quantplan.planner.targets import Targets
 
 FLAG_OF_LIST = {
@@ -65,7 +65,43 @@ def canonical_targets(targets: Targets, snapshot: CatalogSnapshot) -> Targets:
         # for the catalog's spelling.
         data = constraints.model_dump() | changed
         update["constraints"] = type(constraints).model_validate(data)
+    benchmark = targets.quality.recovery_benchmark
+    if benchmark is not None:
+        as_spelled = canonical_benchmark(benchmark, recovery_benchmarks(snapshot))
+        if as_spelled != benchmark:
+            quality = {"recovery_benchmark": as_spelled}
+            update["quality"] = targets.quality.model_copy(update=quality)
     return targets.model_copy(update=update) if update else targets
+
+
+def recovery_benchmarks(snapshot: CatalogSnapshot) -> set[str]:
+    """The benchmarks the catalog's task-recovery figures are on (their eval_set)."""
+    return {q.eval_set for q in snapshot.quality if q.recovery_pct is not None}
+
+
+def canonical_benchmark(name: str, known: set[str]) -> str:
+    """``name`` as the catalog spells the benchmark, else UnknownNameError naming the close ones.
+
+    A benchmark no figure is on would reject every quantized option for want of a figure and
+    leave a baseline-only plan that looks like a quality verdict. Benchmark names often carry
+    their source in brackets ("ruler (Mekala et al. 2025)"), so names that begin with what was
+    typed count as close too."""
+    try:
+        return canonical_name("recovery benchmark (--recovery-benchmark)", name, known)
+    except UnknownNameError as error:
+        typed = name.strip().lower()
+        starting = sorted(k for k in known if typed and k.lower().startswith(typed))
+        close = list(dict.fromkeys([*starting, *near_misses(name, known)]))[:4]
+        if close:
+            error.hint = "did you mean " + " or ".join(repr(k) for k in close) + "?"
+        elif known:
+            error.hint = "the catalog's recovery figures are on: " + ", ".join(sorted(known))
+        else:
+            error.hint = (
+                "no quality row in the catalog has a task score; import some "
+                "(quantplan catalog import) or cap perplexity with --max-ppl-increase"
+            )
+        raise
 
 
 def _engines(snapshot: CatalogSnapshot) -> set[str]:

@@ -113,6 +113,24 @@ def test_typos_in_names_get_a_suggestion_and_exit_2(db: str) -> None:
     assert family.returncode == 2 and "did you mean awq" in family.stderr
 
 
+def test_a_recovery_benchmark_no_figure_is_on_is_a_typo_not_a_baseline_plan(db: str) -> None:
+    """Without this check, `--recovery-benchmark ruler` rejected every quantized option (no
+    figure on 'ruler') and printed a feasible BF16 plan as if quality had decided it."""
+    cap = ("--model", "Qwen2.5-32B", "--rps", "2", "--min-recovery", "95")
+    short = _plan(db, *cap, "--recovery-benchmark", "ruler")
+    assert short.returncode == 2
+    assert "unknown recovery benchmark (--recovery-benchmark) 'ruler'" in _one_line_error(short)
+    assert "did you mean 'ruler (Mekala et al. 2025)'?" in short.stderr
+    unrelated = _plan(db, *cap, "--recovery-benchmark", "xyz")
+    assert unrelated.returncode == 2 and "openllm-v1" in unrelated.stderr  # every one listed
+
+    other_case = _plan(db, *cap, "--recovery-benchmark", "RULER (mekala et al. 2025)", "--json")
+    assert other_case.returncode == 0, other_case.stderr
+    plan = json.loads(other_case.stdout)
+    assert plan["targets"]["quality"]["recovery_benchmark"] == "ruler (Mekala et al. 2025)"
+    assert plan["fleet"][0]["scheme"] != "bf16"  # its own figures let a quantized one pass
+
+
 def test_infeasible_exits_3_and_names_flags(db: str, tmp_path: Path) -> None:
     out = tmp_path / "plan.json"
     result = _plan(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.errors import UnknownNameError
 from quantplan.planner.decide import make_plan
 from quantplan.planner.hardware import model_shape_from_record
 from quantplan.planner.plan import Plan
@@ -138,14 +139,18 @@ def test_recovery_is_never_converted_from_perplexity(shipped: CatalogSnapshot) -
     shape = model_shape_from_record(shipped.get_model("Llama-2-7B"))
     index = _index(shipped)
     assert index.evidence(shape, shipped.get_scheme("awq-w4a16-g128"), "recovery", "x") is None
+    # A benchmark the catalog has figures on, none of them AWQ: Llama-2-7B's AWQ perplexity
+    # figures do not stand in for one.
     plan = _plan(
         shipped,
         model="Llama-2-7B",
         min_recovery_pct=90,
-        recovery_benchmark="no-such-bench",
+        recovery_benchmark="mmlu (Qwen3 quant study Table 2)",
         families=["awq"],
     )
     assert not plan.feasible
+    with pytest.raises(UnknownNameError, match="no-such-bench"):  # no figure is on it at all
+        _plan(shipped, model="Llama-2-7B", min_recovery_pct=90, recovery_benchmark="no-such-bench")
 
 
 def test_w8a8_recovery_is_the_models_own_published_figure(shipped: CatalogSnapshot) -> None:
