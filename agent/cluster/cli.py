@@ -121,6 +121,17 @@ def cluster_config_command(
         Path | None,
         typer.Option(help="quantplan wheel for the nodes (default: build this checkout's)"),
     ] = None,
+    surge_percent: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Room for rolling updates: each line's node group may grow by this share of "
+            "its instances (rounded up; 0: none). Serve the plan with the same `cluster "
+            "endpoint --surge-percent` and the autoscaler starts the nodes a changed line's "
+            "new replicas wait for, and lets them go when idle",
+        ),
+    ] = 25,
 ) -> None:
     """Write a Ray cluster-launcher YAML or KubeRay manifest for a plan's fleet."""
     from quantplan.agent.cluster.launcher import LauncherOptions, cluster_config
@@ -132,7 +143,9 @@ def cluster_config_command(
     text = cluster_config(
         load_plan(plan_file),
         provider,  # type: ignore[arg-type]
-        LauncherOptions(admin_cidr=admin_cidr, serve_cidr=serve_cidr, wheel=wheel),
+        LauncherOptions(
+            admin_cidr=admin_cidr, serve_cidr=serve_cidr, wheel=wheel, surge_percent=surge_percent
+        ),
     )
     if output is None:
         typer.echo(text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,15 @@ class LauncherOptions(BaseModel):
         description="quantplan wheel the nodes install (checked by sha256); None builds this "
         "checkout's wheel with `pip wheel --no-deps`.",
     )
+    surge_percent: int = Field(
+        default=25,
+        ge=0,
+        le=100,
+        description="Room for a rolling update: each line's node group may grow by this share "
+        "of its instances (rounded up) while new replicas start beside the old ones; the "
+        "autoscaler starts those nodes only for replicas waiting for room, and lets them go "
+        "when idle. 0: the groups stay at the plan's instances.",
+    )
 
 
 def _name(plan: Plan, options: LauncherOptions) -> str:
@@ -78,20 +88,29 @@ def _group(deployment: Deployment, index: int, role: str = "") -> str:
     return f"qp-{index}-{role}{slug}"[:60]
 
 
+def surge_nodes(deployment: Deployment, surge_percent: int) -> int:
+    """Nodes a line's group may add for a rolling update: its instances x the share, rounded
+    up, so any share above 0 leaves room for at least one new replica's machine."""
+    return math.ceil(deployment.instances * surge_percent / 100)
+
+
 def _worker_types(
-    plan: Plan, node_config: Callable[[Deployment, bool], dict[str, Any]]
+    plan: Plan, options: LauncherOptions, node_config: Callable[[Deployment, bool], dict[str, Any]]
 ) -> dict[str, Any]:
-    """One node group per plan line, labelled with its market as Ray's scheduler reads it. A
-    spot line also gets an on-demand group of its instance type that starts empty: where the
-    autoscaler puts the plan's fallback when the cloud takes spot nodes back (the line's
-    replicas ask for spot nodes first, then any other; agent/cluster/naming.py)."""
+    """One node group per plan line, labelled with its market as Ray's scheduler reads it. It
+    holds the line's instances and may grow by its surge room (``surge_nodes``): `cluster
+    endpoint --surge-percent` starts a changed line's new replicas beside the old ones, and the
+    autoscaler starts the machines they wait for. A spot line also gets an on-demand group of
+    its instance type that starts empty: where the autoscaler puts the plan's fallback when the
+    cloud takes spot nodes back (the line's replicas ask for spot nodes first, then any other;
+    agent/cluster/naming.py)."""
     types: dict[str, Any] = {}
     for index, d in enumerate(plan.fleet):
         spot = d.pricing == "spot"
         common = {"resources": _replica_slots(d), **_gpu_worker_setup(d, plan)}
         types[_group(d, index)] = {
             "min_workers": d.instances,
-            "max_workers": d.instances,
+            "max_workers": d.instances + surge_nodes(d, options.surge_percent),
             **common,
             "labels": {MARKET_LABEL: SPOT if spot else "on-demand"},
             "node_config": node_config(d, spot),
@@ -107,9 +126,12 @@ def _worker_types(
     return types
 
 
-def _max_workers(plan: Plan) -> int:
-    """Every line's instances, and room for a spot line's on-demand fallback."""
-    return sum(d.instances * (2 if d.pricing == "spot" else 1) for d in plan.fleet)
+def _max_workers(plan: Plan, options: LauncherOptions) -> int:
+    """Every line's instances, its surge room, and room for a spot line's on-demand fallback."""
+    return sum(
+        d.instances * (2 if d.pricing == "spot" else 1) + surge_nodes(d, options.surge_percent)
+        for d in plan.fleet
+    )
 
 
 def _check(plan: Plan, provider: Provider) -> None:
@@ -164,6 +186,7 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
     }
     node_types |= _worker_types(
         plan,
+        options,
         lambda d, spot: {
             "InstanceType": d.instance.name,
             **({"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}),
@@ -171,7 +194,7 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
     )
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": _max_workers(plan),
+        "max_workers": _max_workers(plan, options),
         "provider": {
             "type": "aws",
             "region": region,
@@ -205,11 +228,12 @@ def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
     }
     node_types |= _worker_types(
         plan,
+        options,
         lambda d, spot: {"machineType": d.instance.name, "scheduling": [{"preemptible": spot}]},
     )
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": _max_workers(plan),
+        "max_workers": _max_workers(plan, options),
         "provider": {
             "type": "gcp",
             "region": region,
@@ -275,7 +299,8 @@ def kuberay_manifest(
                 "groupName": _group(deployment, index),
                 "replicas": deployment.instances,
                 "minReplicas": deployment.instances,
-                "maxReplicas": deployment.instances,
+                "maxReplicas": deployment.instances
+                + surge_nodes(deployment, options.surge_percent),
                 "rayStartParams": {
                     "resources": f"'{resources}'",
                     # Spot lines prefer spot-labelled nodes; which pods are spot is the

@@ -245,9 +245,9 @@ def test_launcher_rents_instances_not_replicas_when_a_machine_holds_several(
     plan = plan.model_copy(update={"fleet": (packed,)})
     config = yaml.safe_load(cluster_config(plan, "aws", LauncherOptions(wheel=wheel.path)))
     (workers,) = [t for n, t in config["available_node_types"].items() if n.startswith("qp-")]
-    assert workers["min_workers"] == workers["max_workers"] == 2
+    assert (workers["min_workers"], workers["max_workers"]) == (2, 3)  # + 25 % surge room
     assert workers["resources"] == {f"instance:{packed.instance.name}": 4}
-    assert config["max_workers"] == 2
+    assert config["max_workers"] == 3
 
 
 @pytest.mark.parametrize("provider", ["aws", "kuberay"])
@@ -296,8 +296,40 @@ def test_a_spot_line_s_nodes_say_spot_and_an_empty_on_demand_group_waits_as_its_
         assert "InstanceMarketOptions" not in fallback["node_config"]
         assert fallback["resources"] == spot_group["resources"]
         assert plain["labels"] == {"ray.io/market-type": "on-demand"}
-        assert config["max_workers"] == 2 * 2 + on_demand.instances
+        surge = 1 + 1  # each line's 25 % of its instances, rounded up
+        assert config["max_workers"] == 2 * 2 + on_demand.instances + surge
     else:
         groups = documents[1]["spec"]["workerGroupSpecs"]
         labels = [g["rayStartParams"]["labels"] for g in groups]
         assert labels == ["ray.io/market-type=spot", "ray.io/market-type=on-demand"]
+
+
+@pytest.mark.parametrize("provider", ["aws", "kuberay"])  # GCP's groups are AWS's code path
+def test_node_groups_leave_room_for_a_rolling_update_s_new_replicas(
+    provider: str, wheel: QuantplanWheel
+) -> None:
+    """A changed line's new replicas start beside the old ones (`cluster endpoint
+    --surge-percent`): the groups keep the plan's instances and may grow by the surge share,
+    rounded up, so the autoscaler can start the machines those replicas wait for."""
+    plan = default_model_plan()
+    line = plan.fleet[0].model_copy(update={"instances": 8, "replicas": 8})
+    plan = plan.model_copy(update={"fleet": (line,)})
+
+    def bounds(surge_percent: int) -> tuple[int, int]:
+        options = LauncherOptions(wheel=wheel.path, surge_percent=surge_percent)
+        text = cluster_config(plan, provider, options)  # type: ignore[arg-type]
+        documents = [d for d in yaml.safe_load_all(text) if d]
+        if provider == "kuberay":
+            (group,) = documents[1]["spec"]["workerGroupSpecs"]
+            return group["minReplicas"], group["maxReplicas"]
+        (workers,) = [
+            t for n, t in documents[0]["available_node_types"].items() if n.startswith("qp-")
+        ]
+        assert documents[0]["max_workers"] == workers["max_workers"]
+        return workers["min_workers"], workers["max_workers"]
+
+    assert bounds(25) == (8, 10)
+    assert bounds(1) == (8, 9)  # any share above 0 leaves room for one machine
+    assert bounds(0) == (8, 8)
+    with pytest.raises(ValueError, match="surge_percent"):
+        LauncherOptions(surge_percent=101)
