@@ -107,8 +107,14 @@ def out_dir() -> Path:
     return path
 
 
+def portable(text: str) -> str:
+    """``text`` with the device's interpreter and work folder named by what they are, so the
+    results committed from it name no machine's folders."""
+    return text.replace(sys.executable, "python").replace(str(WORK), "$QP_WORK")
+
+
 def save(name: str, payload: Any) -> None:
-    (out_dir() / name).write_text(json.dumps(payload, indent=2, default=str))
+    (out_dir() / name).write_text(portable(json.dumps(payload, indent=2, default=str)))
 
 
 # -- here ------------------------------------------------------------------------------------

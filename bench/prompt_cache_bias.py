@@ -69,8 +69,9 @@ async def one_run(endpoint: Endpoint, repeated: bool) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    command = [str(QUANTPLAN), "serve", str(default_gguf()), "--parallel", "4", "--threads", "2"]
-    command += ["--max-model-len", "512"]
+    gguf = default_gguf()
+    options = ["--parallel", "4", "--threads", "2", "--max-model-len", "512"]
+    command = [str(QUANTPLAN), "serve", str(gguf), *options]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert server.stdout is not None
     url = None
@@ -87,7 +88,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "load_average_start": os.getloadavg(),
-        "command": command,
+        # As a user types it: the script by name, the default model's file by its name.
+        "command": ["quantplan", "serve", gguf.name, *options],
         "workload": WORKLOAD.model_dump(),
         "requests_per_level": REQUESTS,
         "runs": [],

@@ -126,12 +126,10 @@ def _worker_types(
     return types
 
 
-def _max_workers(plan: Plan, options: LauncherOptions) -> int:
-    """Every line's instances, its surge room, and room for a spot line's on-demand fallback."""
-    return sum(
-        d.instances * (2 if d.pricing == "spot" else 1) + surge_nodes(d, options.surge_percent)
-        for d in plan.fleet
-    )
+def _max_workers(worker_types: dict[str, Any]) -> int:
+    """What the worker groups may hold together: every line's instances and surge room, and
+    room for a spot line's on-demand fallback."""
+    return sum(group["max_workers"] for group in worker_types.values())
 
 
 def _check(plan: Plan, provider: Provider) -> None:
@@ -184,7 +182,7 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "node_config": {"InstanceType": options.head_instance or "m7i.large"},
         }
     }
-    node_types |= _worker_types(
+    workers = _worker_types(
         plan,
         options,
         lambda d, spot: {
@@ -192,9 +190,10 @@ def aws_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             **({"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}),
         },
     )
+    node_types |= workers
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": _max_workers(plan, options),
+        "max_workers": _max_workers(workers),
         "provider": {
             "type": "aws",
             "region": region,
@@ -226,14 +225,15 @@ def gcp_config(plan: Plan, options: LauncherOptions, wheel: QuantplanWheel) -> d
             "node_config": {"machineType": options.head_instance or "e2-standard-2"},
         }
     }
-    node_types |= _worker_types(
+    workers = _worker_types(
         plan,
         options,
         lambda d, spot: {"machineType": d.instance.name, "scheduling": [{"preemptible": spot}]},
     )
+    node_types |= workers
     return {
         "cluster_name": _name(plan, options),
-        "max_workers": _max_workers(plan, options),
+        "max_workers": _max_workers(workers),
         "provider": {
             "type": "gcp",
             "region": region,
