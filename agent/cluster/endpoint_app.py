@@ -192,9 +192,11 @@ class EngineReplica:
 
         from quantplan.agent.cluster.node_agent import built_engine
         from quantplan.agent.cluster.replicas import note_server
+        from quantplan.agent.cluster.threads import release_ray_thread_cap
         from quantplan.agent.serve import get_engine
         from quantplan.agent.serve.manager import start_server
 
+        release_ray_thread_cap()
         config = EngineReplicaConfig.model_validate_json(config_json)
         context = ray.get_runtime_context()
         node_id = context.get_node_id()

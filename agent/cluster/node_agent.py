@@ -44,6 +44,7 @@ from quantplan.agent.cluster.naming import (
     node_offer,
 )
 from quantplan.agent.cluster.replicas import note_server, replicas_dir, stop_noted_servers
+from quantplan.agent.cluster.threads import release_ray_thread_cap
 from quantplan.agent.toolchains.gpu import AcceleratorInventory
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 from quantplan.errors import QuantplanError
@@ -118,6 +119,7 @@ class NodeAgent:
     """Runs jobs on its node. ``max_task_retries=0``: the driver decides where a job reruns."""
 
     def __init__(self, instance_type: str) -> None:
+        release_ray_thread_cap()
         self.instance_type = instance_type
         self.facts = node_facts(instance_type)
         self.servers: dict[str, Any] = {}
@@ -567,6 +569,7 @@ class NodeAgent:
             extra_details={
                 "cluster_node": self.facts.node_id,
                 "stand_in_for_instance": job.instance,
+                "host_copy_bandwidth_gbps": round(self._bandwidth_gbps, 2),
                 "replica_id": job.replica_id,
                 **(placement.details if placement else {}),
             },

@@ -85,6 +85,10 @@ def test_llama_cpp_replica_lifecycle_on_a_node_agent(ray_cluster: RayTestCluster
         timeout=60,
     ).json()
     assert answer["choices"][0]["message"]["content"].strip()
+    # Ray gives an actor that reserves no CPU OMP_NUM_THREADS=1; the agent must not pass that on
+    # to its engines (a vLLM CPU replica ran its kernels on one thread so).
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environment if v.startswith(b"OMP_NUM_THREADS=")]
     stopped = run_job(
         StopJob(job_id=f"stop-{replica}", replica_id=replica),
         instance_types={WORKER_TYPE},
