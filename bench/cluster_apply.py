@@ -249,10 +249,12 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
     replan = results["replan"]
     lines += [
         "",
-        "The profiles are recorded for the machine that ran them (this host: its measured copy "
-        "bandwidth and vCPUs), not for the instance type its node stood in for; the planner "
-        "is asked about that machine. Before: the catalog without this apply's profiles. "
-        "After: with them (what the next plan is made from).",
+        "The profiles are recorded for the machine that ran them, not for the instance type its "
+        "node stood in for: this host is filed under the CPU family its ISA flags name, its "
+        "vCPUs counted as the family counts them (it shows 2 cores of one thread; the "
+        "family's instances give 2 cores with 4 vCPUs), and the planner is asked about that "
+        "machine. Before: the catalog without this apply's profiles. After: with them (what the "
+        "next plan is made from).",
         "",
         "Re-plan: "
         + (

@@ -144,7 +144,9 @@ def profile_rows(report: dict[str, Any]) -> list[Any]:
                     scheme=SCHEMES[scheme],
                     engine="llama.cpp",
                     hardware="Xeon-SapphireRapids",
-                    hardware_count=report["host"]["cores"],
+                    # One engine thread on one of this VM's cores (it shows one thread a core):
+                    # a whole core of the family, which is 2 of its vCPUs (2 threads a core).
+                    hardware_count=2 * report.get("threads", THREADS),
                     input_tokens=WORKLOAD.input_tokens,
                     output_tokens=WORKLOAD.output_tokens,
                     concurrency=level["concurrency"],

@@ -57,6 +57,9 @@ Seed versions:
     AWQ, 8-bit GPTQ and FP8 on four long-context tasks (Mekala et al.'s results file), 8-bit GPTQ
     of Llama-2-7B and Mistral-7B (model cards) and of LLaMA-7B/13B, SmoothQuant W8A8 of
     LLaMA-7B/13B, FP8 of Llama-2-70B (TensorRT-LLM's blog), Q8_0 of Llama-3.2-1B.
+21. The project's vLLM CPU rows counted in the family's vCPUs: the 2-vCPU machine they ran on
+    shows 2 cores of one thread, so vLLM had 2 whole cores, a c7i.xlarge's 4 vCPUs (they were
+    filed as 2, a c7i.large's one core); the 3 rows as shipped are retracted.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -79,7 +82,13 @@ from sqlmodel import Session, col, select
 from quantplan import __version__
 from quantplan.catalog.models import InstanceType, SeedState
 from quantplan.catalog.price_history import PRICE_FIELDS, supersede
-from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, InstanceRecord, Record
+from quantplan.catalog.records import (
+    KIND_ORDER,
+    RECORD_TYPES,
+    HardwareRecord,
+    InstanceRecord,
+    Record,
+)
 from quantplan.catalog.retractions import RETRACTABLE_TABLES, retract
 from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
 from quantplan.catalog.store import ConflictError, current_row_id, write_record
@@ -87,7 +96,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 20
+SEED_VERSION = 21
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
@@ -99,6 +108,14 @@ def seed_records() -> list[tuple[str, list[Record]]]:
         kind, records = parse(text, "yaml", None, path.name, shipped=True)
         loaded.setdefault(kind, []).extend(records)
     return [(kind, loaded[kind]) for kind in KIND_ORDER if kind in loaded]
+
+
+@lru_cache(maxsize=1)
+def shipped_hardware() -> tuple[HardwareRecord, ...]:
+    """The hardware rows the seed ships (its GPUs and CPU families), without the other files."""
+    path = SEED_DIR / "hardware.yaml"
+    _, records = parse(path.read_text(encoding="utf-8"), "yaml", None, path.name, shipped=True)
+    return tuple(r for r in records if isinstance(r, HardwareRecord))
 
 
 class SeedRetraction(BaseModel):

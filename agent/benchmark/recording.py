@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from quantplan.agent.benchmark.protocol import RunResult, SweepResult
@@ -34,16 +35,86 @@ def host_hardware_name(hardware: HostHardware) -> str:
     return f"local-{slug}-{hardware.logical_cpus}vCPU"
 
 
-def host_hardware_record(hardware: HostHardware, bandwidth_gbps: float) -> HardwareRecord:
-    """This host as a catalog hardware row; its bandwidth is the measured copy bandwidth."""
+CATALOG_ISA = {"avx512f": "avx512", "amx_bf16": "amx"}
+"""/proc/cpuinfo flags under the names the catalog's hardware rows use for them."""
+
+
+def cpu_vendor(hardware: HostHardware) -> str:
+    """``intel``, ``amd`` or the model name's first word, lower case (the catalog's vendors)."""
+    model = hardware.cpu_model.lower()
+    for vendor in ("intel", "amd"):
+        if vendor in model:
+            return vendor
+    return re.sub(r"[^a-z0-9]+", "", model.split()[0]) if model.split() else "unknown"
+
+
+def recognized_cpu_family(
+    hardware: HostHardware, families: Iterable[HardwareRecord]
+) -> HardwareRecord | None:
+    """The catalog CPU family this host belongs to: of its vendor, the one whose ISA flags this
+    host has with the most of them (None when none fits, or two fit equally).
+
+    Cloud VMs often hide the model name (this machine's says "Intel(R) Xeon(R) Processor"), but
+    the flags tell the generation: AMX and AVX-512 BF16 on an Intel host is Sapphire Rapids or
+    its refresh. Filed under the family, a host's profiles are evidence for the catalog
+    instances of that family -- the same setting where the vCPUs match -- instead of a machine
+    no plan can choose."""
+    if hardware.device_kind != "cpu":
+        return None
+    flags = set(hardware.cpu_flags) | {
+        name for flag, name in CATALOG_ISA.items() if flag in hardware.cpu_flags
+    }
+    vendor = cpu_vendor(hardware)
+    fits = [
+        family
+        for family in families
+        if family.kind == "cpu"
+        and family.vendor == vendor
+        and {f for f in family.isa_flags.split(",") if f} <= flags
+    ]
+    if not fits:
+        return None
+    width = {family.name: len([f for f in family.isa_flags.split(",") if f]) for family in fits}
+    best = max(width.values())
+    top = [family for family in fits if width[family.name] == best]
+    return top[0] if len(top) == 1 else None
+
+
+def family_vcpus(hardware: HostHardware, family: HardwareRecord) -> int:
+    """This host's vCPUs counted as ``family``'s instances count them: its cores times the
+    family's threads a core. A VM that shows every vCPU as a core of its own (this machine: 2
+    cores of one thread) has the compute and bandwidth of that many whole cores, which the
+    family's instances give with 2 vCPUs a core (a c7i.xlarge's 4 vCPUs are 2 cores)."""
+    cores = hardware.logical_cpus / hardware.threads_per_core
+    return max(1, round(cores * family.threads_per_core))
+
+
+def host_hardware_record(
+    hardware: HostHardware,
+    bandwidth_gbps: float,
+    families: Iterable[HardwareRecord] | None = None,
+) -> HardwareRecord:
+    """The catalog row this host's profiles are filed under: its CPU family where the shipped
+    hardware rows (or ``families``) name one (:func:`recognized_cpu_family`), else a row of its
+    own whose bandwidth is the measured copy bandwidth of all its vCPUs."""
+    if families is None:
+        from quantplan.catalog.seeding import shipped_hardware
+
+        families = shipped_hardware()
+    family = recognized_cpu_family(hardware, families)
+    if family is not None:
+        return family
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in hardware.cpu_flags]
     return HardwareRecord(
         name=host_hardware_name(hardware),
         kind="cpu",
-        vendor=hardware.cpu_model.split()[0].lower() if hardware.cpu_model else "unknown",
+        vendor=cpu_vendor(hardware),
         memory_bandwidth_gbps=round(bandwidth_gbps, 2),
         isa_flags=",".join(flags),
+        # The whole host is one "socket" of its vCPUs: a replica on all of them gets all of
+        # the measured bandwidth (with the default 2 threads a core it got half).
         cores_per_socket=hardware.logical_cpus,
+        threads_per_core=1,
         source=(
             f"measured on this host by quantplan: numpy copy bandwidth; {hardware.logical_cpus} "
             f"vCPUs of {hardware.cpu_model or 'an unknown CPU'}"
@@ -110,6 +181,8 @@ def profile_report(
         details["roofline"] = roofline.model_dump()
     hardware_name = hardware_record.name if hardware_record else host_hardware_name(hardware)
     count = hardware.logical_cpus if hardware.device_kind == "cpu" else 1
+    if hardware_record is not None and hardware_name != host_hardware_name(hardware):
+        count = family_vcpus(hardware, hardware_record)  # filed under its CPU family
     if gpu_hardware is not None:
         hardware_name, count = gpu_hardware, gpu_count or 1
     profile = ProfileRecord(

@@ -23,6 +23,9 @@ class HostHardware(BaseModel):
     cpu_model: str = Field(default="", description="CPU model name from /proc/cpuinfo")
     cpu_flags: frozenset[str] = Field(default=frozenset(), description="ISA flags, lower case")
     logical_cpus: int = Field(ge=1)
+    threads_per_core: int = Field(
+        default=1, ge=1, description="Logical CPUs a core, as the OS shows them (a VM's guess)"
+    )
     memory_gb: float = Field(gt=0, description="Host RAM in GB")
     gpu_name: str | None = None
     gpu_memory_gb: float | None = None
@@ -73,6 +76,11 @@ def _nvidia_gpu() -> tuple[str, float, float] | None:
 
 
 @lru_cache(maxsize=1)
+def _threads_per_core() -> int:
+    logical, cores = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
+    return max(1, round(logical / cores)) if logical and cores else 1
+
+
 def detect_host() -> HostHardware:
     """This machine, probed once per process."""
     model, flags = _cpuinfo()
@@ -82,6 +90,7 @@ def detect_host() -> HostHardware:
         cpu_model=model,
         cpu_flags=flags,
         logical_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
+        threads_per_core=_threads_per_core(),
         memory_gb=psutil.virtual_memory().total / 1e9,
         gpu_name=gpu[0] if gpu else None,
         gpu_memory_gb=gpu[1] if gpu else None,
