@@ -19,41 +19,58 @@ from quantplan.planner.targets import Slos, Targets, Workload
 from quantplan.planner.uncertainty import PRIOR_WIDTH, band_ratios, confidence_factors
 
 
-def test_band_edges_are_residual_quantiles_never_optimistic() -> None:
-    values = [-1.0, -0.5, 0.0, 0.2]
+def test_band_edges_are_conformal_ranks_never_optimistic() -> None:
+    values = [-1.0, -0.5, -0.3, -0.2, -0.1, 0.0, 0.05, 0.1, 0.15, 0.2]
     residuals = {("vllm", "calibrated", "throughput_at_concurrency"): tuple(values)}
     band = band_ratios("vllm", CALIBRATED, "throughput_at_concurrency", 0.9, residuals)
-    # The pessimistic (low) edge of a speed is its residual quantile; the optimistic edge
+    # Ten residuals at 0.9: the edges are the ceil(11 x 0.9) = 10th from either end, so the
+    # pessimistic (low) edge of a speed is the worst residual (a sample quantile would
+    # interpolate inside it and hold for fewer new points than it states); the optimistic edge
     # reaches at least as far, mirrored: these sources erred high, the next may err low.
-    assert band.low == pytest.approx(math.exp(np.quantile(values, 0.1)))
+    assert band.low == pytest.approx(math.exp(-1.0))
     assert band.high == pytest.approx(1 / band.low)
-    assert band.high > math.exp(np.quantile(values, 0.9))
-    assert band.points == 4 and band.group == "vllm / calibrated / throughput_at_concurrency"
+    assert band.points == 10 and band.group == "vllm / calibrated / throughput_at_concurrency"
+    # Twenty at 0.9: the 19th from either end.
+    twenty = {("vllm", "calibrated", "throughput_at_concurrency"): tuple(range(20))}
+    ranked = band_ratios("vllm", CALIBRATED, "throughput_at_concurrency", 0.9, twenty)
+    assert ranked.high == pytest.approx(math.exp(18))
     # Every residual over-predicts TTFT: the pessimistic (high) edge stays at the estimate,
-    # and the optimistic one keeps its quantile (wider than the mirror of 1.0).
-    over = {("vllm", "default", "ttft_under_load"): (-2.0, -1.9, -1.6)}
+    # and the optimistic one keeps its rank (wider than the mirror of 1.0).
+    over = {("vllm", "default", "ttft_under_load"): tuple(-2.0 + i / 10 for i in range(9))}
     ttft = band_ratios("vllm", UNCALIBRATED, "ttft_under_load", 0.9, over)
-    assert ttft.high == 1.0 and ttft.low < 0.2
+    assert ttft.high == 1.0 and ttft.low == pytest.approx(math.exp(-2.0))
     # Every residual under-predicts TTFT: the optimistic (low) edge mirrors the high one.
-    under = {("vllm", "default", "ttft_under_load"): (0.4, 0.6, 0.7)}
+    under = {("vllm", "default", "ttft_under_load"): tuple(0.4 + i / 10 for i in range(9))}
     ttft = band_ratios("vllm", UNCALIBRATED, "ttft_under_load", 0.9, under)
-    assert ttft.high == pytest.approx(math.exp(np.quantile([0.4, 0.6, 0.7], 0.9)))
+    assert ttft.high == pytest.approx(math.exp(1.2))
     assert ttft.low == pytest.approx(1 / ttft.high)
 
 
 def test_small_groups_widen_and_no_evidence_falls_back_to_the_prior() -> None:
+    """A group states an edge at confidence c only with ceil((n + 1) c) <= n residuals: 9 at
+    0.9, so 5 widen to the pooled group; 3 are enough at 0.7 (rank 3 of 3)."""
     residuals = {
-        ("vllm", "calibrated", "batch1_decode"): (0.5,),  # too few
-        ("vllm", "modeled", "batch1_decode"): (0.5, -0.3, 0.1),  # both modeled bases pooled
+        ("vllm", "calibrated", "batch1_decode"): (0.5, -0.1, 0.0, 0.1, 0.2),  # too few at 0.9
+        ("vllm", "modeled", "batch1_decode"): tuple(i / 10 - 0.4 for i in range(9)),
     }
     pooled = band_ratios("vllm", CALIBRATED, "batch1_decode", 0.9, residuals)
-    assert pooled.group == "vllm / modeled / batch1_decode" and pooled.points == 3
+    assert pooled.group == "vllm / modeled / batch1_decode" and pooled.points == 9
+    own = band_ratios("vllm", CALIBRATED, "batch1_decode", 0.7, residuals)
+    assert own.group == "vllm / calibrated / batch1_decode" and own.points == 5
     prior = band_ratios("vllm", MEASURED, "batch1_decode", 0.9, residuals)
     assert (prior.low, prior.high, prior.points) == (
         1 - PRIOR_WIDTH[MEASURED],
         1 + PRIOR_WIDTH[MEASURED],
         0,
     )
+
+
+@pytest.mark.parametrize(
+    ("n", "confidence", "rank"),
+    [(9, 0.9, 9), (8, 0.9, None), (10, 0.9, 10), (99, 0.9, 90), (19, 0.95, 19), (3, 0.5, 2)],
+)
+def test_conformal_rank(n: int, confidence: float, rank: int | None) -> None:
+    assert uncertainty.conformal_rank(n, confidence) == rank
 
 
 def test_the_shipped_table_records_its_bench_run() -> None:
