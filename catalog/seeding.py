@@ -60,6 +60,8 @@ Seed versions:
 21. The project's vLLM CPU rows counted in the family's vCPUs: the 2-vCPU machine they ran on
     shows 2 cores of one thread, so vLLM had 2 whole cores, a c7i.xlarge's 4 vCPUs (they were
     filed as 2, a c7i.large's one core); the 3 rows as shipped are retracted.
+22. The README demo's apply on the local cluster, measured on the same host (vLLM BF16 and
+    llama.cpp Q8_0 of the default model, ``bench/results/cluster_apply.json``).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -96,7 +98,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 21
+SEED_VERSION = 22
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
