@@ -66,17 +66,14 @@ def recognized_cpu_family(
     }
     vendor = cpu_vendor(hardware)
     fits = [
-        family
+        (len(isa), family)
         for family in families
         if family.kind == "cpu"
         and family.vendor == vendor
-        and {f for f in family.isa_flags.split(",") if f} <= flags
+        and (isa := {f for f in family.isa_flags.split(",") if f}) <= flags
     ]
-    if not fits:
-        return None
-    width = {family.name: len([f for f in family.isa_flags.split(",") if f]) for family in fits}
-    best = max(width.values())
-    top = [family for family in fits if width[family.name] == best]
+    best = max((width for width, _ in fits), default=None)
+    top = [family for width, family in fits if width == best]
     return top[0] if len(top) == 1 else None
 
 

@@ -75,12 +75,12 @@ def _nvidia_gpu() -> tuple[str, float, float] | None:
     return parts[0], float(parts[1]) / 1024, float(parts[2])
 
 
-@lru_cache(maxsize=1)
 def _threads_per_core() -> int:
     logical, cores = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
     return max(1, round(logical / cores)) if logical and cores else 1
 
 
+@lru_cache(maxsize=1)
 def detect_host() -> HostHardware:
     """This machine, probed once per process."""
     model, flags = _cpuinfo()
