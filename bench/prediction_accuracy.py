@@ -99,7 +99,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
         if profile.concurrency > 1 and profile.ttft_p95_ms is not None:
             ttft = 1000 * float(
                 p95_ttft_s(
-                    prediction.prefill_s + prediction.request_overhead_s,
+                    prediction.first_token_s,
                     prediction.decode_step_s,
                     rate,
                     clients=clients,

@@ -156,7 +156,8 @@ class PerformanceMap:
     kv_gb_per_sequence: float
     usable_memory_gb: np.ndarray  # (S, I)
     gpu_layers: np.ndarray  # (S, I) llama.cpp layers on the GPU when split (0 = no split)
-    request_overhead_s: np.ndarray  # (S, I) per request before its first token, see below
+    first_token_s: np.ndarray  # (S, I) a request's hold on the engine before its first token
+    # (request overhead and prefill, FirstTokenFit): the TTFT queue's service time
 
 
 @dataclass(frozen=True)
@@ -500,44 +501,120 @@ def class_multiplier(
     return None
 
 
-def request_overheads(
+FIRST_TOKEN_SPREAD = 2.0
+"""The fitted profiles' roofline prefills must span this factor (largest over smallest) for a
+fit to tell a fixed per-request overhead from a prefill speed."""
+PREFILL_DOMINATED = 0.5
+"""Where the profiles cannot tell the two apart, the time goes to the prefill if the roofline
+puts at least this share of it there (a CPU's prefill), else to a fixed overhead (a GPU's)."""
+
+
+@dataclass(frozen=True)
+class FirstTokenFit:
+    """What a request holds one engine on one device kind for before its first token, fitted
+    from the profiles that measured TTFT through a client: a fixed overhead (the HTTP request,
+    tokenization, the server loop's turn) plus the prefill as ``prefill_factor`` x the
+    default-efficiency roofline's. The prefill is fitted apart from the decode step because
+    the two are bound by different things (FLOPS and bandwidth): on this project's 4-vCPU
+    Sapphire Rapids host llama.cpp decodes 1.24x faster than the default roofline but
+    prefills about 1.3x slower, and llama-server on an H200 spends about 7 ms a request beside
+    an 8B prefill about 3x slower than the roofline's. ``prefill_factor`` None: the profiles
+    could not separate the two and the roofline calls the time overhead; the prefill is then
+    the decode-calibrated one."""
+
+    overhead_s: float
+    prefill_factor: float | None
+    points: int
+
+    def service_s(
+        self, roofline_prefill_s: np.ndarray | float, calibrated_prefill_s: np.ndarray | float
+    ) -> np.ndarray:
+        """Overhead plus prefill for arrays of roofline and decode-calibrated prefills."""
+        if self.prefill_factor is None:
+            return np.asarray(self.overhead_s + np.asarray(calibrated_prefill_s))
+        return np.asarray(self.overhead_s + self.prefill_factor * np.asarray(roofline_prefill_s))
+
+
+NO_FIRST_TOKEN_EVIDENCE = FirstTokenFit(overhead_s=0.0, prefill_factor=None, points=0)
+
+
+def _first_token_point(
+    profile: ProfileRecord, snapshot: CatalogSnapshot
+) -> tuple[float, float, _ProfileRoofline] | None:
+    """(roofline prefill, measured seconds the request held the engine before its first token,
+    roofline) of a profile at one request: its TTFT minus a decode step. A lone request never
+    waits behind another, so no arrival model is assumed; points under load are not used,
+    since only a benchmark whose clients stay in step (one prompt and output length) sends
+    the bursts planner/queueing.py could invert, and published sweeps do not say."""
+    if profile.concurrency != 1 or profile.output_tokens_per_s <= 0:
+        return None
+    ttft_ms = profile.ttft_p50_ms if profile.ttft_p50_ms is not None else profile.ttft_p95_ms
+    if ttft_ms is None:
+        return None
+    roofline = _profile_roofline(profile, snapshot)
+    if roofline is None:
+        return None
+    step_ms = profile.itl_p50_ms or 1000 / profile.output_tokens_per_s
+    measured = (ttft_ms - step_ms) / 1000
+    if measured <= 0:
+        return None
+    _, prefill = roofline.step_times(1)
+    return float(prefill), measured, roofline
+
+
+def first_token_fits(
     profiles: tuple[ProfileRecord, ...] | list[ProfileRecord],
     snapshot: CatalogSnapshot,
     class_ratios: ClassRatios,
     pooled: dict[CalibrationKey, float] | None = None,
-) -> dict[tuple[str, str], float]:
-    """Per (engine, device kind): what a request spends before its first token beyond its
-    prefill and one decode step -- the HTTP request, tokenization, the server loop's turn --
-    fitted from the profiles measured through a client at one request (closed loop): the median
-    of TTFT p50 minus the calibrated prefill and the measured step, floored at 0. llama-server
-    on an H200 spent 15-30 ms so (bench/results/llamacpp_served_gap.md, gpu_node_steps.md)
-    where the prefill of 128 tokens takes 3-11 ms. The engine's one loop spends it once per
-    request, so it queues like the prefill (planner/queueing.py); kinds without such a profile
-    get 0."""
+) -> dict[tuple[str, str], FirstTokenFit]:
+    """Per (engine, device kind), :class:`FirstTokenFit` from ``profiles``: ``measured =
+    overhead + factor x roofline prefill``, least squares on relative errors (overhead at least
+    0), where the points' roofline prefills span :data:`FIRST_TOKEN_SPREAD`. Otherwise the
+    time goes to one term: to the prefill where the roofline puts at least
+    :data:`PREFILL_DOMINATED` of it there, else to an overhead beside the decode-calibrated
+    prefill (the median of what is left). Kinds without such profiles get none."""
     means = pooled_log_means(class_ratios) if pooled is None else pooled
-    found: dict[tuple[str, str], list[float]] = defaultdict(list)
+    found: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for profile in profiles:
-        if not plans_from(profile) or profile.concurrency != 1:
+        if not plans_from(profile):
             continue
-        if profile.ttft_p50_ms is None or profile.request_rate is not None:
+        point = _first_token_point(profile, snapshot)
+        if point is None:
             continue
-        roofline = _profile_roofline(profile, snapshot)
-        if roofline is None:
-            continue
-        _, prefill = roofline.step_times(1)
-        hardware = roofline.hardware
+        roofline_prefill, measured, roofline = point
         multiplier = class_multiplier(
-            class_ratios, profile.engine, roofline.scheme.family, hardware, means
+            class_ratios, profile.engine, roofline.scheme.family, roofline.hardware, means
         )
-        prefill_s = float(prefill) / (multiplier[0] if multiplier else 1.0)
-        spent = profile.ttft_p50_ms / 1000 - prefill_s - 1 / profile.output_tokens_per_s
-        found[(profile.engine, hardware.kind)].append(max(spent, 0.0))
-    return {key: float(np.median(values)) for key, values in found.items()}
+        calibrated = roofline_prefill / (multiplier[0] if multiplier else 1.0)
+        found[(profile.engine, roofline.hardware.kind)].append(
+            (roofline_prefill, measured, calibrated)
+        )
+    return {key: _fit_first_token(points) for key, points in found.items()}
+
+
+def _fit_first_token(points: list[tuple[float, float, float]]) -> FirstTokenFit:
+    x = np.array([p[0] for p in points])
+    y = np.array([p[1] for p in points])
+    calibrated = np.array([p[2] for p in points])
+    if x.max() >= FIRST_TOKEN_SPREAD * x.min():
+        w = 1.0 / y**2  # relative errors: a 10 ms and a 10 s request count alike
+        design = np.stack([np.ones_like(x), x], axis=1)
+        normal = design.T @ (design * w[:, None])
+        overhead, factor = np.linalg.solve(normal, design.T @ (w * y))
+        if overhead < 0:
+            overhead, factor = 0.0, float(np.sum(w * x * y) / np.sum(w * x * x))
+        if factor > 0:
+            return FirstTokenFit(float(overhead), float(factor), len(points))
+    if float(np.median(x / y)) >= PREFILL_DOMINATED:
+        return FirstTokenFit(0.0, float(np.exp(np.median(np.log(y / x)))), len(points))
+    overhead = float(np.median(np.maximum(y - calibrated, 0.0)))
+    return FirstTokenFit(overhead, None, len(points))
 
 
 def _calibration(
     space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
-) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], float]]:
+) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], FirstTokenFit]]:
     """Speed multipliers (S, I, K) and basis codes (S, I, K) from the catalog's profiles."""
     shape_s, shape_i, k = len(space.options), len(space.instances), len(CONCURRENCY_GRID)
     multiplier = np.ones((shape_s, shape_i, k))
@@ -606,7 +683,44 @@ def _calibration(
                 basis[s, i, k] = INTERPOLATED
             else:
                 basis[s, i, k] = CALIBRATED
-    return multiplier, basis, request_overheads(usable, snapshot, class_ratios, pooled)
+    return multiplier, basis, first_token_fits(usable, snapshot, class_ratios, pooled)
+
+
+MIN_DECODE_SHARE = 0.25
+"""Floor of a calibrated decode step, as a share of the multiplier's own (see
+:func:`single_stream_prefill`)."""
+
+
+def single_stream_prefill(
+    roofline_prefill_s: np.ndarray | float,
+    roofline_decode_s: np.ndarray,
+    multiplier: np.ndarray,
+    single_stream_multiplier: np.ndarray | float,
+    output_tokens: int,
+    batch: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prefill and decode step of a calibrated setting, the prefill at its single-stream speed.
+
+    A multiplier is a closed-loop cycle's modeled over measured time (``prefill + output x
+    step / batch``), so dividing both terms by it reproduces the measured cycle. But a
+    request's prefill does not slow down because the engine batches decodes worse than the
+    roofline at 64 sequences: the prefill keeps the single-stream multiplier and the decode
+    step takes the rest of the cycle (at least :data:`MIN_DECODE_SHARE` of its own share),
+    so the cycle, and the throughput, are unchanged."""
+    batch = np.asarray(batch, dtype=float)
+    prefill = np.asarray(roofline_prefill_s) / np.asarray(single_stream_multiplier)
+    decode_share = output_tokens * np.asarray(roofline_decode_s) / batch / multiplier
+    prefill_col = (
+        np.asarray(prefill)[..., None] if np.ndim(decode_share) > np.ndim(prefill) else prefill
+    )
+    roofline_col = (
+        np.asarray(roofline_prefill_s)[..., None]
+        if np.ndim(decode_share) > np.ndim(roofline_prefill_s)
+        else np.asarray(roofline_prefill_s)
+    )
+    cycle = roofline_col / multiplier + decode_share
+    kept = np.maximum(cycle - prefill_col, MIN_DECODE_SHARE * decode_share)
+    return np.asarray(prefill), np.asarray(kept * batch / output_tokens)
 
 
 def estimate_performance(
@@ -635,9 +749,11 @@ def estimate_performance(
         CONCURRENCY_GRID,
         links,
     )
-    multiplier, basis, overheads = _calibration(space, snapshot, workload)
-    decode = decode / multiplier
-    prefill = prefill / multiplier[..., 0]
+    multiplier, basis, first_token = _calibration(space, snapshot, workload)
+    roofline_prefill = prefill
+    prefill, decode = single_stream_prefill(
+        prefill, decode, multiplier, multiplier[..., 0], workload.output_tokens, CONCURRENCY_GRID
+    )
     kv_sequence = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens)
     free = usable - weights[:, None]
     sequences = np.where(free > 0, np.floor(free / kv_sequence), 0).astype(np.int64)
@@ -684,11 +800,17 @@ def estimate_performance(
     )
     basis = np.where((gpu_layers > 0)[..., None], np.minimum(basis, CALIBRATED), basis)
     basis = basis.astype(np.int8)
-    request = np.array(
-        [[overheads.get((o.engine, h.kind), 0.0) for h in space.hardware] for o in space.options],
-        dtype=float,
-    ).reshape(prefill.shape)
-    for array in (decode, prefill, basis, sequences, weights, usable, gpu_layers, request):
+    service = prefill.copy()
+    request_overhead = np.zeros_like(prefill)
+    engine_of = np.array([o.engine for o in space.options])
+    kind_of = np.array([h.kind for h in space.hardware])
+    for (engine, kind), fit in first_token.items():
+        cells = (engine_of == engine)[:, None] & (kind_of == kind)[None, :]
+        service[cells] = fit.service_s(roofline_prefill, prefill)[cells]
+        request_overhead[cells] = fit.overhead_s
+    # A layer split's prefill is the split's own model (planner/offload.py), not the fit's.
+    service = np.where(gpu_layers > 0, request_overhead + prefill, service)
+    for array in (decode, prefill, basis, sequences, weights, usable, gpu_layers, service):
         array.setflags(write=False)
     return PerformanceMap(
         decode_step_s=decode,
@@ -699,7 +821,7 @@ def estimate_performance(
         kv_gb_per_sequence=kv_sequence,
         usable_memory_gb=usable,
         gpu_layers=gpu_layers,
-        request_overhead_s=request,
+        first_token_s=service,
     )
 
 
@@ -710,10 +832,10 @@ class PointPrediction:
     decode_step_s: float
     prefill_s: float
     output_tokens_per_s: float
-    ttft_ms: float  # request overhead + prefill + one decode step, no queueing
+    ttft_ms: float  # first-token service + one decode step, no queueing
     basis: str
     batching: str = ""  # the batching curve applied (planner/batching.py), when not pinned
-    request_overhead_s: float = 0.0  # before the first token, beyond prefill and a step
+    first_token_s: float = 0.0  # request overhead + prefill (FirstTokenFit)
 
 
 def predict_profile(
@@ -734,12 +856,16 @@ def predict_profile(
     class_ratios, curves = _evidence(evidence, snapshot, workload)
     pooled = pooled_log_means(class_ratios)  # once, for the multiplier and the overheads
     found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware, pooled)
-    overhead = request_overheads(evidence, snapshot, class_ratios, pooled).get(
-        (profile.engine, hardware.kind), 0.0
+    first_token = first_token_fits(evidence, snapshot, class_ratios, pooled).get(
+        (profile.engine, hardware.kind), NO_FIRST_TOKEN_EVIDENCE
     )
     keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, is_served(profile))
     curve = batching_curve(curves, lookup_keys(keys))
-    multiplier = (found[0] if found else 1.0) * float(curve.factor(float(profile.concurrency)))
+    single = found[0] if found else 1.0
+    multiplier = single * float(curve.factor(float(profile.concurrency)))
+    # A request's prefill runs at the single-stream speed whatever the concurrency, as in the
+    # planner's time map (estimate_performance divides it by the concurrency-1 multiplier).
+    prefill_multiplier = single * float(curve.factor(1.0))
     basis = f"modeled, calibrated ({found[1][0]})" if found else "modeled, default efficiencies"
     same = sorted(
         (float(o.concurrency), ratio, is_served(o))
@@ -752,7 +878,8 @@ def predict_profile(
     if same:  # pinned at these concurrencies, bent as the engine curve beyond them
         conversion = served_over_loop(curves, keys)
         xs, ys, _ = pinned_curve(same, served=is_served(profile), conversion=conversion)
-        multiplier = float(pinned_values(xs, ys, np.array([profile.concurrency]), curve)[0])
+        levels = np.array([profile.concurrency, 1.0])
+        multiplier, prefill_multiplier = (float(v) for v in pinned_values(xs, ys, levels, curve))
         basis = "published or measured, same setting"
     # The engine runs at most the sequences whose KV cache fits (the rest wait), as the map's
     # max_sequences does; the step at that batch is the one the measurement saw.
@@ -762,16 +889,19 @@ def predict_profile(
     running = max(1, min(profile.concurrency, fits, traits.max_concurrency))
     if running != profile.concurrency:
         decode, _ = roofline.step_times(running)
-    step = float(decode[0]) / multiplier
-    pre = float(prefill) / multiplier
     out = profile.output_tokens
+    pre_array, step_array = single_stream_prefill(
+        float(prefill), decode, np.array(multiplier), prefill_multiplier, out, float(running)
+    )
+    pre, step = float(pre_array), float(step_array[0])
+    service = float(first_token.service_s(float(prefill), pre))
     tokens_per_s = out / (pre + out * step / running)
     return PointPrediction(
         decode_step_s=step,
         prefill_s=pre,
         output_tokens_per_s=tokens_per_s,
-        ttft_ms=(overhead + pre + step) * 1000,
+        ttft_ms=(service + step) * 1000,
         basis=basis,
         batching="" if same else f"{curve.basis}: {curve.source}",
-        request_overhead_s=overhead,
+        first_token_s=service,
     )

@@ -37,9 +37,10 @@ ASSUMPTIONS: tuple[str, ...] = (
     f"replicas carry peak load at up to {TARGET_UTILIZATION:.0%} of saturated throughput "
     "(less when needed for the TTFT or ITL objective)",
     f"p95 ITL = {ITL_P95_FACTOR} x decode step / (1 - prefill utilization at that load); "
-    "p95 TTFT = the engine's per-request overhead (fitted from profiles measured through a "
-    "client at one request) + prefill + p95 wait for that queue at that load (M/D/1: Poisson "
-    "arrivals, one prompt length) + one decode step",
+    "p95 TTFT = what a request holds the engine for before its first token (a fixed overhead "
+    "plus the prefill, both fitted per engine and device kind from profiles' TTFT at one "
+    "request, apart from the decode calibration) + p95 wait for that queue at that load "
+    "(M/D/1: Poisson arrivals, one prompt length) + one decode step",
     "SLOs hold at the pessimistic edge of the band at the targets' confidence (TTFT and ITL "
     "high); replicas are counted at the low edge of their requests/s",
 )
@@ -136,7 +137,7 @@ def _highest_valid_level(
 def _search(
     decode: np.ndarray,
     prefill: np.ndarray,
-    request_overhead: np.ndarray,
+    first_token: np.ndarray,
     max_sequences: np.ndarray,
     workload: Workload,
     slos: Slos,
@@ -146,7 +147,7 @@ def _search(
     (rows x K). ``factors`` (speed low, TTFT high, ITL high; rows x K) put each objective at
     the pessimistic edge of the band; the best cell carries the most requests/s there."""
     speed_low, ttft_high, itl_high = factors
-    service = (prefill + request_overhead)[:, None]
+    service = first_token[:, None]
     prefill = prefill[:, None]
     saturated = 1.0 / (prefill + workload.output_tokens * decode / CONCURRENCY_GRID)
     unloaded_itl_ms = decode * ITL_P95_FACTOR * 1000  # ITL only grows with load
@@ -228,7 +229,7 @@ def select_operating_points(
         row_factors = factors.for_rows(rows)
     found = _search(
         perf.decode_step_s.reshape(-1, k_count)[rows], perf.prefill_s.reshape(-1)[rows],
-        perf.request_overhead_s.reshape(-1)[rows], perf.max_sequences.reshape(-1)[rows],
+        perf.first_token_s.reshape(-1)[rows], perf.max_sequences.reshape(-1)[rows],
         workload, slos, row_factors,
     )  # fmt: skip
     fills = (0.0, 0.0, 0, np.inf, np.inf, np.inf, np.inf)

@@ -48,7 +48,7 @@ def _best_rate(
     targets: Targets,
     decode: Sequence[float],
     prefill: float,
-    request_overhead: float,
+    first_token: float,
     max_seq: int,
     factors: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> float:
@@ -69,7 +69,7 @@ def _best_rate(
                 continue
             # M/D/1 p95 wait: half the M/M/1 conditional mean, exponential tail from rho; a
             # request holds the engine for its overhead and prefill before its first token.
-            service = prefill + request_overhead
+            service = first_token
             busy = min(rate * service, 0.999)
             wait = service / (2 * (1 - busy)) * math.log(max(busy * 20.0, 1.0))
             ttft_ms = (service + wait + decode[k]) * 1000
@@ -136,7 +136,7 @@ def brute_force_cost(targets: Targets, snapshot: CatalogSnapshot) -> float | Non
                 continue
             rate = _best_rate(
                 targets, list(perf.decode_step_s[s, i]), float(perf.prefill_s[s, i]),
-                float(perf.request_overhead_s[s, i]), int(perf.max_sequences[s, i]),
+                float(perf.first_token_s[s, i]), int(perf.max_sequences[s, i]),
                 factors.at(s, i),
             )  # fmt: skip
             if rate <= 0:

@@ -55,7 +55,9 @@ def _bent_curve(shipped: CatalogSnapshot, knee: float) -> tuple[ProfileRecord, .
 
 def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogSnapshot) -> None:
     """Another model on another GPU keeps its single-stream speed but batches like the
-    measured curve: at 32 sequences its step takes twice the unbent one."""
+    measured curve: at 32 sequences a request's cycle (prefill + output x step / 32) takes
+    twice the unbent one; the prefill keeps its single-stream time, so the step takes the
+    rest."""
     profiles = _bent_curve(shipped, 0.5)
     _, curves = _evidence(profiles, shipped, WORKLOAD)
     # What a plan draws on: served curves first; this one was measured without the flag.
@@ -68,7 +70,12 @@ def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogS
     bent = prepare(targets, shipped.model_copy(update={"profiles": profiles}))
     s = next(k for k, o in enumerate(bent.space.options) if o.scheme.name == SCHEME)
     i = next(k for k, x in enumerate(bent.space.instances) if x.name == "g6.xlarge")
-    before, after = flat.perf.decode_step_s[s, i], bent.perf.decode_step_s[s, i]
+    prefill = flat.perf.prefill_s[s, i]
+    assert bent.perf.prefill_s[s, i] == pytest.approx(prefill, rel=0.02)
+    out = WORKLOAD.output_tokens
+    before, after = (
+        prefill + out * p.decode_step_s[s, i] / CONCURRENCY_GRID for p in (flat.perf, bent.perf)
+    )
     assert after[_k(1)] == pytest.approx(before[_k(1)], rel=0.02)
     assert after[_k(32)] == pytest.approx(2 * before[_k(32)], rel=0.05)
     assert after[_k(8)] / before[_k(8)] == pytest.approx(2 ** (3 / 5), rel=0.05)  # log-linear

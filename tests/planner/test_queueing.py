@@ -81,7 +81,7 @@ def _one_cell(
     return _search(
         np.full((1, k), step_s),
         np.array([prefill_s]),
-        np.array([overhead_s]),
+        np.array([prefill_s + overhead_s]),  # what a request holds before its first token
         np.array([int(CONCURRENCY_GRID[-1])]),
         Workload(requests_per_s=1, output_tokens=100),
         slos,
