@@ -62,6 +62,9 @@ Seed versions:
     filed as 2, a c7i.large's one core); the 3 rows as shipped are retracted.
 22. The README demo's apply on the local cluster, measured on the same host (vLLM BF16 and
     llama.cpp Q8_0 of the default model, ``bench/results/cluster_apply.json``).
+23. vLLM CPU through its HTTP server on the same host, BF16, GPTQ and AWQ of the default model
+    at concurrency 1-8 (``profiles_vllm_cpu_server.yaml``): the first vLLM CPU rows at one
+    request, from which the planner fits its prefill apart from decode.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -98,7 +101,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 22
+SEED_VERSION = 23
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
