@@ -65,6 +65,8 @@ Seed versions:
 23. vLLM CPU through its HTTP server on the same host, BF16, GPTQ and AWQ of the default model
     at concurrency 1-8 (``profiles_vllm_cpu_server.yaml``): the first vLLM CPU rows at one
     request, from which the planner fits its prefill apart from decode.
+24. The README demo's apply rerun: its plan's llama.cpp replica is now Q4_K_M (at 4 requests),
+    and its vLLM replica measured again.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -101,7 +103,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 23
+SEED_VERSION = 24
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
