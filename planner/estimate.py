@@ -5,7 +5,8 @@ The time map is computed for every option x instance x concurrency at once (nump
 * decode step at concurrency ``b``: ``max(bytes read / bandwidth, 2 x active params x b / FLOPS)``
   plus a fixed per-step overhead -- memory-bound at small ``b``, compute-bound past the knee; a
   mixture-of-experts step reads the experts its batch is routed to (``read_fraction``);
-* prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read);
+* prefill of one request: ``2 x active params x input tokens / FLOPS`` (at least one weight read),
+  which TTFT evidence refits apart from decode (``FirstTokenFit``);
 * a tensor-parallel replica adds its all-reduces to both: two per layer of the pass's
   activations over the GPUs' links (planner/hardware.py ``allreduce_seconds``).
 
@@ -134,7 +135,10 @@ ASSUMPTIONS: tuple[str, ...] = (
     "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
     "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); the "
     "efficiencies before calibration are the engine's traits on the device kind (below)",
-    "prefill = 2 x active params x input tokens / (FLOPS x efficiency)",
+    "prefill = 2 x active params x input tokens / (FLOPS x efficiency), at its single-stream "
+    "speed at every concurrency; before the first token a request holds the engine for a "
+    "fixed overhead plus a prefill fitted apart from decode, per engine and device kind, from "
+    "profiles' TTFT at one request (the decode-calibrated prefill where there are none)",
     "a mixture-of-experts step reads the shared weights and every expert its batch is routed to "
     "(routing spread evenly over the experts)",
     f"a profile over {1 / MIN_CALIBRATING_RATIO:.0f}x slower than that roofline pins its own "
@@ -517,8 +521,8 @@ class FirstTokenFit:
     default-efficiency roofline's. The prefill is fitted apart from the decode step because
     the two are bound by different things (FLOPS and bandwidth): on this project's 4-vCPU
     Sapphire Rapids host llama.cpp decodes 1.24x faster than the default roofline but
-    prefills about 1.3x slower, and llama-server on an H200 spends about 7 ms a request beside
-    an 8B prefill about 3x slower than the roofline's. ``prefill_factor`` None: the profiles
+    prefills 1.22x slower, vLLM there prefills 5x faster (AMX), and llama-server on an H200
+    spends 9 ms a request beside an 8B prefill 2.9x slower than the roofline's. ``prefill_factor`` None: the profiles
     could not separate the two and the roofline calls the time overhead; the prefill is then
     the decode-calibrated one."""
 
