@@ -21,7 +21,11 @@ from quantplan.planner import estimate, hardware, offload, operating, uncertaint
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
 from quantplan.planner.defaults import assumed_defaults, with_latency_defaults
 from quantplan.planner.deployment import build_deployment, with_scaling_bounds
-from quantplan.planner.estimate import PerformanceMap, estimate_performance
+from quantplan.planner.estimate import (
+    NO_FIRST_TOKEN_EVIDENCE,
+    PerformanceMap,
+    estimate_performance,
+)
 from quantplan.planner.explain import (
     binding_constraints,
     describe_relaxations,
@@ -397,10 +401,22 @@ def plan_from_context(
                 for d in fleet
             ],
         )
+        + _first_token_notes(context.perf, fleet)
         + context.space.price_notes,
         assumed=assumed_defaults(context.targets),
         candidates_evaluated=int(ev.feasible.size),
         provenance=plan_provenance(context.snapshot, fleet, catalog_revision),
+    )
+
+
+def _first_token_notes(perf: PerformanceMap, fleet: list[Deployment]) -> tuple[str, ...]:
+    """What each deployment's TTFT rests on, once per engine and device kind."""
+    kinds = dict.fromkeys((d.engine, "gpu" if d.accelerator_count else "cpu") for d in fleet)
+    return tuple(
+        estimate.first_token_note(
+            engine, kind, perf.first_token_fits.get((engine, kind), NO_FIRST_TOKEN_EVIDENCE)
+        )
+        for engine, kind in kinds
     )
 
 

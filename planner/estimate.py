@@ -162,6 +162,7 @@ class PerformanceMap:
     gpu_layers: np.ndarray  # (S, I) llama.cpp layers on the GPU when split (0 = no split)
     first_token_s: np.ndarray  # (S, I) a request's hold on the engine before its first token
     # (request overhead and prefill, FirstTokenFit): the TTFT queue's service time
+    first_token_fits: dict[tuple[str, str], FirstTokenFit]  # per (engine, device kind)
 
 
 @dataclass(frozen=True)
@@ -522,9 +523,9 @@ class FirstTokenFit:
     the two are bound by different things (FLOPS and bandwidth): on this project's 4-vCPU
     Sapphire Rapids host llama.cpp decodes 1.24x faster than the default roofline but
     prefills 1.22x slower, vLLM there prefills 5x faster (AMX), and llama-server on an H200
-    spends 9 ms a request beside an 8B prefill 2.9x slower than the roofline's. ``prefill_factor`` None: the profiles
-    could not separate the two and the roofline calls the time overhead; the prefill is then
-    the decode-calibrated one."""
+    spends 9 ms a request beside an 8B prefill 2.9x slower than the roofline's.
+    ``prefill_factor`` None: the profiles could not separate the two and the roofline calls
+    the time overhead; the prefill is then the decode-calibrated one."""
 
     overhead_s: float
     prefill_factor: float | None
@@ -826,6 +827,30 @@ def estimate_performance(
         usable_memory_gb=usable,
         gpu_layers=gpu_layers,
         first_token_s=service,
+        first_token_fits=first_token,
+    )
+
+
+def first_token_note(engine: str, kind: str, fit: FirstTokenFit) -> str:
+    """A plan's line on what its TTFT's service time rests on for ``engine`` on ``kind``."""
+    if fit.points == 0:
+        return (
+            f"first token on {engine} ({kind}): no profile measured its TTFT at one request; "
+            "the prefill is the decode-calibrated roofline's, with no request overhead"
+        )
+    if fit.prefill_factor is None:
+        how = (
+            f"{fit.overhead_s * 1000:.1f} ms a request beside the decode-calibrated prefill "
+            "(the roofline puts little of the time in the prefill)"
+        )
+    else:
+        how = (
+            f"{fit.overhead_s * 1000:.1f} ms a request + {fit.prefill_factor:.2f} x the "
+            "default-efficiency roofline prefill"
+        )
+    return (
+        f"first token on {engine} ({kind}): {how}, fitted from {fit.points} profile(s) "
+        "measured at one request"
     )
 
 

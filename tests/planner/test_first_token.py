@@ -8,13 +8,16 @@ import pytest
 
 from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.planner.decide import make_plan
 from quantplan.planner.estimate import (
     FirstTokenFit,
     _fit_first_token,
     _profile_roofline,
+    first_token_note,
     predict_profile,
     single_stream_prefill,
 )
+from quantplan.planner.targets import Constraints, Targets, Workload
 
 
 def test_an_overhead_and_a_prefill_speed_are_told_apart_where_prompts_span_the_range() -> None:
@@ -107,3 +110,21 @@ def test_a_measured_first_token_sets_other_settings_prefill_not_the_decode_ratio
 def test_without_first_token_evidence_the_service_is_the_calibrated_prefill() -> None:
     fit = FirstTokenFit(overhead_s=0.0, prefill_factor=None, points=0)
     assert float(fit.service_s(1.0, 0.25)) == 0.25
+
+
+def test_a_plan_says_what_each_engine_s_first_token_rests_on(shipped: CatalogSnapshot) -> None:
+    targets = Targets(
+        model="SmolLM2-135M-Instruct",
+        workload=Workload(requests_per_s=1, input_tokens=128, output_tokens=64),
+        constraints=Constraints(device="cpu"),
+    )
+    plan = make_plan(targets, shipped)
+    assert plan.choice is not None
+    notes = [a for a in plan.assumptions if a.startswith("first token on ")]
+    kinds = {(d.engine, "cpu") for d in plan.fleet}
+    assert len(notes) == len(kinds)
+    for engine, kind in kinds:
+        (note,) = [n for n in notes if n.startswith(f"first token on {engine} ({kind})")]
+        assert "fitted from" in note and "x the default-efficiency roofline prefill" in note
+    empty = FirstTokenFit(overhead_s=0.0, prefill_factor=None, points=0)
+    assert "no profile measured its TTFT" in first_token_note("vllm", "gpu", empty)
