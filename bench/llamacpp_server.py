@@ -15,18 +15,18 @@ Writes bench/results/llamacpp_server.json and .md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantplan.agent.benchmark.protocol import ServerWatch, run_closed_loop
+from server_levels import default_model_artifact, fmt, mark_if_quiet, measure_levels
+
+from quantplan.agent.benchmark.protocol import ServerWatch
 from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve import LlamaCppServer, LlamaServer
 from quantplan.agent.serve.engine import EngineServer, ServeOptions
@@ -46,24 +46,13 @@ THREADS = 1
 
 def gguf_artifact(scheme: str) -> tuple[Path, dict[str, Any]]:
     """The cached GGUF of the default model for ``scheme`` (quantized now if missing)."""
-    from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
-
-    quantplan = str(Path(sys.executable).with_name("quantplan"))
-    quantize = ["quantize", "--method", "gguf", "--model", "default", "--scheme", scheme]
-    output = subprocess.run(
-        [quantplan, *quantize, "--no-layer-error", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    manifest = ArtifactManifest.model_validate(json.loads(output)[0])
-    path = ArtifactStore().local_dir(manifest) / manifest.main_file
+    manifest, directory = default_model_artifact("gguf", "--scheme", scheme)
     facts = {
         "artifact_id": manifest.artifact_id,
         "bits_per_weight": manifest.bits_per_weight,
         "bytes": manifest.total_bytes,
     }
-    return path, facts
+    return directory / manifest.main_file, facts
 
 
 def requests_at(concurrency: int) -> int:
@@ -78,47 +67,10 @@ def run_server(engine: EngineServer, gguf: Path, python: Path) -> dict[str, Any]
         startup_timeout_s=180,
         prefix_caching=False,  # llama-server: every request pays its prefill
     )
-    levels = []
     with start_server(engine, gguf, options, python=python) as server:
         watch = ServerWatch(pid=server.pid, raise_if_dead=server.raise_if_dead)
-        # One warm-up request: the first prompt pays page faults and allocations.
-        asyncio.run(run_closed_loop(server.endpoint, WORKLOAD, concurrency=1, num_requests=1))
-        for concurrency in LEVELS:
-            load_before = os.getloadavg()[0]
-            result = asyncio.run(
-                run_closed_loop(
-                    server.endpoint,
-                    WORKLOAD,
-                    concurrency=concurrency,
-                    num_requests=requests_at(concurrency),
-                    watch=watch,
-                )
-            )
-            m = result.metrics
-            levels.append(
-                {
-                    "concurrency": concurrency,
-                    "requests": m.requests,
-                    "completed": m.completed,
-                    "failed": m.failed,
-                    "duration_s": round(m.duration_s, 2),
-                    "output_tokens_per_s": round(m.output_tokens_per_s, 1),
-                    "mean_prompt_tokens": round(m.prompt_tokens / max(m.completed, 1), 1),
-                    "ttft_p50_ms": m.ttft.p50_ms,
-                    "ttft_p95_ms": m.ttft.p95_ms,
-                    "itl_p50_ms": m.itl.p50_ms,
-                    "itl_p95_ms": m.itl.p95_ms,
-                    "load_1min_before": round(load_before, 2),
-                    "load_1min_after": round(os.getloadavg()[0], 2),
-                    "errors": m.errors,
-                }
-            )
-            print(
-                f"{engine.name:17s} {gguf.name:36s} c={concurrency:2d} "
-                f"{m.output_tokens_per_s:7.1f} tok/s  TTFT p50 {m.ttft.p50_ms or 0:7.0f} ms  "
-                f"load {load_before:.1f}",
-                flush=True,
-            )
+        label = f"{engine.name:17s} {gguf.name:36s}"
+        levels = measure_levels(server.endpoint, watch, WORKLOAD, LEVELS, requests_at, label)
         startup_s = server.startup_s
     return {"startup_s": round(startup_s or 0.0, 2), "levels": levels}
 
@@ -179,10 +131,6 @@ def profile_rows(report: dict[str, Any]) -> list[Any]:
     return rows
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def write_md(report: dict[str, Any], path: Path) -> None:
     lines = [
         "# GGUF serving on CPU: llama-server vs llama-cpp-python's server",
@@ -224,8 +172,8 @@ def write_md(report: dict[str, Any], path: Path) -> None:
             f"llama-cpp-python {slow[0]['output_tokens_per_s']:.1f} -> "
             f"{slow[-1]['output_tokens_per_s']:.1f}; at {fast[-1]['concurrency']}, llama-server "
             f"is {fast[-1]['output_tokens_per_s'] / slow[-1]['output_tokens_per_s']:.1f}x and its "
-            f"median TTFT {_fmt(fast[-1]['ttft_p50_ms'])} ms against "
-            f"{_fmt(slow[-1]['ttft_p50_ms'])} ms."
+            f"median TTFT {fmt(fast[-1]['ttft_p50_ms'])} ms against "
+            f"{fmt(slow[-1]['ttft_p50_ms'])} ms."
         )
     lines.append("")
     for scheme, entry in report["models"].items():
@@ -240,12 +188,12 @@ def write_md(report: dict[str, Any], path: Path) -> None:
         slow = entry["servers"]["llama-cpp-python"]["levels"]
         for a, b in zip(fast, slow, strict=True):
             lines.append(
-                f"| {a['concurrency']} | {_fmt(a['output_tokens_per_s'], 1)} | "
-                f"{_fmt(a['ttft_p50_ms'])} / {_fmt(a['ttft_p95_ms'])} | "
-                f"{_fmt(a['itl_p50_ms'], 1)} / {_fmt(a['itl_p95_ms'], 1)} | "
-                f"{_fmt(b['output_tokens_per_s'], 1)} | "
-                f"{_fmt(b['ttft_p50_ms'])} / {_fmt(b['ttft_p95_ms'])} | "
-                f"{_fmt(b['itl_p50_ms'], 1)} / {_fmt(b['itl_p95_ms'], 1)} | "
+                f"| {a['concurrency']} | {fmt(a['output_tokens_per_s'], 1)} | "
+                f"{fmt(a['ttft_p50_ms'])} / {fmt(a['ttft_p95_ms'])} | "
+                f"{fmt(a['itl_p50_ms'], 1)} / {fmt(a['itl_p95_ms'], 1)} | "
+                f"{fmt(b['output_tokens_per_s'], 1)} | "
+                f"{fmt(b['ttft_p50_ms'])} / {fmt(b['ttft_p95_ms'])} | "
+                f"{fmt(b['itl_p50_ms'], 1)} / {fmt(b['itl_p95_ms'], 1)} | "
                 f"{a['load_1min_before']:.1f} / {b['load_1min_before']:.1f} |"
             )
         lines.append("")
@@ -331,13 +279,7 @@ def finish(report: dict[str, Any], out: Path) -> None:
         for server in entry["servers"].values()
         for level in server["levels"]
     ]
-    # A run that shared the cores with other work measures a fraction of the machine; as seed
-    # profiles it would pull every CPU GGUF estimate down by that fraction. Only a run whose
-    # load stayed within the machine's cores (plus the client's share) is seeded.
-    limit = report["host"]["cores"] + 0.5
-    report["seeded"] = max(loads) <= limit
-    report["seed_rule"] = f"seeded only when every level's 1-min load was <= {limit:g}"
-    if report["seeded"]:
+    if mark_if_quiet(report, loads):
         header = (
             "llama-server on this project's 2-core CPU machine, measured by "
             "bench/llamacpp_server.py.\nWritten by that script; do not edit."

@@ -20,18 +20,18 @@ catalog/seed/profiles_vllm_cpu_server.yaml (``--from-json`` rewrites them from t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantplan.agent.benchmark.protocol import ServerWatch, run_closed_loop
+from server_levels import default_model_artifact, fmt, mark_if_quiet, measure_levels
+
+from quantplan.agent.benchmark.protocol import ServerWatch
 from quantplan.agent.benchmark.workload import Workload
 from quantplan.agent.serve import VllmServer
 from quantplan.agent.serve.engine import ServeOptions
@@ -63,57 +63,15 @@ def checkpoint(scheme: str) -> Path:
         from quantplan.agent.model_source import ensure_default_model
 
         return ensure_default_model().path
-    from quantplan.agent.artifacts import ArtifactManifest, ArtifactStore
-
-    quantplan = str(Path(sys.executable).with_name("quantplan"))
-    output = subprocess.run(
-        [quantplan, "quantize", "--method", method, "--model", "default", "--no-layer-error",
-         "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    manifest = ArtifactManifest.model_validate(json.loads(output)[0])
-    return ArtifactStore().local_dir(manifest)
+    return default_model_artifact(method)[1]
 
 
 def run_server(engine: VllmServer, model_dir: Path, python: Path) -> dict[str, Any]:
     options = ServeOptions(max_model_len=512, startup_timeout_s=300, prefix_caching=False)
-    levels = []
     with start_server(engine, model_dir, options, python=python) as server:
         watch = ServerWatch(pid=server.pid, raise_if_dead=server.raise_if_dead)
-        # One warm-up request: the first prompt pays page faults, allocations and compilation.
-        asyncio.run(run_closed_loop(server.endpoint, WORKLOAD, concurrency=1, num_requests=1))
-        for concurrency in LEVELS:
-            load_before = os.getloadavg()[0]
-            result = asyncio.run(
-                run_closed_loop(
-                    server.endpoint, WORKLOAD, concurrency=concurrency,
-                    num_requests=requests_at(concurrency), watch=watch,
-                )
-            )  # fmt: skip
-            m = result.metrics
-            levels.append(
-                {
-                    "concurrency": concurrency,
-                    "requests": m.requests,
-                    "completed": m.completed,
-                    "failed": m.failed,
-                    "duration_s": round(m.duration_s, 2),
-                    "output_tokens_per_s": round(m.output_tokens_per_s, 1),
-                    "mean_prompt_tokens": round(m.prompt_tokens / max(m.completed, 1), 1),
-                    "ttft_p50_ms": m.ttft.p50_ms,
-                    "ttft_p95_ms": m.ttft.p95_ms,
-                    "itl_p50_ms": m.itl.p50_ms,
-                    "itl_p95_ms": m.itl.p95_ms,
-                    "load_1min_before": round(load_before, 2),
-                    "load_1min_after": round(os.getloadavg()[0], 2),
-                    "errors": m.errors,
-                }
-            )
-            print(
-                f"vllm {model_dir.name[:28]:28s} c={concurrency} {m.output_tokens_per_s:6.1f} "
-                f"tok/s  TTFT p50 {m.ttft.p50_ms or 0:6.0f} ms  load {load_before:.1f}",
-                flush=True,
-            )
+        label = f"vllm {model_dir.name[:28]:28s}"
+        levels = measure_levels(server.endpoint, watch, WORKLOAD, LEVELS, requests_at, label)
         startup_s = server.startup_s
     return {"startup_s": round(startup_s or 0.0, 2), "levels": levels}
 
@@ -162,10 +120,6 @@ def profile_rows(report: dict[str, Any]) -> list[ProfileRecord]:
     return rows
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def write_md(report: dict[str, Any], path: Path) -> None:
     lines = [
         "# vLLM on CPU through its HTTP server, concurrency 1-8",
@@ -191,9 +145,9 @@ def write_md(report: dict[str, Any], path: Path) -> None:
         for level in entry["levels"]:
             lines.append(
                 f"| {scheme} | {level['concurrency']} | "
-                f"{_fmt(level['output_tokens_per_s'], 1)} | "
-                f"{_fmt(level['ttft_p50_ms'])} / {_fmt(level['ttft_p95_ms'])} | "
-                f"{_fmt(level['itl_p50_ms'], 1)} / {_fmt(level['itl_p95_ms'], 1)} | "
+                f"{fmt(level['output_tokens_per_s'], 1)} | "
+                f"{fmt(level['ttft_p50_ms'])} / {fmt(level['ttft_p95_ms'])} | "
+                f"{fmt(level['itl_p50_ms'], 1)} / {fmt(level['itl_p95_ms'], 1)} | "
                 f"{level['load_1min_before']:.1f} |"
             )
     lines += ["", "Server start (s): " + ", ".join(
@@ -203,14 +157,10 @@ def write_md(report: dict[str, Any], path: Path) -> None:
 
 
 def finish(report: dict[str, Any], out: Path) -> None:
-    sys.path.insert(0, str(HERE))
     from llamacpp_server_planner import SEED_DIR, write_seed
 
     loads = [lvl["load_1min_before"] for e in report["schemes"].values() for lvl in e["levels"]]
-    limit = report["host"]["cores"] + 0.5
-    report["seeded"] = bool(loads) and max(loads) <= limit
-    report["seed_rule"] = f"seeded only when every level's 1-min load was <= {limit:g}"
-    if report["seeded"]:
+    if mark_if_quiet(report, loads):
         header = (
             "vLLM CPU on this project's 2-core machine, measured by bench/vllm_cpu_server.py.\n"
             "Written by that script; do not edit."

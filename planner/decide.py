@@ -17,6 +17,7 @@ import numpy as np
 
 from quantplan import __version__
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.catalog.vocabulary import DeviceKind
 from quantplan.planner import estimate, hardware, offload, operating, uncertainty
 from quantplan.planner.candidates import CandidateSpace, build_candidate_space
 from quantplan.planner.defaults import assumed_defaults, with_latency_defaults
@@ -377,6 +378,10 @@ def plan_from_context(
     summary = _summary(ev, fleet, relaxations)
     if required and not feasible:
         summary = _missing_engines_summary(ev, required) or summary
+    settings: list[tuple[str, DeviceKind, str, bool]] = [
+        (d.engine, "gpu" if d.accelerator_count else "cpu", d.method, bool(d.gpu_layers))
+        for d in fleet
+    ]
     return Plan(
         targets=context.targets,
         model=context.space.shape.name,
@@ -394,14 +399,8 @@ def plan_from_context(
         relaxations=tuple(relaxations[:5]) if not feasible else (),
         assumptions=ASSUMPTIONS
         + (offload.ASSUMPTIONS if any(d.gpu_layers for d in fleet) else ())
-        + trait_notes(
-            context.snapshot,
-            [
-                (d.engine, "gpu" if d.accelerator_count else "cpu", d.method, bool(d.gpu_layers))
-                for d in fleet
-            ],
-        )
-        + _first_token_notes(context.perf, fleet)
+        + trait_notes(context.snapshot, settings)
+        + _first_token_notes(context.perf, settings)
         + context.space.price_notes,
         assumed=assumed_defaults(context.targets),
         candidates_evaluated=int(ev.feasible.size),
@@ -409,9 +408,12 @@ def plan_from_context(
     )
 
 
-def _first_token_notes(perf: PerformanceMap, fleet: list[Deployment]) -> tuple[str, ...]:
-    """What each deployment's TTFT rests on, once per engine and device kind."""
-    kinds = dict.fromkeys((d.engine, "gpu" if d.accelerator_count else "cpu") for d in fleet)
+def _first_token_notes(
+    perf: PerformanceMap, settings: list[tuple[str, DeviceKind, str, bool]]
+) -> tuple[str, ...]:
+    """What each deployment's TTFT rests on, once per engine and device kind (``settings`` as
+    :func:`trait_notes` takes them)."""
+    kinds = dict.fromkeys((engine, kind) for engine, kind, _, _ in settings)
     return tuple(
         estimate.first_token_note(
             engine, kind, perf.first_token_fits.get((engine, kind), NO_FIRST_TOKEN_EVIDENCE)

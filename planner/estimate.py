@@ -713,18 +713,12 @@ def single_stream_prefill(
     step takes the rest of the cycle (at least :data:`MIN_DECODE_SHARE` of its own share),
     so the cycle, and the throughput, are unchanged."""
     batch = np.asarray(batch, dtype=float)
-    prefill = np.asarray(roofline_prefill_s) / np.asarray(single_stream_multiplier)
+    roofline_prefill = np.asarray(roofline_prefill_s, dtype=float)
+    prefill = roofline_prefill / np.asarray(single_stream_multiplier)
     decode_share = output_tokens * np.asarray(roofline_decode_s) / batch / multiplier
-    prefill_col = (
-        np.asarray(prefill)[..., None] if np.ndim(decode_share) > np.ndim(prefill) else prefill
-    )
-    roofline_col = (
-        np.asarray(roofline_prefill_s)[..., None]
-        if np.ndim(decode_share) > np.ndim(roofline_prefill_s)
-        else np.asarray(roofline_prefill_s)
-    )
-    cycle = roofline_col / multiplier + decode_share
-    kept = np.maximum(cycle - prefill_col, MIN_DECODE_SHARE * decode_share)
+    # The prefills are per setting; the cycle has the concurrency axis last.
+    cycle = roofline_prefill[..., None] / multiplier + decode_share
+    kept = np.maximum(cycle - prefill[..., None], MIN_DECODE_SHARE * decode_share)
     return np.asarray(prefill), np.asarray(kept * batch / output_tokens)
 
 
