@@ -7,9 +7,9 @@ llama.cpp replica of the default model on c7i.xlarge nodes. Measured:
   start is what the server manager measures from process start to a passing health check;
   everything else -- connecting, validation against live nodes, node agents, the collector,
   the artifact lookup, scheduling the serve jobs -- is ours;
-- the predicted-vs-measured error of throughput, TTFT p95 and $/M output tokens (the plan's
-  prediction is for the real instance at its peak concurrency; the measurement is this machine
-  standing in for it, at a concurrency capped for it);
+- the predicted-vs-measured error of throughput, TTFT p95 and $/M output tokens that `apply`
+  reports: the model's estimate for the point measured (this machine standing in for the
+  instance, at a concurrency capped for it), from the catalog without the apply's own runs;
 - calibration: the planner's own estimate of each measured replica's throughput at the
   measured concurrency and workload, from the catalog before the apply and from the catalog
   after it (with the apply's profiles in): the error must shrink;
@@ -235,9 +235,10 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
         )
     lines += [
         "",
-        "The plan's prediction is for the planned AWS instance at the plan's peak concurrency; "
-        "the measurement is this 2-core VM standing in for it, at a concurrency capped for the "
-        "machine. Large errors here are expected and are what the re-plan step reacts to.",
+        "The prediction is the model's estimate for the point measured: this 2-core VM standing "
+        "in for the instance, at a concurrency capped for the machine, from the catalog without "
+        "this apply's runs (the plan's own figure, at its concurrency, only where no estimate "
+        "can be made). A miss beyond the threshold is what the re-plan step reacts to.",
         "",
         "## Calibration: the planner's estimate at the measured point, before and after",
         "",

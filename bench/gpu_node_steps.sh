@@ -6,12 +6,7 @@
 #                                           # pinned sdist, serve, benchmark, profile (~7 min)
 #   bash bench/gpu_node_steps.sh serve8b    # carry nothing: Llama-3.1-8B's shape, F16 (~6 min)
 set -euo pipefail
-W=/tmp/qpw
-OUT=${OUT:-/tmp/out}
-mkdir -p "$W" "$OUT"
-export OUT QP_WORK=$W QUANTPLAN_CACHE_DIR=$W/cache QUANTPLAN_DATA_DIR=$W/data PYTHONUNBUFFERED=1
-nvcc=$(ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1 || true)
-[ -n "$nvcc" ] && export PATH="$(dirname "$nvcc"):$PATH"
+. "$(dirname "$0")/device_env.sh"
 if [ "$1" = quantize ]; then
     rm -rf "$W/carry-a" && cp -r .devcarry/a "$W/carry-a"
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$W/site" \

@@ -6,12 +6,7 @@
 #   bash bench/gpu_serve_cli.sh serve     # carry nothing: serve --gpus / bench / SIGTERM
 #   bash bench/gpu_serve_cli.sh sweeps    # carry nothing: the node agent's serve + benchmark
 set -euo pipefail
-W=/tmp/qpw
-OUT=${OUT:-/tmp/out}
-mkdir -p "$W" "$OUT"
-export OUT QP_WORK=$W QUANTPLAN_CACHE_DIR=$W/cache QUANTPLAN_DATA_DIR=$W/data PYTHONUNBUFFERED=1
-nvcc=$(ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1 || true)
-[ -n "$nvcc" ] && export PATH="$(dirname "$nvcc"):$PATH"
+. "$(dirname "$0")/device_env.sh"
 if [ "$1" = install ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$W/site" \
         .devcarry/s1/whl-core/*.whl

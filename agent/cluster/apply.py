@@ -35,10 +35,12 @@ from quantplan.agent.cluster.events import CostEvent, PlanEvent, ReplicaEvent
 from quantplan.agent.cluster.measure import (
     CostLine,
     MetricComparison,
+    PointEstimate,
     ReplicaMeasurement,
     compare,
     cost_by_node,
     cost_line,
+    estimate_measured_point,
 )
 from quantplan.agent.cluster.replan import ReplanProposal, misses, propose_replan
 from quantplan.agent.cluster.replicas import healthy_replicas, stop_replica
@@ -489,14 +491,45 @@ class _Applier:
             self._cost_event("node", line.key, line)
         predicted = self.plan.fleet_usd_per_month
         self._cost_event("plan", self.name, outcome.plan_cost, predicted_plan=predicted)
+        estimates = self._estimates_at_measured_points(measurements)
         for index, deployment in enumerate(self.plan.fleet):
             mine = [
                 m
                 for m in measurements
                 if state.replicas[m.replica_id].spec.deployment_index == index
             ]
-            outcome.comparisons.extend(compare(deployment, mine))
+            outcome.comparisons.extend(compare(deployment, mine, estimates))
         outcome.replan = self._maybe_replan(outcome.comparisons)
+
+    def _wait_for_collector(self, timeout_s: float = 60) -> None:
+        """The collector writes asynchronously: wait until this apply's reports are in."""
+        deadline = time.monotonic() + timeout_s
+        while self.client.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def _estimates_at_measured_points(
+        self, measurements: list[ReplicaMeasurement]
+    ) -> dict[str, PointEstimate]:
+        """The model's estimate for each benchmarked point, from the catalog without this
+        apply's runs (measure.py says why); empty when the catalog cannot be read, and the
+        comparison then falls back to the plan's own figures."""
+        from quantplan.catalog.db import open_catalog
+        from quantplan.catalog.snapshot import load_snapshot
+
+        if not measurements:
+            return {}
+        self._wait_for_collector()
+        try:
+            snapshot = load_snapshot(open_catalog(self.database_url))
+        except Exception as error:  # a comparison, not the apply: say so and go on
+            self.progress(f"estimates at the benchmarked points unavailable: {_one_line(error)}")
+            return {}
+        runs = {m.run_id for m in measurements}
+        found = {
+            m.run_id: estimate_measured_point(m.run_id, m.concurrency, snapshot, runs)
+            for m in measurements
+        }
+        return {run: estimate for run, estimate in found.items() if estimate is not None}
 
     def _cost_event(
         self,
@@ -537,10 +570,7 @@ class _Applier:
         missed = misses(comparisons, self.options.replan_threshold_pct)
         if not missed:
             return None
-        # The collector writes asynchronously: wait until this apply's profiles are in.
-        deadline = time.monotonic() + 60
-        while self.client.stats().pending and time.monotonic() < deadline:
-            time.sleep(0.2)
+        self._wait_for_collector()
         proposal, new_plan = propose_replan(self.plan, missed, self.database_url, self.name)
         if new_plan is None:
             return proposal

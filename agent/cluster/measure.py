@@ -1,17 +1,28 @@
 """Cost per token of what runs (per replica, node and plan) and measured vs predicted.
 
-Pure functions over benchmark results and the plan: no Ray, no I/O, so the arithmetic is tested
-on its own. Cost per million tokens = price per hour / (tokens per second x 3,600) x 10^6, at the
-throughput measured at the benchmarked concurrency.
+Pure functions over benchmark results, the plan and a catalog snapshot: no Ray, no I/O, so the
+arithmetic is tested on its own. Cost per million tokens = price per hour / (tokens per second x
+3,600) x 10^6, at the throughput measured at the benchmarked concurrency.
+
+A benchmark often runs at another point than the plan's: a GPU replica planned for 64 requests
+is benchmarked at `apply`'s cap of 4, with the cap's shorter prompts. Comparing the plan's figure
+for 64 with a measurement at 4 would call a correct model wrong (and propose re-plans on it), so
+each measurement is compared with the model's estimate for exactly what was measured, from the
+catalog without this apply's own runs: the same estimate bench/prediction_accuracy.py validates.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.planner.plan import Deployment
+
+if TYPE_CHECKING:
+    from quantplan.catalog.snapshot import CatalogSnapshot
 
 
 def usd_per_million(usd_per_hour: float, tokens_per_s: float) -> float | None:
@@ -82,6 +93,51 @@ def cost_by_node(replicas: list[ReplicaMeasurement]) -> list[CostLine]:
     return [cost_line(node, group) for node, group in sorted(groups.items())]
 
 
+class PointEstimate(BaseModel):
+    """The model's estimate for one benchmarked setting (its concurrency and token shape)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(ge=1)
+    output_tokens_per_s: float = Field(gt=0)
+    ttft_p95_ms: float | None = Field(default=None, ge=0)
+    basis: str
+
+
+def estimate_measured_point(
+    run_id: str, concurrency: int, snapshot: CatalogSnapshot, exclude_runs: Collection[str]
+) -> PointEstimate | None:
+    """The estimate for the profile run ``run_id`` recorded at ``concurrency``, calibrated from
+    every profile but those of ``exclude_runs`` (this apply's); None when that profile is not in
+    ``snapshot`` or the model cannot describe its setting.
+
+    TTFT p95 is the closed loop's: its clients send their prompts in step, a burst of
+    ``concurrency`` per round (planner/queueing.py), after the first-token service."""
+    from quantplan.planner.estimate import predict_profile
+    from quantplan.planner.queueing import p95_ttft_s
+
+    profile = next(
+        (p for p in snapshot.profiles if p.run_id == run_id and p.concurrency == concurrency),
+        None,
+    )
+    if profile is None:
+        return None
+    evidence = tuple(p for p in snapshot.profiles if p.run_id not in exclude_runs)
+    prediction = predict_profile(profile, snapshot, evidence)
+    if prediction is None:
+        return None
+    rate = prediction.output_tokens_per_s / profile.output_tokens
+    ttft = p95_ttft_s(
+        prediction.first_token_s, prediction.decode_step_s, rate, clients=profile.concurrency
+    )
+    return PointEstimate(
+        concurrency=profile.concurrency,
+        output_tokens_per_s=prediction.output_tokens_per_s,
+        ttft_p95_ms=1000 * float(ttft) if profile.concurrency > 1 else prediction.ttft_ms,
+        basis=prediction.basis,
+    )
+
+
 class MetricComparison(BaseModel):
     """One predicted number next to what was measured."""
 
@@ -107,46 +163,44 @@ def _error_pct(predicted: float, measured: float) -> float:
     return (measured - predicted) / predicted * 100.0
 
 
-def compare(deployment: Deployment, replicas: list[ReplicaMeasurement]) -> list[MetricComparison]:
+def compare(
+    deployment: Deployment,
+    replicas: list[ReplicaMeasurement],
+    estimates: Mapping[str, PointEstimate] | None = None,
+) -> list[MetricComparison]:
     """Throughput, TTFT p95 and $/M output tokens of one deployment, predicted vs measured.
 
-    The prediction is per replica at the plan's operating concurrency; the measurement is the
-    mean over the deployment's replicas at the concurrency that was benchmarked (both shown).
+    The measurement is the mean over the deployment's replicas at the concurrency that was
+    benchmarked. The prediction is the estimate for that very point (``estimates``, by run id)
+    where every replica has one; else the plan's own figure at its operating concurrency (both
+    concurrencies are shown).
     """
     if not replicas:
         return []
     metrics = deployment.metrics
     n = len(replicas)
     measured_tps = sum(r.output_tokens_per_s for r in replicas) / n
-    rows = [
-        (
-            "output_tokens_per_s",
-            metrics.output_tokens_per_s.value,
-            measured_tps,
-            metrics.output_tokens_per_s.basis,
-        ),
-    ]
+    at_point = [(estimates or {}).get(r.run_id) for r in replicas]
+    if all(at_point):
+        points = [e for e in at_point if e is not None]
+        predicted_tps = sum(e.output_tokens_per_s for e in points) / n
+        ttft_points = [e.ttft_p95_ms for e in points if e.ttft_p95_ms is not None]
+        predicted_ttft = sum(ttft_points) / len(ttft_points) if ttft_points else None
+        tps_basis = ttft_basis = points[0].basis
+        predicted_concurrency = points[0].concurrency
+    else:
+        predicted_tps = metrics.output_tokens_per_s.value
+        predicted_ttft = metrics.ttft_p95_ms.value
+        tps_basis, ttft_basis = metrics.output_tokens_per_s.basis, metrics.ttft_p95_ms.basis
+        predicted_concurrency = metrics.concurrency
+    rows = [("output_tokens_per_s", predicted_tps, measured_tps, tps_basis)]
     ttfts = [r.ttft_p95_ms for r in replicas if r.ttft_p95_ms is not None]
-    if ttfts:
-        rows.append(
-            (
-                "ttft_p95_ms",
-                metrics.ttft_p95_ms.value,
-                sum(ttfts) / len(ttfts),
-                metrics.ttft_p95_ms.basis,
-            )
-        )
-    predicted_cost = usd_per_million(deployment.usd_per_hour, metrics.output_tokens_per_s.value)
+    if ttfts and predicted_ttft is not None:
+        rows.append(("ttft_p95_ms", predicted_ttft, sum(ttfts) / len(ttfts), ttft_basis))
+    predicted_cost = usd_per_million(deployment.usd_per_hour, predicted_tps)
     measured_cost = usd_per_million(deployment.usd_per_hour, measured_tps)
     if predicted_cost is not None and measured_cost is not None:
-        rows.append(
-            (
-                "usd_per_million_output_tokens",
-                predicted_cost,
-                measured_cost,
-                metrics.output_tokens_per_s.basis,
-            )
-        )
+        rows.append(("usd_per_million_output_tokens", predicted_cost, measured_cost, tps_basis))
     return [
         MetricComparison(
             deployment=deployment.label,
@@ -156,7 +210,7 @@ def compare(deployment: Deployment, replicas: list[ReplicaMeasurement]) -> list[
             error_pct=round(_error_pct(predicted, measured), 2),
             basis=basis,
             measured_concurrency=replicas[0].concurrency,
-            predicted_concurrency=metrics.concurrency,
+            predicted_concurrency=predicted_concurrency,
         )
         for metric, predicted, measured, basis in rows
     ]

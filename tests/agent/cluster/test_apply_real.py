@@ -126,6 +126,8 @@ def test_apply_runs_one_vllm_and_one_llama_cpp_replica_and_closes_the_loop(
         )
         assert {c.metric for c in outcome.comparisons} >= {"output_tokens_per_s"}
         assert all(c.predicted > 0 and c.measured > 0 for c in outcome.comparisons)
+        # Each measurement is judged against the estimate for the point it was taken at.
+        assert all(c.predicted_concurrency == c.measured_concurrency for c in outcome.comparisons)
 
         # The profiles reached the catalog through the collector, once per benchmark run.
         client = CollectorClient()

@@ -15,10 +15,12 @@ from quantplan.agent.cluster.deployment_state import (
     serve_shape,
 )
 from quantplan.agent.cluster.measure import (
+    PointEstimate,
     ReplicaMeasurement,
     compare,
     cost_by_node,
     cost_line,
+    estimate_measured_point,
     usd_per_million,
 )
 from quantplan.agent.cluster.validation import (
@@ -161,6 +163,46 @@ def test_predicted_vs_measured_errors() -> None:
     assert rows["output_tokens_per_s"].error_pct == pytest.approx(-50.0)
     assert rows["usd_per_million_output_tokens"].error_pct == pytest.approx(100.0)
     assert compare(deployment, []) == []
+
+
+def test_a_measurement_is_compared_with_the_estimate_for_its_own_point() -> None:
+    """A replica planned for another concurrency than it was benchmarked at is judged against
+    the estimate for what was measured, not the plan's figure for its operating point."""
+    deployment = default_model_plan().fleet[0]
+    assert deployment.metrics.concurrency != 4  # the plan's point is not the benchmark's
+    point = PointEstimate(concurrency=4, output_tokens_per_s=80.0, ttft_p95_ms=250.0, basis="b")
+    a, b = measurement("a", "n1", 60, 1), measurement("b", "n2", 100, 1)
+    rows = {c.metric: c for c in compare(deployment, [a, b], {a.run_id: point, b.run_id: point})}
+    assert rows["output_tokens_per_s"].predicted == 80.0
+    assert rows["output_tokens_per_s"].error_pct == 0.0  # the mean of 60 and 100
+    assert rows["ttft_p95_ms"].error_pct == pytest.approx(-20.0)  # 200 measured
+    assert {(c.predicted_concurrency, c.measured_concurrency, c.basis) for c in rows.values()} == {
+        (4, 4, "b")
+    }
+    # A replica without an estimate: the whole deployment falls back to the plan's figures.
+    fallback = compare(deployment, [a, b], {a.run_id: point})
+    assert {c.predicted_concurrency for c in fallback} == {deployment.metrics.concurrency}
+
+
+def test_the_estimate_for_a_measured_point_leaves_the_apply_s_own_runs_out() -> None:
+    snapshot = seed_snapshot()
+    measured = next(
+        p
+        for p in snapshot.profiles
+        if p.engine == "llama.cpp" and p.hardware == "H200" and p.concurrency == 4 and p.run_id
+    )
+    run = measured.run_id or ""
+    alone = estimate_measured_point(run, 4, snapshot, exclude_runs=set())
+    held_out = estimate_measured_point(run, 4, snapshot, exclude_runs={run})
+    assert alone is not None and held_out is not None
+    assert alone.concurrency == held_out.concurrency == 4
+    # With its own rows as evidence the estimate is pinned by them; left out, it is a prediction
+    # from the other profiles alone.
+    assert alone.basis == "published or measured, same setting"
+    assert held_out.output_tokens_per_s != pytest.approx(alone.output_tokens_per_s, rel=1e-3)
+    assert held_out.ttft_p95_ms is not None and held_out.ttft_p95_ms > 0
+    assert estimate_measured_point(run, 3, snapshot, exclude_runs=set()) is None  # no such level
+    assert estimate_measured_point("no-such-run", 4, snapshot, exclude_runs=set()) is None
 
 
 def test_catalog_schemes_map_to_quantizer_options() -> None:
