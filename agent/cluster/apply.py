@@ -54,10 +54,25 @@ from quantplan.agent.cluster.validation import (
     toolchain_refusals,
 )
 from quantplan.errors import QuantplanError
-from quantplan.planner.plan import Plan, load_plan
+from quantplan.planner.plan import Deployment, Plan, load_plan
 
 if TYPE_CHECKING:
     from quantplan.agent.cluster.node_agent import AgentRef
+
+
+CPU_BENCH_CONCURRENCY = 4
+"""A CPU replica's benchmark concurrency unless told otherwise: a local cluster's nodes share
+this machine's cores, so a CPU replica planned for 32 requests would be measured on cores it
+does not own. A GPU replica owns its GPUs and is measured at the plan's own operating point."""
+
+
+def bench_concurrency(deployment: Deployment, cap: int | None = None) -> int:
+    """Requests in flight while benchmarking a replica of ``deployment``: the plan's operating
+    concurrency, at most ``cap`` (default: :data:`CPU_BENCH_CONCURRENCY` on CPU replicas)."""
+    if cap is None and not deployment.accelerator_count:
+        cap = CPU_BENCH_CONCURRENCY
+    planned = deployment.metrics.concurrency
+    return max(1, min(planned, cap if cap is not None else planned))
 
 
 class ApplyOptions(BaseModel):
@@ -68,7 +83,11 @@ class ApplyOptions(BaseModel):
     store_url: str | None = Field(default=None, description="Shared artifact store")
     model_dir: str | None = Field(default=None, description="Checkpoint of a non-default model")
     benchmark: bool = True
-    max_bench_concurrency: int = Field(default=4, ge=1)
+    max_bench_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests in flight per replica benchmark, at most; None: bench_concurrency",
+    )
     bench_requests: int = Field(default=8, ge=1)
     max_bench_input_tokens: int = Field(default=128, ge=1)
     max_bench_output_tokens: int = Field(default=64, ge=1)
@@ -434,7 +453,7 @@ class _Applier:
         # One replica at a time: benchmarks sharing this machine's cores would disturb each other.
         for record in state.replicas.values():
             deployment = self.plan.fleet[record.spec.deployment_index]
-            concurrency = min(deployment.metrics.concurrency, self.options.max_bench_concurrency)
+            concurrency = bench_concurrency(deployment, self.options.max_bench_concurrency)
             job = BenchmarkJob(
                 job_id=f"bench-{record.spec.replica_id}-{uuid.uuid4().hex[:8]}",
                 base_url=record.base_url,

@@ -334,6 +334,15 @@ def apply_command(
     model_dir: ModelDirOption = None,
     benchmark: Annotated[bool, typer.Option(help="Benchmark the replicas")] = True,
     threshold: Annotated[float, typer.Option(help="Re-plan when off by more than %")] = 25.0,
+    bench_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Benchmark each replica with at most this many requests in flight (default: "
+            "the plan's operating concurrency on GPU replicas, at most 4 on CPU ones, whose "
+            "local nodes share cores)",
+        ),
+    ] = None,
     auto: Annotated[bool, typer.Option("--auto", help="Apply a better plan at once")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON")] = False,
@@ -351,6 +360,7 @@ def apply_command(
         store_url=store,
         model_dir=model_dir,
         benchmark=benchmark,
+        max_bench_concurrency=bench_concurrency,
         replan_threshold_pct=threshold,
         auto_replan=auto,
         dry_run=dry_run,

@@ -205,6 +205,20 @@ def test_the_estimate_for_a_measured_point_leaves_the_apply_s_own_runs_out() -> 
     assert estimate_measured_point("no-such-run", 4, snapshot, exclude_runs=set()) is None
 
 
+def test_cpu_replicas_are_benchmarked_at_4_and_gpu_replicas_at_the_plan_s_concurrency() -> None:
+    from quantplan.agent.cluster.apply import CPU_BENCH_CONCURRENCY, bench_concurrency
+
+    cpu = default_model_plan().fleet[0]
+    assert cpu.accelerator_count == 0 and cpu.metrics.concurrency > CPU_BENCH_CONCURRENCY
+    assert bench_concurrency(cpu) == CPU_BENCH_CONCURRENCY
+    assert bench_concurrency(cpu, cap=2) == 2
+    metrics = cpu.metrics.model_copy(update={"concurrency": 64})
+    gpu = cpu.model_copy(update={"accelerator_count": 1, "metrics": metrics})
+    assert bench_concurrency(gpu) == 64  # a GPU replica owns its GPU: the operating point
+    assert bench_concurrency(gpu, cap=4) == 4
+    assert bench_concurrency(gpu, cap=1000) == 64  # never beyond what the plan runs
+
+
 def test_catalog_schemes_map_to_quantizer_options() -> None:
     from quantplan.agent.cluster.jobs import quantize_options_for_scheme
 
