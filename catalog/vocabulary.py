@@ -27,6 +27,11 @@ Batching = Literal["continuous", "slots", "none"]
 at any step), ``slots`` (a fixed number of server slots, each batched continuously, as
 llama-server's ``-np``) or ``none`` (one request at a time)."""
 
+QUANTPLAN_BENCH_SOURCE = "quantplan bench: closed-loop sweep, streaming /v1/completions"
+"""The source of every profile quantplan's own benchmark records (`bench`, `profile`, `apply`).
+Its requests go through the engine's OpenAI-compatible server, so such a profile is a served
+measurement even where an older row lacks ``details.served`` (planner/batching.py)."""
+
 # ---------------------------------------------------------------- strings
 
 # The longest shipped values are 25 characters for a name and 209 for a source (a price row

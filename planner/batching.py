@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantplan.catalog.records import ProfileRecord
-from quantplan.catalog.vocabulary import Basis, DeviceKind
+from quantplan.catalog.vocabulary import QUANTPLAN_BENCH_SOURCE, Basis, DeviceKind
 
 CurveKey = tuple[str, ...]
 
@@ -179,8 +179,12 @@ def batching_curve(
 
 
 def is_served(profile: ProfileRecord) -> bool:
-    """Whether ``profile`` was measured through the serving engine's HTTP server."""
-    return bool(profile.details.get("served"))
+    """Whether ``profile`` was measured through the serving engine's HTTP server: its
+    ``details.served``, else whether quantplan's own benchmark (always over HTTP) recorded it."""
+    served = profile.details.get("served")
+    if served is None:
+        return profile.source == QUANTPLAN_BENCH_SOURCE
+    return bool(served)
 
 
 def served_over_loop(

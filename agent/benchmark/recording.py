@@ -18,8 +18,9 @@ from quantplan.agent.serve.errors import ServeError
 from quantplan.agent.serve.host import HostHardware
 from quantplan.catalog.records import HardwareRecord, ProfileRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo
+from quantplan.catalog.vocabulary import QUANTPLAN_BENCH_SOURCE
 
-PROFILE_SOURCE = "quantplan bench: closed-loop sweep, streaming /v1/completions"
+PROFILE_SOURCE = QUANTPLAN_BENCH_SOURCE
 
 
 def new_run_id(kind: str) -> str:
@@ -171,6 +172,10 @@ def profile_report(
         "goodput_requests_per_s": m.goodput_requests_per_s,
         "prompt_tokens_measured": m.prompt_tokens,
         **(extra_details or {}),
+        # Through the engine's HTTP server: the planner keeps served and engine-loop curves
+        # apart (planner/batching.py), and a served row read as an engine-loop one is converted
+        # by their ratio (7x on one H200 at 64 requests).
+        "served": True,
     }
     if cost is not None:
         details["cost"] = cost.model_dump()

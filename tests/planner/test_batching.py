@@ -114,6 +114,19 @@ def test_served_points_pin_a_setting_over_engine_loop_points() -> None:
     assert np.allclose(ys, [2.0, 4.0])
 
 
+def test_quantplan_s_own_benchmark_rows_are_served_even_without_the_flag() -> None:
+    """quantplan's benchmark always goes through the engine's server; rows it recorded before
+    it wrote ``details.served`` must not be read as engine-loop runs."""
+    from quantplan.catalog.vocabulary import QUANTPLAN_BENCH_SOURCE
+    from quantplan.planner.batching import is_served
+
+    assert is_served(_profile(4, 10.0, source=QUANTPLAN_BENCH_SOURCE))
+    assert not is_served(_profile(4, 10.0))  # another source says nothing: the engine loop
+    assert is_served(_profile(4, 10.0, details={"served": True}))
+    unflagged = _profile(4, 10.0, source=QUANTPLAN_BENCH_SOURCE, details={"served": False})
+    assert not is_served(unflagged)  # an explicit flag wins
+
+
 def test_served_and_engine_loop_curves_are_kept_apart() -> None:
     """Settings measured through the server and through the engine loop make separate curves;
     a prediction takes the one measured its own way and the other only where none exists."""

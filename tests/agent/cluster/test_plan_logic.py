@@ -205,6 +205,29 @@ def test_the_estimate_for_a_measured_point_leaves_the_apply_s_own_runs_out() -> 
     assert estimate_measured_point("no-such-run", 4, snapshot, exclude_runs=set()) is None
 
 
+def test_an_apply_benchmark_is_judged_as_served_against_its_setting_s_served_curve() -> None:
+    """An apply's profile of a setting the seed measured through llama-server on an H200 is
+    estimated from those served rows, not converted as if it were an engine-loop run (that
+    gave 10,717 tok/s against 1,777 measured at 64 requests)."""
+    from quantplan.catalog.vocabulary import QUANTPLAN_BENCH_SOURCE
+
+    snapshot = seed_snapshot()
+    served = next(
+        p
+        for p in snapshot.profiles
+        if (p.model, p.scheme, p.hardware, p.concurrency)
+        == ("SmolLM2-135M-Instruct", "gguf-f16", "H200", 64)
+        and p.details.get("served")
+    )
+    applied = served.model_copy(
+        update={"source": QUANTPLAN_BENCH_SOURCE, "run_id": "apply-run", "details": {}}
+    )
+    snapshot = snapshot.model_copy(update={"profiles": (*snapshot.profiles, applied)})
+    estimate = estimate_measured_point("apply-run", 64, snapshot, exclude_runs={"apply-run"})
+    assert estimate is not None
+    assert estimate.output_tokens_per_s == pytest.approx(served.output_tokens_per_s, rel=0.05)
+
+
 def test_cpu_replicas_are_benchmarked_at_4_and_gpu_replicas_at_the_plan_s_concurrency() -> None:
     from quantplan.agent.cluster.apply import CPU_BENCH_CONCURRENCY, bench_concurrency
 
