@@ -26,7 +26,7 @@ back while it keeps /tmp:
   bindings built from the same sdist, registered with `quantplan toolchain adopt` (the pinned
   lock cannot be installed offline); the random-weight checkpoint;
 * ``apply`` (carry nothing): the run above;
-* ``report FOLDER...`` (here, with the folders the build and apply calls returned):
+* ``report BUILD APPLY...`` (here, with the folders the build and apply calls returned):
   bench/results/gpu_apply.json, with the model's estimate for the point measured from the
   catalog without that run (agent/cluster/measure.py); gpu_apply.md is written from it.
 
@@ -363,7 +363,9 @@ def apply() -> None:
 # -- here, afterwards ---------------------------------------------------------------------------
 
 
-def report(folders: list[Path]) -> None:
+def _applied_run(folder: Path) -> dict[str, Any]:
+    """One apply call's results: the outcome, the profile it filed, and the model's estimate for
+    that point from the seed catalog without it (agent/cluster/measure.py)."""
     import yaml
 
     from quantplan.agent.cluster.measure import estimate_measured_point
@@ -371,39 +373,47 @@ def report(folders: list[Path]) -> None:
     from quantplan.catalog.seeding import seed_records
     from quantplan.catalog.snapshot import CatalogSnapshot
 
-    def found(name: str) -> Path:
-        return next(folder / name for folder in folders if (folder / name).exists())
-
-    result = json.loads(found("apply.json").read_text())
+    result = json.loads((folder / "apply.json").read_text())
     for step in ("ray_start", "ray_stop"):  # Ray's own chatter
         for stream in ("stdout", "stderr"):
             result["steps"][step][stream] = result["steps"][step][stream][-1500:]
-    rows = yaml.safe_load(found("profiles.yaml").read_text())["rows"]
-    measured = next(r for r in rows if str(r.get("run_id", "")).startswith("bench-h200"))
+    outcome = json.loads(result["steps"]["apply"]["stdout"])
+    run = outcome["measurements"][0]["run_id"]
+    rows = yaml.safe_load((folder / "profiles.yaml").read_text())["rows"]
+    measured = next(r for r in rows if r.get("run_id") == run)
     profile = ProfileRecord.model_validate(measured)
     seed = {kind: tuple(records) for kind, records in seed_records()}
-    snapshot = CatalogSnapshot(**{**seed, "profiles": (*seed["profiles"], profile)})
-    run = profile.run_id or ""
+    kept = tuple(p for p in seed["profiles"] if p.run_id != run)
+    snapshot = CatalogSnapshot(**{**seed, "profiles": (*kept, profile)})
     estimate = estimate_measured_point(run, profile.concurrency, snapshot, {run})
-    payload = {
-        "environment": found("env-apply.txt").read_text(),
-        "build": json.loads(found("build.json").read_text()),
+    log(f"{folder.name}: {run} at {profile.concurrency}: estimate {estimate}")
+    return {
+        "environment": (folder / "env-apply.txt").read_text(),
         "apply": result,
         "profile": measured,
         "estimate_at_measured_point": estimate.model_dump() if estimate else None,
     }
+
+
+def report(build_folder: Path, apply_folders: list[Path]) -> None:
+    payload = {
+        "build": json.loads((build_folder / "build.json").read_text()),
+        "runs": [_applied_run(folder) for folder in apply_folders],
+    }
     (RESULTS / "gpu_apply.json").write_text(json.dumps(payload, indent=2, default=str))
-    log(f"estimate at the measured point: {estimate}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     steps = ["prepare", "install", "stage", "build", "apply", "report"]
     parser.add_argument("step", choices=steps)
-    parser.add_argument("folders", nargs="*", type=Path, help="report: the calls' result folders")
+    parser.add_argument(
+        "folders", nargs="*", type=Path, help="report: the build call's result folder, then each "
+        "apply call's",
+    )  # fmt: skip
     arguments = parser.parse_args()
     if arguments.step == "report":
-        report(arguments.folders)
+        report(arguments.folders[0], arguments.folders[1:])
         return
     steps_run = {"prepare": prepare, "install": install, "stage": stage, "build": build}
     {**steps_run, "apply": apply}[arguments.step]()
