@@ -182,7 +182,9 @@ def test_measurements_are_never_replaced(seeded_sqlite_url: str, tmp_path: Path)
             "cannot be read",
         ),
         ("kind: models\nrows: [{layers: 1" + "0" * 5000 + "}]\n", "x.yaml", "cannot be read"),
-        ("kind: models\nrows: [{name: 2024-13-45}]\n", "x.yaml", "month must be in"),
+        # An unquoted date is the text it was written as: a name, so the row's other fields
+        # are what is missing.
+        ("kind: models\nrows: [{name: 2024-13-45}]\n", "x.yaml", "row 1, field 'family'"),
     ],
 )
 def test_malformed_files_give_clear_errors(
