@@ -98,7 +98,7 @@ from quantplan.catalog.records import (
 )
 from quantplan.catalog.retractions import RETRACTABLE_TABLES, retract
 from quantplan.catalog.sessions import CatalogBusyError, CatalogDamagedError, session_scope
-from quantplan.catalog.store import ConflictError, current_row_id, write_record
+from quantplan.catalog.store import ConflictError, Resolver, current_row_id, write_record
 from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
@@ -157,11 +157,11 @@ def seed_retractions() -> tuple[SeedRetraction, ...]:
     return loaded.retractions
 
 
-def _retract_shipped_mistakes(session: Session) -> int:
+def _retract_shipped_mistakes(session: Session, resolver: Resolver) -> int:
     """Retract every row an earlier seed shipped and a later one took back; how many were."""
     retracted = 0
     for entry in seed_retractions():
-        row_id = current_row_id(session, entry.kind, entry.record())
+        row_id = current_row_id(session, entry.kind, entry.record(), resolver)
         if row_id is None:
             continue  # never shipped to this catalog, or already taken back (no longer current)
         retract(
@@ -206,9 +206,10 @@ class SeedReport:
 def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
     """Write the seed rows. ``mode``: ``fresh`` (empty catalog), ``upgrade`` or ``reseed``."""
     report = SeedReport()
+    resolver = Resolver(session)  # names looked up once for the whole seed, not once a row
     if mode != "fresh":  # a fresh catalog never held a row an earlier seed shipped
         # First, so that a corrected row with the retracted one's key is appended, not refused.
-        report.retracted = _retract_shipped_mistakes(session)
+        report.retracted = _retract_shipped_mistakes(session, resolver)
     for kind, records in seed_records():
         report.seed_rows[kind] = len(records)
         for number, record in enumerate(records, start=1):
@@ -228,7 +229,9 @@ def _write_seed(session: Session, *, mode: str, now: datetime) -> SeedReport:
                         report.prices_superseded += 1
                         continue
                 try:
-                    outcome = write_record(session, kind, record, replace=mode == "reseed")
+                    outcome = write_record(
+                        session, kind, record, replace=mode == "reseed", resolver=resolver
+                    )
                 except ConflictError:
                     if mode == "fresh":
                         raise

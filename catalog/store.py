@@ -231,11 +231,11 @@ def describe_key(kind: str, record: Record) -> str:
 
 
 def _current_row(
-    session: Session, kind: str, record: Record
+    session: Session, kind: str, record: Record, resolver: Resolver | None = None
 ) -> tuple[dict[str, Any], SQLModel | None]:
     """``record``'s columns and the row that speaks for its key now (None: no such row)."""
     spec = KINDS[kind]
-    columns = spec.to_columns(record, Resolver(session))
+    columns = spec.to_columns(record, resolver or Resolver(session))
     table = spec.table
     condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
     if kind == "instances":
@@ -248,11 +248,13 @@ def _current_row(
     return columns, session.exec(select(table).where(*condition)).first()
 
 
-def current_row_id(session: Session, kind: str, record: Record) -> int | None:
+def current_row_id(
+    session: Session, kind: str, record: Record, resolver: Resolver | None = None
+) -> int | None:
     """Database id of the unretracted row with ``record``'s key, or None where there is none
     (or where a name it refers to is not in this catalog)."""
     try:
-        _, row = _current_row(session, kind, record)
+        _, row = _current_row(session, kind, record, resolver)
     except UnknownNameError:
         return None
     # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
@@ -260,10 +262,20 @@ def current_row_id(session: Session, kind: str, record: Record) -> int | None:
 
 
 def write_record(
-    session: Session, kind: str, record: Record, *, replace: bool = False
+    session: Session,
+    kind: str,
+    record: Record,
+    *,
+    replace: bool = False,
+    resolver: Resolver | None = None,
 ) -> WriteOutcome:
-    """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch."""
-    columns, existing = _current_row(session, kind, record)
+    """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch.
+
+    Writers of many records in one session pass one ``resolver``, so each hardware, model and
+    scheme name is looked up once, not once per row (seeding a catalog writes about 700 rows
+    that name a few dozen).
+    """
+    columns, existing = _current_row(session, kind, record, resolver)
     spec = KINDS[kind]
     table = spec.table
     if existing is None:

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from quantplan.catalog.reading import read_records
 from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_problem
 from quantplan.catalog.sessions import session_scope
-from quantplan.catalog.store import write_record
+from quantplan.catalog.store import Resolver, write_record
 from quantplan.errors import QuantplanError, did_you_mean, shorten
 from quantplan.inputs import parse_shipped_yaml, parse_yaml, read_text, shown_path
 
@@ -268,12 +268,16 @@ def import_files(
     order = sorted(range(len(parsed)), key=lambda i: KIND_ORDER.index(parsed[i][1]))
     results: list[tuple[str, dict[str, int]]] = [("", {})] * len(parsed)
     with session_scope(engine) as session:
+        resolver = Resolver(session)  # one transaction: a name found once stays found
         for index in order:
             source, parsed_kind, records = parsed[index]
             counts = {"inserted": 0, "unchanged": 0, "replaced": 0}
             for number, record in enumerate(records, start=1):
                 try:
-                    counts[write_record(session, parsed_kind, record, replace=replace)] += 1
+                    outcome = write_record(
+                        session, parsed_kind, record, replace=replace, resolver=resolver
+                    )
+                    counts[outcome] += 1
                 except QuantplanError as error:
                     raise ImportError_(
                         f"{source}: row {number}: {error.message}", hint=error.hint

@@ -67,6 +67,12 @@ class QuantplanApp(App[None]):
         initial_mode: str = "advisor",
         theme: str = DARK_THEME,
     ) -> None:
+        if initial_mode in self.MODES:
+            # Textual composes its DEFAULT_MODE's screen first: opening straight on the fleet or
+            # the catalog would otherwise compose and style the advisor too (about 0.3 s of
+            # CPU), only to switch away from it; it is composed when first shown instead.
+            # An unknown name keeps the class's default, so switch_mode below refuses it.
+            setattr(self, "DEFAULT_MODE", initial_mode)  # noqa: B010 (a ClassVar, per app)
         super().__init__()
         self.services = services or DashboardServices()
         self.catalog_state = CatalogState()

@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.serve.errors import InvalidArtifactError
+from quantplan.agent.serve.gguf_header import metadata_int
 from quantplan.agent.serve.host import HostHardware
 
 GGUF_MAGIC = b"GGUF"
@@ -128,10 +129,7 @@ def _quantized_activations(qconfig: dict | None) -> str | None:
 def gguf_eos_token_id(path: Path) -> int | None:
     """The end-of-sequence token id from a GGUF's tokenizer metadata, if it has one."""
     try:
-        from gguf import GGUFReader
-
-        field = GGUFReader(path).get_field("tokenizer.ggml.eos_token_id")
-        return int(field.contents()) if field is not None else None
+        return metadata_int(path, "tokenizer.ggml.eos_token_id")
     except Exception:  # unreadable metadata: the engine reports the file itself
         return None
 
@@ -139,12 +137,12 @@ def gguf_eos_token_id(path: Path) -> int | None:
 def _gguf_type(path: Path) -> str:
     """The GGUF file type name (e.g. MOSTLY_Q4_K_M) from its metadata, 'gguf' if unreadable."""
     try:
-        from gguf import GGUFReader, LlamaFileType
+        from gguf import LlamaFileType
 
-        field = GGUFReader(path).get_field("general.file_type")
-        if field is None:
+        file_type = metadata_int(path, "general.file_type")
+        if file_type is None:
             return "gguf"
-        return LlamaFileType(int(field.contents())).name
+        return LlamaFileType(file_type).name
     except Exception:  # a damaged header is for the engine to report; the format is known
         return "gguf"
 

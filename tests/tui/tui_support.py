@@ -20,7 +20,9 @@ async def wait_until(pilot: Pilot, predicate: Callable[[], bool], timeout: float
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("the app did not reach the expected state in time")
-        await pilot.pause(0.05)
+        # Short polls: most waits are for a worker that is done within a few milliseconds,
+        # and the test process (an xdist worker) has nothing else to do while it sleeps.
+        await pilot.pause(0.01)
     await pilot.pause()
 
 
