@@ -67,6 +67,8 @@ Seed versions:
     request, from which the planner fits its prefill apart from decode.
 24. The README demo's apply rerun: its plan's llama.cpp replica is now Q4_K_M (at 4 requests),
     and its vLLM replica measured again.
+25. A GGUF plan applied through Ray on one H200 (``bench/results/gpu_apply.json``): the default
+    model's F16 on the CUDA llama-server, at 4 requests and at the plan's 64.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -103,7 +105,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 24
+SEED_VERSION = 25
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
