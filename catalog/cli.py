@@ -391,6 +391,66 @@ def import_(
         )
 
 
+@catalog_app.command("import-results")
+def import_results_command(
+    files: Annotated[list[Path], typer.Argument(help="Results files the tool wrote.")],
+    tool: Annotated[
+        str,
+        typer.Option(
+            "--tool",
+            help="vllm-bench-serve (the JSON of `vllm bench serve --save-result`) or "
+            "llama-batched-bench (its `--output-format jsonl` lines)",
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="Catalog model that ran, e.g. Llama-3.1-8B.")],
+    scheme: Annotated[str, typer.Option(help="Catalog scheme, e.g. awq-w4a16-g128.")],
+    hardware: Annotated[str, typer.Option(help="Catalog hardware it ran on, e.g. L40S.")],
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Engine served (default: llama.cpp for llama-batched-bench)."),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="GPUs used (vCPUs on a CPU), default 1.")] = 1,
+    engine_version: Annotated[
+        str | None, typer.Option(help="Engine version, recorded with the rows.")
+    ] = None,
+    notes: Annotated[str, typer.Option(help="Anything else about the run.")] = "",
+    db: DbOption = None,
+) -> None:
+    """Import other benchmark tools' results as measured profiles, all or nothing.
+
+    The files do not name the model, scheme or hardware as the catalog does: say them, and
+    they are checked against the catalog. Rows get a run id from the file's content, so
+    importing a file twice adds nothing.
+
+    Example: quantplan catalog import-results result.json --tool vllm-bench-serve
+    --model Llama-3.1-8B --scheme awq-w4a16-g128 --engine vllm --hardware L40S
+    """
+    from quantplan.catalog.results_import import RESULTS_TOOLS, RunSetting, import_results
+
+    if tool not in RESULTS_TOOLS:
+        raise typer.BadParameter(
+            f"{tool!r} is not one of: {', '.join(RESULTS_TOOLS)}", param_hint="--tool"
+        )
+    if engine is None:
+        if tool != "llama-batched-bench":
+            raise typer.BadParameter(
+                "say which engine served the benchmarked endpoint (vllm, llama.cpp)",
+                param_hint="--engine",
+            )
+        engine = "llama.cpp"
+    setting = RunSetting.model_validate(
+        {"model": model, "scheme": scheme, "engine": engine, "hardware": hardware,
+         "hardware_count": count, "engine_version": engine_version, "notes": notes}
+    )  # fmt: skip
+    results = import_results(_engine(db), tool, files, setting)
+    console = Console()
+    for path, (_, counts) in zip(files, results, strict=True):
+        console.print(
+            f"{path.name}: {counts['inserted']} profile(s) added, "
+            f"{counts['unchanged']} already present"
+        )
+
+
 @catalog_app.command("export")
 def export(
     kind: KindOption,

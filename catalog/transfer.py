@@ -264,6 +264,15 @@ def import_files(
         text = read_text(path, "catalog file")
         parsed_kind, records = parse(text, chosen_format, file_kind, str(path))
         parsed.append((path.name, parsed_kind, records))
+    return write_parsed(engine, parsed, replace=replace)
+
+
+def write_parsed(
+    engine: Engine, parsed: list[tuple[str, str, list[Record]]], *, replace: bool = False
+) -> list[tuple[str, dict[str, int]]]:
+    """Write validated files' rows (``(file name, kind, rows)`` each) in one transaction: a row
+    that cannot be written (a name the catalog lacks, a conflicting measurement) leaves the
+    catalog as it was and names its file and row. Returns each file's kind and counts."""
     # Dependency order, so a file of instances may come before the hardware it names.
     order = sorted(range(len(parsed)), key=lambda i: KIND_ORDER.index(parsed[i][1]))
     results: list[tuple[str, dict[str, int]]] = [("", {})] * len(parsed)
