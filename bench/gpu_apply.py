@@ -185,6 +185,12 @@ def _run(command: list[str], timeout: float = 540, **kwargs: Any) -> dict[str, A
     }
 
 
+def _pip_into(target: Path | str, *arguments: str) -> list[str]:
+    """An offline pip install of carried files into ``target`` (no index, no dependencies)."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    return [*pip, "--target", str(target), *arguments]
+
+
 def _llama_cpp_toolchain() -> dict[str, Any]:
     """The llama-cpp toolchain as an adopted environment: a venv over the image's packages, the
     carried wheels, the bindings built from the pinned sdist (no AMX, as the lock builds them)."""
@@ -204,16 +210,14 @@ def _llama_cpp_toolchain() -> dict[str, Any]:
     # The image's python is itself a venv, which --system-site-packages would not reach: a .pth
     # file appends its packages after the venv's own, so the carried wheels win.
     Path(own, "image-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-           "--no-compile", "--target", own]  # fmt: skip
-    wheels = _run([*pip, *map(str, sorted((WORK / "whl-llama").glob("*.whl")))])
+    wheels = _run(_pip_into(own, *map(str, sorted((WORK / "whl-llama").glob("*.whl")))))
     environment = {
         **os.environ,
         "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS,
         "CMAKE_BUILD_PARALLEL_LEVEL": "8",
     }
     bindings = _run(
-        [*pip, "--no-build-isolation", str(cache_dir() / "sdists" / SDIST_NAME)],
+        _pip_into(own, "--no-build-isolation", str(cache_dir() / "sdists" / SDIST_NAME)),
         timeout=900,
         env=environment,
     )
@@ -247,8 +251,7 @@ def _random_checkpoint() -> dict[str, Any]:
 def install() -> None:
     site = WORK / "site"
     wheels = [*(CARRY / "ga" / "whl-ray").glob("*.whl"), *(CARRY / "ga" / "whl-core").glob("*.whl")]
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-    subprocess.run([*pip, "--target", str(site), *map(str, wheels)], check=True)
+    subprocess.run(_pip_into(site, *map(str, wheels)), check=True)
     log("installed " + ", ".join(sorted(w.name.split("-")[0] for w in wheels)))
 
 
@@ -256,9 +259,8 @@ def stage() -> None:
     shutil.copy2(CARRY / "gb" / "sdist.part1", WORK / "sdist.part1")
     shutil.copytree(CARRY / "gb" / "whl-llama", WORK / "whl-llama", dirs_exist_ok=True)
     shutil.copytree(CARRY / "gb" / "model", WORK / "model-files", dirs_exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
     build_tools = map(str, (CARRY / "gb" / "whl-build").glob("*.whl"))
-    subprocess.run([*pip, "--target", str(WORK / "build-tools"), *build_tools], check=True)
+    subprocess.run(_pip_into(WORK / "build-tools", *build_tools), check=True)
     log("staged")
 
 
@@ -363,14 +365,13 @@ def apply() -> None:
 # -- here, afterwards ---------------------------------------------------------------------------
 
 
-def _applied_run(folder: Path) -> dict[str, Any]:
+def _applied_run(folder: Path, seed: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
     """One apply call's results: the outcome, the profile it filed, and the model's estimate for
-    that point from the seed catalog without it (agent/cluster/measure.py)."""
+    that point from the seed catalog (``seed``) without it (agent/cluster/measure.py)."""
     import yaml
 
     from quantplan.agent.cluster.measure import estimate_measured_point
     from quantplan.catalog.records import ProfileRecord
-    from quantplan.catalog.seeding import seed_records
     from quantplan.catalog.snapshot import CatalogSnapshot
 
     result = json.loads((folder / "apply.json").read_text())
@@ -382,7 +383,6 @@ def _applied_run(folder: Path) -> dict[str, Any]:
     rows = yaml.safe_load((folder / "profiles.yaml").read_text())["rows"]
     measured = next(r for r in rows if r.get("run_id") == run)
     profile = ProfileRecord.model_validate(measured)
-    seed = {kind: tuple(records) for kind, records in seed_records()}
     kept = tuple(p for p in seed["profiles"] if p.run_id != run)
     snapshot = CatalogSnapshot(**{**seed, "profiles": (*kept, profile)})
     estimate = estimate_measured_point(run, profile.concurrency, snapshot, {run})
@@ -396,9 +396,12 @@ def _applied_run(folder: Path) -> dict[str, Any]:
 
 
 def report(build_folder: Path, apply_folders: list[Path]) -> None:
+    from quantplan.catalog.seeding import seed_records
+
+    seed = {kind: tuple(records) for kind, records in seed_records()}
     payload = {
         "build": json.loads((build_folder / "build.json").read_text()),
-        "runs": [_applied_run(folder) for folder in apply_folders],
+        "runs": [_applied_run(folder, seed) for folder in apply_folders],
     }
     (RESULTS / "gpu_apply.json").write_text(json.dumps(payload, indent=2, default=str))
 

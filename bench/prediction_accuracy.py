@@ -32,8 +32,12 @@ import numpy as np
 
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.estimate import SUPERSEDED_ENGINE, predict_profile
-from quantplan.planner.queueing import itl_under_load_s, p95_ttft_s
+from quantplan.planner.estimate import (
+    SUPERSEDED_ENGINE,
+    predict_profile,
+    ttft_p95_under_load_ms,
+)
+from quantplan.planner.queueing import itl_under_load_s
 from quantplan.planner.uncertainty import MODELED_GROUPS, Residuals, band_ratios
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,27 +94,13 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
                 "predicted": prediction.output_tokens_per_s,
             }
         )
-        # Arrivals: an open loop's set rate, up to what the replica is predicted to carry; a
-        # closed loop's clients arrive in step, a burst of ``concurrency`` prompts per round.
-        rate = prediction.output_tokens_per_s / profile.output_tokens
-        clients = None if profile.request_rate else profile.concurrency
-        if profile.request_rate:
-            rate = min(rate, profile.request_rate)
         if profile.concurrency > 1 and profile.ttft_p95_ms is not None:
-            ttft = 1000 * float(
-                p95_ttft_s(
-                    prediction.first_token_s,
-                    prediction.decode_step_s,
-                    rate,
-                    clients=clients,
-                )
-            )
             rows.append(
                 common
                 | {
                     "category": "ttft_under_load",
                     "measured": profile.ttft_p95_ms,
-                    "predicted": ttft,
+                    "predicted": ttft_p95_under_load_ms(profile, prediction),
                 }
             )
         elif profile.concurrency == 1 and profile.ttft_p50_ms is not None:

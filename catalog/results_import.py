@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -34,9 +34,6 @@ from quantplan.inputs import parse_json, read_text, shown_path
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-
-ResultsTool = Literal["vllm-bench-serve", "llama-batched-bench"]
-RESULTS_TOOLS: tuple[str, ...] = ("vllm-bench-serve", "llama-batched-bench")
 
 
 class RunSetting(BaseModel):
@@ -57,10 +54,14 @@ class ResultsFileError(QuantplanError):
     """A results file that is not what its tool writes."""
 
 
-def _number(data: dict[str, Any], key: str, where: str, *, required: bool = True) -> float | None:
+def _optional(data: dict[str, Any], key: str, where: str) -> float | None:
+    """``data[key]`` as a number, None where the file leaves it out."""
+    return None if data.get(key) is None else _number(data, key, where)
+
+
+def _number(data: dict[str, Any], key: str, where: str) -> float:
+    """``data[key]`` as a finite number, or the file is not what its tool writes."""
     value = data.get(key)
-    if value is None and not required:
-        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ResultsFileError(
             f"{where}: {key!r} is {value!r}, not a number",
@@ -81,10 +82,10 @@ def _vllm_bench_serve(
         raise ResultsFileError(
             f"{where} is not a `vllm bench serve --save-result` file (no 'output_throughput')"
         )
-    completed = _number(data, "completed", where) or 0.0
+    completed = _number(data, "completed", where)
     if completed < 1:
         raise ResultsFileError(f"{where}: no request completed, so nothing was measured")
-    failed = _number(data, "failed", where, required=False) or 0.0
+    failed = _optional(data, "failed", where) or 0.0
     rate = data.get("request_rate")  # "inf" (all at once) or requests per second
     open_rate = (
         float(rate)
@@ -92,18 +93,18 @@ def _vllm_bench_serve(
         else None
     )
     max_concurrency = data.get("max_concurrency")
-    throughput = _number(data, "request_throughput", where) or 0.0
+    throughput = _number(data, "request_throughput", where)
     if isinstance(max_concurrency, int) and max_concurrency >= 1:
         concurrency, derived = max_concurrency, "--max-concurrency"
     elif open_rate is not None:
-        e2e_ms = _number(data, "mean_e2el_ms", where) or 0.0
+        e2e_ms = _number(data, "mean_e2el_ms", where)
         concurrency = max(1, round(throughput * e2e_ms / 1000))
         derived = "Little's law: request throughput x mean end-to-end latency"
     else:  # every prompt sent at once, none held back
-        concurrency = max(1, round(_number(data, "num_prompts", where) or 1))
+        concurrency = max(1, round(_number(data, "num_prompts", where)))
         derived = "--num-prompts (all sent at once)"
-    total_input = _number(data, "total_input_tokens", where) or 0.0
-    total_output = _number(data, "total_output_tokens", where) or 0.0
+    total_input = _number(data, "total_input_tokens", where)
+    total_output = _number(data, "total_output_tokens", where)
     row = {
         "model": setting.model,
         "scheme": setting.scheme,
@@ -115,13 +116,13 @@ def _vllm_bench_serve(
         "concurrency": concurrency,
         "request_rate": open_rate,
         "output_tokens_per_s": _number(data, "output_throughput", where),
-        "total_tokens_per_s": _number(data, "total_token_throughput", where, required=False),
+        "total_tokens_per_s": _optional(data, "total_token_throughput", where),
         "requests_per_s": throughput,
-        "ttft_p50_ms": _number(data, "median_ttft_ms", where, required=False),
-        "ttft_p95_ms": _number(data, "p95_ttft_ms", where, required=False),
-        "itl_p50_ms": _number(data, "median_itl_ms", where, required=False),
-        "itl_p95_ms": _number(data, "p95_itl_ms", where, required=False),
-        "e2e_p50_ms": _number(data, "median_e2el_ms", where, required=False),
+        "ttft_p50_ms": _optional(data, "median_ttft_ms", where),
+        "ttft_p95_ms": _optional(data, "p95_ttft_ms", where),
+        "itl_p50_ms": _optional(data, "median_itl_ms", where),
+        "itl_p95_ms": _optional(data, "p95_itl_ms", where),
+        "e2e_p50_ms": _optional(data, "median_e2el_ms", where),
         "error_rate": failed / (completed + failed),
         "basis": "measured",
         "source": source,
@@ -160,8 +161,8 @@ def _llama_batched_bench(
                 f"{at} is not a llama-batched-bench result (needs pp, tg, pl and t)",
                 hint="run llama-batched-bench with --output-format jsonl",
             )
-        sequences, generated = _number(data, "pl", at) or 0, _number(data, "tg", at) or 0
-        seconds = _number(data, "t", at) or 0
+        sequences, generated = _number(data, "pl", at), _number(data, "tg", at)
+        seconds = _number(data, "t", at)
         if sequences < 1 or generated < 1 or seconds <= 0:
             raise ResultsFileError(f"{at}: pl, tg and t must be positive")
         rows.append(
@@ -171,11 +172,11 @@ def _llama_batched_bench(
                 "engine": setting.engine,
                 "hardware": setting.hardware,
                 "hardware_count": setting.hardware_count,
-                "input_tokens": max(1, round(_number(data, "pp", at) or 0)),
+                "input_tokens": max(1, round(_number(data, "pp", at))),
                 "output_tokens": round(generated),
                 "concurrency": round(sequences),
                 "output_tokens_per_s": sequences * generated / seconds,
-                "total_tokens_per_s": _number(data, "speed", at, required=False),
+                "total_tokens_per_s": _optional(data, "speed", at),
                 "basis": "measured",
                 "source": source,
                 "run_id": run_id,
@@ -208,6 +209,7 @@ def _llama_batched_bench(
 
 
 READERS = {"vllm-bench-serve": _vllm_bench_serve, "llama-batched-bench": _llama_batched_bench}
+RESULTS_TOOLS: tuple[str, ...] = tuple(READERS)
 
 
 def profiles_from_results(tool: str, path: Path, setting: RunSetting) -> list[ProfileRecord]:

@@ -68,6 +68,7 @@ from quantplan.planner.hardware import (
 )
 from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected, output_layer_gb
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
+from quantplan.planner.queueing import p95_ttft_s
 from quantplan.planner.targets import ModelShape, Workload
 from quantplan.planner.traits import engine_traits, method_traits
 
@@ -859,6 +860,19 @@ class PointPrediction:
     basis: str
     batching: str = ""  # the batching curve applied (planner/batching.py), when not pinned
     first_token_s: float = 0.0  # request overhead + prefill (FirstTokenFit)
+
+
+def ttft_p95_under_load_ms(profile: ProfileRecord, prediction: PointPrediction) -> float:
+    """The p95 TTFT the model gives ``profile``'s run under load, its arrivals as they came: an
+    open loop's set rate (up to what the replica is predicted to carry), or a closed loop's
+    clients in step, a burst of ``concurrency`` prompts per round (planner/queueing.py)."""
+    rate = prediction.output_tokens_per_s / profile.output_tokens
+    if profile.request_rate:
+        rate = min(rate, profile.request_rate)
+    clients = None if profile.request_rate else profile.concurrency
+    return 1000 * float(
+        p95_ttft_s(prediction.first_token_s, prediction.decode_step_s, rate, clients=clients)
+    )
 
 
 def predict_profile(

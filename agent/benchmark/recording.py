@@ -20,8 +20,6 @@ from quantplan.catalog.records import HardwareRecord, ProfileRecord
 from quantplan.catalog.reports import MeasurementReport, RunInfo
 from quantplan.catalog.vocabulary import QUANTPLAN_BENCH_SOURCE
 
-PROFILE_SOURCE = QUANTPLAN_BENCH_SOURCE
-
 
 def new_run_id(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:16]}"
@@ -209,7 +207,7 @@ def profile_report(
         error_rate=m.error_rate,
         cost_per_million_tokens=cost.usd_per_million_tokens_blended if cost else None,
         basis="measured",
-        source=PROFILE_SOURCE,
+        source=QUANTPLAN_BENCH_SOURCE,
         run_id=run_id,
         engine_version=engine_version,
         details=details,

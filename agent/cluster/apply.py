@@ -69,10 +69,10 @@ does not own. A GPU replica owns its GPUs and is measured at the plan's own oper
 def bench_concurrency(deployment: Deployment, cap: int | None = None) -> int:
     """Requests in flight while benchmarking a replica of ``deployment``: the plan's operating
     concurrency, at most ``cap`` (default: :data:`CPU_BENCH_CONCURRENCY` on CPU replicas)."""
-    if cap is None and not deployment.accelerator_count:
-        cap = CPU_BENCH_CONCURRENCY
     planned = deployment.metrics.concurrency
-    return max(1, min(planned, cap if cap is not None else planned))
+    if cap is None:
+        cap = planned if deployment.accelerator_count else CPU_BENCH_CONCURRENCY
+    return max(1, min(planned, cap))
 
 
 class ApplyOptions(BaseModel):

@@ -111,10 +111,9 @@ def estimate_measured_point(
     every profile but those of ``exclude_runs`` (this apply's); None when that profile is not in
     ``snapshot`` or the model cannot describe its setting.
 
-    TTFT p95 is the closed loop's: its clients send their prompts in step, a burst of
-    ``concurrency`` per round (planner/queueing.py), after the first-token service."""
-    from quantplan.planner.estimate import predict_profile
-    from quantplan.planner.queueing import p95_ttft_s
+    TTFT p95 under load is the validation's (:func:`ttft_p95_under_load_ms`); at one request, the
+    first-token service and one decode step."""
+    from quantplan.planner.estimate import predict_profile, ttft_p95_under_load_ms
 
     profile = next(
         (p for p in snapshot.profiles if p.run_id == run_id and p.concurrency == concurrency),
@@ -126,14 +125,11 @@ def estimate_measured_point(
     prediction = predict_profile(profile, snapshot, evidence)
     if prediction is None:
         return None
-    rate = prediction.output_tokens_per_s / profile.output_tokens
-    ttft = p95_ttft_s(
-        prediction.first_token_s, prediction.decode_step_s, rate, clients=profile.concurrency
-    )
+    loaded = profile.concurrency > 1
     return PointEstimate(
         concurrency=profile.concurrency,
         output_tokens_per_s=prediction.output_tokens_per_s,
-        ttft_p95_ms=1000 * float(ttft) if profile.concurrency > 1 else prediction.ttft_ms,
+        ttft_p95_ms=ttft_p95_under_load_ms(profile, prediction) if loaded else prediction.ttft_ms,
         basis=prediction.basis,
     )
 
