@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,7 +68,7 @@ from quantplan.planner.hardware import (
 )
 from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected, output_layer_gb
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
-from quantplan.planner.queueing import p95_ttft_s
+from quantplan.planner.queueing import TAIL, p95_ttft_s
 from quantplan.planner.targets import ModelShape, Workload
 from quantplan.planner.traits import engine_traits, method_traits
 
@@ -531,6 +531,7 @@ class FirstTokenFit:
     overhead_s: float
     prefill_factor: float | None
     points: int
+    under_load: bool = False  # fitted from closed-loop runs under load (no lone request)
 
     def service_s(
         self, roofline_prefill_s: np.ndarray | float, calibrated_prefill_s: np.ndarray | float
@@ -549,23 +550,47 @@ def _first_token_point(
 ) -> tuple[float, float, _ProfileRoofline] | None:
     """(roofline prefill, measured seconds the request held the engine before its first token,
     roofline) of a profile at one request: its TTFT minus a decode step. A lone request never
-    waits behind another, so no arrival model is assumed; points under load are not used,
-    since only a benchmark whose clients stay in step (one prompt and output length) sends
-    the bursts planner/queueing.py could invert, and published sweeps do not say."""
+    waits behind another, so no arrival model is assumed."""
     if profile.concurrency != 1 or profile.output_tokens_per_s <= 0:
         return None
     ttft_ms = profile.ttft_p50_ms if profile.ttft_p50_ms is not None else profile.ttft_p95_ms
     if ttft_ms is None:
         return None
+    step_ms = profile.itl_p50_ms or 1000 / profile.output_tokens_per_s
+    return _service_point(profile, snapshot, ttft_ms - step_ms)
+
+
+def _loaded_first_token_point(
+    profile: ProfileRecord, snapshot: CatalogSnapshot
+) -> tuple[float, float, _ProfileRoofline] | None:
+    """The same from a served closed-loop run under load: planner/queueing.py's burst of
+    ``concurrency`` prompts in step puts ``ceil(0.95 c)`` services and a decode step before
+    the p95 request's first token, so that service is its p95 TTFT less the step, over the
+    services. Only the arrival pattern the TTFT estimate itself assumes for such a run is
+    inverted: open-loop runs (a set request rate) and engine-loop runs are not used."""
+    if (
+        profile.concurrency < 2
+        or profile.request_rate
+        or profile.ttft_p95_ms is None
+        or profile.output_tokens_per_s <= 0
+        or not is_served(profile)
+    ):
+        return None
+    step_ms = profile.itl_p50_ms or 1000 * profile.concurrency / profile.output_tokens_per_s
+    services = math.ceil((1.0 - TAIL) * profile.concurrency)
+    return _service_point(profile, snapshot, (profile.ttft_p95_ms - step_ms) / services)
+
+
+def _service_point(
+    profile: ProfileRecord, snapshot: CatalogSnapshot, service_ms: float
+) -> tuple[float, float, _ProfileRoofline] | None:
+    if service_ms <= 0:
+        return None
     roofline = _profile_roofline(profile, snapshot)
     if roofline is None:
         return None
-    step_ms = profile.itl_p50_ms or 1000 / profile.output_tokens_per_s
-    measured = (ttft_ms - step_ms) / 1000
-    if measured <= 0:
-        return None
     _, prefill = roofline.step_times(1)
-    return float(prefill), measured, roofline
+    return float(prefill), service_ms / 1000, roofline
 
 
 def first_token_fits(
@@ -579,13 +604,21 @@ def first_token_fits(
     0), where the points' roofline prefills span :data:`FIRST_TOKEN_SPREAD`. Otherwise the
     time goes to one term: to the prefill where the roofline puts at least
     :data:`PREFILL_DOMINATED` of it there, else to an overhead beside the decode-calibrated
-    prefill (the median of what is left). Kinds without such profiles get none."""
+    prefill (the median of what is left). The points are runs of one request; an (engine,
+    kind) with none is fitted from its served closed-loop runs under load
+    (:func:`_loaded_first_token_point`), so a catalog of loaded runs only -- a sweep imported
+    from ``vllm bench serve`` -- still sets the service its TTFTs showed. Kinds with neither
+    get none."""
     means = pooled_log_means(class_ratios) if pooled is None else pooled
-    found: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    alone: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    loaded: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for profile in profiles:
         if not plans_from(profile):
             continue
         point = _first_token_point(profile, snapshot)
+        found = alone
+        if point is None:
+            point, found = _loaded_first_token_point(profile, snapshot), loaded
         if point is None:
             continue
         roofline_prefill, measured, roofline = point
@@ -596,7 +629,11 @@ def first_token_fits(
         found[(profile.engine, roofline.hardware.kind)].append(
             (roofline_prefill, measured, calibrated)
         )
-    return {key: _fit_first_token(points) for key, points in found.items()}
+    fitted = {
+        key: replace(_fit_first_token(points), under_load=True) for key, points in loaded.items()
+    }
+    fitted.update({key: _fit_first_token(points) for key, points in alone.items()})
+    return fitted
 
 
 def _fit_first_token(points: list[tuple[float, float, float]]) -> FirstTokenFit:
@@ -830,7 +867,8 @@ def first_token_note(engine: str, kind: str, fit: FirstTokenFit) -> str:
     """A plan's line on what its TTFT's service time rests on for ``engine`` on ``kind``."""
     if fit.points == 0:
         return (
-            f"first token on {engine} ({kind}): no profile measured its TTFT at one request; "
+            f"first token on {engine} ({kind}): no profile measured its TTFT (at one request, "
+            "or served in a closed loop); "
             "the prefill is the decode-calibrated roofline's, with no request overhead"
         )
     if fit.prefill_factor is None:
@@ -843,9 +881,13 @@ def first_token_note(engine: str, kind: str, fit: FirstTokenFit) -> str:
             f"{fit.overhead_s * 1000:.1f} ms a request + {fit.prefill_factor:.2f} x the "
             "default-efficiency roofline prefill"
         )
+    measured = (
+        "run under load (closed loop, no run of one request)"
+        if fit.under_load
+        else "measured at one request"
+    )
     return (
-        f"first token on {engine} ({kind}): {how}, fitted from {fit.points} profile(s) "
-        "measured at one request"
+        f"first token on {engine} ({kind}): {how}, fitted from {fit.points} profile(s) {measured}"
     )
 
 

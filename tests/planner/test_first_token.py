@@ -13,10 +13,12 @@ from quantplan.planner.estimate import (
     FirstTokenFit,
     _fit_first_token,
     _profile_roofline,
+    first_token_fits,
     first_token_note,
     predict_profile,
     single_stream_prefill,
 )
+from quantplan.planner.pooling import ClassRatios
 from quantplan.planner.targets import Constraints, Targets, Workload
 
 
@@ -128,3 +130,37 @@ def test_a_plan_says_what_each_engine_s_first_token_rests_on(shipped: CatalogSna
         assert "fitted from" in note and "x the default-efficiency roofline prefill" in note
     empty = FirstTokenFit(overhead_s=0.0, prefill_factor=None, points=0)
     assert "no profile measured its TTFT" in first_token_note("vllm", "gpu", empty)
+
+
+def test_without_a_lone_request_the_service_comes_from_closed_loop_runs_under_load(
+    shipped: CatalogSnapshot,
+) -> None:
+    """A served closed loop of 8 clients in step: its p95 request waits behind ceil(0.95 x 8)
+    - 1 = 7 prompts, so its TTFT is 8 services and a step. The fit inverts exactly that; an
+    open-loop run (a set rate) says nothing about bursts and is not used, and a run of one
+    request, where there is one, is preferred."""
+    snapshot = shipped.model_copy(update={"profiles": ()})
+    probe = _cpu_profile()
+    roofline = _profile_roofline(probe, snapshot)
+    assert roofline is not None
+    prefill = float(roofline.step_times(1)[1])
+    service_ms, step_ms = 1000 * 2.5 * prefill, 16.0
+    loaded = _cpu_profile(concurrency=8, ttft_p95_ms=8 * service_ms + step_ms, itl_p50_ms=step_ms)
+    open_loop = _cpu_profile(
+        concurrency=8, request_rate=2.0, ttft_p95_ms=50 * service_ms, run_id="r2"
+    )
+    engine_loop = _cpu_profile(
+        concurrency=8, ttft_p95_ms=50 * service_ms, details={}, source="llama-batched-bench"
+    )
+    target = _cpu_profile(source="held out")
+    for evidence in ((loaded,), (loaded, open_loop, engine_loop)):
+        prediction = predict_profile(target, snapshot, evidence)
+        assert prediction is not None
+        assert prediction.first_token_s == pytest.approx(service_ms / 1000, rel=0.02)
+    alone = _cpu_profile(ttft_p50_ms=1000 * 1.5 * prefill + step_ms, run_id="r3")
+    prediction = predict_profile(target, snapshot, (loaded, alone))
+    assert prediction is not None
+    assert prediction.first_token_s == pytest.approx(1.5 * prefill, rel=0.02)
+    fits = first_token_fits((loaded,), snapshot, ClassRatios())
+    note = first_token_note("llama.cpp", "cpu", fits[("llama.cpp", "cpu")])
+    assert "under load" in note and "1 profile" in note
