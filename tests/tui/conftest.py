@@ -32,6 +32,22 @@ def quick_pilot_idle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(textual._wait, "SLEEP_IDLE", PILOT_IDLE_SLICE_S / 20)
 
 
+@pytest.fixture(autouse=True)
+def no_heap_settling(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard collects and freezes its heap once its catalog is loaded (tui/app.py
+    ``settle_heap``: it keeps later full collections off the UI thread's way). In a test
+    process that is a full collection of the whole test session's heap per app, about 0.17 s
+    each, and nothing a test checks depends on it, so it is skipped, except for the tests that
+    ask for ``heap_settling`` (the one that checks it)."""
+    if "heap_settling" not in request.fixturenames:
+        monkeypatch.setattr("quantplan.tui.app.settle_heap", lambda: None)
+
+
+@pytest.fixture
+def heap_settling() -> None:
+    """Keep the dashboard's real heap settling in this test (see ``no_heap_settling``)."""
+
+
 @pytest.fixture(scope="session")
 def catalog_url(tmp_path_factory: pytest.TempPathFactory, seeded_catalog_file: Path) -> str:
     """A migrated, seeded SQLite catalog shared by the read-only tests (a copy of the session's

@@ -32,7 +32,7 @@ async def test_function_keys_switch_screens(make_app: Callable[..., QuantplanApp
 
 
 async def test_the_long_lived_heap_is_frozen_while_the_app_runs_and_released_after(
-    make_app: Callable[..., QuantplanApp],
+    make_app: Callable[..., QuantplanApp], heap_settling: None
 ) -> None:
     """Full collections skip what the dashboard keeps for good (they stalled the UI under a
     busy fleet stream); after the app, nothing stays frozen for the rest of the process."""
