@@ -69,6 +69,8 @@ Seed versions:
     and its vLLM replica measured again.
 25. A GGUF plan applied through Ray on one H200 (``bench/results/gpu_apply.json``): the default
     model's F16 on the CUDA llama-server, at 4 requests and at the plan's 64.
+26. llama.cpp on A100 80GB PCIe from llama.cpp PR #6017 (batch-1 decode, one GPU F16 and
+    eight GPUs Q8_0): the A100s' only llama.cpp evidence beside XiongjieDai's.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -105,7 +107,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 25
+SEED_VERSION = 26
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -421,12 +421,21 @@ def calibration_keys(
 
     Engines reach 0.48-0.91 of spec bandwidth depending on the GPU model and kernel, so the
     efficiency is taken from profiles of the same engine and scheme family on the same device
-    model where there are any, else the same architecture generation (CUDA compute capability
-    major, or the vendor), else the same device kind.
+    model where there are any, else the same architecture (the CUDA compute capability: 8.0 is
+    the A100's datacenter Ampere, 8.6 the A10G's and the RTX 30 series', 8.9 Ada), else the
+    same generation (its major number, or the vendor), else the same device kind. llama.cpp
+    ran at about 45 % of spec bandwidth on A100s and 80-90 % on RTX 3090/4090 and L40S in
+    the same published runs (XiongjieDai, May 2024), so a generation alone mixes the two.
     """
     generation = (hardware.compute_capability or "").split(".")[0] or hardware.vendor
+    architecture = (
+        (("architecture", engine, family, hardware.kind, hardware.compute_capability),)
+        if hardware.compute_capability
+        else ()
+    )
     return (
         ("device", engine, family, hardware.name),
+        *architecture,
         ("generation", engine, family, hardware.kind, generation),
         ("kind", engine, family, hardware.kind),
     )

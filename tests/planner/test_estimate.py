@@ -149,7 +149,7 @@ def test_seed_profiles_calibrate_gpus_by_device_then_generation_then_kind(
 ) -> None:
     """The shipped published profiles calibrate llama.cpp on GPUs: a GPU with llama.cpp
     profiles of its own (the A100, the RTX 3080) on itself; an A10G (none) on the pooled
-    compute capability 8.x GPUs, which differ from any one of them."""
+    compute capability 8.6 GPUs (RTX 3080 and 3090), not on the A100s' 8.0."""
     from quantplan.planner.estimate import _class_ratios, class_multiplier
 
     ratios = _class_ratios(shipped.profiles, shipped, _targets().workload)
@@ -162,7 +162,7 @@ def test_seed_profiles_calibrate_gpus_by_device_then_generation_then_kind(
     assert a100 is not None and rtx is not None and a10g is not None
     assert a100[1] == ("device", "llama.cpp", "gguf", "A100-80GB-SXM")
     assert rtx[1] == ("device", "llama.cpp", "gguf", "RTX-3080")
-    assert a10g[1] == ("generation", "llama.cpp", "gguf", "gpu", "8")
+    assert a10g[1] == ("architecture", "llama.cpp", "gguf", "gpu", "8.6")
     assert a10g[0] != pytest.approx(a100[0]) and a10g[0] != pytest.approx(rtx[0])
 
 
