@@ -41,6 +41,9 @@ class Hardware(SQLModel, table=True):
     bf16_tflops: float | None = Field(default=None, description="Dense BF16/FP16 TFLOPS")
     int8_tops: float | None = Field(default=None, description="Dense INT8 TOPS")
     compute_capability: str | None = Field(default=None, description="CUDA capability, e.g. 8.6")
+    memory_type: str | None = Field(
+        default=None, description="Memory technology: hbm, gddr, unified or ddr"
+    )
     isa_flags: str = Field(
         default="", description="CPU ISA flags, comma separated: avx2,avx512,amx"
     )

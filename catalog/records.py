@@ -36,6 +36,7 @@ from quantplan.catalog.vocabulary import (
     MeasuredLatencyMs,
     MeasuredRequestsPerS,
     MemoryGB,
+    MemoryType,
     ModelDimension,
     Name,
     OverheadGB,
@@ -106,6 +107,11 @@ class HardwareRecord(Record):
     bf16_tflops: TeraOps | None = None
     int8_tops: TeraOps | None = None
     compute_capability: str | None = Field(default=None, pattern=r"^\d{1,2}\.\d{1,2}$")
+    memory_type: MemoryType | None = Field(
+        default=None,
+        description="hbm, gddr, unified or ddr: engines reach different shares of spec "
+        "bandwidth on each (llama.cpp about 45 % on an A100's HBM, 80-90 % on GDDR6X)",
+    )
     isa_flags: IsaFlags = Field(default="", description="Comma separated, e.g. avx2,avx512,amx")
     cores_per_socket: DeviceCount | None = None
     threads_per_core: ThreadsPerCore = Field(

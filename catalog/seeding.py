@@ -71,6 +71,9 @@ Seed versions:
     model's F16 on the CUDA llama-server, at 4 requests and at the plan's 64.
 26. llama.cpp on A100 80GB PCIe from llama.cpp PR #6017 (batch-1 decode, one GPU F16 and
     eight GPUs Q8_0): the A100s' only llama.cpp evidence beside XiongjieDai's.
+27. Hardware rows name their memory technology (``memory_type``: hbm, gddr, unified, ddr),
+    which the planner calibrates by within a generation (schema revision 0010 fills it in
+    for the rows shipped before).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -107,7 +110,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 26
+SEED_VERSION = 27
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -17,6 +17,9 @@ from pydantic import AfterValidator, Field, StringConstraints
 from quantplan.catalog.registry import EngineName, MethodName
 
 DeviceKind = Literal["gpu", "cpu"]
+MemoryType = Literal["hbm", "gddr", "unified", "ddr"]
+"""A device's memory technology: HBM stacks (datacenter GPUs), GDDR (consumer and inference
+GPUs), unified LPDDR shared with the CPU (Apple silicon), or DDR (CPU sockets)."""
 # Methods and engines are open kinds: their names live in catalog/registry.py.
 SchemeFamily = MethodName
 Engine = EngineName

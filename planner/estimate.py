@@ -423,9 +423,10 @@ def calibration_keys(
     efficiency is taken from profiles of the same engine and scheme family on the same device
     model where there are any, else the same architecture (the CUDA compute capability: 8.0 is
     the A100's datacenter Ampere, 8.6 the A10G's and the RTX 30 series', 8.9 Ada), else the
-    same generation (its major number, or the vendor), else the same device kind. llama.cpp
-    ran at about 45 % of spec bandwidth on A100s and 80-90 % on RTX 3090/4090 and L40S in
-    the same published runs (XiongjieDai, May 2024), so a generation alone mixes the two.
+    generation's devices of the same memory technology, else the same generation (its major
+    number, or the vendor), else the same device kind. llama.cpp ran at about 45 % of spec
+    bandwidth on A100s (HBM) and 80-90 % on RTX 3090/4090 and L40S (GDDR) in the same
+    published runs (XiongjieDai, May 2024), so a generation alone mixes the two.
     """
     generation = (hardware.compute_capability or "").split(".")[0] or hardware.vendor
     architecture = (
@@ -433,9 +434,15 @@ def calibration_keys(
         if hardware.compute_capability
         else ()
     )
+    memory = (
+        (("memory", engine, family, hardware.kind, generation, hardware.memory_type),)
+        if hardware.memory_type
+        else ()
+    )
     return (
         ("device", engine, family, hardware.name),
         *architecture,
+        *memory,
         ("generation", engine, family, hardware.kind, generation),
         ("kind", engine, family, hardware.kind),
     )

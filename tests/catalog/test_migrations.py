@@ -189,3 +189,30 @@ def test_a_seeded_catalog_with_measurements_downgrades_to_base_and_back(db_url: 
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(InstanceType)).one() == instances
     assert current_revision(engine) == head_revision()
+
+
+def test_hardware_shipped_before_revision_0010_gets_its_memory_type(db_url: str) -> None:
+    """Revision 0010 names the memory technology of the rows the seed shipped, where a row
+    still has the seed's name and bandwidth; a row edited since, or a user's own, stays blank."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0009")
+    rows = (("A100-80GB-SXM", 2039.0), ("RTX-4090", 999.0), ("Xeon-SapphireRapids", 307.2),
+            ("my-gpu", 2039.0))  # fmt: skip
+    with engine.begin() as connection:
+        for name, bandwidth in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO hardware (name, kind, vendor, memory_bandwidth_gbps, isa_flags, "
+                    "threads_per_core, source) VALUES (:name, 'gpu', 'v', :bw, '', 2, 'test')"
+                ),
+                {"name": name, "bw": bandwidth},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        found = dict(connection.execute(text("SELECT name, memory_type FROM hardware")).all())
+    assert found == {
+        "A100-80GB-SXM": "hbm",
+        "RTX-4090": None,
+        "Xeon-SapphireRapids": "ddr",
+        "my-gpu": None,
+    }

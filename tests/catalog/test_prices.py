@@ -156,11 +156,13 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
                         f"INSERT INTO instance_type ({keys}) VALUES ({marks})",
                         (*columns.values(), hw),
                     )
-                elif kind == "models":  # schema 0004's model card: no expert counts
-                    columns = record.model_dump(exclude={"experts", "experts_per_token"})
+                elif kind in {"models", "hardware"}:  # schema 0004's: no experts, no memory type
+                    table = {"models": "model_card", "hardware": "hardware"}[kind]
+                    exclude = {"experts", "experts_per_token", "memory_type"}
+                    columns = record.model_dump(exclude=exclude)
                     keys, marks = ", ".join(columns), ", ".join("?" * len(columns))
                     session.connection().exec_driver_sql(
-                        f"INSERT INTO model_card ({keys}) VALUES ({marks})", tuple(columns.values())
+                        f"INSERT INTO {table} ({keys}) VALUES ({marks})", tuple(columns.values())
                     )
                 elif kind not in {
                     "profiles",
@@ -189,6 +191,9 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
     assert connection.execute(  # migration 0008 completed the seed's one MoE card
         "SELECT experts, experts_per_token FROM model_card WHERE name = 'Mixtral-8x7B'"
     ).fetchall() == [(8, 2)]
+    assert connection.execute(  # migration 0010 named the seed's memory technologies
+        "SELECT memory_type FROM hardware WHERE name IN ('A100-80GB-SXM', 'RTX-4090') ORDER BY name"
+    ).fetchall() == [("hbm",), ("gddr",)]
     assert connection.execute(
         "SELECT price_per_hour, price_source, superseded_at FROM instance_type "
         "WHERE name = 'g5.xlarge' AND region = 'us-east-1'"

@@ -105,3 +105,23 @@ def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
 
 
 KIND_LLAMA = ("kind", "llama.cpp", "gguf", "gpu")
+
+
+def test_an_unseen_consumer_gpu_draws_on_its_generation_s_gddr_devices_not_the_a100s(
+    shipped: CatalogSnapshot,
+) -> None:
+    """With no Ada run left (XiongjieDai held out), an RTX 4090 falls back past its
+    architecture (8.9) to the compute capability 8 GPUs of its memory technology (GDDR: the
+    RTX 3080), whose llama.cpp ran well above the HBM A100s' share of spec bandwidth."""
+    from quantplan.planner.estimate import _class_ratios, class_multiplier
+
+    held_out = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (LLaMA 3, May 2024)"
+    evidence = [p for p in shipped.profiles if p.source != held_out]
+    workload = Workload(requests_per_s=1, input_tokens=1, output_tokens=512)
+    ratios = _class_ratios(evidence, shipped, workload)
+    found = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("RTX-4090"))
+    assert found is not None
+    multiplier, key = found
+    assert key == ("memory", "llama.cpp", "gguf", "gpu", "8", "gddr")
+    hbm = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("A100-80GB-SXM"))
+    assert hbm is not None and multiplier > hbm[0]
