@@ -415,13 +415,15 @@ def _similar_workload(profile: ProfileRecord, workload: Workload) -> bool:
 
 
 def calibration_keys(
-    engine: str, family: str, hardware: HardwareRecord
+    engine: str, family: str, hardware: HardwareRecord, scheme: str | None = None
 ) -> tuple[CalibrationKey, ...]:
     """Classes a profile calibrates and a candidate draws on, most specific first.
 
     Engines reach 0.48-0.91 of spec bandwidth depending on the GPU model and kernel, so the
-    efficiency is taken from profiles of the same engine and scheme family on the same device
-    model where there are any, else the same architecture (the CUDA compute capability: 8.0 is
+    efficiency is taken from profiles of the same engine and scheme on the same device model
+    where there are any (the kernel: llama.cpp's Q4_K_M reached 0.72-0.81 of F16's share on
+    the same 2024 GPUs, 0.46 on an H200), else of the scheme's family on that device, else
+    the same architecture (the CUDA compute capability: 8.0 is
     the A100's datacenter Ampere, 8.6 the A10G's and the RTX 30 series', 8.9 Ada), else the
     generation's devices of the same memory technology, else the same generation (its major
     number, or the vendor), else the same device kind. llama.cpp ran at about 45 % of spec
@@ -439,7 +441,9 @@ def calibration_keys(
         if hardware.memory_type
         else ()
     )
+    kernel = (("kernel", engine, scheme, hardware.name),) if scheme else ()
     return (
+        *kernel,
         ("device", engine, family, hardware.name),
         *architecture,
         *memory,
@@ -477,7 +481,7 @@ def _evidence(
         ratio, share = found
         served = is_served(profile)
         keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, served)
-        classes = calibration_keys(profile.engine, scheme.family, hardware)
+        classes = calibration_keys(profile.engine, scheme.family, hardware, scheme.name)
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
         calibrates = classes if share >= 1 else None
         points.append((CurvePoint(profile, ratio, keys, on_curve), calibrates))
@@ -513,11 +517,13 @@ def class_multiplier(
     family: str,
     hardware: HardwareRecord,
     pooled: dict[CalibrationKey, float] | None = None,
+    scheme: str | None = None,
 ) -> tuple[float, CalibrationKey] | None:
     """Speed multiplier of the most specific class with evidence (its mean shrunk toward its
-    parents', planner/pooling.py), and that class. ``pooled``: the log means already pooled."""
+    parents', planner/pooling.py), and that class. ``pooled``: the log means already pooled;
+    ``scheme``: the scheme itself, whose own runs on the device come first."""
     means = pooled_log_means(ratios) if pooled is None else pooled
-    for key in calibration_keys(engine, family, hardware):
+    for key in calibration_keys(engine, family, hardware, scheme):
         if key in means:
             return math.exp(means[key]), key
     return None
@@ -639,7 +645,12 @@ def first_token_fits(
             continue
         roofline_prefill, measured, roofline = point
         multiplier = class_multiplier(
-            class_ratios, profile.engine, roofline.scheme.family, roofline.hardware, means
+            class_ratios,
+            profile.engine,
+            roofline.scheme.family,
+            roofline.hardware,
+            means,
+            roofline.scheme.name,
         )
         calibrated = roofline_prefill / (multiplier[0] if multiplier else 1.0)
         found[(profile.engine, roofline.hardware.kind)].append(
@@ -697,17 +708,17 @@ def _calibration(
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code, is_served(profile)))
-    # Many options share an engine and scheme family and many instances a device, so each
-    # class's pooled mean is taken once, not once per (option, instance) pair.
+    # Many options share an engine and scheme and many instances a device, so each class's
+    # pooled mean is taken once, not once per (option, instance) pair.
     pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
     by_curve: dict[tuple[str, str, str], BatchingCurve] = {}
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
-            lookup = (option.engine, option.family, hardware.name)
+            lookup = (option.engine, option.scheme.name, hardware.name)
             if lookup not in by_class:
                 found = class_multiplier(
-                    class_ratios, option.engine, option.family, hardware, pooled
+                    class_ratios, option.engine, option.family, hardware, pooled, option.scheme.name
                 )
                 by_class[lookup] = found[0] if found else None
             bending = (option.engine, hardware.kind, option.scheme.name)
@@ -950,7 +961,9 @@ def predict_profile(
     evidence = tuple(o for o in evidence if plans_from(o))
     class_ratios, curves = _evidence(evidence, snapshot, workload)
     pooled = pooled_log_means(class_ratios)  # once, for the multiplier and the overheads
-    found = class_multiplier(class_ratios, profile.engine, scheme.family, hardware, pooled)
+    found = class_multiplier(
+        class_ratios, profile.engine, scheme.family, hardware, pooled, scheme.name
+    )
     first_token = first_token_fits(evidence, snapshot, class_ratios, pooled).get(
         (profile.engine, hardware.kind), NO_FIRST_TOKEN_EVIDENCE
     )

@@ -1,12 +1,13 @@
 """Partial pooling of calibration classes: each class's mean shrunk toward its parent's.
 
-Profiles calibrate the roofline by class, most specific first (the device, then its
-architecture and its generation, then the device kind: ``estimate.calibration_keys``). Taking
-the most specific class with any evidence at face value lets one published point decide a
-whole class: a single RTX 3080 run once set the llama.cpp efficiency of every compute
-capability 8 GPU, A100s included, which run llama.cpp at two thirds of that speed. Here a
-class's mean log ratio is shrunk toward its parent's estimate by the evidence it has, as in a
-two-level normal model estimated from the evidence itself (empirical Bayes)::
+Profiles calibrate the roofline by class, most specific first (the scheme's kernel on the
+device, the scheme family on the device, then the device's architecture and its generation,
+then the device kind: ``estimate.calibration_keys``). Taking the most specific class with
+any evidence at face value lets one published point decide a whole class: a single RTX 3080
+run once set the llama.cpp efficiency of every compute capability 8 GPU, A100s included,
+which run llama.cpp at two thirds of that speed. Here a class's mean log ratio is shrunk
+toward its parent's estimate by the evidence it has, as in a two-level normal model
+estimated from the evidence itself (empirical Bayes)::
 
     estimate(class) = (n x mean(class) + k x estimate(parent)) / (n + k),  k = sigma2 / tau2
 
