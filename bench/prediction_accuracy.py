@@ -11,7 +11,8 @@ pairs of profiles of one source whose order (faster / slower) the model gets rig
 Regenerates ``planner/residual_bands.py``: the residuals ln(measured / predicted) per engine,
 basis group and category, with this commit and date, which the planner's bands come from.
 Writes ``bench/results/prediction_accuracy.json`` (each run appended under its label, so the
-before / after of a model change stay side by side) and ``prediction_accuracy.md``.
+before / after of a model change stay side by side; the per-point rows only for the latest
+run, which git keeps for the earlier ones) and ``prediction_accuracy.md``.
 """
 
 from __future__ import annotations
@@ -406,6 +407,15 @@ def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(BAND_TABLE)], check=False)
 
 
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    """An earlier run without its per-point rows: its figures stay beside the latest's, its
+    points are in the results file of its own commit."""
+    kept = {key: value for key, value in run.items() if key != "rows"}
+    if isinstance(kept.get("itl_under_load"), dict):
+        kept["itl_under_load"] = {k: v for k, v in kept["itl_under_load"].items() if k != "rows"}
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current", help="name of this run in the results")
@@ -415,6 +425,7 @@ def main() -> None:
     write_band_table(run["rows"], run["commit"])
     path = RESULTS / "prediction_accuracy.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    runs = {label: _summary(earlier) for label, earlier in runs.items() if label != args.label}
     runs[args.label] = run
     path.write_text(json.dumps(runs, indent=1, default=float) + "\n")
     (RESULTS / "prediction_accuracy.md").write_text(_markdown(runs))
