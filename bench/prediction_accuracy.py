@@ -407,7 +407,7 @@ def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(BAND_TABLE)], check=False)
 
 
-def _summary(run: dict[str, Any]) -> dict[str, Any]:
+def _without_rows(run: dict[str, Any]) -> dict[str, Any]:
     """An earlier run without its per-point rows: its figures stay beside the latest's, its
     points are in the results file of its own commit."""
     kept = {key: value for key, value in run.items() if key != "rows"}
@@ -425,7 +425,7 @@ def main() -> None:
     write_band_table(run["rows"], run["commit"])
     path = RESULTS / "prediction_accuracy.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    runs = {label: _summary(earlier) for label, earlier in runs.items() if label != args.label}
+    runs = {label: _without_rows(earlier) for label, earlier in runs.items() if label != args.label}
     runs[args.label] = run
     path.write_text(json.dumps(runs, indent=1, default=float) + "\n")
     (RESULTS / "prediction_accuracy.md").write_text(_markdown(runs))

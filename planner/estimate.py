@@ -68,7 +68,7 @@ from quantplan.planner.hardware import (
 )
 from quantplan.planner.offload import OFFLOAD_ENGINE, offload_rejected, output_layer_gb
 from quantplan.planner.pooling import CalibrationKey, ClassRatios, pooled_log_means
-from quantplan.planner.queueing import TAIL, p95_ttft_s
+from quantplan.planner.queueing import burst_services_to_p95, p95_ttft_s
 from quantplan.planner.targets import ModelShape, Workload
 from quantplan.planner.traits import engine_traits, method_traits
 
@@ -423,10 +423,10 @@ def calibration_keys(
     efficiency is taken from profiles of the same engine and scheme on the same device model
     where there are any (the kernel: llama.cpp's Q4_K_M reached 0.72-0.81 of F16's share on
     the same 2024 GPUs, 0.46 on an H200), else of the scheme's family on that device, else
-    the same architecture (the CUDA compute capability: 8.0 is
-    the A100's datacenter Ampere, 8.6 the A10G's and the RTX 30 series', 8.9 Ada), else the
-    generation's devices of the same memory technology, else the same generation (its major
-    number, or the vendor), else the same device kind. llama.cpp ran at about 45 % of spec
+    the same architecture (the CUDA compute capability: 8.0 is the A100's datacenter Ampere,
+    8.6 the A10G's and the RTX 30 series', 8.9 Ada), else the generation's devices of the same
+    memory technology, else the same generation (its major number, or the vendor), else the
+    same device kind. llama.cpp ran at about 45 % of spec
     bandwidth on A100s (HBM) and 80-90 % on RTX 3090/4090 and L40S (GDDR) in the same
     published runs (XiongjieDai, May 2024), so a generation alone mixes the two.
     """
@@ -599,7 +599,7 @@ def _loaded_first_token_point(
     ):
         return None
     step_ms = profile.itl_p50_ms or 1000 * profile.concurrency / profile.output_tokens_per_s
-    services = math.ceil((1.0 - TAIL) * profile.concurrency)
+    services = float(burst_services_to_p95(profile.concurrency))
     return _service_point(profile, snapshot, (profile.ttft_p95_ms - step_ms) / services)
 
 

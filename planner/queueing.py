@@ -38,6 +38,13 @@ MAX_UTILIZATION = 0.999
 """Prefill utilization is clipped here: at or past 1 the queue grows without bound."""
 
 
+def burst_services_to_p95(clients: np.ndarray | float) -> np.ndarray:
+    """Services a closed loop's p95 request waits for before its first token, its own
+    included: a burst of ``clients`` prompts in step, ``ceil(0.95 c)`` of them (see the
+    module)."""
+    return np.maximum(np.ceil((1.0 - TAIL) * np.asarray(clients, dtype=float)), 1.0)
+
+
 def p95_prefill_wait_s(
     prefill_s: np.ndarray | float,
     rate: np.ndarray | float,
@@ -53,8 +60,7 @@ def p95_prefill_wait_s(
     """
     service = np.asarray(prefill_s, dtype=float)
     if clients is not None:
-        ahead = np.maximum(np.ceil((1.0 - TAIL) * np.asarray(clients, dtype=float)) - 1.0, 0.0)
-        return np.asarray(ahead * service)
+        return np.asarray((burst_services_to_p95(clients) - 1.0) * service)
     rho = np.minimum(np.asarray(rate, dtype=float) * service, MAX_UTILIZATION)
     conditional_mean = service * (1.0 + np.asarray(service_cv2)) / (2.0 * (1.0 - rho))
     wait = conditional_mean * np.log(np.maximum(rho / TAIL, 1.0))

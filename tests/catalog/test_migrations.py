@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, SQLModel, func, select
 
 from quantplan.catalog import models  # noqa: F401  (table registration)
@@ -51,21 +51,27 @@ def test_upgrade_on_seeded_database_keeps_data(db_url: str) -> None:
     assert before > 0
 
 
+def _insert_hardware(engine: Engine, rows: list[dict[str, object]]) -> None:
+    """Hardware rows written with SQL, as a catalog at an older revision holds them: the
+    given columns, plus the vendor, ISA flags and source every revision requires."""
+    with engine.begin() as connection:
+        for row in rows:
+            values = {"vendor": "v", "isa_flags": "", "source": "test", **row}
+            columns = ", ".join(values)
+            marks = ", ".join(f":{name}" for name in values)
+            connection.execute(text(f"INSERT INTO hardware ({columns}) VALUES ({marks})"), values)
+
+
 def test_upgrade_from_first_revision_keeps_rows_and_fills_new_columns(db_url: str) -> None:
     """A catalog created and filled at revision 0001 upgrades to head without losing rows."""
     from sqlalchemy import text
 
     engine = make_engine(db_url)
     upgrade(engine, "0001")
-    with engine.begin() as connection:
-        for name, kind in (("EPYC-Genoa", "cpu"), ("Xeon-SapphireRapids", "cpu"), ("L4", "gpu")):
-            connection.execute(
-                text(
-                    "INSERT INTO hardware (name, kind, vendor, memory_bandwidth_gbps, isa_flags, "
-                    "source) VALUES (:name, :kind, 'v', 100, '', 'test')"
-                ),
-                {"name": name, "kind": kind},
-            )
+    _insert_hardware(
+        engine, [dict(name=name, kind=kind, memory_bandwidth_gbps=100) for name, kind in
+                 (("EPYC-Genoa", "cpu"), ("Xeon-SapphireRapids", "cpu"), ("L4", "gpu"))]
+    )  # fmt: skip
     upgrade(engine)
     with engine.connect() as connection:
         rows = dict(connection.execute(text("SELECT name, threads_per_core FROM hardware")).all())
@@ -198,15 +204,10 @@ def test_hardware_shipped_before_revision_0010_gets_its_memory_type(db_url: str)
     upgrade(engine, "0009")
     rows = (("A100-80GB-SXM", 2039.0), ("RTX-4090", 999.0), ("Xeon-SapphireRapids", 307.2),
             ("my-gpu", 2039.0))  # fmt: skip
-    with engine.begin() as connection:
-        for name, bandwidth in rows:
-            connection.execute(
-                text(
-                    "INSERT INTO hardware (name, kind, vendor, memory_bandwidth_gbps, isa_flags, "
-                    "threads_per_core, source) VALUES (:name, 'gpu', 'v', :bw, '', 2, 'test')"
-                ),
-                {"name": name, "bw": bandwidth},
-            )
+    _insert_hardware(
+        engine, [dict(name=name, kind="gpu", memory_bandwidth_gbps=bw, threads_per_core=2)
+                 for name, bw in rows]
+    )  # fmt: skip
     upgrade(engine)
     with engine.connect() as connection:
         found = dict(connection.execute(text("SELECT name, memory_type FROM hardware")).all())

@@ -82,6 +82,17 @@ def test_without_repeated_measurements_nothing_is_shrunk() -> None:
     assert means[("generation", "e", "f", "gpu", "b")] == pytest.approx(math.log(2.0))
 
 
+def _ratios_without_xiongjiedai(shipped: CatalogSnapshot) -> ClassRatios:
+    """The calibration classes of the shipped profiles, XiongjieDai's batch-1 runs (every
+    A100 SXM, RTX 4090 and L40S llama.cpp run) left out."""
+    from quantplan.planner.estimate import _class_ratios
+
+    held_out = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (LLaMA 3, May 2024)"
+    evidence = [p for p in shipped.profiles if p.source != held_out]
+    workload = Workload(requests_per_s=1, input_tokens=1, output_tokens=512)
+    return _class_ratios(evidence, shipped, workload)
+
+
 def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
     shipped: CatalogSnapshot,
 ) -> None:
@@ -89,12 +100,9 @@ def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
     own architecture (compute capability 8.0: the A100 PCIe runs of llama.cpp PR #6017), not
     to the consumer Ampere of 8.6 (an RTX 3080 at about 1.5x the default roofline) nor to
     their pooled generation: the A100s run llama.cpp well below the 3080's share of spec."""
-    from quantplan.planner.estimate import _class_ratios, class_multiplier
+    from quantplan.planner.estimate import class_multiplier
 
-    held_out = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (LLaMA 3, May 2024)"
-    evidence = [p for p in shipped.profiles if p.source != held_out]
-    workload = Workload(requests_per_s=1, input_tokens=1, output_tokens=512)
-    ratios = _class_ratios(evidence, shipped, workload)
+    ratios = _ratios_without_xiongjiedai(shipped)
     found = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("A100-80GB-SXM"))
     assert found is not None
     multiplier, key = found
@@ -104,21 +112,15 @@ def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
     assert multiplier < 0.8 * rtx_3080
 
 
-KIND_LLAMA = ("kind", "llama.cpp", "gguf", "gpu")
-
-
 def test_an_unseen_consumer_gpu_draws_on_its_generation_s_gddr_devices_not_the_a100s(
     shipped: CatalogSnapshot,
 ) -> None:
     """With no Ada run left (XiongjieDai held out), an RTX 4090 falls back past its
     architecture (8.9) to the compute capability 8 GPUs of its memory technology (GDDR: the
     RTX 3080), whose llama.cpp ran well above the HBM A100s' share of spec bandwidth."""
-    from quantplan.planner.estimate import _class_ratios, class_multiplier
+    from quantplan.planner.estimate import class_multiplier
 
-    held_out = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (LLaMA 3, May 2024)"
-    evidence = [p for p in shipped.profiles if p.source != held_out]
-    workload = Workload(requests_per_s=1, input_tokens=1, output_tokens=512)
-    ratios = _class_ratios(evidence, shipped, workload)
+    ratios = _ratios_without_xiongjiedai(shipped)
     found = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("RTX-4090"))
     assert found is not None
     multiplier, key = found
