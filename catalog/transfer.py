@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -25,7 +24,7 @@ from quantplan.catalog.records import KIND_ORDER, RECORD_TYPES, Record, first_pr
 from quantplan.catalog.sessions import session_scope
 from quantplan.catalog.store import Resolver, write_record
 from quantplan.errors import QuantplanError, did_you_mean, shorten
-from quantplan.inputs import parse_shipped_yaml, parse_yaml, read_text, shown_path
+from quantplan.inputs import dump_yaml, parse_shipped_yaml, parse_yaml, read_text, shown_path
 
 FileFormat = Literal["json", "yaml", "csv"]
 NESTED_FIELDS = frozenset({"details"})
@@ -82,7 +81,7 @@ def render(kind: str, records: list[Record], file_format: FileFormat) -> str:
     if file_format == "json":
         return json.dumps({"kind": kind, "rows": rows}, indent=2) + "\n"
     if file_format == "yaml":
-        return yaml.safe_dump({"kind": kind, "rows": rows}, sort_keys=False, allow_unicode=True)
+        return dump_yaml({"kind": kind, "rows": rows}, sort_keys=False, allow_unicode=True)
     buffer = io.StringIO()
     fields = list(RECORD_TYPES[kind].model_fields)
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")

@@ -713,6 +713,7 @@ def _calibration(
     pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
     by_curve: dict[tuple[str, str, str], BatchingCurve] = {}
+    bent: dict[tuple[str, str, str], np.ndarray] = {}  # each curve's factors on the grid, once
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
             lookup = (option.engine, option.scheme.name, hardware.name)
@@ -726,7 +727,8 @@ def _calibration(
                 # A plan's replicas are served: served curves first.
                 keys = lookup_keys(curve_keys(*bending, option.scheme.bits, served=True))
                 by_curve[bending] = batching_curve(curves, keys)
-            multiplier[s, i, :] = by_curve[bending].factor(CONCURRENCY_GRID)
+                bent[bending] = by_curve[bending].factor(CONCURRENCY_GRID)
+            multiplier[s, i, :] = bent[bending]
             value = by_class[lookup]
             if value is not None:
                 multiplier[s, i, :] *= value

@@ -348,14 +348,14 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
     """Write a plan as JSON (``.json``) or YAML (anything else); returns the path."""
     import json
 
-    import yaml
+    from quantplan.inputs import dump_yaml
 
     file = Path(path)
     data = plan.model_dump(mode="json")
     if file.suffix.lower() == ".json":
         file.write_text(json.dumps(data, indent=2) + "\n")
     else:
-        file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        file.write_text(dump_yaml(data, sort_keys=False, allow_unicode=True))
     return file
 
 

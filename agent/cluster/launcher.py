@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantplan.agent.cluster.naming import MARKET_LABEL, SPOT
@@ -36,6 +35,7 @@ from quantplan.agent.cluster.wheel import (
     requirement_line,
 )
 from quantplan.errors import QuantplanError
+from quantplan.inputs import dump_yaml, dump_yaml_all
 from quantplan.planner.plan import Deployment, Plan
 
 Provider = Literal["aws", "gcp", "kuberay"]
@@ -476,7 +476,7 @@ def cluster_config(plan: Plan, provider: Provider, options: LauncherOptions | No
     wheel = resolve_wheel(options)
     header = _header(plan, provider, wheel)
     if provider == "aws":
-        return header + yaml.safe_dump(aws_config(plan, options, wheel), sort_keys=False)
+        return header + dump_yaml(aws_config(plan, options, wheel), sort_keys=False)
     if provider == "gcp":
-        return header + yaml.safe_dump(gcp_config(plan, options, wheel), sort_keys=False)
-    return header + yaml.safe_dump_all(kuberay_manifest(plan, options, wheel), sort_keys=False)
+        return header + dump_yaml(gcp_config(plan, options, wheel), sort_keys=False)
+    return header + dump_yaml_all(kuberay_manifest(plan, options, wheel), sort_keys=False)

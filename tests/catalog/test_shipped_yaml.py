@@ -1,30 +1,72 @@
-"""The seed is read with libyaml's C parser; users' files keep the alias-refusing loader."""
+"""YAML goes through libyaml's C parser and emitter; users' files still refuse anchors and
+aliases, and read exactly as PyYAML's pure-Python safe loader reads them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from quantplan.catalog.records import InstanceRecord
 from quantplan.catalog.seeding import SEED_DIR
 from quantplan.catalog.transfer import parse
-from quantplan.inputs import InputFileError, parse_shipped_yaml, parse_yaml
+from quantplan.inputs import (
+    InputFileError,
+    _NoAliasLoader,
+    dump_yaml,
+    parse_shipped_yaml,
+    parse_yaml,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_every_seed_file_reads_the_same_with_either_parser() -> None:
-    for path in sorted(SEED_DIR.glob("*.yaml")):
+def test_libyaml_is_there_so_the_fast_path_is_the_one_tested() -> None:
+    assert yaml.__with_libyaml__
+
+
+def test_every_seed_and_example_file_reads_as_the_pure_python_loader_reads_it() -> None:
+    files = sorted(SEED_DIR.glob("*.yaml")) + sorted(EXAMPLES.rglob("*.yaml"))
+    assert len(files) > 20
+    for path in files:
         text = path.read_text(encoding="utf-8")
-        assert parse_shipped_yaml(text, path.name) == parse_yaml(text, path.name), path.name
-        assert parse(text, "yaml", None, path.name, shipped=True) == parse(
-            text, "yaml", None, path.name
-        )
+        pure = yaml.load(text, Loader=_NoAliasLoader)
+        assert parse_yaml(text, path.name) == pure, path.name
+        assert parse_shipped_yaml(text, path.name) == pure, path.name
+        # What quantplan writes reads back as the same data.
+        assert parse_yaml(dump_yaml(pure, sort_keys=False, allow_unicode=True), "x") == pure
+    seed = SEED_DIR / "profiles.yaml"
+    text = seed.read_text(encoding="utf-8")
+    assert parse(text, "yaml", None, seed.name, shipped=True) == parse(text, "yaml", None, "x")
 
 
-def test_a_users_file_still_refuses_aliases_and_bad_yaml_says_so_either_way() -> None:
-    aliased = "kind: profiles\nrows: &r []\nmore: *r\n"
-    with pytest.raises(InputFileError, match="anchors"):
-        parse_yaml(aliased, "targets.yaml")
+@pytest.mark.parametrize(
+    ("text", "refusal", "line"),
+    [
+        ("kind: profiles\nrows: &r []\nmore: *r\n", "anchors (&r)", 2),
+        ("a: 1\nb:\n  - &first {x: 1}\n", "anchors (&first)", 3),
+        ("a: [1, 2]\nb: *nowhere\n", "aliases", 2),
+    ],
+)
+def test_a_users_file_refuses_anchors_and_aliases_where_they_are(
+    text: str, refusal: str, line: int
+) -> None:
+    with pytest.raises(InputFileError, match="not accepted") as caught:
+        parse_yaml(text, "targets.yaml")
+    assert refusal in str(caught.value) and f"line {line}," in str(caught.value)
+
+
+def test_bad_yaml_and_deep_nesting_are_one_line_refusals() -> None:
     with pytest.raises(InputFileError, match="not valid YAML"):
         parse_shipped_yaml("rows: [1, 2", "seed.yaml")
+    with pytest.raises(InputFileError, match="not valid YAML/JSON"):
+        parse_yaml("rows: [1, 2", "targets.yaml")
+    # libyaml stops at 1,000 levels, before anything is composed.
+    with pytest.raises(InputFileError, match="nesting depth"):
+        parse_yaml("[" * 100_000 + "]" * 100_000, "targets.yaml")
+    with pytest.raises(InputFileError, match="not valid YAML/JSON"):
+        parse_yaml("a: \x07bell\n", "targets.yaml")
 
 
 def test_an_unquoted_date_reads_as_the_text_it_was_written_as() -> None:

@@ -167,6 +167,32 @@ def test_measurements_are_never_replaced(seeded_sqlite_url: str, tmp_path: Path)
         import_file(engine, changed, replace=True)
 
 
+def test_one_file_s_repeated_key_is_one_row_or_a_conflict(
+    seeded_sqlite_url: str, tmp_path: Path
+) -> None:
+    """Rows a file writes are seen by its later rows (each kind's rows are read once per import,
+    then kept up to date): the same row twice is one row; the same key with another value is
+    refused, and nothing of the file is written."""
+    engine = open_catalog(seeded_sqlite_url)
+    row = {
+        "model": "Llama-2-7B",
+        "scheme": "awq-w4a16-g128",
+        "eval_set": "repeat-check",
+        "perplexity": 5.60,
+        "baseline_perplexity": 5.47,
+        "basis": "published",
+        "source": "a test of repeated rows",
+    }
+    before = _count(engine, QualityResult)
+    _kind, counts = import_file(engine, _write(tmp_path / "twice.json", [row, row], "quality"))
+    assert counts["inserted"] == 1 and _count(engine, QualityResult) == before + 1
+    other = {**row, "eval_set": "repeat-check-2"}
+    clash = _write(tmp_path / "clash.json", [other, {**other, "perplexity": 5.9}], "quality")
+    with pytest.raises(QuantplanError, match="append-only"):
+        import_file(engine, clash)
+    assert _count(engine, QualityResult) == before + 1
+
+
 @pytest.mark.parametrize(
     ("content", "name", "expected"),
     [
