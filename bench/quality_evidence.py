@@ -253,7 +253,8 @@ def render(result: dict[str, Any]) -> str:
         *_md_counts(before["common_by_evidence"], after["common_by_evidence"]),
         "",
         "The 80 % target is not met: no published figure was found for the rest (every GGUF "
-        "type of the Qwen2.5 models; GGUF of Llama-3.2-1B below Q8_0, of Qwen3-14B, "
+        "type of Qwen2.5-7B, -14B and -72B, which now borrow Qwen2.5-32B's; GGUF of "
+        "Llama-3.2-1B below Q8_0, of Qwen3-14B, "
         "Llama-3.1-70B, Llama-3.3-70B and Llama-2-13B; Qwen2.5-14B's 4- and 8-bit weight-only "
         "schemes). `quantplan catalog gaps --kind quality` lists them; each is borrowed (with "
         "its source shown and the cap checked at the band's pessimistic end) or refused under "

@@ -74,6 +74,8 @@ Seed versions:
 27. Hardware rows name their memory technology (``memory_type``: hbm, gddr, unified, ddr),
     which the planner calibrates by within a generation (schema revision 0010 fills it in
     for the rows shipped before).
+28. Qwen2.5-32B's own GGUF perplexities, Q8_0 to Q2_K against F16 (one release's
+    perplexity.md, importance-matrix quants): six pairs that borrowed before.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -110,7 +112,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 27
+SEED_VERSION = 28
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
