@@ -126,6 +126,9 @@ class ModelCard(SQLModel, table=True):
     )
     layers: int
     hidden_size: int
+    intermediate_size: int | None = Field(
+        default=None, description="Width of the MLP (of one expert, MoE); None = not known"
+    )
     heads: int
     kv_heads: int
     head_dim: int

@@ -185,6 +185,9 @@ class ModelRecord(Record):
     )
     layers: ModelDimension
     hidden_size: ModelDimension
+    intermediate_size: ModelDimension | None = Field(
+        default=None, description="Width of the MLP (of one expert, MoE); None: not known"
+    )
     heads: ModelDimension
     kv_heads: ModelDimension
     head_dim: ModelDimension

@@ -76,6 +76,8 @@ Seed versions:
     for the rows shipped before).
 28. Qwen2.5-32B's own GGUF perplexities, Q8_0 to Q2_K against F16 (one release's
     perplexity.md, importance-matrix quants): six pairs that borrowed before.
+29. Model rows carry their MLP width (``intermediate_size``, from config.json; schema revision
+    0011 fills it in for the rows shipped before), which grouped schemes must tile.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -112,7 +114,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 28
+SEED_VERSION = 29
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

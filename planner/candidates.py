@@ -183,7 +183,60 @@ def tensor_parallel_problem(shape: ModelShape, gpus: int) -> str | None:
     )
 
 
-def _tensor_parallel_rule(
+def group_size_problem(shape: ModelShape, scheme: SchemeRecord, shards: int) -> str | None:
+    """Why ``scheme``'s weight groups cannot tile ``shape``'s layers split over ``shards``
+    GPUs, or None.
+
+    A grouped weight-only scheme (GPTQ, AWQ at 64 or 128 weights a group) quantizes each layer's
+    input dimension in groups, so the group size must divide every input width: the hidden size
+    (query, key, value, gate and up projections), the attention width (the output projection)
+    and the MLP width (the down projection). vLLM's tensor parallelism splits the inputs of the
+    last two over the GPUs, so there they must divide per GPU: SmolLM2-135M's hidden size of 576
+    takes no 128-weight groups, Qwen2.5-14B's MLP of 13,824 takes them on 4 GPUs, not on 8. A
+    model without a known MLP width is checked on the other two.
+    """
+    group = scheme.group_size
+    if group is None:
+        return None
+    widths = [
+        ("hidden size", shape.hidden_size, 1),
+        ("attention width", shape.heads * shape.head_dim, shards),
+    ]
+    if shape.intermediate_size is not None:
+        widths.append(("MLP width", shape.intermediate_size, shards))
+    for what, width, parts in widths:
+        if width % parts or (width // parts) % group:
+            per_gpu = f" over {parts} GPUs is {width / parts:,g} per GPU," if parts > 1 else ""
+            padded = (
+                " (a quantized release that pads its MLP serves, as Qwen's own AWQ of "
+                "Qwen2.5-72B does at 29,696: plan it as a model shape with that width)"
+                if what == "MLP width"
+                else ""
+            )
+            return (
+                f"{scheme.name} quantizes each layer's input in groups of {group}: "
+                f"{shape.name}'s {what} of {width:,}{per_gpu} not a multiple of {group}{padded}"
+            )
+    return None
+
+
+def _block(
+    compatible: np.ndarray,
+    compat_reason: np.ndarray,
+    reasons: list[str],
+    rows: np.ndarray,
+    column: int,
+    problem: str,
+) -> None:
+    """Mark the still-compatible ``rows`` of ``column`` incompatible, for ``problem``."""
+    if problem not in reasons:
+        reasons.append(problem)
+    blocked = rows & compatible[:, column]
+    compatible[blocked, column] = False
+    compat_reason[blocked, column] = reasons.index(problem)
+
+
+def _layer_shape_rules(
     shape: ModelShape,
     options: tuple[Option, ...],
     machines: tuple[MachineShare, ...],
@@ -193,22 +246,31 @@ def _tensor_parallel_rule(
     snapshot: CatalogSnapshot,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``compatible`` without the replicas of tensor-parallel engines (vLLM) whose GPU count
-    does not divide the heads."""
+    does not divide the heads, and without grouped schemes whose groups do not tile the
+    layers (on every engine, per GPU where the engine splits the layers)."""
     split = np.array(
         [engine_traits(snapshot, o.engine, "gpu").tensor_parallel for o in options], bool
     )
-    if not split.any():
+    grouped = [s for s, o in enumerate(options) if o.scheme.group_size is not None]
+    if not split.any() and not grouped:
         return compatible, compat_reason
     compatible, compat_reason = compatible.copy(), compat_reason.copy()
+    problems: dict[tuple[str, int], str | None] = {}
     for i, machine in enumerate(machines):
         problem = tensor_parallel_problem(shape, machine.accelerator_count)
-        if problem is None:
-            continue
-        if problem not in reasons:
-            reasons.append(problem)
-        blocked = split & compatible[:, i]
-        compatible[blocked, i] = False
-        compat_reason[blocked, i] = reasons.index(problem)
+        if problem is not None and split.any():
+            _block(compatible, compat_reason, reasons, split, i, problem)
+        for s in grouped:
+            scheme = options[s].scheme
+            shards = max(machine.accelerator_count, 1) if split[s] else 1
+            key = (scheme.name, shards)
+            if key not in problems:
+                problems[key] = group_size_problem(shape, scheme, shards)
+            found = problems[key]
+            if found is not None:
+                row = np.zeros(len(options), dtype=bool)
+                row[s] = True
+                _block(compatible, compat_reason, reasons, row, i, found)
     return compatible, compat_reason
 
 
@@ -260,7 +322,7 @@ def build_candidate_space(targets: Targets, snapshot: CatalogSnapshot) -> Candid
     columns = np.array([hw_index[h.name] for h in hardware], dtype=np.int64)
     compatible = ok_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), bool)
     compat_reason = why_by_hw[:, columns] if len(columns) else np.zeros((len(options), 0), int)
-    compatible, compat_reason = _tensor_parallel_rule(
+    compatible, compat_reason = _layer_shape_rules(
         shape, options, machines, compatible, compat_reason, reasons, snapshot
     )
 

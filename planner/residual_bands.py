@@ -7,8 +7,8 @@ Read through planner/uncertainty.py."""
 
 SOURCE = {
     "bench": "bench/prediction_accuracy.py",
-    "commit": "802787e + uncommitted changes",
-    "date": "2026-12-04",
+    "commit": "468bb8c + uncommitted changes",
+    "date": "2026-12-05",
     "points": 296,
     "sources": 21,
 }

@@ -86,6 +86,12 @@ class ModelShape(StrictModel):
     )
     layers: ModelDimension = Field(description="Transformer layers")
     hidden_size: ModelDimension = Field(description="Hidden (model) dimension")
+    intermediate_size: ModelDimension | None = Field(
+        default=None,
+        description="Width of the MLP (of one expert, MoE): with it, grouped 4-bit schemes are "
+        "checked against every layer's input width (None: against the hidden and attention "
+        "widths only)",
+    )
     heads: ModelDimension = Field(description="Attention heads")
     kv_heads: ModelDimension = Field(description="Key/value heads (fewer than heads with GQA)")
     head_dim: ModelDimension = Field(description="Dimension of one attention head")

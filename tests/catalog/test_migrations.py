@@ -217,3 +217,28 @@ def test_hardware_shipped_before_revision_0010_gets_its_memory_type(db_url: str)
         "Xeon-SapphireRapids": "ddr",
         "my-gpu": None,
     }
+
+
+def test_models_shipped_before_revision_0011_get_their_mlp_width(db_url: str) -> None:
+    """Revision 0011 fills the MLP width of the models the seed shipped, where a row still has
+    the seed's name, hidden size and layer count; a row edited since, or a user's own model,
+    stays blank (its group-size rule then checks the other widths only)."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0010")
+    rows = (("Qwen2.5-14B", 5120, 48), ("Llama-3.1-8B", 4096, 30), ("my-model", 5120, 48))
+    with engine.begin() as connection:
+        for name, hidden, layers in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO model_card (name, family, parameters_b, layers, hidden_size, "
+                    "heads, kv_heads, head_dim, vocab_size, max_context, source) VALUES "
+                    "(:name, 'f', 1, :layers, :hidden, 8, 8, 64, 1000, 4096, 'test')"
+                ),
+                {"name": name, "hidden": hidden, "layers": layers},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        found = dict(
+            connection.execute(text("SELECT name, intermediate_size FROM model_card")).all()
+        )
+    assert found == {"Qwen2.5-14B": 13824, "Llama-3.1-8B": None, "my-model": None}

@@ -156,9 +156,9 @@ def test_an_old_catalog_gets_the_new_seed_rows_and_keeps_the_users(tmp_path: Pat
                         f"INSERT INTO instance_type ({keys}) VALUES ({marks})",
                         (*columns.values(), hw),
                     )
-                elif kind in {"models", "hardware"}:  # schema 0004's: no experts, no memory type
+                elif kind in {"models", "hardware"}:  # schema 0004: no experts, memory type, MLP
                     table = {"models": "model_card", "hardware": "hardware"}[kind]
-                    exclude = {"experts", "experts_per_token", "memory_type"}
+                    exclude = {"experts", "experts_per_token", "memory_type", "intermediate_size"}
                     columns = record.model_dump(exclude=exclude)
                     keys, marks = ", ".join(columns), ", ".join("?" * len(columns))
                     session.connection().exec_driver_sql(
