@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Decode speed against context depth on one GPU, with llama.cpp's flash attention off and on:
+# how much more than its bytes reading the KV cache costs a decode step (the planner reads it at
+# the weights' bandwidth). Two device calls back to back (the machine keeps /tmp between them):
+#   here:  the trimmed llama.cpp tree of the pinned llama-cpp-python sdist and the default
+#          model's tokenizer GGUF in .devcarry/gd/{llama.cpp.tar.xz,tokenizer.gguf}
+#   there: bash bench/llamacpp_depth.sh build   (carry .devcarry/gd; ~6 min: CUDA build of
+#          llama-bench and llama-quantize, an 8B-shape F16 GGUF of random weights, Q8_0, Q4_K_M)
+#          bash bench/llamacpp_depth.sh bench   (llama-bench tg128 at depths 0-32768, -fa off/on)
+#   here:  python bench/llamacpp_depth.py --device DIR   (bench/results/llamacpp_depth.{json,md})
+# Random weights: speed only (a decode step reads the same bytes whatever their values).
+set -uo pipefail
+. "$(dirname "$0")/device_env.sh"
+BIN=$W/b/bin
+MODELS=$W/m
+STEP=${1:-build}
+mkdir -p "$MODELS"
+if [ "$STEP" = build ]; then
+    mkdir -p .llama-src
+    tar xJf .devcarry/gd/llama.cpp.tar.xz -C .llama-src
+    { nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv; nproc
+        grep -m1 'model name' /proc/cpuinfo; uptime; } >"$OUT/machine.txt" 2>&1
+    python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
+        --out "$MODELS/8b-F16.gguf" >"$OUT/model.log" 2>&1 &
+    model=$!
+    arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+    start=$(date +%s)
+    cmake -S .llama-src/llama.cpp -B "$W/b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON -DGGML_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$OUT/build.log" 2>&1
+    cmake --build "$W/b" -j"$(nproc)" --target llama-bench llama-quantize >>"$OUT/build.log" 2>&1
+    echo "build_seconds $(($(date +%s) - start))" | tee -a "$OUT/build.log"
+    wait $model
+    echo "model rc $?" | tee -a "$OUT/model.log"
+    "$BIN/llama-bench" --version >"$OUT/version.txt" 2>&1 || true
+    for q in Q8_0 Q4_K_M; do
+        "$BIN/llama-quantize" "$MODELS/8b-F16.gguf" "$MODELS/8b-$q.gguf" "$q" \
+            >"$OUT/quantize-$q.log" 2>&1 &
+    done
+    wait
+    ls -la "$MODELS" | tee "$OUT/models.txt"
+else
+    for q in F16 Q8_0 Q4_K_M; do
+        "$BIN/llama-bench" -m "$MODELS/8b-$q.gguf" -ngl 99 -p 0 -n 128 -r 3 \
+            -d 0,2048,8192,32768 -fa off,on -o jsonl >"$OUT/depth-$q.jsonl" 2>"$OUT/depth-$q.err"
+        echo "$q rc $?" >>"$OUT/bench.txt"
+    done
+    uptime >>"$OUT/machine.txt"
+fi
