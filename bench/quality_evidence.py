@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quantplan.catalog.gaps import COMMON_SCHEMES, quality_gaps, same_model_share
+from quantplan.catalog.gaps import COMMON_SCHEMES, makeable, quality_gaps, same_model_share
 from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.transfer import parse
@@ -186,7 +186,8 @@ def survey(seed: dict[str, list[Any]], label: str) -> dict[str, Any]:
         "quality_rows": len(quality),
         "ppl_evidence": dict(Counter(ppl.values()).most_common()),
         "recovery_openllm_v1_evidence": dict(Counter(recovery.values()).most_common()),
-        "common_pairs": len(gaps),
+        # Pairs a plan can hold: a scheme whose groups do not tile the model is left out.
+        "common_pairs": len(makeable(gaps)),
         "common_pairs_same_model": sum(g.evidence in ("measured", "published") for g in gaps),
         "common_same_model_share": round(same_model_share(gaps), 4),
         "common_by_evidence": dict(Counter(g.evidence for g in gaps).most_common()),

@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from quantplan.catalog.records import ModelRecord, QualityRecord, SchemeRecord
+from quantplan.catalog.records import (
+    ModelRecord,
+    QualityRecord,
+    SchemeRecord,
+    group_tiling_problem,
+)
 from quantplan.cli_options import DbOption
 from quantplan.errors import QuantplanError, did_you_mean
 
@@ -49,8 +54,15 @@ _LABELS = {
 }
 """Short column heads: the matrix has a column per scheme and must fit a terminal."""
 
-GapEvidence = Literal["measured", "published", "sibling", "none"]
-_MARKS: dict[GapEvidence, str] = {"measured": "M", "published": "P", "sibling": "s", "none": "-"}
+GapEvidence = Literal["measured", "published", "sibling", "none", "cannot be made"]
+_MARKS: dict[GapEvidence, str] = {
+    "measured": "M",
+    "published": "P",
+    "sibling": "s",
+    "none": "-",
+    "cannot be made": "x",
+}
+_OWN = ("measured", "published")
 GAP_KINDS = ("quality",)
 
 
@@ -63,7 +75,9 @@ class QualityGap(BaseModel):
     scheme: str = Field(description="Quantization scheme name")
     evidence: GapEvidence = Field(
         description="measured or published (this model and scheme), sibling (this model, a "
-        "sibling scheme), none (the planner borrows another model's figure or a prior)"
+        "sibling scheme), none (the planner borrows another model's figure or a prior), cannot "
+        "be made (the scheme's weight groups do not tile this model's layers: no plan holds the "
+        "pair, so it needs no figure and is not counted)"
     )
     source_scheme: str | None = Field(
         default=None, description="The scheme the figure is for (a sibling when evidence=sibling)"
@@ -103,6 +117,17 @@ def quality_gaps(
             scheme = by_name.get(name)
             if scheme is None:
                 continue  # a catalog without this scheme has no gap to report for it
+            tiling = group_tiling_problem(
+                scheme.name,
+                scheme.group_size,
+                model.name,
+                model.hidden_size,
+                model.heads * model.head_dim,
+                model.intermediate_size,
+            )
+            if tiling is not None:  # on one GPU: more GPUs only add constraints
+                gaps.append(QualityGap(model=model.name, scheme=name, evidence="cannot be made"))
+                continue
             gaps.append(_gap(model.name, scheme, by_pair, by_name.values()))
     return gaps
 
@@ -137,11 +162,18 @@ def _gap(
     return QualityGap(model=model, scheme=scheme.name, evidence="none")
 
 
+def makeable(gaps: Sequence[QualityGap]) -> list[QualityGap]:
+    """The pairs a plan can hold: those whose scheme can be made for the model."""
+    return [g for g in gaps if g.evidence != "cannot be made"]
+
+
 def same_model_share(gaps: Sequence[QualityGap]) -> float:
-    """The share of pairs with a figure for that model and scheme (measured or published)."""
-    if not gaps:
+    """The share of the pairs a plan can hold with a figure for that model and scheme
+    (measured or published)."""
+    pairs = makeable(gaps)
+    if not pairs:
         return 0.0
-    return sum(g.evidence in ("measured", "published") for g in gaps) / len(gaps)
+    return sum(g.evidence in _OWN for g in pairs) / len(pairs)
 
 
 def _print_matrix(gaps: Sequence[QualityGap], console: Console) -> None:
@@ -150,7 +182,7 @@ def _print_matrix(gaps: Sequence[QualityGap], console: Console) -> None:
     cell = {(g.model, g.scheme): g for g in gaps}
     table = Table(
         title="quality evidence per (model, scheme): M measured, P published, "
-        "s sibling scheme on this model, - none (borrowed or prior)",
+        "s sibling scheme on this model, - none (borrowed or prior), x cannot be made",
         title_justify="left",
         padding=(0, 1),
     )
@@ -159,8 +191,8 @@ def _print_matrix(gaps: Sequence[QualityGap], console: Console) -> None:
         table.add_column(_LABELS.get(scheme, scheme.removeprefix("gguf-")), justify="center")
     table.add_column("own", justify="right")
     for model in models:
-        row = [cell[(model, s)] for s in schemes if (model, s) in cell]
-        own = sum(g.evidence in ("measured", "published") for g in row)
+        row = makeable([cell[(model, s)] for s in schemes if (model, s) in cell])
+        own = sum(g.evidence in _OWN for g in row)
         marks = [_MARKS[cell[(model, s)].evidence] if (model, s) in cell else "" for s in schemes]
         table.add_row(model, *marks, f"{own}/{len(row)}")
     console.print(table)
@@ -213,12 +245,12 @@ def gaps(
     quality = [q for q in read.records("quality") if isinstance(q, QualityRecord)]
     found = quality_gaps(models, schemes, quality)
     share = same_model_share(found)
-    shown = [g for g in found if g.evidence not in ("measured", "published")] if missing else found
+    shown = [g for g in makeable(found) if g.evidence not in _OWN] if missing else found
     if as_json:
         payload = {
             "kind": kind,
             "schemes": [s for s in COMMON_SCHEMES if any(g.scheme == s for g in found)],
-            "pairs": len(found),
+            "pairs": len(makeable(found)),
             "same_model_share": round(share, 4),
             "rows": [g.model_dump(mode="json") for g in shown],
         }
@@ -227,9 +259,16 @@ def gaps(
     # Piped output keeps every column (rich would cut the table to 80 characters).
     console = Console(width=None if sys.stdout.isatty() else 132)
     _print_matrix(shown, console)
-    own = sum(g.evidence in ("measured", "published") for g in found)
+    pairs = makeable(found)
+    own = sum(g.evidence in _OWN for g in pairs)
+    unmade = len(found) - len(pairs)
     console.print(
-        f"{own} of {len(found)} (model, scheme) pairs have a figure for that model and scheme "
-        f"({share:.0%}); the others borrow a sibling scheme's, another model's or a prior",
+        f"{own} of {len(pairs)} (model, scheme) pairs have a figure for that model and scheme "
+        f"({share:.0%}); the others borrow a sibling scheme's, another model's or a prior"
+        + (
+            f"; {unmade} more cannot be made (x: the scheme's groups do not tile the model)"
+            if unmade
+            else ""
+        ),
         highlight=False,
     )

@@ -172,6 +172,48 @@ def expert_problem(
     return None
 
 
+def group_tiling_problem(
+    scheme: str,
+    group_size: int | None,
+    model: str,
+    hidden_size: int,
+    attention_width: int,
+    intermediate_size: int | None,
+    shards: int = 1,
+) -> str | None:
+    """Why ``scheme``'s weight groups cannot tile ``model``'s layers split over ``shards`` GPUs,
+    or None.
+
+    A grouped weight-only scheme (GPTQ, AWQ at 64 or 128 weights a group) quantizes each layer's
+    input dimension in groups, so the group size must divide every input width: the hidden size
+    (query, key, value, gate and up projections), the attention width (heads x head dimension:
+    the output projection) and the MLP width (the down projection). vLLM's tensor parallelism
+    splits the inputs of the last two over the GPUs, so there they must divide per GPU:
+    SmolLM2-135M's hidden size of 576 takes no 128-weight groups, Qwen2.5-14B's MLP of 13,824
+    takes them on 4 GPUs, not on 8. A model without a known MLP width is checked on the other
+    two.
+    """
+    if group_size is None:
+        return None
+    widths = [("hidden size", hidden_size, 1), ("attention width", attention_width, shards)]
+    if intermediate_size is not None:
+        widths.append(("MLP width", intermediate_size, shards))
+    for what, width, parts in widths:
+        if width % parts or (width // parts) % group_size:
+            per_gpu = f" over {parts} GPUs is {width / parts:,g} per GPU," if parts > 1 else ""
+            padded = (
+                " (a quantized release that pads its MLP serves, as Qwen's own AWQ of "
+                "Qwen2.5-72B does at 29,696: plan it as a model shape with that width)"
+                if what == "MLP width"
+                else ""
+            )
+            return (
+                f"{scheme} quantizes each layer's input in groups of {group_size}: {model}'s "
+                f"{what} of {width:,}{per_gpu} not a multiple of {group_size}{padded}"
+            )
+    return None
+
+
 class ModelRecord(Record):
     name: Name
     family: Name

@@ -13,7 +13,12 @@ from types import MappingProxyType
 
 import numpy as np
 
-from quantplan.catalog.records import HardwareRecord, InstanceRecord, SchemeRecord
+from quantplan.catalog.records import (
+    HardwareRecord,
+    InstanceRecord,
+    SchemeRecord,
+    group_tiling_problem,
+)
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.errors import QuantplanError
 from quantplan.planner.compatibility import SupportMatrix
@@ -185,39 +190,16 @@ def tensor_parallel_problem(shape: ModelShape, gpus: int) -> str | None:
 
 def group_size_problem(shape: ModelShape, scheme: SchemeRecord, shards: int) -> str | None:
     """Why ``scheme``'s weight groups cannot tile ``shape``'s layers split over ``shards``
-    GPUs, or None.
-
-    A grouped weight-only scheme (GPTQ, AWQ at 64 or 128 weights a group) quantizes each layer's
-    input dimension in groups, so the group size must divide every input width: the hidden size
-    (query, key, value, gate and up projections), the attention width (the output projection)
-    and the MLP width (the down projection). vLLM's tensor parallelism splits the inputs of the
-    last two over the GPUs, so there they must divide per GPU: SmolLM2-135M's hidden size of 576
-    takes no 128-weight groups, Qwen2.5-14B's MLP of 13,824 takes them on 4 GPUs, not on 8. A
-    model without a known MLP width is checked on the other two.
-    """
-    group = scheme.group_size
-    if group is None:
-        return None
-    widths = [
-        ("hidden size", shape.hidden_size, 1),
-        ("attention width", shape.heads * shape.head_dim, shards),
-    ]
-    if shape.intermediate_size is not None:
-        widths.append(("MLP width", shape.intermediate_size, shards))
-    for what, width, parts in widths:
-        if width % parts or (width // parts) % group:
-            per_gpu = f" over {parts} GPUs is {width / parts:,g} per GPU," if parts > 1 else ""
-            padded = (
-                " (a quantized release that pads its MLP serves, as Qwen's own AWQ of "
-                "Qwen2.5-72B does at 29,696: plan it as a model shape with that width)"
-                if what == "MLP width"
-                else ""
-            )
-            return (
-                f"{scheme.name} quantizes each layer's input in groups of {group}: "
-                f"{shape.name}'s {what} of {width:,}{per_gpu} not a multiple of {group}{padded}"
-            )
-    return None
+    GPUs, or None (:func:`quantplan.catalog.records.group_tiling_problem`)."""
+    return group_tiling_problem(
+        scheme.name,
+        scheme.group_size,
+        shape.name,
+        shape.hidden_size,
+        shape.heads * shape.head_dim,
+        shape.intermediate_size,
+        shards,
+    )
 
 
 def _block(
