@@ -117,14 +117,7 @@ def quality_gaps(
             scheme = by_name.get(name)
             if scheme is None:
                 continue  # a catalog without this scheme has no gap to report for it
-            tiling = group_tiling_problem(
-                scheme.name,
-                scheme.group_size,
-                model.name,
-                model.hidden_size,
-                model.heads * model.head_dim,
-                model.intermediate_size,
-            )
+            tiling = group_tiling_problem(model, scheme)
             if tiling is not None:  # on one GPU: more GPUs only add constraints
                 gaps.append(QualityGap(model=model.name, scheme=name, evidence="cannot be made"))
                 continue
@@ -244,13 +237,14 @@ def gaps(
     schemes = [s for s in read.records("schemes") if isinstance(s, SchemeRecord)]
     quality = [q for q in read.records("quality") if isinstance(q, QualityRecord)]
     found = quality_gaps(models, schemes, quality)
+    pairs = makeable(found)
     share = same_model_share(found)
-    shown = [g for g in makeable(found) if g.evidence not in _OWN] if missing else found
+    shown = [g for g in pairs if g.evidence not in _OWN] if missing else found
     if as_json:
         payload = {
             "kind": kind,
             "schemes": [s for s in COMMON_SCHEMES if any(g.scheme == s for g in found)],
-            "pairs": len(makeable(found)),
+            "pairs": len(pairs),
             "same_model_share": round(share, 4),
             "rows": [g.model_dump(mode="json") for g in shown],
         }
@@ -259,7 +253,6 @@ def gaps(
     # Piped output keeps every column (rich would cut the table to 80 characters).
     console = Console(width=None if sys.stdout.isatty() else 132)
     _print_matrix(shown, console)
-    pairs = makeable(found)
     own = sum(g.evidence in _OWN for g in pairs)
     unmade = len(found) - len(pairs)
     console.print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import reprlib
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -172,15 +172,23 @@ def expert_problem(
     return None
 
 
-def group_tiling_problem(
-    scheme: str,
-    group_size: int | None,
-    model: str,
-    hidden_size: int,
-    attention_width: int,
-    intermediate_size: int | None,
-    shards: int = 1,
-) -> str | None:
+class ModelWidths(Protocol):
+    """The widths of a model's layers that a grouped scheme must tile: a ModelRecord, or the
+    planner's ModelShape of a model the catalog does not know."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def heads(self) -> int: ...
+    @property
+    def head_dim(self) -> int: ...
+    @property
+    def intermediate_size(self) -> int | None: ...
+
+
+def group_tiling_problem(model: ModelWidths, scheme: SchemeRecord, shards: int = 1) -> str | None:
     """Why ``scheme``'s weight groups cannot tile ``model``'s layers split over ``shards`` GPUs,
     or None.
 
@@ -193,11 +201,15 @@ def group_tiling_problem(
     takes them on 4 GPUs, not on 8. A model without a known MLP width is checked on the other
     two.
     """
+    group_size = scheme.group_size
     if group_size is None:
         return None
-    widths = [("hidden size", hidden_size, 1), ("attention width", attention_width, shards)]
-    if intermediate_size is not None:
-        widths.append(("MLP width", intermediate_size, shards))
+    widths = [
+        ("hidden size", model.hidden_size, 1),
+        ("attention width", model.heads * model.head_dim, shards),
+    ]
+    if model.intermediate_size is not None:
+        widths.append(("MLP width", model.intermediate_size, shards))
     for what, width, parts in widths:
         if width % parts or (width // parts) % group_size:
             per_gpu = f" over {parts} GPUs is {width / parts:,g} per GPU," if parts > 1 else ""
@@ -208,8 +220,9 @@ def group_tiling_problem(
                 else ""
             )
             return (
-                f"{scheme} quantizes each layer's input in groups of {group_size}: {model}'s "
-                f"{what} of {width:,}{per_gpu} not a multiple of {group_size}{padded}"
+                f"{scheme.name} quantizes each layer's input in groups of {group_size}: "
+                f"{model.name}'s {what} of {width:,}{per_gpu} not a multiple of {group_size}"
+                f"{padded}"
             )
     return None
 

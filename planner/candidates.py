@@ -188,20 +188,6 @@ def tensor_parallel_problem(shape: ModelShape, gpus: int) -> str | None:
     )
 
 
-def group_size_problem(shape: ModelShape, scheme: SchemeRecord, shards: int) -> str | None:
-    """Why ``scheme``'s weight groups cannot tile ``shape``'s layers split over ``shards``
-    GPUs, or None (:func:`quantplan.catalog.records.group_tiling_problem`)."""
-    return group_tiling_problem(
-        scheme.name,
-        scheme.group_size,
-        shape.name,
-        shape.hidden_size,
-        shape.heads * shape.head_dim,
-        shape.intermediate_size,
-        shards,
-    )
-
-
 def _block(
     compatible: np.ndarray,
     compat_reason: np.ndarray,
@@ -233,7 +219,12 @@ def _layer_shape_rules(
     split = np.array(
         [engine_traits(snapshot, o.engine, "gpu").tensor_parallel for o in options], bool
     )
-    grouped = [s for s, o in enumerate(options) if o.scheme.group_size is not None]
+    # Each grouped option as a one-row mask, for _block.
+    grouped = {
+        s: np.arange(len(options)) == s
+        for s, o in enumerate(options)
+        if o.scheme.group_size is not None
+    }
     if not split.any() and not grouped:
         return compatible, compat_reason
     compatible, compat_reason = compatible.copy(), compat_reason.copy()
@@ -242,17 +233,15 @@ def _layer_shape_rules(
         problem = tensor_parallel_problem(shape, machine.accelerator_count)
         if problem is not None and split.any():
             _block(compatible, compat_reason, reasons, split, i, problem)
-        for s in grouped:
+        for s, only in grouped.items():
             scheme = options[s].scheme
             shards = max(machine.accelerator_count, 1) if split[s] else 1
             key = (scheme.name, shards)
             if key not in problems:
-                problems[key] = group_size_problem(shape, scheme, shards)
+                problems[key] = group_tiling_problem(shape, scheme, shards)
             found = problems[key]
             if found is not None:
-                row = np.zeros(len(options), dtype=bool)
-                row[s] = True
-                _block(compatible, compat_reason, reasons, row, i, found)
+                _block(compatible, compat_reason, reasons, only, i, found)
     return compatible, compat_reason
 
 

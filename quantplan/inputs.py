@@ -35,36 +35,11 @@ def _timestamp_as_written(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> str
     return str(loader.construct_scalar(node))
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses anchors and aliases instead of expanding them."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                "YAML aliases (*name) are not accepted in quantplan files",
-                event.start_mark,
-            )
-        event = self.peek_event()
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"YAML anchors (&{anchor}) are not accepted in quantplan files",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-
 _LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
 
 
-class _ShippedLoader(yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader):  # type: ignore[misc]
-    """libyaml's safe loader where PyYAML has it: the seed's files, and users' files once
-    :func:`_refuse_anchors` has read their events."""
+class _Loader(yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader):  # type: ignore[misc]
+    """The safe loader (no tags): libyaml's where PyYAML has it, else the pure-Python one."""
 
 
 _Dumper = yaml.CSafeDumper if _LIBYAML else yaml.SafeDumper
@@ -73,8 +48,7 @@ _Dumper = yaml.CSafeDumper if _LIBYAML else yaml.SafeDumper
 # An unquoted date (`price_date: 2026-12-04`) stays the text it was written as: every date a
 # quantplan file holds is a YYYY-MM-DD string or an ISO time pydantic reads from text, and YAML's
 # own conversion to a date object would be refused as "not a valid string".
-for _loader in (_NoAliasLoader, _ShippedLoader):
-    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_written)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_written)
 
 
 def shown_path(path: str | Path) -> str:
@@ -121,15 +95,14 @@ def read_text(path: str | Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) 
 def parse_yaml(text: str, what: str) -> Any:
     """Parse YAML (or JSON, a subset) safely: no tags, no anchors or aliases.
 
-    With libyaml the events are read first (in C, nothing is built) and an anchor or alias
-    refuses the file before anything is composed; only then is it loaded. libyaml also stops
-    nesting beyond 1,000 levels, so the C composer never recurses deeply.
+    The events are read first (nothing is built) and an anchor or alias refuses the file
+    before anything is composed; only then is it loaded. libyaml also stops nesting beyond
+    1,000 levels, so its composer never recurses deeply (the pure-Python one's RecursionError
+    is caught below).
     """
     try:
-        if not _LIBYAML:
-            return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: no tags
         _refuse_anchors(text)
-        return yaml.load(text, Loader=_ShippedLoader)  # a safe loader: no tags
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise InputFileError(f"{what} is not valid YAML/JSON: {_one_line(error)}") from None
     except RecursionError:
@@ -142,7 +115,7 @@ def parse_yaml(text: str, what: str) -> Any:
 
 def _refuse_anchors(text: str) -> None:
     """Raise a YAMLError at the first anchor or alias in ``text``'s event stream."""
-    for event in yaml.parse(text, Loader=_ShippedLoader):
+    for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent):
             refusal = "YAML aliases (*name) are not accepted in quantplan files"
         elif (anchor := getattr(event, "anchor", None)) is not None:
@@ -168,7 +141,7 @@ def parse_shipped_yaml(text: str, what: str) -> Any:
     PyYAML has it: about 9x faster on the seed (0.04 s against 0.37 s), which every first use,
     reseed and seeded test pays. The package's own files skip the anchor and alias check."""
     try:
-        return yaml.load(text, Loader=_ShippedLoader)  # a safe loader: no tags
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise InputFileError(f"{what} is not valid YAML: {_one_line(error)}") from None
 

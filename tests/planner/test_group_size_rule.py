@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantplan.catalog.records import SchemeRecord
+from quantplan.catalog.records import SchemeRecord, group_tiling_problem
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.planner.candidates import group_size_problem
 from quantplan.planner.decide import prepare
 from quantplan.planner.hardware import model_shape_from_record
 from quantplan.planner.targets import ModelShape, Targets, Workload
@@ -24,22 +23,22 @@ def _shape(snapshot: CatalogSnapshot, name: str) -> ModelShape:
 def test_group_size_must_divide_each_input_width_per_gpu(shipped: CatalogSnapshot) -> None:
     g128 = _scheme(shipped, "gptq-w4a16-g128")
     smol = _shape(shipped, "SmolLM2-135M-Instruct")
-    problem = group_size_problem(smol, g128, 1)
+    problem = group_tiling_problem(smol, g128, 1)
     assert problem is not None and "hidden size of 576" in problem
-    assert group_size_problem(smol, _scheme(shipped, "gptq-w4a16-g64"), 1) is None
+    assert group_tiling_problem(smol, _scheme(shipped, "gptq-w4a16-g64"), 1) is None
     qwen14 = _shape(shipped, "Qwen2.5-14B")
-    assert all(group_size_problem(qwen14, g128, n) is None for n in (1, 2, 4))
-    problem = group_size_problem(qwen14, g128, 8)
+    assert all(group_tiling_problem(qwen14, g128, n) is None for n in (1, 2, 4))
+    problem = group_tiling_problem(qwen14, g128, 8)
     assert problem is not None and "MLP width of 13,824 over 8 GPUs is 1,728 per GPU" in problem
     assert "pads its MLP" in problem  # the way out: a padded release's shape
     llama70 = _shape(shipped, "Llama-3.1-70B")
-    assert all(group_size_problem(llama70, g128, n) is None for n in (1, 2, 4, 8))
+    assert all(group_tiling_problem(llama70, g128, n) is None for n in (1, 2, 4, 8))
     # Per-channel and GGUF schemes have no groups to tile.
-    assert group_size_problem(smol, _scheme(shipped, "int8-w8a8"), 1) is None
-    assert group_size_problem(smol, _scheme(shipped, "gguf-q4_k_m"), 1) is None
+    assert group_tiling_problem(smol, _scheme(shipped, "int8-w8a8"), 1) is None
+    assert group_tiling_problem(smol, _scheme(shipped, "gguf-q4_k_m"), 1) is None
     # Without a known MLP width only the hidden and attention widths are checked.
     unknown = qwen14.model_copy(update={"intermediate_size": None})
-    assert group_size_problem(unknown, g128, 8) is None
+    assert group_tiling_problem(unknown, g128, 8) is None
 
 
 def test_smollm2_plans_never_hold_128_weight_groups(shipped: CatalogSnapshot) -> None:
