@@ -178,7 +178,9 @@ def test_closed_loop_sweep_and_open_loop_against_a_live_server(
     model_dir: Path, tmp_path: Path
 ) -> None:
     workload = Workload(input_tokens=16, output_tokens=8)
-    with start(StubEngine(token_delay=0.01), model_dir, tmp_path) as handle:
+    # The stub's per-token sleep must dwarf the client's own work per token, or on a busy
+    # machine concurrency 4 gains under the sweep's 5 % and it rightly stops at 2.
+    with start(StubEngine(token_delay=0.04), model_dir, tmp_path) as handle:
         watch = ServerWatch(pid=handle.pid, raise_if_dead=handle.raise_if_dead)
         sweep = asyncio.run(
             sweep_concurrency(handle.endpoint, workload, max_concurrency=4, watch=watch)
