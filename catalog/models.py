@@ -198,6 +198,12 @@ class EngineTrait(SQLModel, table=True):
     max_concurrency: int = Field(description="Most sequences one replica runs at once")
     tensor_parallel: bool = Field(description="Splits every layer over a replica's GPUs")
     batching: str = Field(description="continuous, slots or none")
+    kv_read_efficiency: float | None = Field(
+        default=None, description="Share of spec bandwidth at which attention reads the KV cache"
+    )
+    kv_read_efficiency_without_flash_attention: float | None = Field(
+        default=None, description="The same for runs without flash attention"
+    )
     basis: str = Field(description="measured, published or modeled")
     source: str
 

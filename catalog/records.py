@@ -305,6 +305,16 @@ class EngineTraitRecord(Record):
         description="Splits every layer over a replica's GPUs (false: splits the layers)"
     )
     batching: Batching = Field(description="continuous, slots or none")
+    kv_read_efficiency: Efficiency | None = Field(
+        default=None,
+        description="Share of the spec memory bandwidth at which decode attention reads the KV "
+        "cache with the engine's default attention kernel (none: at the weights' rate)",
+    )
+    kv_read_efficiency_without_flash_attention: Efficiency | None = Field(
+        default=None,
+        description="The same for runs without flash attention (turned off, or from releases "
+        "before it was the default; none: as with it)",
+    )
     basis: Basis
     source: SourceText
 

@@ -78,6 +78,8 @@ Seed versions:
     perplexity.md, importance-matrix quants): six pairs that borrowed before.
 29. Model rows carry their MLP width (``intermediate_size``, from config.json; schema revision
     0011 fills it in for the rows shipped before), which grouped schemes must tile.
+30. llama.cpp's GPU traits give the rate at which its attention reads the KV cache, with flash
+    attention and without (schema revision 0012 fills them in for the row shipped before).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -114,7 +116,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 29
+SEED_VERSION = 30
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -35,6 +35,7 @@ from quantplan.catalog.records import (
     SchemeRecord,
 )
 from quantplan.catalog.snapshot import CatalogSnapshot
+from quantplan.catalog.vocabulary import DeviceKind
 from quantplan.planner.batching import (
     BatchingCurve,
     CurveKey,
@@ -126,6 +127,40 @@ of it (2.7x the throughput of 0.5.3 there, 1.8x for 70B on four H100s), and the 
 runs on H100 SXM reach 0.3-0.5 of what the same catalog predicts at 54-146 sequences."""
 
 
+FLASH_ATTENTION = "flash_attention"
+"""A profile whose ``details`` carry this key (true or false) says whether its run used flash
+attention; without it, :func:`ran_flash_attention` infers it from the engine's default then."""
+LLAMACPP_FLASH_ATTENTION_SINCE = "2025-09"
+"""llama.cpp turned flash attention on by default (``-fa auto``, PR #15434, merged at the end of
+August 2025; PR #15771 of 2025-09-03 documents the new defaults): llama.cpp runs dated before
+that read the KV cache without it unless they passed ``-fa``. llama-cpp-python's ``Llama``
+still defaults to ``flash_attn=False``."""
+
+
+def ran_flash_attention(profile: ProfileRecord) -> bool:
+    """Whether ``profile``'s run read its KV cache with flash attention: as its details say,
+    else by its engine's default at the time (llama.cpp before September 2025 and
+    llama-cpp-python's own server: off). Other engines run their default kernel, which the
+    engine traits' ``kv_read_efficiency`` describes."""
+    stated = profile.details.get(FLASH_ATTENTION)
+    if isinstance(stated, bool):
+        return stated
+    if profile.engine != "llama.cpp":
+        return True
+    if (profile.engine_version or "").startswith("llama-cpp-python"):
+        return False
+    date = str(profile.details.get("date") or "")
+    return not date or date >= LLAMACPP_FLASH_ATTENTION_SINCE
+
+
+def kv_read_efficiency(traits: EngineTraitRecord, flash_attention: bool = True) -> float | None:
+    """Share of spec bandwidth at which ``traits``' engine reads the KV cache, with or without
+    flash attention; None where the traits leave it at the weights' rate."""
+    if not flash_attention and traits.kv_read_efficiency_without_flash_attention is not None:
+        return traits.kv_read_efficiency_without_flash_attention
+    return traits.kv_read_efficiency
+
+
 def plans_from(profile: ProfileRecord) -> bool:
     """Whether ``profile`` is evidence for plans: measured or published, on an engine release
     that still behaves as deployed (see :data:`SUPERSEDED_ENGINE`)."""
@@ -133,9 +168,11 @@ def plans_from(profile: ProfileRecord) -> bool:
 
 
 ASSUMPTIONS: tuple[str, ...] = (
-    "decode step = max(weights + KV read / (bandwidth x efficiency), 2 x active params x batch "
-    "/ (FLOPS x efficiency)) + per-step overhead (+ tensor-parallel all-reduces); the "
-    "efficiencies before calibration are the engine's traits on the device kind (below)",
+    "decode step = max(weights / (bandwidth x efficiency) + KV read / (bandwidth x KV "
+    "efficiency), 2 x active params x batch / (FLOPS x efficiency)) + per-step overhead "
+    "(+ tensor-parallel all-reduces); the efficiencies before calibration are the engine's "
+    "traits on the device kind (below); the KV cache is read at the weights' rate where the "
+    "traits give no KV rate, and a run without flash attention at the rate without it",
     "prefill = 2 x active params x input tokens / (FLOPS x efficiency), at its single-stream "
     "speed at every concurrency; before the first token a request holds the engine for a "
     "fixed overhead plus a prefill fitted apart from decode, per engine and device kind, from "
@@ -256,6 +293,24 @@ def _efficiency_tables(
     )
 
 
+def _kv_efficiency_table(
+    space: CandidateSpace, snapshot: CatalogSnapshot, bandwidth_efficiency: np.ndarray
+) -> np.ndarray:
+    """Per (option, instance): the share of spec bandwidth at which the option's engine reads
+    the KV cache there (its default attention kernel), or the weights' share where its traits
+    give none."""
+    table = bandwidth_efficiency.copy()
+    is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
+    for engine in {o.engine for o in space.options}:
+        rows = np.array([o.engine == engine for o in space.options], dtype=bool)
+        kinds: tuple[tuple[DeviceKind, np.ndarray], ...] = (("gpu", is_gpu), ("cpu", ~is_gpu))
+        for kind, columns in kinds:
+            rate = kv_read_efficiency(engine_traits(snapshot, engine, kind))
+            if rate is not None:
+                table[np.ix_(rows, columns)] = rate
+    return table
+
+
 def _step_times(
     shape: ModelShape,
     workload: Workload,
@@ -265,19 +320,23 @@ def _step_times(
     overhead_s: np.ndarray,
     batch: np.ndarray,
     links: TensorParallelLinks | None = None,
+    kv_bandwidth_gbps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode step and prefill seconds; arrays broadcast against ``batch`` on the last axis.
 
-    A tensor-parallel replica (``links``) also waits for its all-reduces: per decode step,
-    those of the batch's activations (latency-bound: about a millisecond for 80 layers);
-    per prefill, those of the prompt's (bandwidth-bound on PCIe)."""
+    The KV cache is read at ``kv_bandwidth_gbps`` (attention's own rate), or at the weights'
+    ``bandwidth_gbps`` where that is None. A tensor-parallel replica (``links``) also waits
+    for its all-reduces: per decode step, those of the batch's activations (latency-bound:
+    about a millisecond for 80 layers); per prefill, those of the prompt's (bandwidth-bound on
+    PCIe)."""
     active_params = shape.parameters_b * 1e9 * active_fraction(shape)
     kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
     flops = np.maximum(tflops, 1e-6) * 1e12
     bandwidth = np.maximum(bandwidth_gbps, 1e-6)
     # A mixture-of-experts step reads the experts its batch is routed to (planner/hardware.py).
     weights_read_gb = weights_gb[..., None] * read_fraction(shape, batch)
-    memory_s = (weights_read_gb + batch * kv_read_gb) / bandwidth[..., None]
+    kv_bandwidth = bandwidth if kv_bandwidth_gbps is None else np.maximum(kv_bandwidth_gbps, 1e-6)
+    memory_s = weights_read_gb / bandwidth[..., None] + batch * kv_read_gb / kv_bandwidth[..., None]
     compute_s = 2 * active_params * batch / flops[..., None]
     decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
     # Causal self-attention adds 2 x layers x L^2 x (heads x head_dim) FLOPs for an L-token
@@ -305,10 +364,12 @@ class _ProfileRoofline:
     method: MethodTraitRecord
     workload: Workload
     overhead_s: float
+    flash_attention: bool = True
 
     def step_times(self, concurrency: float) -> tuple[np.ndarray, np.ndarray]:
         """Decode step (shape (1,)) and prefill (scalar array) seconds at ``concurrency``."""
         traits, hardware = self.traits, self.hardware
+        kv_efficiency = kv_read_efficiency(traits, self.flash_attention)
         return _step_times(
             self.shape,
             self.workload,
@@ -322,6 +383,9 @@ class _ProfileRoofline:
             np.array(self.overhead_s),
             np.array([float(concurrency)]),
             TensorParallelLinks.of(self.replica),
+            None
+            if kv_efficiency is None
+            else np.array(self.replica.bandwidth_gbps * kv_efficiency),
         )
 
 
@@ -354,6 +418,7 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
             requests_per_s=1,
         ),
         overhead_s=base + per_layer * shape.layers,
+        flash_attention=ran_flash_attention(profile),
     )
 
 
@@ -814,6 +879,7 @@ def estimate_performance(
         overhead_s,
         CONCURRENCY_GRID,
         links,
+        bandwidth * _kv_efficiency_table(space, snapshot, bw_eff),
     )
     multiplier, basis, first_token = _calibration(space, snapshot, workload)
     roofline_prefill = prefill

@@ -242,3 +242,37 @@ def test_models_shipped_before_revision_0011_get_their_mlp_width(db_url: str) ->
             connection.execute(text("SELECT name, intermediate_size FROM model_card")).all()
         )
     assert found == {"Qwen2.5-14B": 13824, "Llama-3.1-8B": None, "my-model": None}
+
+
+def test_engine_traits_shipped_before_revision_0012_get_their_kv_read_rates(db_url: str) -> None:
+    """Revision 0012 gives llama.cpp's shipped GPU row its KV-cache read rates, where the row
+    still has the seed's bandwidth efficiency; an edited row, another kind, or a user's own
+    engine stays blank (its KV cache read at the weights' rate, as before)."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0011")
+    rows = (("llama.cpp", "gpu", 0.6), ("llama.cpp", "cpu", 0.6), ("vllm", "gpu", 0.8),
+            ("my-engine", "gpu", 0.6))  # fmt: skip
+    with engine.begin() as connection:
+        for name, kind, bandwidth in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO engine_trait (engine, device_kind, bandwidth_efficiency, "
+                    "compute_efficiency, runtime_overhead_gb, max_concurrency, tensor_parallel, "
+                    "batching, basis, source) VALUES "
+                    "(:name, :kind, :bandwidth, 0.4, 0.5, 64, false, 'slots', 'modeled', 't')"
+                ),
+                {"name": name, "kind": kind, "bandwidth": bandwidth},
+            )
+    upgrade(engine)
+    query = (
+        "SELECT engine, device_kind, kv_read_efficiency, "
+        "kv_read_efficiency_without_flash_attention FROM engine_trait"
+    )
+    with engine.connect() as connection:
+        found = {(e, k): (a, b) for e, k, a, b in connection.execute(text(query)).all()}
+    assert found == {
+        ("llama.cpp", "gpu"): (0.47, 0.24),
+        ("llama.cpp", "cpu"): (None, None),
+        ("vllm", "gpu"): (None, None),
+        ("my-engine", "gpu"): (None, None),
+    }

@@ -15,9 +15,13 @@ from quantplan.planner.estimate import (
     MEASURED,
     PUBLISHED,
     UNCALIBRATED,
+    kv_read_efficiency,
+    predict_profile,
+    ran_flash_attention,
 )
-from quantplan.planner.hardware import read_fraction
+from quantplan.planner.hardware import kv_gb_per_token, model_shape_from_record, read_fraction
 from quantplan.planner.targets import Constraints, ModelShape, Targets, Workload
+from quantplan.planner.traits import engine_traits
 from quantplan.planner.uncertainty import MIN_POINTS, TTFT_CATEGORY, shipped_band
 
 MODEL, SCHEME = "Llama-3.1-8B", "gptq-w4a16-g128"
@@ -243,3 +247,46 @@ def test_each_gguf_type_on_a_measured_gpu_has_its_own_efficiency(
     assert q4[0] < family[0] < f16[0]
     q6 = class_multiplier(ratios, "llama.cpp", "gguf", rtx, scheme="gguf-q6_k")
     assert q6 == family  # no Q6_K run on it: the family's efficiency
+
+
+def _llamacpp_decode(profile: ProfileRecord, snapshot: CatalogSnapshot) -> float:
+    found = predict_profile(profile, snapshot, ())
+    assert found is not None
+    return found.decode_step_s
+
+
+def test_the_kv_cache_is_read_at_attentions_own_rate(shipped: CatalogSnapshot) -> None:
+    """llama.cpp's attention reads the KV cache at 0.47 of an H200's spec bandwidth with flash
+    attention and 0.24 without (the engine trait, from bench/results/llamacpp_depth): a token
+    at depth 4,096 costs what those rates say beyond one at depth 0, and a 2024 run (flash
+    attention off by default then) pays twice as much for it as a run of today's default."""
+    traits = engine_traits(shipped, "llama.cpp", "gpu")
+    assert kv_read_efficiency(traits) == 0.47
+    assert kv_read_efficiency(traits, flash_attention=False) == 0.24
+    shallow = _profile(1, 100.0, model="Llama-3.1-8B", scheme="gguf-f16", engine="llama.cpp",
+                       hardware="H200", input_tokens=1, output_tokens=2,
+                       details={"date": "2026-12"})  # fmt: skip
+    deep = shallow.model_copy(update={"output_tokens": 8192})
+    shape = model_shape_from_record(shipped.model_by_name["Llama-3.1-8B"])
+    kv_read_s = kv_gb_per_token(shape) * (4096 - 1) / 4800  # mean depths 4,097 and 2
+    growth = _llamacpp_decode(deep, shipped) - _llamacpp_decode(shallow, shipped)
+    assert growth == pytest.approx(kv_read_s / 0.47, rel=0.02)
+    old = deep.model_copy(update={"details": {"date": "2024-05"}})
+    assert ran_flash_attention(deep) and not ran_flash_attention(old)
+    old_growth = _llamacpp_decode(old, shipped) - _llamacpp_decode(shallow, shipped)
+    assert old_growth == pytest.approx(kv_read_s / 0.24, rel=0.02)
+    # What a run's details state wins over the date; vLLM keeps reading at the weights' rate.
+    stated = old.model_copy(update={"details": {"date": "2024-05", "flash_attention": True}})
+    assert ran_flash_attention(stated)
+    assert kv_read_efficiency(engine_traits(shipped, "vllm", "gpu")) is None
+
+
+def test_llamacpp_pythons_own_server_ran_without_flash_attention() -> None:
+    """llama-cpp-python's ``Llama`` defaults to ``flash_attn=False`` whatever its vendored
+    llama.cpp does; llama.cpp's own tools of the same tree run its default (on)."""
+    python_server = _profile(1, 100.0, engine="llama.cpp", scheme="gguf-f16",
+                             engine_version="llama-cpp-python 0.3.36, CUDA sm_90",
+                             details={"date": "2026-11-28"})  # fmt: skip
+    own_tools = python_server.model_copy(update={"engine_version": "llama-server version: 0.5.0"})
+    assert not ran_flash_attention(python_server)
+    assert ran_flash_attention(own_tools)
