@@ -307,8 +307,10 @@ class EngineTraitRecord(Record):
     batching: Batching = Field(description="continuous, slots or none")
     kv_read_efficiency: Efficiency | None = Field(
         default=None,
-        description="Share of the spec memory bandwidth at which decode attention reads the KV "
-        "cache with the engine's default attention kernel (none: at the weights' rate)",
+        description="The KV cache's read efficiency with the engine's default attention kernel, "
+        "on the footing of bandwidth_efficiency (a prior that calibration scales with the "
+        "device's measured weight rate): bandwidth_efficiency x the measured KV read rate over "
+        "the 16-bit weights' rate on one device (none: the KV cache read at the weights' rate)",
     )
     kv_read_efficiency_without_flash_attention: Efficiency | None = Field(
         default=None,

@@ -245,12 +245,12 @@ def test_models_shipped_before_revision_0011_get_their_mlp_width(db_url: str) ->
 
 
 def test_engine_traits_shipped_before_revision_0012_get_their_kv_read_rates(db_url: str) -> None:
-    """Revision 0012 gives llama.cpp's shipped GPU row its KV-cache read rates, where the row
-    still has the seed's bandwidth efficiency; an edited row, another kind, or a user's own
-    engine stays blank (its KV cache read at the weights' rate, as before)."""
+    """Revision 0012 gives llama.cpp's shipped rows their KV-cache read rates, where a row still
+    has the seed's bandwidth efficiency; an edited row, another engine, or a user's own engine
+    stays blank (its KV cache read at the weights' rate, as before)."""
     engine = make_engine(db_url)
     upgrade(engine, "0011")
-    rows = (("llama.cpp", "gpu", 0.6), ("llama.cpp", "cpu", 0.6), ("vllm", "gpu", 0.8),
+    rows = (("llama.cpp", "gpu", 0.6), ("llama.cpp", "cpu", 0.7), ("vllm", "gpu", 0.8),
             ("my-engine", "gpu", 0.6))  # fmt: skip
     with engine.begin() as connection:
         for name, kind, bandwidth in rows:
@@ -271,7 +271,7 @@ def test_engine_traits_shipped_before_revision_0012_get_their_kv_read_rates(db_u
     with engine.connect() as connection:
         found = {(e, k): (a, b) for e, k, a, b in connection.execute(text(query)).all()}
     assert found == {
-        ("llama.cpp", "gpu"): (0.47, 0.24),
+        ("llama.cpp", "gpu"): (0.44, 0.25),
         ("llama.cpp", "cpu"): (None, None),
         ("vllm", "gpu"): (None, None),
         ("my-engine", "gpu"): (None, None),
