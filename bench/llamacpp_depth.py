@@ -46,9 +46,11 @@ FINDINGS = """## What it says
   ones the planner over-predicts most at long context (bench/results/prediction_accuracy.md).
 - So the cost of the KV read depends on the engine's attention kernel and its release: a
   factor taken from the 2024 rows would make today's plans with flash attention pessimistic
-  in that term by 2.5-3x. The planner keeps one rate for now; a per-engine, per-release
-  attention term needs the flash-attention setting in the profiles it is fitted from (the 2024
-  rows do not record it; their build's default was off).
+  in that term by 2.5-3x. The planner reads the cache at its own rate per engine and device
+  kind (engine traits `kv_read_efficiency`, from this run: 0.44 with flash attention and 0.25
+  without, where the weights' prior is 0.6) and takes a run's setting from its details or,
+  for llama.cpp, its date (off before September 2025, when `-fa auto` became the default), so
+  the 2024 rows are predicted without it and plans with it.
 """
 
 
@@ -133,7 +135,7 @@ def render(result: dict[str, Any], date: str, commit: str, machine: str, version
         f"{SLOPE_FROM:,} and {SLOPE_TO:,} (where it is linear), against that token's KV bytes "
         f"({KV_BYTES_PER_TOKEN:,}: 32 layers x 8 KV heads x 128 x K and V x 2 bytes). The "
         "weights' rate is the file's bytes over the whole step at depth 0 (its fixed overhead "
-        "included, so a lower bound). The planner reads both at one rate.",
+        "included, so a lower bound). The planner reads each at its own rate (engine traits).",
         "",
         "| file | flash attention | ns per token of depth | KV read GB/s | share of spec "
         "(4,800) | weights GB/s at depth 0 | a KV byte costs (weight bytes) |",

@@ -138,7 +138,26 @@ def markdown(r: dict[str, Any]) -> str:
         f"{f['kv_read_gbps']} | {f['weights_gbps_at_depth_0']} | {f['kv_over_weights_rate']} |"
         for f in r["fits"]
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + WHAT_IT_SAYS
+
+
+WHAT_IT_SAYS = """
+## What it says (run of 2026-12-05)
+
+- As on the H200 (bench/results/llamacpp_depth.md), the KV cache is read at one rate whatever
+  the weights' format: 4.0-4.2 GB/s with flash attention and 6.8-7.2 without, against
+  10-18 GB/s for the weights. At 8,000 tokens of context the cache (184 MB) costs the
+  default model's F16 step more than its 271 MB of weights (58.9 ms against 15.3 at depth 0,
+  with flash attention).
+- Unlike on the GPU, flash attention reads it slower here (0.6x), though it prefills faster.
+  llama.cpp's `-fa auto` turns it on for CPUs, so plans use that rate. Checked by hand the
+  same hour with the same binary and F16 file at depth 4,000: a decode step of 33.0 ms with
+  the default, 32.1 with `-fa on`, 28.6 with `-fa off`; prompt processing at 349, 354 and
+  271 tokens/s.
+- Engine traits for llama.cpp on CPUs: `kv_read_efficiency` 0.14 and 0.27 without flash
+  attention: the weights' prior 0.6 times the measured KV-over-F16-weights rates, 0.24 and
+  0.46 (calibration scales the KV term with the weights' rate, as it does the weights').
+"""
 
 
 def main() -> None:
