@@ -71,10 +71,16 @@ def describe_engine_traits(row: EngineTraitRecord) -> str:
     """One assumption line: what a plan assumed of an engine on a device kind, and why."""
     gpu = row.device_kind == "gpu"
     split = ("tensor parallel" if row.tensor_parallel else "splits layers") if gpu else ""
+    kv = ""
+    if row.kv_read_efficiency is not None:
+        without = row.kv_read_efficiency_without_flash_attention
+        kv = f" (the KV cache at {row.kv_read_efficiency:g}" + (
+            f", {without:g} without flash attention)" if without is not None else ")"
+        )
     return (
         f"engine traits, {row.engine} on {row.device_kind} ({row.basis}): "
-        f"{row.bandwidth_efficiency:g} of spec bandwidth, {row.compute_efficiency:g} of spec "
-        f"FLOPS, {row.runtime_overhead_gb:g} GB runtime overhead per "
+        f"{row.bandwidth_efficiency:g} of spec bandwidth{kv}, {row.compute_efficiency:g} of "
+        f"spec FLOPS, {row.runtime_overhead_gb:g} GB runtime overhead per "
         f"{'GPU' if gpu else 'host'}, at most {row.max_concurrency} sequences, {row.batching} "
         f"batching{', ' + split if split else ''}; source: {row.source}"
     )

@@ -12,7 +12,7 @@ from quantplan.catalog.registry import ENGINES, METHODS
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.decide import make_plan
 from quantplan.planner.targets import Constraints, Targets, Workload
-from quantplan.planner.traits import engine_traits, method_traits
+from quantplan.planner.traits import describe_engine_traits, engine_traits, method_traits
 
 # Methods whose checkpoints and kernels are the planner's default (the scheme's bits per weight
 # cover the whole model, BF16 math): no method_traits row. A new method needs a row or a place
@@ -132,3 +132,11 @@ def test_trait_records_refuse_unregistered_names_and_impossible_values() -> None
         raise AssertionError(f"accepted {bad}")
     method = {"method": "awq", "embeddings_in_16_bit": True, "w8a8": False}
     MethodTraitRecord.model_validate({**method, "basis": "modeled", "source": "test"})
+
+
+def test_a_plans_trait_line_says_how_fast_the_kv_cache_is_read(shipped: CatalogSnapshot) -> None:
+    """The assumption line names the KV cache's own rate where the row has one, and says
+    nothing of it where the cache is read at the weights' rate."""
+    llamacpp = describe_engine_traits(engine_traits(shipped, "llama.cpp", "cpu"))
+    assert "0.6 of spec bandwidth (the KV cache at 0.14, 0.27 without flash attention)" in llamacpp
+    assert "KV cache" not in describe_engine_traits(engine_traits(shipped, "vllm", "gpu"))
