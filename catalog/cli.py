@@ -91,6 +91,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "engine",
         "device_kind",
         "bandwidth_efficiency",
+        "kv_read_efficiency",
+        "kv_read_efficiency_without_flash_attention",
         "compute_efficiency",
         "runtime_overhead_gb",
         "max_concurrency",
@@ -163,6 +165,8 @@ LABELS = {
     "min_compute_capability": "min cc",
     "required_isa": "ISA",
     "bandwidth_efficiency": "bw eff",
+    "kv_read_efficiency": "KV eff",
+    "kv_read_efficiency_without_flash_attention": "KV eff no FA",
     "compute_efficiency": "compute eff",
     "runtime_overhead_gb": "overhead GB",
     "max_concurrency": "max seqs",
@@ -208,7 +212,9 @@ def _print_table(
 ) -> None:
     table = Table(title=f"{kind} ({len(rows)} rows)", title_justify="left", expand=False)
     for column in columns:
-        numeric = rows and isinstance(rows[0].get(column), int | float)
+        # Numbers align right, judged by the values present (a blank says nothing).
+        present = [row[column] for row in rows if row.get(column) is not None]
+        numeric = bool(present) and all(isinstance(v, int | float) for v in present)
         table.add_column(
             LABELS.get(column, column.replace("_", " ")),
             justify="right" if numeric else "left",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -252,6 +254,44 @@ def test_engine_traits_shipped_before_revision_0012_get_their_kv_read_rates(db_u
     upgrade(engine, "0011")
     rows = (("llama.cpp", "gpu", 0.6), ("llama.cpp", "cpu", 0.7), ("vllm", "gpu", 0.8),
             ("my-engine", "gpu", 0.6))  # fmt: skip
+    _insert_engine_traits(engine, rows)
+    upgrade(engine)
+    assert _kv_rates(engine) == {
+        ("llama.cpp", "gpu"): (0.44, 0.25),
+        ("llama.cpp", "cpu"): (None, None),
+        ("vllm", "gpu"): (None, None),
+        ("my-engine", "gpu"): (None, None),
+    }
+
+
+def test_revision_0013_moves_the_first_shipped_kv_rates_to_the_weights_footing(
+    db_url: str,
+) -> None:
+    """A catalog that took revision 0012 as first shipped (llama.cpp's GPU row at 0.47 / 0.24,
+    its CPU row blank) gets the rates on the weights' footing and the CPU's measured ones; a
+    value of the user's stays."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0012")
+    _insert_engine_traits(engine, [("llama.cpp", "gpu", 0.6), ("llama.cpp", "cpu", 0.6)])
+    with engine.begin() as connection:  # revision 0012 as first shipped left these
+        connection.execute(text("UPDATE engine_trait SET kv_read_efficiency = 0.47, "
+                                "kv_read_efficiency_without_flash_attention = 0.24 "
+                                "WHERE device_kind = 'gpu'"))  # fmt: skip
+        connection.execute(text("UPDATE engine_trait SET kv_read_efficiency = NULL, "
+                                "kv_read_efficiency_without_flash_attention = NULL "
+                                "WHERE device_kind = 'cpu'"))  # fmt: skip
+    upgrade(engine)
+    expected = {("llama.cpp", "gpu"): (0.44, 0.25), ("llama.cpp", "cpu"): (0.14, 0.27)}
+    assert _kv_rates(engine) == expected
+    with engine.begin() as connection:  # a user's own rate, then the migration run again
+        connection.execute(text("UPDATE engine_trait SET kv_read_efficiency = 0.3 "
+                                "WHERE device_kind = 'gpu'"))  # fmt: skip
+    downgrade(engine, "0012")
+    upgrade(engine)
+    assert _kv_rates(engine)[("llama.cpp", "gpu")] == (0.3, 0.25)
+
+
+def _insert_engine_traits(engine: Engine, rows: Sequence[tuple[str, str, float]]) -> None:
     with engine.begin() as connection:
         for name, kind, bandwidth in rows:
             connection.execute(
@@ -263,16 +303,12 @@ def test_engine_traits_shipped_before_revision_0012_get_their_kv_read_rates(db_u
                 ),
                 {"name": name, "kind": kind, "bandwidth": bandwidth},
             )
-    upgrade(engine)
+
+
+def _kv_rates(engine: Engine) -> dict[tuple[str, str], tuple[float | None, float | None]]:
     query = (
         "SELECT engine, device_kind, kv_read_efficiency, "
         "kv_read_efficiency_without_flash_attention FROM engine_trait"
     )
     with engine.connect() as connection:
-        found = {(e, k): (a, b) for e, k, a, b in connection.execute(text(query)).all()}
-    assert found == {
-        ("llama.cpp", "gpu"): (0.44, 0.25),
-        ("llama.cpp", "cpu"): (None, None),
-        ("vllm", "gpu"): (None, None),
-        ("my-engine", "gpu"): (None, None),
-    }
+        return {(e, k): (a, b) for e, k, a, b in connection.execute(text(query)).all()}
