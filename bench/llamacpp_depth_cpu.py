@@ -18,15 +18,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
+from server_levels import default_model_artifact
 
-from server_levels import default_model_artifact  # noqa: E402
+HERE = Path(__file__).parent
 
 RESULTS = HERE / "results"
 MODEL = "SmolLM2-135M-Instruct"

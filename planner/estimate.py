@@ -35,7 +35,6 @@ from quantplan.catalog.records import (
     SchemeRecord,
 )
 from quantplan.catalog.snapshot import CatalogSnapshot
-from quantplan.catalog.vocabulary import DeviceKind
 from quantplan.planner.batching import (
     BatchingCurve,
     CurveKey,
@@ -161,6 +160,12 @@ def kv_read_efficiency(traits: EngineTraitRecord, flash_attention: bool = True) 
     return traits.kv_read_efficiency
 
 
+def _kv_bandwidth_efficiency(traits: EngineTraitRecord, flash_attention: bool = True) -> float:
+    """The efficiency the roofline reads the KV cache at: its own, or the weights'."""
+    rate = kv_read_efficiency(traits, flash_attention)
+    return traits.bandwidth_efficiency if rate is None else rate
+
+
 def plans_from(profile: ProfileRecord) -> bool:
     """Whether ``profile`` is evidence for plans: measured or published, on an engine release
     that still behaves as deployed (see :data:`SUPERSEDED_ENGINE`)."""
@@ -240,10 +245,17 @@ class TensorParallelLinks:
 def _efficiency_tables(
     space: CandidateSpace, snapshot: CatalogSnapshot
 ) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, TensorParallelLinks
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    TensorParallelLinks,
 ]:
-    """Per (option, instance): spec bandwidth, FLOPS, usable memory, efficiencies, whether a
-    GPU, and the tensor-parallel links."""
+    """Per (option, instance): spec bandwidth, FLOPS, usable memory, efficiencies (the
+    weights', the KV cache's, compute), whether a GPU, and the tensor-parallel links."""
     engines = sorted({o.engine for o in space.options})
     n_inst = len(space.instances)
     per_engine: dict[str, np.ndarray] = {}
@@ -262,11 +274,14 @@ def _efficiency_tables(
     is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
     capability = np.array([float(h.compute_capability or 0.0) for h in space.hardware])
     bw_eff = np.empty((len(space.options), n_inst))
+    kv_eff = np.empty_like(bw_eff)
     fl_eff = np.empty_like(bw_eff)
     for s, option in enumerate(space.options):
         gpu = engine_traits(snapshot, option.engine, "gpu")
         cpu = engine_traits(snapshot, option.engine, "cpu")
         bw_eff[s] = np.where(is_gpu, gpu.bandwidth_efficiency, cpu.bandwidth_efficiency)
+        # Plans run the engine's default attention kernel.
+        kv_eff[s] = np.where(is_gpu, _kv_bandwidth_efficiency(gpu), _kv_bandwidth_efficiency(cpu))
         fl_eff[s] = np.where(is_gpu, gpu.compute_efficiency, cpu.compute_efficiency)
         method = method_traits(snapshot, option.family)
         if method.slow_kernel_below_capability is not None:
@@ -287,28 +302,11 @@ def _efficiency_tables(
         stacked[..., 1],
         stacked[..., 2],
         bw_eff,
+        kv_eff,
         fl_eff,
         is_gpu,
         tensor_parallel,
     )
-
-
-def _kv_efficiency_table(
-    space: CandidateSpace, snapshot: CatalogSnapshot, bandwidth_efficiency: np.ndarray
-) -> np.ndarray:
-    """Per (option, instance): the share of spec bandwidth at which the option's engine reads
-    the KV cache there (its default attention kernel), or the weights' share where its traits
-    give none."""
-    table = bandwidth_efficiency.copy()
-    is_gpu = np.array([h.kind == "gpu" for h in space.hardware], dtype=bool)
-    for engine in {o.engine for o in space.options}:
-        rows = np.array([o.engine == engine for o in space.options], dtype=bool)
-        kinds: tuple[tuple[DeviceKind, np.ndarray], ...] = (("gpu", is_gpu), ("cpu", ~is_gpu))
-        for kind, columns in kinds:
-            rate = kv_read_efficiency(engine_traits(snapshot, engine, kind))
-            if rate is not None:
-                table[np.ix_(rows, columns)] = rate
-    return table
 
 
 def _step_times(
@@ -316,18 +314,18 @@ def _step_times(
     workload: Workload,
     weights_gb: np.ndarray,
     bandwidth_gbps: np.ndarray,
+    kv_bandwidth_gbps: np.ndarray,
     tflops: np.ndarray,
     overhead_s: np.ndarray,
     batch: np.ndarray,
     links: TensorParallelLinks | None = None,
-    kv_bandwidth_gbps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode step and prefill seconds; arrays broadcast against ``batch`` on the last axis.
 
-    The KV cache is read at ``kv_bandwidth_gbps`` (attention's own rate), or at the weights'
-    ``bandwidth_gbps`` where that is None. A tensor-parallel replica (``links``) also waits
-    for its all-reduces: per decode step, those of the batch's activations (latency-bound:
-    about a millisecond for 80 layers); per prefill, those of the prompt's (bandwidth-bound on
+    The weights are read at ``bandwidth_gbps`` and the KV cache at ``kv_bandwidth_gbps``
+    (attention's own rate). A tensor-parallel replica (``links``) also waits for its
+    all-reduces: per decode step, those of the batch's activations (latency-bound: about a
+    millisecond for 80 layers); per prefill, those of the prompt's (bandwidth-bound on
     PCIe)."""
     active_params = shape.parameters_b * 1e9 * active_fraction(shape)
     kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
@@ -335,7 +333,7 @@ def _step_times(
     bandwidth = np.maximum(bandwidth_gbps, 1e-6)
     # A mixture-of-experts step reads the experts its batch is routed to (planner/hardware.py).
     weights_read_gb = weights_gb[..., None] * read_fraction(shape, batch)
-    kv_bandwidth = bandwidth if kv_bandwidth_gbps is None else np.maximum(kv_bandwidth_gbps, 1e-6)
+    kv_bandwidth = np.maximum(kv_bandwidth_gbps, 1e-6)
     memory_s = weights_read_gb / bandwidth[..., None] + batch * kv_read_gb / kv_bandwidth[..., None]
     compute_s = 2 * active_params * batch / flops[..., None]
     decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
@@ -369,12 +367,13 @@ class _ProfileRoofline:
     def step_times(self, concurrency: float) -> tuple[np.ndarray, np.ndarray]:
         """Decode step (shape (1,)) and prefill (scalar array) seconds at ``concurrency``."""
         traits, hardware = self.traits, self.hardware
-        kv_efficiency = kv_read_efficiency(traits, self.flash_attention)
+        kv_efficiency = _kv_bandwidth_efficiency(traits, self.flash_attention)
         return _step_times(
             self.shape,
             self.workload,
             np.array(weight_gb(self.shape, self.scheme, self.method)),
             np.array(self.replica.bandwidth_gbps * traits.bandwidth_efficiency),
+            np.array(self.replica.bandwidth_gbps * kv_efficiency),
             np.array(
                 self.replica.tflops
                 * traits.compute_efficiency
@@ -383,9 +382,6 @@ class _ProfileRoofline:
             np.array(self.overhead_s),
             np.array([float(concurrency)]),
             TensorParallelLinks.of(self.replica),
-            None
-            if kv_efficiency is None
-            else np.array(self.replica.bandwidth_gbps * kv_efficiency),
         )
 
 
@@ -859,7 +855,9 @@ def estimate_performance(
 ) -> PerformanceMap:
     """The time map of every option x instance x concurrency, with bases."""
     shape = space.shape
-    bandwidth, tflops, usable, bw_eff, fl_eff, is_gpu, links = _efficiency_tables(space, snapshot)
+    bandwidth, tflops, usable, bw_eff, kv_eff, fl_eff, is_gpu, links = _efficiency_tables(
+        space, snapshot
+    )
     weights = np.array(
         [weight_gb(shape, o.scheme, method_traits(snapshot, o.family)) for o in space.options],
         dtype=float,
@@ -875,11 +873,11 @@ def estimate_performance(
         workload,
         np.broadcast_to(weights[:, None], bandwidth.shape),
         bandwidth * bw_eff,
+        bandwidth * kv_eff,
         tflops * fl_eff,
         overhead_s,
         CONCURRENCY_GRID,
         links,
-        bandwidth * _kv_efficiency_table(space, snapshot, bw_eff),
     )
     multiplier, basis, first_token = _calibration(space, snapshot, workload)
     roofline_prefill = prefill

@@ -74,9 +74,8 @@ def describe_engine_traits(row: EngineTraitRecord) -> str:
     kv = ""
     if row.kv_read_efficiency is not None:
         without = row.kv_read_efficiency_without_flash_attention
-        kv = f" (the KV cache at {row.kv_read_efficiency:g}" + (
-            f", {without:g} without flash attention)" if without is not None else ")"
-        )
+        plain = f", {without:g} without flash attention" if without is not None else ""
+        kv = f" (the KV cache at {row.kv_read_efficiency:g}{plain})"
     return (
         f"engine traits, {row.engine} on {row.device_kind} ({row.basis}): "
         f"{row.bandwidth_efficiency:g} of spec bandwidth{kv}, {row.compute_efficiency:g} of "
