@@ -3,11 +3,15 @@
 A local cluster (`quantplan cluster up --nodes c7i.xlarge:1`) runs a one-replica llama.cpp plan
 of the default model behind the endpoint, started as the command line starts it (a separate
 `quantplan cluster endpoint` process). The same short request (completions, max_tokens=1) is then
-sent, one at a time and alternating, to the endpoint (HAProxy -> ingress -> engine replica
--> engine) and straight to the engine server the replica owns, so both see the same load. Per
-path: p50, p99 and mean latency; the overhead is the difference of the p50s, and the median of
-the per-pair differences. Then the endpoint is stopped with SIGTERM: how long it took, and
-whether its engine process and replica note are gone.
+sent, one at a time and alternating, to the endpoint and straight to the engine server the
+replica owns, so both see the same load. Per path: p50, p99 and mean latency; the overhead is
+the difference of the p50s, and the median of the per-pair differences. Then the endpoint is
+stopped with SIGTERM: how long it took, and whether its engine process and replica note are gone.
+
+Both routes the endpoint has, one after the other in one run, each on a fresh cluster:
+- one hop (the default for a plan of one line): HAProxy -> the engine replica -> engine;
+- with the ingress (`--always-ingress`; every plan of several lines): HAProxy -> ingress
+  replica -> engine replica (through its Serve handle) -> engine.
 
 Usage: flock /tmp/quantplan-heavy.lock python bench/fleet_overhead.py [--requests 200]
 Writes bench/results/fleet.json and fleet.md.
@@ -85,8 +89,8 @@ def measure(router: str, direct: str, requests: int) -> dict[str, object]:
                 elapsed = (time.perf_counter() - started) * 1000
                 response.raise_for_status()
                 times[name].append(elapsed)
-        # Where the overhead lies: GET /v1/models is answered by the ingress itself (proxy and
-        # ingress, no engine replica) and by the engine directly.
+        # Where the overhead lies: GET /v1/models is answered by the replica that takes the
+        # endpoint's requests (HAProxy and that replica's Python, no engine) and by the engine.
         for _ in range(requests):
             for name, url in (("router_models", router), ("direct_models", direct)):
                 started = time.perf_counter()
@@ -106,7 +110,7 @@ def measure(router: str, direct: str, requests: int) -> dict[str, object]:
     }
 
 
-def run(requests: int) -> dict[str, object]:
+def run(requests: int, always_ingress: bool) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="qp-fleet-bench-"))
     env = {**os.environ, "QUANTPLAN_DATA_DIR": str(work / "data"), "RAY_USAGE_STATS_ENABLED": "0"}
     db = f"sqlite:///{work / 'catalog.db'}"
@@ -130,7 +134,7 @@ def run(requests: int) -> dict[str, object]:
         with (work / "endpoint.log").open("wb") as log:
             endpoint = subprocess.Popen(
                 [QUANTPLAN, "cluster", "endpoint", str(work / "plan.yaml"), "--port", str(port),
-                 "--db", db],
+                 "--db", db, *(["--always-ingress"] if always_ingress else [])],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
@@ -159,12 +163,7 @@ def run(requests: int) -> dict[str, object]:
         subprocess.run([QUANTPLAN, "cluster", "down"], env=env, capture_output=True)
     shutil.rmtree(work, ignore_errors=True)  # kept when a step failed, for its logs
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "plan": "one llama.cpp replica (llama-server) of the default model, c7i.xlarge",
-        "request": "POST /v1/completions, prompt 'The capital of France is', max_tokens=1, "
-        "one at a time, router and direct alternating",
+        "route": ROUTES[always_ingress],
         "endpoint_startup_s": round(startup_s, 1),
         **result,
         "sigterm_stop_s": round(stop_s, 1),
@@ -176,44 +175,74 @@ def run(requests: int) -> dict[str, object]:
     }
 
 
-def markdown(r: dict) -> str:  # type: ignore[type-arg]
-    router, direct = r["router"], r["direct"]
+ROUTES = {
+    False: "one hop: HAProxy -> engine replica -> engine",
+    True: "with the ingress (--always-ingress): HAProxy -> ingress replica -> engine replica "
+    "-> engine",
+}
+
+
+HEADER = (
+    "| route | endpoint p50 ms | direct p50 ms | overhead p50 ms | paired median ms "
+    "| endpoint p99 ms | direct p99 ms | `/v1/models` via the endpoint p50 ms "
+    "| engine's `/v1/models` p50 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def markdown(results: dict) -> str:  # type: ignore[type-arg]
+    rows, notes = [], []
+    for r in results["routes"]:
+        router, direct = r["router"], r["direct"]
+        models = r["models_via_proxy_and_ingress"]
+        rows.append(
+            f"| {r['route']} | {router['p50_ms']} | {direct['p50_ms']} | "
+            f"**{r['overhead_p50_ms']}** | {r['paired_difference_median_ms']} | "
+            f"{router['p99_ms']} | {direct['p99_ms']} | {models['p50_ms']} | "
+            f"{r['models_direct_from_engine']['p50_ms']} |"
+        )
+        notes.append(
+            f"- {r['route']}: endpoint start (command to first answer, engine load included) "
+            f"{r['endpoint_startup_s']} s; SIGTERM stopped it with code {r['sigterm_exit_code']} "
+            f"after {r['sigterm_stop_s']} s; engine process gone: "
+            f"{r['engine_process_gone_after_stop']}; replica notes left: "
+            f"{r['replica_notes_left_after_stop']}. Load before `{r['uptime_before']}`, after "
+            f"`{r['uptime_after']}`."
+        )
+    first = results["routes"][0]
+    met = "met" if first["overhead_p50_ms"] < 5 else "not met"
+    table = "\n".join(rows)
     return f"""# Fleet endpoint: router overhead per request
 
-`python bench/fleet_overhead.py` ({r["date"]}, {r["cpus"]} CPUs, shared machine).
-Plan: {r["plan"]}, behind `quantplan cluster endpoint` on a local cluster
-(`cluster up --nodes c7i.xlarge:1`). Request: {r["request"]};
-{r["requests_per_path"]} requests per path after 10 warm-ups each.
-Router = HAProxy (Serve's) -> ingress replica -> engine replica (a Serve deployment) -> engine;
-direct = the same engine server, on the port its Serve replica started it on.
+`python bench/fleet_overhead.py` ({results["date"]}, {results["cpus"]} CPUs, shared machine).
+Plan: {results["plan"]}, behind `quantplan cluster endpoint` on a local cluster
+(`cluster up --nodes c7i.xlarge:1`). Request: {results["request"]};
+{first["requests_per_path"]} requests per path after 10 warm-ups each. Router = the endpoint's
+route; direct = the same engine server, on the port its Serve replica started it on. Both
+routes in this one run, one after the other, each on a fresh cluster.
 
-| path | p50 ms | p99 ms | mean ms |
-|---|---:|---:|---:|
-| through the endpoint | {router["p50_ms"]} | {router["p99_ms"]} | {router["mean_ms"]} |
-| direct to the replica's engine | {direct["p50_ms"]} | {direct["p99_ms"]} | {direct["mean_ms"]} |
-| **overhead** | **{r["overhead_p50_ms"]}** | {r["overhead_p99_ms"]} | |
+{HEADER}
+{table}
 
-Where it lies: `GET /v1/models`, which the ingress answers itself (HAProxy and the
-ingress replica, no engine replica), took p50 {r["models_via_proxy_and_ingress"]["p50_ms"]} ms
-(p99 {r["models_via_proxy_and_ingress"]["p99_ms"]}); the engine's own `/v1/models` p50
-{r["models_direct_from_engine"]["p50_ms"]} ms (p99 {r["models_direct_from_engine"]["p99_ms"]}).
+`/v1/models` is answered by the replica that takes the endpoint's requests (HAProxy and that
+replica's Python, no engine). Target: < 5 ms at p50 for the default route of this plan -- {met}.
 
-Median of the per-pair differences: {r["paired_difference_median_ms"]} ms. Target: < 5 ms at
-p50 -- {"met" if r["overhead_p50_ms"] < 5 else "not met"}.
-
-Endpoint start (command to first answer, engine load included): {r["endpoint_startup_s"]} s.
-SIGTERM to the endpoint process: exited with code {r["sigterm_exit_code"]} after
-{r["sigterm_stop_s"]} s; engine process gone: {r["engine_process_gone_after_stop"]}; replica
-notes left: {r["replica_notes_left_after_stop"]}.
-
-Load: before `{r["uptime_before"]}`; after `{r["uptime_after"]}`.
+{chr(10).join(notes)}
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
-    results = run(parser.parse_args().requests)
+    requests = parser.parse_args().requests
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "plan": "one llama.cpp replica (llama-server) of the default model, c7i.xlarge",
+        "request": "POST /v1/completions, prompt 'The capital of France is', max_tokens=1, "
+        "one at a time, router and direct alternating",
+        "routes": [run(requests, always_ingress) for always_ingress in (False, True)],
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fleet.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "fleet.md").write_text(markdown(results))

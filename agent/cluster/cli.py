@@ -208,6 +208,16 @@ def cluster_endpoint_command(
             "rolls back to the previous plan",
         ),
     ] = 600.0,
+    always_ingress: Annotated[
+        bool,
+        typer.Option(
+            "--always-ingress",
+            help="Put the ingress in front of a plan of one line too. By default that line's "
+            "engine replicas answer the endpoint themselves: one hop fewer, about 3 ms less "
+            "per request on a 2-core machine. The ingress also retries a request whose "
+            "replica died before answering on another replica",
+        ),
+    ] = False,
     surge_percent: Annotated[
         int | None,
         typer.Option(
@@ -251,6 +261,7 @@ def cluster_endpoint_command(
         scale_up_after_s=scale_up_after,
         scale_down_after_s=scale_down_after,
         update_timeout_s=update_timeout,
+        always_ingress=always_ingress,
         surge_percent=surge_percent,
     )
     with console.status("starting the endpoint") as spinner:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from quantplan.agent.cluster.events import CatalogEvent, EventBus, FleetEvent, ReportEvent
 from quantplan.agent.cluster.spool import ReportSpool
+from quantplan.agent.cluster.traffic import TrafficShare, TrafficSums
 from quantplan.catalog.db import CatalogBusyError
 from quantplan.catalog.reports import MeasurementReport, ReportOutcome
 from quantplan.catalog.urls import redact_url
@@ -46,6 +47,8 @@ UNAVAILABLE_ERRORS = (
 
 MIN_RETRY_S = 0.25
 MAX_RETRY_S = 5.0
+TRAFFIC_TICK_S = 1.0
+"""How often summed traffic slots are checked for being over (their cost events published)."""
 
 
 class SubmitResult(BaseModel):
@@ -110,6 +113,9 @@ class ReportCollector:
         self._counts = {"recorded": 0, "duplicate": 0, "rejected": 0}
         self._available = True
         self._last_error: str | None = None
+        self._traffic = TrafficSums()
+        self._traffic_lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -139,6 +145,29 @@ class ReportCollector:
 
     def publish(self, event: FleetEvent) -> FleetEvent:
         return self.bus.publish(event)
+
+    # -- live traffic of lines whose replicas answer the endpoint themselves ---------------
+
+    def add_traffic(self, share: TrafficShare) -> None:
+        """One replica's share of a traffic slot; the slot's sums are published once it is
+        over (:meth:`publish_traffic`, every second on the ticker thread)."""
+        with self._traffic_lock:
+            self._traffic.add(share)
+
+    def publish_traffic(self, now: float | None = None) -> int:
+        """Publish the cost events of every summed slot that is over; returns how many."""
+        with self._traffic_lock:
+            events = self._traffic.due(time.time() if now is None else now)
+        for event in events:
+            self.publish(event)
+        return len(events)
+
+    def _tick_traffic(self) -> None:
+        while not self._closing.wait(TRAFFIC_TICK_S):
+            try:
+                self.publish_traffic()
+            except Exception:  # a bad share must not stop the sums of every other
+                LOG.exception("could not publish summed traffic")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -253,6 +282,8 @@ class ReportCollector:
             return
         self._thread = threading.Thread(target=self._run, name="report-writer", daemon=True)
         self._thread.start()
+        self._ticker = threading.Thread(target=self._tick_traffic, name="traffic-sums", daemon=True)
+        self._ticker.start()
         self._wake.set()
 
     def _run(self) -> None:
@@ -282,6 +313,9 @@ class ReportCollector:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._ticker is not None:
+            self._ticker.join(timeout=10)
+            self._ticker = None
 
     def stats(self) -> CollectorStats:
         return CollectorStats(

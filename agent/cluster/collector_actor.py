@@ -16,6 +16,7 @@ import ray
 from quantplan.agent.cluster.collector import CollectorStats, ReportCollector, SubmitResult
 from quantplan.agent.cluster.events import EventBatch, FleetEvent, parse_event
 from quantplan.agent.cluster.naming import NAMESPACE
+from quantplan.agent.cluster.traffic import TrafficShare
 from quantplan.catalog.reports import MeasurementReport
 from quantplan.errors import QuantplanError
 from quantplan.paths import data_dir
@@ -45,6 +46,9 @@ class CollectorActor:
 
     def publish(self, event: str) -> int:
         return self._collector.publish(parse_event(event)).seq
+
+    def add_traffic(self, share: str) -> None:
+        self._collector.add_traffic(TrafficShare.model_validate_json(share))
 
     def events_since(self, since: int, timeout_s: float, limit: int) -> str:
         batch = self._collector.bus.events_since(since, timeout_s=timeout_s, limit=limit)

@@ -1,9 +1,12 @@
 """``quantplan cluster endpoint``: serve a plan's fleet behind one OpenAI endpoint on Ray Serve.
 
-The plan becomes one Serve application (:mod:`quantplan.agent.cluster.endpoint_app`): an
-ingress on the head node behind Serve's HTTP proxy, and one Serve deployment per plan line
-whose replicas each own an engine server. This module turns the plan into that application
-(checked as ``apply`` checks it, artifacts resolved), runs it, and takes it down again.
+The plan becomes one Serve application (:mod:`quantplan.agent.cluster.endpoint_app`): one
+Serve deployment per plan line whose replicas each own an engine server, behind HAProxy
+(Serve's proxy). A plan of several lines also has an ingress on the head node that spreads
+requests over the lines; a plan of one line is answered by its engine replicas themselves,
+one hop fewer (``--always-ingress`` keeps the ingress). This module turns the plan into that
+application (checked as ``apply`` checks it, artifacts resolved), runs it, and takes it down
+again.
 
 Checks before anything starts, each refused in one line: the plan against the catalog; alive
 nodes of every instance type (with the GPUs a GPU line needs, of its type) and the engines'
@@ -96,6 +99,11 @@ class EndpointOptions(BaseModel):
     scale_up_after_s: float = Field(default=10.0, gt=0, description="Load over target this long")
     scale_down_after_s: float = Field(
         default=300.0, gt=0, description="Load under target this long"
+    )
+    always_ingress: bool = Field(
+        default=False,
+        description="An ingress in front of a plan of one line too (by default its engine "
+        "replicas answer the endpoint themselves, one hop fewer)",
     )
     surge_percent: int | None = Field(
         default=None,
@@ -272,6 +280,7 @@ def fleet_lines(
             plan_id=app,
             scheme=deployment.scheme,
             pricing=deployment.pricing,
+            engine_concurrency=spec.concurrency or 1,
             **gpu,
         )
         # A plan line that carries nothing still gets a sliver, so its replicas are used.
@@ -300,11 +309,22 @@ def note_prefix(app: str) -> str:
 def build_application(
     plan: Plan, options: EndpointOptions, artifacts: dict[str, tuple[str, str | None]]
 ) -> tuple[Any, dict[str, str]]:
-    """The Serve application, and what each deployment runs (FleetEndpoint.deployments)."""
+    """The Serve application, and what each deployment runs (FleetEndpoint.deployments).
+
+    A plan of several lines gets an ingress that picks a line per request in proportion to its
+    planned capacity and meters the whole plan's traffic. A plan of one line has nothing to
+    pick between: its engine replicas answer the endpoint themselves (HAProxy spreads requests
+    over them, the fewest connections first) and each meters its own share, which the
+    collector sums; one hop fewer per request (bench/results/fleet.md). What the ingress adds
+    besides is one more try, on another replica, for a request whose replica failed before
+    answering: ``always_ingress`` keeps it for a plan of one line too.
+    """
     import ray
 
     from quantplan.agent.cluster.endpoint_app import (
+        IngressSettings,
         Scaling,
+        api_key_digest,
         engine_deployment,
         fleet_application,
     )
@@ -314,8 +334,33 @@ def build_application(
     from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig
 
     app = app_name_for(plan, options)
-    engines = []
     lines_of_fleet = fleet_lines(plan, options, artifacts)
+    traffic = TrafficConfig(
+        plan_id=app,
+        usd_per_hour=sum(d.usd_per_hour * d.instances for d in plan.fleet),
+        predicted_usd_per_million_tokens=(
+            plan.choice.usd_per_million_tokens if plan.choice is not None else None
+        ),
+        window_s=options.traffic_window_s,
+        lines={
+            line.route.deployment: LinePrice(
+                label=f"{deployment.scheme} {deployment.engine} {deployment.instance.name}",
+                usd_per_hour=deployment.usd_per_hour * deployment.instances,
+                predicted_usd_per_million_tokens=deployment.usd_per_million_tokens,
+            )
+            for line, deployment in zip(lines_of_fleet, plan.fleet, strict=True)
+        },
+    )
+    # HAProxy reaches the replica that answers the endpoint on a port open on every interface:
+    # a loopback endpoint's answers loopback callers only.
+    local_only = options.host in LOOPBACK_HOSTS
+    engines_answer = len(lines_of_fleet) == 1 and not options.always_ingress
+    heads = [
+        node
+        for node in ray.nodes()
+        if node.get("Alive") and HEAD_RESOURCE in node.get("Resources", {})
+    ]
+    engines = []
     for line in lines_of_fleet:
         # One node per replica, as apply places them: a replica takes its share of its node's
         # one unit of instance:<type>. No logical CPUs: the engine's threads are the node's,
@@ -347,20 +392,27 @@ def build_application(
             if options.scale_with_load and line.min_replicas is not None
             else None
         )
+        ingress = (
+            IngressSettings(
+                model=plan.model,
+                api_key_sha256=api_key_digest(options.api_key),
+                local_only=local_only,
+                proxy_hosts=tuple(str(node["NodeManagerAddress"]) for node in heads),
+                traffic=traffic,
+            )
+            if engines_answer
+            else None
+        )
         bound = engine_deployment(
-            line.config, line.replicas, actor_options, line.concurrency, scaling, line.surge_percent
+            line.config,
+            line.replicas,
+            actor_options,
+            line.concurrency,
+            scaling,
+            line.surge_percent,
+            ingress,
         )
         engines.append((line.route, bound))
-    # The ingress next to Serve's proxy, on the head node, when the head says which it is.
-    head = any(
-        node.get("Alive") and HEAD_RESOURCE in node.get("Resources", {}) for node in ray.nodes()
-    )
-    ingress_options: dict[str, Any] = {
-        "num_cpus": 0,
-        "runtime_env": {"env_vars": router_env(app)},
-    }
-    if head:
-        ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
     described = {
         line.route.deployment: f"planned {line.route.weight:.2f} req/s, "
         + (
@@ -371,34 +423,20 @@ def build_application(
             and line.min_replicas < line.replicas
             else f"{line.replicas} replica(s)"
         )
+        + (", answering the endpoint itself" if engines_answer else "")
         for line in lines_of_fleet
     }
-    lines = {
-        route.deployment: LinePrice(
-            label=f"{deployment.scheme} {deployment.engine} {deployment.instance.name}",
-            usd_per_hour=deployment.usd_per_hour * deployment.instances,
-            predicted_usd_per_million_tokens=deployment.usd_per_million_tokens,
-        )
-        for (route, _), deployment in zip(engines, plan.fleet, strict=True)
+    if engines_answer:
+        return engines[0][1], described
+    # The ingress next to Serve's proxy, on the head node, when the head says which it is.
+    ingress_options: dict[str, Any] = {
+        "num_cpus": 0,
+        "runtime_env": {"env_vars": router_env(app)},
     }
-    traffic = TrafficConfig(
-        plan_id=app,
-        usd_per_hour=sum(d.usd_per_hour * d.instances for d in plan.fleet),
-        predicted_usd_per_million_tokens=(
-            plan.choice.usd_per_million_tokens if plan.choice is not None else None
-        ),
-        window_s=options.traffic_window_s,
-        lines=lines,
-    )
+    if heads:
+        ingress_options["resources"] = {HEAD_RESOURCE: 0.001}
     application = fleet_application(
-        plan.model,
-        engines,
-        options.api_key,
-        ingress_options,
-        traffic,
-        # HAProxy reaches the ingress replica on a port open on every interface: a loopback
-        # endpoint's ingress answers loopback callers only.
-        local_only=options.host in LOOPBACK_HOSTS,
+        plan.model, engines, options.api_key, ingress_options, traffic, local_only=local_only
     )
     return application, described
 

@@ -1,15 +1,15 @@
-"""The Ray Serve application of a plan's fleet: one OpenAI ingress, one deployment per plan line.
+"""The Ray Serve application of a plan's fleet: one OpenAI endpoint, one deployment per plan line.
 
 ``EngineReplica`` is a Serve replica that owns one engine server process, started by the serve
 manager (``agent.serve.manager.start_server``: the same engines, options, health wait and
 process group as ``quantplan serve`` and the node agents), and proxies requests to it with
-httpx. Its ``check_health`` fails once the engine is gone, so Serve replaces the replica (and
-with it the engine). ``FleetIngress`` answers ``/v1/models``, checks the API key, and forwards
-``/v1/chat/completions`` and ``/v1/completions`` to one plan deployment, chosen in proportion to
-its planned capacity; inside a deployment Serve's router picks the replica with the fewest
-requests in flight (of two sampled). A request whose replica fails before the first byte of its
-answer (the engine refused the connection, the replica died) is sent once more, to another
-deployment where the plan has one.
+aiohttp (``EngineClient``). Its ``check_health`` fails once the engine is gone, so Serve
+replaces the replica (and with it the engine). ``FleetIngress`` answers ``/v1/models``, checks
+the API key, and forwards ``/v1/chat/completions`` and ``/v1/completions`` to one plan
+deployment, chosen in proportion to its planned capacity; inside a deployment Serve's router
+picks the replica with the fewest requests in flight (of two sampled). A request whose replica
+fails before the first byte of its answer (the engine refused the connection, the replica died)
+is sent once more, to another deployment where the plan has one.
 
 Bodies pass through as bytes. A request without ``"stream": true`` is one call to a replica
 and one reply (its answer exists whole before the client sees any of it); a streamed one
@@ -19,6 +19,14 @@ The ingress also meters what it serves (:mod:`quantplan.agent.cluster.traffic`):
 of requests becomes a cost event of the plan, published to the cluster's collector, so the
 dashboard shows the cost per token of live traffic beside the benchmark's.
 
+A plan of one line has no line to pick: there the engine replicas are the application's
+ingress (HAProxy spreads requests over them, the fewest connections first), check each request
+as ``FleetIngress`` does and send it straight to their own engine, one Serve hop fewer. Each
+meters its own requests over the wall clock's slots and sends the collector its share of each
+slot; the collector sums the shares into the same cost events (``TrafficSums``). What such a
+plan loses is the ingress's second try on another replica for a request whose replica died
+before answering: HAProxy retries only connections that failed before the request was sent.
+
 This module imports Ray Serve: only the endpoint command and Ray's workers import it.
 """
 
@@ -26,18 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from starlette.requests import Request
@@ -48,6 +57,7 @@ from quantplan.agent.cluster.traffic import (
     StreamTally,
     TrafficConfig,
     TrafficMeter,
+    TrafficShare,
     cost_event,
     line_cost_events,
     usage_of_body,
@@ -62,6 +72,26 @@ DEPLOYMENT_HEADER = "x-quantplan-deployment"
 NOTE_PREFIX = "endpoint-"
 """Replica notes (agent/cluster/replicas.py) of engines that Serve replicas own start with this:
 ``cluster down`` and the endpoint's own shutdown stop whatever a killed replica left behind."""
+
+
+class IngressSettings(BaseModel):
+    """What the replica answering the endpoint's requests checks, and how it meters them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="The one model the endpoint serves")
+    api_key_sha256: str | None = Field(
+        default=None, description="Digest of the required bearer token (the key never is kept)"
+    )
+    local_only: bool = Field(
+        default=False, description="Answer loopback callers only (an endpoint bound to loopback)"
+    )
+    proxy_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Where HAProxy runs (the head node's address): a local-only endpoint's "
+        "replicas on other nodes answer it too",
+    )
+    traffic: TrafficConfig | None = None
 
 
 class EngineReplicaConfig(BaseModel):
@@ -91,6 +121,12 @@ class EngineReplicaConfig(BaseModel):
     gpu_memory_fraction: float = Field(
         default=0.9, gt=0, le=1, description="Share of each GPU's memory the engine may take"
     )
+    engine_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests sent to the engine at once (the plan's concurrency per replica); "
+        "more wait in the replica. None: as many as Serve lets in",
+    )
 
 
 def placement_detail(config: EngineReplicaConfig, labels: Mapping[str, object]) -> str:
@@ -116,25 +152,121 @@ class CollectorLink:
         self._handle: Any = None
         self._missing_since: float | None = None
 
-    def publish(self, event: FleetEvent) -> None:
+    def _collector(self) -> Any:
         if self._handle is None:
             from quantplan.agent.cluster.collector_actor import NoCollectorError, get_collector
 
             now = time.monotonic()
             if self._missing_since is not None and now - self._missing_since < self.RETRY_S:
-                return
+                return None
             try:
                 self._handle = get_collector()
             except NoCollectorError:
                 if self._missing_since is None:
                     logger.warning("no quantplan collector on this cluster: events not reported")
                 self._missing_since = now
-                return
-        self._handle.publish.remote(event.model_dump_json())
+                return None
+        return self._handle
+
+    def publish(self, event: FleetEvent) -> None:
+        if (handle := self._collector()) is not None:
+            handle.publish.remote(event.model_dump_json())
+
+    def add_traffic(self, share: TrafficShare) -> None:
+        """A replica's share of a traffic slot, for the collector to sum with its peers'."""
+        if (handle := self._collector()) is not None:
+            handle.add_traffic.remote(share.model_dump_json())
+
+
+KEEPALIVE_S = 2.0
+"""Seconds a replica keeps an idle connection to its engine (the engines keep theirs 5 s)."""
 
 
 class EngineUnavailableError(RuntimeError):
     """The engine refused or dropped the connection before answering: safe to send elsewhere."""
+
+
+class EngineClient:
+    """A replica's HTTP client to its own engine server (aiohttp: about 1.5 ms less a request
+    than httpx's async client on this project's 2-core machine, where the endpoint's whole
+    overhead is a few ms). Its session is made on first use, in the loop that uses it.
+
+    No read timeout: a long generation streams for as long as it takes; the connect timeout
+    bounds how long a dead engine holds a request. At most ``concurrency`` requests reach the
+    engine at once, the rest wait for a connection here (as Serve's router holds them where
+    the plan has an ingress). An idle connection is dropped before the engines' servers drop
+    theirs (5 s, llama-server's and uvicorn's), so a request never goes out on one the engine
+    is just closing.
+    """
+
+    def __init__(self, base_url: str, concurrency: int | None = None) -> None:
+        self.base_url = base_url
+        self.concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._loop = asyncio.get_running_loop()
+            self._session = aiohttp.ClientSession(
+                self.base_url,
+                connector=aiohttp.TCPConnector(
+                    limit=self.concurrency or 0, keepalive_timeout=KEEPALIVE_S
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+                auto_decompress=False,  # bodies pass through as the engine sent them
+            )
+        return self._session
+
+    async def complete(self, path: str, body: bytes) -> dict[str, Any]:
+        """A request answered in one piece: the engine's status, content type and body."""
+        try:
+            async with self._open().post(path, data=body, headers=JSON) as response:
+                return {
+                    "status": response.status,
+                    "content_type": response.headers.get("content-type", "application/json"),
+                    "body": await response.read(),
+                }
+        except aiohttp.ClientError as error:
+            # Nothing went to the client yet (the whole answer is read first): safe to resend.
+            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
+
+    async def forward(self, path: str, body: bytes) -> AsyncIterator[Any]:
+        """Yield the engine's status and content type first, then its body's chunks."""
+        # A streamed answer's connection is not kept: llama-server may close it once the
+        # stream ends, and a request waiting for a connection that took it at once was dropped
+        # ("Server disconnected without sending a response", 4 of 143 streams in a row at the
+        # benchmark's ramp, two connections kept; none with each stream on its own).
+        headers = {**JSON, "connection": "close"}
+        try:
+            response = await self._open().post(path, data=body, headers=headers)
+        except aiohttp.ClientError as error:
+            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
+        try:
+            yield {
+                "status": response.status,
+                "content_type": response.headers.get("content-type", "application/json"),
+            }
+            async for chunk in response.content.iter_any():
+                yield chunk
+        finally:
+            response.release()
+
+    async def aclose(self) -> None:
+        """Close the session, from the loop that uses it."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def close(self) -> None:
+        """Close the session in its loop, from any thread (Serve's stop of the replica)."""
+        session, loop, self._session = self._session, self._loop, None
+        if session is not None and loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
+JSON = {"content-type": "application/json"}
 
 
 def _pull_artifact(config: EngineReplicaConfig) -> Path:
@@ -238,13 +370,28 @@ class EngineReplica:
             raise
         note_server(self.note_id, {**note, "pid": self.server.pid, "port": self.server.port})
         self._report("healthy", placement, endpoint=self.server.endpoint.base_url)
-        # No read timeout: a long generation streams for as long as it takes; the connect
-        # timeout bounds how long a dead engine can hold a request before it is sent elsewhere.
-        self.client = httpx.AsyncClient(
-            base_url=self.server.endpoint.base_url,
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        self.engine = EngineClient(self.server.endpoint.base_url, config.engine_concurrency)
+        self.deployment = config.deployment
+        self.ingress: IngressSettings | None = None  # set by reconfigure, Serve's next call
+        self.traffic: TrafficConfig | None = None
+        self.meter: TrafficMeter | None = None
+        self._slot_clock: asyncio.Task[None] | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this after ``__init__`` and again whenever the line's user config
+        changes: whether this replica answers the endpoint itself, with what key, and the
+        fleet's prices its traffic is metered at (they change with the plan's replicas). The
+        engine keeps running: a changed plan that only resizes the line keeps its replicas."""
+        settings = user_config.get("ingress")
+        self.ingress = IngressSettings.model_validate(settings) if settings else None
+        traffic = self.ingress.traffic if self.ingress is not None else None
+        if traffic is None:
+            self.meter = None
+        elif self.meter is None or self.meter.window_s != traffic.window_s:
+            # Windows on the wall clock's slots: the collector sums each slot's shares of the
+            # line's replicas into the plan's cost events.
+            self.meter = TrafficMeter(traffic.window_s, clock=time.time, aligned=True)
+        self.traffic = traffic
 
     def _report(
         self,
@@ -273,45 +420,89 @@ class EngineReplica:
 
     async def complete(self, path: str, body: bytes) -> dict[str, Any]:
         """A request answered in one piece: the engine's status, content type and body."""
-        try:
-            response = await self.client.post(
-                path, content=body, headers={"content-type": "application/json"}
-            )
-        except httpx.TransportError as error:
-            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
-        return {
-            "status": response.status_code,
-            "content_type": response.headers.get("content-type", "application/json"),
-            "body": response.content,
-        }
+        return await self.engine.complete(path, body)
 
     async def forward(self, path: str, body: bytes) -> AsyncIterator[Any]:
         """Yield the engine's status and content type first, then its body's chunks."""
-        request = self.client.build_request(
-            "POST", path, content=body, headers={"content-type": "application/json"}
-        )
+        async for part in self.engine.forward(path, body):
+            yield part
+
+    async def __call__(self, request: Request) -> Response:
+        """The endpoint's requests, where this line's replicas answer it themselves (a plan of
+        one line): checked as the ingress checks them, then straight to this replica's engine."""
+        if self.ingress is None:
+            return _error(404, "this replica answers its fleet's ingress only", "not_found")
+        admitted = await _admit(request, self.ingress)
+        if isinstance(admitted, Response):
+            return admitted
+        started = time.monotonic()
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TransportError as error:
-            raise EngineUnavailableError(f"{type(error).__name__}: {error}") from None
+            return await self._answer(*admitted, started)
+        except EngineUnavailableError:
+            pass  # nothing reached the client: once more, as the ingress tries once more
         try:
-            yield {
-                "status": response.status_code,
-                "content_type": response.headers.get("content-type", "application/json"),
-            }
-            async for chunk in response.aiter_raw():
-                yield chunk
-        finally:
-            await response.aclose()
+            return await self._answer(*admitted, started)
+        except EngineUnavailableError as error:
+            # HAProxy sends nothing more here once Serve's health check finds the engine gone.
+            self._note(ok=False, output_tokens=None)
+            return _error(503, f"the engine did not answer: {error}", "unavailable")
+
+    async def _answer(self, path: str, body: bytes, stream: bool, started: float) -> Response:
+        """The engine's answer; raises EngineUnavailableError while nothing was sent on."""
+        headers = {DEPLOYMENT_HEADER: self.deployment}
+        note = self._note if self.meter is not None else None
+        if not stream:
+            return _whole_answer(await self.complete(path, body), headers, note)
+        chunks = self.forward(path, body)
+        first = await chunks.__anext__()
+        return _metered_stream(chunks, first, started, headers, note)
+
+    def _note(self, **request: Any) -> None:
+        """Meter one finished request; a slot that ended before it is sent first."""
+        if self.meter is None:
+            return
+        self._send_share()
+        self.meter.record(**request)
+        if self._slot_clock is None:
+            # Traffic that stops must still send its last slot.
+            self._slot_clock = asyncio.get_running_loop().create_task(self._close_slots())
+
+    async def _close_slots(self) -> None:
+        while self.meter is not None:
+            window = self.meter.window_s
+            await asyncio.sleep(window - time.time() % window + 0.05)
+            self._send_share()
+
+    def _send_share(self) -> None:
+        if self.meter is None or self.traffic is None:
+            return
+        taken = self.meter.take_share()
+        if taken is None:
+            return
+        window, ttfts, started = taken
+        try:
+            share = TrafficShare(
+                replica_id=self.note_id,
+                line=self.deployment,
+                slot_start=started,
+                window=window,
+                ttfts_ms=ttfts,
+                config=self.traffic,
+            )
+            self.collector.add_traffic(share)
+        except Exception:  # metering must never fail a request
+            logger.exception("could not send the traffic share")
 
     def __del__(self) -> None:
         # Serve calls this when it stops the replica (scale-down, delete, unhealthy); Python
         # also calls it when __init__ raised (the engine never started).
-        from quantplan.agent.cluster.replicas import replicas_dir
-
         server = getattr(self, "server", None)
         if server is not None:
+            from quantplan.agent.cluster.replicas import replicas_dir
+
             server.stop()
+            if (engine := getattr(self, "engine", None)) is not None:
+                engine.close()
             with contextlib.suppress(OSError):
                 (replicas_dir() / f"{self.note_id}.json").unlink(missing_ok=True)
         if getattr(self, "event", None) is not None:
@@ -329,8 +520,105 @@ class Route(BaseModel):
     weight: float = Field(gt=0, description="Planned capacity (requests/s of all its replicas)")
 
 
+def api_key_digest(api_key: str | None) -> str | None:
+    """What Serve's configuration keeps of the endpoint's key: its SHA-256, never the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+
+
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def _authorized(request: Request, api_key_sha256: str | None) -> bool:
+    if api_key_sha256 is None:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return scheme.lower() == "bearer" and hmac.compare_digest(digest, api_key_sha256)
+
+
+async def _admit(request: Request, settings: IngressSettings) -> Response | tuple[str, bytes, bool]:
+    """What the endpoint answers itself (health, the model list, refusals), or the request to
+    forward to an engine: its path, body and whether it asks for a stream."""
+    path = request.url.path.rstrip("/")
+    caller = request.client.host if request.client is not None else None
+    local = (None, "127.0.0.1", "::1", "localhost", *settings.proxy_hosts)
+    if settings.local_only and caller not in local:
+        return _error(403, "this endpoint answers local callers only", "forbidden")
+    if path == "/health":
+        return Response(status_code=200)
+    if not _authorized(request, settings.api_key_sha256):
+        return _error(401, "missing or wrong API key", "authentication_error")
+    if path == "/v1/models" and request.method == "GET":
+        listed = {"id": settings.model, "object": "model", "owned_by": "quantplan"}
+        return JSONResponse({"object": "list", "data": [listed]})
+    if path not in FORWARDED_PATHS or request.method != "POST":
+        return _error(404, f"{request.method} {path} is not served here", "not_found")
+    body = await request.body()
+    try:
+        fields = json.loads(body)
+        asked, stream = fields.get("model"), fields.get("stream") is True
+    except (ValueError, AttributeError):
+        return _error(400, "the body is not a JSON object", "invalid_request_error")
+    if asked not in (None, settings.model):
+        return _error(
+            404,
+            f"model {asked!r} is not served; this fleet serves {settings.model!r}",
+            "model_not_found",
+        )
+    return path, body, stream
+
+
+def _whole_answer(
+    answer: dict[str, Any], headers: dict[str, str], note: Callable[..., None] | None
+) -> Response:
+    """An engine's answer in one piece (``EngineReplica.complete``'s), its usage noted."""
+    if note is not None:
+        ok = 200 <= answer["status"] < 300
+        output, prompt = usage_of_body(answer["body"]) if ok else (None, None)
+        note(ok=ok, output_tokens=output, prompt_tokens=prompt)
+    return Response(
+        answer["body"],
+        status_code=answer["status"],
+        media_type=answer["content_type"],
+        headers=headers,
+    )
+
+
+def _metered_stream(
+    chunks: AsyncIterator[Any],
+    first: dict[str, Any],
+    started: float,
+    headers: dict[str, str],
+    note: Callable[..., None] | None,
+) -> StreamingResponse:
+    """The engine's server-sent events passed on as they come; with ``note``, the stream's
+    tokens and time to first token are noted once it ends."""
+    tally = StreamTally() if note is not None else None
+
+    async def rest() -> AsyncIterator[bytes]:
+        first_token_s: float | None = None
+        broke = False  # the engine's stream failed (a client hanging up is not a failure)
+        try:
+            async for chunk in chunks:
+                if tally is not None:
+                    tally.feed(chunk)
+                    if first_token_s is None and tally.text_events:
+                        first_token_s = time.monotonic() - started
+                yield chunk
+        except Exception:
+            broke = True
+            raise
+        finally:
+            if tally is not None and note is not None:
+                output, prompt = tally.tokens()
+                ok = not broke and 200 <= first["status"] < 300
+                note(ok=ok, output_tokens=output, prompt_tokens=prompt, ttft_s=first_token_s)
+
+    return StreamingResponse(
+        rest(), status_code=first["status"], media_type=first["content_type"], headers=headers
+    )
 
 
 class FleetIngress:
@@ -345,19 +633,19 @@ class FleetIngress:
         traffic: dict[str, Any] | None = None,
         local_only: bool = False,
     ) -> None:
-        self.model = model
+        # Only a digest of the key lives in Serve's configuration (the controller keeps it).
+        # Serve's direct ingress opens this replica's own port on every interface: an endpoint
+        # bound to loopback must still not answer the network (local_only).
+        self.settings = IngressSettings(
+            model=model, api_key_sha256=api_key_sha256, local_only=local_only
+        )
         self.routes = [Route.model_validate(route) for route in routes]
         pairs = zip(self.routes, handles, strict=True)
         self.handles = {route.deployment: handle for route, handle in pairs}
-        # Only a digest of the key lives in Serve's configuration (the controller keeps it).
-        self.api_key_sha256 = api_key_sha256
         self.traffic = TrafficConfig.model_validate(traffic) if traffic else None
         self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
         self._window_clock: asyncio.Task[None] | None = None
         self.collector = CollectorLink()
-        # Serve's direct ingress opens this replica's own port on every interface: an endpoint
-        # bound to loopback must still not answer the network.
-        self.local_only = local_only
 
     def publish(self, event: CostEvent) -> None:
         """Hand a cost event to the cluster's collector without waiting for it."""
@@ -402,41 +690,11 @@ class FleetIngress:
         candidates = candidates or self.routes
         return random.choices(candidates, weights=[r.weight for r in candidates])[0]
 
-    def _authorized(self, request: Request) -> bool:
-        if self.api_key_sha256 is None:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        return scheme.lower() == "bearer" and hmac.compare_digest(digest, self.api_key_sha256)
-
     async def __call__(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/")
-        caller = request.client.host if request.client is not None else None
-        if self.local_only and caller not in (None, "127.0.0.1", "::1", "localhost"):
-            return _error(403, "this endpoint answers local callers only", "forbidden")
-        if path == "/health":
-            return Response(status_code=200)
-        if not self._authorized(request):
-            return _error(401, "missing or wrong API key", "authentication_error")
-        if path == "/v1/models" and request.method == "GET":
-            listed = {"id": self.model, "object": "model", "owned_by": "quantplan"}
-            return JSONResponse({"object": "list", "data": [listed]})
-        if path not in FORWARDED_PATHS or request.method != "POST":
-            return _error(404, f"{request.method} {path} is not served here", "not_found")
-        body = await request.body()
-        try:
-            fields = json.loads(body)
-            asked, stream = fields.get("model"), fields.get("stream") is True
-        except (ValueError, AttributeError):
-            return _error(400, "the body is not a JSON object", "invalid_request_error")
-        if asked not in (None, self.model):
-            return _error(
-                404,
-                f"model {asked!r} is not served; this fleet serves {self.model!r}",
-                "model_not_found",
-            )
-        return await self._forward(path, body, stream)
+        admitted = await _admit(request, self.settings)
+        if isinstance(admitted, Response):
+            return admitted
+        return await self._forward(*admitted)
 
     async def _forward(self, path: str, body: bytes, stream: bool) -> Response:
         started = time.monotonic()
@@ -458,50 +716,13 @@ class FleetIngress:
         """The answer of one engine replica of ``route``; raises while nothing was sent on."""
         headers = {DEPLOYMENT_HEADER: route.deployment}
         handle = self.handles[route.deployment]
+        note = functools.partial(self._note, line=route.deployment)
         if not stream:
             # One call, one reply: the whole answer exists before anything goes to the client.
-            answer = await handle.complete.remote(path, body)
-            ok = 200 <= answer["status"] < 300
-            output, prompt = usage_of_body(answer["body"]) if ok else (None, None)
-            self._note(ok=ok, output_tokens=output, prompt_tokens=prompt, line=route.deployment)
-            return Response(
-                answer["body"],
-                status_code=answer["status"],
-                media_type=answer["content_type"],
-                headers=headers,
-            )
+            return _whole_answer(await handle.complete.remote(path, body), headers, note)
         chunks = handle.options(stream=True).forward.remote(path, body)
         first = await chunks.__anext__()
-        tally = StreamTally() if self.meter is not None else None
-
-        async def rest() -> AsyncIterator[bytes]:
-            first_token_s: float | None = None
-            broke = False  # the replica's stream failed (a client hanging up is not a failure)
-            try:
-                async for chunk in chunks:
-                    if tally is not None:
-                        tally.feed(chunk)
-                        if first_token_s is None and tally.text_events:
-                            first_token_s = time.monotonic() - started
-                    yield chunk
-            except Exception:
-                broke = True
-                raise
-            finally:
-                if tally is not None:
-                    output, prompt = tally.tokens()
-                    ok = not broke and 200 <= first["status"] < 300
-                    self._note(
-                        ok=ok,
-                        output_tokens=output,
-                        prompt_tokens=prompt,
-                        ttft_s=first_token_s,
-                        line=route.deployment,
-                    )
-
-        return StreamingResponse(
-            rest(), status_code=first["status"], media_type=first["content_type"], headers=headers
-        )
+        return _metered_stream(chunks, first, started, headers, note if self.meter else None)
 
 
 def _first_line(error: BaseException) -> str:
@@ -533,11 +754,14 @@ def engine_deployment(
     max_ongoing_requests: int,
     scaling: Scaling | None = None,
     surge_percent: int = 0,
+    ingress: IngressSettings | None = None,
 ) -> Any:
     """A bound Serve deployment for one plan line: ``replicas`` engine replicas, or, with
     ``scaling``, between its floor and ``replicas`` as Serve's autoscaler sees the requests
     in flight and queued per replica against the target. It starts at the floor: the peak's
-    replicas come with the peak."""
+    replicas come with the peak. With ``ingress`` its replicas answer the endpoint themselves
+    (a plan of one line); it is their user config, so a change of it reaches running replicas
+    (``EngineReplica.reconfigure``) instead of replacing them."""
     sizing: dict[str, Any] = {"num_replicas": replicas}
     if scaling is not None and scaling.min_replicas < replicas:
         sizing = {
@@ -550,6 +774,13 @@ def engine_deployment(
                 "downscale_delay_s": scaling.down_delay_s,
             }
         }
+        if ingress is not None:
+            # Requests that reach a replica straight from HAProxy wait in the replica for a
+            # free slot, and Serve's autoscaler counts only those holding one: capped at the
+            # target, the load would never look over it. So such a replica lets in as many
+            # as the whole line's peak replicas would hold (the engine queues what its slots
+            # cannot take yet), and the autoscaler sees how far over target it is.
+            max_ongoing_requests *= replicas
     return serve.deployment(
         name=config.deployment,
         ray_actor_options=actor_options,
@@ -563,6 +794,7 @@ def engine_deployment(
         # A changed line's new replicas start beside its old ones, up to this share, and the
         # old ones stop once the new are running (Serve's surge); 0: an old one stops first.
         max_surge_percent=surge_percent,
+        user_config={"ingress": ingress.model_dump(mode="json") if ingress else None},
         **sizing,
     )(EngineReplica).bind(config.model_dump_json())
 
@@ -577,7 +809,7 @@ def fleet_application(
     local_only: bool = False,
 ) -> Any:
     """The application: the ingress bound to the plan deployments' bound engine deployments."""
-    digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+    digest = api_key_digest(api_key)
     ingress = serve.deployment(
         name="ingress", max_ongoing_requests=1000, ray_actor_options=ingress_options
     )(FleetIngress)

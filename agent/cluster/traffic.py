@@ -188,15 +188,27 @@ class _Tally:
 
 
 class TrafficMeter:
-    """Requests noted as they finish; :meth:`take` hands over a window once it has passed."""
+    """Requests noted as they finish; :meth:`take` hands over a window once it has passed.
 
-    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    ``aligned``: windows are the wall clock's slots (multiples of the window since the epoch),
+    so the meters of a line's replicas count the same seconds and the collector can sum them
+    (:class:`TrafficSums`); the clock must then be the wall clock.
+    """
+
+    def __init__(
+        self,
+        window_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        aligned: bool = False,
+    ) -> None:
         self.window_s = window_s
         self.clock = clock
+        self.aligned = aligned
         self._reset(clock())
 
     def _reset(self, start: float) -> None:
-        self.started = start
+        self.started = math.floor(start / self.window_s) * self.window_s if self.aligned else start
         self.total = _Tally()
         self.lines: dict[str, _Tally] = {}
 
@@ -221,16 +233,88 @@ class TrafficMeter:
     def take(self) -> TrafficWindow | None:
         """The window so far, if it has run its length and saw requests (then a new one
         starts); else None."""
+        taken = self.take_share()
+        return None if taken is None else taken[0]
+
+    def take_share(self) -> tuple[TrafficWindow, list[float], float] | None:
+        """As :meth:`take`, with the window's times to first token (ms) and its start."""
         now = self.clock()
-        elapsed = now - self.started
+        started, elapsed = self.started, now - self.started
         if elapsed < self.window_s or self.total.requests == 0:
             if self.total.requests == 0 and elapsed >= self.window_s:
                 self._reset(now)  # an idle window: the next one starts with its first request
             return None
         by_line = {name: tally.window(elapsed, {}) for name, tally in self.lines.items()}
         window = self.total.window(elapsed, by_line)
+        ttfts = self.total.ttfts_ms
         self._reset(now)
-        return window
+        return window, ttfts, started
+
+
+class TrafficShare(BaseModel):
+    """One replica's requests over one slot of the wall clock, for a line whose replicas answer
+    the endpoint themselves (no ingress sees all of the plan's requests)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    replica_id: str
+    line: str = Field(description="The Serve deployment (plan line) the replica belongs to")
+    slot_start: float = Field(description="Epoch seconds, a multiple of the config's window")
+    window: TrafficWindow
+    ttfts_ms: list[float] = Field(default_factory=list, description="The streamed requests'")
+    config: TrafficConfig
+
+
+class TrafficSums:
+    """The collector's sums of replicas' shares: once a slot is over and its shares had time
+    to come (``grace_s``), the plan's cost events for it. A share of a slot already summed
+    (its replica's clock was that late) is counted in ``late`` and left out."""
+
+    def __init__(self, grace_s: float = 2.0) -> None:
+        self.grace_s = grace_s
+        self._open: dict[tuple[str, float], list[TrafficShare]] = {}
+        self._closed: dict[str, float] = {}  # plan -> the last slot summed
+        self.late = 0
+
+    def add(self, share: TrafficShare) -> None:
+        plan = share.config.plan_id
+        if share.slot_start <= self._closed.get(plan, -math.inf):
+            self.late += 1
+            return
+        self._open.setdefault((plan, share.slot_start), []).append(share)
+
+    def due(self, now: float) -> list[CostEvent]:
+        """The cost events of every slot over by ``grace_s`` at ``now`` (epoch seconds)."""
+        events: list[CostEvent] = []
+        for key in sorted(self._open, key=lambda k: k[1]):
+            shares = self._open[key]
+            config = shares[-1].config
+            if now < key[1] + config.window_s + self.grace_s:
+                continue
+            del self._open[key]
+            self._closed[key[0]] = max(self._closed.get(key[0], -math.inf), key[1])
+            window = summed_window(shares, config.window_s)
+            events += [cost_event(window, config), *line_cost_events(window, config)]
+        return events
+
+
+def summed_window(shares: list[TrafficShare], seconds: float) -> TrafficWindow:
+    """The replicas' shares of one slot as one window of the plan, and one per line."""
+
+    def total(parts: list[TrafficShare]) -> TrafficWindow:
+        return TrafficWindow(
+            seconds=seconds,
+            requests=sum(p.window.requests for p in parts),
+            failed=sum(p.window.failed for p in parts),
+            uncounted=sum(p.window.uncounted for p in parts),
+            prompt_tokens=sum(p.window.prompt_tokens for p in parts),
+            output_tokens=sum(p.window.output_tokens for p in parts),
+            ttft_p95_ms=_p95([t for p in parts for t in p.ttfts_ms]),
+        )
+
+    lines = sorted({share.line for share in shares})
+    by_line = {line: total([s for s in shares if s.line == line]) for line in lines}
+    return total(shares).model_copy(update={"by_line": by_line})
 
 
 def _usage(answer: Any) -> tuple[int | None, int | None]:

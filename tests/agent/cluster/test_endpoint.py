@@ -480,6 +480,11 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
         )
         assert sent == sum(_ramp_requests(rate) for rate in RAMP_RATES[: len(runs)])
         assert failed == 0
+        # A one-line plan has no ingress: each replica metered its own answers, and the
+        # collector summed the replicas' shares of each window into the plan's cost events.
+        windows = [e for e in _traffic_events(ray_cluster, "scale", sent) if e.scope == "plan"]
+        assert sum(e.requests or 0 for e in windows) == sent
+        assert all(e.usd_per_million_tokens for e in windows if e.output_tokens_per_s)
     finally:
         stop_endpoint(endpoint.app_name)
     lives: dict[str, list[str]] = {}
@@ -536,8 +541,9 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
             client.start()
         time.sleep(3)  # requests in flight on both replicas
         before = len(statuses)
-        ray_cluster.kill_and_replace(killed_node)
+        # Timed from the kill: the fresh node's start (add_worker waits for it) is part of it.
         killed_at = time.monotonic()
+        ray_cluster.kill_and_replace(killed_node)
         replaced_s = None
         while time.monotonic() - killed_at < 180:
             alive = [

@@ -5,6 +5,7 @@ transport. Key check, model check, weighted choice and the one retry elsewhere."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections import Counter
@@ -16,8 +17,14 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from quantplan.agent.cluster.endpoint_app import DEPLOYMENT_HEADER, FleetIngress
-from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig, TrafficMeter
+from quantplan.agent.cluster.endpoint_app import (
+    DEPLOYMENT_HEADER,
+    EngineClient,
+    EngineReplica,
+    FleetIngress,
+    IngressSettings,
+)
+from quantplan.agent.cluster.traffic import LinePrice, TrafficConfig, TrafficMeter, TrafficShare
 
 MODEL = "SmolLM2-135M-Instruct"
 KEY = "k-123"
@@ -69,7 +76,7 @@ class _Whole:
         return {"status": 200, "content_type": "application/json", "body": content}
 
 
-def _client(ingress: FleetIngress) -> httpx.AsyncClient:
+def _client(ingress: FleetIngress | EngineReplica) -> httpx.AsyncClient:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         response = await ingress(Request(scope, receive))
         await response(scope, receive, send)
@@ -293,3 +300,136 @@ def test_the_plan_watch_sees_a_changed_content_once_and_ignores_a_missing_file(
     assert not changed()
     plan.write_text("model: c\n")
     assert changed()
+
+
+class StandInCollector:
+    def __init__(self) -> None:
+        self.shares: list[TrafficShare] = []
+
+    def add_traffic(self, share: TrafficShare) -> None:
+        self.shares.append(share)
+
+
+@contextlib.asynccontextmanager
+async def _engine(asked: list[str]) -> AsyncIterator[str]:
+    """A real HTTP server on a free local port answering as an engine does: a whole answer
+    with its usage, or a stream of text events. Yields its URL."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        if (await request.json()).get("stream"):
+            stream = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await stream.prepare(request)
+            await stream.write(b'data: {"choices": [{"text": "a"}]}\n\n')
+            await stream.write(b"data: [DONE]\n\n")
+            return stream
+        return web.Response(body=StandInEngine.WHOLE, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", answer)
+    app.router.add_post("/v1/chat/completions", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("")).rstrip("/")
+
+
+def _answering_replica(engine_url: str, clock: Any) -> EngineReplica:
+    """An engine replica of a one-line plan as Serve would have built it, its engine server
+    at ``engine_url`` (the replica's own client is what talks to the engine)."""
+    import hashlib
+
+    replica = object.__new__(EngineReplica)
+    replica.engine = EngineClient(engine_url, concurrency=2)
+    replica.deployment = "0-q4"
+    replica.note_id = "endpoint-demo-0-q4-r1"
+    replica._slot_clock = None
+    replica.collector = StandInCollector()  # type: ignore[assignment]
+    line = LinePrice(label="gguf-q4_k_m llama.cpp c7i.xlarge", usd_per_hour=0.36)
+    settings = IngressSettings(
+        model=MODEL,
+        api_key_sha256=hashlib.sha256(KEY.encode()).hexdigest(),
+        traffic=TrafficConfig(plan_id="demo", usd_per_hour=0.36, lines={"0-q4": line}),
+    )
+    # As Serve does after __init__ (the line's user config); the meter on a test clock.
+    replica.meter = None
+    replica.reconfigure({"ingress": settings.model_dump(mode="json")})
+    assert replica.meter is not None and replica.meter.aligned
+    replica.meter = TrafficMeter(10.0, clock=clock, aligned=True)
+    return replica
+
+
+async def test_a_one_line_plans_replica_answers_the_endpoint_and_meters_its_share() -> None:
+    asked: list[str] = []
+    now = [1003.0]
+    async with _engine(asked) as url:
+        replica = _answering_replica(url, lambda: now[0])
+        async with _client(replica) as client:  # type: ignore[arg-type]
+            bad_key = {"Authorization": "Bad"}
+            assert (await client.get("/v1/models", headers=bad_key)).status_code == 401
+            other_model = await client.post("/v1/completions", json={**BODY, "model": "x"})
+            assert other_model.status_code == 404
+            whole = await client.post("/v1/completions", json=BODY)
+            assert whole.json()["choices"][0]["text"] == "Paris"
+            assert whole.headers[DEPLOYMENT_HEADER] == "0-q4"
+            streamed = await client.post("/v1/chat/completions", json={**BODY, "stream": True})
+            assert streamed.text.startswith('data: {"choices"')
+            assert streamed.text.endswith("[DONE]\n\n")
+            assert asked == ["/v1/completions", "/v1/chat/completions"]
+            collector = replica.collector
+            assert isinstance(collector, StandInCollector) and collector.shares == []
+            now[0] = 1010.2  # the slot is over: the next request sends its share first
+            await client.post("/v1/completions", json=BODY)
+        await replica.engine.aclose()
+    (share,) = collector.shares
+    assert (share.slot_start, share.line, share.replica_id) == (1000.0, "0-q4", replica.note_id)
+    assert share.window.requests == 2 and share.window.output_tokens == 4 + 1
+    assert replica.meter is not None and replica.meter.requests == 1  # the next slot's
+
+
+async def test_a_replica_whose_engine_is_gone_answers_503_and_counts_the_failure() -> None:
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on: the connection is refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    replica = _answering_replica(f"http://127.0.0.1:{port}", lambda: 1003.0)
+    async with _client(replica) as client:  # type: ignore[arg-type]
+        for stream in (False, True):
+            response = await client.post("/v1/completions", json={**BODY, "stream": stream})
+            assert response.status_code == 503 and "the engine did not answer" in response.text
+    assert replica.meter is not None and replica.meter.total.failed == 2
+    await replica.engine.aclose()
+    # A replica of a plan with an ingress answers only through it (a changed plan of several
+    # lines reconfigures the running replica so).
+    replica.reconfigure({"ingress": None})
+    assert replica.meter is None
+    async with _client(replica) as client:  # type: ignore[arg-type]
+        assert (await client.post("/v1/completions", json=BODY)).status_code == 404
+
+
+async def test_a_loopback_endpoints_replica_on_another_node_answers_haproxy_only() -> None:
+    # Its direct-ingress port is open on every interface of its node; HAProxy calls it from
+    # the head node's address.
+    async with _engine([]) as url:
+        replica = _answering_replica(url, lambda: 1003.0)
+        assert replica.ingress is not None
+        replica.ingress = replica.ingress.model_copy(
+            update={"local_only": True, "proxy_hosts": ("10.0.0.1",)}
+        )
+
+        def client_from(host: str) -> httpx.AsyncClient:
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                response = await replica(Request({**scope, "client": (host, 40000)}, receive))
+                await response(scope, receive, send)
+
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://fleet",
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+
+        async with client_from("10.0.0.7") as elsewhere, client_from("10.0.0.1") as head:
+            assert (await elsewhere.post("/v1/completions", json=BODY)).status_code == 403
+            assert (await head.post("/v1/completions", json=BODY)).status_code == 200
+        await replica.engine.aclose()

@@ -12,6 +12,8 @@ from quantplan.agent.cluster.traffic import (
     StreamTally,
     TrafficConfig,
     TrafficMeter,
+    TrafficShare,
+    TrafficSums,
     cost_event,
     line_cost_events,
     usage_of_body,
@@ -159,3 +161,55 @@ def test_a_last_event_without_its_blank_line_still_counts() -> None:
     tally = StreamTally()
     tally.feed(b'data: {"choices": [{"text": "x"}]}')
     assert tally.tokens() == (1, None)
+
+
+def _share(meter: TrafficMeter, replica: str, config: TrafficConfig) -> TrafficShare:
+    taken = meter.take_share()
+    assert taken is not None
+    window, ttfts, started = taken
+    return TrafficShare(
+        replica_id=replica,
+        line="0-q4",
+        slot_start=started,
+        window=window,
+        ttfts_ms=ttfts,
+        config=config,
+    )
+
+
+def test_replicas_meter_the_same_wall_clock_slots_and_the_collector_sums_them() -> None:
+    line = LinePrice(label="gguf-q4_k_m llama.cpp c7i.xlarge", usd_per_hour=0.36)
+    config = TrafficConfig(plan_id="demo", usd_per_hour=0.36, window_s=10.0, lines={"0-q4": line})
+    clock = Clock()
+    clock.now = 1003.0  # a replica's first request, 3 s into the slot [1000, 1010)
+    first, second = (TrafficMeter(10.0, clock, aligned=True) for _ in range(2))
+    first.record(ok=True, output_tokens=20, prompt_tokens=5, ttft_s=0.1)
+    clock.now = 1008.0
+    second.record(ok=True, output_tokens=40, prompt_tokens=5, ttft_s=0.3)
+    second.record(ok=False, output_tokens=None)
+    assert first.take_share() is None and second.take_share() is None  # the slot runs on
+    clock.now = 1010.05
+    shares = [_share(first, "r1", config), _share(second, "r2", config)]
+    assert {s.slot_start for s in shares} == {1000.0}
+
+    sums = TrafficSums(grace_s=2.0)
+    for share in shares:
+        sums.add(share)
+    assert sums.due(now=1011.0) == []  # a replica's share may still be on its way
+    plan, per_line = sums.due(now=1012.5)
+    # One window of the plan over the slot's 10 s, both replicas' requests in it.
+    assert (plan.scope, plan.requests, plan.failed_requests) == ("plan", 3, 1)
+    assert plan.output_tokens_per_s == pytest.approx(6.0)
+    assert plan.total_tokens_per_s == pytest.approx(7.0)
+    assert plan.ttft_p95_ms == pytest.approx(300.0)
+    assert (per_line.scope, per_line.key) == ("line", "demo|gguf-q4_k_m llama.cpp c7i.xlarge")
+    assert per_line.output_tokens_per_s == plan.output_tokens_per_s
+    assert sums.due(now=1100.0) == []
+
+    # A share of a slot already summed came too late: left out and counted, not a second event.
+    clock.now = 1009.0
+    late = TrafficMeter(10.0, clock, aligned=True)
+    late.record(ok=True, output_tokens=1)
+    clock.now = 1030.0
+    sums.add(_share(late, "r3", config))
+    assert sums.due(now=1100.0) == [] and sums.late == 1
