@@ -468,10 +468,13 @@ class EngineReplica:
             self._slot_clock = asyncio.get_running_loop().create_task(self._close_slots())
 
     async def _close_slots(self) -> None:
+        """Send each slot's share just after the slot ends, requests arriving or not; ends
+        when a changed plan stops the metering here (a later one starts it again)."""
         while self.meter is not None:
             window = self.meter.window_s
             await asyncio.sleep(window - time.time() % window + 0.05)
             self._send_share()
+        self._slot_clock = None
 
     def _send_share(self) -> None:
         if self.meter is None or self.traffic is None:
