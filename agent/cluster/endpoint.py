@@ -280,7 +280,6 @@ def fleet_lines(
             plan_id=app,
             scheme=deployment.scheme,
             pricing=deployment.pricing,
-            engine_concurrency=spec.concurrency or 1,
             **gpu,
         )
         # A plan line that carries nothing still gets a sliver, so its replicas are used.

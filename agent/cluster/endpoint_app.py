@@ -124,8 +124,8 @@ class EngineReplicaConfig(BaseModel):
     engine_concurrency: int | None = Field(
         default=None,
         ge=1,
-        description="Requests sent to the engine at once (the plan's concurrency per replica); "
-        "more wait in the replica. None: as many as Serve lets in",
+        description="Requests sent to the engine at once (the plan's concurrency per replica, "
+        "set by engine_deployment); more wait in the replica. None: as many as Serve lets in",
     )
 
 
@@ -754,7 +754,7 @@ def engine_deployment(
     config: EngineReplicaConfig,
     replicas: int,
     actor_options: dict[str, Any],
-    max_ongoing_requests: int,
+    concurrency: int,
     scaling: Scaling | None = None,
     surge_percent: int = 0,
     ingress: IngressSettings | None = None,
@@ -762,10 +762,12 @@ def engine_deployment(
     """A bound Serve deployment for one plan line: ``replicas`` engine replicas, or, with
     ``scaling``, between its floor and ``replicas`` as Serve's autoscaler sees the requests
     in flight and queued per replica against the target. It starts at the floor: the peak's
-    replicas come with the peak. With ``ingress`` its replicas answer the endpoint themselves
+    replicas come with the peak. A replica's engine takes ``concurrency`` requests at once (the
+    plan's). With ``ingress`` its replicas answer the endpoint themselves
     (a plan of one line); it is their user config, so a change of it reaches running replicas
     (``EngineReplica.reconfigure``) instead of replacing them."""
     sizing: dict[str, Any] = {"num_replicas": replicas}
+    let_in = concurrency  # requests a replica takes from Serve at once
     if scaling is not None and scaling.min_replicas < replicas:
         sizing = {
             "autoscaling_config": {
@@ -781,13 +783,14 @@ def engine_deployment(
             # Requests that reach a replica straight from HAProxy wait in the replica for a
             # free slot, and Serve's autoscaler counts only those holding one: capped at the
             # target, the load would never look over it. So such a replica lets in as many
-            # as the whole line's peak replicas would hold (the engine queues what its slots
-            # cannot take yet), and the autoscaler sees how far over target it is.
-            max_ongoing_requests *= replicas
+            # as the whole line's peak replicas would hold (those beyond its engine's
+            # concurrency wait for a connection to it), and the autoscaler sees how far over
+            # target it is.
+            let_in *= replicas
     return serve.deployment(
         name=config.deployment,
         ray_actor_options=actor_options,
-        max_ongoing_requests=max_ongoing_requests,
+        max_ongoing_requests=let_in,
         health_check_period_s=2.0,
         health_check_timeout_s=10.0,
         graceful_shutdown_timeout_s=5.0,
@@ -799,7 +802,9 @@ def engine_deployment(
         max_surge_percent=surge_percent,
         user_config={"ingress": ingress.model_dump(mode="json") if ingress else None},
         **sizing,
-    )(EngineReplica).bind(config.model_dump_json())
+    )(EngineReplica).bind(
+        config.model_copy(update={"engine_concurrency": concurrency}).model_dump_json()
+    )
 
 
 def fleet_application(
