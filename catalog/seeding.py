@@ -116,7 +116,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 30
+SEED_VERSION = 31
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
