@@ -127,6 +127,10 @@ class FleetEndpoint(BaseModel):
         description="Serve deployment -> what it runs: planned capacity, replicas (and the "
         "range it scales in)"
     )
+    engines_answer: bool = Field(
+        default=False,
+        description="The plan line's replicas answer the endpoint themselves (no ingress)",
+    )
 
 
 def app_name_for(plan: Plan, options: EndpointOptions) -> str:
@@ -135,6 +139,32 @@ def app_name_for(plan: Plan, options: EndpointOptions) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60] or "fleet"
+
+
+def engines_answer(plan: Plan, options: EndpointOptions) -> bool:
+    """Whether the plan's engine replicas answer the endpoint themselves (one line, nothing to
+    pick between) or an ingress picks a line per request (build_application)."""
+    return len(plan.fleet) == 1 and not options.always_ingress
+
+
+def line_names(plan: Plan, options: EndpointOptions) -> list[str]:
+    """Each plan line's Serve deployment name: what it runs (scheme, engine, instance type),
+    not its place in the plan, so a line that a changed plan keeps keeps its name, and with it
+    its running replicas, when lines are added or dropped around it. A second line of the same
+    kind (say spot beside on-demand) is numbered in plan order.
+
+    A line that answers the endpoint itself is named apart (``-direct``): Serve cannot turn a
+    deployment that takes the endpoint's requests from its proxy into one called only by the
+    ingress in place (requests hung during such a change), so a change between one line and
+    several replaces the kept line, its new replicas up before the old ones stop."""
+    seen: Counter[str] = Counter()
+    suffix = "-direct" if engines_answer(plan, options) else ""
+    names = []
+    for deployment in plan.fleet:
+        base = _slug(f"{deployment.scheme}-{deployment.engine}-{deployment.instance.name}")
+        seen[base] += 1
+        names.append((base if seen[base] == 1 else f"{base}-{seen[base]}") + suffix)
+    return names
 
 
 def check_plan(plan: Plan, options: EndpointOptions) -> None:
@@ -244,11 +274,11 @@ def fleet_lines(
         if options.surge_percent is not None
         else surge_percents(plan, alive_node_offers())
     )
+    names = line_names(plan, options)
     lines = []
-    for index, deployment in enumerate(plan.fleet):
+    for index, (deployment, name) in enumerate(zip(plan.fleet, names, strict=True)):
         spec = next(s for s in specs if s.deployment_index == index)
         shape = states.serve_shape(spec)
-        name = _slug(f"{index}-{deployment.scheme}-{deployment.engine}-{deployment.instance.name}")
         path, artifact_id = artifacts[deployment.scheme]
         context = {"max_model_len": int(shape["max_model_len"])} if "max_model_len" in shape else {}
         if "gpu_layers" in shape:
@@ -353,7 +383,7 @@ def build_application(
     # HAProxy reaches the replica that answers the endpoint on a port open on every interface:
     # a loopback endpoint's answers loopback callers only.
     local_only = options.host in LOOPBACK_HOSTS
-    engines_answer = len(lines_of_fleet) == 1 and not options.always_ingress
+    answers = engines_answer(plan, options)
     heads = [
         node
         for node in ray.nodes()
@@ -399,7 +429,7 @@ def build_application(
                 proxy_hosts=tuple(str(node["NodeManagerAddress"]) for node in heads),
                 traffic=traffic,
             )
-            if engines_answer
+            if answers
             else None
         )
         bound = engine_deployment(
@@ -422,10 +452,10 @@ def build_application(
             and line.min_replicas < line.replicas
             else f"{line.replicas} replica(s)"
         )
-        + (", answering the endpoint itself" if engines_answer else "")
+        + (", answering the endpoint itself" if answers else "")
         for line in lines_of_fleet
     }
-    if engines_answer:
+    if answers:
         return engines[0][1], described
     # The ingress next to Serve's proxy, on the head node, when the head says which it is.
     ingress_options: dict[str, Any] = {
@@ -485,7 +515,11 @@ def start_endpoint(
         raise
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
     return FleetEndpoint(
-        app_name=app, url=f"http://{host}:{options.port}", model=plan.model, deployments=described
+        app_name=app,
+        url=f"http://{host}:{options.port}",
+        model=plan.model,
+        deployments=described,
+        engines_answer=engines_answer(plan, options),
     )
 
 
@@ -513,6 +547,12 @@ def update_endpoint(
             hint="an endpoint serves one model: start another endpoint (--name, --port) for it",
         )
     options = options.model_copy(update={"name": endpoint.app_name})
+    if not endpoint.engines_answer and engines_answer(plan, options):
+        # From several lines to one: the ingress stays. Moving the endpoint from the ingress
+        # back to the engine replicas would drop the requests in flight at the move (Serve
+        # swaps the application's entry), and the ingress costs a few milliseconds a request.
+        options = options.model_copy(update={"always_ingress": True})
+        progress("one line now: the ingress stays in front of it (no requests dropped)")
     progress("validating the changed plan")
     check_plan(plan, options)
     artifacts = resolve_artifacts(plan, options, progress)
@@ -537,7 +577,9 @@ def update_endpoint(
         raise TimeoutError(
             f"the changed plan's replicas were not all running after {options.update_timeout_s:g} s"
         )
-    return endpoint.model_copy(update={"deployments": described})
+    return endpoint.model_copy(
+        update={"deployments": described, "engines_answer": engines_answer(plan, options)}
+    )
 
 
 def plan_watch(path: Path) -> Callable[[], bool]:

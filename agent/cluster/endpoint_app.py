@@ -418,6 +418,11 @@ class EngineReplica:
                 self._report("failed", f"{detail}; Serve replaces the replica")
             raise RuntimeError(detail)
 
+    async def ping(self) -> bool:
+        """Answers once this replica runs (its engine started): the ingress asks each line this
+        until it has answered, and picks a line still starting only if none other runs."""
+        return True
+
     async def complete(self, path: str, body: bytes) -> dict[str, Any]:
         """A request answered in one piece: the engine's status, content type and body."""
         return await self.engine.complete(path, body)
@@ -624,6 +629,14 @@ def _metered_stream(
     )
 
 
+LINE_CHECK_EVERY_S = 0.5
+"""How often the ingress asks the lines it has not yet seen running."""
+LINE_CHECK_TIMEOUT_S = 0.5
+"""How long one such question waits for a replica (a running one answers in milliseconds)."""
+FIRST_LINE_WAIT_S = 120.0
+"""How long a request waits for the first line to run before it is sent to one by weight."""
+
+
 class FleetIngress:
     """The one OpenAI endpoint of the plan."""
 
@@ -649,6 +662,11 @@ class FleetIngress:
         self.meter = TrafficMeter(self.traffic.window_s) if self.traffic else None
         self._window_clock: asyncio.Task[None] | None = None
         self.collector = CollectorLink()
+        # Lines with a replica that has answered: a line still starting (a changed plan's new
+        # line, its engine loading) is passed over while another one runs, so its share of
+        # the requests does not wait out its start (a minute for vLLM on CPUs).
+        self.started: set[str] = set()
+        self._line_watch: asyncio.Task[None] | None = None
 
     def publish(self, event: CostEvent) -> None:
         """Hand a cost event to the cluster's collector without waiting for it."""
@@ -688,9 +706,39 @@ class FleetIngress:
         except Exception:  # metering must never fail a request
             logger.exception("could not publish the traffic window")
 
+    async def _watch_lines(self) -> None:
+        """Ask each line not yet seen running whether a replica answers, until all have."""
+        while len(self.started) < len(self.handles):
+            waiting = [name for name in self.handles if name not in self.started]
+            await asyncio.gather(*(self._ask(name) for name in waiting))
+            await asyncio.sleep(LINE_CHECK_EVERY_S)
+
+    async def _ask(self, name: str) -> None:
+        """Note ``name`` as running as soon as one of its replicas answers."""
+        response = None
+        try:
+            response = self.handles[name].ping.remote()
+            if await asyncio.wait_for(asyncio.shield(response), LINE_CHECK_TIMEOUT_S):
+                self.started.add(name)
+        except Exception:  # no replica runs yet (or it failed): ask again later
+            if response is not None:
+                response.cancel()
+
+    async def _lines_known(self) -> None:
+        """Start the watch with the first request; while no line runs yet (a new ingress, its
+        lines starting), a request waits for the first that does rather than queue at the one
+        its weight picks, which may be the slowest to start."""
+        if self._line_watch is None:
+            self._line_watch = asyncio.get_running_loop().create_task(self._watch_lines())
+        deadline = time.monotonic() + FIRST_LINE_WAIT_S
+        while not self.started and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     def _pick(self, exclude: str | None = None) -> Route:
         candidates = [route for route in self.routes if route.deployment != exclude]
         candidates = candidates or self.routes
+        running = [route for route in candidates if route.deployment in self.started]
+        candidates = running or candidates
         return random.choices(candidates, weights=[r.weight for r in candidates])[0]
 
     async def __call__(self, request: Request) -> Response:
@@ -701,6 +749,7 @@ class FleetIngress:
 
     async def _forward(self, path: str, body: bytes, stream: bool) -> Response:
         started = time.monotonic()
+        await self._lines_known()
         route = self._pick()
         try:
             return await self._send(route, path, body, stream, started)
@@ -787,7 +836,7 @@ def engine_deployment(
             # concurrency wait for a connection to it), and the autoscaler sees how far over
             # target it is.
             let_in *= replicas
-    return serve.deployment(
+    deployment = serve.deployment(
         name=config.deployment,
         ray_actor_options=actor_options,
         max_ongoing_requests=let_in,
@@ -802,9 +851,19 @@ def engine_deployment(
         max_surge_percent=surge_percent,
         user_config={"ingress": ingress.model_dump(mode="json") if ingress else None},
         **sizing,
-    )(EngineReplica).bind(
-        config.model_copy(update={"engine_concurrency": concurrency}).model_dump_json()
-    )
+    )(EngineReplica)
+    started_from = config.model_copy(update={"engine_concurrency": concurrency}).model_dump_json()
+    # serve.run gives a deployment without a version a random one, and Serve replaces every
+    # replica of a deployment whose version changed: each changed plan would restart even the
+    # lines it left alone. The version is what a replica starts from (its engine config and
+    # actor options), so a line whose version holds gets only Serve's lightweight updates
+    # (replica count, autoscaling, user config, requests let in). The public options no longer
+    # take a version; this attribute is what serve.run reads (Ray 2.60, pinned in the lock;
+    # the real endpoint tests check that a kept line keeps its engine).
+    deployment._version = hashlib.sha256(
+        (started_from + json.dumps(actor_options, sort_keys=True, default=str)).encode()
+    ).hexdigest()[:16]
+    return deployment.bind(started_from)
 
 
 def fleet_application(

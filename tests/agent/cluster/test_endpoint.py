@@ -340,6 +340,7 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
                     statuses.append(response.status_code)
                     time.sleep(0.1)
 
+        (first,) = _notes(ray_cluster.data_dir, "llama.cpp").values()
         sending.set()
         asker = threading.Thread(target=keep_asking, daemon=True)
         asker.start()
@@ -347,7 +348,9 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
         _save_atomically(two, plan_file)
         text = _lines_of(output, "serving the changed plan", process, 240)
         rolled_s = time.monotonic() - started
-        assert len(_notes(ray_cluster.data_dir, "llama.cpp")) == 2  # the added replica runs
+        engines = [n["pid"] for n in _notes(ray_cluster.data_dir, "llama.cpp").values()]
+        assert len(engines) == 2  # the added replica runs
+        assert first["pid"] in engines  # beside the first, which a resize leaves running
         # A plan it cannot run is refused whole; the fleet keeps serving as it was.
         plan_file.write_text("fleet: [")
         text = _lines_of(output, "still serving the previous plan", process, 60)
@@ -680,9 +683,11 @@ def test_a_changed_line_starts_its_new_replica_before_the_old_one_stops(
     llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
     line = llama.model_copy(update={"replicas": 1, "min_replicas": 1, "instances": 1})
     one = plan.model_copy(update={"fleet": (line,)})
-    # A longer request needs a longer context: the engine restarts with another command line.
+    # A longer request needs a longer context (512 -> 768 tokens here): the engine restarts
+    # with another command line. (A change that leaves the context as it was leaves the
+    # engine running: the replica's version is what it starts from.)
     workload = one.targets.workload.model_copy(
-        update={"input_tokens": one.targets.workload.input_tokens + 64}
+        update={"input_tokens": one.targets.workload.input_tokens + 256}
     )
     changed = one.model_copy(
         update={"targets": one.targets.model_copy(update={"workload": workload})}
@@ -735,6 +740,81 @@ def test_a_changed_line_starts_its_new_replica_before_the_old_one_stops(
         assert new != old
         assert both, "the old replica stopped before the new one was up"
         assert statuses and set(statuses) == {200}, statuses
+    finally:
+        sending.clear()
+        stop_endpoint(endpoint.app_name)
+
+
+def test_a_plan_moves_from_one_line_to_two_and_back_while_it_answers(
+    ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line answers the endpoint itself; two lines need the ingress. A changed plan that
+    adds a line moves the endpoint to the ingress (the kept line is replaced, its new replica
+    up before the old one stops, and the new line gets requests only once it runs); one that
+    drops back to one line keeps the ingress and the kept line's engine. A steady trickle of
+    requests meanwhile: none fails."""
+    monkeypatch.setenv("QUANTPLAN_DATA_DIR", str(ray_cluster.data_dir))
+    plan = make_plan(load_targets(DEMO_TARGETS), load_snapshot(open_catalog("sqlite://")))
+    llama = next(d for d in plan.fleet if d.engine == "llama.cpp")
+    one = plan.model_copy(update={"fleet": (llama,)})
+    options = EndpointOptions(
+        name="reshape", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
+    )
+    endpoint = start_endpoint(one, options)
+    answers: list[tuple[int, str]] = []
+    sending = threading.Event()
+
+    def keep_asking() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
+            while sending.is_set():
+                try:
+                    response = client.post(
+                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}
+                    )
+                except httpx.HTTPError as error:  # a request that hangs or drops counts too
+                    answers.append((0, repr(error)))
+                    continue
+                answers.append((response.status_code, response.headers.get(DEPLOYMENT_HEADER, "")))
+                time.sleep(0.1)
+
+    def llama_engines() -> list[object]:
+        return [n["pid"] for n in _notes(ray_cluster.data_dir, "llama.cpp").values()]
+
+    try:
+        assert endpoint.engines_answer
+        sending.set()
+        asker = threading.Thread(target=keep_asking, daemon=True)
+        asker.start()
+        started = time.monotonic()
+        two_lines = update_endpoint(endpoint, plan, options)
+        to_two_s = time.monotonic() - started
+        assert not two_lines.engines_answer
+        # Both lines answer through the ingress now (it picks vLLM about 9 times in 10).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len({line for _, line in answers[-20:]}) < 2:
+            time.sleep(0.5)
+        after_two = len(answers)
+        (engine,) = llama_engines()
+        started = time.monotonic()
+        back = update_endpoint(two_lines, one, options)
+        to_one_s = time.monotonic() - started
+        time.sleep(3)
+        sending.clear()
+        asker.join(timeout=90)
+        statuses = [status for status, _ in answers]
+        print(
+            f"one line -> two in {to_two_s:.1f} s, two -> one in {to_one_s:.1f} s; "
+            f"{len(answers)} requests ({after_two} before the way back), statuses "
+            f"{sorted(set(statuses))}, lines {sorted({line for _, line in answers})}"
+        )
+        assert statuses and set(statuses) == {200}, [a for a in answers if a[0] != 200]
+        assert len({line for _, line in answers[after_two - 20 : after_two]}) == 2
+        assert not back.engines_answer and list(back.deployments) == [
+            name for name in two_lines.deployments if "llama" in name
+        ]
+        assert not _notes(ray_cluster.data_dir, "vllm")  # the dropped line's engine stopped
+        assert llama_engines() == [engine]  # the kept line's engine kept running
     finally:
         sending.clear()
         stop_endpoint(endpoint.app_name)

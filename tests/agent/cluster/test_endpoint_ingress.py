@@ -19,6 +19,8 @@ from starlette.requests import Request
 
 from quantplan.agent.cluster.endpoint_app import (
     DEPLOYMENT_HEADER,
+    LINE_CHECK_EVERY_S,
+    LINE_CHECK_TIMEOUT_S,
     EngineClient,
     EngineReplica,
     FleetIngress,
@@ -36,10 +38,15 @@ class StandInReplica:
     stream whose first item is the engine's status, then the body's chunks. A failing one
     raises before any of that."""
 
-    def __init__(self, chunks: list[bytes], fail: bool = False) -> None:
+    def __init__(self, chunks: list[bytes], fail: bool = False, running: bool = True) -> None:
         self.chunks = chunks
         self.fail = fail
         self.calls = 0
+        self.running = running  # whether a replica runs: ``ping`` waits until one does
+
+    @property
+    def ping(self) -> _Ping:
+        return _Ping(self)
 
     def options(self, stream: bool) -> StandInReplica:
         return self
@@ -62,6 +69,21 @@ class StandInReplica:
         yield {"status": 200, "content_type": "text/event-stream"}
         for chunk in self.chunks:
             yield chunk
+
+
+class _Ping:
+    """``ping.remote()`` as a Serve handle's: answers once the line has a running replica."""
+
+    def __init__(self, replica: StandInReplica) -> None:
+        self.replica = replica
+
+    def remote(self) -> asyncio.Future[bool]:
+        return asyncio.ensure_future(self._wait())
+
+    async def _wait(self) -> bool:
+        while not self.replica.running:
+            await asyncio.sleep(0.05)
+        return True
 
 
 class _Whole:
@@ -140,6 +162,21 @@ async def test_a_line_failing_before_its_first_byte_is_retried_once_on_another()
         response = await client.post("/v1/completions", json=BODY)
     assert response.status_code == 503 and "engine gone" in response.text
     assert both_dead["a"].calls + both_dead["b"].calls == 2  # once more, not forever
+
+
+async def test_a_line_still_starting_is_passed_over_while_another_one_runs() -> None:
+    """A changed plan's new line answers nothing while its engine loads: its share of the
+    requests goes to the lines that run, and comes back once it runs too."""
+    starting, running = StandInReplica([b"{}"], running=False), StandInReplica([b"{}"])
+    ingress = _ingress({"new": 1000.0, "old": 0.001}, {"new": starting, "old": running})
+    async with _client(ingress) as client:
+        first = [await client.post("/v1/completions", json=BODY) for _ in range(20)]
+        assert {r.headers[DEPLOYMENT_HEADER] for r in first} == {"old"}
+        starting.running = True
+        await asyncio.sleep(0.3 + LINE_CHECK_EVERY_S + LINE_CHECK_TIMEOUT_S)
+        later = [await client.post("/v1/completions", json=BODY) for _ in range(20)]
+        assert {r.headers[DEPLOYMENT_HEADER] for r in later} == {"new"}
+    assert starting.calls == 20 and running.calls == 20
 
 
 class StandInEngine(StandInReplica):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from plans import gpu_plan, llama_cpp_plan
 
-from quantplan.agent.cluster.endpoint import EndpointOptions, fleet_lines
+from quantplan.agent.cluster.endpoint import EndpointOptions, fleet_lines, line_names
 
 
 def _lines(plan, options=None):  # type: ignore[no-untyped-def]
@@ -32,3 +32,25 @@ def test_a_partial_offload_line_passes_its_gpu_layers_and_a_cpu_line_asks_for_no
     (cpu,) = _lines(llama_cpp_plan())
     assert (cpu.config.gpus, cpu.config.accelerator_type) == (0, None)
     assert cpu.config.options.gpu_layers == -1  # llama-server's default: no GPU layers asked
+
+
+def test_a_line_is_named_by_what_it_runs_so_a_changed_plan_keeps_the_lines_it_shares() -> None:
+    """Names do not follow a line's place in the plan: a line added in front of another leaves
+    the other's name (and Serve deployment) alone. A second line of the same kind is numbered;
+    a line that answers the endpoint itself (a plan of one line) is named apart, because Serve
+    cannot move a deployment between answering the proxy and being called by the ingress."""
+    plan = llama_cpp_plan()
+    (line,) = plan.fleet
+    spot = line.model_copy(update={"pricing": "spot"})
+    other = line.model_copy(update={"scheme": "gguf-q8_0"})
+    options = EndpointOptions()
+    assert line_names(plan, options) == ["gguf-f16-llama-cpp-c7i-xlarge-direct"]
+    assert line_names(plan, EndpointOptions(always_ingress=True)) == [
+        "gguf-f16-llama-cpp-c7i-xlarge"
+    ]
+    assert line_names(plan.model_copy(update={"fleet": (other, line, spot)}), options) == [
+        "gguf-q8-0-llama-cpp-c7i-xlarge",
+        "gguf-f16-llama-cpp-c7i-xlarge",
+        "gguf-f16-llama-cpp-c7i-xlarge-2",
+    ]
+    assert [c.route.deployment for c in _lines(plan)] == line_names(plan, options)
