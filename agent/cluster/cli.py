@@ -215,7 +215,8 @@ def cluster_endpoint_command(
             help="Put the ingress in front of a plan of one line too. By default that line's "
             "engine replicas answer the endpoint themselves: one hop fewer, about 3 ms less "
             "per request on a 2-core machine. The ingress also retries a request whose "
-            "replica died before answering on another replica",
+            "replica died before answering on another replica. Once a changed plan has "
+            "several lines the ingress stays, even if the plan goes back to one",
         ),
     ] = False,
     surge_percent: Annotated[
