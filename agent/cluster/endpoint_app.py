@@ -668,6 +668,24 @@ class FleetIngress:
         self.started: set[str] = set()
         self._line_watch: asyncio.Task[None] | None = None
 
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """A changed plan's routes and prices, on the running ingress. A line it has no
+        handle for (added by the change) gets one by name from Serve when it is first asked
+        (``_handle``); the lines it dropped are no longer picked. The traffic so far is
+        published under the old prices first."""
+        routes = [Route.model_validate(route) for route in user_config.get("routes") or []]
+        if not routes:
+            return
+        self.routes = routes
+        traffic = user_config.get("traffic")
+        if traffic is not None:
+            self._publish_window()
+            self.traffic = TrafficConfig.model_validate(traffic)
+            if self.meter is None or self.meter.window_s != self.traffic.window_s:
+                self.meter = TrafficMeter(self.traffic.window_s)
+        if self._line_watch is not None and self._line_watch.done():
+            self._line_watch = None  # an added line is watched until it answers too
+
     def publish(self, event: CostEvent) -> None:
         """Hand a cost event to the cluster's collector without waiting for it."""
         self.collector.publish(event)
@@ -708,16 +726,23 @@ class FleetIngress:
 
     async def _watch_lines(self) -> None:
         """Ask each line not yet seen running whether a replica answers, until all have."""
-        while len(self.started) < len(self.handles):
-            waiting = [name for name in self.handles if name not in self.started]
+        while waiting := [r.deployment for r in self.routes if r.deployment not in self.started]:
             await asyncio.gather(*(self._ask(name) for name in waiting))
             await asyncio.sleep(LINE_CHECK_EVERY_S)
+
+    def _handle(self, name: str) -> Any:
+        """The handle of line ``name``: bound at start, or looked up by name for a line a
+        changed plan added (it may not exist yet: then asking it fails, and is tried again)."""
+        if name not in self.handles:
+            app = serve.get_replica_context().app_name
+            self.handles[name] = serve.get_deployment_handle(name, app_name=app)
+        return self.handles[name]
 
     async def _ask(self, name: str) -> None:
         """Note ``name`` as running as soon as one of its replicas answers."""
         response = None
         try:
-            response = self.handles[name].ping.remote()
+            response = self._handle(name).ping.remote()
             if await asyncio.wait_for(asyncio.shield(response), LINE_CHECK_TIMEOUT_S):
                 self.started.add(name)
         except Exception:  # no replica runs yet (or it failed): ask again later
@@ -767,7 +792,7 @@ class FleetIngress:
     ) -> Response:
         """The answer of one engine replica of ``route``; raises while nothing was sent on."""
         headers = {DEPLOYMENT_HEADER: route.deployment}
-        handle = self.handles[route.deployment]
+        handle = self._handle(route.deployment)
         note = functools.partial(self._note, line=route.deployment)
         if not stream:
             # One call, one reply: the whole answer exists before anything goes to the client.
@@ -875,16 +900,25 @@ def fleet_application(
     *,
     local_only: bool = False,
 ) -> Any:
-    """The application: the ingress bound to the plan deployments' bound engine deployments."""
+    """The application: the ingress bound to the plan deployments' bound engine deployments.
+
+    The routes and prices are the ingress's user config and its version is what it starts
+    from (model, key digest, where it runs): a changed plan reconfigures the running ingress
+    (``FleetIngress.reconfigure``) instead of replacing it, so no request in flight on it is
+    dropped while HAProxy moves to a new one."""
     digest = api_key_digest(api_key)
+    routes = [route.model_dump() for route, _ in engines]
+    config = {"routes": routes, "traffic": traffic.model_dump(mode="json") if traffic else None}
     ingress = serve.deployment(
-        name="ingress", max_ongoing_requests=1000, ray_actor_options=ingress_options
+        name="ingress",
+        max_ongoing_requests=1000,
+        ray_actor_options=ingress_options,
+        user_config=config,
     )(FleetIngress)
+    started_from = json.dumps(
+        [model, digest, local_only, ingress_options], sort_keys=True, default=str
+    )
+    ingress._version = hashlib.sha256(started_from.encode()).hexdigest()[:16]  # see engines'
     return ingress.bind(
-        model,
-        [route.model_dump() for route, _ in engines],
-        [bound for _, bound in engines],
-        digest,
-        traffic.model_dump() if traffic else None,
-        local_only,
+        model, routes, [bound for _, bound in engines], digest, config["traffic"], local_only
     )

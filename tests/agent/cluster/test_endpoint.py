@@ -117,6 +117,66 @@ def _alive(pid: int) -> bool:
     return status.exists() and status.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+class _Asker:
+    """Clients asking the endpoint in a loop, each in its own thread, until ``stop``: a
+    completion of ``max_tokens`` tokens, then ``pause_s``. Every request is noted as (when it
+    ended, status, the line that answered); one that ended without an answer (timed out,
+    dropped) is status 0 with the error in place of the line, so a failure cannot end a
+    client's thread unseen."""
+
+    def __init__(
+        self,
+        url: str,
+        max_tokens: int = 1,
+        pause_s: float = 0.1,
+        clients: int = 1,
+        timeout_s: float = 60,
+    ) -> None:
+        self.url, self.max_tokens, self.pause_s, self.timeout_s = (
+            url,
+            max_tokens,
+            pause_s,
+            timeout_s,
+        )
+        self.answers: list[tuple[float, int, str]] = []
+        self._sending = threading.Event()
+        self._threads = [threading.Thread(target=self._ask, daemon=True) for _ in range(clients)]
+
+    def start(self) -> _Asker:
+        self._sending.set()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._sending.clear()
+        for thread in self._threads:
+            if thread.ident is not None:  # started (stop also runs where a test failed early)
+                thread.join(timeout=self.timeout_s + 30)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [status for _, status, _ in self.answers]
+
+    def failed(self) -> list[tuple[float, int, str]]:
+        return [answer for answer in self.answers if answer[1] != 200]
+
+    def _ask(self) -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        body = {"model": MODEL, "prompt": "Hi", "max_tokens": self.max_tokens}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout_s) as client:
+            while self._sending.is_set():
+                try:
+                    response = client.post("/v1/completions", json=body)
+                except httpx.HTTPError as error:
+                    self.answers.append((time.monotonic(), 0, repr(error)))
+                    time.sleep(0.2)
+                    continue
+                line = response.headers.get(DEPLOYMENT_HEADER, "")
+                self.answers.append((time.monotonic(), response.status_code, line))
+                time.sleep(self.pause_s)
+
+
 def test_one_endpoint_serves_a_mixed_fleet_and_survives_an_engine_kill(
     ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -324,25 +384,10 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
                 "COLUMNS": "300",
             },
         )
-    statuses: list[int] = []
-    sending = threading.Event()
+    asker = _Asker(f"http://127.0.0.1:{port}")
     try:
         _lines_of(output, "serving", process, 240)
-        url = f"http://127.0.0.1:{port}"
-
-        def keep_asking() -> None:
-            headers = {"Authorization": f"Bearer {KEY}"}
-            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-                while sending.is_set():
-                    response = client.post(
-                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 1}
-                    )
-                    statuses.append(response.status_code)
-                    time.sleep(0.1)
-
         (first,) = _notes(ray_cluster.data_dir, "llama.cpp").values()
-        sending.set()
-        asker = threading.Thread(target=keep_asking, daemon=True)
         asker.start()
         started = time.monotonic()
         _save_atomically(two, plan_file)
@@ -368,17 +413,16 @@ def test_a_changed_plan_file_rolls_the_endpoint_over_while_it_answers(
         rollback_s = time.monotonic() - started
         assert "update failed" in text and "Traceback" not in text, text
         time.sleep(2)
-        sending.clear()
-        asker.join(timeout=60)
+        asker.stop()
         print(
             f"rolled over to 2 replicas in {rolled_s:.1f} s, rolled back a plan whose new "
-            f"replicas failed in {rollback_s:.1f} s; {len(statuses)} requests meanwhile, "
-            f"statuses {sorted(set(statuses))}"
+            f"replicas failed in {rollback_s:.1f} s; {len(asker.answers)} requests meanwhile, "
+            f"statuses {sorted(set(asker.statuses))}"
         )
-        assert statuses and set(statuses) == {200}, statuses
+        assert asker.answers and not asker.failed(), asker.failed()
         assert len(_notes(ray_cluster.data_dir, "llama.cpp")) == 2
     finally:
-        sending.clear()
+        asker.stop()
         process.send_signal(signal.SIGTERM)
         try:
             returncode = process.wait(timeout=60)
@@ -520,30 +564,16 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
         name="node-kill", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
     )
     endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
-    statuses: list[int] = []
-    sending = threading.Event()
-
-    def keep_asking() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=120) as client:
-            while sending.is_set():
-                response = client.post(
-                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 8}
-                )
-                statuses.append(response.status_code)
-
+    asker = _Asker(endpoint.url, max_tokens=8, pause_s=0, clients=2, timeout_s=120)
     engines: set[int] = set()
     try:
         notes = _notes(ray_cluster.data_dir, "llama.cpp")
         assert len(notes) == 2
         engines |= {int(n["pid"]) for n in notes.values()}  # type: ignore[call-overload]
         killed_node = str(next(iter(notes.values()))["node_id"])
-        sending.set()
-        clients = [threading.Thread(target=keep_asking, daemon=True) for _ in range(2)]
-        for client in clients:
-            client.start()
+        asker.start()
         time.sleep(3)  # requests in flight on both replicas
-        before = len(statuses)
+        before = len(asker.answers)
         # Timed from the kill: the fresh node's start (add_worker waits for it) is part of it.
         killed_at = time.monotonic()
         ray_cluster.kill_and_replace(killed_node)
@@ -560,10 +590,8 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
                 break
             time.sleep(1)
         time.sleep(3)  # both replicas answer again
-        sending.clear()
-        for client in clients:
-            client.join(timeout=120)
-        after = statuses[before:]
+        asker.stop()
+        after = asker.statuses[before:]
         failed = [s for s in after if s != 200]
         print(
             f"node kill under load: replica replaced in {replaced_s or 0:.1f} s; "
@@ -572,7 +600,7 @@ def test_a_worker_node_killed_under_load_is_replaced_and_its_requests_fail_over(
         assert replaced_s is not None, "the killed node's replica was never replaced"
         assert len(after) > len(failed)  # the endpoint kept answering
     finally:
-        sending.clear()
+        asker.stop()
         stop_endpoint(endpoint.app_name)
     # The killed node's engine lost its replica with the node; the endpoint's stop found its
     # note and stopped it: no engine of this endpoint is left.
@@ -597,30 +625,13 @@ def test_a_spot_replica_whose_node_is_taken_back_is_replaced_on_demand(
         name="spot", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
     )
     endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
-    statuses: list[tuple[float, int]] = []
-    sending = threading.Event()
-
-    def keep_asking() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
-            while sending.is_set():
-                try:
-                    response = client.post(
-                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 8}
-                    )
-                    statuses.append((time.monotonic(), response.status_code))
-                except httpx.HTTPError:
-                    statuses.append((time.monotonic(), 0))
-                    time.sleep(0.2)
-
+    asker = _Asker(endpoint.url, max_tokens=8, pause_s=0)
     engines: set[int] = set()
-    client = threading.Thread(target=keep_asking, daemon=True)
     try:
         (note,) = _notes(ray_cluster.data_dir, "llama.cpp").values()
         assert note["node_id"] == spot_node.node_id, "the spot line's replica is not on spot"
         engines.add(int(note["pid"]))  # type: ignore[call-overload]
-        sending.set()
-        client.start()
+        asker.start()
         time.sleep(2)
         ray_cluster.kill(spot_node.node_id)
         taken_at = time.monotonic()
@@ -641,13 +652,12 @@ def test_a_spot_replica_whose_node_is_taken_back_is_replaced_on_demand(
         assert fallback["node_id"] in {n.node_id for n in ray_cluster.workers}
         answered_again = None
         while time.monotonic() - taken_at < replaced_s + 60:
-            if any(s == 200 and t > taken_at + replaced_s for t, s in statuses):
+            if any(s == 200 and t > taken_at + replaced_s for t, s, _ in asker.answers):
                 answered_again = True
                 break
             time.sleep(0.5)
-        sending.clear()
-        client.join(timeout=60)
-        after = [s for t, s in statuses if t >= taken_at]
+        asker.stop()
+        after = [s for t, s, _ in asker.answers if t >= taken_at]
         failed = [s for s in after if s != 200]
         print(
             f"spot node taken back: replica replaced on on-demand in {replaced_s:.1f} s; "
@@ -656,7 +666,7 @@ def test_a_spot_replica_whose_node_is_taken_back_is_replaced_on_demand(
         )
         assert answered_again, "the endpoint never answered again after the fallback started"
     finally:
-        sending.clear()
+        asker.stop()
         stop_endpoint(endpoint.app_name)
     details = [
         (e.state, e.detail)
@@ -696,52 +706,43 @@ def test_a_changed_line_starts_its_new_replica_before_the_old_one_stops(
         name="surge", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
     )
     endpoint = start_endpoint(one, options)
-    statuses: list[int] = []
+    asker = _Asker(endpoint.url, max_tokens=4)
     seen: list[set[str]] = []
-    sending = threading.Event()
-
-    def keep_asking() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
-            while sending.is_set():
-                response = client.post(
-                    "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 4}
-                )
-                statuses.append(response.status_code)
-                time.sleep(0.1)
+    watching = threading.Event()
 
     def watch() -> None:
-        while sending.is_set():
+        while watching.is_set():
             seen.append(set(_notes(ray_cluster.data_dir, "llama.cpp")))
             time.sleep(0.3)
 
+    watcher = threading.Thread(target=watch, daemon=True)
     try:
         (old,) = _notes(ray_cluster.data_dir, "llama.cpp")
-        sending.set()
-        threads = [threading.Thread(target=f, daemon=True) for f in (keep_asking, watch)]
-        for thread in threads:
-            thread.start()
+        asker.start()
+        watching.set()
+        watcher.start()
         started = time.monotonic()
         update_endpoint(endpoint, changed, options)
         running_s = time.monotonic() - started
         while old in _notes(ray_cluster.data_dir, "llama.cpp") and time.monotonic() - started < 90:
             time.sleep(0.5)
         time.sleep(2)
-        sending.clear()
-        for thread in threads:
-            thread.join(timeout=60)
+        asker.stop()
+        watching.clear()
+        watcher.join(timeout=60)
         (new,) = _notes(ray_cluster.data_dir, "llama.cpp")
         both = [s for s in seen if old in s and new in s]
         print(
             f"rolling update with a spare node: new replica running {running_s:.1f} s after the "
-            f"change, beside the old one in {len(both)} of {len(seen)} looks; {len(statuses)} "
-            f"requests, statuses {sorted(set(statuses))}"
+            f"change, beside the old one in {len(both)} of {len(seen)} looks; "
+            f"{len(asker.answers)} requests, statuses {sorted(set(asker.statuses))}"
         )
         assert new != old
         assert both, "the old replica stopped before the new one was up"
-        assert statuses and set(statuses) == {200}, statuses
+        assert asker.answers and not asker.failed(), asker.failed()
     finally:
-        sending.clear()
+        asker.stop()
+        watching.clear()
         stop_endpoint(endpoint.app_name)
 
 
@@ -761,30 +762,13 @@ def test_a_plan_moves_from_one_line_to_two_and_back_while_it_answers(
         name="reshape", port=free_port(), api_key=KEY, database_url=ray_cluster.database_url
     )
     endpoint = start_endpoint(one, options)
-    answers: list[tuple[int, str]] = []
-    sending = threading.Event()
-
-    def keep_asking() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        with httpx.Client(base_url=endpoint.url, headers=headers, timeout=60) as client:
-            while sending.is_set():
-                try:
-                    response = client.post(
-                        "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2}
-                    )
-                except httpx.HTTPError as error:  # a request that hangs or drops counts too
-                    answers.append((0, repr(error)))
-                    continue
-                answers.append((response.status_code, response.headers.get(DEPLOYMENT_HEADER, "")))
-                time.sleep(0.1)
+    asker = _Asker(endpoint.url, max_tokens=2)
 
     def llama_engines() -> list[object]:
         return [n["pid"] for n in _notes(ray_cluster.data_dir, "llama.cpp").values()]
 
     try:
         assert endpoint.engines_answer
-        sending.set()
-        asker = threading.Thread(target=keep_asking, daemon=True)
         asker.start()
         started = time.monotonic()
         two_lines = update_endpoint(endpoint, plan, options)
@@ -792,29 +776,27 @@ def test_a_plan_moves_from_one_line_to_two_and_back_while_it_answers(
         assert not two_lines.engines_answer
         # Both lines answer through the ingress now (it picks vLLM about 9 times in 10).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len({line for _, line in answers[-20:]}) < 2:
+        while time.monotonic() < deadline and len({a[2] for a in asker.answers[-20:]}) < 2:
             time.sleep(0.5)
-        after_two = len(answers)
+        after_two = len(asker.answers)
         (engine,) = llama_engines()
         started = time.monotonic()
         back = update_endpoint(two_lines, one, options)
         to_one_s = time.monotonic() - started
         time.sleep(3)
-        sending.clear()
-        asker.join(timeout=90)
-        statuses = [status for status, _ in answers]
+        asker.stop()
         print(
             f"one line -> two in {to_two_s:.1f} s, two -> one in {to_one_s:.1f} s; "
-            f"{len(answers)} requests ({after_two} before the way back), statuses "
-            f"{sorted(set(statuses))}, lines {sorted({line for _, line in answers})}"
+            f"{len(asker.answers)} requests ({after_two} before the way back), statuses "
+            f"{sorted(set(asker.statuses))}, lines {sorted({a[2] for a in asker.answers})}"
         )
-        assert statuses and set(statuses) == {200}, [a for a in answers if a[0] != 200]
-        assert len({line for _, line in answers[after_two - 20 : after_two]}) == 2
+        assert asker.answers and not asker.failed(), asker.failed()
+        assert len({a[2] for a in asker.answers[after_two - 20 : after_two]}) == 2
         assert not back.engines_answer and list(back.deployments) == [
             name for name in two_lines.deployments if "llama" in name
         ]
         assert not _notes(ray_cluster.data_dir, "vllm")  # the dropped line's engine stopped
         assert llama_engines() == [engine]  # the kept line's engine kept running
     finally:
-        sending.clear()
+        asker.stop()
         stop_endpoint(endpoint.app_name)

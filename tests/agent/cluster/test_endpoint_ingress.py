@@ -179,6 +179,38 @@ async def test_a_line_still_starting_is_passed_over_while_another_one_runs() -> 
     assert starting.calls == 20 and running.calls == 20
 
 
+async def test_a_changed_plan_reconfigures_the_running_ingress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routes are the ingress's user config: a dropped line is no longer picked, and a line
+    the change added is looked up by name from Serve (the replica keeps running throughout)."""
+    from types import SimpleNamespace
+
+    from quantplan.agent.cluster import endpoint_app
+
+    replicas = {"a": StandInReplica([b"{}"]), "b": StandInReplica([b"{}"])}
+    added = StandInReplica([b"{}"])
+    looked_up: list[tuple[str, str]] = []
+
+    def handle(name: str, app_name: str) -> StandInReplica:
+        looked_up.append((name, app_name))
+        return added
+
+    monkeypatch.setattr(endpoint_app.serve, "get_deployment_handle", handle)
+    monkeypatch.setattr(
+        endpoint_app.serve, "get_replica_context", lambda: SimpleNamespace(app_name="demo")
+    )
+    ingress = _ingress({"a": 1.0, "b": 1.0}, replicas)
+    async with _client(ingress) as client:
+        ingress.reconfigure({"routes": [{"deployment": "a", "weight": 1.0}], "traffic": None})
+        only_a = [await client.post("/v1/completions", json=BODY) for _ in range(10)]
+        assert {r.headers[DEPLOYMENT_HEADER] for r in only_a} == {"a"}
+        ingress.reconfigure({"routes": [{"deployment": "c", "weight": 1.0}], "traffic": None})
+        only_c = [await client.post("/v1/completions", json=BODY) for _ in range(10)]
+        assert {r.headers[DEPLOYMENT_HEADER] for r in only_c} == {"c"}
+    assert looked_up == [("c", "demo")] and added.calls == 10
+
+
 class StandInEngine(StandInReplica):
     """Answers as an engine does: a whole answer with its usage, or a stream of text events."""
 
