@@ -666,6 +666,7 @@ class FleetIngress:
         # line, its engine loading) is passed over while another one runs, so its share of
         # the requests does not wait out its start (a minute for vLLM on CPUs).
         self.started: set[str] = set()
+        self._first_started = asyncio.Event()
         self._line_watch: asyncio.Task[None] | None = None
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -745,6 +746,7 @@ class FleetIngress:
             response = self._handle(name).ping.remote()
             if await asyncio.wait_for(asyncio.shield(response), LINE_CHECK_TIMEOUT_S):
                 self.started.add(name)
+                self._first_started.set()
         except Exception:  # no replica runs yet (or it failed): ask again later
             if response is not None:
                 response.cancel()
@@ -755,9 +757,9 @@ class FleetIngress:
         its weight picks, which may be the slowest to start."""
         if self._line_watch is None:
             self._line_watch = asyncio.get_running_loop().create_task(self._watch_lines())
-        deadline = time.monotonic() + FIRST_LINE_WAIT_S
-        while not self.started and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        if not self._first_started.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_started.wait(), FIRST_LINE_WAIT_S)
 
     def _pick(self, exclude: str | None = None) -> Route:
         candidates = [route for route in self.routes if route.deployment != exclude]
@@ -878,17 +880,22 @@ def engine_deployment(
         **sizing,
     )(EngineReplica)
     started_from = config.model_copy(update={"engine_concurrency": concurrency}).model_dump_json()
-    # serve.run gives a deployment without a version a random one, and Serve replaces every
-    # replica of a deployment whose version changed: each changed plan would restart even the
-    # lines it left alone. The version is what a replica starts from (its engine config and
-    # actor options), so a line whose version holds gets only Serve's lightweight updates
-    # (replica count, autoscaling, user config, requests let in). The public options no longer
-    # take a version; this attribute is what serve.run reads (Ray 2.60, pinned in the lock;
-    # the real endpoint tests check that a kept line keeps its engine).
-    deployment._version = hashlib.sha256(
-        (started_from + json.dumps(actor_options, sort_keys=True, default=str)).encode()
-    ).hexdigest()[:16]
-    return deployment.bind(started_from)
+    return _versioned(deployment, started_from, actor_options).bind(started_from)
+
+
+def _versioned(deployment: Any, *started_from: Any) -> Any:
+    """``deployment`` with a version made from what its replicas start from.
+
+    serve.run gives a deployment without a version a random one, and Serve replaces every
+    replica of a deployment whose version changed: each changed plan would restart even the
+    lines (and the ingress) it left alone. With the version held, a changed plan is one of
+    Serve's lightweight updates to them (replica count, autoscaling, user config, requests let
+    in). The public options no longer take a version; ``_version`` is what serve.run reads
+    (Ray 2.60, pinned in the lock; the real endpoint tests check that a kept line keeps its
+    engine)."""
+    text = json.dumps(started_from, sort_keys=True, default=str)
+    deployment._version = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return deployment
 
 
 def fleet_application(
@@ -915,10 +922,7 @@ def fleet_application(
         ray_actor_options=ingress_options,
         user_config=config,
     )(FleetIngress)
-    started_from = json.dumps(
-        [model, digest, local_only, ingress_options], sort_keys=True, default=str
-    )
-    ingress._version = hashlib.sha256(started_from.encode()).hexdigest()[:16]  # see engines'
+    ingress = _versioned(ingress, model, digest, local_only, ingress_options)
     return ingress.bind(
         model, routes, [bound for _, bound in engines], digest, config["traffic"], local_only
     )
