@@ -7,3 +7,17 @@ mkdir -p "$W" "$OUT"
 export OUT QP_WORK=$W QUANTPLAN_CACHE_DIR=$W/cache QUANTPLAN_DATA_DIR=$W/data PYTHONUNBUFFERED=1
 nvcc=$(ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1 || true)
 [ -n "$nvcc" ] && export PATH="$(dirname "$nvcc"):$PATH"
+
+# Build the named tools of the extracted llama.cpp tree (.llama-src/llama.cpp) with CUDA for
+# this card into $W/b/bin, logging to $OUT/build.log.
+build_llama_tools() {
+    local arch start
+    arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+    start=$(date +%s)
+    cmake -S .llama-src/llama.cpp -B "$W/b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON -DGGML_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$OUT/build.log" 2>&1
+    cmake --build "$W/b" -j"$(nproc)" ${1:+--target "$@"} >>"$OUT/build.log" 2>&1
+    echo "build_seconds $(($(date +%s) - start))" | tee -a "$OUT/build.log"
+}

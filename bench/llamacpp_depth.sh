@@ -23,14 +23,7 @@ if [ "$STEP" = build ]; then
     python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
         --out "$MODELS/8b-F16.gguf" >"$OUT/model.log" 2>&1 &
     model=$!
-    arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
-    start=$(date +%s)
-    cmake -S .llama-src/llama.cpp -B "$W/b" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON -DGGML_CUDA=ON \
-        -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$OUT/build.log" 2>&1
-    cmake --build "$W/b" -j"$(nproc)" --target llama-bench llama-quantize >>"$OUT/build.log" 2>&1
-    echo "build_seconds $(($(date +%s) - start))" | tee -a "$OUT/build.log"
+    build_llama_tools llama-bench llama-quantize
     wait $model
     echo "model rc $?" | tee -a "$OUT/model.log"
     "$BIN/llama-bench" --version >"$OUT/version.txt" 2>&1 || true

@@ -247,6 +247,29 @@ def evaluate() -> dict[str, Any]:
     }
 
 
+def _against_targets(run: dict[str, Any]) -> str:
+    """The latest run's headline figures to a tenth of a percent, each against its target
+    (the table rounds to whole percents, which can hide a miss)."""
+    cat = run["by"]["category"]
+
+    def median(name: str) -> float:
+        return float(cat.get(name, {}).get("median_abs", math.inf))
+
+    checks = [
+        ("batch-1 decode median", median("batch1_decode"), 0.08, True),
+        ("throughput median", median("throughput_at_concurrency"), 0.15, True),
+        ("throughput p90", float(run["throughput_p90_abs"]), 0.40, True),
+        ("TTFT under load median", median("ttft_under_load"), 0.20, True),
+        ("inside the band", float(run["band_coverage"]), 0.80, False),
+        ("ranking agreement", float(run["ranking"]["agreement"]), 0.90, False),
+    ]
+    parts = []
+    for name, value, target, at_most in checks:
+        met = value <= target if at_most else value >= target
+        parts.append(f"{name} {value * 100:.1f} % ({'met' if met else 'not met'})")
+    return "Latest run against the targets: " + "; ".join(parts) + "."
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f} %"
 
@@ -288,6 +311,7 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
         "TTFT under load median <= 20 %, >= 80 % inside the band, ranking >= 90 %.",
     ]
     last_label, last = list(runs.items())[-1]
+    lines += ["", _against_targets(last)]
     lines += ["", f"## Latest run ({last_label}) by group", ""]
     lines += ["### band half-width that would hold 90 % of the held-out points", ""]
     lines += ["| basis / category | half-width |", "|---|---:|"]

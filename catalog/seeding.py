@@ -80,6 +80,9 @@ Seed versions:
     0011 fills it in for the rows shipped before), which grouped schemes must tile.
 30. llama.cpp's GPU traits give the rate at which its attention reads the KV cache, with flash
     attention and without (schema revision 0012 fills them in for the row shipped before).
+31. Two published GGUF quality rows (Qwen3-14B Q8_0, Llama-3.1-70B Q6_K).
+32. llama.cpp on one H100 SXM, one sequence, every common GGUF type of the Llama 8B shape and
+    three of the 1B shape (``profiles_llamacpp_types_gpu.yaml``, random weights: speed only).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -116,7 +119,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 31
+SEED_VERSION = 32
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

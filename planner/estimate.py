@@ -152,6 +152,30 @@ def ran_flash_attention(profile: ProfileRecord) -> bool:
     return not date or date >= LLAMACPP_FLASH_ATTENTION_SINCE
 
 
+LLAMACPP_SPLIT_WITHOUT_CUDA_GRAPHS = ("2024-05", "2025-06")
+"""The dates between which llama.cpp ran a model split over several GPUs without CUDA graphs:
+they came in May 2024 (PR #6766, merged 2024-05-08), but the pipeline-parallel split changed
+its graph at every token, which turned them off, until PR #13814 (2025-05-27: "allow CUDA
+graphs when using pipeline parallelism"). One GPU kept them throughout."""
+CUDA_GRAPH_SAVING_S_PER_LAYER = 1.9e-5
+"""What CUDA graphs save a llama.cpp decode step per layer: the median of eight tg128 rows of
+PR #6766 (RTX 3090 Ti: 7B F16 57.05 -> 59.80 tok/s, 7B / 13B / 30B Q4_0 138.58 -> 163.95,
+85.43 -> 95.73, 39.32 -> 42.72; RTX 4090, two runs: 7B F16 54.92 -> 55.96 and 56.68 -> 57.85,
+Q4_0 137.50 -> 146.02 and 149.28 -> 159.67), 0.011-0.035 ms per layer: each of a layer's
+kernels launched one at a time from the CPU instead of replayed."""
+
+
+def split_without_cuda_graphs(profile: ProfileRecord) -> bool:
+    """Whether ``profile``'s run was llama.cpp's layer split over several GPUs in the months
+    it ran without CUDA graphs (:data:`LLAMACPP_SPLIT_WITHOUT_CUDA_GRAPHS`). Plans deploy a
+    release of today, which keeps them."""
+    if profile.engine != "llama.cpp" or profile.hardware_count < 2:
+        return False
+    since, until = LLAMACPP_SPLIT_WITHOUT_CUDA_GRAPHS
+    date = str(profile.details.get("date") or "")
+    return since <= date < until
+
+
 def kv_read_efficiency(traits: EngineTraitRecord, flash_attention: bool = True) -> float | None:
     """Share of spec bandwidth at which ``traits``' engine reads the KV cache, with or without
     flash attention; None where the traits leave it at the weights' rate."""
@@ -400,6 +424,8 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
         accelerator_count=profile.hardware_count if gpu else 0,
     )
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    if gpu and split_without_cuda_graphs(profile):
+        per_layer += CUDA_GRAPH_SAVING_S_PER_LAYER
     traits = engine_traits(snapshot, profile.engine, hardware.kind)
     return _ProfileRoofline(
         shape=shape,

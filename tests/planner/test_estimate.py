@@ -18,6 +18,7 @@ from quantplan.planner.estimate import (
     kv_read_efficiency,
     predict_profile,
     ran_flash_attention,
+    split_without_cuda_graphs,
 )
 from quantplan.planner.hardware import kv_gb_per_token, model_shape_from_record, read_fraction
 from quantplan.planner.targets import Constraints, ModelShape, Targets, Workload
@@ -280,6 +281,26 @@ def test_the_kv_cache_is_read_at_attentions_own_rate(shipped: CatalogSnapshot) -
     stated = old.model_copy(update={"details": {"date": "2024-05", "flash_attention": True}})
     assert ran_flash_attention(stated)
     assert kv_read_efficiency(engine_traits(shipped, "vllm", "gpu")) is None
+
+
+def test_a_2024_split_over_gpus_ran_without_cuda_graphs(shipped: CatalogSnapshot) -> None:
+    """llama.cpp's layer split over several GPUs ran without CUDA graphs from May 2024 to May
+    2025 (PR #6766 to PR #13814): such a run's step pays 0.019 ms a layer more than the same
+    run on one GPU; before graphs existed, after the fix, and on one GPU it pays nothing."""
+    one = _profile(1, 100.0, model="Llama-3-8B", scheme="gguf-q4_k_m", engine="llama.cpp",
+                   hardware="RTX-4090", input_tokens=1, output_tokens=512,
+                   details={"date": "2024-05"})  # fmt: skip
+    four = one.model_copy(update={"hardware_count": 4})
+    layers = model_shape_from_record(shipped.model_by_name["Llama-3-8B"]).layers
+    assert not split_without_cuda_graphs(one) and split_without_cuda_graphs(four)
+    slower = _llamacpp_decode(four, shipped) - _llamacpp_decode(one, shipped)
+    assert slower == pytest.approx(1.9e-5 * layers, rel=0.01)
+    for date in ("2024-03", "2025-06", "2026-12"):
+        dated = four.model_copy(update={"details": {"date": date}})
+        assert not split_without_cuda_graphs(dated)
+        again = one.model_copy(update={"details": {"date": date}})
+        assert _llamacpp_decode(dated, shipped) == pytest.approx(_llamacpp_decode(again, shipped))
+    assert not split_without_cuda_graphs(four.model_copy(update={"engine": "vllm"}))
 
 
 def test_llamacpp_pythons_own_server_ran_without_flash_attention() -> None:
