@@ -136,6 +136,15 @@ FINDINGS = """## What it says
 - **Flash attention is faster even with no context** on this card, by 9-26 % (the most for
   the smallest files, where the step is mostly fixed cost): one fused attention kernel per
   layer instead of several.
+- **The fixed part of a step is about 0.6 ms here.** A line through the 1B and 8B steps of one
+  type against the file's bytes meets zero bytes at 0.56 ms (F16), 0.64 ms (Q8_0) and 0.59 ms
+  (Q4_K_M). The planner's GPU step overhead is 2 ms plus 0.02 ms a layer (2.3 ms for the 1B's
+  16 layers), more than the 1B's whole step: held out, the 1B rows come out 50 % slow
+  (bench/results/prediction_accuracy.md). A 0.6 ms overhead for llama.cpp alone was tried:
+  the 2024 rows of consumer GPUs then come out 17-30 % slow, as the Hopper K-quant
+  kernels' low share of spec (their kernels' limit, not the card's bandwidth) is pooled into
+  the efficiency of cards without evidence of their own. The overhead stays until the model
+  caps a kernel's read rate on its own.
 - The seed rows (flash attention on) are the project's first llama.cpp evidence on H100 SXM,
   where plans leaned on its H200 runs and the Hopper generation's pooled efficiency.
 """
