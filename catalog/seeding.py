@@ -83,6 +83,8 @@ Seed versions:
 31. Two published GGUF quality rows (Qwen3-14B Q8_0, Llama-3.1-70B Q6_K).
 32. llama.cpp on one H100 SXM, one sequence, every common GGUF type of the Llama 8B shape and
     three of the 1B shape (``profiles_llamacpp_types_gpu.yaml``, random weights: speed only).
+33. llama.cpp PR #6766's tg128 rows of its CUDA-graphs code on one RTX 3090 Ti (a new
+    hardware row) and one RTX 4090.
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -119,7 +121,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 32
+SEED_VERSION = 33
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -165,6 +165,15 @@ Q4_0 137.50 -> 146.02 and 149.28 -> 159.67), 0.011-0.035 ms per layer: each of a
 kernels launched one at a time from the CPU instead of replayed."""
 
 
+LLAMACPP_ATTENTION_WITHOUT_FLASH_S_PER_LAYER = 1.7e-5
+"""What llama.cpp's attention costs a GPU decode step per layer without flash attention beyond
+the KV cache it reads (a separate matrix product, softmax and product again instead of one fused
+kernel): the median of ten tg128 pairs, flash attention off and on, on one H100 SXM (every
+common GGUF type of the 8B shape and three of the 1B, 0.013-0.018 ms a layer;
+bench/results/llamacpp_types_gpu.md). Runs without it (llama.cpp before September 2025 unless
+they passed ``-fa``) pay it; plans deploy today's default, which has it."""
+
+
 def split_without_cuda_graphs(profile: ProfileRecord) -> bool:
     """Whether ``profile``'s run was llama.cpp's layer split over several GPUs in the months
     it ran without CUDA graphs (:data:`LLAMACPP_SPLIT_WITHOUT_CUDA_GRAPHS`). Plans deploy a
@@ -426,6 +435,8 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
     if gpu and split_without_cuda_graphs(profile):
         per_layer += CUDA_GRAPH_SAVING_S_PER_LAYER
+    if gpu and profile.engine == "llama.cpp" and not ran_flash_attention(profile):
+        per_layer += LLAMACPP_ATTENTION_WITHOUT_FLASH_S_PER_LAYER
     traits = engine_traits(snapshot, profile.engine, hardware.kind)
     return _ProfileRoofline(
         shape=shape,

@@ -275,7 +275,8 @@ def test_the_kv_cache_is_read_at_attentions_own_rate(shipped: CatalogSnapshot) -
     assert growth == pytest.approx(kv_read_s / 0.44, rel=0.02)
     old = deep.model_copy(update={"details": {"date": "2024-05"}})
     assert ran_flash_attention(deep) and not ran_flash_attention(old)
-    old_growth = _llamacpp_decode(old, shipped) - _llamacpp_decode(shallow, shipped)
+    old_shallow = shallow.model_copy(update={"details": {"date": "2024-05"}})
+    old_growth = _llamacpp_decode(old, shipped) - _llamacpp_decode(old_shallow, shipped)
     assert old_growth == pytest.approx(kv_read_s / 0.25, rel=0.02)
     # What a run's details state wins over the date; vLLM keeps reading at the weights' rate.
     stated = old.model_copy(update={"details": {"date": "2024-05", "flash_attention": True}})
@@ -301,6 +302,28 @@ def test_a_2024_split_over_gpus_ran_without_cuda_graphs(shipped: CatalogSnapshot
         again = one.model_copy(update={"details": {"date": date}})
         assert _llamacpp_decode(dated, shipped) == pytest.approx(_llamacpp_decode(again, shipped))
     assert not split_without_cuda_graphs(four.model_copy(update={"engine": "vllm"}))
+
+
+def test_a_run_without_flash_attention_pays_for_the_unfused_attention(
+    shipped: CatalogSnapshot,
+) -> None:
+    """Beside its slower KV read, a llama.cpp GPU run without flash attention pays 0.017 ms a
+    layer per step for the attention's separate kernels (measured at depth 0 on an H100); the
+    CPU and vLLM pay nothing for it."""
+    with_flash = _profile(1, 100.0, model="Llama-3.1-8B", scheme="gguf-q4_k_m",
+                          engine="llama.cpp", hardware="H100-SXM", input_tokens=1,
+                          output_tokens=2, details={"date": "2026-12"})  # fmt: skip
+    without = with_flash.model_copy(
+        update={"details": {"date": "2026-12", "flash_attention": False}}
+    )
+    layers = model_shape_from_record(shipped.model_by_name["Llama-3.1-8B"]).layers
+    # At two tokens of depth the KV read is negligible: the difference is the fixed term.
+    slower = _llamacpp_decode(without, shipped) - _llamacpp_decode(with_flash, shipped)
+    assert slower == pytest.approx(1.7e-5 * layers, rel=0.02)
+    cpu = with_flash.model_copy(update={"hardware": "Xeon-SapphireRapids", "hardware_count": 4})
+    cpu_without = cpu.model_copy(update={"details": without.details})
+    cpu_gap = _llamacpp_decode(cpu_without, shipped) - _llamacpp_decode(cpu, shipped)
+    assert cpu_gap < 1e-5 * layers
 
 
 def test_llamacpp_pythons_own_server_ran_without_flash_attention() -> None:
