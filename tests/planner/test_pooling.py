@@ -84,7 +84,7 @@ def test_without_repeated_measurements_nothing_is_shrunk() -> None:
 
 def _ratios_without_xiongjiedai(shipped: CatalogSnapshot) -> ClassRatios:
     """The calibration classes of the shipped profiles, XiongjieDai's batch-1 runs (every
-    A100 SXM, RTX 4090 and L40S llama.cpp run) left out."""
+    A100 SXM and L40S llama.cpp run, and all but two of the RTX 4090's) left out."""
     from quantplan.planner.estimate import _class_ratios
 
     held_out = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (LLaMA 3, May 2024)"
@@ -98,8 +98,9 @@ def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
 ) -> None:
     """Without the source that measured llama.cpp on A100 SXMs, an A100 SXM falls back to its
     own architecture (compute capability 8.0: the A100 PCIe runs of llama.cpp PR #6017), not
-    to the consumer Ampere of 8.6 (an RTX 3080 at about 1.5x the default roofline) nor to
-    their pooled generation: the A100s run llama.cpp well below the 3080's share of spec."""
+    to the consumer Ampere of 8.6 (an RTX 3080 and an RTX 3090 Ti at about 1.5x the default
+    roofline) nor to their pooled generation: the A100s run llama.cpp well below the consumer
+    cards' share of spec."""
     from quantplan.planner.estimate import class_multiplier
 
     ratios = _ratios_without_xiongjiedai(shipped)
@@ -108,22 +109,24 @@ def test_an_rtx_3080_run_does_not_set_the_a100s_llama_cpp_speed(
     multiplier, key = found
     assert key == ("architecture", "llama.cpp", "gguf", "gpu", "8.0")
     assert len(ratios[key]) == 2  # PR #6017: one A100 PCIe, and eight
-    (rtx_3080,) = ratios[("architecture", "llama.cpp", "gguf", "gpu", "8.6")]
-    assert multiplier < 0.8 * rtx_3080
+    consumer_ampere = ratios[("architecture", "llama.cpp", "gguf", "gpu", "8.6")]
+    assert len(consumer_ampere) == 4  # the RTX 3080 run, PR #6766's three RTX 3090 Ti runs
+    assert multiplier < 0.8 * min(consumer_ampere)
 
 
-def test_an_unseen_consumer_gpu_draws_on_its_generation_s_gddr_devices_not_the_a100s(
+def test_an_unseen_ada_gpu_draws_on_its_architecture_s_gddr_cards_not_the_a100s(
     shipped: CatalogSnapshot,
 ) -> None:
-    """With no Ada run left (XiongjieDai held out), an RTX 4090 falls back past its
-    architecture (8.9) to the compute capability 8 GPUs of its memory technology (GDDR: the
-    RTX 3080), whose llama.cpp ran well above the HBM A100s' share of spec bandwidth."""
+    """With no L40S run left (XiongjieDai held out), an L40S falls back to its architecture
+    (8.9: the RTX 4090 runs of llama.cpp PR #6766), GDDR cards whose llama.cpp ran well above
+    the HBM A100s' share of spec bandwidth."""
     from quantplan.planner.estimate import class_multiplier
 
     ratios = _ratios_without_xiongjiedai(shipped)
-    found = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("RTX-4090"))
+    found = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("L40S"))
     assert found is not None
     multiplier, key = found
-    assert key == ("memory", "llama.cpp", "gguf", "gpu", "8", "gddr")
+    assert key == ("architecture", "llama.cpp", "gguf", "gpu", "8.9")
+    assert len(ratios[key]) == 2  # PR #6766: Llama-3-8B F16 and Q4_0 on an RTX 4090
     hbm = class_multiplier(ratios, "llama.cpp", "gguf", shipped.get_hardware("A100-80GB-SXM"))
     assert hbm is not None and multiplier > hbm[0]
