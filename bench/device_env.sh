@@ -8,6 +8,15 @@ export OUT QP_WORK=$W QUANTPLAN_CACHE_DIR=$W/cache QUANTPLAN_DATA_DIR=$W/data PY
 nvcc=$(ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1 || true)
 [ -n "$nvcc" ] && export PATH="$(dirname "$nvcc"):$PATH"
 
+# Extract the carried llama.cpp tree (.devcarry/gd/llama.cpp.tar.xz) into .llama-src (the
+# random-weight models are written with its gguf-py) and note the machine in $OUT/machine.txt.
+extract_llama_tree() {
+    mkdir -p .llama-src
+    tar xJf .devcarry/gd/llama.cpp.tar.xz -C .llama-src
+    { nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv; nproc
+        grep -m1 'model name' /proc/cpuinfo; uptime; } >"$OUT/machine.txt" 2>&1
+}
+
 # Build the named tools of the extracted llama.cpp tree (.llama-src/llama.cpp) with CUDA for
 # this card into $W/b/bin, logging to $OUT/build.log.
 build_llama_tools() {

@@ -16,10 +16,7 @@ MODELS=$W/m
 STEP=${1:-build}
 mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
-    mkdir -p .llama-src
-    tar xJf .devcarry/gd/llama.cpp.tar.xz -C .llama-src
-    { nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv; nproc
-        grep -m1 'model name' /proc/cpuinfo; uptime; } >"$OUT/machine.txt" 2>&1
+    extract_llama_tree
     python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
         --out "$MODELS/8b-F16.gguf" >"$OUT/model.log" 2>&1 &
     model=$!

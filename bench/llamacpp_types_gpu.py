@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
+
+from llamacpp_server_gpu import SHAPES  # the random files' shapes (bench/ is this script's dir)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -29,7 +32,6 @@ SOURCE = "quantplan bench/results/llamacpp_types_gpu.json"
 # (GB/s, the catalog's hardware.yaml).
 HARDWARE = {"NVIDIA H100 80GB HBM3": ("H100-SXM", 3350.0), "NVIDIA H200": ("H200", 4800.0)}
 MODELS = {"8b": "Llama-3.1-8B", "1b": "Llama-3.2-1B"}
-LAYERS = {"8b": 32, "1b": 16}  # bench/llamacpp_server_gpu.py SHAPES
 
 
 def _scheme(file_type: str) -> str:
@@ -57,11 +59,14 @@ def _runs(bench_dir: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def _planned(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs in the setting plans deploy: one sequence decoding, flash attention on."""
+    return [r for r in runs if r["test"] == "tg128" and r["flash_attention"]]
+
+
 def _seed_rows(runs: list[dict[str, Any]], meta: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
-    for run in runs:
-        if run["test"] != "tg128" or not run["flash_attention"]:
-            continue
+    for run in _planned(runs):
         hardware, _ = HARDWARE[run["gpu"]]
         rows.append(
             {
@@ -172,7 +177,8 @@ def main() -> None:
     runs = _runs(bench_dir)
     gpu = runs[0]["gpu"]
     _, spec = HARDWARE[gpu]
-    smi = (build_dir / "machine.txt").read_text().splitlines()[1]
+    machine = (build_dir / "machine.txt").read_text()
+    smi = machine.splitlines()[1]
     # "version: 0.5.0-dev (build N, commit C)": llama.cpp's CMake reads the build number and
     # commit of the enclosing git checkout (this project's), so only the version is kept.
     version = (build_dir / "version.txt").read_text().split()[1]
@@ -182,51 +188,39 @@ def main() -> None:
         "gpu": smi,
         "engine_version": f"llama.cpp {version} of llama-cpp-python 0.3.36's sdist, CUDA sm_90",
     }
+    speed = {
+        (r["shape"], r["scheme"], r["test"], r["flash_attention"]): r["tokens_per_s"] for r in runs
+    }
     by_type = []
-    for run in runs:
-        if run["test"] != "tg128" or not run["flash_attention"]:
-            continue
-
-        def pick(test: str, fa: bool, run: dict[str, Any] = run) -> float:
-            return next(
-                r["tokens_per_s"]
-                for r in runs
-                if r["shape"] == run["shape"]
-                and r["scheme"] == run["scheme"]
-                and r["test"] == test
-                and r["flash_attention"] == fa
-            )
-
+    for run in _planned(runs):
+        shape, scheme = run["shape"], run["scheme"]
         step = 1 / run["tokens_per_s"]
+        step_without_flash = 1 / speed[(shape, scheme, "tg128", False)]
         by_type.append(
             {
                 "model": run["model"],
-                "scheme": run["scheme"],
+                "scheme": scheme,
                 "file_bytes": run["file_bytes"],
-                "tg128_fa_off": pick("tg128", False),
+                "tg128_fa_off": speed[(shape, scheme, "tg128", False)],
                 "tg128_fa_on": run["tokens_per_s"],
-                "pp512_fa_on": pick("pp512", True),
+                "pp512_fa_on": speed[(shape, scheme, "pp512", True)],
                 "step_ms": step * 1000,
                 "read_gbps": run["file_bytes"] / step / 1e9,
                 # What flash attention saves a step per layer with almost no context.
-                "flash_saving_ms_per_layer": (1 / pick("tg128", False) - step)
+                "flash_saving_ms_per_layer": (step_without_flash - step)
                 * 1000
-                / LAYERS[run["shape"]],
+                / int(SHAPES[shape]["layers"]),
             }
         )
     by_type.sort(key=lambda r: (r["model"], -r["file_bytes"]))
-    savings = sorted(r["flash_saving_ms_per_layer"] for r in by_type)
-    half = len(savings) // 2
-    flash_saving = (
-        (savings[half - 1] + savings[half]) / 2 if len(savings) % 2 == 0 else savings[half]
-    )
+    flash_saving = statistics.median(r["flash_saving_ms_per_layer"] for r in by_type)
     result = {
         "date": args.date,
         "commit": args.commit,
         "gpu": smi,
         "spec_gbps": spec,
         "engine_version": meta["engine_version"],
-        "machine": (build_dir / "machine.txt").read_text(),
+        "machine": machine,
         "runs": runs,
         "by_type": by_type,
         "flash_saving_ms_per_layer_median": flash_saving,

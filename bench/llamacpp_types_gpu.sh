@@ -21,10 +21,7 @@ TYPES_8B="Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"
 TYPES_1B="Q8_0 Q4_K_M"
 mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
-    mkdir -p .llama-src
-    tar xJf .devcarry/gd/llama.cpp.tar.xz -C .llama-src
-    { nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv; nproc
-        grep -m1 'model name' /proc/cpuinfo; uptime; } >"$OUT/machine.txt" 2>&1
+    extract_llama_tree
     (python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
         --out "$MODELS/8b-F16.gguf" && python3 bench/llamacpp_server_gpu.py model --shape 1b \
         --tokenizer .devcarry/gd/tokenizer.gguf --out "$MODELS/1b-F16.gguf") \

@@ -433,9 +433,10 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
         accelerator_count=profile.hardware_count if gpu else 0,
     )
     base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    flash_attention = ran_flash_attention(profile)
     if gpu and split_without_cuda_graphs(profile):
         per_layer += CUDA_GRAPH_SAVING_S_PER_LAYER
-    if gpu and profile.engine == "llama.cpp" and not ran_flash_attention(profile):
+    if gpu and profile.engine == "llama.cpp" and not flash_attention:
         per_layer += LLAMACPP_ATTENTION_WITHOUT_FLASH_S_PER_LAYER
     traits = engine_traits(snapshot, profile.engine, hardware.kind)
     return _ProfileRoofline(
@@ -451,7 +452,7 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
             requests_per_s=1,
         ),
         overhead_s=base + per_layer * shape.layers,
-        flash_attention=ran_flash_attention(profile),
+        flash_attention=flash_attention,
     )
 
 
