@@ -22,9 +22,10 @@ import openai
 import pytest
 from ray_fixtures import RayTestCluster
 
-from quantplan.agent.benchmark.client import Endpoint
-from quantplan.agent.benchmark.protocol import RunResult, run_open_loop
-from quantplan.agent.benchmark.workload import Workload
+from quantplan.agent.benchmark.client import Endpoint, make_http_client, stream_completion
+from quantplan.agent.benchmark.metrics import RequestSample
+from quantplan.agent.benchmark.protocol import poisson_arrivals
+from quantplan.agent.benchmark.workload import Workload, make_prompts
 from quantplan.agent.cluster.collector_actor import RayEventSource
 from quantplan.agent.cluster.endpoint import (
     EndpointOptions,
@@ -450,6 +451,64 @@ def _ramp_requests(rate: float) -> int:
     return 3 if rate < 1 else int(rate * 10)
 
 
+class _Ramp:
+    """An open loop at a rising rate that stops sending the moment it is told to: a trickle the
+    floor carries, then steps of about ten seconds of arrivals, the rate doubling. Arrivals do
+    not wait for earlier answers, within a step or across steps. Whatever one replica answers
+    on this machine, some step sends more arrivals a second than that and requests pile up in
+    flight (a single fixed rate exceeded it only where answers were slow: a faster machine
+    never scaled). Stopping mid-step matters as much: a step that ran to its end after the
+    scale-up queued up to 160 more requests on a slow machine, and the test waited on them."""
+
+    def __init__(self, endpoint: Endpoint, workload: Workload) -> None:
+        self.endpoint, self.workload = endpoint, workload
+        self.stop = threading.Event()
+        self.rates: list[float] = []  # the steps begun
+        self.sent = 0
+        self.waiting: dict[asyncio.Task[RequestSample], float] = {}  # unanswered: sent when
+        self.answers: list[RequestSample] = []  # each request's sample, as it ends
+
+    def run(self) -> None:
+        asyncio.run(self._send())
+
+    async def _send(self) -> None:
+        def answered(task: asyncio.Task[RequestSample]) -> None:
+            self.waiting.pop(task)
+            self.answers.append(task.result())
+
+        async with make_http_client(self.endpoint) as client:
+            in_flight: list[asyncio.Task[RequestSample]] = []
+            for step, rate in enumerate(RAMP_RATES):
+                count = _ramp_requests(rate)
+                prompts = make_prompts(self.workload, count)
+                offsets = poisson_arrivals(rate, count, self.workload.seed + step)
+                begin = time.perf_counter()
+                self.rates.append(rate)
+                for prompt, offset in zip(prompts, offsets, strict=True):
+                    await asyncio.sleep(max(0.0, begin + offset - time.perf_counter()))
+                    if self.stop.is_set():
+                        break
+                    task = asyncio.create_task(
+                        stream_completion(client, self.endpoint, prompt, self.workload)
+                    )
+                    self.sent += 1
+                    self.waiting[task] = time.perf_counter()
+                    task.add_done_callback(answered)
+                    in_flight.append(task)
+                if self.stop.is_set():
+                    break
+            await asyncio.gather(*in_flight)
+
+    def unanswered(self) -> str:
+        """What is still out: to tell a request stuck in the fleet from a queue draining."""
+        now = time.perf_counter()
+        waiting = sorted(self.waiting.copy().values())  # a copy: the loop runs in its thread
+        oldest = f", the oldest sent {now - waiting[0]:.0f} s ago" if waiting else ""
+        last = max((a.end_s for a in self.answers), default=None)
+        latest = f"; the last answer came {now - last:.0f} s ago" if last is not None else ""
+        return f"{len(waiting)} of {self.sent} requests unanswered{oldest}{latest}"
+
+
 def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     ray_cluster: RayTestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,55 +537,39 @@ def test_a_line_scales_up_with_its_load_and_back_down_to_the_plans_floor(
     endpoint = start_endpoint(plan.model_copy(update={"fleet": (line,)}), options)
     target = Endpoint(base_url=endpoint.url, model=MODEL, api_key=KEY)
     workload = Workload(input_tokens=32, output_tokens=24, ignore_eos=False)
-    runs: list[RunResult] = []
 
     def engines() -> int:
         return len(_notes(ray_cluster.data_dir, "llama.cpp"))
 
-    def ramp(stop: threading.Event) -> None:
-        """The benchmark's open loop at a rising rate: a trickle the floor carries, then steps
-        of about ten seconds of arrivals, the rate doubling until the second replica has come.
-        Whatever one replica answers on this machine, some step sends more arrivals a second
-        than that, and requests pile up in flight (a single fixed rate exceeded it only where
-        answers were slow: a faster machine never scaled)."""
-        for rate in RAMP_RATES:
-            if stop.is_set():
-                return
-            count = _ramp_requests(rate)
-            runs.append(asyncio.run(run_open_loop(target, workload, rate=rate, num_requests=count)))
-
     try:
         assert "1-2 replicas with its load" in next(iter(endpoint.deployments.values()))
         assert engines() == 1  # the floor: the mean load's replica
-        stop_load = threading.Event()
-        load = threading.Thread(target=ramp, args=(stop_load,), daemon=True)
+        ramp = _Ramp(target, workload)
+        load = threading.Thread(target=ramp.run, daemon=True)
         started = time.monotonic()
         load.start()
-        while engines() < 2 and time.monotonic() - started < 180:
+        while engines() < 2 and load.is_alive() and time.monotonic() - started < 180:
             time.sleep(1)
         up_s = time.monotonic() - started
         scaled = engines() == 2
-        stop_load.set()
-        load.join(timeout=300)
-        assert scaled, (
-            f"the open loop rose to {runs[-1].request_rate} req/s and never added a replica"
-        )
-        assert not load.is_alive()
+        ramp.stop.set()
+        # What was sent before the stop drains, now over two replicas.
+        load.join(timeout=180)
+        assert scaled, f"the open loop rose to {ramp.rates[-1]} req/s and never added a replica"
+        assert not load.is_alive(), f"after the scale-up: {ramp.unanswered()}"
         stopped = time.monotonic()
         while engines() > 1 and time.monotonic() - stopped < 180:
             time.sleep(1)
         down_s = time.monotonic() - stopped
         assert engines() == 1, "with no load the line never went back to its floor"
-        sent = sum(run.metrics.requests for run in runs)
-        failed = sum(run.metrics.failed for run in runs)
+        sent = len(ramp.answers)
+        errors = [a.error for a in ramp.answers if not a.ok]
         print(
-            f"open loop at {[run.request_rate for run in runs]} req/s: scaled up {up_s:.1f} s "
-            f"after the ramp began, "
-            f"down {down_s:.1f} s after the last answer; {failed} of {sent} requests failed "
-            f"({[e for run in runs for e in run.metrics.errors]})"
+            f"open loop rising through {ramp.rates} req/s: scaled up {up_s:.1f} s after the "
+            f"ramp began, down {down_s:.1f} s after the last answer; {len(errors)} of {sent} "
+            f"requests failed ({errors})"
         )
-        assert sent == sum(_ramp_requests(rate) for rate in RAMP_RATES[: len(runs)])
-        assert failed == 0
+        assert sent == ramp.sent and not errors
         # A one-line plan has no ingress: each replica metered its own answers, and the
         # collector summed the replicas' shares of each window into the plan's cost events.
         windows = [e for e in _traffic_events(ray_cluster, "scale", sent) if e.scope == "plan"]
