@@ -155,13 +155,13 @@ FINDINGS = """## What it says
   beside their slower KV read (bench/results/llamacpp_depth.md).
 - **The fixed part of a step is about 0.6 ms here.** A line through the 1B and 8B steps of one
   type against the file's bytes meets zero bytes at 0.56 ms (F16), 0.64 ms (Q8_0) and 0.59 ms
-  (Q4_K_M). The planner's GPU step overhead is 2 ms plus 0.02 ms a layer (2.3 ms for the 1B's
-  16 layers), more than the 1B's whole step: held out, the 1B rows come out 50 % slow
-  (bench/results/prediction_accuracy.md). A 0.6 ms overhead for llama.cpp alone was tried:
-  the 2024 rows of consumer GPUs then come out 17-30 % slow, as the Hopper K-quant
-  kernels' low share of spec (their kernels' limit, not the card's bandwidth) is pooled into
-  the efficiency of cards without evidence of their own. The overhead stays until the model
-  caps a kernel's read rate on its own.
+  (Q4_K_M). The planner's GPU step overhead was 2 ms plus 0.02 ms a layer (2.3 ms for the
+  1B's 16 layers), more than the 1B's whole step: held out, the 1B rows came out 50 % slow.
+  A 0.6 ms overhead for every llama.cpp run made the 2024 rows of consumer GPUs come out
+  17-30 % slow: the builds of 2024 did pay about 2 ms (PR #6766's tg128 rows meet zero bytes
+  at 1.4-2.4 ms). So llama.cpp runs since graph reuse (August 2025), and plans, now pay
+  0.6 ms with no per-layer part, and earlier runs keep 2 ms + 0.02 ms a layer
+  (planner/estimate.py `step_overhead`; bench/results/prediction_accuracy.md).
 - The seed rows (flash attention on) are the project's first llama.cpp evidence on H100 SXM,
   where plans leaned on its H200 runs and the Hopper generation's pooled efficiency.
 """

@@ -79,7 +79,23 @@ LEGACY_KERNEL_COMPUTE_EFFICIENCY = 0.3
 """A method's legacy kernel on an older GPU (AWQ's GEMM below compute capability 8.0) is far
 slower than Marlin under load (vLLM docs: fit for low concurrency only)."""
 STEP_OVERHEAD_S = {"gpu": (0.002, 2e-5), "cpu": (0.001, 5e-5)}
-"""Fixed cost per decode step and per layer (scheduling, kernel launches, sampling)."""
+"""Fixed cost per decode step and per layer (scheduling, kernel launches, sampling), where
+:func:`step_overhead` has nothing closer to the engine."""
+LLAMACPP_GPU_STEP_OVERHEAD_S = 6e-4
+"""The fixed part of a llama.cpp decode step on a GPU in today's builds: a line through the 1B
+and 8B steps of one GGUF type on one H100 SXM meets zero bytes at 0.56-0.64 ms (F16, Q8_0,
+Q4_K_M; bench/results/llamacpp_types_gpu.md, a 2026 build). The builds of 2024 paid more: PR
+#6766's tg128 rows (CUDA graphs on) meet zero bytes at 1.4 ms through LLaMA-7B and 13B Q4_0
+on one RTX 3090 Ti, and at 1.8-2.4 ms through F16 and Q4_0 of one model (RTX 3090 Ti,
+LLaMA-7B; RTX 4090, Llama-3-8B, two runs). Runs of that time keep the general
+:data:`STEP_OVERHEAD_S` (2 ms + 0.02 ms a layer), which their calibration rests on."""
+LLAMACPP_GRAPH_REUSE_SINCE = "2025-08"
+"""From when a llama.cpp run pays :data:`LLAMACPP_GPU_STEP_OVERHEAD_S`. The documented change
+to the host's part of a step between those builds is graph reuse (PR #14482 of July 2025,
+behind ``LLAMA_SET_ROWS=1`` until the end of that month): the previous token's compute graph
+is reused instead of built and allocated anew, which alone took 2-7 % of a batch-1 step of
+Llama 7B and 13B Q4 on six GPUs in 2024 (PR #8366). The catalog has no llama.cpp GPU run
+dated between May 2024 and December 2026, so the date is not fitted."""
 
 
 def w8a8_compute_gain(method: MethodTraitRecord, hardware: HardwareRecord) -> float:
@@ -172,6 +188,14 @@ kernel): the median of ten tg128 pairs, flash attention off and on, on one H100 
 common GGUF type of the 8B shape and three of the 1B, 0.013-0.018 ms a layer;
 bench/results/llamacpp_types_gpu.md). Runs without it (llama.cpp before September 2025 unless
 they passed ``-fa``) pay it; plans deploy today's default, which has it."""
+
+
+def step_overhead(engine: str, kind: str, date: str = "") -> tuple[float, float]:
+    """Fixed cost per decode step and per layer of ``engine`` on a ``kind`` device, as its
+    release of ``date`` ran it ("": the release plans deploy, today's)."""
+    if engine == "llama.cpp" and kind == "gpu" and (not date or date >= LLAMACPP_GRAPH_REUSE_SINCE):
+        return LLAMACPP_GPU_STEP_OVERHEAD_S, 0.0
+    return STEP_OVERHEAD_S[kind]
 
 
 def split_without_cuda_graphs(profile: ProfileRecord) -> bool:
@@ -432,7 +456,9 @@ def _profile_roofline(profile: ProfileRecord, snapshot: CatalogSnapshot) -> _Pro
         memory_gib=1024.0,
         accelerator_count=profile.hardware_count if gpu else 0,
     )
-    base, per_layer = STEP_OVERHEAD_S[hardware.kind]
+    base, per_layer = step_overhead(
+        profile.engine, hardware.kind, str(profile.details.get("date") or "")
+    )
     flash_attention = ran_flash_attention(profile)
     if gpu and split_without_cuda_graphs(profile):
         per_layer += CUDA_GRAPH_SAVING_S_PER_LAYER
@@ -901,11 +927,10 @@ def estimate_performance(
         dtype=float,
     )
     overhead = np.array(
-        [STEP_OVERHEAD_S["gpu" if g else "cpu"] for g in is_gpu], dtype=float
-    ).reshape(-1, 2)
-    overhead_s = np.broadcast_to(
-        overhead[:, 0] + overhead[:, 1] * shape.layers, (len(space.options), len(is_gpu))
-    )
+        [[step_overhead(o.engine, "gpu" if g else "cpu") for g in is_gpu] for o in space.options],
+        dtype=float,
+    ).reshape(len(space.options), len(is_gpu), 2)
+    overhead_s = overhead[..., 0] + overhead[..., 1] * shape.layers
     decode, prefill = _step_times(
         shape,
         workload,
