@@ -30,3 +30,23 @@ build_llama_tools() {
     cmake --build "$W/b" -j"$(nproc)" ${1:+--target "$@"} >>"$OUT/build.log" 2>&1
     echo "build_seconds $(($(date +%s) - start))" | tee -a "$OUT/build.log"
 }
+
+# Extract the tree, write the random-weight F16 GGUFs of the named shapes into $W/m (in the
+# background) while the named tools build, then note the first tool's version and the files:
+#   build_tools_and_models "8b 1b" llama-bench llama-quantize
+build_tools_and_models() {
+    local shapes=$1 model shape
+    shift
+    extract_llama_tree
+    mkdir -p "$W/m"
+    (for shape in $shapes; do
+        python3 bench/llamacpp_server_gpu.py model --shape "$shape" \
+            --tokenizer .devcarry/gd/tokenizer.gguf --out "$W/m/$shape-F16.gguf" || exit 1
+    done) >"$OUT/model.log" 2>&1 &
+    model=$!
+    build_llama_tools "$@"
+    wait $model
+    echo "model rc $?" | tee -a "$OUT/model.log"
+    "$W/b/bin/$1" --version >"$OUT/version.txt" 2>&1 || true
+    ls -la "$W/m" | tee "$OUT/models.txt"
+}

@@ -262,7 +262,10 @@ def _setting_rows(
     loop: list[dict[str, Any]],
     streamed: dict[str, Any],
 ) -> list[Any]:
+    from llamacpp_cold_start import START_UP_RUN, start_up_notes
+
     from quantplan.catalog.records import ProfileRecord
+    from quantplan.planner.estimate import COLD_START
 
     # + how: two settings of one file (the first call's F16 rows keep their shipped ids)
     run = f"llamacpp-served-gap-{date[:10]}" + ("" if scheme == "gguf-f16" else f"-{scheme}")
@@ -282,13 +285,28 @@ def _setting_rows(
         "vocabulary (speed only)"
     )
     where = "" if scheme == "gguf-f16" else f"quantized[{scheme}]."
+    # The prefill of a level: its whole cycle less its decode, from the two rates it recorded.
+    # The run had no warm-up: its first level is set apart (planner/estimate.py COLD_START).
+    cold = start_up_notes(
+        {
+            level["sequences"]: 1000
+            * level["sequences"]
+            * OUTPUT_TOKENS
+            * (1 / level["output_tokens_per_s"] - 1 / level["decode_only_tokens_per_s"])
+            for level in loop
+        },
+        warmed=False,
+    )
     rows = []
     for level in loop:
+        note = cold.get(level["sequences"])
         rows.append(
             ProfileRecord(
                 **common,
                 input_tokens=128,
-                run_id=f"{run}-engine-loop",
+                # A level set apart keeps its own run id: the seed retracted it as first
+                # shipped, unmarked (catalog/seed_retractions.yaml, seed version 34).
+                run_id=f"{run}-engine-loop" + (START_UP_RUN if note else ""),
                 concurrency=level["sequences"],
                 output_tokens_per_s=level["output_tokens_per_s"],
                 notes="llama-batched-bench (the engine loop, no HTTP), all layers on the GPU; "
@@ -300,6 +318,7 @@ def _setting_rows(
                     "date": date[:10],
                     "commit": result["commit"],
                     "category": "throughput_at_concurrency",
+                    **({COLD_START: note} if note else {}),
                 },
             )
         )

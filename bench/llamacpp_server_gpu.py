@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent / ".llama-src" / "llama.cpp"
@@ -137,11 +138,70 @@ CATALOG_MODEL = {"1b": "Llama-3.2-1B", "8b": "Llama-3.1-8B"}
 SCHEME = {"F16": "gguf-f16", "Q8_0": "gguf-q8_0", "Q4_K_M": "gguf-q4_k_m"}
 
 
+SEED_HEADER = (
+    "llama.cpp on one H200, measured by bench/llamacpp_server_gpu.py (llama-batched-bench,\n"
+    "random weights of Llama 1B/8B shape: speed only). Written by that script; do not edit."
+)
+
+
+def seed_rows(full: list[dict], date: str, commit: str, engine_version: str) -> list[Any]:
+    """The all-on-GPU levels as profile records. The run had no warm-up, so each file's first
+    level, and any level that paid a new shape's start-up cost, is kept but set apart
+    (planner/estimate.py COLD_START)."""
+    from llamacpp_cold_start import START_UP_RUN, start_up_notes
+
+    from quantplan.catalog.records import ProfileRecord
+    from quantplan.planner.estimate import COLD_START
+
+    cold = {
+        name: start_up_notes(
+            {p["pl"]: 1000 * p["t_pp"] for p in full if p["model"] == name}, warmed=False
+        )
+        for name in dict.fromkeys(point["model"] for point in full)
+    }
+    rows = []
+    for point in full:
+        shape, quant = point["model"].split("-", 1)
+        note = cold[point["model"]].get(point["pl"])
+        rows.append(
+            ProfileRecord(
+                model=CATALOG_MODEL[shape],
+                scheme=SCHEME[quant],
+                engine="llama.cpp",
+                hardware="H200",
+                hardware_count=1,
+                input_tokens=point["pp"],
+                output_tokens=point["tg"],
+                concurrency=point["pl"],
+                output_tokens_per_s=point["output_tokens_per_s"],
+                basis="measured",
+                source=SOURCE,
+                # A level set apart keeps its own run id: the seed retracted it as first
+                # shipped, unmarked (catalog/seed_retractions.yaml, seed version 34).
+                run_id=f"llamacpp-gpu-{date[:10]}" + (START_UP_RUN if note else ""),
+                engine_version=engine_version,
+                notes=(
+                    "llama-batched-bench (the engine's batched decode, no HTTP), random weights "
+                    f"of the model's shape with a 49,152-token vocabulary, all layers on the GPU;"
+                    f" output tok/s = sequences x {point['tg']} / (prefill + decode time); "
+                    f"decode alone {point['speed_tg']:.1f} tok/s"
+                ),
+                details={
+                    "url": "bench/results/llamacpp_server_gpu.json",
+                    "where": f"full_offload[{point['model']}, pl={point['pl']}]",
+                    "date": date[:10],
+                    "commit": commit,
+                    "category": "throughput_at_concurrency",
+                    **({COLD_START: note} if note else {}),
+                },
+            )
+        )
+    return rows
+
+
 def report(device: list[Path], date: str, commit: str) -> None:
     """Results JSON + md and the seed rows from the files the two device calls returned."""
     from llamacpp_server_planner import SEED_DIR, compare, write_seed
-
-    from quantplan.catalog.records import ProfileRecord
 
     def find(name: str) -> Path:
         return next(d / name for d in device if (d / name).is_file())
@@ -156,9 +216,8 @@ def report(device: list[Path], date: str, commit: str) -> None:
         if line.endswith(".gguf")
     }
     engine_version = f"llama.cpp of llama-cpp-python 0.3.36's sdist, CUDA sm_90 ({version})"
-    rows, full, partial = [], [], []
+    full, partial = [], []
     for point in points:
-        shape, quant = point["model"].split("-", 1)
         # Closed-loop equivalent: pl sequences prefill then decode together, so the output rate
         # of the whole cycle is pl x tg / (t_pp + t_tg); speed_tg alone leaves the prefill out.
         cycle = point["pl"] * point["tg"] / point["t"]
@@ -167,45 +226,9 @@ def report(device: list[Path], date: str, commit: str) -> None:
             "output_tokens_per_s": round(cycle, 1),
             "bytes": files.get(point["model"] + ".gguf"),
         }
-        if point["n_gpu_layers"] < 99:
-            partial.append(entry)
-            continue
-        full.append(entry)
-        rows.append(
-            ProfileRecord(
-                model=CATALOG_MODEL[shape],
-                scheme=SCHEME[quant],
-                engine="llama.cpp",
-                hardware="H200",
-                hardware_count=1,
-                input_tokens=point["pp"],
-                output_tokens=point["tg"],
-                concurrency=point["pl"],
-                output_tokens_per_s=round(cycle, 1),
-                basis="measured",
-                source=SOURCE,
-                run_id=f"llamacpp-gpu-{date[:10]}",
-                engine_version=engine_version,
-                notes=(
-                    "llama-batched-bench (the engine's batched decode, no HTTP), random weights "
-                    f"of the model's shape with a 49,152-token vocabulary, all layers on the GPU;"
-                    f" output tok/s = sequences x {point['tg']} / (prefill + decode time); "
-                    f"decode alone {point['speed_tg']:.1f} tok/s"
-                ),
-                details={
-                    "url": "bench/results/llamacpp_server_gpu.json",
-                    "where": f"full_offload[{point['model']}, pl={point['pl']}]",
-                    "date": date[:10],
-                    "commit": commit,
-                    "category": "throughput_at_concurrency",
-                },
-            )
-        )
-    header = (
-        "llama.cpp on one H200, measured by bench/llamacpp_server_gpu.py (llama-batched-bench,\n"
-        "random weights of Llama 1B/8B shape: speed only). Written by that script; do not edit."
-    )
-    write_seed(SEED_DIR / SEED_NAME, header, rows)
+        (full if point["n_gpu_layers"] >= 99 else partial).append(entry)
+    rows = seed_rows(full, date, commit, engine_version)
+    write_seed(SEED_DIR / SEED_NAME, SEED_HEADER, rows)
     comparison = compare(rows)
     http = [
         json.loads(line)
@@ -348,9 +371,17 @@ def main() -> None:
     rep.add_argument("--device", type=Path, nargs="+", required=True)
     rep.add_argument("--date", required=True)
     rep.add_argument("--commit", required=True)
+    sub.add_parser("seed", help="here: the seed rows again from the results JSON")
     args = parser.parse_args()
     if args.step == "report":
         report(args.device, args.date, args.commit)
+    elif args.step == "seed":
+        from llamacpp_server_planner import SEED_DIR, write_seed
+
+        result = json.loads((HERE / "results" / "llamacpp_server_gpu.json").read_text())
+        date, commit = result["date"], result["commit"]
+        rows = seed_rows(result["full_offload"], date, commit, result["engine_version"])
+        write_seed(SEED_DIR / SEED_NAME, SEED_HEADER, rows)
     elif args.step == "tokenizer":
         source = args.source
         if source is None:

@@ -21,17 +21,7 @@ TYPES_8B="Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"
 TYPES_1B="Q8_0 Q4_K_M"
 mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
-    extract_llama_tree
-    (python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
-        --out "$MODELS/8b-F16.gguf" && python3 bench/llamacpp_server_gpu.py model --shape 1b \
-        --tokenizer .devcarry/gd/tokenizer.gguf --out "$MODELS/1b-F16.gguf") \
-        >"$OUT/model.log" 2>&1 &
-    model=$!
-    build_llama_tools llama-bench llama-quantize
-    wait $model
-    echo "model rc $?" | tee -a "$OUT/model.log"
-    "$BIN/llama-bench" --version >"$OUT/version.txt" 2>&1 || true
-    ls -la "$MODELS" | tee "$OUT/models.txt"
+    build_tools_and_models "8b 1b" llama-bench llama-quantize
 else
     start=$(date +%s)
     mkdir -p "$W/r" "$W/q"

@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from quantplan.catalog.records import ProfileRecord
 from quantplan.catalog.seeding import seed_records
 from quantplan.catalog.snapshot import CatalogSnapshot
 from quantplan.planner.estimate import (
+    COLD_START,
     SUPERSEDED_ENGINE,
     predict_profile,
     ttft_p95_under_load_ms,
@@ -64,6 +66,15 @@ def _snapshot() -> CatalogSnapshot:
     return CatalogSnapshot(**{kind: tuple(records) for kind, records in seed_records()})
 
 
+def _release(profile: ProfileRecord) -> str:
+    """What a point measured: the deployed engine release running (what plans rest on), a
+    superseded release, or a start-up cost (planner/estimate.py SUPERSEDED_ENGINE and
+    COLD_START)."""
+    if profile.details.get(SUPERSEDED_ENGINE):
+        return "superseded"
+    return "cold start" if profile.details.get(COLD_START) else "deployed"
+
+
 def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
     """One row per (profile, category) with the held-out prediction and its error."""
     rows = []
@@ -85,7 +96,7 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             "concurrency": profile.concurrency,
             "basis": prediction.basis,
             "group": GROUP_OF_BASIS[prediction.basis.split(" (")[0]][0],
-            "release": "superseded" if profile.details.get(SUPERSEDED_ENGINE) else "deployed",
+            "release": _release(profile),
         }
         category = "batch1_decode" if profile.concurrency == 1 else "throughput_at_concurrency"
         rows.append(
@@ -158,10 +169,11 @@ def _itl_points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
 def residual_table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[float]]:
     """ln(measured / predicted) filed under every group the planner may look up: (engine,
     basis group, category), both modeled groups pooled, every engine, every category. Points of
-    a superseded engine release are left out: the planner's bands are for the deployed one."""
+    a superseded engine release or of a start-up cost are left out: the planner's bands are for
+    the deployed release, running."""
     table: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in rows:
-        if row.get("release") == "superseded":
+        if row.get("release", "deployed") != "deployed":
             continue
         groups = [row["group"]] + (["modeled"] if row["group"] in MODELED_GROUPS else [])
         keys = [(engine, g, row["category"]) for engine in (row["engine"], "*") for g in groups]
@@ -210,8 +222,9 @@ def _ranking(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate() -> dict[str, Any]:
     """The held-out errors. The headline figures and the groups other than source and release
     cover the points of the deployed engine releases, which the planner claims to predict;
-    a superseded release's points (planner/estimate.py SUPERSEDED_ENGINE) are listed, and
-    summed up under release and source, but are not what plans rest on."""
+    a superseded release's points and those that measured a start-up cost (planner/estimate.py
+    SUPERSEDED_ENGINE, COLD_START) are listed, and summed up under release and source, but are
+    not what plans rest on."""
     snapshot = _snapshot()
     every = _points(snapshot)
     rows = [r for r in every if r["release"] == "deployed"]
@@ -295,7 +308,10 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
         "groups below (except release and source) count the points of deployed engine "
         "releases, the ones plans rest on; runs of a superseded release are predicted and "
         "listed too, and summed up under release and source. Earlier runs "
-        "counted every point.",
+        "counted every point. From the run that added the cold-start rule on, a level that "
+        "measured a start-up cost (llama-batched-bench's first level of a file, run without "
+        "a warm-up) is set apart the same way; the count beside the points says how many "
+        "were set apart.",
         "",
         "| run | commit | points | sources | batch-1 decode median | throughput median / p90 "
         "| TTFT under load median | inside band | ranking agreement (pairs) |",
@@ -305,7 +321,7 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
         cat = run["by"]["category"]
         lines.append(
             f"| {label} | {run['commit']} | {run['points']}"
-            + (f" (+{run['superseded_points']} superseded)" if run.get("superseded_points") else "")
+            + (f" (+{run['superseded_points']} set apart)" if run.get("superseded_points") else "")
             + f" | {run['sources']} "
             f"| {_pct(cat.get('batch1_decode', {}).get('median_abs'))} "
             f"| {_pct(cat.get('throughput_at_concurrency', {}).get('median_abs'))} / "
@@ -411,7 +427,7 @@ def _commit() -> str:
 def write_band_table(rows: list[dict[str, Any]], commit: str) -> None:
     """The planner's residual table (a Python module: no file I/O at plan time)."""
     table = residual_table(rows)
-    used = [r for r in rows if r.get("release") != "superseded"]  # what the table holds
+    used = [r for r in rows if r.get("release", "deployed") == "deployed"]  # what it holds
     # The commit alone: the uncommitted files' names would overrun a line of the module.
     base, _, changed = commit.partition(" + ")
     commit = f"{base} + uncommitted changes" if changed else base

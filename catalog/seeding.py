@@ -85,6 +85,9 @@ Seed versions:
     three of the 1B shape (``profiles_llamacpp_types_gpu.yaml``, random weights: speed only).
 33. llama.cpp PR #6766's tg128 rows of its CUDA-graphs code on one RTX 3090 Ti (a new
     hardware row) and one RTX 4090.
+34. llama.cpp's engine loop on one H100 SXM, 1-64 sequences of the Llama 8B and 1B shapes,
+    each file's first level run again warm (``profiles_llamacpp_batched_h100.yaml``, random
+    weights: speed only).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -121,7 +124,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 33
+SEED_VERSION = 34
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

@@ -229,7 +229,8 @@ def _comparable(columns: dict[str, Any]) -> dict[str, Any]:
 def describe_key(kind: str, record: Record) -> str:
     spec = KINDS[kind]
     data = record.model_dump()
-    names = [f.removesuffix("_id") for f in spec.key_fields]
+    # A reference column (model_id) is the record's name field (model); run_id is its own.
+    names = [f if f in data else f.removesuffix("_id") for f in spec.key_fields]
     return ", ".join(f"{n}={data.get(n)!s}" for n in names if n in data)
 
 
