@@ -199,7 +199,8 @@ FINDINGS = """## What it says
   it once, at its first requests. Seed version 34 marks those levels (each file's first, and
   the 8B F16 file's two sequences) `cold_start`: they stay in the validation, set apart,
   and neither pin, calibrate nor anchor a batching curve (planner/estimate.py COLD_START).
-  Their H200 settings then have no curve of their own, since a curve starts at one sequence.
+  Their settings' later levels still make a curve, started from the single-stream speed of
+  their classes (the served H200 rows at one request, which agree with the loop there).
 - The seed rows are the warm levels: the project's first llama.cpp batching curves on an
   H100 SXM, and its only warm engine-loop curves.
 """

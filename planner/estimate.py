@@ -620,11 +620,21 @@ def _evidence(
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
         calibrates = classes if share >= 1 else None
         points.append((CurvePoint(profile, ratio, keys, on_curve), calibrates))
-    curves = measured_curves(point for point, _ in points if point.on_curve)
-    with_curves = curve_settings(point for point, _ in points if point.on_curve)
+    curve_points = [point for point, _ in points if point.on_curve]
+    curves = measured_curves(curve_points)
+    with_curves = curve_settings(curve_points)
+    # A curve whose first levels paid a start-up cost files nothing under its classes either:
+    # its single-stream point is the one set apart; its other levels are its curve. (The levels
+    # set apart may carry a run id of their own: the setting is matched by its source.)
+    cold_runs = {_run_shape(p) for p in profiles if p.details.get(COLD_START)}
+    started_cold = {
+        setting_of(point.profile)
+        for point in curve_points
+        if _run_shape(point.profile) in cold_runs
+    } - with_curves
     ratios = ClassRatios()
     for point, calibrated in points:
-        if calibrated is None:
+        if calibrated is None or setting_of(point.profile) in started_cold:
             continue
         if setting_of(point.profile) in with_curves:
             if point.profile.concurrency == 1:
@@ -634,7 +644,44 @@ def _evidence(
             float(point.profile.concurrency)
         )
         ratios.add(calibrated, point.ratio / float(factor))
+    anchors = _curve_anchors(curve_points, started_cold, ratios, snapshot)
+    if anchors:
+        curves = measured_curves([*curve_points, *anchors])
     return ratios, curves
+
+
+def _run_shape(profile: ProfileRecord) -> tuple[object, ...]:
+    """A setting as its source measured it, whatever the run id of each level."""
+    return (*setting_of(profile)[:-1], profile.source)
+
+
+def _curve_anchors(
+    on_curve: list[CurvePoint],
+    started_cold: set[tuple[object, ...]],
+    ratios: ClassRatios,
+    snapshot: CatalogSnapshot,
+) -> list[CurvePoint]:
+    """A one-request point for each setting measured as a curve whose first levels were set
+    apart as a start-up cost (:data:`COLD_START`): the single-stream ratio of its calibration
+    classes, as a setting without a point of its own is predicted, so its later levels still
+    say how its engine batches."""
+    levels: dict[tuple[object, ...], list[CurvePoint]] = defaultdict(list)
+    for point in on_curve:
+        if setting_of(point.profile) in started_cold:
+            levels[setting_of(point.profile)].append(point)
+    pooled = pooled_log_means(ratios)
+    anchors = []
+    for found in levels.values():
+        first = min(found, key=lambda p: p.profile.concurrency)
+        hardware = snapshot.hardware_by_name[first.profile.hardware]
+        scheme = snapshot.scheme_by_name[first.profile.scheme]
+        single = class_multiplier(
+            ratios, first.profile.engine, scheme.family, hardware, pooled, scheme.name
+        )
+        if single is not None:
+            anchor = first.profile.model_copy(update={"concurrency": 1})
+            anchors.append(CurvePoint(anchor, single[0], first.keys, True))
+    return anchors
 
 
 def _class_ratios(
@@ -827,7 +874,8 @@ def _calibration(
     usable = [p for p in snapshot.profiles if plans_from(p)]
     if not usable:
         return multiplier, basis, {}
-    class_ratios, curves = _evidence(usable, snapshot, workload)
+    # Every profile: _evidence sets apart those plans do not draw on, and knows them.
+    class_ratios, curves = _evidence(snapshot.profiles, snapshot, workload)
     exact: dict[tuple[int, int], list[tuple[float, float, int, bool]]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
     for profile in usable:
@@ -1097,8 +1145,8 @@ def predict_profile(
     shape, scheme, hardware = roofline.shape, roofline.scheme, roofline.hardware
     replica, traits, workload = roofline.replica, roofline.traits, roofline.workload
     decode, prefill = roofline.step_times(profile.concurrency)
+    class_ratios, curves = _evidence(evidence, snapshot, workload)  # sets apart what it must
     evidence = tuple(o for o in evidence if plans_from(o))
-    class_ratios, curves = _evidence(evidence, snapshot, workload)
     pooled = pooled_log_means(class_ratios)  # once, for the multiplier and the overheads
     found = class_multiplier(
         class_ratios, profile.engine, scheme.family, hardware, pooled, scheme.name

@@ -101,6 +101,29 @@ def test_a_curve_only_bends_down_and_needs_a_single_stream_point() -> None:
     assert isinstance(curve, BatchingCurve)
 
 
+def test_a_setting_whose_single_stream_is_set_apart_anchors_at_its_class(
+    shipped: CatalogSnapshot,
+) -> None:
+    """A setting whose one-sequence level paid a start-up cost (set apart: cold_start) still
+    says how its engine batches: its curve starts from its classes' single-stream speed,
+    here another run's one-sequence point on the same GPU, instead of from nothing."""
+    single, bent = _bent_curve(shipped, 0.5)
+    cold = single.model_copy(update={"run_id": "r2", "details": {"cold_start": "first level"}})
+    levels = (cold, bent.model_copy(update={"run_id": "r2"}))
+    _, without = _evidence(levels, shipped, WORKLOAD)
+    assert not without  # no single-stream evidence at all: no anchor, so no curve
+    # Another run's single-stream point on the same GPU, its own curve flat up to 32.
+    flat = single.model_copy(update={"run_id": "r3"})
+    ideal = predict_profile(_profile(32, 1.0), shipped, (single,))
+    assert ideal is not None
+    flat_32 = _profile(32, ideal.output_tokens_per_s, run_id="r3")
+    _, curves = _evidence((*levels, flat, flat_32), shipped, WORKLOAD)
+    curve = curves[("scheme", "engine loop", "vllm", "gpu", SCHEME)]
+    assert curve.settings == 2  # r3, and r2 from r3's single-stream speed
+    # The average of r3 (no bend) and r2 (half the roofline's gain), in log space.
+    assert float(curve.factor(32.0)) == pytest.approx(math.sqrt(0.5), rel=0.05)
+
+
 def test_served_points_pin_a_setting_over_engine_loop_points() -> None:
     xs, ys, levels = pinned_curve([(1, 2.0, False), (64, 4.0, False), (1, 1.0, True),
                                    (64, 0.25, True), (64, 1.0, True)])  # fmt: skip
