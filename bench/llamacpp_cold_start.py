@@ -1,13 +1,15 @@
 """Report of bench/llamacpp_cold_start.sh: llama-batched-bench's first level, cold and warm.
 
-    python bench/llamacpp_cold_start.py --device DIR --date 2026-12-05 --commit abc1234
+    python bench/llamacpp_cold_start.py --device DIR --served DIR --date 2026-12-05 \
+        --commit abc1234
 
-The device dir holds what the call returned (machine.txt, version.txt and batched.jsonl: each
-file's levels 1, 1, 2, 4, ... 64 sequences in one process). Writes
-bench/results/llamacpp_cold_start.{json,md} and the seed rows
-catalog/seed/profiles_llamacpp_batched_h100.yaml: every level that paid no start-up cost (the
-repeated first level, and each later level whose prompts did not take longer to prefill than
-the next level's), as the engine loop of one H100 SXM.
+The device dir holds what the bench call returned (machine.txt, version.txt and batched.jsonl:
+each file's levels 1, 1, 2, 4, ... 64 sequences in one process); the served dir what the
+served call returned (http.jsonl: llama-server over HTTP, 8B Q8_0 and Q4_K_M, 1-64 requests
+in flight). Writes bench/results/llamacpp_cold_start.{json,md} and the seed rows
+catalog/seed/profiles_llamacpp_batched_h100.yaml: every engine-loop level that paid no start-up
+cost (the repeated first level, and each later level whose prompts did not take longer to
+prefill than the next level's), and every served level, on one H100 SXM.
 """
 
 from __future__ import annotations
@@ -124,6 +126,52 @@ def _seed_rows(files: dict[str, list[dict[str, Any]]], meta: dict[str, str]) -> 
     return rows
 
 
+def _served_rows(levels: list[dict[str, Any]], meta: dict[str, str]) -> list[dict]:
+    """llama-server's levels over HTTP as profile rows (the way plans serve)."""
+    from llamacpp_served_gap import PROMPT_TOKENS
+
+    rows = []
+    for level in levels:
+        shape, file_type = level["model"].split("-", 1)
+        scheme = "gguf-" + file_type.lower()
+        rows.append(
+            {
+                "model": MODELS[shape],
+                "scheme": scheme,
+                "engine": "llama.cpp",
+                "hardware": meta["hardware"],
+                "hardware_count": 1,
+                "input_tokens": PROMPT_TOKENS,
+                "output_tokens": 64,
+                "concurrency": level["concurrency"],
+                "output_tokens_per_s": level["output_tokens_per_s"],
+                "ttft_p50_ms": level["ttft_p50_ms"],
+                "ttft_p95_ms": level["ttft_p95_ms"],
+                "basis": "measured",
+                "source": SOURCE,
+                "run_id": f"llamacpp-served-{meta['date']}-{scheme}",
+                "engine_version": meta["engine_version"],
+                "notes": (
+                    "llama-server -np 64 --cont-batching over HTTP, closed loop, streamed, "
+                    f"standard-library client (bench/llamacpp_server_gpu_http.py), "
+                    f"{level['requests']} requests at this level after a warm-up request; "
+                    "random weights of the model's shape with a 49,152-token vocabulary "
+                    "(speed only)"
+                ),
+                "details": {
+                    "url": "bench/results/llamacpp_cold_start.json",
+                    "where": f"served[{level['model']}, concurrency={level['concurrency']}]",
+                    "date": meta["date"],
+                    "commit": meta["commit"],
+                    "category": "throughput_at_concurrency",
+                    "served": True,
+                    "gpu": meta["gpu"],
+                },
+            }
+        )
+    return rows
+
+
 def _h200_first_levels() -> dict[str, dict[str, float]]:
     """The H200 run's first level and next level per file (same recipe, levels once)."""
     found: dict[str, dict[str, float]] = {}
@@ -178,6 +226,26 @@ def _markdown(result: dict[str, Any]) -> str:
                 f"| {level['output_tokens_per_s']:,.1f} "
                 f"| {level['decode_only_tokens_per_s']:,.1f} | {seeded} |"
             )
+    lines += [
+        "",
+        "## llama-server over HTTP (a second call, same recipe: 8B Q8_0 and Q4_K_M)",
+        "",
+        "`llama-server -np 64 -c 16384 -ngl 99 --cont-batching`, closed loop with a "
+        "standard-library streaming client (bench/llamacpp_server_gpu_http.py) on the same "
+        "host, one warm-up request, then 2 requests per worker and level, about 107 prompt and "
+        "64 output tokens (ignore_eos, prompt cache off). Share of loop = served output over "
+        "the engine loop's at the same sequences (the loop's prompts are 128 tokens).",
+        "",
+        "| file | in flight | output tok/s | TTFT p50 ms | TTFT p95 ms | share of loop |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for level in result["served"]:
+        loop = {w["sequences"]: w for w in result["files"][level["model"]][1:]}
+        share = level["output_tokens_per_s"] / loop[level["concurrency"]]["output_tokens_per_s"]
+        lines.append(
+            f"| {level['model']} | {level['concurrency']} | {level['output_tokens_per_s']:,.1f} "
+            f"| {level['ttft_p50_ms']:,.1f} | {level['ttft_p95_ms']:,.1f} | {share:.0%} |"
+        )
     lines += ["", result["findings"], ""]
     return "\n".join(lines)
 
@@ -201,14 +269,19 @@ FINDINGS = """## What it says
   and neither pin, calibrate nor anchor a batching curve (planner/estimate.py COLD_START).
   Their settings' later levels still make a curve, started from the single-stream speed of
   their classes (the served H200 rows at one request, which agree with the loop there).
-- The seed rows are the warm levels: the project's first llama.cpp batching curves on an
-  H100 SXM, and its only warm engine-loop curves.
+- **llama-server over HTTP gives 40-44 % of its engine loop's output at 16-64 requests**,
+  as on the H200 (38-40 %, bench/results/llamacpp_served_gap.md); at 4 requests 75-79 %
+  here against 46-49 % there, and 88-90 % at one request (100 % there).
+- The seed rows are the warm engine-loop levels and the served levels: the project's first
+  llama.cpp batching curves on an H100 SXM, its only warm engine-loop curves, and its second
+  run of quantized files served (seed version 35).
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", type=Path, required=True)
+    parser.add_argument("--served", type=Path, required=True)
     parser.add_argument("--date", required=True)
     parser.add_argument("--commit", required=True)
     args = parser.parse_args()
@@ -255,16 +328,19 @@ def main() -> None:
         "start_up_levels": {
             name: sorted(_start_up_levels(levels[1:])) for name, levels in files.items()
         },
+        "served": [
+            json.loads(line) for line in (args.served / "http.jsonl").read_text().splitlines()
+        ],
         "findings": FINDINGS.strip(),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "llamacpp_cold_start.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "llamacpp_cold_start.md").write_text(_markdown(result))
-    rows = _seed_rows(files, meta)
+    rows = _seed_rows(files, meta) + _served_rows(result["served"], meta)
     header = (
-        "# llama.cpp's engine loop on one H100 SXM, measured by bench/llamacpp_cold_start.py\n"
-        "# (llama-batched-bench, warm levels only; random weights of Llama 1B/8B shape: speed\n"
-        "# only). Written by that script; do not edit.\n"
+        "# llama.cpp on one H100 SXM, measured by bench/llamacpp_cold_start.py: its engine loop\n"
+        "# (llama-batched-bench, warm levels only) and llama-server over HTTP; random weights of\n"
+        "# Llama 1B/8B shape: speed only. Written by that script; do not edit.\n"
         "kind: profiles\nrows:\n"
     )
     SEED.write_text(header + "".join(f"- {json.dumps(r)}\n" for r in rows))

@@ -88,6 +88,8 @@ Seed versions:
 34. llama.cpp's engine loop on one H100 SXM, 1-64 sequences of the Llama 8B and 1B shapes,
     each file's first level run again warm (``profiles_llamacpp_batched_h100.yaml``, random
     weights: speed only).
+35. llama-server over HTTP on one H100 SXM, 1-64 requests of the Llama 8B shape in Q8_0 and
+    Q4_K_M (``profiles_llamacpp_batched_h100.yaml``, random weights: speed only).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -124,7 +126,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 34
+SEED_VERSION = 35
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 

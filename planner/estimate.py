@@ -129,9 +129,12 @@ MIN_CALIBRATING_RATIO = 0.25
 """A profile this many times slower than the default-efficiency roofline (under 0.15-0.2 of
 spec bandwidth or FLOPS) measured something the roofline does not describe -- a broken set-up or
 an engine defect -- not an efficiency other settings share: it pins its own setting but
-calibrates nothing else. Real runs in the seed catalog sit at 0.5 and above (4-bit llama.cpp
+calibrates no class. Engine runs in the seed catalog sit at 0.5 and above (4-bit llama.cpp
 kernels at 64 sequences, Q2_K on a P40); vLLM issue #1888's 8-GPU row, half the 1-GPU speed on
-eight A100s and filed as a suspected bug, sits at 0.1."""
+eight A100s and filed as a suspected bug, sits at 0.1. A level of a measured curve still shapes
+its curve, which is relative to the curve's own single-stream point: llama-server over HTTP
+gives 40-44 % of its engine loop at 16-64 requests (bench/results/llamacpp_cold_start.md), about
+0.2 of the roofline, and a curve cut off before those levels would hold its last factor on."""
 SUPERSEDED_ENGINE = "superseded_engine"
 """A profile whose ``details`` carry this key (the reason, in words) was measured on an engine
 release whose behaviour the deployed release no longer has: it stays in the catalog and in the
@@ -611,14 +614,14 @@ def _evidence(
         if hardware is None or scheme is None:
             continue
         found = _decode_ratio_and_share(profile, snapshot)
-        if found is None or found[0] < MIN_CALIBRATING_RATIO:
+        if found is None:
             continue
         ratio, share = found
         served = is_served(profile)
         keys = curve_keys(profile.engine, hardware.kind, scheme.name, scheme.bits, served)
         classes = calibration_keys(profile.engine, scheme.family, hardware, scheme.name)
         on_curve = share >= CURVE_MIN_ROOFLINE_SHARE
-        calibrates = classes if share >= 1 else None
+        calibrates = classes if share >= 1 and ratio >= MIN_CALIBRATING_RATIO else None
         points.append((CurvePoint(profile, ratio, keys, on_curve), calibrates))
     curve_points = [point for point, _ in points if point.on_curve]
     curves = measured_curves(curve_points)
