@@ -336,14 +336,17 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "llamacpp_cold_start.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "llamacpp_cold_start.md").write_text(_markdown(result))
+    from llamacpp_server_planner import write_seed
+
+    from quantplan.catalog.records import ProfileRecord
+
     rows = _seed_rows(files, meta) + _served_rows(result["served"], meta)
     header = (
-        "# llama.cpp on one H100 SXM, measured by bench/llamacpp_cold_start.py: its engine loop\n"
-        "# (llama-batched-bench, warm levels only) and llama-server over HTTP; random weights of\n"
-        "# Llama 1B/8B shape: speed only. Written by that script; do not edit.\n"
-        "kind: profiles\nrows:\n"
+        "llama.cpp on one H100 SXM, measured by bench/llamacpp_cold_start.py: its engine loop\n"
+        "(llama-batched-bench, warm levels only) and llama-server over HTTP; random weights of\n"
+        "Llama 1B/8B shape: speed only. Written by that script; do not edit."
     )
-    SEED.write_text(header + "".join(f"- {json.dumps(r)}\n" for r in rows))
+    write_seed(SEED, header, [ProfileRecord(**row) for row in rows])
     print(f"{len(rows)} seed rows from {len(files)} files")
 
 

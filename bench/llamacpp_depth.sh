@@ -16,14 +16,7 @@ MODELS=$W/m
 STEP=${1:-build}
 mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
-    extract_llama_tree
-    python3 bench/llamacpp_server_gpu.py model --shape 8b --tokenizer .devcarry/gd/tokenizer.gguf \
-        --out "$MODELS/8b-F16.gguf" >"$OUT/model.log" 2>&1 &
-    model=$!
-    build_llama_tools llama-bench llama-quantize
-    wait $model
-    echo "model rc $?" | tee -a "$OUT/model.log"
-    "$BIN/llama-bench" --version >"$OUT/version.txt" 2>&1 || true
+    build_tools_and_models 8b llama-bench llama-quantize
     for q in Q8_0 Q4_K_M; do
         "$BIN/llama-quantize" "$MODELS/8b-F16.gguf" "$MODELS/8b-$q.gguf" "$q" \
             >"$OUT/quantize-$q.log" 2>&1 &

@@ -416,9 +416,11 @@ def _markdown(report: dict[str, Any]) -> list[str]:
         "predicts for a setting it has not measured, from the batching curves and "
         "efficiencies of the others.",
         "",
-        "Target (issue 15): within 20 % of the measured curve. Curves: the 42 "
+        "Target (issue 15): within 20 % of the measured curve. Curves: the "
         "llama-batched-bench points on one H200 (engine loop, no HTTP; "
-        "bench/results/llamacpp_server_gpu.md), the two llama-server sweeps over HTTP on an "
+        "bench/results/llamacpp_server_gpu.md; from seed version 34 on without the 7 levels "
+        "that paid a start-up cost, bench/results/llamacpp_cold_start.md), the two "
+        "llama-server sweeps over HTTP on an "
         "H200 (bench/results/gpu_node_steps.md, seeded here one row a level), and "
         "llama-server on this machine's 2 CPU cores (bench/results/llamacpp_server.md, "
         "measured quiet and seeded). "

@@ -114,6 +114,15 @@ def setting_of(profile: ProfileRecord) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+def source_setting_of(profile: ProfileRecord) -> tuple[object, ...]:
+    """A setting as its source measured it, whatever the run id of each level (a level set
+    apart may carry one of its own: planner/estimate.py COLD_START)."""
+    return (
+        profile.model, profile.scheme, profile.engine, profile.hardware,
+        profile.hardware_count, profile.input_tokens, profile.output_tokens, profile.source,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     """One profile's modeled-over-measured ratio, with the curve keys of its setting."""

@@ -49,6 +49,7 @@ from quantplan.planner.batching import (
     pinned_values,
     served_over_loop,
     setting_of,
+    source_setting_of,
 )
 from quantplan.planner.candidates import CandidateSpace
 from quantplan.planner.hardware import (
@@ -627,13 +628,12 @@ def _evidence(
     curves = measured_curves(curve_points)
     with_curves = curve_settings(curve_points)
     # A curve whose first levels paid a start-up cost files nothing under its classes either:
-    # its single-stream point is the one set apart; its other levels are its curve. (The levels
-    # set apart may carry a run id of their own: the setting is matched by its source.)
-    cold_runs = {_run_shape(p) for p in profiles if p.details.get(COLD_START)}
+    # its single-stream point is the one set apart; its other levels are its curve.
+    cold = {source_setting_of(p) for p in profiles if p.details.get(COLD_START)}
     started_cold = {
         setting_of(point.profile)
         for point in curve_points
-        if _run_shape(point.profile) in cold_runs
+        if source_setting_of(point.profile) in cold
     } - with_curves
     ratios = ClassRatios()
     for point, calibrated in points:
@@ -653,13 +653,8 @@ def _evidence(
     return ratios, curves
 
 
-def _run_shape(profile: ProfileRecord) -> tuple[object, ...]:
-    """A setting as its source measured it, whatever the run id of each level."""
-    return (*setting_of(profile)[:-1], profile.source)
-
-
 def _curve_anchors(
-    on_curve: list[CurvePoint],
+    curve_points: list[CurvePoint],
     started_cold: set[tuple[object, ...]],
     ratios: ClassRatios,
     snapshot: CatalogSnapshot,
@@ -669,7 +664,7 @@ def _curve_anchors(
     classes, as a setting without a point of its own is predicted, so its later levels still
     say how its engine batches."""
     levels: dict[tuple[object, ...], list[CurvePoint]] = defaultdict(list)
-    for point in on_curve:
+    for point in curve_points:
         if setting_of(point.profile) in started_cold:
             levels[setting_of(point.profile)].append(point)
     pooled = pooled_log_means(ratios)
