@@ -253,15 +253,19 @@ def render(result: dict[str, Any]) -> str:
         "",
         *_md_counts(before["common_by_evidence"], after["common_by_evidence"]),
         "",
-        "The 80 % target is not met: no published figure was found for the rest (every GGUF "
-        "type of Qwen2.5-7B, -14B and -72B, which now borrow Qwen2.5-32B's; GGUF of "
+        "The 80 % target is not met: no published figure was found for the rest (GGUF of "
+        "Qwen2.5-7B other than Q3_K_M and Q2_K, every GGUF type of Qwen2.5-14B and -72B, which "
+        "borrow Qwen2.5-32B's; GGUF of "
         "Llama-3.2-1B below Q8_0, of Qwen3-14B other than Q8_0 and Q4_K_M, of Llama-3.1-70B "
         "other than Q6_K (a ratio only), of Llama-3.3-70B and Llama-2-13B; Qwen2.5-14B's 4- and "
         "8-bit weight-only schemes). Six searches of model cards, llama.cpp and ik_llama.cpp "
         "threads, papers and GGUF releases (seed version 31) found perplexity tables whose "
         "16-bit row was cut off or never published (ThomasBaruzier's Qwen2.5-7B and -14B "
         "releases), figures against an FP32 or Q8_0 reference, or other methods at the same "
-        "bits (RTN and AutoRound for GPTQ): none is taken as the pair's own figure. "
+        "bits (RTN and AutoRound for GPTQ): none is taken as the pair's own figure. Seed "
+        "version 36 reads Qwen2.5-7B's Q3_K_M and Q2_K from the same cut-off table: its "
+        "accuracy column is F16 over quant perplexity, and its fourteen stored rows agree on "
+        "the F16 perplexity it implies (7.896). "
         "`quantplan catalog gaps --kind quality` lists them; each is borrowed (with "
         "its source shown and the cap checked at the band's pessimistic end) or refused under "
         "`--quality-evidence same-model`. Seed version 20 covers ten Qwen2.5 pairs with task "
