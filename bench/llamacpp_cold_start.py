@@ -32,6 +32,22 @@ START_UP_RUN = "-start-up"
 warm-up (planner/estimate.py COLD_START)."""
 
 
+def device_meta(device: Path, date: str, commit: str) -> dict[str, str]:
+    """The run's date and commit, the card (nvidia-smi's row in machine.txt, and the catalog's
+    name for it) and the engine's version, from a build call's machine.txt and version.txt."""
+    smi = (device / "machine.txt").read_text().splitlines()[1]
+    # "version: 0.5.0-dev (build N, commit C)": llama.cpp's CMake reads the build number and
+    # commit of the enclosing git checkout (this project's), so only the version is kept.
+    version = (device / "version.txt").read_text().split()[1]
+    return {
+        "date": date,
+        "commit": commit,
+        "gpu": smi,
+        "hardware": HARDWARE[smi.split(",")[0].strip()],
+        "engine_version": f"llama.cpp {version} of llama-cpp-python 0.3.36's sdist, CUDA sm_90",
+    }
+
+
 def _levels(device: Path) -> dict[str, list[dict[str, Any]]]:
     """Each file's levels in the order they ran, the first one marked ``cold``."""
     files: dict[str, list[dict[str, Any]]] = {}
@@ -126,8 +142,16 @@ def _seed_rows(files: dict[str, list[dict[str, Any]]], meta: dict[str, str]) -> 
     return rows
 
 
-def _served_rows(levels: list[dict[str, Any]], meta: dict[str, str]) -> list[dict]:
-    """llama-server's levels over HTTP as profile rows (the way plans serve)."""
+def http_level_rows(
+    levels: list[dict[str, Any]],
+    meta: dict[str, str],
+    *,
+    source: str = SOURCE,
+    url: str = "bench/results/llamacpp_cold_start.json",
+    run: str = "",
+) -> list[dict]:
+    """llama-server's levels over HTTP as profile rows (the way plans serve); each level's
+    ``model`` is "<shape>-<file type>", ``run`` tells one pass over the levels from another."""
     from llamacpp_served_gap import PROMPT_TOKENS
 
     rows = []
@@ -148,8 +172,8 @@ def _served_rows(levels: list[dict[str, Any]], meta: dict[str, str]) -> list[dic
                 "ttft_p50_ms": level["ttft_p50_ms"],
                 "ttft_p95_ms": level["ttft_p95_ms"],
                 "basis": "measured",
-                "source": SOURCE,
-                "run_id": f"llamacpp-served-{meta['date']}-{scheme}",
+                "source": source,
+                "run_id": f"llamacpp-served-{meta['date']}-{scheme}{run}",
                 "engine_version": meta["engine_version"],
                 "notes": (
                     "llama-server -np 64 --cont-batching over HTTP, closed loop, streamed, "
@@ -159,8 +183,8 @@ def _served_rows(levels: list[dict[str, Any]], meta: dict[str, str]) -> list[dic
                     "(speed only)"
                 ),
                 "details": {
-                    "url": "bench/results/llamacpp_cold_start.json",
-                    "where": f"served[{level['model']}, concurrency={level['concurrency']}]",
+                    "url": url,
+                    "where": f"served[{level['model']}{run}, concurrency={level['concurrency']}]",
                     "date": meta["date"],
                     "commit": meta["commit"],
                     "category": "throughput_at_concurrency",
@@ -286,18 +310,8 @@ def main() -> None:
     parser.add_argument("--commit", required=True)
     args = parser.parse_args()
     machine = (args.device / "machine.txt").read_text()
-    smi = machine.splitlines()[1]
-    gpu = smi.split(",")[0].strip()
-    # "version: 0.5.0-dev (build N, commit C)": llama.cpp's CMake reads the build number and
-    # commit of the enclosing git checkout (this project's), so only the version is kept.
-    version = (args.device / "version.txt").read_text().split()[1]
-    meta = {
-        "date": args.date,
-        "commit": args.commit,
-        "gpu": smi,
-        "hardware": HARDWARE[gpu],
-        "engine_version": f"llama.cpp {version} of llama-cpp-python 0.3.36's sdist, CUDA sm_90",
-    }
+    meta = device_meta(args.device, args.date, args.commit)
+    smi = meta["gpu"]
     files = _levels(args.device)
     h200 = _h200_first_levels()
     first_level = []
@@ -340,7 +354,7 @@ def main() -> None:
 
     from quantplan.catalog.records import ProfileRecord
 
-    rows = _seed_rows(files, meta) + _served_rows(result["served"], meta)
+    rows = _seed_rows(files, meta) + http_level_rows(result["served"], meta)
     header = (
         "llama.cpp on one H100 SXM, measured by bench/llamacpp_cold_start.py: its engine loop\n"
         "(llama-batched-bench, warm levels only) and llama-server over HTTP; random weights of\n"

@@ -92,6 +92,8 @@ Seed versions:
     Q4_K_M (``profiles_llamacpp_batched_h100.yaml``, random weights: speed only).
 36. Qwen2.5-7B-Instruct's published GGUF Q3_K_M and Q2_K perplexities (an imatrix release;
     the baseline from its table's accuracy column, F16 over quant).
+37. llama-server over HTTP on one H100 SXM with the H200 served-gap protocol, each file's levels
+    twice in a row (``profiles_llamacpp_served_twice_h100.yaml``, random weights: speed only).
 
 A shipped measurement found wrong later is not edited in catalogs that have it (measurements
 are append-only): ``seed_retractions.yaml`` names it, and an upgrade or a reseed retracts it
@@ -128,7 +130,7 @@ from quantplan.catalog.transfer import parse
 from quantplan.inputs import parse_shipped_yaml
 
 SEED_DIR = Path(__file__).parent / "seed"
-SEED_VERSION = 36
+SEED_VERSION = 37
 SEED_RETRACTIONS = Path(__file__).parent / "seed_retractions.yaml"
 
 
