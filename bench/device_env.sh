@@ -3,7 +3,9 @@
 # nvcc on PATH for the CUDA builds.
 W=/tmp/qpw
 OUT=${OUT:-/tmp/out}
-mkdir -p "$W" "$OUT"
+BIN=$W/b/bin  # the llama.cpp tools build_llama_tools builds
+MODELS=$W/m   # the GGUF files the scripts write and read
+mkdir -p "$W" "$OUT" "$MODELS"
 export OUT QP_WORK=$W QUANTPLAN_CACHE_DIR=$W/cache QUANTPLAN_DATA_DIR=$W/data PYTHONUNBUFFERED=1
 nvcc=$(ls /usr/local/cuda*/bin/nvcc 2>/dev/null | head -1 || true)
 [ -n "$nvcc" ] && export PATH="$(dirname "$nvcc"):$PATH"
@@ -18,7 +20,7 @@ extract_llama_tree() {
 }
 
 # Build the named tools of the extracted llama.cpp tree (.llama-src/llama.cpp) with CUDA for
-# this card into $W/b/bin, logging to $OUT/build.log.
+# this card into $BIN, logging to $OUT/build.log.
 build_llama_tools() {
     local arch start
     arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
@@ -31,22 +33,21 @@ build_llama_tools() {
     echo "build_seconds $(($(date +%s) - start))" | tee -a "$OUT/build.log"
 }
 
-# Extract the tree, write the random-weight F16 GGUFs of the named shapes into $W/m (in the
+# Extract the tree, write the random-weight F16 GGUFs of the named shapes into $MODELS (in the
 # background) while the named tools build, then note the first tool's version and the files:
 #   build_tools_and_models "8b 1b" llama-bench llama-quantize
 build_tools_and_models() {
     local shapes=$1 model shape
     shift
     extract_llama_tree
-    mkdir -p "$W/m"
     (for shape in $shapes; do
         python3 bench/llamacpp_server_gpu.py model --shape "$shape" \
-            --tokenizer .devcarry/gd/tokenizer.gguf --out "$W/m/$shape-F16.gguf" || exit 1
+            --tokenizer .devcarry/gd/tokenizer.gguf --out "$MODELS/$shape-F16.gguf" || exit 1
     done) >"$OUT/model.log" 2>&1 &
     model=$!
     build_llama_tools "$@"
     wait $model
     echo "model rc $?" | tee -a "$OUT/model.log"
-    "$W/b/bin/$1" --version >"$OUT/version.txt" 2>&1 || true
-    ls -la "$W/m" | tee "$OUT/models.txt"
+    "$BIN/$1" --version >"$OUT/version.txt" 2>&1 || true
+    ls -la "$MODELS" | tee "$OUT/models.txt"
 }

@@ -352,15 +352,13 @@ def main() -> None:
     (RESULTS / "llamacpp_cold_start.md").write_text(_markdown(result))
     from llamacpp_server_planner import write_seed
 
-    from quantplan.catalog.records import ProfileRecord
-
     rows = _seed_rows(files, meta) + http_level_rows(result["served"], meta)
     header = (
         "llama.cpp on one H100 SXM, measured by bench/llamacpp_cold_start.py: its engine loop\n"
         "(llama-batched-bench, warm levels only) and llama-server over HTTP; random weights of\n"
         "Llama 1B/8B shape: speed only. Written by that script; do not edit."
     )
-    write_seed(SEED, header, [ProfileRecord(**row) for row in rows])
+    write_seed(SEED, header, rows)
     print(f"{len(rows)} seed rows from {len(files)} files")
 
 

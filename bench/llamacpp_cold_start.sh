@@ -15,10 +15,7 @@
 # generated tokens a sequence, all layers on the GPU, flash attention auto).
 set -uo pipefail
 . "$(dirname "$0")/device_env.sh"
-BIN=$W/b/bin
-MODELS=$W/m
 STEP=${1:-build}
-mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
     build_tools_and_models "8b 1b" llama-batched-bench llama-quantize
 elif [ "$STEP" = served-build ]; then

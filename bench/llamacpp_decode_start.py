@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
+
+from prediction_accuracy import _snapshot  # bench/ is this script's dir
+
+from quantplan.planner.estimate import predict_profile
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -102,11 +105,6 @@ def _streams(streams: Path) -> list[dict[str, Any]]:
 def _cold_start_split() -> list[dict[str, Any]]:
     """The llamacpp_cold_start run's warm one-sequence levels: measured prefill and decode
     against the model's, held out as bench/prediction_accuracy.py holds them out."""
-    sys.path.insert(0, str(HERE))
-    from prediction_accuracy import _snapshot  # bench/ is this script's dir
-
-    from quantplan.planner.estimate import predict_profile
-
     snapshot = _snapshot()
     evidence = tuple(p for p in snapshot.profiles if p.source != COLD_START_SOURCE)
     measured = json.loads(COLD_START.read_text())["files"]

@@ -17,11 +17,8 @@
 # Random weights: speed only. Flash attention as each tool sets it by default (auto: on).
 set -uo pipefail
 . "$(dirname "$0")/device_env.sh"
-BIN=$W/b/bin
-MODELS=$W/m
 STEP=${1:-build}
 FILES="1b-F16 1b-Q4_K_M 8b-F16 8b-Q8_0 8b-Q4_K_M"
-mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
     build_tools_and_models "8b 1b" llama-bench llama-batched-bench llama-quantize
     start=$(date +%s)

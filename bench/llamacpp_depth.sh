@@ -11,10 +11,7 @@
 # Random weights: speed only (a decode step reads the same bytes whatever their values).
 set -uo pipefail
 . "$(dirname "$0")/device_env.sh"
-BIN=$W/b/bin
-MODELS=$W/m
 STEP=${1:-build}
-mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
     build_tools_and_models 8b llama-bench llama-quantize
     for q in Q8_0 Q4_K_M; do

@@ -152,8 +152,6 @@ def main() -> None:
     if args.write_seed:
         from llamacpp_server_planner import write_seed
 
-        from quantplan.catalog.records import ProfileRecord
-
         rows = []
         for name in FILES:
             for run, levels in result["passes"][name].items():
@@ -173,7 +171,7 @@ def main() -> None:
             "by bench/llamacpp_served_twice.py; random weights of the Llama 8B shape: speed only.\n"
             "Written by that script; do not edit."
         )
-        write_seed(SEED, header, [ProfileRecord(**row) for row in rows])
+        write_seed(SEED, header, rows)
         print(f"{len(rows)} seed rows")
 
 

@@ -11,8 +11,6 @@
 # Random weights: speed only.
 set -uo pipefail
 . "$(dirname "$0")/device_env.sh"
-BIN=$W/b/bin
-MODELS=$W/m
 start=$(date +%s)
 : >"$OUT/http.jsonl"
 for q in Q8_0 Q4_K_M; do

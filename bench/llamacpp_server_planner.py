@@ -105,11 +105,13 @@ def comparison_md(points: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_seed(path: Path, header: str, rows: list[ProfileRecord]) -> None:
-    """One YAML seed file of profile rows (flow style, one row a line, as the other seeds)."""
+def write_seed(path: Path, header: str, rows: list[ProfileRecord] | list[dict[str, Any]]) -> None:
+    """One YAML seed file of profile rows (flow style, one row a line, as the other seeds);
+    plain dicts are checked as profile records first."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     lines += ["kind: profiles", "rows:"]
-    for row in rows:
+    for found in rows:
+        row = found if isinstance(found, ProfileRecord) else ProfileRecord(**found)
         data = row.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         data.setdefault("hardware_count", row.hardware_count)
         lines.append("- " + json.dumps(data, ensure_ascii=False))

@@ -14,12 +14,9 @@
 # Random weights: speed only (a decode step reads the same bytes whatever their values).
 set -uo pipefail
 . "$(dirname "$0")/device_env.sh"
-BIN=$W/b/bin
-MODELS=$W/m
 STEP=${1:-build}
 TYPES_8B="Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"
 TYPES_1B="Q8_0 Q4_K_M"
-mkdir -p "$MODELS"
 if [ "$STEP" = build ]; then
     build_tools_and_models "8b 1b" llama-bench llama-quantize
 else
