@@ -94,6 +94,8 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
             "kind": hardware.kind,
             "count": profile.hardware_count,
             "concurrency": profile.concurrency,
+            "input_tokens": profile.input_tokens,
+            "output_tokens": profile.output_tokens,
             "basis": prediction.basis,
             "group": GROUP_OF_BASIS[prediction.basis.split(" (")[0]][0],
             "release": _release(profile),
@@ -130,6 +132,40 @@ def _points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
         row["residual"] = math.log(row["measured"] / row["predicted"])
     _band_coverage(rows)
     return rows
+
+
+def _context_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a longer context costs a one-sequence decode step, measured and held out: pairs of
+    batch-1 points of one source and setting that differ only in how many tokens they
+    generate (the step reads the KV cache of half of them on average). Not a headline
+    category; it checks the KV read apart from the weights, which the headline mixes."""
+    settings: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["category"] == "batch1_decode" and row["release"] == "deployed":
+            fields = ("source", "model", "scheme", "hardware", "count", "input_tokens")
+            settings[tuple(row[k] for k in fields)].append(row)
+    pairs = []
+    for key, found in sorted(settings.items()):
+        lengths = sorted({r["output_tokens"] for r in found})
+        if len(lengths) < 2:
+            continue
+        short = next(r for r in found if r["output_tokens"] == lengths[0])
+        long = next(r for r in found if r["output_tokens"] == lengths[-1])
+        measured = 1000 / long["measured"] - 1000 / short["measured"]
+        predicted = 1000 / long["predicted"] - 1000 / short["predicted"]
+        if measured <= 0:
+            continue
+        pairs.append(
+            {
+                "source": key[0],
+                "setting": f"{key[1]} {key[2]} {key[3]} x{key[4]}",
+                "lengths": f"{lengths[0]} -> {lengths[-1]}",
+                "measured_ms": measured,
+                "predicted_ms": predicted,
+                "error": predicted / measured - 1,
+            }
+        )
+    return _summary([p["error"] for p in pairs]) | {"rows": pairs}
 
 
 def _itl_points(snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
@@ -252,6 +288,7 @@ def evaluate() -> dict[str, Any]:
         "band_needed_for_90pct": band_needed,
         "band_coverage": sum(r["inside_band"] for r in rows) / len(rows) if rows else None,
         "ranking": _ranking(rows),
+        "context_cost": _context_cost(every),
         "rows": every,
         "itl_under_load": {
             "step_only": _summary([r["error_step"] for r in itl]),
@@ -349,6 +386,27 @@ def _markdown(runs: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {s['n']} | {_pct(s['median_abs'])} | {_pct(s['p90_abs'])} "
                 f"| {_pct(s['median_signed'])} |"
+            )
+        lines.append("")
+    context = last.get("context_cost")
+    if context:
+        lines += [
+            "### context cost at one sequence (not a headline category)",
+            "",
+            "Pairs of batch-1 points of one source and setting that differ only in how many "
+            "tokens they generate: the extra milliseconds a step takes at the longer length "
+            "(it reads a longer KV cache), measured and held out.",
+            "",
+            f"{context['n']} pairs: median abs {_pct(context['median_abs'])}, p90 abs "
+            f"{_pct(context['p90_abs'])}, median signed {_pct(context['median_signed'])}.",
+            "",
+            "| source | setting | lengths | measured ms | predicted ms |",
+            "|---|---|---|---:|---:|",
+        ]
+        for r in context["rows"]:
+            lines.append(
+                f"| {r['source']} | {r['setting']} | {r['lengths']} | {r['measured_ms']:.2f} "
+                f"| {r['predicted_ms']:.2f} ({r['error'] * 100:+.0f} %) |"
             )
         lines.append("")
     itl = last.get("itl_under_load")
@@ -459,8 +517,9 @@ def _without_rows(run: dict[str, Any]) -> dict[str, Any]:
     """An earlier run without its per-point rows: its figures stay beside the latest's, its
     points are in the results file of its own commit."""
     kept = {key: value for key, value in run.items() if key != "rows"}
-    if isinstance(kept.get("itl_under_load"), dict):
-        kept["itl_under_load"] = {k: v for k, v in kept["itl_under_load"].items() if k != "rows"}
+    for key in ("itl_under_load", "context_cost"):
+        if isinstance(kept.get(key), dict):
+            kept[key] = {k: v for k, v in kept[key].items() if k != "rows"}
     return kept
 
 

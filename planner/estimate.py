@@ -380,6 +380,17 @@ def _efficiency_tables(
     )
 
 
+def kv_read_s(
+    shape: ModelShape, workload: Workload, kv_bandwidth_gbps: np.ndarray, batch: np.ndarray
+) -> np.ndarray:
+    """Seconds a decode step spends reading its batch's KV cache at ``kv_bandwidth_gbps``
+    (attention's own rate), each sequence half-way through its output; ``batch`` on the last
+    axis."""
+    kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
+    kv_bandwidth = np.maximum(np.asarray(kv_bandwidth_gbps, dtype=float), 1e-6)
+    return np.asarray(batch, dtype=float) * kv_read_gb / kv_bandwidth[..., None]
+
+
 def _step_times(
     shape: ModelShape,
     workload: Workload,
@@ -399,13 +410,13 @@ def _step_times(
     millisecond for 80 layers); per prefill, those of the prompt's (bandwidth-bound on
     PCIe)."""
     active_params = shape.parameters_b * 1e9 * active_fraction(shape)
-    kv_read_gb = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens / 2)
     flops = np.maximum(tflops, 1e-6) * 1e12
     bandwidth = np.maximum(bandwidth_gbps, 1e-6)
     # A mixture-of-experts step reads the experts its batch is routed to (planner/hardware.py).
     weights_read_gb = weights_gb[..., None] * read_fraction(shape, batch)
-    kv_bandwidth = np.maximum(kv_bandwidth_gbps, 1e-6)
-    memory_s = weights_read_gb / bandwidth[..., None] + batch * kv_read_gb / kv_bandwidth[..., None]
+    memory_s = weights_read_gb / bandwidth[..., None] + kv_read_s(
+        shape, workload, kv_bandwidth_gbps, batch
+    )
     compute_s = 2 * active_params * batch / flops[..., None]
     decode = np.maximum(memory_s, compute_s) + overhead_s[..., None]
     # Causal self-attention adds 2 x layers x L^2 x (heads x head_dim) FLOPs for an L-token
@@ -434,6 +445,15 @@ class _ProfileRoofline:
     workload: Workload
     overhead_s: float
     flash_attention: bool = True
+
+    def kv_read_s(self, concurrency: float) -> float:
+        """Seconds a decode step at ``concurrency`` reads the KV cache, at attention's rate."""
+        kv_bandwidth = self.replica.bandwidth_gbps * _kv_bandwidth_efficiency(
+            self.traits, self.flash_attention
+        )
+        return float(
+            kv_read_s(self.shape, self.workload, np.array(kv_bandwidth), np.array([concurrency]))[0]
+        )
 
     def step_times(self, concurrency: float) -> tuple[np.ndarray, np.ndarray]:
         """Decode step (shape (1,)) and prefill (scalar array) seconds at ``concurrency``."""
@@ -509,7 +529,9 @@ def _profile_decode_ratio(
     concurrency`` per request (the operating-point model), and ``output / measured tokens/s``
     was measured. Scaling both the modeled prefill and decode by this ratio makes the planner
     reproduce the measured throughput at the measured point (a ratio of decode steps alone
-    would count the prefill twice: the measured tokens/s already paid for it)."""
+    would count the prefill twice: the measured tokens/s already paid for it). Both cycles
+    leave out the steps' KV read, which keeps attention's own rate (see
+    :func:`single_stream_prefill`)."""
     found = _decode_ratio_and_share(profile, snapshot)
     if found is None or (roofline_bound_only and found[1] < 1.0):
         return None
@@ -530,9 +552,14 @@ def _decode_ratio_and_share(
     # bandwidth the engine reaches, so it must not scale other models' roofline terms.
     share = (float(decode[0]) - roofline.overhead_s) / roofline.overhead_s
     out = profile.output_tokens
+    # Attention's KV read keeps its own rate (see single_stream_prefill): it leaves both cycles,
+    # unless the measured one is hardly more than it (the rate is off for this setting).
+    attention = out * roofline.kv_read_s(profile.concurrency) / profile.concurrency
     modeled_cycle = float(prefill) + out * float(decode[0]) / profile.concurrency
     measured_cycle = out / profile.output_tokens_per_s
-    return modeled_cycle / measured_cycle, share
+    if measured_cycle - attention < MIN_DECODE_SHARE * measured_cycle:
+        attention = 0.0
+    return (modeled_cycle - attention) / (measured_cycle - attention), share
 
 
 def _matches_machine(profile: ProfileRecord, space: CandidateSpace, i: int) -> bool:
@@ -951,6 +978,7 @@ def single_stream_prefill(
     single_stream_multiplier: np.ndarray | float,
     output_tokens: int,
     batch: np.ndarray | float,
+    kv_read_s: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Prefill and decode step of a calibrated setting, the prefill at its single-stream speed.
 
@@ -959,15 +987,28 @@ def single_stream_prefill(
     request's prefill does not slow down because the engine batches decodes worse than the
     roofline at 64 sequences: the prefill keeps the single-stream multiplier and the decode
     step takes the rest of the cycle (at least :data:`MIN_DECODE_SHARE` of its own share),
-    so the cycle, and the throughput, are unchanged."""
+    so the cycle, and the throughput, are unchanged.
+
+    The step's KV read (``kv_read_s``, part of ``roofline_decode_s``) is not scaled: the
+    multiplier describes the weight kernels and the step's overhead, while attention's rate
+    is measured on its own (the engine traits' ``kv_read_efficiency``, from runs at several
+    depths: bench/results/llamacpp_depth*.md). Scaled with the weights', a longer context
+    cost too little in all 49 held-out pairs of runs that differ only in length (XiongjieDai's
+    2024 tg512 and tg8192, eight GPU models): median -30 %; at attention's own rate the median
+    is +1 % (bench/results/prediction_accuracy.md, "context cost"). The spread stays (median
+    abs 32 %): without flash attention those builds read the context at about 0.35 of spec
+    bandwidth on Ada GPUs and much slower on A100s, RTX 3090s and the M2 Ultra, slower still
+    for 70B (eight query heads a KV head) than for 8B (four), which one rate per engine and
+    device kind does not tell apart."""
     batch = np.asarray(batch, dtype=float)
     roofline_prefill = np.asarray(roofline_prefill_s, dtype=float)
+    attention = np.asarray(kv_read_s, dtype=float)
     prefill = roofline_prefill / np.asarray(single_stream_multiplier)
-    decode_share = output_tokens * np.asarray(roofline_decode_s) / batch / multiplier
+    decode_share = output_tokens * (np.asarray(roofline_decode_s) - attention) / batch / multiplier
     # The prefills are per setting; the cycle has the concurrency axis last.
     cycle = roofline_prefill[..., None] / multiplier + decode_share
     kept = np.maximum(cycle - prefill[..., None], MIN_DECODE_SHARE * decode_share)
-    return np.asarray(prefill), np.asarray(kept * batch / output_tokens)
+    return np.asarray(prefill), np.asarray(kept * batch / output_tokens + attention)
 
 
 def estimate_performance(
@@ -1001,7 +1042,13 @@ def estimate_performance(
     multiplier, basis, first_token = _calibration(space, snapshot, workload)
     roofline_prefill = prefill
     prefill, decode = single_stream_prefill(
-        prefill, decode, multiplier, multiplier[..., 0], workload.output_tokens, CONCURRENCY_GRID
+        prefill,
+        decode,
+        multiplier,
+        multiplier[..., 0],
+        workload.output_tokens,
+        CONCURRENCY_GRID,
+        kv_read_s(shape, workload, bandwidth * kv_eff, CONCURRENCY_GRID),
     )
     kv_sequence = kv_gb_per_token(shape) * (workload.input_tokens + workload.output_tokens)
     free = usable - weights[:, None]
@@ -1184,7 +1231,13 @@ def predict_profile(
         decode, _ = roofline.step_times(running)
     out = profile.output_tokens
     pre_array, step_array = single_stream_prefill(
-        float(prefill), decode, np.array(multiplier), prefill_multiplier, out, float(running)
+        float(prefill),
+        decode,
+        np.array(multiplier),
+        prefill_multiplier,
+        out,
+        float(running),
+        roofline.kv_read_s(running),
     )
     pre, step = float(pre_array), float(step_array[0])
     service = float(first_token.service_s(float(prefill), pre))

@@ -21,8 +21,15 @@ from quantplan.planner.batching import (
     pinned_values,
     served_over_loop,
 )
-from quantplan.planner.decide import prepare
-from quantplan.planner.estimate import CONCURRENCY_GRID, _evidence, predict_profile
+from quantplan.planner.decide import PlanningContext, prepare
+from quantplan.planner.estimate import (
+    CONCURRENCY_GRID,
+    _efficiency_tables,
+    _evidence,
+    _profile_roofline,
+    kv_read_s,
+    predict_profile,
+)
 from quantplan.planner.targets import Targets, Workload
 
 SCHEME = "gptq-w4a16-g128"
@@ -44,20 +51,31 @@ def _k(concurrency: int) -> int:
 
 
 def _bent_curve(shipped: CatalogSnapshot, knee: float) -> tuple[ProfileRecord, ...]:
-    """A setting measured at 1 and 32 sequences, at ``knee`` x the roofline's gain at 32."""
+    """A setting measured at 1 and 32 sequences, at ``knee`` x the roofline's gain at 32 in
+    all but the steps' KV read, which keeps attention's own rate."""
     modeled = predict_profile(_profile(1, 1.0), shipped, ())
     assert modeled is not None
     single = _profile(1, 0.8 * modeled.output_tokens_per_s)
     ideal = predict_profile(_profile(32, 1.0), shipped, (single,))
-    assert ideal is not None
-    return single, _profile(32, knee * ideal.output_tokens_per_s)
+    roofline = _profile_roofline(_profile(32, 1.0), shipped)
+    assert ideal is not None and roofline is not None
+    out = WORKLOAD.output_tokens
+    kv_cycle = out * roofline.kv_read_s(32) / 32
+    cycle = (out / ideal.output_tokens_per_s - kv_cycle) / knee + kv_cycle
+    return single, _profile(32, out / cycle)
+
+
+def _kv_read(context: PlanningContext) -> np.ndarray:
+    """The time map's KV read per decode step, per option, instance and concurrency."""
+    bandwidth, _, _, _, kv_eff, _, _, _ = _efficiency_tables(context.space, context.snapshot)
+    return kv_read_s(context.space.shape, WORKLOAD, bandwidth * kv_eff, CONCURRENCY_GRID)
 
 
 def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogSnapshot) -> None:
     """Another model on another GPU keeps its single-stream speed but batches like the
-    measured curve: at 32 sequences a request's cycle (prefill + output x step / 32) takes
-    twice the unbent one; the prefill keeps its single-stream time, so the step takes the
-    rest."""
+    measured curve: at 32 sequences a request's cycle (prefill + output x step / 32), less
+    the steps' KV read, takes twice the unbent one; the prefill keeps its single-stream time,
+    so the step takes the rest."""
     profiles = _bent_curve(shipped, 0.5)
     _, curves = _evidence(profiles, shipped, WORKLOAD)
     # What a plan draws on: served curves first; this one was measured without the flag.
@@ -73,8 +91,11 @@ def test_a_measured_knee_bends_other_models_on_the_same_engine(shipped: CatalogS
     prefill = flat.perf.prefill_s[s, i]
     assert bent.perf.prefill_s[s, i] == pytest.approx(prefill, rel=0.02)
     out = WORKLOAD.output_tokens
+    kv = _kv_read(bent)[s, i]
+    assert np.allclose(kv, _kv_read(flat)[s, i]) and kv[_k(32)] > 0
     before, after = (
-        prefill + out * p.decode_step_s[s, i] / CONCURRENCY_GRID for p in (flat.perf, bent.perf)
+        prefill + out * (p.decode_step_s[s, i] - kv) / CONCURRENCY_GRID
+        for p in (flat.perf, bent.perf)
     )
     assert after[_k(1)] == pytest.approx(before[_k(1)], rel=0.02)
     assert after[_k(32)] == pytest.approx(2 * before[_k(32)], rel=0.05)
