@@ -32,9 +32,12 @@ TREE = HERE.parent / ".llama-src" / "llama.cpp"
 # Llama shapes (config.json of meta-llama/Llama-3.2-1B and Llama-3.1-8B). The vocabulary is the
 # default model's (49,152 tokens, its tokenizer travels), not Llama 3's 128,256: the 8B file
 # has 0.32 B fewer parameters in its embedding and output matrices (about 4 % of the weights).
+# "70b-8l" is 8 of Llama-3.1-70B's 80 layers (its config.json: 64 query heads a layer over the
+# same 8 KV heads of 128 as the 8B's 32), for what a layer's attention costs per KV byte.
 SHAPES: dict[str, dict[str, float | int]] = {
     "1b": {"hidden": 2048, "layers": 16, "heads": 32, "kv_heads": 8, "ffn": 8192, "tied": 1},
     "8b": {"hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "ffn": 14336, "tied": 0},
+    "70b-8l": {"hidden": 8192, "layers": 8, "heads": 64, "kv_heads": 8, "ffn": 28672, "tied": 0},
 }
 
 

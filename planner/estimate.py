@@ -992,7 +992,10 @@ def single_stream_prefill(
     The step's KV read (``kv_read_s``, part of ``roofline_decode_s``) is not scaled: the
     multiplier describes the weight kernels and the step's overhead, while attention's rate
     is measured on its own (the engine traits' ``kv_read_efficiency``, from runs at several
-    depths: bench/results/llamacpp_depth*.md). Scaled with the weights', a longer context
+    depths: bench/results/llamacpp_depth*.md). There a token of depth cost one H200 the same
+    56-59 ns with flash attention (109-112 without) for F16, Q8_0 and Q4_K_M files whose
+    weights it read at 2.9, 1.8 and 1.1 TB/s: the weight kernel's class, which a multiplier
+    is, says nothing of attention's. Scaled with the weights', a longer context
     cost too little in all 49 held-out pairs of runs that differ only in length (XiongjieDai's
     2024 tg512 and tg8192, eight GPU models): median -30 %; at attention's own rate the median
     is +1 % (bench/results/prediction_accuracy.md, "context cost"). The spread stays (median
