@@ -55,6 +55,7 @@ class BatchingCurve:
     settings: int  # measured curves averaged
     basis: Basis
     source: str
+    sources: tuple[str, ...] = ()  # the source of each measured curve averaged (plans cite them)
 
     def factor(self, concurrency: np.ndarray | float) -> np.ndarray:
         """The factor at ``concurrency`` (interpolated in log space, clamped at the ends)."""
@@ -151,6 +152,7 @@ def measured_curves(points: Iterable[CurvePoint]) -> dict[CurveKey, BatchingCurv
             by_setting[setting_of(point.profile)].append(point)
     logs: dict[CurveKey, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     settings: dict[CurveKey, int] = defaultdict(int)
+    sources: dict[CurveKey, list[str]] = defaultdict(list)
     for found in by_setting.values():
         per_level: dict[float, list[float]] = defaultdict(list)
         for point in found:
@@ -160,6 +162,7 @@ def measured_curves(points: Iterable[CurvePoint]) -> dict[CurveKey, BatchingCurv
         base = float(np.mean(per_level[1.0]))
         for key in found[0].keys:
             settings[key] += 1
+            sources[key].append(found[0].profile.source)
             for level, values in per_level.items():
                 # ratio = modeled over measured time = measured over modeled speed
                 logs[key][level].append(float(np.mean(values)) - base)
@@ -173,6 +176,7 @@ def measured_curves(points: Iterable[CurvePoint]) -> dict[CurveKey, BatchingCurv
             settings=settings[key],
             basis="measured",
             source=f"{settings[key]} measured curve(s) of {' '.join(key[2:])}, {key[1]}",
+            sources=tuple(sources[key]),
         )
     return curves
 

@@ -405,6 +405,8 @@ def _print_plan(
         ):
             if e is not None:
                 rows.append((name, f"{e.value:,.4g} [{e.low:,.4g} - {e.high:,.4g}] {e.basis}"))
+        rests_on = m.speed_evidence or "no profile: default efficiencies, the roofline's batching"
+        rows.append(("speeds rest on", escape(rests_on)))
         rows += _quality_rows(m)
         rows.append(("memory GB", f"{m.memory_gb:,.1f} of {m.memory_capacity_gb:,.1f}"))
         for row in rows:

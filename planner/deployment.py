@@ -108,6 +108,7 @@ def build_deployment(ev: Evaluation, index: Index, instances: int | None = None)
         requests_per_s=_speed_estimate(
             float(points.requests_per_s[s, i]), code, engine, speed, confidence
         ),
+        speed_evidence=perf.evidence.get((s, i), ""),
         concurrency=max(concurrency, 1),
         memory_gb=round(memory, 3),
         memory_capacity_gb=round(float(perf.usable_memory_gb[s, i]), 3),

@@ -22,8 +22,9 @@ an engine's measured curves over concurrency bend the roofline's batching to the
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -277,6 +278,8 @@ class PerformanceMap:
     first_token_s: np.ndarray  # (S, I) a request's hold on the engine before its first token
     # (request overhead and prefill, FirstTokenFit): the TTFT queue's service time
     first_token_fits: dict[tuple[str, str], FirstTokenFit]  # per (engine, device kind)
+    evidence: dict[tuple[int, int], str] = field(default_factory=dict)  # per (S, I): the
+    # profiles the speeds rest on, in words ('' or absent: default efficiencies, no profile)
 
 
 @dataclass(frozen=True)
@@ -666,14 +669,15 @@ def _evidence(
     for point, calibrated in points:
         if calibrated is None or setting_of(point.profile) in started_cold:
             continue
+        source = point.profile.source
         if setting_of(point.profile) in with_curves:
             if point.profile.concurrency == 1:
-                ratios.add(calibrated, point.ratio)
+                ratios.add(calibrated, point.ratio, source)
             continue
         factor = batching_curve(curves, lookup_keys(point.keys)).factor(
             float(point.profile.concurrency)
         )
-        ratios.add(calibrated, point.ratio / float(factor))
+        ratios.add(calibrated, point.ratio / float(factor), source)
     anchors = _curve_anchors(curve_points, started_cold, ratios, snapshot)
     if anchors:
         curves = measured_curves([*curve_points, *anchors])
@@ -889,19 +893,56 @@ def _fit_first_token(points: list[tuple[float, float, float]]) -> FirstTokenFit:
     return FirstTokenFit(overhead, None, len(points))
 
 
+CITED_SOURCES = 3
+"""Sources a plan's evidence line names (the ones with most rows); the rest are counted."""
+
+
+def _named(counts: Counter[str]) -> str:
+    named = [f"{source} ({n})" for source, n in counts.most_common(CITED_SOURCES)]
+    rest = len(counts) - len(named)
+    return "; ".join(named) + (f"; {rest} more source(s)" if rest > 0 else "")
+
+
+def cite(sources: Iterable[str]) -> str:
+    """``sources`` (one per profile) as a citation: the row count, then the sources with the
+    most rows, each with its count."""
+    counts = Counter(source for source in sources if source)
+    return f"{sum(counts.values())} profile(s): {_named(counts)}"
+
+
+def _class_evidence(key: CalibrationKey, ratios: ClassRatios) -> str:
+    """What a calibration class's multiplier rests on, in words."""
+    kind, *what = key
+    return f"efficiency of the {kind} class ({' '.join(str(w) for w in what)}) from " + cite(
+        ratios.sources.get(key, ())
+    )
+
+
+def _curve_evidence(curve: BatchingCurve) -> str:
+    """What a batching curve rests on, in words ('' for the roofline's own)."""
+    if curve.basis != "measured":
+        return ""
+    return f"batching: {curve.source} ({_named(Counter(curve.sources))})"
+
+
 def _calibration(
     space: CandidateSpace, snapshot: CatalogSnapshot, workload: Workload
-) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], FirstTokenFit]]:
-    """Speed multipliers (S, I, K) and basis codes (S, I, K) from the catalog's profiles."""
+) -> tuple[
+    np.ndarray, np.ndarray, dict[tuple[str, str], FirstTokenFit], dict[tuple[int, int], str]
+]:
+    """Speed multipliers (S, I, K) and basis codes (S, I, K) from the catalog's profiles, the
+    first-token fits, and per (option, instance) the profiles its speeds rest on, in words."""
     shape_s, shape_i, k = len(space.options), len(space.instances), len(CONCURRENCY_GRID)
     multiplier = np.ones((shape_s, shape_i, k))
     basis = np.zeros((shape_s, shape_i, k), dtype=np.int8)
+    evidence: dict[tuple[int, int], str] = {}
     usable = [p for p in snapshot.profiles if plans_from(p)]
     if not usable:
-        return multiplier, basis, {}
+        return multiplier, basis, {}, evidence
     # Every profile: _evidence sets apart those plans do not draw on, and knows them.
     class_ratios, curves = _evidence(snapshot.profiles, snapshot, workload)
     exact: dict[tuple[int, int], list[tuple[float, float, int, bool]]] = defaultdict(list)
+    exact_sources: dict[tuple[int, int], list[str]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
     for profile in usable:
         s = option_index.get((profile.scheme, profile.engine))
@@ -916,10 +957,12 @@ def _calibration(
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
                 exact[(s, i)].append((float(profile.concurrency), ratio, code, is_served(profile)))
+                exact_sources[(s, i)].append(profile.source)
     # Many options share an engine and scheme and many instances a device, so each class's
     # pooled mean is taken once, not once per (option, instance) pair.
     pooled = pooled_log_means(class_ratios)
     by_class: dict[tuple[str, str, str], float | None] = {}
+    class_words: dict[tuple[str, str, str], str] = {}
     by_curve: dict[tuple[str, str, str], BatchingCurve] = {}
     bent: dict[tuple[str, str, str], np.ndarray] = {}  # each curve's factors on the grid, once
     for s, option in enumerate(space.options):
@@ -930,6 +973,7 @@ def _calibration(
                     class_ratios, option.engine, option.family, hardware, pooled, option.scheme.name
                 )
                 by_class[lookup] = found[0] if found else None
+                class_words[lookup] = _class_evidence(found[1], class_ratios) if found else ""
             bending = (option.engine, hardware.kind, option.scheme.name)
             if bending not in by_curve:
                 # A plan's replicas are served: served curves first.
@@ -941,6 +985,8 @@ def _calibration(
             if value is not None:
                 multiplier[s, i, :] *= value
                 basis[s, i, :] = CALIBRATED
+            words = (class_words[lookup], _curve_evidence(by_curve[bending]))
+            evidence[(s, i)] = "; ".join(w for w in words if w)
     log_grid = np.log(CONCURRENCY_GRID)
     conversions: dict[tuple[str, str, str], BatchingCurve | None] = {}
     for (s, i), points in exact.items():
@@ -954,6 +1000,12 @@ def _calibration(
         )
         curve = by_curve[(option.engine, hardware.kind, option.scheme.name)]
         multiplier[s, i, :] = pinned_values(xs, ys, CONCURRENCY_GRID, curve)
+        levels_words = ", ".join(f"{math.exp(x):g}" for x in xs)
+        pinned = (
+            f"this setting's runs at concurrency {levels_words} ({cite(exact_sources[(s, i)])})"
+        )
+        beyond = _curve_evidence(curve)
+        evidence[(s, i)] = pinned + (f"; beyond them, {beyond}" if beyond else "")
         codes = {p[0]: p[2] for p in points if p[0] in levels}
         for k, log_b in enumerate(log_grid):
             hit = [code for level, code in codes.items() if abs(math.log(level) - log_b) < 1e-9]
@@ -963,7 +1015,8 @@ def _calibration(
                 basis[s, i, k] = INTERPOLATED
             else:
                 basis[s, i, k] = CALIBRATED
-    return multiplier, basis, first_token_fits(usable, snapshot, class_ratios, pooled)
+    fits = first_token_fits(usable, snapshot, class_ratios, pooled)
+    return multiplier, basis, fits, evidence
 
 
 MIN_DECODE_SHARE = 0.25
@@ -1042,7 +1095,7 @@ def estimate_performance(
         CONCURRENCY_GRID,
         links,
     )
-    multiplier, basis, first_token = _calibration(space, snapshot, workload)
+    multiplier, basis, first_token, evidence = _calibration(space, snapshot, workload)
     roofline_prefill = prefill
     prefill, decode = single_stream_prefill(
         prefill,
@@ -1122,6 +1175,7 @@ def estimate_performance(
         gpu_layers=gpu_layers,
         first_token_s=service,
         first_token_fits=first_token,
+        evidence=evidence,
     )
 
 

@@ -108,6 +108,13 @@ class PredictedMetrics(PlanModel):
         description="Output tokens/s one replica sustains at its operating concurrency"
     )
     requests_per_s: Estimate = Field(description="Requests/s one replica carries inside SLOs")
+    speed_evidence: str = Field(
+        default="",
+        description="The profiles the four speed estimates rest on, with their sources: the "
+        "setting's own runs where the catalog has them, else the calibration class whose "
+        "efficiency it takes, and the measured batching curve it bends by. Empty: no profile "
+        "(default efficiencies, the roofline's own batching)",
+    )
     concurrency: int = Field(ge=1, description="Sequences in flight per replica at peak")
     memory_gb: float = Field(ge=0, description="Weights + KV cache + runtime overhead, per replica")
     memory_capacity_gb: float = Field(ge=0, description="Usable memory of one replica")

@@ -36,13 +36,18 @@ class ClassRatios(dict[CalibrationKey, list[float]]):
     def __init__(self) -> None:
         super().__init__()
         self.parent: dict[CalibrationKey, CalibrationKey] = {}
+        self.sources: dict[CalibrationKey, list[str]] = {}
+        """Per class, the source of each ratio filed under it (in filing order): what a
+        plan's estimate cites."""
 
-    def add(self, chain: tuple[CalibrationKey, ...], ratio: float) -> None:
-        """File ``ratio`` under every class of ``chain`` (most specific first)."""
+    def add(self, chain: tuple[CalibrationKey, ...], ratio: float, source: str = "") -> None:
+        """File ``ratio`` (of a profile from ``source``) under every class of ``chain`` (most
+        specific first)."""
         for child, parent in pairwise(chain):
             self.parent[child] = parent
         for key in chain:
             self.setdefault(key, []).append(ratio)
+            self.sources.setdefault(key, []).append(source)
 
 
 def _root(key: CalibrationKey, parent: dict[CalibrationKey, CalibrationKey]) -> CalibrationKey:

@@ -90,6 +90,27 @@ def _price_section(
     return ("Prices: date and source", ["deployment", "price"], rows, " ".join(notes))
 
 
+def _speed_evidence_section(report: CapacityReport) -> tuple[str, list[str], list[list[str]], str]:
+    """The profiles each shown deployment's speed estimates rest on."""
+    plan: Plan = report.plan
+    shown: dict[str, Deployment] = {}
+    for d in (*plan.fleet, *plan.alternatives):
+        shown.setdefault(f"{d.label} ({d.pricing})", d)
+    rows = [
+        [
+            label,
+            f"{d.metrics.output_tokens_per_s.basis}: "
+            + (d.metrics.speed_evidence or "no profile (default efficiencies)"),
+        ]
+        for label, d in shown.items()
+    ]
+    note = (
+        "Where no profile stands behind a number it is the roofline with the engine's default "
+        "efficiencies, and its band is what held-out validation measured for such estimates."
+    )
+    return ("Speed estimates: the profiles they rest on", ["deployment", "evidence"], rows, note)
+
+
 def _sections(
     report: CapacityReport, today: date, max_age_days: int
 ) -> list[tuple[str, list[str], list[list[str]], str]]:
@@ -98,6 +119,7 @@ def _sections(
     out = [
         ("Plan", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.fleet], plan.summary),
         _price_section(report, today, max_age_days),
+        _speed_evidence_section(report),
         ("Alternatives", DEPLOYMENT_HEADER, [_deployment_row(d) for d in plan.alternatives], ""),
         (
             "Why other families lost",
