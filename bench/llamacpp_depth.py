@@ -151,6 +151,16 @@ def render(result: dict[str, Any], date: str, commit: str, machine: str, version
     return "\n".join(lines) + "\n"
 
 
+def machine_and_version(device: Path) -> tuple[str, str]:
+    """The machine (machine.txt: nvidia-smi's CSV, header then the card; cores, CPU model,
+    uptime lines) in one line, and llama.cpp's version line (version.txt; "?" without it)."""
+    lines = (device / "machine.txt").read_text().splitlines()
+    machine = "; ".join(" ".join(line.split()) for line in lines[1:] if line.strip())
+    version_file = device / "version.txt"
+    version = " ".join(version_file.read_text().split()[:12]) if version_file.exists() else "?"
+    return machine, version
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=Path, required=True)
@@ -158,11 +168,7 @@ def main() -> None:
     parser.add_argument("--commit", required=True)
     args = parser.parse_args()
     result = read(args.device)
-    # machine.txt: nvidia-smi's CSV (header, then the card), cores, CPU model, uptime lines.
-    lines = (args.device / "machine.txt").read_text().splitlines()
-    machine = "; ".join(" ".join(line.split()) for line in lines[1:] if line.strip())
-    version_file = args.device / "version.txt"
-    version = " ".join(version_file.read_text().split()[:12]) if version_file.exists() else "?"
+    machine, version = machine_and_version(args.device)
     result.update({"date": args.date, "commit": args.commit, "machine": machine})
     (RESULTS / "llamacpp_depth.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "llamacpp_depth.md").write_text(

@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llamacpp_depth import SLOPE_FROM, SLOPE_TO
+from llamacpp_cold_start import HARDWARE
+from llamacpp_depth import SLOPE_FROM, SLOPE_TO, machine_and_version
+from llamacpp_server_gpu import SHAPES
+
+from quantplan.catalog.seeding import seed_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# bench/llamacpp_server_gpu.py SHAPES: layers and query heads a KV head; 8 KV heads of 128.
-SHAPES = {"8b": (32, 4), "70b-8l": (8, 8)}
-KV_BYTES_PER_TOKEN_AND_LAYER = 8 * 128 * 2 * 2
-SPEC_GBPS = {"H100": 3350.0, "H200": 4800.0}  # NVIDIA's data sheets (the catalog's rows)
+KV_BYTES_PER_TOKEN_AND_LAYER = 8 * 128 * 2 * 2  # both shapes: 8 KV heads of 128, K and V, F16
 
 # What the committed run (bench/results/llamacpp_depth_heads.json) says.
 FINDINGS = """## What it says
@@ -94,7 +95,8 @@ def read(device: Path, spec_gbps: float) -> dict[str, Any]:
         }
         if not {SLOPE_FROM, SLOPE_TO} <= set(curve):
             continue
-        layers, group = SHAPES[shape]
+        layers = int(SHAPES[shape]["layers"])
+        group = int(SHAPES[shape]["heads"]) // int(SHAPES[shape]["kv_heads"])
         per_token = (1.0 / curve[SLOPE_TO] - 1.0 / curve[SLOPE_FROM]) / (SLOPE_TO - SLOPE_FROM)
         kv_rate = layers * KV_BYTES_PER_TOKEN_AND_LAYER / per_token / 1e9
         rates.append(
@@ -157,13 +159,12 @@ def main() -> None:
     parser.add_argument("--date", required=True)
     parser.add_argument("--commit", required=True)
     args = parser.parse_args()
-    # machine.txt: nvidia-smi's CSV (header, then the card), cores, CPU model, uptime lines.
-    lines = (args.device / "machine.txt").read_text().splitlines()
-    machine = "; ".join(" ".join(line.split()) for line in lines[1:] if line.strip())
-    spec = next((v for k, v in SPEC_GBPS.items() if k in machine), SPEC_GBPS["H100"])
+    machine, version = machine_and_version(args.device)
+    # The card's spec bandwidth: its catalog row (nvidia-smi's name, mapped as the seeds map it).
+    card = HARDWARE[machine.split(",")[0].strip()]
+    hardware = dict(seed_records())["hardware"]
+    spec = next(h.memory_bandwidth_gbps for h in hardware if h.name == card)
     result = read(args.device, spec)
-    version_file = args.device / "version.txt"
-    version = " ".join(version_file.read_text().split()[:12]) if version_file.exists() else "?"
     result |= {
         "date": args.date,
         "commit": args.commit,

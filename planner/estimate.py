@@ -449,25 +449,28 @@ class _ProfileRoofline:
     overhead_s: float
     flash_attention: bool = True
 
+    @property
+    def kv_bandwidth_gbps(self) -> float:
+        """The rate attention reads the KV cache at (its own, or the weights')."""
+        efficiency = _kv_bandwidth_efficiency(self.traits, self.flash_attention)
+        return self.replica.bandwidth_gbps * efficiency
+
     def kv_read_s(self, concurrency: float) -> float:
         """Seconds a decode step at ``concurrency`` reads the KV cache, at attention's rate."""
-        kv_bandwidth = self.replica.bandwidth_gbps * _kv_bandwidth_efficiency(
-            self.traits, self.flash_attention
-        )
+        batch = np.array([concurrency])
         return float(
-            kv_read_s(self.shape, self.workload, np.array(kv_bandwidth), np.array([concurrency]))[0]
+            kv_read_s(self.shape, self.workload, np.array(self.kv_bandwidth_gbps), batch)[0]
         )
 
     def step_times(self, concurrency: float) -> tuple[np.ndarray, np.ndarray]:
         """Decode step (shape (1,)) and prefill (scalar array) seconds at ``concurrency``."""
         traits, hardware = self.traits, self.hardware
-        kv_efficiency = _kv_bandwidth_efficiency(traits, self.flash_attention)
         return _step_times(
             self.shape,
             self.workload,
             np.array(weight_gb(self.shape, self.scheme, self.method)),
             np.array(self.replica.bandwidth_gbps * traits.bandwidth_efficiency),
-            np.array(self.replica.bandwidth_gbps * kv_efficiency),
+            np.array(self.kv_bandwidth_gbps),
             np.array(
                 self.replica.tflops
                 * traits.compute_efficiency
@@ -941,8 +944,8 @@ def _calibration(
         return multiplier, basis, {}, evidence
     # Every profile: _evidence sets apart those plans do not draw on, and knows them.
     class_ratios, curves = _evidence(snapshot.profiles, snapshot, workload)
-    exact: dict[tuple[int, int], list[tuple[float, float, int, bool]]] = defaultdict(list)
-    exact_sources: dict[tuple[int, int], list[str]] = defaultdict(list)
+    # Per (option, instance): (concurrency, ratio, basis code, served, source) of each run.
+    exact: dict[tuple[int, int], list[tuple[float, float, int, bool, str]]] = defaultdict(list)
     option_index = {(o.scheme.name, o.engine): s for s, o in enumerate(space.options)}
     for profile in usable:
         s = option_index.get((profile.scheme, profile.engine))
@@ -956,8 +959,9 @@ def _calibration(
         code = MEASURED if profile.basis == "measured" else PUBLISHED
         for i in range(shape_i):
             if _matches_machine(profile, space, i):
-                exact[(s, i)].append((float(profile.concurrency), ratio, code, is_served(profile)))
-                exact_sources[(s, i)].append(profile.source)
+                exact[(s, i)].append(
+                    (float(profile.concurrency), ratio, code, is_served(profile), profile.source)
+                )
     # Many options share an engine and scheme and many instances a device, so each class's
     # pooled mean is taken once, not once per (option, instance) pair.
     pooled = pooled_log_means(class_ratios)
@@ -965,6 +969,7 @@ def _calibration(
     class_words: dict[tuple[str, str, str], str] = {}
     by_curve: dict[tuple[str, str, str], BatchingCurve] = {}
     bent: dict[tuple[str, str, str], np.ndarray] = {}  # each curve's factors on the grid, once
+    curve_words: dict[tuple[str, str, str], str] = {}  # and what it rests on, once
     for s, option in enumerate(space.options):
         for i, hardware in enumerate(space.hardware):
             lookup = (option.engine, option.scheme.name, hardware.name)
@@ -980,12 +985,13 @@ def _calibration(
                 keys = lookup_keys(curve_keys(*bending, option.scheme.bits, served=True))
                 by_curve[bending] = batching_curve(curves, keys)
                 bent[bending] = by_curve[bending].factor(CONCURRENCY_GRID)
+                curve_words[bending] = _curve_evidence(by_curve[bending])
             multiplier[s, i, :] = bent[bending]
             value = by_class[lookup]
             if value is not None:
                 multiplier[s, i, :] *= value
                 basis[s, i, :] = CALIBRATED
-            words = (class_words[lookup], _curve_evidence(by_curve[bending]))
+            words = (class_words[lookup], curve_words[bending])
             evidence[(s, i)] = "; ".join(w for w in words if w)
     log_grid = np.log(CONCURRENCY_GRID)
     conversions: dict[tuple[str, str, str], BatchingCurve | None] = {}
@@ -998,13 +1004,12 @@ def _calibration(
         xs, ys, levels = pinned_curve(
             ((p[0], p[1], p[3]) for p in points), served=True, conversion=conversions[bending]
         )
-        curve = by_curve[(option.engine, hardware.kind, option.scheme.name)]
+        curve = by_curve[bending]
         multiplier[s, i, :] = pinned_values(xs, ys, CONCURRENCY_GRID, curve)
         levels_words = ", ".join(f"{math.exp(x):g}" for x in xs)
-        pinned = (
-            f"this setting's runs at concurrency {levels_words} ({cite(exact_sources[(s, i)])})"
-        )
-        beyond = _curve_evidence(curve)
+        runs = cite(p[4] for p in points)
+        pinned = f"this setting's runs at concurrency {levels_words} ({runs})"
+        beyond = curve_words[bending]
         evidence[(s, i)] = pinned + (f"; beyond them, {beyond}" if beyond else "")
         codes = {p[0]: p[2] for p in points if p[0] in levels}
         for k, log_b in enumerate(log_grid):
